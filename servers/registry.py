@@ -1,0 +1,64 @@
+"""The one list of servers. Migrations, the CLI, ``config claude``, ``doctor`` and the conformance
+tests all iterate :data:`SERVERS`; adding a server is a folder plus one line here."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server: its name is also its PostgreSQL schema, its role and its env prefix (upper-cased)."""
+
+    name: str
+    title: str
+    description: str
+    #: An example server used by the tests and as the template for new ones; left out of `config claude`.
+    example: bool = False
+
+    @property
+    def package(self) -> str:
+        return f"servers.{self.name}"
+
+    @property
+    def env_prefix(self) -> str:
+        return f"{self.name.upper()}_"
+
+    def module(self, sub: str) -> ModuleType:
+        return importlib.import_module(f"{self.package}.{sub}")
+
+    def load_settings(self, **overrides: Any) -> Any:
+        """The server's Settings, read from the environment (a bad value stops with a clear message)."""
+        from common.settings import load_settings
+
+        return load_settings(self.module("settings").Settings, **overrides)
+
+    def build(self, settings: Any) -> Any:
+        """The server's ``build(settings) -> MCPServer``."""
+        return self.module("server").build(settings)
+
+
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec(
+        "notes",
+        "Notes (example)",
+        "Tiny example server that exercises every part of common/ end to end; the template for new servers.",
+        example=True,
+    ),
+)
+
+
+def get(name: str) -> ServerSpec:
+    """The spec named ``name``; a clear error lists the known names."""
+    for spec in SERVERS:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in SERVERS)
+    raise KeyError(f"Unknown server {name!r}. Known servers: {known}")
+
+
+def names(*, include_examples: bool = True) -> list[str]:
+    return [s.name for s in SERVERS if include_examples or not s.example]

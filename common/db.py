@@ -188,7 +188,7 @@ class Database:
         return self._pool
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self) -> AsyncIterator[Any]:
         """A pooled connection; counts a wait when every connection is busy."""
         pool = self.pool
         self._acquires += 1
@@ -217,9 +217,7 @@ class Database:
                 last = exc
                 self._conn_failures += 1
                 self.breaker.on_failure()
-                log.warning(
-                    "db_connection_error", attempt=attempt, error=redact(str(exc)) or type(exc).__name__
-                )
+                log.warning("db_connection_error", attempt=attempt, error=redact(str(exc)) or type(exc).__name__)
                 if attempt < attempts and self.breaker.state != "open":
                     await asyncio.sleep(delay + random.uniform(0, delay))
                     delay = min(delay * 2, 1.0)

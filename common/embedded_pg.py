@@ -104,9 +104,7 @@ def status(data_dir: Path) -> EmbeddedStatus:
     handles: list[int] = []
     if (pgdata / _PIDS_FILE).exists():
         try:
-            handles = [
-                p for p in json.loads((pgdata / _PIDS_FILE).read_text() or "[]") if psutil.pid_exists(p)
-            ]
+            handles = [p for p in json.loads((pgdata / _PIDS_FILE).read_text() or "[]") if psutil.pid_exists(p)]
         except ValueError:
             handles = []
     del pg

@@ -53,9 +53,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_processor,
     ]
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
-    )
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if use_console else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             *shared,

@@ -40,12 +40,8 @@ class BaseServerSettings(BaseSettings):
         validation_alias=_shared("DATABASE_URL"),
         description="Admin URL of PostgreSQL; unset starts the embedded PostgreSQL.",
     )
-    redis_url: SecretStr = Field(
-        default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias=_shared("REDIS_URL")
-    )
-    redis_prefix: str = Field(
-        default="mcp", validation_alias=_shared("REDIS_PREFIX"), pattern=r"^[a-z0-9_-]+$"
-    )
+    redis_url: SecretStr = Field(default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias=_shared("REDIS_URL"))
+    redis_prefix: str = Field(default="mcp", validation_alias=_shared("REDIS_PREFIX"), pattern=r"^[a-z0-9_-]+$")
     qdrant_url: str | None = Field(default=None, validation_alias=_shared("QDRANT_URL"))
     qdrant_path: Path | None = Field(default=None, validation_alias=_shared("QDRANT_PATH"))
     qdrant_api_key: SecretStr | None = Field(default=None, validation_alias=_shared("QDRANT_API_KEY"))
@@ -54,25 +50,17 @@ class BaseServerSettings(BaseSettings):
     )
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, validation_alias=_shared("EMBEDDING_MODEL"))
     embedding_cache_dir: Path | None = Field(default=None, validation_alias=_shared("EMBEDDING_CACHE_DIR"))
-    embedding_threads: int | None = Field(
-        default=None, ge=1, le=64, validation_alias=_shared("EMBEDDING_THREADS")
-    )
-    embedding_batch_size: int = Field(
-        default=64, ge=1, le=1024, validation_alias=_shared("EMBEDDING_BATCH_SIZE")
-    )
+    embedding_threads: int | None = Field(default=None, ge=1, le=64, validation_alias=_shared("EMBEDDING_THREADS"))
+    embedding_batch_size: int = Field(default=64, ge=1, le=1024, validation_alias=_shared("EMBEDDING_BATCH_SIZE"))
     log_level: LogLevel = Field(default="INFO", validation_alias=_shared("LOG_LEVEL"))
-    log_format: Literal["json", "console", "auto"] = Field(
-        default="json", validation_alias=_shared("LOG_FORMAT")
-    )
+    log_format: Literal["json", "console", "auto"] = Field(default="json", validation_alias=_shared("LOG_FORMAT"))
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("mcp-suite")),
         validation_alias=_shared("MCP_SUITE_DATA_DIR"),
     )
     db_pool_min: int = Field(default=1, ge=0, le=100, validation_alias=_shared("DB_POOL_MIN"))
     db_pool_max: int = Field(default=5, ge=1, le=200, validation_alias=_shared("DB_POOL_MAX"))
-    db_connect_timeout_s: float = Field(
-        default=5.0, gt=0, le=120, validation_alias=_shared("DB_CONNECT_TIMEOUT_S")
-    )
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, validation_alias=_shared("DB_CONNECT_TIMEOUT_S"))
     db_statement_timeout_ms: int = Field(
         default=30_000, ge=0, le=3_600_000, validation_alias=_shared("DB_STATEMENT_TIMEOUT_MS")
     )
@@ -80,12 +68,8 @@ class BaseServerSettings(BaseSettings):
         default=60_000, ge=0, le=3_600_000, validation_alias=_shared("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS")
     )
     db_retry_attempts: int = Field(default=3, ge=1, le=20, validation_alias=_shared("DB_RETRY_ATTEMPTS"))
-    db_breaker_threshold: int = Field(
-        default=3, ge=1, le=100, validation_alias=_shared("DB_BREAKER_THRESHOLD")
-    )
-    db_breaker_cooldown_s: float = Field(
-        default=2.0, gt=0, le=300, validation_alias=_shared("DB_BREAKER_COOLDOWN_S")
-    )
+    db_breaker_threshold: int = Field(default=3, ge=1, le=100, validation_alias=_shared("DB_BREAKER_THRESHOLD"))
+    db_breaker_cooldown_s: float = Field(default=2.0, gt=0, le=300, validation_alias=_shared("DB_BREAKER_COOLDOWN_S"))
     db_role_password: SecretStr | None = Field(
         default=None,
         validation_alias=_shared("DB_ROLE_PASSWORD"),

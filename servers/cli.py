@@ -1,0 +1,209 @@
+"""The ``mcp-suite`` command: serve, migrate, db, doctor, config, demo.
+
+This is a command-line tool, not a server: its tables go to stdout. ``serve`` hands stdout to the
+MCP protocol and writes nothing there itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from common.settings import BaseServerSettings, SettingsError, load_settings
+from servers import registry
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table; every command that reports uses it."""
+    cells = [[str(h) for h in headers], *[[("" if c is None else str(c)) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _shared_settings() -> BaseServerSettings:
+    return load_settings(BaseServerSettings)
+
+
+def _admin_url(settings: BaseServerSettings) -> str:
+    from common.runtime import resolve_admin_url
+
+    return resolve_admin_url(settings)
+
+
+def _targets(server: str | None) -> list[str]:
+    if server is None:
+        return registry.names()
+    registry.get(server)
+    return [server]
+
+
+def _password(settings: BaseServerSettings) -> str | None:
+    return settings.db_role_password.get_secret_value() if settings.db_role_password else None
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from common import migrate
+
+    settings = _shared_settings()
+    url = _admin_url(settings)
+    action = args.action or "up"
+    if action == "up":
+        rows = []
+        for name in _targets(args.server):
+            result = await migrate.migrate(url, name, role_password=_password(settings), target=args.to)
+            rows.append((name, ", ".join(str(v) for v in result.applied) or "-", "ok"))
+        _out(table(rows, ["server", "applied", "state"]))
+    elif action == "status":
+        rows = []
+        for name in _targets(args.server):
+            for st in await migrate.status(url, name):
+                state = "dirty" if st.dirty else ("applied" if st.applied else "pending")
+                if st.applied and not st.checksum_ok:
+                    state = "CHANGED"
+                rows.append((name, st.version, st.description, state, st.applied_at or "", st.execution_ms or ""))
+        _out(table(rows, ["server", "version", "description", "state", "applied_at", "ms"]))
+    elif action == "rollback":
+        if args.server is None or args.to is None:
+            _out("rollback needs --server NAME and --to VERSION")
+            return 2
+        undone = await migrate.rollback(url, args.server, to_version=args.to)
+        _out(f"{args.server}: rolled back {', '.join(map(str, undone)) or 'nothing'}")
+    elif action == "verify":
+        bad = 0
+        for name in _targets(args.server):
+            problems = await migrate.verify(url, name)
+            bad += len(problems)
+            _out(f"{name}: " + ("ok" if not problems else "; ".join(problems)))
+        return 1 if bad else 0
+    elif action == "repair":
+        if args.server is None or args.to is None:
+            _out("repair needs --server NAME and --to VERSION (the dirty version)")
+            return 2
+        await migrate.repair(url, args.server, args.to)
+        _out(f"{args.server}: version {args.to} is no longer marked dirty")
+    elif action == "snapshot":
+        written = await migrate.write_snapshots(url, _targets(args.server))
+        for path in written:
+            _out(f"wrote {path}")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from common import embedded_pg
+
+    settings = _shared_settings()
+    if settings.database_url is not None and args.action != "url":
+        _out("DATABASE_URL is set, so the embedded PostgreSQL is not used; manage that server directly.")
+        return 2
+    if args.action == "start":
+        st = embedded_pg.status(settings.data_dir)
+        url = embedded_pg.restart_stopped(settings.data_dir) if st.initialized and not st.running else None
+        url = url or embedded_pg.ensure_embedded(settings.data_dir, detached=True)
+        _out(f"embedded PostgreSQL running: {url}")
+    elif args.action == "stop":
+        _out("stopped" if embedded_pg.stop(settings.data_dir) else "not running")
+    elif args.action == "status":
+        st = embedded_pg.status(settings.data_dir)
+        rows = [
+            ("data directory", st.pgdata),
+            ("initialized", st.initialized),
+            ("running", st.running),
+            ("pid", st.pid or "-"),
+            ("url", st.url or "-"),
+            ("server processes holding it", ", ".join(map(str, st.handles)) or "-"),
+        ]
+        _out(table(rows, ["embedded PostgreSQL", "value"]))
+    elif args.action == "url":
+        if settings.database_url is not None:
+            from common.logging import redact
+
+            _out(redact(settings.database_url.get_secret_value()))
+        else:
+            st = embedded_pg.status(settings.data_dir)
+            if not st.running:
+                _out("not running; start it with `mcp-suite db start`")
+                return 1
+            _out(st.url or "")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-suite", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run one server over stdio (what an MCP client launches)")
+    p.add_argument("name", choices=registry.names())
+
+    p = sub.add_parser("migrate", help="apply migrations; or status | rollback | verify | repair | snapshot")
+    p.add_argument("action", nargs="?", choices=["up", "status", "rollback", "verify", "repair", "snapshot"])
+    p.add_argument("--server", choices=registry.names())
+    p.add_argument("--to", type=int, help="target version (up, rollback) or the dirty version (repair)")
+
+    p = sub.add_parser("db", help="the embedded PostgreSQL: start | stop | status | url")
+    p.add_argument("action", choices=["start", "stop", "status", "url"])
+
+    p = sub.add_parser("doctor", help="check PostgreSQL, pgvector, migrations, Redis, the model, Qdrant")
+    p.add_argument("--skip-model", action="store_true", help="do not load the embedding model")
+
+    p = sub.add_parser("config", help="client configuration for the registered servers")
+    p.add_argument("client", choices=["claude"])
+    p.add_argument("--format", choices=["all", "json", "cli"], default="all")
+    p.add_argument("--include-examples", action="store_true", help="also list the example server(s)")
+
+    p = sub.add_parser("demo", help="launch every server over stdio as Claude would and make a few real calls")
+    p.add_argument("--include-examples", action="store_true", default=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch a command; a bad setting or argument exits 2 with a message, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in registry.names():  # `python -m servers notes` == `mcp-suite serve notes`
+        argv = ["serve", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from common.runtime import serve
+
+            return serve(args.name)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(args))
+        if args.command == "db":
+            return _db(args)
+        if args.command == "doctor":
+            from servers.doctor import run_doctor
+
+            return asyncio.run(run_doctor(_shared_settings(), load_model=not args.skip_model))
+        if args.command == "config":
+            from servers.client_config import render
+
+            _out(render(args.format, include_examples=args.include_examples))
+            return 0
+        if args.command == "demo":
+            from servers.demo import run_demo
+
+            return asyncio.run(run_demo(include_examples=args.include_examples))
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc.code}\n")
+        return 2
+    except KeyError as exc:
+        sys.stderr.write(f"{exc.args[0]}\n")
+        return 2
+    except Exception as exc:
+        from common.errors import MigrationError, SuiteError
+        from common.logging import redact
+
+        if isinstance(exc, SuiteError | MigrationError):
+            sys.stderr.write(f"error: {redact(str(exc))}\n")
+            return 1
+        raise
+    return 0

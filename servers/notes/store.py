@@ -1,0 +1,39 @@
+"""Every SQL statement on schema ``notes``. Plain async functions on a connection or the Database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from common.db import Database
+
+UPSERT = """
+INSERT INTO notes.notes (title, body, tags)
+VALUES ($1, $2, $3)
+ON CONFLICT (title) DO UPDATE SET body = EXCLUDED.body, tags = EXCLUDED.tags, updated_at = now()
+RETURNING id::text, title, body, tags, created_at, updated_at, (xmax = 0) AS created
+"""
+GET = "SELECT id::text, title, body, tags, created_at, updated_at FROM notes.notes WHERE title = $1"
+GET_MANY = "SELECT id::text, title, body, tags, created_at, updated_at FROM notes.notes WHERE id = ANY($1::uuid[])"
+DELETE = "DELETE FROM notes.notes WHERE title = $1 RETURNING id::text"
+
+
+async def upsert(conn: asyncpg.Connection, title: str, body: str, tags: list[str]) -> dict[str, Any]:
+    row = await conn.fetchrow(UPSERT, title, body, tags)
+    assert row is not None
+    return dict(row)
+
+
+async def get(db: Database, title: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(GET, title)
+    return dict(row) if row else None
+
+
+async def get_many(db: Database, ids: list[str]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: dict(r) for r in await db.fetch(GET_MANY, ids)}
+
+
+async def delete(conn: asyncpg.Connection, title: str) -> str | None:
+    value: str | None = await conn.fetchval(DELETE, title)
+    return value

@@ -1,0 +1,144 @@
+"""The pool: session settings, transactions, metrics, and surviving a PostgreSQL restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from common import embedded_pg
+from common.db import Database, DbConfig, role_url
+from common.errors import DatabaseUnavailable
+from common.testing import Cluster, start_cluster
+
+pytestmark = pytest.mark.anyio
+
+
+async def _prepare(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA IF NOT EXISTS extensions; CREATE EXTENSION IF NOT EXISTS vector SCHEMA extensions;"
+            "CREATE SCHEMA IF NOT EXISTS app; CREATE TABLE IF NOT EXISTS app.items (id int PRIMARY KEY, v text)"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_connections_carry_search_path_application_name_and_timeouts(database_url: str) -> None:
+    await _prepare(database_url)
+    db = await Database.open(DbConfig(url=database_url, schema="app", statement_timeout_ms=1234))
+    try:
+        row = await db.fetchrow(
+            "SELECT current_setting('search_path') AS sp, current_setting('application_name') AS app, "
+            "current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS it"
+        )
+        assert row is not None
+        assert row["sp"] == "app, extensions"
+        assert row["app"] == "mcp-app"
+        assert row["st"] == "1234ms"
+        assert row["it"] == "1min"
+        # The pgvector codec is registered: a vector round-trips as numbers.
+        vec = await db.fetchval("SELECT '[1,2,3]'::vector")
+        assert list(vec.to_list()) == [1.0, 2.0, 3.0]
+    finally:
+        await db.close()
+
+
+async def test_transaction_rolls_back_everything_on_error(database_url: str) -> None:
+    await _prepare(database_url)
+    db = await Database.open(DbConfig(url=database_url, schema="app"))
+    try:
+
+        async def half_then_fail(conn: asyncpg.Connection) -> None:
+            await conn.execute("INSERT INTO items VALUES (1, 'a')")
+            await conn.execute("INSERT INTO items VALUES (1, 'duplicate')")
+
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await db.run_in_transaction(half_then_fail)
+        assert await db.fetchval("SELECT count(*) FROM items") == 0
+        with pytest.raises(ZeroDivisionError):
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO items VALUES (2, 'b')")
+                raise ZeroDivisionError
+        assert await db.fetchval("SELECT count(*) FROM items") == 0
+    finally:
+        await db.close()
+
+
+async def test_pool_metrics_count_acquires_and_report_sizes(database_url: str) -> None:
+    await _prepare(database_url)
+    db = await Database.open(DbConfig(url=database_url, schema="app", pool_min=1, pool_max=3))
+    try:
+        for _ in range(5):
+            await db.fetchval("SELECT 1")
+        m = db.metrics()
+        assert m.acquires == 5
+        assert m.max_size == 3
+        assert m.size >= 1
+        assert m.in_use == 0
+        assert m.breaker == "closed"
+        health = await db.health()
+        assert health["ok"] is True
+        assert health["schema"] == "app"
+    finally:
+        await db.close()
+
+
+def test_role_url_swaps_credentials_only() -> None:
+    assert (
+        role_url("postgresql://admin:s3cret@db:5432/suite?sslmode=require", "notes", "pw")
+        == "postgresql://notes:pw@db:5432/suite?sslmode=require"
+    )
+    assert role_url("postgresql://postgres:@/postgres?host=/tmp/x", "notes", None) == (
+        "postgresql://notes@/postgres?host=/tmp/x"
+    )
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path):
+    server, cluster = start_cluster(tmp_path / "restart")
+    try:
+        yield cluster
+    finally:
+        if not embedded_pg.status(cluster.data_dir).running:
+            embedded_pg.restart_stopped(cluster.data_dir)
+        server.cleanup()
+
+
+@pytest.mark.slow
+async def test_pool_fails_fast_while_postgres_is_down_and_recovers_without_restart(
+    private_cluster: Cluster,
+) -> None:
+    await _prepare(private_cluster.admin_url)
+    db = await Database.open(
+        DbConfig(url=private_cluster.admin_url, schema="app", breaker_threshold=2, breaker_cooldown_s=0.5)
+    )
+    try:
+        await db.execute("INSERT INTO items VALUES (1, 'before')")
+        assert embedded_pg.stop(private_cluster.data_dir) is True
+
+        with pytest.raises(DatabaseUnavailable, match="PostgreSQL"):
+            await db.fetchval("SELECT count(*) FROM items")
+        assert db.breaker.state == "open"
+        # While the breaker is open the call does not even try the network.
+        with pytest.raises(DatabaseUnavailable, match="Retry in about"):
+            await db.fetchval("SELECT 1")
+
+        embedded_pg.restart_stopped(private_cluster.data_dir)
+        deadline = time.monotonic() + 30
+        value = None
+        while time.monotonic() < deadline:
+            try:
+                value = await db.fetchval("SELECT v FROM items WHERE id = 1")
+                break
+            except DatabaseUnavailable:
+                await anyio.sleep(0.2)
+        assert value == "before"
+        assert db.breaker.state == "closed"
+        assert db.metrics().connection_failures >= 1
+    finally:
+        await db.close()

@@ -1,0 +1,78 @@
+"""Settings read the environment and .env and name the variable that is wrong; logs go to stderr, redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from common.logging import configure_logging, get_logger, redact
+from common.settings import BaseServerSettings, SettingsError, env_name, load_settings
+from servers.notes.settings import Settings as NotesSettings
+
+
+def test_shared_variables_are_unprefixed_and_server_ones_take_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")
+    monkeypatch.setenv("DB_POOL_MAX", "9")
+    monkeypatch.setenv("NOTES_TOOLS", "save_note, get_note")
+    monkeypatch.setenv("NOTES_MIGRATE_ON_START", "false")
+    s = load_settings(NotesSettings, _env_file=None)
+    assert s.database_url is not None and s.database_url.get_secret_value() == "postgresql://u:p@h/db"
+    assert s.db_pool_max == 9
+    assert s.tools == ["save_note", "get_note"]
+    assert s.migrate_on_start is False
+    assert env_name(NotesSettings, "tools") == "NOTES_TOOLS"
+    assert env_name(NotesSettings, "redis_url") == "REDIS_URL"
+
+
+def test_a_bad_value_stops_with_a_message_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_MAX", "lots")
+    monkeypatch.setenv("NOTES_MAX_BODY_CHARS", "5")
+    with pytest.raises(SettingsError) as info:
+        load_settings(NotesSettings, _env_file=None)
+    message = str(info.value.code)
+    assert "DB_POOL_MAX" in message
+    assert "NOTES_MAX_BODY_CHARS" in message
+
+
+def test_inconsistent_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VECTOR_BACKEND", "qdrant")
+    with pytest.raises(SettingsError, match="QDRANT_URL or QDRANT_PATH"):
+        load_settings(BaseServerSettings, _env_file=None)
+
+
+def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("LOG_LEVEL=DEBUG\nREDIS_PREFIX=fromfile\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(BaseServerSettings)
+    assert s.log_level == "DEBUG"
+    assert s.redis_prefix == "fromfile"
+
+
+def test_redact_hides_passwords_in_urls() -> None:
+    assert redact("connect postgresql://admin:hunter2@db:5432/x failed") == (
+        "connect postgresql://admin:***@db:5432/x failed"
+    )
+    assert "hunter2" not in redact("redis://:hunter2@localhost:6379/0")
+
+
+def test_logs_are_json_on_stderr_with_credentials_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json", server="notes")
+    try:
+        get_logger("t").info("connecting", url="postgresql://a:topsecret@h/db", password="pw")
+        logging.getLogger("stdlib").warning("plain stdlib line with redis://:pw2@h:1/0")
+    finally:
+        import structlog
+
+        structlog.contextvars.clear_contextvars()
+        logging.getLogger().handlers.clear()  # the handler holds capsys's stream
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [json.loads(line) for line in captured.err.strip().splitlines()]
+    assert lines[0]["event"] == "connecting"
+    assert lines[0]["server"] == "notes"
+    assert "topsecret" not in captured.err
+    assert lines[0]["password"] == "***"
+    assert "pw2" not in captured.err

@@ -1,0 +1,90 @@
+"""Each registered server spawned over stdio exactly as Claude spawns it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from servers import registry
+
+pytestmark = pytest.mark.anyio
+
+
+def _env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "QDRANT_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        MCP_SUITE_DATA_DIR=str(data_dir),
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.mark.parametrize("name", registry.names())
+async def test_server_over_stdio_initializes_lists_and_calls_tools(
+    name: str, database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    env = _env(database_url, redis_url, redis_prefix, tmp_path)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)
+    errlog = (tmp_path / "stderr.log").open("w+")
+    calls: list[tuple[str, dict[str, Any]]] = importlib.import_module(f"servers.{name}.demo").CALLS
+    async with Client(params, read_timeout_seconds=120) as client:
+        tools = await client.list_tools()
+        assert tools.tools, "a server must expose tools"
+        for tool, args in calls:
+            result = await client.call_tool(tool, args)
+            assert not result.is_error, (tool, result.content)
+    errlog.close()
+
+
+def _rpc(id_: int, method: str, params: dict[str, Any]) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params})
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_stdout_carries_only_protocol_messages_and_logs_go_to_stderr(
+    name: str, database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = importlib.import_module(f"servers.{name}.demo").CALLS
+    messages = [
+        _rpc(
+            1,
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+        ),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        _rpc(2, "tools/list", {}),
+        *[_rpc(3 + i, "tools/call", {"name": t, "arguments": a}) for i, (t, a) in enumerate(calls)],
+        _rpc(99, "tools/call", {"name": calls[0][0], "arguments": {"no_such_argument": 1}}),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "servers", "serve", name],
+        input="\n".join(messages) + "\n",
+        capture_output=True,
+        text=True,
+        env=_env(database_url, redis_url, redis_prefix, tmp_path),
+        timeout=180,
+    )
+    out_lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in out_lines]  # any non-JSON line on stdout fails here
+    assert all(m.get("jsonrpc") == "2.0" for m in parsed)
+    responses = {m["id"]: m for m in parsed if "id" in m}
+    assert set(responses) >= {1, 2, 99, *range(3, 3 + len(calls))}, proc.stderr[-2000:]
+    assert all("error" not in responses[i] for i in range(1, 3 + len(calls)))
+    assert all(not responses[i]["result"].get("isError") for i in range(3, 3 + len(calls)))
+    assert responses[99]["result"]["isError"] is True
+    err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    logged = [json.loads(line) for line in err_lines if line.startswith("{")]
+    assert any(e.get("event") == "tool_call" and e.get("tool") == calls[0][0] for e in logged)
+    assert "Traceback" not in proc.stderr

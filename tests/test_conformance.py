@@ -26,7 +26,8 @@ async def test_every_tool_follows_the_rules(name: str, make_settings: Callable[.
     for tool in listed.tools:
         assert re.fullmatch(r"[a-z][a-z0-9_]{0,39}", tool.name), tool.name
         assert tool.title, f"{tool.name} needs a title"
-        assert tool.description and len(tool.description) <= 400, tool.name
+        assert tool.description, f"{tool.name} needs a description"
+        assert len(tool.description) <= 400, f"{tool.name}: keep the description short"
         ann = tool.annotations
         assert ann is not None, tool.name
         for hint in ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint"):

@@ -60,10 +60,14 @@ async def test_transaction_rolls_back_everything_on_error(database_url: str) -> 
         with pytest.raises(asyncpg.UniqueViolationError):
             await db.run_in_transaction(half_then_fail)
         assert await db.fetchval("SELECT count(*) FROM items") == 0
-        with pytest.raises(ZeroDivisionError):
+
+        async def fail_inside() -> None:
             async with db.transaction() as conn:
                 await conn.execute("INSERT INTO items VALUES (2, 'b')")
                 raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            await fail_inside()
         assert await db.fetchval("SELECT count(*) FROM items") == 0
     finally:
         await db.close()

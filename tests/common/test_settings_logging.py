@@ -19,7 +19,8 @@ def test_shared_variables_are_unprefixed_and_server_ones_take_the_prefix(monkeyp
     monkeypatch.setenv("NOTES_TOOLS", "save_note, get_note")
     monkeypatch.setenv("NOTES_MIGRATE_ON_START", "false")
     s = load_settings(NotesSettings, _env_file=None)
-    assert s.database_url is not None and s.database_url.get_secret_value() == "postgresql://u:p@h/db"
+    assert s.database_url is not None
+    assert s.database_url.get_secret_value() == "postgresql://u:p@h/db"
     assert s.db_pool_max == 9
     assert s.tools == ["save_note", "get_note"]
     assert s.migrate_on_start is False

@@ -105,7 +105,8 @@ async def test_an_unexpected_failure_reaches_the_client_without_internals(settin
         assert result.is_error
         text = result.content[0].text  # type: ignore[union-attr]
         assert "Internal error in get_note" in text
-        assert "body" not in text and "Traceback" not in text
+        assert "body" not in text
+        assert "Traceback" not in text
 
 
 async def test_concurrent_saves_from_two_server_instances_lose_nothing(settings: Settings) -> None:

@@ -1,0 +1,2 @@
+DROP INDEX notes_search_idx;
+ALTER TABLE notes DROP COLUMN search;

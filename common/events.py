@@ -159,7 +159,7 @@ class Subscription:
             self._queue.put_nowait((event, via))
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning("event_queue_full", pattern=self.pattern, event=event.event, id=event.id)
+            log.warning("event_queue_full", pattern=self.pattern, event_name=event.event, event_id=event.id)
 
     async def wait_redis_listening(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` until the Redis PSUBSCRIBE is confirmed; returns whether it is."""
@@ -198,7 +198,7 @@ class Subscription:
                 await self.handler(event)
             except Exception:
                 self.handler_errors += 1
-                log.exception("event_handler_failed", pattern=self.pattern, event=event.event, id=event.id)
+                log.exception("event_handler_failed", pattern=self.pattern, event_name=event.event, event_id=event.id)
 
     async def _redis_loop(self) -> None:
         """Keep a PSUBSCRIBE alive: after any failure, wait for Redis, back off, subscribe again."""
@@ -315,11 +315,11 @@ class EventBus:
             except RedisUnavailable:
                 pass
             except RedisError as exc:
-                log.warning("event_publish_redis_error", event=event, error=redact(str(exc)))
+                log.warning("event_publish_redis_error", event_name=event, error=redact(str(exc)))
         if self.pg_url is not None and await self._notify(envelope):
             return envelope
         self.dropped += 1
-        log.warning("event_dropped", event=event, id=envelope.id, reason="neither Redis nor PostgreSQL reachable")
+        log.warning("event_dropped", event_name=event, event_id=envelope.id, reason="neither Redis nor PostgreSQL reachable")
         return envelope
 
     async def subscribe(
@@ -410,7 +410,7 @@ class EventBus:
                     if self._pg_pub is not None:
                         self._pg_pub.terminate()
                     self._pg_pub = None
-        log.warning("event_notify_failed", event=envelope.event, error=redact(str(last)))
+        log.warning("event_notify_failed", event_name=envelope.event, error=redact(str(last)))
         return False
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:

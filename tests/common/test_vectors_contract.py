@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import asyncpg
@@ -292,6 +293,7 @@ async def test_recall_at_10_matches_exact_search(index: VectorIndex) -> None:
 
 def test_filter_language_rejects_what_it_cannot_express() -> None:
     assert parse_filter(None) == []
+    bad: dict[str, Any]
     for bad in (
         {"f": None},
         {"f": [1, 2]},

@@ -1,0 +1,209 @@
+"""The real offline embedder (fastembed + bundled MiniLM) and the hash fake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from common.embeddings import (
+    EmbeddingModelError,
+    FastEmbedEmbedder,
+    HashEmbedder,
+    decode_vector,
+    make_embedder,
+)
+from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings(tmp_path: Path, **overrides: Any) -> BaseServerSettings:
+    values: dict[str, Any] = {"data_dir": tmp_path, "embedding_model": DEFAULT_EMBEDDING_MODEL}
+    values.update(overrides)
+    return BaseServerSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+class DictCache:
+    """Stand-in for common.cache.Cache's get_many/set_many (the real one is tested on its own)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.ttls: list[int] = []
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        return {k: self.data[k] for k in keys if k in self.data}
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl_s: int) -> None:
+        self.data.update(mapping)
+        self.ttls.append(ttl_s)
+
+
+class BrokenCache:
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        raise ConnectionError("redis is down")
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl_s: int) -> None:
+        raise ConnectionError("redis is down")
+
+
+def cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)
+
+
+async def test_default_model_gives_normalized_384_dim_float32_vectors(embedder: FastEmbedEmbedder) -> None:
+    vectors = await embedder.embed(["PostgreSQL stores rows in pages.", "Redis keeps data in memory."])
+    assert embedder.model_name == DEFAULT_EMBEDDING_MODEL
+    assert embedder.dim == 384
+    assert len(vectors) == 2
+    for v in vectors:
+        assert v.shape == (384,)
+        assert v.dtype == np.float32
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-4)
+    assert embedder.loaded
+
+
+async def test_paraphrase_is_closer_than_unrelated_text(embedder: FastEmbedEmbedder) -> None:
+    a, para, other = await embedder.embed(
+        [
+            "How do I reset my password?",
+            "I forgot my password and need to change it.",
+            "The recipe needs two cups of flour and an egg.",
+        ]
+    )
+    assert cos(a, para) > cos(a, other) + 0.2
+    assert cos(a, await embedder.embed_one("How do I reset my password?")) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_constructing_does_not_load_the_model_or_import_onnxruntime(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from common.embeddings import FastEmbedEmbedder\n"
+        "from common.settings import BaseServerSettings\n"
+        f"e = FastEmbedEmbedder(BaseServerSettings(_env_file=None, data_dir=Path({str(tmp_path)!r})))\n"
+        "assert e.dim == 384 and not e.loaded\n"
+        "print(sorted(m for m in ('fastembed', 'onnxruntime') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+async def test_listed_fastembed_model_knows_its_dimension_without_loading(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path, embedding_model="BAAI/bge-base-en-v1.5"))
+    assert e.dim == 768
+    assert not e.loaded
+
+
+async def test_concurrent_first_calls_load_the_model_once(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path))
+    assert not e.loaded
+    results: list[list[np.ndarray]] = []
+
+    async def call(i: int) -> None:
+        results.append(await e.embed([f"text {i}"]))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(call, i)
+    assert e.load_count == 1
+    assert len(results) == 4
+    assert e.loaded
+
+
+async def test_cache_hits_skip_recomputation_and_return_the_same_vectors(tmp_path: Path) -> None:
+    cache = DictCache()
+    e = FastEmbedEmbedder(settings(tmp_path), cache=cache)
+    first = await e.embed(["alpha beta", "gamma delta", "alpha beta"])
+    assert e.texts_embedded == 2  # the duplicate is embedded once
+    assert len(cache.data) == 2
+    key = next(iter(cache.data))
+    assert key.startswith("emb:local__all-minilm-l6-v2-int8:")
+    assert len(key.rsplit(":", 1)[1]) == 64  # sha256 hex
+    assert isinstance(cache.data[key], str)
+    assert len(cache.data[key]) < 384 * 4 * 4 // 3 + 8  # base64 of raw float32, not JSON
+
+    second = await e.embed(["gamma delta", "epsilon", "alpha beta"])
+    assert e.texts_embedded == 3  # only "epsilon" was computed
+    assert e.cache_hits == 2
+    np.testing.assert_allclose(second[0], first[1], atol=1e-6)
+    np.testing.assert_allclose(second[2], first[0], atol=1e-6)
+    decoded = decode_vector(cache.data[key], 384)
+    assert decoded is not None
+    assert decoded.shape == (384,)
+
+
+async def test_a_failing_cache_never_fails_embedding(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path), cache=BrokenCache())
+    vectors = await e.embed(["still works"])
+    assert vectors[0].shape == (384,)
+
+
+async def test_batch_of_256_texts_embeds_in_order(embedder: FastEmbedEmbedder) -> None:
+    texts = [f"document number {i} talks about topic {i % 7}" for i in range(256)]
+    started = time.perf_counter()
+    vectors = await embedder.embed(texts)
+    elapsed = time.perf_counter() - started
+    assert len(vectors) == 256
+    assert elapsed < 20
+    np.testing.assert_allclose(vectors[100], await embedder.embed_one(texts[100]), atol=1e-3)
+    assert await embedder.embed([]) == []
+
+
+async def test_event_loop_keeps_running_while_embedding(embedder: FastEmbedEmbedder) -> None:
+    await embedder.embed_one("warm up")
+    ticks = 0
+    done = anyio.Event()
+
+    async def work() -> None:
+        await embedder.embed([f"sentence {i} about loops and threads" for i in range(256)])
+        done.set()
+
+    deadline = time.monotonic() + 30
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(work)
+        while not done.is_set() and time.monotonic() < deadline:
+            await anyio.sleep(0.002)
+            ticks += 1
+    assert done.is_set()
+    assert ticks >= 3
+
+
+async def test_unknown_model_raises_embedding_model_error_naming_the_setting(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path, embedding_model="nobody/no-such-model"))
+    with pytest.raises(EmbeddingModelError, match="EMBEDDING_MODEL"):
+        await e.embed(["x"])
+    with pytest.raises(EmbeddingModelError, match=DEFAULT_EMBEDDING_MODEL):
+        _ = e.dim
+    assert not e.loaded
+
+
+async def test_hash_embedder_is_deterministic_and_rewards_shared_words() -> None:
+    h = HashEmbedder(384)
+    a, a2, shared, other = await h.embed(
+        ["the quick brown fox", "the quick brown fox", "a quick brown dog", "lorem ipsum dolor"]
+    )
+    assert h.model_name == "hash-384"
+    assert np.array_equal(a, a2)
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    assert cos(a, shared) > cos(a, other)
+    assert (await h.embed_one("")).shape == (384,)
+
+
+async def test_make_embedder_picks_the_fake_for_hash_models(tmp_path: Path) -> None:
+    fake = make_embedder(settings(tmp_path, embedding_model="hash-64"))
+    assert isinstance(fake, HashEmbedder)
+    assert fake.dim == 64
+    real = make_embedder(settings(tmp_path))
+    assert isinstance(real, FastEmbedEmbedder)
+    assert not real.loaded

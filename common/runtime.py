@@ -14,6 +14,7 @@ import functools
 import inspect
 import sys
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -219,7 +220,15 @@ def add_tool(
                 outcome=outcome,
             )
 
-    wrapper.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    # The wrapper lives in this module, so string annotations (``from __future__ import annotations``
+    # in the server) must be resolved against the tool's own module before the SDK reads them.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    signature = inspect.signature(fn)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()],
+        return_annotation=hints.get("return", signature.return_annotation),
+    )
+    wrapper.__annotations__ = hints
     server.add_tool(
         wrapper,
         name=tool_name,

@@ -56,14 +56,13 @@ async def _migrate(args: argparse.Namespace) -> int:
     settings = _shared_settings()
     url = _admin_url(settings)
     action = args.action or "up"
+    rows: list[tuple[object, ...]] = []
     if action == "up":
-        rows = []
         for name in _targets(args.server):
             result = await migrate.migrate(url, name, role_password=_password(settings), target=args.to)
             rows.append((name, ", ".join(str(v) for v in result.applied) or "-", "ok"))
         _out(table(rows, ["server", "applied", "state"]))
     elif action == "status":
-        rows = []
         for name in _targets(args.server):
             for st in await migrate.status(url, name):
                 state = "dirty" if st.dirty else ("applied" if st.applied else "pending")

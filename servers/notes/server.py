@@ -80,7 +80,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         d = deps(ctx)
         await _index(d)
         vector = await d.embedder.embed_one(query)
-        flt = {"tags": {"in": [tag]}} if tag else None
+        flt = {"tags": tag} if tag else None
         hits = await d.vectors.search(COLLECTION, vector, limit=limit + 1, filter=flt, score_threshold=min_score)
         rows = await store.get_many(d.db, [h.id for h in hits[:limit]])
         out = [
@@ -105,10 +105,44 @@ def build(settings: Settings) -> MCPServer[Deps]:
         await d.events.publish("note.deleted", {"title": title, "id": note_id})
         return Deleted(deleted=True)
 
-    rw = {"read_only": False, "open_world": False}
-    ro = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
-    add_tool(server, settings, save_note, title="Save note", destructive=False, idempotent=True, **rw)
-    add_tool(server, settings, get_note, title="Get note", **ro)
-    add_tool(server, settings, search_notes, title="Search notes", **ro)
-    add_tool(server, settings, delete_note, title="Delete note", destructive=True, idempotent=False, **rw)
+    add_tool(
+        server,
+        settings,
+        save_note,
+        title="Save note",
+        read_only=False,
+        destructive=False,
+        idempotent=True,
+        open_world=False,
+    )
+    add_tool(
+        server,
+        settings,
+        get_note,
+        title="Get note",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        open_world=False,
+    )
+    add_tool(
+        server,
+        settings,
+        search_notes,
+        title="Search notes",
+        read_only=True,
+        destructive=False,
+        idempotent=True,
+        open_world=False,
+    )
+    add_tool(
+        server,
+        settings,
+        delete_note,
+        title="Delete note",
+        read_only=False,
+        destructive=True,
+        idempotent=False,
+        open_world=False,
+    )
     return server

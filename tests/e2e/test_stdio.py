@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from mcp import Client
@@ -37,7 +39,6 @@ async def test_server_over_stdio_initializes_lists_and_calls_tools(
 ) -> None:
     env = _env(database_url, redis_url, redis_prefix, tmp_path)
     params = StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)
-    errlog = (tmp_path / "stderr.log").open("w+")
     calls: list[tuple[str, dict[str, Any]]] = importlib.import_module(f"servers.{name}.demo").CALLS
     async with Client(params, read_timeout_seconds=120) as client:
         tools = await client.list_tools()
@@ -45,7 +46,15 @@ async def test_server_over_stdio_initializes_lists_and_calls_tools(
         for tool, args in calls:
             result = await client.call_tool(tool, args)
             assert not result.is_error, (tool, result.content)
-    errlog.close()
+
+
+def _read_lines(stream: IO[str], into: list[str], seen: set[int]) -> None:
+    for line in stream:
+        into.append(line)
+        try:
+            seen.add(int(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
 
 
 def _rpc(id_: int, method: str, params: dict[str, Any]) -> str:
@@ -68,23 +77,46 @@ def test_stdout_carries_only_protocol_messages_and_logs_go_to_stderr(
         *[_rpc(3 + i, "tools/call", {"name": t, "arguments": a}) for i, (t, a) in enumerate(calls)],
         _rpc(99, "tools/call", {"name": calls[0][0], "arguments": {"no_such_argument": 1}}),
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "servers", "serve", name],
-        input="\n".join(messages) + "\n",
-        capture_output=True,
-        text=True,
-        env=_env(database_url, redis_url, redis_prefix, tmp_path),
-        timeout=180,
-    )
-    out_lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    expected = {1, 2, 99, *range(3, 3 + len(calls))}
+    stderr_path = tmp_path / "server.stderr"
+    with stderr_path.open("w") as stderr_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servers", "serve", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+            env=_env(database_url, redis_url, redis_prefix, tmp_path),
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        stdout_lines: list[str] = []
+        seen: set[int] = set()
+        reader = threading.Thread(target=_read_lines, args=(proc.stdout, stdout_lines, seen), daemon=True)
+        reader.start()
+        for message in messages:  # one at a time: a request is answered before the next is sent
+            proc.stdin.write(message + "\n")
+            proc.stdin.flush()
+            wanted = json.loads(message).get("id")
+            deadline = time.monotonic() + 120
+            while wanted is not None and wanted not in seen and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+        proc.stdin.close()  # EOF: the server shuts down by itself
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        proc.stdout.close()
+    stderr = stderr_path.read_text()
+    assert seen >= expected, stderr[-2000:]
+    out_lines = [line for line in stdout_lines if line.strip()]
     parsed = [json.loads(line) for line in out_lines]  # any non-JSON line on stdout fails here
     assert all(m.get("jsonrpc") == "2.0" for m in parsed)
     responses = {m["id"]: m for m in parsed if "id" in m}
-    assert set(responses) >= {1, 2, 99, *range(3, 3 + len(calls))}, proc.stderr[-2000:]
-    assert all("error" not in responses[i] for i in range(1, 3 + len(calls)))
+    assert all("error" not in responses[i] for i in range(1, 3 + len(calls))), [
+        responses[i] for i in responses if "error" in responses[i]
+    ]
     assert all(not responses[i]["result"].get("isError") for i in range(3, 3 + len(calls)))
     assert responses[99]["result"]["isError"] is True
-    err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    err_lines = [line for line in stderr.splitlines() if line.strip()]
     logged = [json.loads(line) for line in err_lines if line.startswith("{")]
     assert any(e.get("event") == "tool_call" and e.get("tool") == calls[0][0] for e in logged)
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr

@@ -35,7 +35,9 @@ async def test_save_search_get_delete_round_trip(settings: Settings) -> None:
         )
         assert saved["created"] is True
         await _call(client, "save_note", {"title": "Lunch", "body": "The canteen serves pasta on Fridays."})
-        again = await _call(client, "save_note", {"title": "Deploys", "body": "Releases go out on Tuesdays."})
+        again = await _call(
+            client, "save_note", {"title": "Deploys", "body": "Releases go out on Tuesdays.", "tags": ["ops"]}
+        )
         assert again["created"] is False
         assert again["note"]["id"] == saved["note"]["id"]
 
@@ -43,7 +45,7 @@ async def test_save_search_get_delete_round_trip(settings: Settings) -> None:
         assert [h["title"] for h in found["hits"]] == ["Deploys"]
         assert found["truncated"] is True
 
-        tagged = await _call(client, "search_notes", {"query": "food", "tag": "ops"})
+        tagged = await _call(client, "search_notes", {"query": "what is served to eat on Fridays", "tag": "ops"})
         assert [h["title"] for h in tagged["hits"]] == ["Deploys"]
 
         note = await _call(client, "get_note", {"title": "Deploys"})

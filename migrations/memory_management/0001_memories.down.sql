@@ -1,0 +1,2 @@
+DROP TABLE memory_history;
+DROP TABLE memories;

@@ -124,10 +124,12 @@ def test_env_example_values_are_all_valid_when_uncommented(tmp_path: Path) -> No
     assert settings.redis_prefix == _env_example_assignments()["REDIS_PREFIX"]
 
 
-@pytest.mark.parametrize("spec", [s for s in SERVERS if not s.example], ids=lambda s: s.name)
-def test_every_server_is_described_in_the_architecture_page(spec: Any) -> None:
+def test_every_registered_server_is_described_in_the_architecture_page() -> None:
     text = ARCHITECTURE.read_text()
-    assert re.search(rf"^\|\s*`{re.escape(spec.name)}`\s*\|", text, re.M), f"{spec.name} has no row in the table"
+    missing = [
+        s.name for s in SERVERS if not re.search(rf"^\|\s*`{re.escape(s.name)}`\s*\|", text, re.M) and not s.example
+    ]
+    assert not missing, f"no row in the architecture table for: {missing}"
 
 
 def test_the_architecture_page_has_both_diagrams() -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,17 @@ def _prune_dead_handles(pgdata: Path) -> None:
         path.write_text(json.dumps(alive))
 
 
-def _install_sigterm_exit() -> None:
-    """Turn SIGTERM into a normal exit so the handle is released and the last process stops PostgreSQL."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(143)
+
+
+def install_sigterm_exit() -> None:
+    """Turn SIGTERM into a normal exit so the handle is released and the last process stops PostgreSQL.
+
+    Must be called from the main thread (``serve`` does, before the event loop starts).
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def ensure_embedded(data_dir: Path, *, detached: bool = False) -> str:
@@ -73,8 +81,6 @@ def ensure_embedded(data_dir: Path, *, detached: bool = False) -> str:
         if pgdata.exists():
             _prune_dead_handles(pgdata)
     server = pg.get_server(pgdata, cleanup_mode=None if detached else "stop")
-    if not detached:
-        _install_sigterm_exit()
     url: str = server.get_uri()
     log.info("embedded_postgres_ready", pgdata=str(pgdata), detached=detached)
     return url

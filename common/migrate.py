@@ -354,7 +354,7 @@ def _problems(
                 f"Renumber it above {newest:04d}."
             )
         elif include_pending:
-            problems.append(f"{m.up_path}: not applied yet; run `mcp-suite migrate {server}`.")
+            problems.append(f"{m.up_path}: not applied yet; run `mcp-suite migrate --server {server}`.")
     return problems
 
 
@@ -554,7 +554,7 @@ async def verify(admin_url: str, server: str, migrations_dir: Path | None = None
     try:
         owner = await conn.fetchval("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1", server)
         if owner is None:
-            return [f"Schema {server} does not exist: run `mcp-suite migrate {server}`."]
+            return [f"Schema {server} does not exist: run `mcp-suite migrate --server {server}`."]
         problems = []
         if owner != server:
             problems.append(f"Schema {server} is owned by {owner}, not by role {server}.")
@@ -660,7 +660,7 @@ async def dump_schema(admin_url: str, server: str) -> str:
     finally:
         await conn.close()
     if text is None:
-        raise MigrationError(f"Schema {server} does not exist: run `mcp-suite migrate {server}` first.")
+        raise MigrationError(f"Schema {server} does not exist: run `mcp-suite migrate --server {server}` first.")
     return text
 
 

@@ -260,6 +260,9 @@ def serve(name: str) -> int:
         sys.stderr.write(f"{exc.code}\n")
         return 2
     configure_logging(settings.log_level, settings.log_format, server=name)
+    from common.embedded_pg import install_sigterm_exit
+
+    install_sigterm_exit()
     server = spec.build(settings)
     # The SDK installs its own stdlib handler when the server is built; ours goes back on top.
     configure_logging(settings.log_level, settings.log_format, server=name)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from common.logging import configure_logging
 from common.settings import BaseServerSettings, SettingsError, load_settings
 from servers import registry
 
@@ -169,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in registry.names():  # `python -m servers notes` == `mcp-suite serve notes`
         argv = ["serve", *argv]
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # serve configures logging from its own settings
+        # Library logs (model loading, the embedded PostgreSQL) must not mix into the tables on stdout.
+        configure_logging("WARNING", "auto")
     try:
         if args.command == "serve":
             from common.runtime import serve

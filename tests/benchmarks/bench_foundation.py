@@ -147,7 +147,7 @@ async def cache(redis_url: str) -> dict[str, float]:
     return {"get_p50_ms": pct(gets, 50) * 1000, "set_p50_ms": pct(sets, 50) * 1000}
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
@@ -158,41 +158,45 @@ async def main() -> None:
     server, cluster = start_cluster(tmp)
     try:
         url = create_database(cluster, "bench")
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "MCP_SUITE_DATA_DIR": str(tmp / "data")}
-        env["LOG_LEVEL"] = "WARNING"
-        rows: list[list[object]] = []
-        starts = await cold_start(env, args.starts)
-        for label, (times, rss) in starts.items():
-            rows.append(
-                [
-                    f"cold start: {label}",
-                    f"p50 {median(times) * 1000:.0f} ms",
-                    f"max {max(times) * 1000:.0f} ms",
-                    f"RSS {median(rss):.0f} MB" if rss else "",
-                ]
-            )
-        settings = BaseServerSettings(_env_file=None, data_dir=tmp / "data")  # type: ignore[call-arg]
-        emb = await embeddings(settings)
-        rows.append(["embedding: model load (first call)", f"{emb['load_s'] * 1000:.0f} ms", "", ""])
-        rows.append(["embedding: single text", f"p50 {emb['single_p50_ms']:.1f} ms", "", ""])
-        rows.append(["embedding: batch of 256", f"{emb['batch_per_s']:.0f} texts/s", "", ""])
-        vec = await vectors(url, args.vectors, args.queries)
-        rows.append([f"pgvector HNSW {args.vectors}x384: insert", f"{vec['insert_per_s']:.0f} vectors/s", "", ""])
-        rows.append(
-            [
-                f"pgvector HNSW {args.vectors}x384: search top-10",
-                f"p50 {vec['p50_ms']:.2f} ms",
-                f"p99 {vec['p99_ms']:.2f} ms",
-                f"recall@10 {vec['recall10']:.3f} vs exact",
-            ]
-        )
-        rows.append([f"exact scan {args.vectors}x384 (SQL, no index)", f"p50 {vec['exact_sql_p50_ms']:.1f} ms", "", ""])
-        ch = await cache(redis_url)
-        rows.append(["redis cache", f"get p50 {ch['get_p50_ms']:.3f} ms", f"set p50 {ch['set_p50_ms']:.3f} ms", ""])
-        print_table(rows, ["measure", "value", "", ""])
+        asyncio.run(run(args, url, redis_url, tmp))
     finally:
         server.cleanup()
 
 
+async def run(args: argparse.Namespace, url: str, redis_url: str, tmp: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "MCP_SUITE_DATA_DIR": str(tmp / "data")}
+    env["LOG_LEVEL"] = "WARNING"
+    rows: list[list[object]] = []
+    starts = await cold_start(env, args.starts)
+    for label, (times, rss) in starts.items():
+        rows.append(
+            [
+                f"cold start: {label}",
+                f"p50 {median(times) * 1000:.0f} ms",
+                f"max {max(times) * 1000:.0f} ms",
+                f"RSS {median(rss):.0f} MB" if rss else "",
+            ]
+        )
+    settings = BaseServerSettings(_env_file=None, data_dir=tmp / "data")  # type: ignore[call-arg]
+    emb = await embeddings(settings)
+    rows.append(["embedding: model load (first call)", f"{emb['load_s'] * 1000:.0f} ms", "", ""])
+    rows.append(["embedding: single text", f"p50 {emb['single_p50_ms']:.1f} ms", "", ""])
+    rows.append(["embedding: batch of 256", f"{emb['batch_per_s']:.0f} texts/s", "", ""])
+    vec = await vectors(url, args.vectors, args.queries)
+    rows.append([f"pgvector HNSW {args.vectors}x384: insert", f"{vec['insert_per_s']:.0f} vectors/s", "", ""])
+    rows.append(
+        [
+            f"pgvector HNSW {args.vectors}x384: search top-10",
+            f"p50 {vec['p50_ms']:.2f} ms",
+            f"p99 {vec['p99_ms']:.2f} ms",
+            f"recall@10 {vec['recall10']:.3f} vs exact",
+        ]
+    )
+    rows.append([f"exact scan {args.vectors}x384 (SQL, no index)", f"p50 {vec['exact_sql_p50_ms']:.1f} ms", "", ""])
+    ch = await cache(redis_url)
+    rows.append(["redis cache", f"get p50 {ch['get_p50_ms']:.3f} ms", f"set p50 {ch['set_p50_ms']:.3f} ms", ""])
+    print_table(rows, ["measure", "value", "", ""])
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from common.redis_conn import RedisConnection
     from common.vectors import VectorIndex
 
+from common.subscriptions import EventBridgeBus
+
 log = get_logger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -57,6 +59,8 @@ class Deps:
     events: EventBus
     embedder: Embedder
     vectors: VectorIndex
+    #: MCP change notifications; ``await deps.subscriptions.resource_updated(uri)`` reaches every process's clients.
+    subscriptions: EventBridgeBus
 
 
 def resolve_admin_url(settings: BaseServerSettings) -> str:
@@ -69,7 +73,9 @@ def resolve_admin_url(settings: BaseServerSettings) -> str:
 
 
 @asynccontextmanager
-async def open_deps(name: str, settings: BaseServerSettings) -> AsyncIterator[Deps]:
+async def open_deps(
+    name: str, settings: BaseServerSettings, subscriptions: EventBridgeBus | None = None
+) -> AsyncIterator[Deps]:
     """Connect everything a server needs, and close it all again in reverse order."""
     from common.cache import Cache
     from common.db import Database, DbConfig, role_url
@@ -107,6 +113,9 @@ async def open_deps(name: str, settings: BaseServerSettings) -> AsyncIterator[De
         cache = Cache(redis, prefix=settings.redis_prefix, server=name, default_ttl_s=settings.cache_ttl_s)
         events = await EventBus.start(redis, prefix=settings.redis_prefix, server=name, pg_url=url)
         stack.push_async_callback(events.close)
+        bridge = subscriptions or EventBridgeBus()
+        await bridge.attach(events)
+        stack.push_async_callback(bridge.detach)
         embedder = make_embedder(settings, cache=cache)
         vectors = make_vector_index(settings, db, name)
         stack.push_async_callback(vectors.close)
@@ -120,18 +129,21 @@ async def open_deps(name: str, settings: BaseServerSettings) -> AsyncIterator[De
             events=events,
             embedder=embedder,
             vectors=vectors,
+            subscriptions=bridge,
         )
         log.info("server_ready", schema=name, startup_ms=round((time.perf_counter() - started) * 1000, 1))
         yield deps
         log.info("server_stopping", schema=name)
 
 
-def make_lifespan(name: str, settings: BaseServerSettings) -> Callable[[MCPServer[Deps]], Any]:
+def make_lifespan(
+    name: str, settings: BaseServerSettings, subscriptions: EventBridgeBus | None = None
+) -> Callable[[MCPServer[Deps]], Any]:
     """The MCPServer lifespan for server ``name``."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        async with open_deps(name, settings) as deps:
+        async with open_deps(name, settings, subscriptions) as deps:
             yield deps
 
     return lifespan
@@ -144,13 +156,15 @@ def create_server(
     from servers.registry import get
 
     spec = get(name)
+    bridge = EventBridgeBus()
     return MCPServer(
         name=f"mcp-suite-{name.replace('_', '-')}",
         title=spec.title,
         instructions=instructions,
         version=version,
-        lifespan=make_lifespan(name, settings),
+        lifespan=make_lifespan(name, settings, bridge),
         log_level=settings.log_level,
+        subscriptions=bridge,
     )
 
 

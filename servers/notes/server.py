@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote, unquote
 
 import asyncpg
 from mcp.server.mcpserver import Context, MCPServer
@@ -18,6 +19,11 @@ from servers.notes.settings import Settings
 COLLECTION = "notes"
 
 Title = Annotated[str, Field(min_length=1, max_length=200, description="Unique title of the note.")]
+
+
+def note_uri(title: str) -> str:
+    """The resource URI of a note; clients may subscribe to it."""
+    return f"notes://notes/{quote(title, safe='')}"
 
 
 def _note(row: dict[str, Any]) -> Note:
@@ -54,6 +60,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         await d.vectors.upsert(COLLECTION, [VectorRecord(id=row["id"], vector=vector, payload={"tags": tags})])
         await d.cache.delete(f"note:{title}")
         await d.events.publish("note.saved", {"title": title, "id": row["id"]})
+        await d.subscriptions.resource_updated(note_uri(title))
         return SavedNote(note=_note(row), created=bool(row["created"]))
 
     async def get_note(title: Title, ctx: Context) -> Note:
@@ -103,7 +110,16 @@ def build(settings: Settings) -> MCPServer[Deps]:
         await d.vectors.delete(COLLECTION, ids=[note_id])
         await d.cache.delete(f"note:{title}")
         await d.events.publish("note.deleted", {"title": title, "id": note_id})
+        await d.subscriptions.resource_updated(note_uri(title))
         return Deleted(deleted=True)
+
+    @server.resource("notes://notes/{title}", name="note", mime_type="application/json")
+    async def note_resource(title: str, ctx: Context) -> str:
+        """One note as JSON; subscribe to hear when any process changes it."""
+        row = await store.get(deps(ctx).db, unquote(title))
+        if row is None:
+            raise NotFound(f"No note titled {unquote(title)!r}.")
+        return Note(**row).model_dump_json()
 
     add_tool(
         server,

@@ -124,3 +124,20 @@ async def test_concurrent_saves_from_two_server_instances_lose_nothing(settings:
         for i in range(20):
             note = await _call(a, "get_note", {"title": f"n{i}"})
             assert note["body"] == f"note number {i}"
+
+
+async def test_a_subscriber_in_one_process_hears_of_a_change_made_by_another(settings: Settings) -> None:
+    from mcp.client.subscriptions import ResourceUpdated
+
+    from servers.notes.server import note_uri
+
+    uri = note_uri("Shared plan")
+    async with Client(build(settings)) as watcher, Client(build(settings)) as writer:
+        async with watcher.listen(resource_subscriptions=[uri]) as sub:
+            await _call(writer, "save_note", {"title": "Shared plan", "body": "v1"})
+            with anyio.fail_after(15):
+                async for event in sub:
+                    assert event == ResourceUpdated(uri=uri)
+                    break
+        read = await watcher.read_resource(uri)
+        assert '"body":"v1"' in read.contents[0].text  # type: ignore[union-attr]

@@ -1,0 +1,94 @@
+"""MCP resource/list change notifications that reach clients of every process of a server.
+
+A stdio client talks to one process, but the thing it subscribed to may be changed by another
+process (a second Claude window) of the same server. :class:`EventBridgeBus` is the SDK's
+``SubscriptionBus``: a change published in one process goes to its own listen streams at once and,
+through the Redis/PostgreSQL :class:`~common.events.EventBus`, to the listen streams of the others.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
+
+from common.logging import get_logger
+
+if TYPE_CHECKING:
+    from common.events import Event, EventBus, Subscription
+
+log = get_logger(__name__)
+
+EVENT_NAME = "mcp.changed"
+
+_KINDS: dict[str, Callable[[dict[str, Any]], ServerEvent]] = {
+    "resource_updated": lambda d: ResourceUpdated(uri=str(d["uri"])),
+    "resources_list_changed": lambda d: ResourcesListChanged(),
+    "tools_list_changed": lambda d: ToolsListChanged(),
+    "prompts_list_changed": lambda d: PromptsListChanged(),
+}
+
+
+def _encode(event: ServerEvent) -> dict[str, Any]:
+    if isinstance(event, ResourceUpdated):
+        return {"kind": "resource_updated", "uri": event.uri}
+    if isinstance(event, ResourcesListChanged):
+        return {"kind": "resources_list_changed"}
+    if isinstance(event, ToolsListChanged):
+        return {"kind": "tools_list_changed"}
+    return {"kind": "prompts_list_changed"}
+
+
+class EventBridgeBus:
+    """A ``SubscriptionBus`` fanned out to the server's other processes through the event bus."""
+
+    def __init__(self) -> None:
+        self._local = InMemorySubscriptionBus()
+        self._events: EventBus | None = None
+        self._subscription: Subscription | None = None
+        self.origin = uuid.uuid4().hex
+        self.remote_delivered = 0
+
+    async def attach(self, events: EventBus) -> None:
+        """Start relaying: called by the lifespan once the event bus is up."""
+        self._events = events
+        self._subscription = await events.subscribe(self._on_remote, server=events.server, event=EVENT_NAME)
+
+    async def detach(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()
+        self._subscription = None
+        self._events = None
+
+    async def publish(self, event: ServerEvent) -> None:
+        """Deliver to this process's listen streams, then to the other processes'."""
+        await self._local.publish(event)
+        if self._events is not None:
+            await self._events.publish(EVENT_NAME, {**_encode(event), "origin": self.origin})
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        return self._local.subscribe(listener)
+
+    async def resource_updated(self, uri: str) -> None:
+        """Tell every subscribed client, in any process, that ``uri`` changed."""
+        await self.publish(ResourceUpdated(uri=uri))
+
+    async def _on_remote(self, event: Event) -> None:
+        data = event.data
+        if data.get("origin") == self.origin:
+            return
+        make = _KINDS.get(str(data.get("kind")))
+        if make is None:
+            log.warning("subscription_event_unknown", kind=data.get("kind"))
+            return
+        self.remote_delivered += 1
+        await self._local.publish(make(data))

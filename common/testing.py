@@ -163,3 +163,16 @@ def fake_embedder() -> Any:
     from common.embeddings import HashEmbedder
 
     return HashEmbedder(384)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout_s`` (tests never sleep blindly)."""
+    import time
+
+    import anyio
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await anyio.sleep(0.01)

@@ -7,17 +7,9 @@ import redis.asyncio as aioredis
 
 from common.cache import Cache
 from common.redis_conn import RedisConnection
+from common.testing import wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def conn(redis_url: str) -> AsyncIterator[RedisConnection]:
-    c = await RedisConnection.connect(redis_url, name="test")
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
@@ -34,14 +26,6 @@ async def raw(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis
 @pytest.fixture
 def cache(conn: RedisConnection, redis_prefix: str, raw: aioredis.Redis) -> Cache:
     return Cache(conn, prefix=redis_prefix, server="notes", default_ttl_s=60)
-
-
-async def wait_until(predicate, timeout_s: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
 
 
 async def test_values_are_json_under_the_namespaced_key(cache: Cache, raw: aioredis.Redis, redis_prefix: str) -> None:

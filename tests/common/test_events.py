@@ -1,33 +1,14 @@
 import json
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-import anyio
 import asyncpg
 import pytest
 
 from common.events import Event, EventBus, pg_channel_for
 from common.redis_conn import RedisConnection
+from common.testing import wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def conn(redis_url: str) -> AsyncIterator[RedisConnection]:
-    c = await RedisConnection.connect(redis_url, name="test")
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-async def wait_until(predicate, timeout_s: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
 
 
 async def test_a_subscriber_receives_the_exact_envelope_over_redis(conn: RedisConnection, redis_prefix: str) -> None:

@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("client", choices=["claude"])
     p.add_argument("--format", choices=["all", "json", "cli"], default="all")
     p.add_argument("--include-examples", action="store_true", help="also list the example server(s)")
+    p.add_argument(
+        "--with-env",
+        action="store_true",
+        help="add an env block with the connection settings in force here (DATABASE_URL, REDIS_URL, ...)",
+    )
 
     p = sub.add_parser("demo", help="launch every server over stdio as Claude would and make a few real calls")
     p.add_argument("--include-examples", action="store_true", default=True)
@@ -187,9 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_doctor(_shared_settings(), load_model=not args.skip_model))
         if args.command == "config":
-            from servers.client_config import render
+            from servers.client_config import render, shared_env
 
-            _out(render(args.format, include_examples=args.include_examples))
+            env = shared_env(_shared_settings()) if args.with_env else None
+            _out(render(args.format, include_examples=args.include_examples, env=env))
             return 0
         if args.command == "demo":
             from servers.demo import run_demo

@@ -43,6 +43,15 @@ def test_config_claude_prints_desktop_json_and_claude_code_lines() -> None:
     assert any(line.startswith("claude mcp add mcp-suite-notes ") and line.endswith("serve notes") for line in lines)
 
 
+def test_config_claude_with_env_carries_the_connection_settings_in_force() -> None:
+    env = _env(DATABASE_URL="postgresql://suite:pw@db.internal:5432/suite", REDIS_PREFIX="team")
+    out = _cli("config", "claude", "--format", "json", "--include-examples", "--with-env", env=env)
+    entry = json.loads(out.stdout)["mcpServers"]["mcp-suite-notes"]
+    assert entry["env"] == {"DATABASE_URL": "postgresql://suite:pw@db.internal:5432/suite", "REDIS_PREFIX": "team"}
+    lines = _cli("config", "claude", "--format", "cli", "--include-examples", "--with-env", env=env).stdout
+    assert "-e REDIS_PREFIX=team" in lines
+
+
 def test_a_bad_setting_stops_with_exit_2_naming_the_variable() -> None:
     out = _cli("serve", "notes", env=_env(DB_POOL_MAX="many"))
     assert out.returncode == 2

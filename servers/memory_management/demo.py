@@ -8,5 +8,5 @@ CALLS: list[tuple[str, dict[str, object]]] = [
     ("store_memory", {"content": "Maria prefers short pull requests with one change each.", "kind": "preference"}),
     ("recall", {"query": "when do we release billing to production?", "limit": 2}),
     ("build_context", {"query": "how should I prepare my pull request?", "budget": 200}),
-    ("list_workspaces", {}),
+    ("forget", {"workspace": "default", "tags": ["ops"]}),  # a dry run: only counts
 ]

@@ -227,7 +227,9 @@ WITH sem AS (
         ORDER BY m.embedding <=> $1::vector LIMIT $9
     ) s
 ), kw AS (
-    SELECT k.id, k.r, row_number() OVER (ORDER BY k.r DESC, k.id) AS rnk FROM (
+    -- rank(), not row_number(): memories with equal keyword scores (often all that share just a name)
+    -- share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus over the others.
+    SELECT k.id, k.r, rank() OVER (ORDER BY k.r DESC) AS rnk FROM (
         SELECT m.id, ts_rank_cd(m.tsv, q.q) AS r FROM memories m, to_tsquery('english', $2) AS q(q)
         WHERE $12::bool AND m.tsv @@ q.q AND {FILTER}
         ORDER BY r DESC LIMIT $9

@@ -1,0 +1,82 @@
+"""The plain functions behind recall, without MCP or a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from servers.memory_management import ranking
+from servers.memory_management.schema_compact import compact
+from servers.memory_management.store import content_hash
+
+
+def test_keyword_query_ors_words_and_lets_no_tsquery_operator_through() -> None:
+    assert ranking.keyword_query("Who leads Aldermoor?") == "who | leads | aldermoor"
+    assert ranking.keyword_query("a & !b | (c) <-> d:*") == "a | b | c | d"
+    assert ranking.keyword_query("?!") is None
+
+
+def test_a_memory_top_of_both_lists_outranks_one_top_of_a_single_list() -> None:
+    base = {"importance": 0.5, "age_s": 0.0, "useful_count": 0, "not_useful_count": 0}
+    both = {"id": "a", "sem_rank": 2, "kw_rank": 2, **base}
+    one = {"id": "b", "sem_rank": 1, "kw_rank": None, **base}
+    scored = ranking.fuse([one, both], lists=2)
+    assert [s.row["id"] for s in scored] == ["a", "b"]
+    assert scored[0].score <= 1.1
+
+
+def test_boosts_reorder_near_ties_but_not_a_clear_relevance_gap() -> None:
+    row = {"age_s": 0.0, "useful_count": 0, "not_useful_count": 0}
+    top = {"id": "top", "sem_rank": 1, "kw_rank": 1, "importance": 0.0, **row}
+    far = {"id": "far", "sem_rank": 40, "kw_rank": None, "importance": 1.0, "useful_count": 50, "age_s": 0.0}
+    assert [s.row["id"] for s in ranking.fuse([far, top], lists=2)] == ["top", "far"]
+    a = {"id": "a", "sem_rank": 3, "kw_rank": None, "importance": 0.5, **row}
+    b = {"id": "b", "sem_rank": 4, "kw_rank": None, "importance": 0.9, **row}
+    assert [s.row["id"] for s in ranking.fuse([a, b], lists=1)] == ["b", "a"]
+
+
+def test_a_cursor_is_only_accepted_by_the_query_that_issued_it() -> None:
+    cursor = ranking.encode_cursor(20, "abc")
+    assert ranking.decode_cursor(cursor, "abc") == 20
+    with pytest.raises(ValueError, match="different query"):
+        ranking.decode_cursor(cursor, "xyz")
+    with pytest.raises(ValueError, match="not one this server issued"):
+        ranking.decode_cursor("%%%", "abc")
+
+
+def test_pack_skips_what_does_not_fit_and_keeps_trying_smaller_blocks() -> None:
+    blocks, ids, used, omitted = ranking.pack([("1", "x" * 40), ("2", "y" * 400), ("3", "z" * 40)], budget=25)
+    assert ids == ["1", "3"]
+    assert omitted == 1
+    assert used <= 25
+    assert blocks[0] == "x" * 40
+
+
+def test_near_duplicate_pairs_group_transitively() -> None:
+    groups = ranking.group_pairs([("a", "b", 0.95), ("b", "c", 0.93), ("x", "y", 0.99)])
+    assert groups == [(["x", "y"], 0.99), (["a", "b", "c"], 0.93)]
+
+
+def test_dedupe_key_ignores_case_and_whitespace_only() -> None:
+    assert content_hash("Deploy  on\nTuesday") == content_hash("deploy on tuesday")
+    assert content_hash("deploy on tuesday") != content_hash("deploy on wednesday")
+
+
+def test_compact_schemas_keep_meaning_and_drop_noise() -> None:
+    schema = {
+        "title": "xArguments",
+        "properties": {
+            "title": {"title": "Title", "type": "string", "description": "a property named title stays"},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"},
+        },
+        "required": ["title"],
+    }
+    assert compact(schema, nullable_as_type=False) == {
+        "properties": {
+            "title": {"type": "string", "description": "a property named title stays"},
+            "n": {"type": "integer"},
+        },
+        "required": ["title"],
+    }
+    out = compact(schema, nullable_as_type=True)
+    assert out["properties"]["n"] == {"type": ["integer", "null"]}
+    assert "required" not in out

@@ -1,0 +1,55 @@
+"""Settings of the knowledge-graph server: the shared ones plus ``INFERENCE_ENHANCEMENT_*``."""
+
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import BaseServerSettings
+
+#: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference server's nine tools plus
+#: neighbourhoods and prompt enrichment. All seventeen would cost about 13 KB of the client's context on
+#: every turn (the budget is 8 KB); ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
+CORE_TOOLS = (
+    "create_entities",
+    "create_relations",
+    "add_observations",
+    "delete_entities",
+    "delete_observations",
+    "delete_relations",
+    "read_graph",
+    "search_nodes",
+    "open_nodes",
+    "get_neighbors",
+    "enhance_prompt",
+)
+
+
+class Settings(BaseServerSettings):
+    """Bounds exist so one call can neither flood the client's context nor hold the database for long."""
+
+    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "INFERENCE_ENHANCEMENT_"})
+
+    #: Recorded as the provenance of every write; empty means the client's name from the MCP handshake.
+    source: str = Field(default="", max_length=100)
+    max_observation_chars: int = Field(default=10_000, ge=100, le=1_000_000)
+    max_batch: int = Field(default=1_000, ge=1, le=100_000)
+    #: A graph result stops growing at about this many characters (~4 per token), so the default
+    #: answer stays far below the client's 25k-token limit; the rest is reached through next_cursor.
+    result_char_budget: int = Field(default=60_000, ge=2_000, le=2_000_000)
+    #: Below this cosine similarity a meaning-only match is not a search hit.
+    min_similarity: float = Field(default=0.3, ge=0.0, le=1.0)
+    search_candidates: int = Field(default=50, ge=5, le=1_000)
+    max_visited: int = Field(default=20_000, ge=100, le=1_000_000)
+    import_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1_024)
+    export_inline_max_chars: int = Field(default=200_000, ge=1_000, le=10_000_000)
+
+    tools: list[str] | None = Field(
+        default_factory=lambda: list(CORE_TOOLS),
+        description="Tools to expose (comma-separated); 'all' for every tool.",
+    )
+
+    @field_validator("tools", mode="after")
+    @classmethod
+    def _all_tools(cls, value: Any) -> Any:
+        return None if value is not None and [v.lower() for v in value] == ["all"] else value

@@ -1,0 +1,287 @@
+"""Every SQL statement on schema ``inference_enhancement``: plain async functions on a connection.
+
+Writes lock rows in name order (entities) or key order (relations) so concurrent calls from several
+processes wait for each other instead of deadlocking, and use ``ON CONFLICT`` so racing inserts of
+the same entity, observation or relation keep exactly one copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from common.errors import NotFound
+
+#: A row is "as of" time t when it was written by then (NULL means no time filter).
+_ENTITY_AT = "($2::timestamptz IS NULL OR e.created_at <= $2)"
+
+EXISTING_NAMES = "SELECT name FROM entities WHERE name = ANY($1::text[])"
+
+LOCK_ENTITIES = """
+SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
+"""
+SHARE_ENTITIES = """
+SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR KEY SHARE
+"""
+
+INSERT_ENTITY = """
+INSERT INTO entities (name, entity_type, lc, embedding, embedding_model, embedded_version, source)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $4::vector IS NULL THEN 0 ELSE 1 END, $6)
+ON CONFLICT (name) DO NOTHING
+RETURNING id
+"""
+
+INSERT_ENTITIES_BULK = """
+INSERT INTO entities (name, entity_type, lc, source)
+SELECT n, t, l, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(n, t, l)
+ON CONFLICT (name) DO NOTHING
+RETURNING id, name
+"""
+
+INSERT_OBSERVATIONS = """
+INSERT INTO observations (entity_id, content, lc, source)
+SELECT e, c, l, $4 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(e, c, l)
+ON CONFLICT (entity_id, md5(content)) DO NOTHING
+RETURNING entity_id, content
+"""
+
+BUMP_VERSIONS = """
+UPDATE entities SET version = version + 1, updated_at = now() WHERE id = ANY($1::bigint[])
+"""
+
+UPSERT_RELATIONS = """
+INSERT INTO relations AS r (from_id, to_id, relation_type, valid_from, valid_to, source)
+SELECT f, t, ty, vf, vt, $6
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(f, t, ty, vf, vt)
+ON CONFLICT (from_id, to_id, relation_type) DO UPDATE
+    SET valid_from = COALESCE(EXCLUDED.valid_from, r.valid_from), valid_to = COALESCE(EXCLUDED.valid_to, r.valid_to)
+    WHERE EXCLUDED.valid_from IS NOT NULL OR EXCLUDED.valid_to IS NOT NULL
+RETURNING from_id, to_id, relation_type, (xmax = 0) AS created
+"""
+
+DELETE_ENTITIES = "DELETE FROM entities WHERE name = ANY($1::text[]) RETURNING name"
+
+DELETE_OBSERVATIONS = """
+DELETE FROM observations o
+USING entities e, unnest($1::text[], $2::text[]) AS d(name, content)
+WHERE e.name = d.name AND o.entity_id = e.id AND o.content = d.content
+RETURNING o.entity_id, e.name
+"""
+
+DELETE_RELATIONS = """
+DELETE FROM relations r
+USING entities f, entities t, unnest($1::text[], $2::text[], $3::text[]) AS d(f, t, ty)
+WHERE f.name = d.f AND t.name = d.t AND r.from_id = f.id AND r.to_id = t.id AND r.relation_type = d.ty
+RETURNING r.id
+"""
+
+PAGE_ENTITIES = f"""
+SELECT e.id, e.name, e.entity_type FROM entities e
+WHERE e.id > $1 AND {_ENTITY_AT}
+ORDER BY e.id LIMIT $3
+"""
+
+ENTITIES_BY_NAME = """
+SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.name = ANY($1::text[]) ORDER BY e.id
+"""
+
+ENTITIES_BY_ID = """
+SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.id = ANY($1::bigint[])
+"""
+
+OBSERVATIONS_OF = """
+SELECT entity_id, content FROM observations
+WHERE entity_id = ANY($1::bigint[]) AND ($2::timestamptz IS NULL OR created_at <= $2)
+ORDER BY entity_id, id
+"""
+
+_RELATION_AT = """($2::timestamptz IS NULL OR (r.created_at <= $2 AND f.created_at <= $2 AND t.created_at <= $2
+    AND (r.valid_from IS NULL OR r.valid_from <= $2) AND (r.valid_to IS NULL OR r.valid_to > $2)))"""
+
+RELATIONS_FROM = f"""
+SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
+FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+WHERE r.from_id = ANY($1::bigint[]) AND {_RELATION_AT}
+ORDER BY r.id LIMIT $3
+"""
+
+RELATIONS_TOUCHING = f"""
+SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
+FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+WHERE (r.from_id = ANY($1::bigint[]) OR r.to_id = ANY($1::bigint[])) AND {_RELATION_AT}
+ORDER BY r.id LIMIT $3
+"""
+
+#: One breadth-first step: the relations leaving ($4 'out'), entering ('in') or touching ('both') a frontier.
+STEP = f"""
+SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
+FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+WHERE ((r.from_id = ANY($1::bigint[]) AND $4 <> 'in') OR (r.to_id = ANY($1::bigint[]) AND $4 <> 'out'))
+  AND ($5::text[] IS NULL OR r.relation_type = ANY($5::text[]))
+  AND {_RELATION_AT}
+ORDER BY r.id LIMIT $3
+"""
+
+ENTITY_AT = f"SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.name = $1 AND {_ENTITY_AT}"
+
+SUBSTRING_HITS = """
+SELECT id, true AS in_name FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+UNION ALL
+SELECT DISTINCT entity_id, false FROM observations WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+LIMIT $3
+"""
+
+KEYWORD_HITS = """
+SELECT id, max(rank) AS rank FROM (
+    SELECT id, ts_rank(tsv, q) * 2 AS rank FROM entities, to_tsquery('english', $1) AS q WHERE tsv @@ q
+    UNION ALL
+    SELECT entity_id, ts_rank(tsv, q) FROM observations, to_tsquery('english', $1) AS q WHERE tsv @@ q
+) hits GROUP BY id ORDER BY rank DESC, id LIMIT $2
+"""
+
+VECTOR_HITS = """
+SELECT id, 1 - (embedding <=> $1) AS similarity FROM entities
+WHERE embedding IS NOT NULL AND embedding_model = $2
+ORDER BY embedding <=> $1 LIMIT $3
+"""
+
+STALE = """
+SELECT id, version, name, entity_type FROM entities
+WHERE embedded_version < version AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+ORDER BY id LIMIT $2
+"""
+
+FIRST_OBSERVATIONS = """
+SELECT entity_id, content FROM (
+    SELECT entity_id, content, id, row_number() OVER (PARTITION BY entity_id ORDER BY id) AS n
+    FROM observations WHERE entity_id = ANY($1::bigint[])
+) o WHERE n <= $2 ORDER BY entity_id, id
+"""
+
+SET_EMBEDDING = """
+UPDATE entities SET embedding = $3, embedding_model = $4, embedded_version = $2 WHERE id = $1 AND version = $2
+"""
+
+RANKED_OBSERVATIONS = """
+SELECT o.entity_id, o.content,
+       CASE WHEN $2 = '' THEN 0 ELSE ts_rank(o.tsv, to_tsquery('english', $2)) END AS rank
+FROM observations o WHERE o.entity_id = ANY($1::bigint[])
+ORDER BY o.entity_id, rank DESC, o.id
+"""
+
+PROVENANCE_ENTITY = """
+SELECT id, name, entity_type, source, created_at, updated_at FROM entities WHERE name = $1
+"""
+PROVENANCE_OBSERVATIONS = """
+SELECT content, source, created_at FROM observations WHERE entity_id = $1 ORDER BY id OFFSET $2 LIMIT $3
+"""
+PROVENANCE_RELATIONS = """
+SELECT f.name AS from_name, t.name AS to_name, r.relation_type, r.source, r.created_at, r.valid_from, r.valid_to
+FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+WHERE r.from_id = $1 OR r.to_id = $1 ORDER BY r.id OFFSET $2 LIMIT $3
+"""
+
+SUMMARY = """
+SELECT (SELECT count(*) FROM entities) AS entities,
+       (SELECT count(*) FROM observations) AS observations,
+       (SELECT count(*) FROM relations) AS relations,
+       (SELECT max(updated_at) FROM entities) AS updated_at
+"""
+TOP_TYPES = "SELECT entity_type, count(*) AS n FROM entities GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
+TOP_RELATION_TYPES = "SELECT relation_type, count(*) AS n FROM relations GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
+
+EXPORT_ENTITIES = "SELECT id, name, entity_type FROM entities WHERE id > $1 ORDER BY id LIMIT $2"
+EXPORT_RELATIONS = """
+SELECT r.id, f.name AS from_name, t.name AS to_name, r.relation_type
+FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+WHERE r.id > $1 ORDER BY r.id LIMIT $2
+"""
+
+
+@dataclass(frozen=True)
+class Rel:
+    id: int
+    from_id: int
+    to_id: int
+    from_name: str
+    to_name: str
+    relation_type: str
+
+
+def rels(rows: Sequence[asyncpg.Record]) -> list[Rel]:
+    return [Rel(**dict(r)) for r in rows]
+
+
+async def resolve(conn: asyncpg.Connection, names: Sequence[str], *, lock: str = "share") -> dict[str, int]:
+    """Ids of ``names``, locked against deletion (``share``) or change (``update``); missing names fail the call."""
+    wanted = sorted(set(names))
+    rows = await conn.fetch(LOCK_ENTITIES if lock == "update" else SHARE_ENTITIES, wanted)
+    found = {r["name"]: r["id"] for r in rows}
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        shown = ", ".join(repr(n) for n in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise NotFound(
+            f"Unknown entities: {shown}{more}. Create them first with create_entities (or check the spelling); "
+            "nothing was written."
+        )
+    return found
+
+
+async def existing_names(conn: asyncpg.Connection, names: Sequence[str]) -> set[str]:
+    return {r["name"] for r in await conn.fetch(EXISTING_NAMES, list(names))}
+
+
+async def insert_entity(
+    conn: asyncpg.Connection,
+    name: str,
+    entity_type: str,
+    lc: str,
+    embedding: np.ndarray | None,
+    model: str | None,
+    source: str,
+) -> int | None:
+    value: int | None = await conn.fetchval(INSERT_ENTITY, name, entity_type, lc, embedding, model, source)
+    return value
+
+
+async def insert_observations(
+    conn: asyncpg.Connection, entity_ids: list[int], contents: list[str], lcs: list[str], source: str
+) -> list[tuple[int, str]]:
+    rows = await conn.fetch(INSERT_OBSERVATIONS, entity_ids, contents, lcs, source)
+    return [(r["entity_id"], r["content"]) for r in rows]
+
+
+async def bump_versions(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+    if ids:
+        await conn.execute(BUMP_VERSIONS, sorted(set(ids)))
+
+
+async def observations_of(
+    conn: asyncpg.Connection, ids: Sequence[int], as_of: datetime | None = None
+) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {i: [] for i in ids}
+    for r in await conn.fetch(OBSERVATIONS_OF, list(ids), as_of):
+        out[r["entity_id"]].append(r["content"])
+    return out
+
+
+async def step(
+    conn: asyncpg.Connection,
+    frontier: Sequence[int],
+    *,
+    as_of: datetime | None,
+    limit: int,
+    direction: str,
+    types: list[str] | None,
+) -> list[Rel]:
+    return rels(await conn.fetch(STEP, list(frontier), as_of, limit, direction, types))
+
+
+def record_dicts(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]

@@ -1,0 +1,110 @@
+"""Plain text helpers shared by the tools: lower-casing, trigrams, keyword queries, fusion, cursors.
+
+Lower-casing happens here (Python) rather than in SQL because the reference server compares with
+JavaScript's ``toLowerCase``, and PostgreSQL's ``lower()`` depends on the cluster's collation
+(``C`` lowers ASCII only). Python's ``str.lower`` agrees with JavaScript on Unicode text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from common.errors import InvalidInput
+
+#: Separates name and type in an entity's lower-cased text, so no substring spans both (as in the reference).
+SEP = "\x1f"
+RRF_K = 60
+#: Added to every substring hit so everything the reference would find ranks ahead of meaning-only hits.
+SUBSTRING_BONUS = 1.0
+_WORD = re.compile(r"\w+", re.UNICODE)
+#: Words kept in a keyword query; more only slows the full-text match down.
+MAX_QUERY_WORDS = 16
+
+
+def entity_lc(name: str, entity_type: str) -> str:
+    return f"{name}{SEP}{entity_type}".lower()
+
+
+def trigrams(lowered: str) -> list[str]:
+    """The distinct 3-character substrings, exactly as the SQL function ``trigrams`` computes them."""
+    return sorted({lowered[i : i + 3] for i in range(len(lowered) - 2)})
+
+
+def keyword_query(query: str) -> str | None:
+    """An OR of the query's words for ``to_tsquery`` (words only: no operator can sneak in), or None."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_QUERY_WORDS]
+    return " | ".join(f"'{w}'" for w in words) if words else None
+
+
+def embedding_text(name: str, entity_type: str, observations: Sequence[str], limit: int = 1_000) -> str:
+    """What an entity's vector is made from: name, type, then its first observations (the model reads ~256 tokens)."""
+    head = f"{name} ({entity_type})" if entity_type else name
+    body = "; ".join(observations)
+    return f"{head}: {body}"[:limit] if body else head[:limit]
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token, rounded up: cheap, and conservative enough for English."""
+    return (len(text) + 3) // 4
+
+
+@dataclass
+class Fused:
+    id: int
+    score: float = 0.0
+    substring: bool = False
+    similarity: float | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+def fuse(
+    substring: Iterable[int], keyword: Iterable[int], vector: Iterable[tuple[int, float]], *, min_similarity: float
+) -> list[Fused]:
+    """Reciprocal rank fusion of keyword and vector lists, with every substring hit ranked first."""
+    out: dict[int, Fused] = {}
+
+    def get(i: int) -> Fused:
+        return out.setdefault(i, Fused(i))
+
+    for rank, i in enumerate(keyword):
+        f = get(i)
+        f.score += 1.0 / (RRF_K + rank + 1)
+        f.sources.append("keyword")
+    for rank, (i, sim) in enumerate(vector):
+        if sim < min_similarity:
+            continue
+        f = get(i)
+        f.score += 1.0 / (RRF_K + rank + 1)
+        f.similarity = sim
+        f.sources.append("vector")
+    for i in substring:
+        f = get(i)
+        if not f.substring:
+            f.substring = True
+            f.score += SUBSTRING_BONUS
+    return sorted(out.values(), key=lambda f: (-f.score, f.id))
+
+
+def encode_cursor(kind: str, value: int, extra: object = None) -> str:
+    raw = json.dumps([kind, value, extra], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, kind: str, extra: object = None) -> int:
+    """The position stored in ``cursor``; a cursor from another call or query is refused clearly."""
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        got_kind, value, got_extra = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if got_kind != kind or not isinstance(value, int) or got_extra != extra:
+            raise ValueError
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise InvalidInput(
+            "cursor is not a next_cursor of this call with these arguments; repeat the call without it."
+        ) from None
+    return value

@@ -17,7 +17,7 @@ import time
 import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from common.vectors import VectorIndex
 
 from common.subscriptions import EventBridgeBus
+from common.tool_schema import compact_tool
 
 log = get_logger(__name__)
 
@@ -136,23 +137,43 @@ async def open_deps(
         log.info("server_stopping", schema=name)
 
 
+#: A server's own start-up/shutdown work (background sweeps, extra subscriptions), run inside the lifespan.
+OnStart = Callable[[Deps], AbstractAsyncContextManager[None]]
+
+
 def make_lifespan(
-    name: str, settings: BaseServerSettings, subscriptions: EventBridgeBus | None = None
+    name: str,
+    settings: BaseServerSettings,
+    subscriptions: EventBridgeBus | None = None,
+    on_start: OnStart | None = None,
 ) -> Callable[[MCPServer[Deps]], Any]:
-    """The MCPServer lifespan for server ``name``."""
+    """The MCPServer lifespan for server ``name``; ``on_start(deps)`` is entered once Deps exist."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
         async with open_deps(name, settings, subscriptions) as deps:
-            yield deps
+            if on_start is None:
+                yield deps
+            else:
+                async with on_start(deps):
+                    yield deps
 
     return lifespan
 
 
 def create_server(
-    name: str, settings: BaseServerSettings, *, instructions: str | None = None, version: str = "0.1.0"
+    name: str,
+    settings: BaseServerSettings,
+    *,
+    instructions: str | None = None,
+    version: str = "0.1.0",
+    on_start: OnStart | None = None,
 ) -> MCPServer[Deps]:
-    """An MCPServer whose lifespan yields :class:`Deps`; tools are added with :func:`add_tool`."""
+    """An MCPServer whose lifespan yields :class:`Deps`; tools are added with :func:`add_tool`.
+
+    ``on_start`` is an async context manager factory for the server's own background work; it is
+    entered after the dependencies are up and exited before they close.
+    """
     from servers.registry import get
 
     spec = get(name)
@@ -162,7 +183,7 @@ def create_server(
         title=spec.title,
         instructions=instructions,
         version=version,
-        lifespan=make_lifespan(name, settings, bridge),
+        lifespan=make_lifespan(name, settings, bridge, on_start),
         log_level=settings.log_level,
         subscriptions=bridge,
     )
@@ -256,6 +277,7 @@ def add_tool(
             open_world_hint=open_world,
         ),
     )
+    compact_tool(server, tool_name)
     return fn
 
 

@@ -9,7 +9,7 @@ through the Redis/PostgreSQL :class:`~common.events.EventBus`, to the listen str
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.subscriptions import (
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 EVENT_NAME = "mcp.changed"
+#: Keeps one relayed event well under PostgreSQL's 8000-byte NOTIFY limit (the Redis-down path).
+MAX_URIS_PER_EVENT = 60
 
 _KINDS: dict[str, Callable[[dict[str, Any]], ServerEvent]] = {
     "resource_updated": lambda d: ResourceUpdated(uri=str(d["uri"])),
@@ -82,9 +84,25 @@ class EventBridgeBus:
         """Tell every subscribed client, in any process, that ``uri`` changed."""
         await self.publish(ResourceUpdated(uri=uri))
 
+    async def resources_updated(self, uris: Sequence[str]) -> None:
+        """Several changed resources in one relayed event (a batch write changes many at once)."""
+        unique = list(dict.fromkeys(uris))
+        for uri in unique:
+            await self._local.publish(ResourceUpdated(uri=uri))
+        if self._events is None:
+            return
+        for start in range(0, len(unique), MAX_URIS_PER_EVENT):
+            chunk = unique[start : start + MAX_URIS_PER_EVENT]
+            await self._events.publish(EVENT_NAME, {"kind": "resources_updated", "uris": chunk, "origin": self.origin})
+
     async def _on_remote(self, event: Event) -> None:
         data = event.data
         if data.get("origin") == self.origin:
+            return
+        if data.get("kind") == "resources_updated":
+            self.remote_delivered += 1
+            for uri in data.get("uris") or []:
+                await self._local.publish(ResourceUpdated(uri=str(uri)))
             return
         make = _KINDS.get(str(data.get("kind")))
         if make is None:

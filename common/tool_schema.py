@@ -2,7 +2,7 @@
 
 pydantic's schemas are verbose: a generated ``title`` on every property and an
 ``anyOf [X, null]`` wrapper for every optional value. Sixteen tools of such schemas cost about
-three times the 8 KB a server may spend, so after registration each tool's advertised input and
+three times the 8 KB a server may spend, so ``common.runtime.add_tool`` rewrites each tool's advertised input and
 output schema is rewritten: titles dropped, an optional input (its default being null) advertised
 as plain ``X`` (omitting it means null), an optional output as ``"type": [X, "null"]``, and output
 schemas lose descriptions and ``required`` lists (every field of a result is always present). Validation
@@ -56,11 +56,18 @@ def compact(schema: Any, *, nullable_as_type: bool) -> Any:
     return out
 
 
+def compact_tool(server: MCPServer[Any], name: str) -> None:
+    """Rewrite the advertised schemas of one registered tool in place (idempotent)."""
+    tool = server._tool_manager.get_tool(name)  # no public way to reach a registered tool's schema
+    if tool is None:
+        return
+    tool.parameters = compact(tool.parameters, nullable_as_type=False)
+    meta = tool.fn_metadata
+    if meta.output_schema is not None:
+        meta.output_schema = compact(meta.output_schema, nullable_as_type=True)
+
+
 def compact_tools(server: MCPServer[Any]) -> None:
     """Rewrite the advertised schemas of every registered tool in place."""
-    manager = server._tool_manager  # no public way to reach a registered tool's schema
-    for tool in manager.list_tools():
-        tool.parameters = compact(tool.parameters, nullable_as_type=False)
-        meta = tool.fn_metadata
-        if meta.output_schema is not None:
-            meta.output_schema = compact(meta.output_schema, nullable_as_type=True)
+    for tool in server._tool_manager.list_tools():
+        compact_tool(server, tool.name)

@@ -48,6 +48,11 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Tiny example server that exercises every part of common/ end to end; the template for new servers.",
         example=True,
     ),
+    ServerSpec(
+        "memory_management",
+        "Memory",
+        "Long-term memory for agents: store, recall (hybrid semantic + keyword), organise and consolidate memories.",
+    ),
 )
 
 

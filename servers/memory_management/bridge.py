@@ -1,10 +1,8 @@
-"""Change events across processes: common.events carries them, the SDK's subscription bus delivers them.
+"""What a write tells the world: a ``memory.changed`` domain event, and MCP resource updates.
 
-Every process of this server publishes ``memory.changed`` after a write and, in its lifespan,
-subscribes to the same event from every process (itself included). Each event is turned into MCP
-``ResourceUpdated`` events on the process's in-process SDK bus, so a client listening on process A
-hears about a memory changed through process B. There is one delivery path for local and remote
-changes alike, so a client never sees a change twice.
+The resource updates go through the runtime's EventBridgeBus, which relays them to the other
+processes of this server, so a client listening on process A hears about a memory changed through
+process B.
 """
 
 from __future__ import annotations
@@ -12,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mcp.server.subscriptions import SubscriptionBus
-from mcp.shared.subscriptions import ResourceUpdated
-
-from common.events import Event, EventBus, Subscription
+from common.events import Event
 from common.logging import get_logger
+from common.runtime import Deps
 
 log = get_logger(__name__)
 
@@ -49,16 +45,16 @@ def uris(event: Event) -> list[str]:
     return out
 
 
-async def publish(events: EventBus, action: str, ids: Sequence[str], workspaces: Sequence[str]) -> None:
-    if ids:
-        await events.publish(EVENT, change(action, ids, workspaces))
+async def publish(d: Deps, action: str, ids: Sequence[str], workspaces: Sequence[str]) -> None:
+    """After a write: the domain event for other servers, and resource updates for subscribed clients.
 
-
-async def connect(events: EventBus, bus: SubscriptionBus) -> Subscription:
-    """Forward every process's ``memory.changed`` events into ``bus``; close the returned subscription to stop."""
-
-    async def forward(event: Event) -> None:
-        for uri in uris(event):
-            await bus.publish(ResourceUpdated(uri=uri))
-
-    return await events.subscribe(forward, server=SERVER, event=EVENT)
+    ``d.subscriptions`` (common.subscriptions.EventBridgeBus) delivers the updates to this process's
+    listen streams and, through the event bus, to every other process's.
+    """
+    if not ids:
+        return
+    await d.events.publish(EVENT, change(action, ids, workspaces))
+    uris = [memory_uri(str(i)) for i in ids]
+    if workspaces:
+        uris.append(WORKSPACES_URI)
+    await d.subscriptions.resources_updated(uris)

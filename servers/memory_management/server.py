@@ -17,12 +17,11 @@ from typing import Annotated, Any
 import asyncpg
 import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import Deps, add_tool, deps, open_deps
+from common.runtime import Deps, add_tool, create_server, deps
 from servers.memory_management import bridge, ranking, store
 from servers.memory_management.models import (
     Consolidation,
@@ -45,7 +44,6 @@ from servers.memory_management.models import (
     _strip_titles,
 )
 from servers.memory_management.models import Context as ContextBlock
-from servers.memory_management.schema_compact import compact_tools
 from servers.memory_management.settings import Settings
 
 log = get_logger(__name__)
@@ -168,7 +166,7 @@ async def _sweep_once(d: Deps, settings: Settings) -> int:
         rows = await store.sweep_expired(d.db, settings.sweep_batch)
         removed += len(rows)
         if rows:
-            await bridge.publish(d.events, "expired", [r["id"] for r in rows], [r["workspace"] for r in rows])
+            await bridge.publish(d, "expired", [r["id"] for r in rows], [r["workspace"] for r in rows])
         if len(rows) < settings.sweep_batch:
             break
     if removed:
@@ -191,38 +189,30 @@ async def _sweep_loop(d: Deps, settings: Settings) -> None:
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
-    """The memory server. Its lifespan adds the expiry sweep and the event bridge to the shared Deps."""
-    from servers.registry import get
+    """The memory server; its background work is the expiry sweep."""
 
-    sdk_bus = InMemorySubscriptionBus()
-    live: dict[str, Deps] = {}
+    live: dict[str, Deps] = {}  # for the static workspaces resource, which the SDK gives no context
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        async with open_deps(NAME, settings) as d:
-            subscription = await bridge.connect(d.events, sdk_bus)
-            sweeper = asyncio.create_task(_sweep_loop(d, settings), name="memory-sweep")
-            live["deps"] = d
-            try:
-                yield d
-            finally:
-                live.pop("deps", None)
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
-                await subscription.close()
+    async def background(d: Deps) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_loop(d, settings), name="memory-sweep")
+        live["deps"] = d
+        try:
+            yield
+        finally:
+            live.pop("deps", None)
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
 
-    server: MCPServer[Deps] = MCPServer(
-        name="mcp-suite-memory-management",
-        title=get(NAME).title,
+    server = create_server(
+        NAME,
+        settings,
         instructions=(
             "Long-term memory. Call recall (or build_context) before answering questions about past work, "
             "and store_memory for durable facts, decisions and preferences worth keeping."
         ),
-        version="0.1.0",
-        lifespan=lifespan,
-        log_level=settings.log_level,
-        subscriptions=sdk_bus,
+        on_start=background,
     )
 
     # ----------------------------------------------------------------------------------- store
@@ -246,7 +236,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         rows = await d.db.run_in_transaction(write)
         created = [r["id"] for r in rows if r["created"]]
-        await bridge.publish(d.events, "stored", created, sorted({i.workspace for i in items}))
+        await bridge.publish(d, "stored", created, sorted({i.workspace for i in items}))
         return rows
 
     async def store_memory(
@@ -505,7 +495,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise Conflict(
                 f"Another active memory in this workspace already has that text; forget {id} instead."
             ) from None
-        await bridge.publish(d.events, "updated", [row["id"]], [])
+        await bridge.publish(d, "updated", [row["id"]], [])
         return _ref(row)
 
     # ----------------------------------------------------------------------------------- forget / restore / purge
@@ -524,7 +514,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         rows = await d.db.run_in_transaction(run)
         if not dry_run:
-            await bridge.publish(d.events, action, [r["id"] for r in rows], [r["workspace"] for r in rows])
+            await bridge.publish(d, action, [r["id"] for r in rows], [r["workspace"] for r in rows])
         return Count(count=len(rows), ids=[r["id"] for r in rows[:20]], dry_run=dry_run)
 
     async def forget(
@@ -568,7 +558,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             if current is not None and current["state"] == "active":
                 return Ref(id=current["id"], version=current["version"], state="active", created=False)
             raise NotFound(f"No archived memory {id} (unknown, purged or expired).")
-        await bridge.publish(d.events, "restored", [row["id"]], [row["workspace"]])
+        await bridge.publish(d, "restored", [row["id"]], [row["workspace"]])
         return _ref(row)
 
     async def purge_memories(
@@ -635,7 +625,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return await store.move(conn, node, parent)
 
         row = await d.db.run_in_transaction(run)
-        await bridge.publish(d.events, "moved", [row["id"]], [])
+        await bridge.publish(d, "moved", [row["id"]], [])
         return _ref(row)
 
     async def rate_memory(
@@ -693,7 +683,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             out.append(Group(keeper=keeper_id, duplicates=dups, similarity=round(sim, 4)))
             if merge:
                 merged += len(dups)
-                await bridge.publish(d.events, "merged", [keeper_id, *dups], [ws])
+                await bridge.publish(d, "merged", [keeper_id, *dups], [ws])
         return Consolidation(groups=out, merged=merged, truncated=truncated)
 
     # ----------------------------------------------------------------------------------- workspaces
@@ -816,7 +806,6 @@ def build(settings: Settings) -> MCPServer[Deps]:
     register(list_workspaces, "List workspaces", kind="read")
     register(workspace_stats, "Workspace stats", kind="read")
     register(import_qdrant, "Import from Qdrant", kind="external")
-    compact_tools(server)
 
     # ----------------------------------------------------------------------------------- resources and prompt
 

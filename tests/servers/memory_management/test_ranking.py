@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from servers.memory_management import ranking
-from servers.memory_management.schema_compact import compact
 from servers.memory_management.store import content_hash
 
 
@@ -59,24 +58,3 @@ def test_near_duplicate_pairs_group_transitively() -> None:
 def test_dedupe_key_ignores_case_and_whitespace_only() -> None:
     assert content_hash("Deploy  on\nTuesday") == content_hash("deploy on tuesday")
     assert content_hash("deploy on tuesday") != content_hash("deploy on wednesday")
-
-
-def test_compact_schemas_keep_meaning_and_drop_noise() -> None:
-    schema = {
-        "title": "xArguments",
-        "properties": {
-            "title": {"title": "Title", "type": "string", "description": "a property named title stays"},
-            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"},
-        },
-        "required": ["title"],
-    }
-    assert compact(schema, nullable_as_type=False) == {
-        "properties": {
-            "title": {"type": "string", "description": "a property named title stays"},
-            "n": {"type": "integer"},
-        },
-        "required": ["title"],
-    }
-    out = compact(schema, nullable_as_type=True)
-    assert out["properties"]["n"] == {"type": ["integer", "null"]}
-    assert "required" not in out

@@ -319,7 +319,9 @@ class EventBus:
         if self.pg_url is not None and await self._notify(envelope):
             return envelope
         self.dropped += 1
-        log.warning("event_dropped", event_name=event, event_id=envelope.id, reason="neither Redis nor PostgreSQL reachable")
+        log.warning(
+            "event_dropped", event_name=event, event_id=envelope.id, reason="neither Redis nor PostgreSQL reachable"
+        )
         return envelope
 
     async def subscribe(

@@ -75,10 +75,11 @@ async def embeddings(settings: BaseServerSettings) -> dict[str, float]:
     return {"load_s": load_s, "single_p50_ms": median(singles) * 1000, "batch_per_s": 256 / batch_s}
 
 
-def clustered(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """Vectors around 200 centres: closer to real embeddings than uniform noise."""
-    centres = rng.normal(size=(200, dim)).astype(np.float32)
-    data = centres[rng.integers(0, 200, size=n)] + 0.35 * rng.normal(size=(n, dim)).astype(np.float32)
+def embedding_like(n: int, dim: int, rng: np.random.Generator, basis: np.ndarray) -> np.ndarray:
+    """Unit vectors with a low intrinsic dimension, like sentence embeddings (not uniform noise,
+    on which every point is nearly equidistant and no index or exact order means anything)."""
+    latent = rng.normal(size=(n, basis.shape[0])).astype(np.float32)
+    data = latent @ basis + 0.05 * rng.normal(size=(n, dim)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     return data
 
@@ -99,14 +100,15 @@ async def vectors(url: str, n: int, queries: int) -> dict[str, float]:
     db = await Database.open(DbConfig(url=url, schema="bench", pool_max=4, statement_timeout_ms=0))
     index = PgVectorIndex(db, "bench")
     rng = np.random.default_rng(7)
-    data = clustered(n, 384, rng)
+    basis = rng.normal(size=(48, 384)).astype(np.float32) / np.sqrt(48)
+    data = embedding_like(n, 384, rng, basis)
     await index.ensure_collection("bench", dim=384, model="random")
     started = time.perf_counter()
     for lo in range(0, n, 2000):
         batch = [VectorRecord(id=str(i), vector=data[i], payload={"g": i % 10}) for i in range(lo, min(n, lo + 2000))]
         await index.upsert("bench", batch)
     insert_s = time.perf_counter() - started
-    qs = clustered(queries, 384, np.random.default_rng(11))
+    qs = embedding_like(queries, 384, np.random.default_rng(11), basis)
     exact = np.argsort(-(qs @ data.T), axis=1)[:, :10]
     lat: list[float] = []
     exact_lat: list[float] = []

@@ -1,0 +1,1 @@
+"""documentation: private, versioned documentation and API specs, searchable by meaning."""

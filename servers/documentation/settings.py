@@ -1,0 +1,27 @@
+"""Settings of the documentation server: the shared ones plus ``DOCUMENTATION_*``."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import BaseServerSettings
+
+
+class Settings(BaseServerSettings):
+    """Limits exist so one folder or one call cannot flood the database or the client's context."""
+
+    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "DOCUMENTATION_"})
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders ingest_folder and spec imports may read (JSON list). Empty: no file access.",
+    )
+    max_file_bytes: int = Field(default=2_000_000, ge=1_000, le=200_000_000)
+    max_files: int = Field(default=20_000, ge=1, le=1_000_000)
+    max_text_chars: int = Field(default=2_000_000, ge=100, le=50_000_000)
+    chunk_chars: int = Field(default=1_200, ge=200, le=20_000)
+    search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
+    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
+    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)
+    read_max_chars: int = Field(default=8_000, ge=500, le=200_000)

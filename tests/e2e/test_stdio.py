@@ -101,6 +101,9 @@ def test_stdout_carries_only_protocol_messages_and_logs_go_to_stderr(
             deadline = time.monotonic() + 120
             while wanted is not None and wanted not in seen and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.02)
+            if wanted == 2:  # initialized and listed: the embedding model must still be unloaded
+                stderr_file.flush()
+                assert "embedding_model_loaded" not in stderr_path.read_text(), "the model loaded at start-up"
         proc.stdin.close()  # EOF: the server shuts down by itself
         proc.wait(timeout=60)
         reader.join(timeout=10)

@@ -1,0 +1,159 @@
+"""Chunkers, path rules, spec handling and the Mermaid checker as plain functions (no MCP, no database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.errors import InvalidInput
+from servers.documentation import mermaid, openapi, paths
+from servers.documentation.chunking import kind_for_path, parse
+
+
+def test_markdown_chunks_follow_headings_and_never_split_a_code_fence() -> None:
+    code = "```python\n" + "\n".join(f"x_{i} = {i}  # a line of code" for i in range(80)) + "\n```\n"
+    text = (
+        f"# Guide\n\nIntro paragraph.\n\n## Install\n\nRun pip.\n\n{code}\nAfter the code.\n\nSetext\n------\n\nBody.\n"
+    )
+    parsed = parse("markdown", text, "guide.md", 300)
+    assert parsed.title == "Guide"
+    fences = [c for c in parsed.chunks if "```python" in c.text]
+    assert len(fences) == 1
+    assert fences[0].text.count("```") == 2, "the fence must open and close in the same chunk"
+    assert len(fences[0].text) > 300
+    assert [h.title for h in parsed.headings] == ["Guide", "Install", "Setext"]
+    assert parsed.chunks[-1].heading_path == ("Guide", "Setext")
+    assert parsed.chunks[-1].anchor == "setext"
+    assert all(parsed.text[c.start : c.end].strip() == c.text for c in parsed.chunks)
+
+
+def test_a_heading_inside_a_code_fence_is_not_a_heading() -> None:
+    parsed = parse("markdown", "# Real\n\n~~~\n# not a heading\n~~~\n", "a.md", 1000)
+    assert [h.title for h in parsed.headings] == ["Real"]
+
+
+def test_long_paragraphs_are_cut_at_sentence_ends() -> None:
+    para = " ".join(f"Sentence number {i} says something." for i in range(100))
+    parsed = parse("markdown", f"# T\n\n{para}\n", "t.md", 400)
+    assert len(parsed.chunks) > 5
+    assert all(len(c.text) <= 400 for c in parsed.chunks)
+    assert all(c.text.endswith(".") for c in parsed.chunks)
+
+
+def test_rst_sections_by_underline_style_and_literal_blocks_whole() -> None:
+    text = (
+        "=====\nTitle\n=====\n\nIntro.\n\nFirst\n-----\n\nExample::\n\n    a = 1\n\n    b = 2\n\nSub\n~~~\n\n"
+        ".. note::\n\n   A note.\n\nSecond\n------\n\nEnd.\n"
+    )
+    parsed = parse("rst", text, "x.rst", 1000)
+    assert [(h.level, h.title) for h in parsed.headings] == [(1, "Title"), (2, "First"), (3, "Sub"), (2, "Second")]
+    literal = next(c for c in parsed.chunks if "Example::" in c.text)
+    assert "a = 1" in literal.text and "b = 2" in literal.text
+    assert parsed.chunks[-1].heading_path == ("Title", "Second")
+
+
+def test_rst_roles_are_removed_from_titles() -> None:
+    parsed = parse("rst", ":mod:`json` --- JSON encoder\n============================\n\nText.\n", "json.rst", 1000)
+    assert parsed.title == "json --- JSON encoder"
+
+
+def test_html_keeps_headings_and_code_and_drops_scripts_and_navigation() -> None:
+    html = (
+        "<html><head><title>Page</title><script>var x=1;</script></head><body>"
+        "<div role='navigation'>Home | Next</div><h1>Main<a class='headerlink'>¶</a></h1><p>Hello <b>world</b>.</p>"
+        "<h2>Code</h2><pre>if x:\n    y()</pre></body></html>"
+    )
+    parsed = parse("html", html, "p.html", 1000)
+    assert parsed.title == "Page"
+    assert [h.title for h in parsed.headings] == ["Main", "Code"]
+    assert "var x" not in parsed.text and "Home" not in parsed.text and "¶" not in parsed.text
+    assert "```\nif x:\n    y()\n```" in parsed.text
+
+
+def test_python_docstrings_come_with_their_signatures() -> None:
+    src = (
+        '"""Module doc."""\n\nclass Cache(Base):\n    """Keeps things."""\n\n    def get(self, key: str) -> int:\n'
+        '        """Read one."""\n\n    def _private(self):\n        """Hidden."""\n\nasync def fetch(url, *, timeout=5):\n'
+        '    """Fetch a URL."""\n'
+    )
+    parsed = parse("python", src, "pkg/cache.py", 1000)
+    assert parsed.title == "pkg.cache"
+    titles = [h.title for h in parsed.headings]
+    assert titles == [
+        "pkg.cache",
+        "class Cache(Base)",
+        "def get(self, key: str) -> int",
+        "async def fetch(url, *, timeout=5)",
+    ]
+    assert "Hidden" not in parsed.text
+    with pytest.raises(SyntaxError):
+        parse("python", "def broken(:\n", "b.py", 1000)
+
+
+def test_file_kinds_come_from_the_name() -> None:
+    assert kind_for_path("library/json.rst.txt") == "rst"
+    assert kind_for_path("README.md") == "markdown"
+    assert kind_for_path("notes.txt") == "text"
+    assert kind_for_path("image.png") is None
+
+
+def test_globs_match_paths_and_bare_names() -> None:
+    assert paths.matches("a/b/c.md", ["**/*.md"])
+    assert paths.matches("c.md", ["**/*.md"])
+    assert paths.matches("deep/x/build/y.txt", ["**/build/**"])
+    assert paths.matches("x/secret.md", ["secret.md"])
+    assert not paths.matches("a/b.rst", ["*.md"])
+
+
+def test_roots_must_be_configured_and_contain_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="DOCUMENTATION_ALLOWED_ROOTS"):
+        paths.resolve_inside_roots(str(tmp_path), [], want_dir=True)
+    inside = tmp_path / "in"
+    inside.mkdir()
+    (tmp_path / "out").mkdir()
+    (inside / "link").symlink_to(tmp_path / "out")
+    assert paths.resolve_inside_roots(str(inside), [inside], want_dir=True)[0] == inside.resolve()
+    with pytest.raises(InvalidInput, match="through a symlink"):
+        paths.resolve_inside_roots(str(inside / "link"), [inside], want_dir=True)
+    with pytest.raises(InvalidInput, match="outside the allowed roots"):
+        paths.resolve_inside_roots(str(tmp_path / "out"), [inside], want_dir=True)
+
+
+def test_local_refs_resolve_and_cycles_stop() -> None:
+    spec = {
+        "openapi": "3.0.3",
+        "components": {
+            "schemas": {
+                "Node": {
+                    "type": "object",
+                    "properties": {"children": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}},
+                }
+            }
+        },
+    }
+    node = openapi.resolve({"$ref": "#/components/schemas/Node"}, spec)
+    assert node["properties"]["children"]["items"] == {"$ref": "#/components/schemas/Node", "x-circular": True}
+    with pytest.raises(InvalidInput, match="points at nothing"):
+        openapi.resolve({"$ref": "#/components/schemas/Missing"}, spec)
+
+
+def test_diff_reports_added_removed_and_changed() -> None:
+    assert openapi.diff({"GET /a": "1", "GET /b": "2"}, {"GET /b": "3", "POST /c": "4"}) == (
+        ["POST /c"],
+        ["GET /a"],
+        ["GET /b"],
+    )
+
+
+def test_mermaid_checker_accepts_what_we_emit_and_refuses_broken_diagrams() -> None:
+    eps = [{"method": "GET", "path": '/a/{id} "x"', "tags": ["t 1"]}, {"method": "POST", "path": "/b", "tags": []}]
+    assert mermaid.check(mermaid.overview('My "API"', eps)) == []
+    schemas = {"Pet": {"properties": {"id": {"type": "integer"}, "owner": {"$ref": "#/definitions/User"}}}, "User": {}}
+    diagram = mermaid.schema_diagram(schemas)
+    assert mermaid.check(diagram) == []
+    assert 'Pet "1" --> "1" User : owner' in diagram
+    assert mermaid.check("pie\n") != []
+    assert any("never closed" in p for p in mermaid.check('flowchart LR\nsubgraph a["x"]\n'))
+    assert any("cannot parse" in p for p in mermaid.check('flowchart LR\na["unbalanced]\n'))
+    assert any("closes nothing" in p for p in mermaid.check("classDiagram\n}\n"))

@@ -332,7 +332,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         async def write(conn: asyncpg.Connection) -> list[EntityIn]:
             created: list[tuple[int, EntityIn]] = []
-            for name in sorted(unique):  # name order: concurrent calls lock in the same order
+            locked = await store.lock_keys(conn, store.ENTITY_LOCK_CLASS, list(unique))
+            for name in unique if locked else sorted(unique):  # the caller's order when it is safe
                 e = unique[name]
                 vec = vec_of.get(name)
                 new_id = await store.insert_entity(
@@ -382,7 +383,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         async def write(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
             ids = await store.resolve(conn, [n for k in wanted for n in k[:2]])
-            keys = sorted(wanted, key=lambda k: (ids[k[0]], ids[k[1]], k[2]))
+            locked = await store.lock_keys(
+                conn, store.RELATION_LOCK_CLASS, [f"{ids[k[0]]}:{ids[k[1]]}:{k[2]}" for k in wanted]
+            )
+            keys = list(wanted) if locked else sorted(wanted, key=lambda k: (ids[k[0]], ids[k[1]], k[2]))
             rows = await conn.fetch(
                 store.UPSERT_RELATIONS,
                 [ids[k[0]] for k in keys],

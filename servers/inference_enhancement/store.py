@@ -29,6 +29,18 @@ SHARE_ENTITIES = """
 SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR KEY SHARE
 """
 
+#: Transaction-level advisory locks on keys (entity names, relation keys), taken in one fixed order, so
+#: a call can then insert in the caller's order (the order the reference keeps) without deadlocking with
+#: another call inserting the same keys in another order. Class ids keep these apart from other locks.
+ENTITY_LOCK_CLASS = 7_401
+RELATION_LOCK_CLASS = 7_402
+#: Above this many keys a call inserts in sorted order instead (the lock table is small and shared).
+MAX_KEY_LOCKS = 100
+KEY_LOCKS = """
+SELECT count(pg_advisory_xact_lock($1::int, k))
+FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
+"""
+
 INSERT_ENTITY = """
 INSERT INTO entities (name, entity_type, lc, embedding, embedding_model, embedded_version, source)
 VALUES ($1, $2, $3, $4, $5, CASE WHEN $4::vector IS NULL THEN 0 ELSE 1 END, $6)
@@ -285,3 +297,11 @@ async def step(
 
 def record_dicts(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
+
+
+async def lock_keys(conn: asyncpg.Connection, lock_class: int, keys: Sequence[str]) -> bool:
+    """Take the advisory locks of ``keys`` in hash order; False (nothing locked) when there are too many."""
+    if len(keys) > MAX_KEY_LOCKS:
+        return False
+    await conn.execute(KEY_LOCKS, lock_class, list(keys))
+    return True

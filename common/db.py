@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from common.errors import DatabaseUnavailable
+from common.errors import DatabaseUnavailable, QueryTimeout
 from common.logging import get_logger, redact
 
 log = get_logger(__name__)
@@ -154,7 +154,9 @@ class Database:
                     min_size=config.pool_min,
                     max_size=config.pool_max,
                     timeout=config.connect_timeout_s,
-                    command_timeout=max(config.statement_timeout_ms / 1000 + 5, 10),
+                    # The server's statement_timeout cancels a slow query; this client-side bound only
+                    # catches a server that stops answering altogether (0 = no limit, as in PostgreSQL).
+                    command_timeout=(config.statement_timeout_ms / 1000 + 5) if config.statement_timeout_ms else None,
                     server_settings=db._server_settings(),
                     init=db._init_connection,
                 )
@@ -211,6 +213,13 @@ class Database:
                 async with self.acquire() as conn:
                     result = await fn(conn)
             except Exception as exc:
+                if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+                    # No answer in time: rerunning a statement that may still be running would only pile up.
+                    self.breaker.on_failure()
+                    raise QueryTimeout(
+                        "PostgreSQL did not answer in time, so the call was abandoned. Retry, or ask for less "
+                        "(a smaller limit or batch)."
+                    ) from exc
                 if not is_connection_error(exc):
                     self.breaker.on_success()  # the server answered: it is up
                     raise

@@ -23,6 +23,10 @@ class DatabaseUnavailable(SuiteError):
     """PostgreSQL cannot be reached; the call failed fast and may be retried later."""
 
 
+class QueryTimeout(SuiteError):
+    """PostgreSQL did not answer within the time limit; the statement was abandoned, not retried."""
+
+
 class DimensionMismatch(SuiteError):
     """A vector's model or dimension differs from the collection's."""
 

@@ -104,8 +104,8 @@ async def vectors(url: str, n: int, queries: int) -> dict[str, float]:
     data = embedding_like(n, 384, rng, basis)
     await index.ensure_collection("bench", dim=384, model="random")
     started = time.perf_counter()
-    for lo in range(0, n, 2000):
-        batch = [VectorRecord(id=str(i), vector=data[i], payload={"g": i % 10}) for i in range(lo, min(n, lo + 2000))]
+    for lo in range(0, n, 500):
+        batch = [VectorRecord(id=str(i), vector=data[i], payload={"g": i % 10}) for i in range(lo, min(n, lo + 500))]
         await index.upsert("bench", batch)
     insert_s = time.perf_counter() - started
     qs = embedding_like(queries, 384, np.random.default_rng(11), basis)

@@ -146,3 +146,27 @@ async def test_pool_fails_fast_while_postgres_is_down_and_recovers_without_resta
         assert db.metrics().connection_failures >= 1
     finally:
         await db.close()
+
+
+async def test_a_query_that_outlives_the_client_bound_fails_with_a_clear_error_and_is_not_retried(
+    database_url: str,
+) -> None:
+    await _prepare(database_url)
+    # statement_timeout 1 s puts the client-side bound at 6 s; the server-side timeout is lifted
+    # for this one statement so only the client bound can end it.
+    db = await Database.open(DbConfig(url=database_url, schema="app", statement_timeout_ms=1000))
+    try:
+
+        async def slow(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL statement_timeout = 0")
+                await conn.execute("INSERT INTO items VALUES (7, 'x')")
+                await conn.execute("SELECT pg_sleep(30)")
+
+        from common.errors import QueryTimeout
+
+        with pytest.raises(QueryTimeout, match="did not answer in time"):
+            await db.run(slow)
+        assert await db.fetchval("SELECT count(*) FROM items WHERE id = 7") == 0
+    finally:
+        await db.close()

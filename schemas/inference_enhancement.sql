@@ -16,7 +16,7 @@ CREATE TABLE inference_enhancement.entities (
     name text NOT NULL,
     entity_type text NOT NULL,
     lc text NOT NULL,
-    grams text[] GENERATED ALWAYS AS (inference_enhancement.trigrams(lc)) STORED,
+    grams text[] NOT NULL,
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, ((name || ' '::text) || entity_type))) STORED,
     embedding extensions.vector(384),
     embedding_model text,
@@ -37,7 +37,7 @@ CREATE TABLE inference_enhancement.observations (
     entity_id bigint NOT NULL,
     content text NOT NULL,
     lc text NOT NULL,
-    grams text[] GENERATED ALWAYS AS (inference_enhancement.trigrams(lc)) STORED,
+    grams text[] NOT NULL,
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
     source text DEFAULT ''::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
@@ -78,7 +78,7 @@ CREATE TABLE inference_enhancement.schema_migrations (
 
 CREATE INDEX entities_embedding_idx ON inference_enhancement.entities USING hnsw (embedding extensions.vector_cosine_ops);
 
-CREATE INDEX entities_grams_idx ON inference_enhancement.entities USING gin (grams);
+CREATE INDEX entities_grams_idx ON inference_enhancement.entities USING gin (grams) WITH (gin_pending_list_limit='1024');
 
 CREATE UNIQUE INDEX entities_name_key ON inference_enhancement.entities USING btree (name);
 
@@ -86,15 +86,15 @@ CREATE UNIQUE INDEX entities_pkey ON inference_enhancement.entities USING btree 
 
 CREATE INDEX entities_stale_idx ON inference_enhancement.entities USING btree (id) WHERE (embedded_version < version);
 
-CREATE INDEX entities_tsv_idx ON inference_enhancement.entities USING gin (tsv);
+CREATE INDEX entities_tsv_idx ON inference_enhancement.entities USING gin (tsv) WITH (gin_pending_list_limit='1024');
 
 CREATE INDEX observations_entity_idx ON inference_enhancement.observations USING btree (entity_id, id);
 
-CREATE INDEX observations_grams_idx ON inference_enhancement.observations USING gin (grams);
+CREATE INDEX observations_grams_idx ON inference_enhancement.observations USING gin (grams) WITH (gin_pending_list_limit='1024');
 
 CREATE UNIQUE INDEX observations_pkey ON inference_enhancement.observations USING btree (id);
 
-CREATE INDEX observations_tsv_idx ON inference_enhancement.observations USING gin (tsv);
+CREATE INDEX observations_tsv_idx ON inference_enhancement.observations USING gin (tsv) WITH (gin_pending_list_limit='1024');
 
 CREATE UNIQUE INDEX observations_unique_idx ON inference_enhancement.observations USING btree (entity_id, md5(content));
 
@@ -105,10 +105,3 @@ CREATE UNIQUE INDEX relations_pkey ON inference_enhancement.relations USING btre
 CREATE INDEX relations_to_idx ON inference_enhancement.relations USING btree (to_id);
 
 CREATE UNIQUE INDEX schema_migrations_pkey ON inference_enhancement.schema_migrations USING btree (version);
-
-CREATE OR REPLACE FUNCTION inference_enhancement.trigrams(t text)
- RETURNS text[]
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE STRICT
-RETURN ARRAY(SELECT DISTINCT substr(trigrams.t, i.i, 3) AS substr FROM generate_series(1, (length(trigrams.t) - 2)) i(i));
--- owner: inference_enhancement

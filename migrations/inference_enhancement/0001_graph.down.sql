@@ -1,4 +1,3 @@
 DROP TABLE IF EXISTS relations;
 DROP TABLE IF EXISTS observations;
 DROP TABLE IF EXISTS entities;
-DROP FUNCTION IF EXISTS trigrams(text);

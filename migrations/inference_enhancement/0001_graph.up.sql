@@ -2,20 +2,16 @@
 -- A knowledge graph: entities with observations, joined by typed relations. Every row records
 -- when and by which source it was written (provenance); relations may carry a validity interval.
 
--- Distinct 3-character substrings of a text. The embedded PostgreSQL has no pg_trgm, and substring
--- search (what the reference memory server does) must stay fast at 100k entities: a GIN index on
--- these arrays finds the candidates, strpos() confirms them.
-CREATE FUNCTION trigrams(t text) RETURNS text[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN ARRAY(SELECT DISTINCT substr(t, i, 3) FROM generate_series(1, length(t) - 2) AS i);
-
 CREATE TABLE entities (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 500),
     entity_type text NOT NULL CHECK (length(entity_type) <= 200),
     -- Lower-cased "name \x1f type" (lowered in Python, as the reference lowers in JavaScript).
     lc text NOT NULL,
-    grams text[] GENERATED ALWAYS AS (trigrams(lc)) STORED,
+    -- The distinct 3-character substrings of lc (computed in Python: ~10x cheaper than in SQL). The
+    -- embedded PostgreSQL has no pg_trgm, and substring search (what the reference server does) must
+    -- stay fast at 100k entities: a GIN index on these finds the candidates, strpos() confirms them.
+    grams text[] NOT NULL,
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', name || ' ' || entity_type)) STORED,
     embedding vector(384),
     embedding_model text,
@@ -27,8 +23,10 @@ CREATE TABLE entities (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX entities_grams_idx ON entities USING gin (grams);
-CREATE INDEX entities_tsv_idx ON entities USING gin (tsv);
+-- A small pending list: bulk inserts are merged into the index (5x faster than without one), while
+-- a search scans at most 1 MB of pending entries (an import flushes them with gin_clean_pending_list).
+CREATE INDEX entities_grams_idx ON entities USING gin (grams) WITH (gin_pending_list_limit = 1024);
+CREATE INDEX entities_tsv_idx ON entities USING gin (tsv) WITH (gin_pending_list_limit = 1024);
 CREATE INDEX entities_embedding_idx ON entities USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX entities_stale_idx ON entities (id) WHERE embedded_version < version;
 
@@ -37,7 +35,7 @@ CREATE TABLE observations (
     entity_id bigint NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
     content text NOT NULL CHECK (length(content) > 0),
     lc text NOT NULL,
-    grams text[] GENERATED ALWAYS AS (trigrams(lc)) STORED,
+    grams text[] NOT NULL,
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
     source text NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL DEFAULT now()
@@ -46,8 +44,8 @@ CREATE TABLE observations (
 -- One copy of a text per entity; md5 because long observations exceed a btree entry.
 CREATE UNIQUE INDEX observations_unique_idx ON observations (entity_id, md5(content));
 CREATE INDEX observations_entity_idx ON observations (entity_id, id);
-CREATE INDEX observations_grams_idx ON observations USING gin (grams);
-CREATE INDEX observations_tsv_idx ON observations USING gin (tsv);
+CREATE INDEX observations_grams_idx ON observations USING gin (grams) WITH (gin_pending_list_limit = 1024);
+CREATE INDEX observations_tsv_idx ON observations USING gin (tsv) WITH (gin_pending_list_limit = 1024);
 
 CREATE TABLE relations (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -64,6 +65,10 @@ MAX_TYPE = 200
 EMBED_OBSERVATIONS = 20
 #: Entities embedded per batch when refreshing stale vectors.
 REFRESH_BATCH = 256
+#: Hits of any-word keyword search ranked per table; common words would otherwise rank half the graph.
+KEYWORD_SCAN_CAP = 2_000
+#: How often a search looks for entities left without a current vector by an interrupted call.
+STALE_SWEEP_S = 5.0
 T = TypeVar("T")
 
 
@@ -189,11 +194,12 @@ def build(settings: Settings) -> MCPServer[Deps]:
             name = None
         return (name or "mcp")[:100]
 
-    async def _tx(d: Deps, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """One transaction per call; a deadlock (rare: lock order is fixed) is retried, a FK race reported."""
+    async def _tx(d: Deps, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, transaction: bool = True) -> T:
+        """One transaction per call (or one statement, atomic by itself); a deadlock (rare: lock order is
+        fixed) is retried, a race with a delete reported."""
         for attempt in range(3):
             try:
-                return await d.db.run_in_transaction(fn)
+                return await (d.db.run_in_transaction(fn) if transaction else d.db.run(fn))
             except asyncpg.DeadlockDetectedError:
                 if attempt == 2:
                     raise Conflict("The graph was busy (deadlock); nothing was written. Retry the call.") from None
@@ -243,20 +249,20 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def _assemble(
         conn: asyncpg.Connection,
-        rows: Sequence[asyncpg.Record],
+        ids: Sequence[int],
         *,
         as_of: datetime | None,
         relations: Literal["from", "touching"],
         names_only: bool = False,
     ) -> tuple[list[Entity], list[store.Rel], int]:
-        """Entities of ``rows`` with observations and their relations, cut to the character budget.
+        """Entities ``ids`` (in that order) with observations and their relations, cut to the character budget.
 
-        Returns the entities kept, their relations, and how many of ``rows`` were kept (at least one).
+        Returns the entities kept, their relations, and how many of ``ids`` were kept (at least one).
         """
-        ids = [r["id"] for r in rows]
-        obs = {} if names_only else await store.observations_of(conn, ids, as_of)
+        docs = {r["id"]: r for r in await conn.fetch(store.ENTITY_DOCS, list(ids), as_of, names_only)}
+        ids = [i for i in ids if i in docs]
         sql = store.RELATIONS_FROM if relations == "from" else store.RELATIONS_TOUCHING
-        rel_rows = store.rels(await conn.fetch(sql, ids, as_of, 100_000))
+        rel_rows = store.rels(await conn.fetch(sql, ids, as_of, 100_000)) if ids else []
         position = {i: n for n, i in enumerate(ids)}
         by_entity: dict[int, list[store.Rel]] = {}
         for rel in rel_rows:
@@ -267,11 +273,11 @@ def build(settings: Settings) -> MCPServer[Deps]:
             by_entity.setdefault(key, []).append(rel)
         kept: list[Entity] = []
         kept_rels: list[store.Rel] = []
-        seen: set[int] = set()
         used = 0
-        for r in rows:
-            entity = Entity(name=r["name"], entityType=r["entity_type"], observations=obs.get(r["id"], []))
-            mine = [x for x in by_entity.get(r["id"], []) if x.id not in seen]
+        for i in ids:
+            r = docs[i]
+            entity = Entity(name=r["name"], entityType=r["entity_type"], observations=list(r["observations"]))
+            mine = by_entity.get(i, [])
             cost = len(entity.model_dump_json()) + sum(
                 60 + len(x.from_name) + len(x.to_name) + len(x.relation_type) for x in mine
             )
@@ -280,7 +286,6 @@ def build(settings: Settings) -> MCPServer[Deps]:
             used += cost
             kept.append(entity)
             kept_rels.extend(mine)
-            seen.update(x.id for x in mine)
         kept_rels.sort(key=lambda x: x.id)
         return kept, kept_rels, len(kept)
 
@@ -290,26 +295,34 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise InvalidInput("query is empty; say what to look for.")
         if len(query) > 2_000:
             raise InvalidInput(f"query has {len(query)} characters; the limit is 2000.")
-        await _refresh(d, None, rounds=1)  # vectors left stale by an interrupted call
+        await _refresh_stale(d)
         lowered = query.lower()
-        grams = text.trigrams(lowered)
-        tsq = text.keyword_query(query)
         vector = (await _embed(d, [query]))[0]
-        model = d.embedder.model_name
-        cap = max(depth * 20, 1_000)
-
-        async def run(conn: asyncpg.Connection) -> tuple[list[int], list[int], list[tuple[int, float]]]:
-            sub = [r["id"] for r in await conn.fetch(store.SUBSTRING_HITS, grams, lowered, cap)]
-            kw = [r["id"] for r in await conn.fetch(store.KEYWORD_HITS, tsq, depth)] if tsq else []
-            vec = [(r["id"], float(r["similarity"])) for r in await conn.fetch(store.VECTOR_HITS, vector, model, depth)]
-            return sub, kw, vec
-
-        sub, kw, vec = await d.db.run(run)
+        rows = await d.db.fetch(
+            store.HYBRID,
+            text.trigrams(lowered),
+            lowered,
+            max(depth * 20, 1_000),
+            text.keyword_query(query, "&"),
+            depth,
+            vector,
+            d.embedder.model_name,
+            KEYWORD_SCAN_CAP,
+            text.keyword_query(query, "|"),
+        )
+        sub = [r["id"] for r in rows if r["list"] == "s"]
+        kw = [r["id"] for r in rows if r["list"] == "k"]
+        vec = [(r["id"], r["score"]) for r in rows if r["list"] == "v"]
         return text.fuse(sub, kw, vec, min_similarity=settings.min_similarity)
 
-    async def _entity_rows(conn: asyncpg.Connection, ids: Sequence[int]) -> list[asyncpg.Record]:
-        rows = {r["id"]: r for r in await conn.fetch(store.ENTITIES_BY_ID, list(ids))}
-        return [rows[i] for i in ids if i in rows]
+    last_sweep = [0.0]
+
+    async def _refresh_stale(d: Deps) -> None:
+        """Embed entities an interrupted call left stale; at most every few seconds, so searches stay cheap."""
+        now = time.monotonic()
+        if now - last_sweep[0] >= STALE_SWEEP_S:
+            last_sweep[0] = now
+            await _refresh(d, None, rounds=1)
 
     # ----------------------------------------------------------------------------------- the nine tools
 
@@ -330,32 +343,38 @@ def build(settings: Settings) -> MCPServer[Deps]:
         source = _source(ctx)
         model = d.embedder.model_name
 
+        # The caller's order when the names can be locked first; name order (no deadlock) for big batches.
+        order = list(unique) if len(unique) <= store.MAX_KEY_LOCKS else sorted(unique)
+        items = [unique[n] for n in order]
+        obs_names = [e.name for e in items for _ in e.observations]
+        obs = [o for e in items for o in e.observations]
+
+        lcs = [text.entity_lc(e.name, e.entityType) for e in items]
+        obs_lcs = [o.lower() for o in obs]
+        sep, grams = text.joined_grams([*lcs, *obs_lcs])
+
         async def write(conn: asyncpg.Connection) -> list[EntityIn]:
-            created: list[tuple[int, EntityIn]] = []
-            locked = await store.lock_keys(conn, store.ENTITY_LOCK_CLASS, list(unique))
-            for name in unique if locked else sorted(unique):  # the caller's order when it is safe
-                e = unique[name]
-                vec = vec_of.get(name)
-                new_id = await store.insert_entity(
-                    conn,
-                    name,
-                    e.entityType,
-                    text.entity_lc(name, e.entityType),
-                    vec,
-                    model if vec is not None else None,
-                    source,
-                )
-                if new_id is not None:
-                    created.append((new_id, e))
-            ids = [i for i, e in created for _ in e.observations]
-            contents = [o for _, e in created for o in e.observations]
-            if contents:
-                await store.insert_observations(conn, ids, contents, [c.lower() for c in contents], source)
-            made = {e.name for _, e in created}
+            rows = await conn.fetch(
+                store.CREATE_ENTITIES,
+                store.ENTITY_LOCK_CLASS,
+                order if len(order) <= store.MAX_KEY_LOCKS else [],
+                order,
+                [e.entityType for e in items],
+                lcs,
+                [store.vector_text(vec_of.get(e.name)) for e in items],
+                model,
+                source,
+                obs_names,
+                obs,
+                obs_lcs,
+                grams[: len(lcs)],
+                grams[len(lcs) :],
+                sep,
+            )
+            made = {r["name"] for r in rows}
             return [e for e in unique.values() if e.name in made]
 
-        made = await _tx(d, write)
-        await _refresh(d, None, rounds=1)  # entities created concurrently by name after our embedding read
+        made = await _tx(d, write, transaction=False)
         await _changed(d, "created", [e.name for e in made])
         return Entities(
             entities=[Entity(name=e.name, entityType=e.entityType, observations=e.observations) for e in made]
@@ -503,12 +522,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
         async def read(conn: asyncpg.Connection) -> Graph:
             rows = await conn.fetch(store.PAGE_ENTITIES, after, as_of, limit + 1)
             page = rows[:limit]
-            entities, rels, kept = await _assemble(conn, page, as_of=as_of, relations="from", names_only=names_only)
+            entities, rels, kept = await _assemble(
+                conn, [r["id"] for r in page], as_of=as_of, relations="from", names_only=names_only
+            )
             more = kept < len(page) or len(rows) > limit
             nxt = text.encode_cursor("graph", page[kept - 1]["id"], [names_only, str(as_of)]) if more else None
             return Graph(entities=entities, relations=[_relation(r) for r in rels], next_cursor=nxt)
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     async def search_nodes(
         query: Annotated[str, P("Words or a question.")],
@@ -520,11 +541,11 @@ def build(settings: Settings) -> MCPServer[Deps]:
         ranked = await _search(d, query, settings.search_candidates)
 
         async def read(conn: asyncpg.Connection) -> Graph:
-            rows = await _entity_rows(conn, [f.id for f in ranked[:limit]])
-            entities, rels, _ = await _assemble(conn, rows, as_of=None, relations="touching")
+            ids = [f.id for f in ranked[:limit]]
+            entities, rels, _ = await _assemble(conn, ids, as_of=None, relations="touching")
             return Graph(entities=entities, relations=[_relation(r) for r in rels])
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     async def open_nodes(names: Names, ctx: Context) -> Graph:
         """Read entities by exact name, with their relations."""
@@ -533,10 +554,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         async def read(conn: asyncpg.Connection) -> Graph:
             rows = await conn.fetch(store.ENTITIES_BY_NAME, list(dict.fromkeys(names)))
-            entities, rels, _ = await _assemble(conn, rows, as_of=None, relations="touching")
+            entities, rels, _ = await _assemble(conn, [r["id"] for r in rows], as_of=None, relations="touching")
             return Graph(entities=entities, relations=[_relation(r) for r in rels])
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     # ----------------------------------------------------------------------------------- import / export
 
@@ -562,6 +583,16 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 raise InvalidInput(f"{exc} Nothing was imported.") from None
         entities = parsed.entities
         source = settings.source or f"import:{FsPath(path).name if path else 'content'}"
+        present = await d.db.run(lambda c: store.existing_names(c, [e.name for e in entities]))
+        fresh = [e for e in entities if e.name not in present]
+        vectors = await _embed(
+            d, [text.embedding_text(e.name, e.entity_type, e.observations[:EMBED_OBSERVATIONS]) for e in fresh]
+        )
+        vec_text = {e.name: store.vector_text(v) for e, v in zip(fresh, vectors, strict=True)}
+        model = d.embedder.model_name
+
+        lcs = [text.entity_lc(e.name, e.entity_type) for e in entities]
+        sep, grams = text.joined_grams(lcs)
 
         async def write(conn: asyncpg.Connection) -> tuple[Imported, list[int]]:
             names = [e.name for e in entities]
@@ -571,8 +602,12 @@ def build(settings: Settings) -> MCPServer[Deps]:
                     store.INSERT_ENTITIES_BULK,
                     names,
                     [e.entity_type for e in entities],
-                    [text.entity_lc(e.name, e.entity_type) for e in entities],
+                    lcs,
+                    [vec_text.get(e.name) for e in entities],
+                    model,
                     source,
+                    grams,
+                    sep,
                 )
             }
             all_names = sorted({*names, *(n for rel in parsed.relations for n in rel[:2])})
@@ -608,6 +643,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return result, [*made.values(), *merged]
 
         result, _ = await _tx(d, write)
+        if result.entities_created + result.observations_added + result.relations_created >= store.ANALYZE_AFTER:
+            await d.db.execute(store.FLUSH_PENDING)
+            await d.db.execute(store.ANALYZE)
         await _refresh(d, None)
         await _changed(d, "imported", [e.name for e in entities][:200])
         log.info("graph_imported", **result.model_dump(exclude={"problems"}))
@@ -670,10 +708,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     # ----------------------------------------------------------------------------------- retrieval
 
-    def _stepper(
-        conn: asyncpg.Connection, as_of: datetime | None, direction: str, types: list[str] | None
-    ) -> graph.Step:
-        async def step_fn(frontier: Sequence[int], limit: int) -> list[store.Rel]:
+    def _stepper(conn: asyncpg.Connection, as_of: datetime | None, types: list[str] | None) -> graph.Step:
+        async def step_fn(frontier: Sequence[int], limit: int, direction: str) -> list[store.Rel]:
             return await store.step(conn, frontier, as_of=as_of, limit=limit, direction=direction, types=types)
 
         return step_fn
@@ -706,14 +742,13 @@ def build(settings: Settings) -> MCPServer[Deps]:
             walk = await graph.neighbourhood(
                 start,
                 depth,
-                _stepper(conn, as_of, direction, relation_types),
+                _stepper(conn, as_of, relation_types),
                 direction=direction,
                 max_visited=settings.max_visited,
             )
             order = sorted(walk.depth, key=lambda i: (walk.depth[i], i))
             page_ids = order[offset : offset + limit]
-            rows = await _entity_rows(conn, page_ids)
-            entities, _, kept = await _assemble(conn, rows, as_of=as_of, relations="from", names_only=False)
+            entities, _, kept = await _assemble(conn, page_ids, as_of=as_of, relations="from")
             in_page = set(page_ids[:kept])
             rels = [r for r in walk.relations.values() if r.from_id in in_page or r.to_id in in_page]
             more = offset + kept < len(order)
@@ -723,7 +758,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 next_cursor=text.encode_cursor("nb", offset + kept, key) if more else None,
             )
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     async def find_path(
         source: Annotated[str, P("From entity.")],
@@ -745,7 +780,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 a,
                 b,
                 max_depth,
-                _stepper(conn, as_of, direction, relation_types),
+                _stepper(conn, as_of, relation_types),
                 direction=direction,
                 max_visited=settings.max_visited,
             )
@@ -757,7 +792,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 visited=res.visited,
             )
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     async def get_relevant_subgraph(
         query: Annotated[str, P("What the subgraph should be about.")],
@@ -785,13 +820,12 @@ def build(settings: Settings) -> MCPServer[Deps]:
                             order[node] = level
                             nxt.append(node)
                 frontier = nxt
-            rows = await _entity_rows(conn, list(order))
-            entities, rels, _ = await _assemble(conn, rows, as_of=None, relations="touching")
+            entities, rels, _ = await _assemble(conn, list(order), as_of=None, relations="touching")
             kept = {e.name for e in entities}
             inside = [r for r in rels if r.from_name in kept and r.to_name in kept]
             return Graph(entities=entities, relations=[_relation(r) for r in inside])
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     async def enhance_prompt(
         query: Annotated[str, P("The request.")],
@@ -805,14 +839,15 @@ def build(settings: Settings) -> MCPServer[Deps]:
         tsq = text.keyword_query(query) or ""
 
         async def read(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], dict[int, list[str]], list[store.Rel]]:
-            rows = await _entity_rows(conn, top)
+            by_id = {r["id"]: r for r in await conn.fetch(store.ENTITIES_BY_ID, top)}
+            rows = [by_id[i] for i in top if i in by_id]
             obs: dict[int, list[str]] = {i: [] for i in top}
             for r in await conn.fetch(store.RANKED_OBSERVATIONS, top, tsq):
                 obs[r["entity_id"]].append(r["content"])
             rels = store.rels(await conn.fetch(store.RELATIONS_TOUCHING, top, None, 200))
             return rows, obs, rels
 
-        rows, obs, rels = await d.db.run_in_transaction(read)
+        rows, obs, rels = await d.db.run(read)
         header = f"Known facts (knowledge graph) for: {query[:200]}"
         lines = [header]
         used = text.estimate_tokens(header) + 1
@@ -895,7 +930,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 next_cursor=text.encode_cursor("prov", offset + limit, name) if more else None,
             )
 
-        return await d.db.run_in_transaction(read)
+        return await d.db.run(read)
 
     # ----------------------------------------------------------------------------------- registration
 
@@ -951,7 +986,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 "relation_types": {r["relation_type"]: r["n"] for r in await conn.fetch(store.TOP_RELATION_TYPES)},
             }
 
-        return json.dumps(await d.db.run_in_transaction(read))
+        return json.dumps(await d.db.run(read))
 
     @server.resource("graph://entities/{name}", name="entity", mime_type="application/json")
     async def entity_resource(name: str, ctx: Context) -> str:
@@ -963,10 +998,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
             rows = await conn.fetch(store.ENTITIES_BY_NAME, [real])
             if not rows:
                 raise NotFound(f"No entity named {real!r}.")
-            entities, rels, _ = await _assemble(conn, rows, as_of=None, relations="touching")
+            entities, rels, _ = await _assemble(conn, [rows[0]["id"]], as_of=None, relations="touching")
             return Graph(entities=entities, relations=[_relation(r) for r in rels])
 
-        result = await d.db.run_in_transaction(read)
+        result = await d.db.run(read)
         return result.model_dump_json(by_alias=True, exclude={"next_cursor"})
 
     return server

@@ -16,6 +16,7 @@ import asyncpg
 import numpy as np
 
 from common.errors import NotFound
+from servers.inference_enhancement import text
 
 #: A row is "as of" time t when it was written by then (NULL means no time filter).
 _ENTITY_AT = "($2::timestamptz IS NULL OR e.created_at <= $2)"
@@ -41,23 +42,51 @@ SELECT count(pg_advisory_xact_lock($1::int, k))
 FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
 """
 
-INSERT_ENTITY = """
-INSERT INTO entities (name, entity_type, lc, embedding, embedding_model, embedded_version, source)
-VALUES ($1, $2, $3, $4, $5, CASE WHEN $4::vector IS NULL THEN 0 ELSE 1 END, $6)
-ON CONFLICT (name) DO NOTHING
-RETURNING id
+#: create_entities as one statement (one round trip, atomic without BEGIN/COMMIT): lock the names,
+#: insert the entities in the caller's order ($9 ordinals), then the observations of those created.
+CREATE_ENTITIES = """
+WITH locks AS (
+    SELECT count(pg_advisory_xact_lock($1::int, k)) AS n
+    FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
+), input AS (
+    SELECT u.n, u.t, u.l, u.g, u.v::vector AS v, u.ord
+    FROM unnest($3::text[], $4::text[], $5::text[], $12::text[], $6::text[]) WITH ORDINALITY AS u(n, t, l, g, v, ord),
+         locks
+), ins AS (
+    INSERT INTO entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
+    SELECT n, t, l, string_to_array(g, $14), v, CASE WHEN v IS NULL THEN NULL ELSE $7 END,
+           CASE WHEN v IS NULL THEN 0 ELSE 1 END, $8
+    FROM input ORDER BY ord
+    ON CONFLICT (name) DO NOTHING
+    RETURNING id, name
+), obs AS (
+    INSERT INTO observations (entity_id, content, lc, grams, source)
+    SELECT ins.id, o.c, o.l, string_to_array(o.g, $14), $8
+    FROM ins JOIN unnest($9::text[], $10::text[], $11::text[], $13::text[]) WITH ORDINALITY AS o(n, c, l, g, ord)
+         ON o.n = ins.name
+    ORDER BY o.ord
+    ON CONFLICT (entity_id, md5(content)) DO NOTHING
+)
+SELECT name FROM ins
 """
 
+#: Entities with their vectors in one statement (embedding before inserting spares every row a second
+#: version, and with it a second round of index entries). Rows keep the file's order ($7 ordinals).
 INSERT_ENTITIES_BULK = """
-INSERT INTO entities (name, entity_type, lc, source)
-SELECT n, t, l, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS u(n, t, l)
+INSERT INTO entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
+SELECT n, t, l, string_to_array(g, $8), v::vector, CASE WHEN v IS NULL THEN NULL ELSE $5 END,
+       CASE WHEN v IS NULL THEN 0 ELSE 1 END, $6
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::text[]) WITH ORDINALITY AS u(n, t, l, v, g, ord)
+ORDER BY ord
 ON CONFLICT (name) DO NOTHING
 RETURNING id, name
 """
 
 INSERT_OBSERVATIONS = """
-INSERT INTO observations (entity_id, content, lc, source)
-SELECT e, c, l, $4 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(e, c, l)
+INSERT INTO observations (entity_id, content, lc, grams, source)
+SELECT e, c, l, string_to_array(g, $6), $4
+FROM unnest($1::bigint[], $2::text[], $3::text[], $5::text[]) WITH ORDINALITY AS u(e, c, l, g, ord)
+ORDER BY ord
 ON CONFLICT (entity_id, md5(content)) DO NOTHING
 RETURNING entity_id, content
 """
@@ -141,25 +170,52 @@ ORDER BY r.id LIMIT $3
 
 ENTITY_AT = f"SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.name = $1 AND {_ENTITY_AT}"
 
-SUBSTRING_HITS = """
-SELECT id, true AS in_name FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
-UNION ALL
-SELECT DISTINCT entity_id, false FROM observations WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
-LIMIT $3
+#: Entities by id with their observations (as of $2; none when $3), in one round trip.
+ENTITY_DOCS = """
+SELECT e.id, e.name, e.entity_type,
+       CASE WHEN $3 THEN '{}'::text[] ELSE ARRAY(
+           SELECT o.content FROM observations o
+           WHERE o.entity_id = e.id AND ($2::timestamptz IS NULL OR o.created_at <= $2) ORDER BY o.id
+       ) END AS observations
+FROM entities e WHERE e.id = ANY($1::bigint[])
 """
 
-KEYWORD_HITS = """
-SELECT id, max(rank) AS rank FROM (
-    SELECT id, ts_rank(tsv, q) * 2 AS rank FROM entities, to_tsquery('english', $1) AS q WHERE tsv @@ q
+#: The three ranked lists of hybrid search in one round trip: substring hits ('s', what the reference
+#: finds), full-text hits ('k', by rank) and nearest vectors ('v', by cosine similarity).
+HYBRID = """
+WITH sub AS (
+    SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+    UNION
+    SELECT entity_id FROM observations WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+    LIMIT $3
+), kw_all AS (
+    -- Every word: selective, so ranking all its hits is cheap.
+    SELECT id, max(rank) AS rank FROM (
+        SELECT e.id, ts_rank(e.tsv, q) * 2 AS rank FROM entities e, to_tsquery('english', $4) AS q WHERE e.tsv @@ q
+        UNION ALL
+        SELECT o.entity_id, ts_rank(o.tsv, q) FROM observations o, to_tsquery('english', $4) AS q WHERE o.tsv @@ q
+    ) hits GROUP BY id ORDER BY rank DESC, id LIMIT $5
+), kw_any AS (
+    -- Any word, only when all words together find too little; common words are cut at $8 hits per table.
+    SELECT id, max(rank) AS rank FROM (
+        (SELECT e.id, ts_rank(e.tsv, q) * 2 AS rank FROM entities e, to_tsquery('english', $9) AS q
+         WHERE e.tsv @@ q AND (SELECT count(*) FROM kw_all) < $5 LIMIT $8)
+        UNION ALL
+        (SELECT o.entity_id, ts_rank(o.tsv, q) FROM observations o, to_tsquery('english', $9) AS q
+         WHERE o.tsv @@ q AND (SELECT count(*) FROM kw_all) < $5 LIMIT $8)
+    ) hits GROUP BY id ORDER BY rank DESC, id LIMIT $5
+), kw AS (
+    SELECT id, rank + 1 AS rank FROM kw_all
     UNION ALL
-    SELECT entity_id, ts_rank(tsv, q) FROM observations, to_tsquery('english', $1) AS q WHERE tsv @@ q
-) hits GROUP BY id ORDER BY rank DESC, id LIMIT $2
-"""
-
-VECTOR_HITS = """
-SELECT id, 1 - (embedding <=> $1) AS similarity FROM entities
-WHERE embedding IS NOT NULL AND embedding_model = $2
-ORDER BY embedding <=> $1 LIMIT $3
+    SELECT id, rank FROM kw_any WHERE id NOT IN (SELECT id FROM kw_all)
+), vec AS (
+    SELECT id, 1 - (embedding <=> $6) AS similarity FROM entities
+    WHERE embedding IS NOT NULL AND embedding_model = $7
+    ORDER BY embedding <=> $6 LIMIT $5
+)
+SELECT 's' AS list, id, 0::float8 AS score FROM sub
+UNION ALL (SELECT 'k', id, rank::float8 FROM kw ORDER BY rank DESC, id LIMIT $5)
+UNION ALL SELECT 'v', id, similarity::float8 FROM vec
 """
 
 STALE = """
@@ -207,6 +263,18 @@ SELECT (SELECT count(*) FROM entities) AS entities,
 TOP_TYPES = "SELECT entity_type, count(*) AS n FROM entities GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
 TOP_RELATION_TYPES = "SELECT relation_type, count(*) AS n FROM relations GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
 
+#: After a bulk import the planner needs fresh statistics (the role owns its tables, so it may ANALYZE).
+ANALYZE = "ANALYZE entities, observations, relations"
+#: Imports at least this big refresh the statistics.
+ANALYZE_AFTER = 1_000
+
+#: Merges the pending entries of the GIN indexes after a bulk import, so searches need not scan them.
+FLUSH_PENDING = """
+SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY[
+    'entities_grams_idx', 'entities_tsv_idx', 'observations_grams_idx', 'observations_tsv_idx'
+]) AS i
+"""
+
 EXPORT_ENTITIES = "SELECT id, name, entity_type FROM entities WHERE id > $1 ORDER BY id LIMIT $2"
 EXPORT_RELATIONS = """
 SELECT r.id, f.name AS from_name, t.name AS to_name, r.relation_type
@@ -249,23 +317,11 @@ async def existing_names(conn: asyncpg.Connection, names: Sequence[str]) -> set[
     return {r["name"] for r in await conn.fetch(EXISTING_NAMES, list(names))}
 
 
-async def insert_entity(
-    conn: asyncpg.Connection,
-    name: str,
-    entity_type: str,
-    lc: str,
-    embedding: np.ndarray | None,
-    model: str | None,
-    source: str,
-) -> int | None:
-    value: int | None = await conn.fetchval(INSERT_ENTITY, name, entity_type, lc, embedding, model, source)
-    return value
-
-
 async def insert_observations(
     conn: asyncpg.Connection, entity_ids: list[int], contents: list[str], lcs: list[str], source: str
 ) -> list[tuple[int, str]]:
-    rows = await conn.fetch(INSERT_OBSERVATIONS, entity_ids, contents, lcs, source)
+    sep, grams = text.joined_grams(lcs)
+    rows = await conn.fetch(INSERT_OBSERVATIONS, entity_ids, contents, lcs, source, grams, sep)
     return [(r["entity_id"], r["content"]) for r in rows]
 
 
@@ -305,3 +361,10 @@ async def lock_keys(conn: asyncpg.Connection, lock_class: int, keys: Sequence[st
         return False
     await conn.execute(KEY_LOCKS, lock_class, list(keys))
     return True
+
+
+def vector_text(vec: np.ndarray | None) -> str | None:
+    """pgvector's text form, so a batch of vectors travels as one text[] parameter."""
+    if vec is None:
+        return None
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vec, dtype=np.float32).tolist()) + "]"

@@ -34,10 +34,26 @@ def trigrams(lowered: str) -> list[str]:
     return sorted({lowered[i : i + 3] for i in range(len(lowered) - 2)})
 
 
-def keyword_query(query: str) -> str | None:
-    """An OR of the query's words for ``to_tsquery`` (words only: no operator can sneak in), or None."""
+#: Characters that may join a batch's trigrams into one string per row (the first absent from the batch wins).
+_SEPARATORS = "\x1e\x1d\x1c\x1b\x1a\x07" + "".join(chr(c) for c in range(0xE000, 0xE040))
+
+
+def joined_grams(lowered: Sequence[str]) -> tuple[str, list[str]]:
+    """Each text's trigrams as one string joined by a separator none of the texts contains.
+
+    asyncpg cannot send a ragged array of arrays, so each row's trigrams travel as one string that
+    SQL splits with ``string_to_array(g, sep)``.
+    """
+    sep = next((c for c in _SEPARATORS if not any(c in t for t in lowered)), None)
+    if sep is None:
+        raise InvalidInput("The texts use every separator character this server knows; split the call.")
+    return sep, [sep.join(trigrams(t)) for t in lowered]
+
+
+def keyword_query(query: str, op: str = "|") -> str | None:
+    """The query's words joined by ``op`` (| or &) for ``to_tsquery`` (words only: no operator can sneak in)."""
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_QUERY_WORDS]
-    return " | ".join(f"'{w}'" for w in words) if words else None
+    return f" {op} ".join(f"'{w}'" for w in words) if words else None
 
 
 def embedding_text(name: str, entity_type: str, observations: Sequence[str], limit: int = 1_000) -> str:

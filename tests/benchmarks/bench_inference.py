@@ -1,0 +1,362 @@
+"""Knowledge-graph benchmark: ours and the reference memory server side by side, both over stdio.
+
+Run: ``.venv/bin/python -m tests.benchmarks.bench_inference [--sizes 1000,10000] [--with-100k]
+[--samples 50] [--ref-version 0.6] [--fake-embedder]``.
+Starts its own embedded PostgreSQL in a temporary directory, uses Redis at REDIS_URL (default
+127.0.0.1:6379), installs the reference server from npm into a temporary folder. At each size the
+same synthetic graph (3 observations and 2 relations per entity) is loaded into both: a
+memory.jsonl for the reference, ``import_memory_jsonl`` for ours. Then it times create_entities,
+search_nodes and open_nodes on both, and the depth-2 neighbourhood and shortest path on ours; finally
+four processes write at once to each server and the lost writes are counted. Prints one table;
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from common.testing import create_database, start_cluster
+from tests.benchmarks._util import pct, print_table
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = [
+    "deploy",
+    "cache",
+    "queue",
+    "billing",
+    "invoice",
+    "search",
+    "index",
+    "schema",
+    "migration",
+    "token",
+    "session",
+    "retry",
+    "timeout",
+    "budget",
+    "release",
+    "review",
+    "incident",
+    "alert",
+    "metric",
+    "dashboard",
+    "replica",
+    "backup",
+    "restore",
+    "latency",
+    "throughput",
+    "login",
+    "payment",
+    "report",
+    "export",
+    "import",
+    "sync",
+    "webhook",
+    "cron",
+    "worker",
+    "shard",
+    "tenant",
+    "quota",
+    "audit",
+    "policy",
+    "secret",
+    "rotation",
+]
+#: A few thousand pseudo-words, so that (as in real graphs) a word matches a small part of the graph.
+VOCAB = sorted(
+    {
+        a + b + c
+        for a in ("ka", "lo", "mi", "ne", "tu", "ra", "si", "vo", "pe", "zu", "ha", "do", "fi", "gu")
+        for b in ("ber", "lin", "mor", "tas", "ven", "dor", "kel", "pim", "rus", "sal", "tog", "wen", "yal", "zim")
+        for c in ("a", "o", "is", "en", "ur", "ix", "um", "et", "al", "on", "ep", "ok", "ut", "id")
+    }
+)
+TYPES = ["person", "project", "service", "team", "document", "decision"]
+RELATIONS = ["depends_on", "owned_by", "mentions", "reviews"]
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def entity_name(i: int) -> str:
+    return f"{WORDS[i % len(WORDS)]}-{WORDS[(i * 7) % len(WORDS)]}-{i}"
+
+
+def graph_parts(size: int, seed: int = 7) -> tuple[list[str], list[list[str]]]:
+    """A synthetic graph as memory.jsonl lines: entity lines, and per entity its 2 relation lines.
+
+    Each entity relates only to entities before it, so the first N entities with their relations
+    are a complete graph of size N (ours grows by slices; the reference gets each size whole).
+    """
+    rng = random.Random(seed)
+    entities, relations = [], []
+    for i in range(size):
+        obs = [
+            f"{rng.choice(WORDS)} {' '.join(rng.choice(VOCAB) for _ in range(8))} note {k} of {entity_name(i)}"
+            for k in range(3)
+        ]
+        entities.append(
+            json.dumps(
+                {"type": "entity", "name": entity_name(i), "entityType": TYPES[i % len(TYPES)], "observations": obs},
+                separators=(",", ":"),
+            )
+        )
+        relations.append(
+            [
+                json.dumps(
+                    {
+                        "type": "relation",
+                        "from": entity_name(i),
+                        "to": entity_name(rng.randrange(i) if i else 0),
+                        "relationType": RELATIONS[k],
+                    },
+                    separators=(",", ":"),
+                )
+                for k in range(2)
+            ]
+        )
+    return entities, relations
+
+
+def new_entity(tag: str, k: int) -> dict[str, Any]:
+    return {
+        "name": f"new {tag} {k}",
+        "entityType": "note",
+        "observations": [f"added by the benchmark {tag} {k}", "second fact", "third fact"],
+    }
+
+
+# ------------------------------------------------------------------------------------------- servers
+
+
+def ours(env: dict[str, str]) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "servers", "serve", "inference_enhancement"], env=env, cwd=str(ROOT)
+    )
+
+
+def install_reference(folder: Path, version: str) -> Path:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("npm is not installed; the reference server cannot be measured")
+    subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(folder),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            f"@modelcontextprotocol/server-memory@{version}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return folder / "node_modules" / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"
+
+
+def reference(script: Path, memory: Path) -> StdioServerParameters:
+    return StdioServerParameters(
+        command="node", args=[str(script)], env={**os.environ, "MEMORY_FILE_PATH": str(memory)}
+    )
+
+
+def place_reference_file(script: Path, memory: Path, text: str) -> None:
+    """Write the graph where the reference reads it (0.6.x ignores MEMORY_FILE_PATH and uses dist/memory.json)."""
+    memory.write_text(text, encoding="utf-8")
+    (script.parent / "memory.json").write_text(text, encoding="utf-8")
+    (script.parent / "memory.jsonl").unlink(missing_ok=True)
+
+
+async def call(client: Client, tool: str, args: dict[str, Any]) -> Any:
+    result = await client.call_tool(tool, args)
+    if result.is_error:
+        raise RuntimeError(f"{tool} failed: {result.content}")
+    if result.structured_content is not None:
+        return result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+async def timed(client: Client, tool: str, args: dict[str, Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = await call(client, tool, args)
+    return (time.perf_counter() - started) * 1000, out
+
+
+def stats(values: list[float]) -> list[str]:
+    if not values:
+        return ["", "", ""]
+    return [f"p50 {pct(values, 50):.1f}", f"p95 {pct(values, 95):.1f}", f"n={len(values)}"]
+
+
+# ------------------------------------------------------------------------------------------- measures
+
+
+async def measure(client: Client, size: int, samples: int, tag: str, *, extended: bool) -> dict[str, list[float]]:
+    rng = random.Random(size)
+    out: dict[str, list[float]] = {"create": [], "search": [], "open": [], "neighbors": [], "path": []}
+    for k in range(samples):
+        ms, _ = await timed(client, "create_entities", {"entities": [new_entity(f"{tag}{size}", k)]})
+        out["create"].append(ms)
+    for _ in range(samples):
+        i = rng.randrange(size)
+        query = rng.choice([entity_name(i), f"{rng.choice(VOCAB)} {rng.choice(VOCAB)}", rng.choice(VOCAB)])
+        ms, _ = await timed(client, "search_nodes", {"query": query})
+        out["search"].append(ms)
+    for _ in range(samples):
+        names = [entity_name(rng.randrange(size)) for _ in range(3)]
+        ms, _ = await timed(client, "open_nodes", {"names": names})
+        out["open"].append(ms)
+    if extended:
+        for _ in range(samples):
+            ms, _ = await timed(client, "get_neighbors", {"name": entity_name(rng.randrange(size)), "depth": 2})
+            out["neighbors"].append(ms)
+        for _ in range(samples):
+            a, b = entity_name(rng.randrange(size)), entity_name(rng.randrange(size))
+            ms, _ = await timed(client, "find_path", {"source": a, "target": b, "max_depth": 6})
+            out["path"].append(ms)
+    return out
+
+
+async def lost_writes(make: Any, per_process: int, tag: str) -> tuple[int, int]:
+    """Four processes each create ``per_process`` entities at once; returns (calls made, calls that failed).
+
+    A failed call is not a lost write (the client was told); the reference fails calls when it reads
+    a file another process is half-way through writing.
+    """
+    failed = 0
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(make(), read_timeout_seconds=300)) for _ in range(4)]
+
+        async def worker(n: int, client: Client) -> None:
+            nonlocal failed
+            for i in range(per_process):
+                try:
+                    await call(client, "create_entities", {"entities": [new_entity(f"{tag}-p{n}", i)]})
+                except Exception:
+                    failed += 1
+
+        await asyncio.gather(*(worker(n, c) for n, c in enumerate(clients)))
+    return 4 * per_process, failed
+
+
+async def count_ours(url: str, tag: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM inference_enhancement.entities WHERE name LIKE $1", f"new {tag}-p%"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def count_reference(files: list[Path], tag: str) -> int:
+    """Entities the reference kept, read from its file once every writer has exited."""
+    for file in files:
+        if file.exists() and file.stat().st_size:
+            return sum(1 for ln in file.read_text(encoding="utf-8").splitlines() if f'"name":"new {tag}-p' in ln)
+    return 0
+
+
+async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, version: str, fake: bool) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INFERENCE_ENHANCEMENT_", "EMBEDDING_"))},
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": "benchie",
+        "MCP_SUITE_DATA_DIR": str(tmp / "data"),
+        "LOG_LEVEL": "WARNING",
+        "INFERENCE_ENHANCEMENT_TOOLS": "all",
+        "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES": str(2 * 1024**3),
+        "DB_STATEMENT_TIMEOUT_MS": "600000",
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "600000",
+    }
+    if fake:
+        env["EMBEDDING_MODEL"] = "hash-384"
+    script = install_reference(tmp / "ref", version)
+    rows: list[list[object]] = []
+    entities, relations = graph_parts(max(sizes))
+    loaded = 0
+    async with Client(ours(env), read_timeout_seconds=3_600) as mine:
+        for size in sizes:
+            rel_lines = [ln for pair in relations[:size] for ln in pair]
+            delta = tmp / f"delta-{size}.jsonl"
+            delta.write_text("\n".join(entities[loaded:size] + [ln for pair in relations[loaded:size] for ln in pair]))
+            started = time.perf_counter()
+            await call(mine, "import_memory_jsonl", {"path": str(delta)})
+            rate = (size - loaded) / (time.perf_counter() - started)
+            loaded = size
+            memory = tmp / f"memory-{size}.jsonl"
+            place_reference_file(script, memory, "\n".join(entities[:size] + rel_lines))
+            ours_ms = await measure(mine, size, samples, "ours", extended=True)
+            async with Client(reference(script, memory), read_timeout_seconds=600) as ref:
+                ref_ms = await measure(ref, size, max(5, samples // (1 + size // 10_000)), "ref", extended=False)
+            for key, label in (("create", "create_entities"), ("search", "search_nodes"), ("open", "open_nodes")):
+                rows.append([f"{label} at {size:,}", *stats(ours_ms[key]), *stats(ref_ms[key])])
+            rows.append([f"neighbours depth 2 at {size:,}", *stats(ours_ms["neighbors"]), "", "", ""])
+            rows.append([f"shortest path (<=6) at {size:,}", *stats(ours_ms["path"]), "", "", ""])
+            rows.append([f"import at {size:,}", f"{rate:.0f} entities/s", "", "", "", "", ""])
+
+    made, failed = await lost_writes(lambda: ours(env), 25, "ours")
+    kept = await count_ours(url, "ours")
+    row: list[object] = [
+        "4 processes x 25 create_entities",
+        f"kept {kept}/{made - failed} acknowledged",
+        f"lost {made - failed - kept}",
+        f"failed {failed}",
+    ]
+    lost_file = tmp / "lost.jsonl"
+    place_reference_file(script, lost_file, "")
+    made, failed = await lost_writes(lambda: reference(script, lost_file), 25, "ref")
+    files = [script.parent / "memory.json", lost_file] if version.startswith("0.") else [lost_file]
+    kept = count_reference(files, "ref")
+    rows.append([*row, f"kept {kept}/{made - failed} acknowledged", f"lost {made - failed - kept}", f"failed {failed}"])
+    print_table(rows, ["measure (ms)", "ours", "", "", f"reference {version}", "", ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--with-100k", action="store_true")
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--ref-version", default="0.6")
+    parser.add_argument("--fake-embedder", action="store_true", help="hash embedder: measures the database only")
+    args = parser.parse_args()
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s} | ({100_000} if args.with_100k else set()))
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    tmp = Path(tempfile.mkdtemp(prefix="mcp-bench-inference-"))
+    server, cluster = start_cluster(tmp)
+    try:
+        url = create_database(cluster, "bench_inference")
+        asyncio.run(run(url, redis_url, tmp, sizes, args.samples, args.ref_version, args.fake_embedder))
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

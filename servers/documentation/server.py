@@ -173,7 +173,7 @@ async def _save_text(
     ingest.check_dim(d.embedder)
     parsed = parse(parse_as, content, path, settings.chunk_chars)
     parsed.title = title or parsed.title
-    texts = [ingest.embed_text(parsed.title, c.heading_path, c.text) for c in parsed.chunks]
+    texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, settings.embed_chars) for c in parsed.chunks]
     vectors = await d.embedder.embed(texts) if texts else []
     digest = hashlib.sha256(content.encode()).hexdigest()
 
@@ -762,7 +762,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
         batch = settings.embedding_batch_size
         chunks = endpoints = 0
         while rows := await store.stale_chunks(d.db, versions, model, batch):
-            vecs = await d.embedder.embed([ingest.embed_text(r["title"], [r["heading"]], r["content"]) for r in rows])
+            vecs = await d.embedder.embed(
+                [ingest.embed_text(r["title"], [r["heading"]], r["content"], settings.embed_chars) for r in rows]
+            )
             await store.set_vectors(
                 d.db, store.UPDATE_CHUNK_VECTOR, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)]
             )

@@ -21,6 +21,12 @@ class Settings(BaseServerSettings):
     max_files: int = Field(default=20_000, ge=1, le=1_000_000)
     max_text_chars: int = Field(default=2_000_000, ge=100, le=50_000_000)
     chunk_chars: int = Field(default=1_200, ge=200, le=20_000)
+    embed_chars: int = Field(
+        default=300,
+        ge=50,
+        le=20_000,
+        description="Characters of each chunk (after its heading path) the model embeds; full-text sees all.",
+    )
     search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)

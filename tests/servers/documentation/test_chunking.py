@@ -49,7 +49,8 @@ def test_rst_sections_by_underline_style_and_literal_blocks_whole() -> None:
     parsed = parse("rst", text, "x.rst", 1000)
     assert [(h.level, h.title) for h in parsed.headings] == [(1, "Title"), (2, "First"), (3, "Sub"), (2, "Second")]
     literal = next(c for c in parsed.chunks if "Example::" in c.text)
-    assert "a = 1" in literal.text and "b = 2" in literal.text
+    assert "a = 1" in literal.text
+    assert "b = 2" in literal.text
     assert parsed.chunks[-1].heading_path == ("Title", "Second")
 
 
@@ -67,7 +68,9 @@ def test_html_keeps_headings_and_code_and_drops_scripts_and_navigation() -> None
     parsed = parse("html", html, "p.html", 1000)
     assert parsed.title == "Page"
     assert [h.title for h in parsed.headings] == ["Main", "Code"]
-    assert "var x" not in parsed.text and "Home" not in parsed.text and "¶" not in parsed.text
+    assert "var x" not in parsed.text
+    assert "Home" not in parsed.text
+    assert "¶" not in parsed.text
     assert "```\nif x:\n    y()\n```" in parsed.text
 
 

@@ -113,7 +113,8 @@ async def test_incremental_reingest_touches_only_edited_added_and_deleted_files(
         assert after["a.md"] != before["a.md"]
 
         third = await start(client, docs_root)
-        assert third["counts"]["unchanged"] == 6 and third["counts"]["chunks"] == 0
+        assert third["counts"]["unchanged"] == 6
+        assert third["counts"]["chunks"] == 0
         assert await duplicates(settings) == 0
 
         found = await call(client, "search_docs", {"query": "alpha uv", "project": "p", "limit": 2})
@@ -238,7 +239,8 @@ async def test_an_interrupted_job_is_marked_at_start_up_and_resumes_without_dupl
         resumed = (await call(client, "ingest_folder", {"action": "resume", "job_id": job["id"]}))["jobs"][0]
         assert resumed["status"] == "done"
         assert resumed["attempts"] == 2
-        assert resumed["counts"]["added"] == 9 and resumed["counts"]["unchanged"] == 21
+        assert resumed["counts"]["added"] == 9
+        assert resumed["counts"]["unchanged"] == 21
         await fails(client, "ingest_folder", {"action": "resume", "job_id": job["id"]}, "only interrupted")
     after = await chunk_ids(settings)
     assert {p: len(ids) for p, ids in after.items()} == {p: len(ids) for p, ids in full.items()}
@@ -484,7 +486,8 @@ async def test_generated_reference_and_diagrams_are_checked_stored_and_listed(se
             made = (await call(client, "generate_content", {"kind": kind, "project": "pets", "version": "1"}))["items"][
                 0
             ]
-            assert made["spec_id"] and made["path"] == f"_generated/{kind}.md"
+            assert made["spec_id"]
+            assert made["path"] == f"_generated/{kind}.md"
         listed = await call(client, "generate_content", {"kind": "list", "project": "pets"})
         assert sorted(i["kind"] for i in listed["items"]) == ["api_overview", "api_reference", "schema_diagram"]
         ref = await call(
@@ -515,7 +518,8 @@ async def test_read_pages_sections_toc_and_resources(settings: Settings) -> None
         saved = await call(client, "ingest_text", {"project": "m", "version": "1", "title": "Manual", "content": body})
         assert saved["citation"] == "m@1:manual.md"
         page1 = await call(client, "read_document", {"document_id": saved["document_id"], "toc": True})
-        assert len(page1["text"]) == 500 and page1["next_offset"] == 500
+        assert len(page1["text"]) == 500
+        assert page1["next_offset"] == 500
         assert [s["anchor"] for s in page1["toc"]] == ["manual", "intro", "usage", "flags"]
         page2 = await call(
             client, "read_document", {"document_id": saved["document_id"], "offset": page1["next_offset"]}
@@ -524,10 +528,11 @@ async def test_read_pages_sections_toc_and_resources(settings: Settings) -> None
         usage = await call(
             client, "read_document", {"project": "m", "version": "1", "path": "manual.md", "heading": "usage"}
         )
-        assert (
-            usage["text"].startswith("## Usage") and "Flag text." in usage["text"] and "Intro text" not in usage["text"]
-        )
-        assert usage["citation"] == "m@1:manual.md#usage" and usage["next_offset"] is None
+        assert usage["text"].startswith("## Usage")
+        assert "Flag text." in usage["text"]
+        assert "Intro text" not in usage["text"]
+        assert usage["citation"] == "m@1:manual.md#usage"
+        assert usage["next_offset"] is None
         await fails(
             client,
             "read_document",
@@ -541,7 +546,8 @@ async def test_read_pages_sections_toc_and_resources(settings: Settings) -> None
         toc = await client.read_resource("docs://projects/m/1/toc")
         assert json.loads(toc.contents[0].text)[0]["headings"][2] == [2, "Usage", "usage"]  # type: ignore[union-attr]
         described = (await call(client, "manage_project", {"action": "describe", "project": "m"}))["projects"][0]
-        assert described["versions"][0]["documents"] == 1 and described["versions"][0]["models"] == ["hash-384"]
+        assert described["versions"][0]["documents"] == 1
+        assert described["versions"][0]["models"] == ["hash-384"]
         await call(client, "manage_project", {"action": "delete", "project": "m", "version": "1"})
         assert await scalar(small, "SELECT count(*) FROM documentation.chunks") == 0
         await call(client, "manage_project", {"action": "delete", "project": "m"})
@@ -575,6 +581,8 @@ async def test_a_model_change_marks_projects_for_reembedding_and_search_never_mi
         again = (await call(client, "manage_project", {"action": "describe", "project": "p"}))["projects"][0][
             "versions"
         ][0]
-        assert again["needs_reembed"] is False and again["models"] == [real.embedding_model]
+        assert again["needs_reembed"] is False
+        assert again["models"] == [real.embedding_model]
         hits = await call(client, "search_docs", {"query": "how long to wait between retries", "project": "p"})
-        assert hits["hits"][0]["citation"] == "p@1:retry.md#retry" and hits["notice"] is None
+        assert hits["hits"][0]["citation"] == "p@1:retry.md#retry"
+        assert hits["notice"] is None

@@ -301,3 +301,29 @@ async def test_a_reworded_question_finds_what_substring_search_misses(
             },
         )
         assert ranked["ranked"][0]["index"] == 1
+
+
+def test_the_command_line_imports_a_reference_file_and_exports_it_unchanged(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "memory.jsonl"
+    original = "\n".join(
+        [
+            '{"type":"entity","name":"Ada","entityType":"person","observations":["Prefers tea"]}',
+            '{"type":"entity","name":"Billing","entityType":"team","observations":[]}',
+            '{"type":"relation","from":"Ada","to":"Billing","relationType":"leads"}',
+        ]
+    )
+    source.write_text(original, encoding="utf-8")
+    env = server_params(database_url, redis_url, redis_prefix, tmp_path, EMBEDDING_MODEL="hash-384").env
+    module = [sys.executable, "-m", "servers.inference_enhancement"]
+    done = subprocess.run([*module, "import", str(source)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["entities_created"] == 2
+    target = tmp_path / "out.jsonl"
+    done = subprocess.run([*module, "export", str(target)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert target.read_text(encoding="utf-8") == original
+    bad = subprocess.run([*module, "import"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "usage" in bad.stderr

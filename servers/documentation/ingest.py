@@ -57,6 +57,19 @@ def embed_text(title: str, heading_path: tuple[str, ...] | list[str], text: str,
     return f"{context}\n{body}" if context else body
 
 
+async def embed_batched(embedder: Embedder, texts: list[str], size: int) -> list[np.ndarray]:
+    """Embed in calls of at most ``size`` texts.
+
+    ONNX Runtime keeps the memory of the largest batch it has run: 64 passages of ~100 tokens take
+    the process from about 270 MB to 500 MB, 64 of ~400 tokens to over 3 GB. Small calls keep an
+    ingest's peak bounded at the same throughput (measured equal for 16 and 64 on 2 cores).
+    """
+    out: list[np.ndarray] = []
+    for i in range(0, len(texts), size):
+        out.extend(await embedder.embed(texts[i : i + size]))
+    return out
+
+
 def heading_of(title: str, heading_path: tuple[str, ...] | list[str]) -> str:
     return " > ".join(heading_path) or title
 
@@ -169,7 +182,7 @@ class JobRunner:
             return
         limit = self.settings.embed_chars
         texts = [embed_text(p.parsed.title, c.heading_path, c.text, limit) for p in batch for c in p.parsed.chunks]
-        vectors = await self.embedder.embed(texts) if texts else []
+        vectors = await embed_batched(self.embedder, texts, self.settings.embed_batch)
         i = 0
         for item in batch:
             n = len(item.parsed.chunks)

@@ -174,7 +174,7 @@ async def _save_text(
     parsed = parse(parse_as, content, path, settings.chunk_chars)
     parsed.title = title or parsed.title
     texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, settings.embed_chars) for c in parsed.chunks]
-    vectors = await d.embedder.embed(texts) if texts else []
+    vectors = await ingest.embed_batched(d.embedder, texts, settings.embed_batch)
     digest = hashlib.sha256(content.encode()).hexdigest()
 
     async def write(conn: asyncpg.Connection) -> tuple[int, bool]:
@@ -290,9 +290,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         ]
         item = Project(name=project, description=meta["description"] if meta else "", versions=versions)
         if any(v.needs_reembed for v in versions):
-            message = (
-                f"Some versions were embedded with another model than {d.embedder.model_name}: run reembed_project."
-            )
+            message = f"Some versions were embedded with another model than {d.embedder.model_name}: run manage_project(action='reembed')."
         return Projects(projects=[item], total=1, truncated=False, message=message)
 
     # ----------------------------------------------------------------------------------- ingest
@@ -409,15 +407,17 @@ def build(settings: Settings) -> MCPServer[Deps]:
         versions = await store.scope(d.db, project, version)
         offset = _offset(cursor)
         model = d.embedder.model_name
-        current, total_chunks = await store.model_counts(d.db, versions, model)
+        has_current, has_other = await store.model_state(d.db, versions, model)
         notice = None
-        if total_chunks and current == 0:
+        if has_other and not has_current:
             raise InvalidInput(
-                f"These docs were embedded with another model than the configured {model}; run reembed_project "
-                "(or set EMBEDDING_MODEL back) before searching."
+                f"These docs were embedded with another model than the configured {model}; run "
+                "manage_project(action='reembed') (or set EMBEDDING_MODEL back) before searching."
             )
-        if current < total_chunks:
-            notice = f"{total_chunks - current} chunks use another embedding model and were not searched; run reembed_project."
+        if has_other:
+            notice = (
+                "Some chunks use another embedding model and were not searched; run manage_project(action='reembed')."
+            )
         vector = await d.embedder.embed_one(query)
         depth = max(settings.search_candidates, offset + limit)
         rows = await store.search(d.db, vector, model, versions, _tsquery(query), depth, limit, offset)
@@ -565,7 +565,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         spec = openapi.load(content)
         spec_version = openapi.validate(spec)
         eps = openapi.endpoints(spec)
-        vectors = await d.embedder.embed([e.embed_text() for e in eps]) if eps else []
+        vectors = await ingest.embed_batched(d.embedder, [e.embed_text() for e in eps], settings.embed_batch)
         title = str((spec.get("info") or {}).get("title") or "API")
         digest = hashlib.sha256(content.encode()).hexdigest()
         vid = await _project_version(d, project, version)
@@ -759,7 +759,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         ingest.check_dim(d.embedder)
         versions = await store.scope(d.db, project, version)
         model = d.embedder.model_name
-        batch = settings.embedding_batch_size
+        batch = settings.embed_batch
         chunks = endpoints = 0
         while rows := await store.stale_chunks(d.db, versions, model, batch):
             vecs = await d.embedder.embed(

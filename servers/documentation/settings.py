@@ -27,6 +27,12 @@ class Settings(BaseServerSettings):
         le=20_000,
         description="Characters of each chunk (after its heading path) the model embeds; full-text sees all.",
     )
+    embed_batch: int = Field(
+        default=16,
+        ge=1,
+        le=1_024,
+        description="Texts per model call while ingesting; ONNX Runtime keeps memory for the largest batch it saw.",
+    )
     search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)

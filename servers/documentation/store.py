@@ -240,9 +240,11 @@ JOIN documentation.versions v ON v.id = c.version_id
 JOIN documentation.projects p ON p.id = v.project_id
 ORDER BY f.score DESC, f.id LIMIT $6 OFFSET $7
 """
-MODEL_COUNTS = """
-SELECT count(*) FILTER (WHERE embedding_model = $2) AS current, count(*) AS total
-FROM documentation.chunks WHERE version_id = ANY($1::bigint[])
+MODEL_STATE = """
+SELECT EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model = $2)
+           AS has_current,
+       EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model <> $2)
+           AS has_other
 """
 
 
@@ -264,10 +266,11 @@ async def search(
     return [dict(r) for r in rows]
 
 
-async def model_counts(db: Database, versions: list[int], model: str) -> tuple[int, int]:
-    row = await db.fetchrow(MODEL_COUNTS, versions, model)
+async def model_state(db: Database, versions: list[int], model: str) -> tuple[bool, bool]:
+    """(any chunk of ``model`` in scope, any chunk of another model in scope): two index probes, no count."""
+    row = await db.fetchrow(MODEL_STATE, versions, model)
     assert row is not None
-    return int(row["current"]), int(row["total"])
+    return bool(row["has_current"]), bool(row["has_other"])
 
 
 # ------------------------------------------------------------------------------------------- jobs

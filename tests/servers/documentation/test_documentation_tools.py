@@ -575,7 +575,7 @@ async def test_a_model_change_marks_projects_for_reembedding_and_search_never_mi
         described = await call(client, "manage_project", {"action": "describe", "project": "p"})
         assert described["projects"][0]["versions"][0]["needs_reembed"] is True
         assert "reembed" in described["message"]
-        await fails(client, "search_docs", {"query": "backoff", "project": "p"}, "run reembed_project")
+        await fails(client, "search_docs", {"query": "backoff", "project": "p"}, "action='reembed'")
         done = await call(client, "manage_project", {"action": "reembed", "project": "p"})
         assert "re-embedded 1 chunks and 4 endpoints" in done["message"]
         again = (await call(client, "manage_project", {"action": "describe", "project": "p"}))["projects"][0][

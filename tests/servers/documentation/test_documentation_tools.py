@@ -586,3 +586,28 @@ async def test_a_model_change_marks_projects_for_reembedding_and_search_never_mi
         hits = await call(client, "search_docs", {"query": "how long to wait between retries", "project": "p"})
         assert hits["hits"][0]["citation"] == "p@1:retry.md#retry"
         assert hits["notice"] is None
+
+
+async def test_two_server_processes_writing_at_once_lose_nothing_and_duplicate_nothing(settings: Settings) -> None:
+    async with Client(build(settings)) as a, Client(build(settings)) as b:
+        await call(a, "manage_project", {"action": "create", "project": "p", "version": "1"})
+
+        async def save(client: Client, i: int) -> None:
+            text = f"# Shared\n\n## Part\n\nVersion {i} of the shared page.\n\n## Other\n\nMore {i}.\n"
+            await call(client, "ingest_text", {"project": "p", "version": "1", "title": "Shared", "content": text})
+            await call(
+                client, "ingest_text", {"project": "p", "version": "1", "title": f"Own {i}", "content": f"Page {i}."}
+            )
+
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon(save, a if i % 2 else b, i)
+    assert await scalar(settings, "SELECT count(*) FROM documentation.documents") == 13
+    assert (
+        await scalar(
+            settings,
+            "SELECT count(*) FROM documentation.chunks c JOIN documentation.documents d ON d.id = c.document_id WHERE d.path = 'shared.md'",
+        )
+        == 2
+    )
+    assert await duplicates(settings) == 0

@@ -420,7 +420,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             )
         vector = await d.embedder.embed_one(query)
         depth = max(settings.search_candidates, offset + limit)
-        rows = await store.search(d.db, vector, model, versions, _tsquery(query), depth, limit, offset)
+        rows = await store.search(
+            d.db, vector, model, versions, _tsquery(query), depth, limit, offset, settings.keyword_pool
+        )
         total = int(rows[0]["total"]) if rows else 0
         hits = [
             Hit(

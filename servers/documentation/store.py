@@ -225,9 +225,14 @@ WITH vec AS (
         WHERE c.embedding_model = $2 AND c.version_id = ANY($3::bigint[])
         ORDER BY c.embedding <=> $1 LIMIT $5) v
 ), kw AS (
+    -- Ranking every match of a common word costs milliseconds per thousand rows, so at most $8 matches
+    -- are ranked (ts_rank: cheaper than cover density); the vector list carries meaning beyond them.
     SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (
-        SELECT c.id, ts_rank_cd(c.tsv, q) AS rank FROM documentation.chunks c, to_tsquery('english', $4) q
-        WHERE $4 <> '' AND c.tsv @@ q AND c.embedding_model = $2 AND c.version_id = ANY($3::bigint[])
+        SELECT m.id, ts_rank(m.tsv, q) AS rank FROM (
+            SELECT c.id, c.tsv FROM documentation.chunks c
+            WHERE $4 <> '' AND c.tsv @@ to_tsquery('english', $4) AND c.embedding_model = $2
+              AND c.version_id = ANY($3::bigint[])
+            LIMIT $8) m, to_tsquery('english', $4) q
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
     SELECT id, sum(1.0 / (60 + r)) AS score FROM (SELECT * FROM vec UNION ALL SELECT * FROM kw) u GROUP BY id
@@ -257,12 +262,13 @@ async def search(
     candidates: int,
     limit: int,
     offset: int,
+    pool: int = 2_000,
 ) -> list[dict[str, Any]]:
     async with db.transaction() as conn:
         # Filtered HNSW: keep scanning until enough rows pass the version/model filter.
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(int(candidates), 1000))}")
-        rows = await conn.fetch(SEARCH, vector, model, versions, tsquery, candidates, limit, offset)
+        ef = max(40, min(int(candidates), 1000))  # an int we computed, never user text
+        await conn.execute(f"SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {ef}")
+        rows = await conn.fetch(SEARCH, vector, model, versions, tsquery, candidates, limit, offset, pool)
     return [dict(r) for r in rows]
 
 

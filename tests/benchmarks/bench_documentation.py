@@ -193,7 +193,9 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
         lat = []
         for q in queries:
             t = time.perf_counter()
-            await store.search(db, by_text[q], model, versions, _tsquery(q), settings.search_candidates, 5, 0)
+            await store.search(
+                db, by_text[q], model, versions, _tsquery(q), settings.search_candidates, 5, 0, settings.keyword_pool
+            )
             lat.append((time.perf_counter() - t) * 1000)
         async with db.transaction() as conn:
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -206,6 +208,7 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
                 settings.search_candidates,
                 5,
                 0,
+                settings.keyword_pool,
             )
         return lat, "\n".join(r[0] for r in plan)
     finally:

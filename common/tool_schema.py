@@ -20,15 +20,22 @@ def _is_null(schema: Any) -> bool:
     return isinstance(schema, dict) and schema.get("type") == "null" and len(schema) == 1
 
 
-def compact(schema: Any, *, nullable_as_type: bool) -> Any:
-    """A compact copy of ``schema`` (see the module docstring)."""
+def compact(schema: Any, *, nullable_as_type: bool, lean: bool = False) -> Any:
+    """A compact copy of ``schema`` (see the module docstring).
+
+    ``lean`` also drops ``pattern`` (the pydantic model still enforces it; the description should
+    say the shape) and defaults that say nothing (``False``, ``0``, ``""``), for servers whose many
+    tools would otherwise not fit the budget.
+    """
     if isinstance(schema, list):
-        return [compact(s, nullable_as_type=nullable_as_type) for s in schema]
+        return [compact(s, nullable_as_type=nullable_as_type, lean=lean) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
+            continue
+        if lean and key == "pattern":
             continue
         if key == "description" and nullable_as_type and isinstance(value, str):
             continue  # output schemas: the field names say enough
@@ -39,9 +46,9 @@ def compact(schema: Any, *, nullable_as_type: bool) -> Any:
         if key == "required" and nullable_as_type:
             continue  # every output field is always present; listing them all again costs context
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {k: compact(v, nullable_as_type=nullable_as_type) for k, v in value.items()}
+            out[key] = {k: compact(v, nullable_as_type=nullable_as_type, lean=lean) for k, v in value.items()}
         else:
-            out[key] = compact(value, nullable_as_type=nullable_as_type)
+            out[key] = compact(value, nullable_as_type=nullable_as_type, lean=lean)
     options = out.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and any(_is_null(o) for o in options):
         other = next(o for o in options if not _is_null(o))
@@ -51,9 +58,20 @@ def compact(schema: Any, *, nullable_as_type: bool) -> Any:
             if nullable_as_type:
                 merged["type"] = [other["type"], "null"]
             out = merged
-    if out.get("default", 0) is None:
+    if "default" in out and (
+        out["default"] is None or (lean and out["default"] in (False, 0, "") and not isinstance(out["default"], list))
+    ):
         del out["default"]
     return out
+
+
+def outline(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema cut to its top level: the field names, nothing nested.
+
+    Results are still produced and validated by the pydantic models; the outline tells the client
+    which fields to expect at a fraction of the bytes.
+    """
+    return {"type": "object", "properties": {name: {} for name in schema.get("properties") or {}}}
 
 
 def compact_tool(server: MCPServer[Any], name: str) -> None:
@@ -67,7 +85,14 @@ def compact_tool(server: MCPServer[Any], name: str) -> None:
         meta.output_schema = compact(meta.output_schema, nullable_as_type=True)
 
 
-def compact_tools(server: MCPServer[Any]) -> None:
-    """Rewrite the advertised schemas of every registered tool in place."""
+def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
+    """Rewrite the advertised schemas of every registered tool in place.
+
+    ``lean``: inputs as in :func:`compact` with ``lean``, outputs cut to an :func:`outline`.
+    """
     for tool in server._tool_manager.list_tools():
         compact_tool(server, tool.name)
+        if lean:
+            tool.parameters = compact(tool.parameters, nullable_as_type=False, lean=True)
+            if tool.fn_metadata.output_schema is not None:
+                tool.fn_metadata.output_schema = outline(tool.fn_metadata.output_schema)

@@ -53,6 +53,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Memory",
         "Long-term memory for agents: store, recall (hybrid semantic + keyword), organise and consolidate memories.",
     ),
+    ServerSpec("documentation", "Documentation", "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams."),
 )
 
 

@@ -20,9 +20,9 @@ from pydantic import Field
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.runtime import Deps, add_tool, deps, open_deps
+from common.tool_schema import compact_tools
 from servers.documentation import generate, ingest, mermaid, openapi, paths, store
 from servers.documentation.chunking import parse, slugify
-from servers.documentation.compact import compact_tools
 from servers.documentation.models import (
     Doc,
     Endpoint,
@@ -818,7 +818,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     tool(import_api_spec, "Import API spec", False, True, True)
     tool(find_endpoints, "Find endpoints", True, False, True)
     tool(generate_content, "Generate content", False, False, True)
-    compact_tools(server)
+    compact_tools(server, lean=True)
 
     # ----------------------------------------------------------------------------------- resources
 

@@ -4,10 +4,10 @@ prompt enrichment, provenance and as-of-time queries, over store.py, graph.py an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -67,8 +67,12 @@ EMBED_OBSERVATIONS = 20
 REFRESH_BATCH = 256
 #: Hits of any-word keyword search ranked per table; common words would otherwise rank half the graph.
 KEYWORD_SCAN_CAP = 2_000
-#: How often a search looks for entities left without a current vector by an interrupted call.
-STALE_SWEEP_S = 5.0
+#: How often the embedder looks for entities another process left without a current vector.
+STALE_SWEEP_S = 30.0
+#: How long a search waits for this process's pending vectors (read your own writes by meaning).
+SEARCH_WAIT_S = 2.0
+#: How long a stopping process keeps embedding its last writes.
+SHUTDOWN_DRAIN_S = 5.0
 T = TypeVar("T")
 
 
@@ -150,6 +154,11 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     sdk_bus = InMemorySubscriptionBus()
     live: dict[str, Deps] = {}  # static resources get no Context; they reach Deps through the lifespan
+    # Vectors are made in the background: a write returns once its rows are committed, and a search of
+    # this process waits (briefly) until its own writes are embedded.
+    embed_wakeup = asyncio.Event()
+    embed_idle = asyncio.Event()
+    embed_idle.set()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
@@ -163,10 +172,16 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
             subscription = await d.events.subscribe(forward, server=NAME, event=EVENT)
             live["deps"] = d
+            worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
             try:
                 yield d
             finally:
                 live.pop("deps", None)
+                with contextlib.suppress(TimeoutError):  # vectors of the last writes, if quick
+                    await asyncio.wait_for(embed_idle.wait(), SHUTDOWN_DRAIN_S)
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
                 await subscription.close()
 
     server: MCPServer[Deps] = MCPServer(
@@ -234,9 +249,12 @@ def build(settings: Settings) -> MCPServer[Deps]:
             texts = [text.embedding_text(r["name"], r["entity_type"], obs.get(r["id"], [])) for r in rows]
             vectors = await _embed(d, texts)
             model = d.embedder.model_name
-            await d.db.executemany(
-                store.SET_EMBEDDING,
-                [(r["id"], r["version"], v, model) for r, v in zip(rows, vectors, strict=True)],
+            await d.db.execute(
+                store.SET_EMBEDDINGS,
+                [r["id"] for r in rows],
+                [r["version"] for r in rows],
+                [store.vector_text(v) for v in vectors],
+                model,
             )
             done += len(rows)
             if len(rows) < REFRESH_BATCH:
@@ -295,7 +313,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise InvalidInput("query is empty; say what to look for.")
         if len(query) > 2_000:
             raise InvalidInput(f"query has {len(query)} characters; the limit is 2000.")
-        await _refresh_stale(d)
+        if not embed_idle.is_set():  # read your own writes: wait for this process's pending vectors
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(embed_idle.wait(), SEARCH_WAIT_S)
         lowered = query.lower()
         vector = (await _embed(d, [query]))[0]
         rows = await d.db.fetch(
@@ -315,14 +335,30 @@ def build(settings: Settings) -> MCPServer[Deps]:
         vec = [(r["id"], r["score"]) for r in rows if r["list"] == "v"]
         return text.fuse(sub, kw, vec, min_similarity=settings.min_similarity)
 
-    last_sweep = [0.0]
+    def _kick() -> None:
+        """New or changed entities need vectors: wake this process's embedder."""
+        embed_idle.clear()
+        embed_wakeup.set()
 
-    async def _refresh_stale(d: Deps) -> None:
-        """Embed entities an interrupted call left stale; at most every few seconds, so searches stay cheap."""
-        now = time.monotonic()
-        if now - last_sweep[0] >= STALE_SWEEP_S:
-            last_sweep[0] = now
-            await _refresh(d, None, rounds=1)
+    async def _embed_worker(d: Deps) -> None:
+        """Embed stale entities until none are left, when woken or every STALE_SWEEP_S (which also picks up
+        what another process left behind when it stopped). Two processes may embed the same entity; the
+        version guard keeps the result right."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(embed_wakeup.wait(), STALE_SWEEP_S)
+            embed_wakeup.clear()
+            try:
+                while await _refresh(d, None, rounds=1) >= REFRESH_BATCH:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round retries; embedding must never stop the server
+                log.warning("graph_embedding_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                if not embed_wakeup.is_set():
+                    embed_idle.set()
 
     # ----------------------------------------------------------------------------------- the nine tools
 
@@ -336,10 +372,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             _type(e.entityType, f"entityType of {e.name!r}")
             e.observations = list(dict.fromkeys(_observation(settings, o, e.name) for o in e.observations))
             unique.setdefault(e.name, e)
-        present = await d.db.run(lambda c: store.existing_names(c, list(unique)))
-        new = [e for n, e in unique.items() if n not in present]
-        vectors = await _embed(d, [text.embedding_text(e.name, e.entityType, e.observations[:20]) for e in new])
-        vec_of = {e.name: v for e, v in zip(new, vectors, strict=True)}
+        _check_dim(d)
         source = _source(ctx)
         model = d.embedder.model_name
 
@@ -361,7 +394,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 order,
                 [e.entityType for e in items],
                 lcs,
-                [store.vector_text(vec_of.get(e.name)) for e in items],
+                [None] * len(items),  # vectors follow in the background
                 model,
                 source,
                 obs_names,
@@ -375,6 +408,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return [e for e in unique.values() if e.name in made]
 
         made = await _tx(d, write, transaction=False)
+        if made:
+            _kick()
         await _changed(d, "created", [e.name for e in made])
         return Entities(
             entities=[Entity(name=e.name, entityType=e.entityType, observations=e.observations) for e in made]
@@ -457,7 +492,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return results, sorted({ids[r.entityName] for r in results if r.addedObservations})
 
         results, changed = await _tx(d, write)
-        await _refresh(d, changed)
+        if changed:
+            _kick()
         await _changed(d, "observed", [r.entityName for r in results if r.addedObservations])
         return AddedAll(results=results)
 
@@ -490,7 +526,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return ids, sorted({r["name"] for r in rows})
 
         ids, changed = await _tx(d, write)
-        await _refresh(d, ids)
+        if ids:
+            _kick()
         await _changed(d, "unobserved", changed)
         return Done(success=True, message="Observations deleted successfully")
 
@@ -583,12 +620,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 raise InvalidInput(f"{exc} Nothing was imported.") from None
         entities = parsed.entities
         source = settings.source or f"import:{FsPath(path).name if path else 'content'}"
-        present = await d.db.run(lambda c: store.existing_names(c, [e.name for e in entities]))
-        fresh = [e for e in entities if e.name not in present]
-        vectors = await _embed(
-            d, [text.embedding_text(e.name, e.entity_type, e.observations[:EMBED_OBSERVATIONS]) for e in fresh]
-        )
-        vec_text = {e.name: store.vector_text(v) for e, v in zip(fresh, vectors, strict=True)}
+        _check_dim(d)
         model = d.embedder.model_name
 
         lcs = [text.entity_lc(e.name, e.entity_type) for e in entities]
@@ -603,7 +635,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                     names,
                     [e.entity_type for e in entities],
                     lcs,
-                    [vec_text.get(e.name) for e in entities],
+                    [None] * len(entities),  # vectors follow in the background
                     model,
                     source,
                     grams,
@@ -646,7 +678,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         if result.entities_created + result.observations_added + result.relations_created >= store.ANALYZE_AFTER:
             await d.db.execute(store.FLUSH_PENDING)
             await d.db.execute(store.ANALYZE)
-        await _refresh(d, None)
+        embed_wakeup.set()  # no read-your-writes wait: a big import is embedded over minutes
         await _changed(d, "imported", [e.name for e in entities][:200])
         log.info("graph_imported", **result.model_dump(exclude={"problems"}))
         return result

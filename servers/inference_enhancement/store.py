@@ -232,8 +232,11 @@ SELECT entity_id, content FROM (
 ) o WHERE n <= $2 ORDER BY entity_id, id
 """
 
-SET_EMBEDDING = """
-UPDATE entities SET embedding = $3, embedding_model = $4, embedded_version = $2 WHERE id = $1 AND version = $2
+#: Vectors of a batch in one statement; a row whose text changed since (another version) keeps waiting.
+SET_EMBEDDINGS = """
+UPDATE entities e SET embedding = u.v::vector, embedding_model = $4, embedded_version = u.ver
+FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, ver, v)
+WHERE e.id = u.id AND e.version = u.ver
 """
 
 RANKED_OBSERVATIONS = """

@@ -56,8 +56,9 @@ def keyword_query(query: str, op: str = "|") -> str | None:
     return f" {op} ".join(f"'{w}'" for w in words) if words else None
 
 
-def embedding_text(name: str, entity_type: str, observations: Sequence[str], limit: int = 1_000) -> str:
-    """What an entity's vector is made from: name, type, then its first observations (the model reads ~256 tokens)."""
+def embedding_text(name: str, entity_type: str, observations: Sequence[str], limit: int = 600) -> str:
+    """What an entity's vector is made from: name, type, then its first observations, cut at ``limit``
+    characters (~150 tokens: the start says what an entity is, and inference time grows with length)."""
     head = f"{name} ({entity_type})" if entity_type else name
     body = "; ".join(observations)
     return f"{head}: {body}"[:limit] if body else head[:limit]

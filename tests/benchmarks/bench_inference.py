@@ -262,6 +262,23 @@ async def lost_writes(make: Any, per_process: int, tag: str) -> tuple[int, int]:
     return 4 * per_process, failed
 
 
+async def wait_embedded(url: str, timeout_s: float = 3_600) -> str:
+    """Wait until the background embedder has caught up with an import (measures after it, not during)."""
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stale = await conn.fetchval(
+                "SELECT count(*) FROM inference_enhancement.entities WHERE embedded_version < version"
+            )
+            if stale == 0:
+                return "all vectors made"
+            await asyncio.sleep(0.5)
+        return f"{stale} still without vectors"
+    finally:
+        await conn.close()
+
+
 async def count_ours(url: str, tag: str) -> int:
     conn = await asyncpg.connect(url)
     try:
@@ -309,6 +326,8 @@ async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: in
             started = time.perf_counter()
             await call(mine, "import_memory_jsonl", {"path": str(delta)})
             rate = (size - loaded) / (time.perf_counter() - started)
+            embedded = await wait_embedded(url)
+            embed_rate = (size - loaded) / max(time.perf_counter() - started, 1e-9)
             loaded = size
             memory = tmp / f"memory-{size}.jsonl"
             place_reference_file(script, memory, "\n".join(entities[:size] + rel_lines))
@@ -319,7 +338,9 @@ async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: in
                 rows.append([f"{label} at {size:,}", *stats(ours_ms[key]), *stats(ref_ms[key])])
             rows.append([f"neighbours depth 2 at {size:,}", *stats(ours_ms["neighbors"]), "", "", ""])
             rows.append([f"shortest path (<=6) at {size:,}", *stats(ours_ms["path"]), "", "", ""])
-            rows.append([f"import at {size:,}", f"{rate:.0f} entities/s", "", "", "", "", ""])
+            rows.append(
+                [f"import at {size:,}", f"{rate:.0f} entities/s", f"embedded {embed_rate:.0f}/s", embedded, "", "", ""]
+            )
 
     made, failed = await lost_writes(lambda: ours(env), 25, "ours")
     kept = await count_ours(url, "ours")

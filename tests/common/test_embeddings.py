@@ -207,3 +207,13 @@ async def test_make_embedder_picks_the_fake_for_hash_models(tmp_path: Path) -> N
     real = make_embedder(settings(tmp_path))
     assert isinstance(real, FastEmbedEmbedder)
     assert not real.loaded
+
+
+async def test_long_text_is_truncated_at_the_models_trained_256_tokens(embedder: FastEmbedEmbedder) -> None:
+    # 80 and 100 of these phrases are 336 and 432 tokens: both past 256 (the same vector, as with
+    # sentence-transformers) but within BERT's 512, where they would differ.
+    words = [f"word{i} about databases" for i in range(100)]
+    a, b = await embedder.embed([" ".join(words[:80]), " ".join(words)])
+    assert cos(a, b) > 0.9999
+    short, longer = await embedder.embed([" ".join(words[:20]), " ".join(words[:40])])  # 128, 162 tokens
+    assert cos(short, longer) < 0.999  # below the limit, more text still counts

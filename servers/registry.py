@@ -53,7 +53,16 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Memory",
         "Long-term memory for agents: store, recall (hybrid semantic + keyword), organise and consolidate memories.",
     ),
-    ServerSpec("documentation", "Documentation", "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams."),
+    ServerSpec(
+        "inference_enhancement",
+        "Knowledge graph",
+        "Knowledge graph (entities, relations, observations) with hybrid search and prompt enrichment; drop-in for the reference memory server.",
+    ),
+    ServerSpec(
+        "documentation",
+        "Documentation",
+        "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams.",
+    ),
 )
 
 

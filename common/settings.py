@@ -84,8 +84,11 @@ class BaseServerSettings(BaseSettings):
     @field_validator("tools", mode="before")
     @classmethod
     def _split_tools(cls, value: Any) -> Any:
+        """``a,b`` or a JSON list; ``all`` means every tool (a server's default may be a core subset)."""
         if isinstance(value, str) and not value.strip().startswith("["):
-            return [t.strip() for t in value.split(",") if t.strip()]
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        if isinstance(value, list) and [str(v).lower() for v in value] == ["all"]:
+            return None
         return value
 
     @model_validator(mode="after")

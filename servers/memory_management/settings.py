@@ -1,8 +1,6 @@
 """Settings of the memory server: the shared ones plus ``MEMORY_MANAGEMENT_*``."""
 
-from typing import Any
-
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
@@ -33,8 +31,3 @@ class Settings(BaseServerSettings):
         default_factory=lambda: list(CORE_TOOLS),
         description="Tools to expose (comma-separated); 'all' for every tool.",
     )
-
-    @field_validator("tools", mode="after")
-    @classmethod
-    def _all_tools(cls, value: Any) -> Any:
-        return None if value is not None and [v.lower() for v in value] == ["all"] else value

@@ -77,3 +77,11 @@ def test_logs_are_json_on_stderr_with_credentials_redacted(capsys: pytest.Captur
     assert "topsecret" not in captured.err
     assert lines[0]["password"] == "***"
     assert "pw2" not in captured.err
+
+
+def test_tools_all_lifts_a_servers_default_subset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servers.memory_management.settings import Settings as MemorySettings
+
+    assert load_settings(MemorySettings, _env_file=None).tools is not None  # a core subset by default
+    monkeypatch.setenv("MEMORY_MANAGEMENT_TOOLS", "ALL")
+    assert load_settings(MemorySettings, _env_file=None).tools is None  # None: every tool

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import anyio.to_thread
 import numpy as np
 
-from common.errors import SuiteError
+from common.errors import DimensionMismatch, SuiteError
 from common.logging import get_logger
 from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
 
@@ -194,12 +194,16 @@ def _default_model_dir(settings: BaseServerSettings) -> Path:
                 shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         except OSError as exc:
-            raise EmbeddingModelError(
-                f"Cannot prepare the embedding model in {target}: {exc}. "
-                "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
-            ) from exc
+            raise _unwritable(target, exc) from exc
     _write_tokenizer_config(config_src, tok_dir / "sentence_bert_config.json", target)
     return target
+
+
+def _unwritable(target: Path, exc: OSError) -> EmbeddingModelError:
+    return EmbeddingModelError(
+        f"Cannot prepare the embedding model in {target}: {exc}. "
+        "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
+    )
 
 
 def _write_tokenizer_config(src: Path, st_config: Path, target: Path) -> None:
@@ -225,10 +229,7 @@ def _write_tokenizer_config(src: Path, st_config: Path, target: Path) -> None:
         tmp.write_text(text)
         os.replace(tmp, dest)
     except OSError as exc:
-        raise EmbeddingModelError(
-            f"Cannot prepare the embedding model in {target}: {exc}. "
-            "Set EMBEDDING_CACHE_DIR (or MCP_SUITE_DATA_DIR) to a writable directory."
-        ) from exc
+        raise _unwritable(target, exc) from exc
 
 
 _REGISTER_LOCK = threading.Lock()
@@ -418,3 +419,13 @@ def make_embedder(settings: BaseServerSettings, cache: object | None = None) -> 
     if match:
         return HashEmbedder(int(match.group(1)))
     return FastEmbedEmbedder(settings, cache)
+
+
+def require_dim(embedder: Embedder, dim: int, server: str) -> None:
+    """Refuse an embedder whose vectors do not fit a server's fixed-dimension column."""
+    if embedder.dim != dim:
+        raise DimensionMismatch(
+            f"EMBEDDING_MODEL={embedder.model_name!r} makes {embedder.dim}-dimensional vectors, but {server} "
+            f"stores {dim}-dimensional ones. Unset EMBEDDING_MODEL (the default model is {DEFAULT_EMBEDDING_DIM}-"
+            f"dimensional) or choose another {dim}-dimensional model."
+        )

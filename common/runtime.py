@@ -281,6 +281,42 @@ def add_tool(
     return fn
 
 
+@dataclass(frozen=True)
+class Hints:
+    """The four MCP tool annotation hints, always set explicitly."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool = False
+
+
+#: The usual kinds of tool. WRITE is an idempotent write (upsert, set); APPEND is not idempotent.
+READ = Hints(read_only=True, destructive=False, idempotent=True)
+WRITE = Hints(read_only=False, destructive=False, idempotent=True)
+APPEND = Hints(read_only=False, destructive=False, idempotent=False)
+DELETE = Hints(read_only=False, destructive=True, idempotent=True)
+EXTERNAL = Hints(read_only=False, destructive=False, idempotent=True, open_world=True)
+
+
+def tool_registrar(server: MCPServer[Any], settings: BaseServerSettings) -> Callable[[Any, str, Hints], None]:
+    """``register(fn, title, hints)``: :func:`add_tool` for one server, so ``build`` reads as a list of tools."""
+
+    def register(fn: Any, title: str, hints: Hints) -> None:
+        add_tool(
+            server,
+            settings,
+            fn,
+            title=title,
+            read_only=hints.read_only,
+            destructive=hints.destructive,
+            idempotent=hints.idempotent,
+            open_world=hints.open_world,
+        )
+
+    return register
+
+
 def serve(name: str) -> int:
     """Entry point of ``mcp-suite serve NAME``: settings, logging, then the stdio loop."""
     from servers.registry import get

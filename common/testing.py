@@ -176,3 +176,50 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await anyio.sleep(0.01)
+
+
+async def call_ok(client: Any, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured result."""
+    result = await client.call_tool(tool, args or {})
+    assert not result.is_error, (tool, result.content)
+    assert result.structured_content is not None, tool
+    content: dict[str, Any] = result.structured_content
+    return content
+
+
+async def call_fails(client: Any, tool: str, args: dict[str, Any], *expected: str) -> str:
+    """Call a tool that must fail; its error text, which must contain every ``expected`` part."""
+    result = await client.call_tool(tool, args)
+    assert result.is_error, (tool, result.structured_content)
+    text: str = result.content[0].text
+    for part in expected:
+        assert part in text, text
+    return text
+
+
+#: Settings of the developer's shell that must not leak into a spawned test server.
+_SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_", "MCP_SUITE_")
+
+
+def server_env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server spawned by a test: this one's, minus suite settings, plus the test's services."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SUITE_ENV_PREFIXES)}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        MCP_SUITE_DATA_DIR=str(data_dir),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def server_params(name: str, database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **extra: str) -> Any:
+    """``StdioServerParameters`` that start server ``name`` exactly as Claude would, on the test's services."""
+    import sys
+
+    from mcp.client.stdio import StdioServerParameters
+
+    env = server_env(database_url, redis_url, redis_prefix, data_dir, **extra)
+    return StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)

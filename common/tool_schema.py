@@ -11,9 +11,37 @@ is unaffected: the SDK validates arguments with the pydantic model, not with the
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+
+def _drop_title(schema: dict[str, Any]) -> None:
+    schema.pop("title", None)
+
+
+def P(description: str, **kw: Any) -> Any:
+    """A tool parameter's ``Field``: its description, and no generated title (tools/list must stay small)."""
+    return Field(description=description, json_schema_extra=_drop_title, **kw)
+
+
+def inline(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """``schema`` with every local ``$ref`` replaced by its definition."""
+    if isinstance(schema, dict):
+        defs = schema.get("$defs", defs)
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and defs is not None and ref.startswith("#/$defs/"):
+            return inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [inline(s, defs) for s in schema]
+    return schema
+
+
+def _smaller(*schemas: Any) -> Any:
+    return min(schemas, key=lambda sch: len(json.dumps(sch, separators=(",", ":"))))
 
 
 def _is_null(schema: Any) -> bool:
@@ -37,6 +65,8 @@ def compact(schema: Any, *, nullable_as_type: bool, lean: bool = False) -> Any:
             continue
         if lean and key == "pattern":
             continue
+        if lean and key == "additionalProperties":
+            continue  # arguments are still validated by the pydantic model
         if key == "description" and nullable_as_type and isinstance(value, str):
             continue  # output schemas: the field names say enough
         if key == "additionalProperties" and value is True:
@@ -88,11 +118,16 @@ def compact_tool(server: MCPServer[Any], name: str) -> None:
 def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
     """Rewrite the advertised schemas of every registered tool in place.
 
-    ``lean``: inputs as in :func:`compact` with ``lean``, outputs cut to an :func:`outline`.
+    ``lean``: inputs as in :func:`compact` with ``lean`` (``$ref``s inlined where that is smaller),
+    the annotation title dropped when it repeats the tool's title, outputs cut to an :func:`outline`.
     """
     for tool in server._tool_manager.list_tools():
         compact_tool(server, tool.name)
         if lean:
-            tool.parameters = compact(tool.parameters, nullable_as_type=False, lean=True)
+            lean_params = compact(tool.parameters, nullable_as_type=False, lean=True)
+            # Inlining $refs pays when each model is used once; keep whichever form is smaller.
+            tool.parameters = _smaller(lean_params, compact(inline(lean_params), nullable_as_type=False, lean=True))
+            if tool.annotations is not None and tool.annotations.title == tool.title:
+                tool.annotations.title = None  # the tool's own title says it already
             if tool.fn_metadata.output_schema is not None:
                 tool.fn_metadata.output_schema = outline(tool.fn_metadata.output_schema)

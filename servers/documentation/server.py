@@ -15,12 +15,11 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 import asyncpg
 from mcp.server.mcpserver import Context, MCPServer
-from pydantic import Field
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import Deps, add_tool, deps, open_deps
-from common.tool_schema import compact_tools
+from common.runtime import DELETE, READ, WRITE, Deps, Hints, deps, open_deps, tool_registrar
+from common.tool_schema import P, compact_tools
 from servers.documentation import generate, ingest, mermaid, openapi, paths, store
 from servers.documentation.chunking import parse, slugify
 from servers.documentation.models import (
@@ -51,14 +50,6 @@ VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 SNIPPET = 240
 LIST_PAGE = 50
 MAX_ERRORS_SHOWN = 50
-
-
-def _nt(schema: dict[str, Any]) -> None:
-    schema.pop("title", None)
-
-
-def P(description: str, **kw: Any) -> Any:
-    return Field(description=description, json_schema_extra=_nt, **kw)
 
 
 ProjectArg = Annotated[str, P("Project name.", pattern=NAME_RE)]
@@ -798,26 +789,16 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     # ----------------------------------------------------------------------------------- registration
 
-    def tool(fn: Any, title: str, read_only: bool, destructive: bool, idempotent: bool) -> None:
-        add_tool(
-            server,
-            settings,
-            fn,
-            title=title,
-            read_only=read_only,
-            destructive=destructive,
-            idempotent=idempotent,
-            open_world=False,
-        )
+    tool = tool_registrar(server, settings)
 
-    tool(manage_project, "Manage projects", False, True, False)
-    tool(ingest_folder, "Ingest folder", False, True, False)
-    tool(ingest_text, "Ingest text", False, True, True)
-    tool(search_docs, "Search docs", True, False, True)
-    tool(read_document, "Read document", True, False, True)
-    tool(import_api_spec, "Import API spec", False, True, True)
-    tool(find_endpoints, "Find endpoints", True, False, True)
-    tool(generate_content, "Generate content", False, False, True)
+    tool(manage_project, "Manage projects", Hints(read_only=False, destructive=True, idempotent=False))
+    tool(ingest_folder, "Ingest folder", Hints(read_only=False, destructive=True, idempotent=False))
+    tool(ingest_text, "Ingest text", DELETE)
+    tool(search_docs, "Search docs", READ)
+    tool(read_document, "Read document", READ)
+    tool(import_api_spec, "Import API spec", DELETE)
+    tool(find_endpoints, "Find endpoints", READ)
+    tool(generate_content, "Generate content", WRITE)
     compact_tools(server, lean=True)
 
     # ----------------------------------------------------------------------------------- resources

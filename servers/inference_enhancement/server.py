@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, unquote
@@ -20,14 +20,15 @@ import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
-from pydantic import Field
 
+from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.events import Event
 from common.logging import get_logger
-from common.runtime import Deps, add_tool, deps, open_deps
+from common.runtime import DELETE, READ, WRITE, Deps, deps, open_deps, tool_registrar
+from common.timeutil import aware_utc
+from common.tool_schema import P, compact_tools
 from servers.inference_enhancement import graph, jsonl, store, text
-from servers.inference_enhancement.compact import compact_tools
 from servers.inference_enhancement.models import (
     Added,
     AddedAll,
@@ -76,15 +77,6 @@ SHUTDOWN_DRAIN_S = 5.0
 T = TypeVar("T")
 
 
-def _no_title(schema: dict[str, Any]) -> None:
-    schema.pop("title", None)
-
-
-def P(description: str, **kw: Any) -> Any:
-    """A parameter's Field: its description, no generated title (tools/list must stay small)."""
-    return Field(description=description, json_schema_extra=_no_title, **kw)
-
-
 Names = Annotated[list[str], P("Entity names.")]
 AsOf = Annotated[datetime | None, P("Graph as of this time.")]
 Types = Annotated[list[str] | None, P("Only these relation types.")]
@@ -128,16 +120,8 @@ def _observation(settings: Settings, value: str, entity: str) -> str:
     return value
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _check_dim(d: Deps) -> None:
-    if d.embedder.dim != EMBEDDING_DIM:
-        raise InvalidInput(
-            f"EMBEDDING_MODEL={d.embedder.model_name!r} makes {d.embedder.dim}-dimensional vectors; this server "
-            f"stores {EMBEDDING_DIM}-dimensional ones. Unset EMBEDDING_MODEL or pick a 384-dimensional model."
-        )
+    require_dim(d.embedder, EMBEDDING_DIM, NAME)
 
 
 def _relation(r: store.Rel) -> Relation:
@@ -429,7 +413,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             if not r.relationType.strip():
                 raise InvalidInput("relationType is empty; say how the entities relate. Nothing was written.")
             _type(r.relationType, "relationType")
-            r.validFrom, r.validTo = _aware(r.validFrom), _aware(r.validTo)
+            r.validFrom, r.validTo = aware_utc(r.validFrom), aware_utc(r.validTo)
             if r.validFrom and r.validTo and r.validFrom >= r.validTo:
                 raise InvalidInput(f"validFrom must be before validTo ({r.from_} {r.relationType} {r.to}).")
             wanted[(r.from_, r.to, r.relationType)] = r
@@ -553,7 +537,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Graph:
         """Read the graph a page at a time; follow next_cursor."""
         d = deps(ctx)
-        as_of = _aware(as_of)
+        as_of = aware_utc(as_of)
         after = text.decode_cursor(cursor, "graph", [names_only, str(as_of)])
 
         async def read(conn: asyncpg.Connection) -> Graph:
@@ -765,7 +749,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Graph:
         """Entities within 1-3 hops of one entity, nearest first."""
         d = deps(ctx)
-        as_of = _aware(as_of)
+        as_of = aware_utc(as_of)
         key = [name, depth, relation_types, direction, str(as_of)]
         offset = text.decode_cursor(cursor, "nb", key)
 
@@ -803,7 +787,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Path:
         """Shortest chain of relations between two entities."""
         d = deps(ctx)
-        as_of = _aware(as_of)
+        as_of = aware_utc(as_of)
 
         async def read(conn: asyncpg.Connection) -> Path:
             a = await _start(conn, source, as_of, "source")
@@ -966,36 +950,26 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     # ----------------------------------------------------------------------------------- registration
 
-    def reg(fn: Any, title: str, *, read_only: bool, destructive: bool, idempotent: bool) -> None:
-        add_tool(
-            server,
-            settings,
-            fn,
-            title=title,
-            read_only=read_only,
-            destructive=destructive,
-            idempotent=idempotent,
-            open_world=False,
-        )
+    reg = tool_registrar(server, settings)
 
-    reg(create_entities, "Create entities", read_only=False, destructive=False, idempotent=True)
-    reg(create_relations, "Create relations", read_only=False, destructive=False, idempotent=True)
-    reg(add_observations, "Add observations", read_only=False, destructive=False, idempotent=True)
-    reg(delete_entities, "Delete entities", read_only=False, destructive=True, idempotent=True)
-    reg(delete_observations, "Delete observations", read_only=False, destructive=True, idempotent=True)
-    reg(delete_relations, "Delete relations", read_only=False, destructive=True, idempotent=True)
-    reg(read_graph, "Read graph", read_only=True, destructive=False, idempotent=True)
-    reg(search_nodes, "Search nodes", read_only=True, destructive=False, idempotent=True)
-    reg(open_nodes, "Open nodes", read_only=True, destructive=False, idempotent=True)
-    reg(import_memory_jsonl, "Import memory.jsonl", read_only=False, destructive=False, idempotent=True)
-    reg(export_memory_jsonl, "Export memory.jsonl", read_only=False, destructive=False, idempotent=True)
-    reg(get_neighbors, "Neighbours", read_only=True, destructive=False, idempotent=True)
-    reg(find_path, "Shortest path", read_only=True, destructive=False, idempotent=True)
-    reg(get_relevant_subgraph, "Relevant subgraph", read_only=True, destructive=False, idempotent=True)
-    reg(enhance_prompt, "Enhance prompt", read_only=True, destructive=False, idempotent=True)
-    reg(rank_passages, "Rank passages", read_only=True, destructive=False, idempotent=True)
-    reg(get_provenance, "Provenance", read_only=True, destructive=False, idempotent=True)
-    compact_tools(server)
+    reg(create_entities, "Create entities", WRITE)
+    reg(create_relations, "Create relations", WRITE)
+    reg(add_observations, "Add observations", WRITE)
+    reg(delete_entities, "Delete entities", DELETE)
+    reg(delete_observations, "Delete observations", DELETE)
+    reg(delete_relations, "Delete relations", DELETE)
+    reg(read_graph, "Read graph", READ)
+    reg(search_nodes, "Search nodes", READ)
+    reg(open_nodes, "Open nodes", READ)
+    reg(import_memory_jsonl, "Import memory.jsonl", WRITE)
+    reg(export_memory_jsonl, "Export memory.jsonl", WRITE)
+    reg(get_neighbors, "Neighbours", READ)
+    reg(find_path, "Shortest path", READ)
+    reg(get_relevant_subgraph, "Relevant subgraph", READ)
+    reg(enhance_prompt, "Enhance prompt", READ)
+    reg(rank_passages, "Rank passages", READ)
+    reg(get_provenance, "Provenance", READ)
+    compact_tools(server, lean=True)
 
     # ----------------------------------------------------------------------------------- resources
 

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -19,9 +19,12 @@ import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import Deps, add_tool, create_server, deps
+from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, tool_registrar
+from common.timeutil import aware_utc
+from common.tool_schema import P
 from servers.memory_management import bridge, ranking, store
 from servers.memory_management.models import (
     Consolidation,
@@ -55,15 +58,6 @@ WORKSPACE_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}|\*)$"
 MAX_TAGS = 20
 MAX_METADATA_BYTES = 8_192
 SNIPPET = 160
-
-
-def _no_title(schema: dict[str, Any]) -> None:
-    schema.pop("title", None)
-
-
-def P(description: str, **kw: Any) -> Any:
-    """A parameter's Field: its description and no generated title (tools/list must stay small)."""
-    return Field(description=description, json_schema_extra=_no_title, **kw)
 
 
 WorkspaceArg = Annotated[str | None, P("Default from settings.")]
@@ -137,17 +131,8 @@ def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(metadata, default=str))  # type: ignore[no-any-return]
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _check_dim(d: Deps) -> None:
-    if d.embedder.dim != EMBEDDING_DIM:
-        raise InvalidInput(
-            f"EMBEDDING_MODEL={d.embedder.model_name!r} makes {d.embedder.dim}-dimensional vectors, but "
-            f"memory_management stores {EMBEDDING_DIM}-dimensional ones. Unset EMBEDDING_MODEL (the default "
-            "model is 384-dimensional) or choose another 384-dimensional model."
-        )
+    require_dim(d.embedder, EMBEDDING_DIM, NAME)
 
 
 async def _embed(d: Deps, texts: list[str]) -> list[np.ndarray]:
@@ -378,8 +363,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
             scopes=list(scope) if scope else None,
             tags=_tags(tags) or None,
             kind=kind,
-            since=_aware(since),
-            until=_aware(until),
+            since=aware_utc(since),
+            until=aware_utc(until),
         )
         fp = ranking.query_fingerprint([query, mode, flt.args(), min_score])
         try:
@@ -536,7 +521,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             workspace=_workspace(settings, workspace) if not ids or workspace else None,
             tags=_tags(tags) or None,
             kind=kind,
-            before=_aware(before),
+            before=aware_utc(before),
         )
         return await _apply(d, target, 10_000, dry_run, "forgotten")
 
@@ -576,7 +561,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             state="archived",
             ids=[str(i) for i in ids] if ids else None,
             workspace=_workspace(settings, workspace) if not ids or workspace else None,
-            archived_before=_aware(archived_before),
+            archived_before=aware_utc(archived_before),
         )
         return await _apply(d, target, limit, dry_run, "purged")
 
@@ -778,34 +763,24 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     # ----------------------------------------------------------------------------------- registration
 
-    def register(fn: Any, title: str, *, kind: str, destructive: bool = False, idempotent: bool = True) -> None:
-        add_tool(
-            server,
-            settings,
-            fn,
-            title=title,
-            read_only=kind == "read",
-            destructive=destructive,
-            idempotent=idempotent,
-            open_world=kind == "external",
-        )
+    register = tool_registrar(server, settings)
 
-    register(store_memory, "Store memory", kind="write")
-    register(store_memories, "Store memories", kind="write")
-    register(recall, "Recall memories", kind="read")
-    register(build_context, "Build context", kind="read")
-    register(get_memory, "Get memory", kind="read")
-    register(update_memory, "Update memory", kind="write", idempotent=False)
-    register(forget, "Forget memories", kind="write")
-    register(restore_memory, "Restore memory", kind="write")
-    register(purge_memories, "Purge memories", kind="write", destructive=True)
-    register(memory_tree, "Memory tree", kind="read")
-    register(move_memory, "Move memory", kind="write")
-    register(rate_memory, "Rate memory", kind="write", idempotent=False)
-    register(consolidate, "Consolidate memories", kind="write", idempotent=False)
-    register(list_workspaces, "List workspaces", kind="read")
-    register(workspace_stats, "Workspace stats", kind="read")
-    register(import_qdrant, "Import from Qdrant", kind="external")
+    register(store_memory, "Store memory", WRITE)
+    register(store_memories, "Store memories", WRITE)
+    register(recall, "Recall memories", READ)
+    register(build_context, "Build context", READ)
+    register(get_memory, "Get memory", READ)
+    register(update_memory, "Update memory", APPEND)
+    register(forget, "Forget memories", WRITE)
+    register(restore_memory, "Restore memory", WRITE)
+    register(purge_memories, "Purge memories", DELETE)
+    register(memory_tree, "Memory tree", READ)
+    register(move_memory, "Move memory", WRITE)
+    register(rate_memory, "Rate memory", APPEND)
+    register(consolidate, "Consolidate memories", APPEND)
+    register(list_workspaces, "List workspaces", READ)
+    register(workspace_stats, "Workspace stats", READ)
+    register(import_qdrant, "Import from Qdrant", EXTERNAL)
 
     # ----------------------------------------------------------------------------------- resources and prompt
 

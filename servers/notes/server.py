@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from common.errors import InvalidInput, NotFound
-from common.runtime import Deps, add_tool, create_server, deps
+from common.runtime import READ, WRITE, Deps, Hints, create_server, deps, tool_registrar
 from common.vectors import VectorRecord
 from servers.notes import store
 from servers.notes.models import Deleted, Note, NoteHit, SavedNote, SearchResult
@@ -121,44 +121,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise NotFound(f"No note titled {unquote(title)!r}.")
         return Note(**row).model_dump_json()
 
-    add_tool(
-        server,
-        settings,
-        save_note,
-        title="Save note",
-        read_only=False,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
-    )
-    add_tool(
-        server,
-        settings,
-        get_note,
-        title="Get note",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
-    )
-    add_tool(
-        server,
-        settings,
-        search_notes,
-        title="Search notes",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
-    )
-    add_tool(
-        server,
-        settings,
-        delete_note,
-        title="Delete note",
-        read_only=False,
-        destructive=True,
-        idempotent=False,
-        open_world=False,
-    )
+    register = tool_registrar(server, settings)
+    register(save_note, "Save note", WRITE)
+    register(get_note, "Get note", READ)
+    register(search_notes, "Search notes", READ)
+    register(delete_note, "Delete note", Hints(read_only=False, destructive=True, idempotent=False))
     return server

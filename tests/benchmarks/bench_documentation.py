@@ -83,6 +83,26 @@ def copy_docs(target: Path, n: int) -> list[Path]:
     return out
 
 
+#: The chunk columns the padding fills (COPY is the fast path for tens of thousands of rows).
+CHUNK_COLUMNS = [
+    "document_id",
+    "version_id",
+    "ordinal",
+    "heading_path",
+    "heading",
+    "anchor",
+    "start_offset",
+    "end_offset",
+    "content",
+    "embedding",
+    "embedding_model",
+]
+
+
+async def _copy_chunks(conn: Any, batch: list[tuple[Any, ...]]) -> None:
+    await conn.copy_records_to_table("chunks", schema_name="documentation", records=batch, columns=CHUNK_COLUMNS)
+
+
 async def pad_index(admin_url: str, total: int) -> int:
     """Copy the real chunks (with jittered, re-normalised vectors) into another version until ``total`` rows."""
     conn = await asyncpg.connect(admin_url)
@@ -132,44 +152,10 @@ async def pad_index(admin_url: str, total: int) -> int:
                 )
             )
             if len(batch) >= 2000:
-                await conn.copy_records_to_table(
-                    "chunks",
-                    schema_name="documentation",
-                    records=batch,
-                    columns=[
-                        "document_id",
-                        "version_id",
-                        "ordinal",
-                        "heading_path",
-                        "heading",
-                        "anchor",
-                        "start_offset",
-                        "end_offset",
-                        "content",
-                        "embedding",
-                        "embedding_model",
-                    ],
-                )
+                await _copy_chunks(conn, batch)
                 batch.clear()
         if batch:
-            await conn.copy_records_to_table(
-                "chunks",
-                schema_name="documentation",
-                records=batch,
-                columns=[
-                    "document_id",
-                    "version_id",
-                    "ordinal",
-                    "heading_path",
-                    "heading",
-                    "anchor",
-                    "start_offset",
-                    "end_offset",
-                    "content",
-                    "embedding",
-                    "embedding_model",
-                ],
-            )
+            await _copy_chunks(conn, batch)
         await conn.execute("ANALYZE chunks")
         return int(await conn.fetchval("SELECT count(*) FROM chunks"))
     finally:

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,52 +31,10 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from common.testing import create_database, start_cluster
-from tests.benchmarks._util import pct, print_table
+from tests.benchmarks._util import WORDS, pct, print_table
+from tests.servers.inference_enhancement.reference import ReferenceUnavailable, install_reference
 
 ROOT = Path(__file__).resolve().parents[2]
-WORDS = [
-    "deploy",
-    "cache",
-    "queue",
-    "billing",
-    "invoice",
-    "search",
-    "index",
-    "schema",
-    "migration",
-    "token",
-    "session",
-    "retry",
-    "timeout",
-    "budget",
-    "release",
-    "review",
-    "incident",
-    "alert",
-    "metric",
-    "dashboard",
-    "replica",
-    "backup",
-    "restore",
-    "latency",
-    "throughput",
-    "login",
-    "payment",
-    "report",
-    "export",
-    "import",
-    "sync",
-    "webhook",
-    "cron",
-    "worker",
-    "shard",
-    "tenant",
-    "quota",
-    "audit",
-    "policy",
-    "secret",
-    "rotation",
-]
 #: A few thousand pseudo-words, so that (as in real graphs) a word matches a small part of the graph.
 VOCAB = sorted(
     {
@@ -151,26 +108,11 @@ def ours(env: dict[str, str]) -> StdioServerParameters:
     )
 
 
-def install_reference(folder: Path, version: str) -> Path:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit("npm is not installed; the reference server cannot be measured")
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(folder),
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            f"@modelcontextprotocol/server-memory@{version}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return folder / "node_modules" / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"
+def _install(folder: Path, version: str) -> Path:
+    try:
+        return install_reference(folder, version)
+    except ReferenceUnavailable as exc:
+        raise SystemExit(f"{exc}; the reference server cannot be measured") from exc
 
 
 def reference(script: Path, memory: Path) -> StdioServerParameters:
@@ -314,7 +256,7 @@ async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: in
     }
     if fake:
         env["EMBEDDING_MODEL"] = "hash-384"
-    script = install_reference(tmp / "ref", version)
+    script = _install(tmp / "ref", version)
     rows: list[list[object]] = []
     entities, relations = graph_parts(max(sizes))
     loaded = 0

@@ -25,55 +25,13 @@ import psutil
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from common.testing import call_ok as call
 from common.testing import create_database, start_cluster
-from tests.benchmarks._util import median, pct, print_table
+from tests.benchmarks._util import WORDS, median, pct, print_table
 from tests.servers.memory_management import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["-m", "servers", "serve", "memory_management"]
-WORDS = [
-    "deploy",
-    "cache",
-    "queue",
-    "billing",
-    "invoice",
-    "search",
-    "index",
-    "schema",
-    "migration",
-    "token",
-    "session",
-    "retry",
-    "timeout",
-    "budget",
-    "release",
-    "review",
-    "incident",
-    "alert",
-    "metric",
-    "dashboard",
-    "replica",
-    "backup",
-    "restore",
-    "latency",
-    "throughput",
-    "login",
-    "payment",
-    "report",
-    "export",
-    "import",
-    "sync",
-    "webhook",
-    "cron",
-    "worker",
-    "shard",
-    "tenant",
-    "quota",
-    "audit",
-    "policy",
-    "secret",
-    "rotation",
-]
 
 
 def params(env: dict[str, str]) -> StdioServerParameters:
@@ -97,14 +55,6 @@ def server_rss_peak_mb() -> float:
 def synthetic(i: int, rng: random.Random) -> str:
     words = " ".join(rng.choice(WORDS) for _ in range(12))
     return f"Memory {i}: team {rng.randrange(500)} noted that {words}."
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    if result.is_error or result.structured_content is None:
-        raise RuntimeError(f"{tool} failed: {result.content}")
-    out: dict[str, Any] = result.structured_content
-    return out
 
 
 async def timed(client: Client, tool: str, args: dict[str, Any]) -> float:

@@ -1,4 +1,5 @@
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -9,6 +10,16 @@ from common.redis_conn import RedisConnection
 from common.testing import wait_until
 
 pytestmark = pytest.mark.anyio
+
+
+def collector() -> tuple[list[Event], Callable[[Event], Awaitable[None]]]:
+    """A list and a handler that appends every event it is given to it."""
+    got: list[Event] = []
+
+    async def handler(ev: Event) -> None:
+        got.append(ev)
+
+    return got, handler
 
 
 async def test_a_subscriber_receives_the_exact_envelope_over_redis(conn: RedisConnection, redis_prefix: str) -> None:
@@ -98,11 +109,7 @@ async def test_an_event_carried_by_both_paths_is_delivered_once(
     conn: RedisConnection, redis_prefix: str, database_url: str
 ) -> None:
     bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=database_url)
-    got: list[Event] = []
-
-    async def handler(ev: Event) -> None:
-        got.append(ev)
-
+    got, handler = collector()
     try:
         sub = await bus.subscribe(handler)
         assert bus.pg_listening
@@ -123,11 +130,7 @@ async def test_an_oversized_event_reaches_postgres_listeners_truncated(
     conn: RedisConnection, redis_prefix: str, database_url: str
 ) -> None:
     bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=database_url)
-    got: list[Event] = []
-
-    async def handler(ev: Event) -> None:
-        got.append(ev)
-
+    got, handler = collector()
     try:
         sub = await bus.subscribe(handler)
         # No Redis subscriber matches this bus's other prefix, so the publish falls through to NOTIFY too.

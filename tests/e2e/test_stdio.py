@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,21 +15,15 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from common.testing import server_env
 from servers import registry
 
 pytestmark = pytest.mark.anyio
 
 
 def _env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "QDRANT_"))}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        MCP_SUITE_DATA_DIR=str(data_dir),
-        LOG_LEVEL="INFO",
-    )
-    return env
+    # INFO: the tests read the tool_call and model-loading log lines.
+    return server_env(database_url, redis_url, redis_prefix, data_dir, LOG_LEVEL="INFO")
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from servers.documentation.settings import Settings
 
@@ -23,19 +22,3 @@ def docs_root(tmp_path: Path) -> Path:
 def settings(make_settings: Callable[..., Any], docs_root: Path) -> Settings:
     s: Settings = make_settings(Settings, embedding_model="hash-384", allowed_roots=[docs_root])
     return s
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def fails(client: Client, tool: str, args: dict[str, Any], *expected: str) -> str:
-    result = await client.call_tool(tool, args)
-    assert result.is_error, result.structured_content
-    text: str = result.content[0].text  # type: ignore[union-attr]
-    for part in expected:
-        assert part in text, text
-    return text

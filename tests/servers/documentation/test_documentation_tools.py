@@ -16,10 +16,11 @@ import pytest
 from mcp import Client
 
 from common.runtime import resolve_admin_url
+from common.testing import call_fails as fails
+from common.testing import call_ok as call
 from servers.documentation import mermaid
 from servers.documentation.server import build
 from servers.documentation.settings import Settings
-from tests.servers.documentation.conftest import call, fails
 
 pytestmark = pytest.mark.anyio
 

@@ -16,10 +16,10 @@ import asyncpg
 import pytest
 from mcp import Client
 
+from common.testing import call_ok as call
 from servers.documentation.chunking import parse
 from servers.documentation.server import build
 from servers.documentation.settings import Settings
-from tests.servers.documentation.conftest import call
 
 pytestmark = pytest.mark.anyio
 

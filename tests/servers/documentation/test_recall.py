@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from common.testing import call_ok as call
 from servers.documentation.chunking import slugify
 from servers.documentation.server import build
 from servers.documentation.settings import Settings
-from tests.servers.documentation.conftest import call
 
 pytestmark = pytest.mark.anyio
 

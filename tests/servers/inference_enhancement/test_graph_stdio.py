@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -18,8 +17,10 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from common.testing import call_ok as call
+from common.testing import server_params as spawn_params
 from servers.inference_enhancement.server import entity_uri
-from tests.servers.inference_enhancement.conftest import call
+from tests.servers.inference_enhancement.reference import ReferenceUnavailable, install_reference
 
 pytestmark = pytest.mark.anyio
 
@@ -29,22 +30,15 @@ REFERENCE_VERSIONS = ("0.6", "2026.8.31")
 
 
 def server_params(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **env: str) -> Any:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "REDIS_", "QDRANT_", "INFERENCE_ENHANCEMENT_", "EMBEDDING_"))
-    }
-    base.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        MCP_SUITE_DATA_DIR=str(data_dir),
-        LOG_LEVEL="WARNING",
+    """This server over stdio with every tool exposed."""
+    return spawn_params(
+        "inference_enhancement",
+        database_url,
+        redis_url,
+        redis_prefix,
+        data_dir,
         INFERENCE_ENHANCEMENT_TOOLS="all",
         **env,
-    )
-    return StdioServerParameters(
-        command=sys.executable, args=["-m", "servers", "serve", "inference_enhancement"], env=base
     )
 
 
@@ -140,30 +134,10 @@ async def test_a_client_subscribed_on_one_process_hears_a_change_made_through_an
 @pytest.fixture(scope="module", params=REFERENCE_VERSIONS)
 def reference_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference server installed from npm into a private folder (its 0.6 releases keep memory.json there)."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node/npm are not installed, so the reference server cannot be run")
-    folder = tmp_path_factory.mktemp(f"refmem-{request.param}")
     try:
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(folder),
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                f"@modelcontextprotocol/server-memory@{request.param}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        pytest.skip(f"npm could not install the reference server: {detail.decode(errors='replace')[-300:]}")
-    return folder / "node_modules" / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"
+        return install_reference(tmp_path_factory.mktemp(f"refmem-{request.param}"), request.param, timeout_s=180)
+    except ReferenceUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def _reference_result(result: Any) -> Any:

@@ -12,9 +12,10 @@ import pytest
 from mcp import Client
 
 from common.runtime import resolve_admin_url
+from common.testing import call_fails as fail
+from common.testing import call_ok as call
 from servers.inference_enhancement.server import build
 from servers.inference_enhancement.settings import CORE_TOOLS, Settings
-from tests.servers.inference_enhancement.conftest import call, fail
 
 pytestmark = pytest.mark.anyio
 

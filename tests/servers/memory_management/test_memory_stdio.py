@@ -3,8 +3,6 @@ notifications, and recall quality with the default embedding model."""
 
 from __future__ import annotations
 
-import os
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,9 @@ import anyio
 import asyncpg
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
+from common.testing import call_ok as call
+from common.testing import server_params as spawn_params
 from tests.servers.memory_management import corpus
 
 pytestmark = pytest.mark.anyio
@@ -23,24 +22,10 @@ PROCESSES = 4
 
 
 def server_params(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **env: str) -> Any:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "QDRANT_", "MEMORY_"))}
-    base.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        MCP_SUITE_DATA_DIR=str(data_dir),
-        LOG_LEVEL="WARNING",
-        MEMORY_MANAGEMENT_TOOLS="all",
-        **env,
+    """This server over stdio with every tool exposed."""
+    return spawn_params(
+        "memory_management", database_url, redis_url, redis_prefix, data_dir, MEMORY_MANAGEMENT_TOOLS="all", **env
     )
-    return StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", "memory_management"], env=base)
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, (tool, result.content)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def test_four_processes_storing_and_updating_at_once_lose_nothing_and_duplicate_nothing(

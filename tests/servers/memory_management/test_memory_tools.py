@@ -18,6 +18,8 @@ import pytest
 from mcp import Client
 
 from common.runtime import resolve_admin_url
+from common.testing import call_fails as fails
+from common.testing import call_ok as call
 from servers.memory_management.server import build
 from servers.memory_management.settings import Settings
 
@@ -28,22 +30,6 @@ pytestmark = pytest.mark.anyio
 def settings(make_settings: Callable[..., Any]) -> Settings:
     s: Settings = make_settings(Settings, embedding_model="hash-384", tools=["all"])
     return s
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def fails(client: Client, tool: str, args: dict[str, Any], *expected: str) -> str:
-    result = await client.call_tool(tool, args)
-    assert result.is_error, result.structured_content
-    text: str = result.content[0].text  # type: ignore[union-attr]
-    for part in expected:
-        assert part in text, text
-    return text
 
 
 async def count_rows(settings: Settings, where: str = "true") -> int:

@@ -9,6 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from common.testing import call_ok as _call
 from servers.notes.server import build
 from servers.notes.settings import Settings
 
@@ -19,13 +20,6 @@ pytestmark = pytest.mark.anyio
 def settings(make_settings: Callable[..., Any]) -> Settings:
     settings: Settings = make_settings(Settings)
     return settings
-
-
-async def _call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def test_save_search_get_delete_round_trip(settings: Settings) -> None:

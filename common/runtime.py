@@ -18,13 +18,14 @@ import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
+from common.background import Background
 from common.errors import SuiteError
 from common.logging import configure_logging, get_logger
 from common.settings import BaseServerSettings, SettingsError
@@ -62,6 +63,8 @@ class Deps:
     vectors: VectorIndex
     #: MCP change notifications; ``await deps.subscriptions.resource_updated(uri)`` reaches every process's clients.
     subscriptions: EventBridgeBus
+    #: Work that runs after a tool has answered (events, statistics); drained before shutdown.
+    background: Background = field(default_factory=Background)
 
 
 def resolve_admin_url(settings: BaseServerSettings) -> str:
@@ -117,7 +120,9 @@ async def open_deps(
         bridge = subscriptions or EventBridgeBus()
         await bridge.attach(events)
         stack.push_async_callback(bridge.detach)
-        embedder = make_embedder(settings, cache=cache)
+        background = Background()
+        stack.push_async_callback(background.drain)
+        embedder = make_embedder(settings, cache=cache, background=background)
         vectors = make_vector_index(settings, db, name)
         stack.push_async_callback(vectors.close)
         deps = Deps(
@@ -131,6 +136,7 @@ async def open_deps(
             embedder=embedder,
             vectors=vectors,
             subscriptions=bridge,
+            background=background,
         )
         log.info("server_ready", schema=name, startup_ms=round((time.perf_counter() - started) * 1000, 1))
         yield deps

@@ -52,6 +52,8 @@ class BaseServerSettings(BaseSettings):
     embedding_cache_dir: Path | None = Field(default=None, validation_alias=_shared("EMBEDDING_CACHE_DIR"))
     embedding_threads: int | None = Field(default=None, ge=1, le=64, validation_alias=_shared("EMBEDDING_THREADS"))
     embedding_batch_size: int = Field(default=64, ge=1, le=1024, validation_alias=_shared("EMBEDDING_BATCH_SIZE"))
+    #: Most rows a keyword search ranks (common.keywords); bounds its cost on a large store.
+    keyword_scan_cap: int = Field(default=500, ge=100, le=1_000_000, validation_alias=_shared("KEYWORD_SCAN_CAP"))
     log_level: LogLevel = Field(default="INFO", validation_alias=_shared("LOG_LEVEL"))
     log_format: Literal["json", "console", "auto"] = Field(default="json", validation_alias=_shared("LOG_FORMAT"))
     data_dir: Path = Field(

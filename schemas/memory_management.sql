@@ -39,7 +39,7 @@ CREATE TABLE memory_management.memories (
     CONSTRAINT memories_scope_check CHECK ((scope = ANY (ARRAY['session'::text, 'project'::text, 'global'::text]))),
     CONSTRAINT memories_state_check CHECK ((state = ANY (ARRAY['active'::text, 'archived'::text]))),
     CONSTRAINT memories_workspace_check CHECK ((workspace ~ '^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$'::text))
-);
+) WITH (fillfactor=80);
 -- owner: memory_management
 
 CREATE TABLE memory_management.memory_history (
@@ -78,6 +78,8 @@ CREATE INDEX memories_embedding_idx ON memory_management.memories USING hnsw (em
 CREATE INDEX memories_expiry_idx ON memory_management.memories USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
 CREATE INDEX memories_listing_idx ON memory_management.memories USING btree (workspace, state, created_at);
+
+CREATE INDEX memories_model_idx ON memory_management.memories USING btree (embedding_model);
 
 CREATE INDEX memories_parent_idx ON memory_management.memories USING btree (parent_id) WHERE (parent_id IS NOT NULL);
 

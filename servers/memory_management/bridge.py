@@ -48,11 +48,16 @@ def uris(event: Event) -> list[str]:
 async def publish(d: Deps, action: str, ids: Sequence[str], workspaces: Sequence[str]) -> None:
     """After a write: the domain event for other servers, and resource updates for subscribed clients.
 
-    ``d.subscriptions`` (common.subscriptions.EventBridgeBus) delivers the updates to this process's
-    listen streams and, through the event bus, to every other process's.
+    Both go out after the tool has answered (``d.background``): the writer's client is not kept
+    waiting for two more Redis round trips that only others care about. ``d.subscriptions``
+    (common.subscriptions.EventBridgeBus) delivers the updates to this process's listen streams
+    and, through the event bus, to every other process's.
     """
-    if not ids:
-        return
+    if ids:
+        d.background.spawn(_send(d, action, list(ids), list(workspaces)), name="memory-changed")
+
+
+async def _send(d: Deps, action: str, ids: list[str], workspaces: list[str]) -> None:
     await d.events.publish(EVENT, change(action, ids, workspaces))
     uris = [memory_uri(str(i)) for i in ids]
     if workspaces:

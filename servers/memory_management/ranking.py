@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,20 +23,6 @@ RECENCY_HALF_LIFE_DAYS = 30.0
 BOOST_RECENCY = 0.02
 BOOST_IMPORTANCE = 0.04
 BOOST_FEEDBACK = 0.04
-MAX_QUERY_TERMS = 32
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def keyword_query(text: str) -> str | None:
-    """An OR ``to_tsquery`` of the text's words (None when it has none).
-
-    Paraphrased questions rarely contain every word of the memory they seek, so the words are
-    OR-ed and ``ts_rank_cd`` rewards memories matching more of them. Only letters and digits reach
-    the query, so tsquery operators in the input cannot change its meaning.
-    """
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
-    return " | ".join(words) if words else None
 
 
 def recency(age_s: float) -> float:

@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,10 +20,12 @@ import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, ConfigDict, Field
 
+from common import keywords
 from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, tool_registrar
+from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.tool_schema import P
 from servers.memory_management import bridge, ranking, store
@@ -58,6 +61,8 @@ WORKSPACE_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}|\*)$"
 MAX_TAGS = 20
 MAX_METADATA_BYTES = 8_192
 SNIPPET = 160
+#: How long a process trusts its check that no memory was embedded by another model.
+OTHER_MODEL_CHECK_S = 10.0
 
 
 WorkspaceArg = Annotated[str | None, P("Default from settings.")]
@@ -177,15 +182,22 @@ def build(settings: Settings) -> MCPServer[Deps]:
     """The memory server; its background work is the expiry sweep."""
 
     live: dict[str, Deps] = {}  # for the static workspaces resource, which the SDK gives no context
+    planner = keywords.KeywordPlanner("memories", scan_cap=settings.keyword_scan_cap)
+    refreshers: dict[str, StatsRefresher] = {}
+    other_model_seen = [-OTHER_MODEL_CHECK_S - 1.0, 0.0]  # [checked at (monotonic), any other model?]
 
     @asynccontextmanager
     async def background(d: Deps) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_loop(d, settings), name="memory-sweep")
+        refresher = StatsRefresher(d.db, ["memories"])
+        refresher.on_refresh(planner.forget_stats)
+        refreshers["memories"] = refresher
         live["deps"] = d
         try:
             yield
         finally:
             live.pop("deps", None)
+            await refresher.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -219,8 +231,13 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 out.append(await store.insert(conn, item, vec, d.embedder.model_name))
             return out
 
-        rows = await d.db.run_in_transaction(write)
+        if len(items) == 1 and items[0].parent_id is None:  # one statement: atomic without BEGIN/COMMIT
+            rows = [await d.db.run(lambda conn: store.insert(conn, items[0], vectors[0], d.embedder.model_name))]
+        else:
+            rows = await d.db.run_in_transaction(write)
         created = [r["id"] for r in rows if r["created"]]
+        if "memories" in refreshers:
+            refreshers["memories"].wrote(len(created))
         await bridge.publish(d, "stored", created, sorted({i.workspace for i in items}))
         return rows
 
@@ -299,23 +316,36 @@ def build(settings: Settings) -> MCPServer[Deps]:
         flt: store.RecallFilter,
         *,
         depth: int,
+        touch: Callable[[list[ranking.Scored]], list[str]],
     ) -> tuple[list[ranking.Scored], str | None]:
+        """Rank memories for ``query``; the ones ``touch`` picks (those returned) count as accessed.
+
+        The access counts are written after the answer has gone (common.background).
+        """
         if not query.strip():
             raise InvalidInput("query is empty; say what to look for.")
         if flt.since and flt.until and flt.since >= flt.until:
             raise InvalidInput("since must be earlier than until.")
-        vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
-        tsq = ranking.keyword_query(query) if mode in ("hybrid", "keyword") else None
-        if mode == "keyword" and tsq is None:
+        if mode == "keyword" and not keywords.words(query):
             raise InvalidInput("query has no words to match; use mode=semantic or add words.")
+        vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
         model = d.embedder.model_name
 
-        async def run(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            rows = await store.recall_candidates(conn, vector=vector, tsquery=tsq, flt=flt, depth=depth, model=model)
-            others = await store.other_models(conn, flt, model) if vector is not None else {}
-            return rows, others
+        async def run(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, int], int]:
+            plan = await planner.plan(conn, query) if mode in ("hybrid", "keyword") else None
+            if vector is None and plan is None:
+                return [], {}, 1
+            rows = await store.recall_candidates(
+                conn, vector=vector, keywords=plan, flt=flt, depth=depth, model=model, scan_cap=planner.scan_cap
+            )
+            others = await _other_models(conn, flt, model) if vector is not None else {}
+            return rows, others, (vector is not None) + (plan is not None)
 
-        rows, others = await d.db.run_in_transaction(run)
+        rows, others, lists = await d.db.run(run)
+        scored = ranking.fuse(rows, lists)
+        accessed = touch(scored)
+        if accessed:
+            d.background.spawn(store.touch(d.db, accessed), name="memory-touch")
         warning = None
         if others:
             listed = ", ".join(f"{n} by {m!r}" for m, n in others.items())
@@ -323,8 +353,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 f"Some memories were embedded with another model ({listed}); semantic search skips them "
                 f"(keyword search still finds them). Re-store them to embed them with {model!r}."
             )
-        lists = (vector is not None) + (tsq is not None)
-        return ranking.fuse(rows, lists), warning
+        return scored, warning
+
+    async def _other_models(conn: asyncpg.Connection, flt: store.RecallFilter, model: str) -> dict[str, int]:
+        """Counts of memories embedded by other models; the cheap existence check is cached briefly."""
+        now = time.monotonic()
+        if now - other_model_seen[0] > OTHER_MODEL_CHECK_S:
+            other_model_seen[:] = [now, float(await store.any_other_model(conn, model))]
+        return await store.other_models(conn, flt, model) if other_model_seen[1] else {}
 
     def _hit(s: ranking.Scored) -> Hit:
         r = s.row
@@ -372,11 +408,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
         except ValueError as exc:
             raise InvalidInput(f"cursor: {exc}; repeat the call without it.") from None
         depth = min(max(settings.recall_candidates, offset + limit + 1), 1_000)
-        scored, warning = await _recall(d, query, mode, flt, depth=depth)
+
+        def page_of(scored: list[ranking.Scored]) -> list[str]:
+            return [s.row["id"] for s in scored if s.score >= min_score][offset : offset + limit]
+
+        scored, warning = await _recall(d, query, mode, flt, depth=depth, touch=page_of)
         scored = [s for s in scored if s.score >= min_score]
         page = scored[offset : offset + limit]
         more = len(scored) > offset + limit
-        await store.touch(d.db, [s.row["id"] for s in page])
         return Recall(
             hits=[_hit(s) for s in page],
             total=len(scored),
@@ -400,13 +439,18 @@ def build(settings: Settings) -> MCPServer[Deps]:
         flt = store.RecallFilter(
             _workspace(settings, workspace, allow_all=True), None, _tags(tags) or None, None, None, None
         )
-        scored, _ = await _recall(d, query, "hybrid", flt, depth=settings.recall_candidates)
-        blocks = [
-            (s.row["id"], f"[{s.row['id']}] ({s.row['kind']}, {s.row['created_at']:%Y-%m-%d}) {s.row['content']}")
-            for s in scored[:100]
-        ]
-        texts, ids, used, omitted = ranking.pack(blocks, budget)
-        await store.touch(d.db, ids)
+        packed: list[tuple[list[str], list[str], int, int]] = []
+
+        def pack(scored: list[ranking.Scored]) -> list[str]:
+            blocks = [
+                (s.row["id"], f"[{s.row['id']}] ({s.row['kind']}, {s.row['created_at']:%Y-%m-%d}) {s.row['content']}")
+                for s in scored[:100]
+            ]
+            packed.append(ranking.pack(blocks, budget))
+            return packed[-1][1]
+
+        await _recall(d, query, "hybrid", flt, depth=settings.recall_candidates, touch=pack)
+        texts, ids, used, omitted = packed[-1]
         return ContextBlock(text="\n".join(texts), ids=ids, tokens=used, budget=budget, omitted=omitted)
 
     # ----------------------------------------------------------------------------------- read / update

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ import asyncpg
 import numpy as np
 
 from common.db import Database
+from common.keywords import KeywordPlan
 
 MEMORY_COLUMNS = """
 m.id::text AS id, m.workspace, m.scope, m.parent_id::text AS parent_id, m.kind, m.content, m.tags, m.metadata,
@@ -203,50 +205,6 @@ async def history(db: Database, memory_id: str) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------- recall
 
 
-def _filter(n: int) -> str:
-    """The recall filters with their six parameters numbered from ``$n`` (numbers only; never user values)."""
-    w, sc, tg, k, since, until = (f"${i}" for i in range(n, n + 6))
-    return f"""
-m.state = 'active' AND {LIVE}
-AND ({w}::text IS NULL OR m.workspace = {w} OR m.scope = 'global')
-AND ({sc}::text[] IS NULL OR m.scope = ANY({sc}))
-AND ({tg}::text[] IS NULL OR m.tags @> {tg})
-AND ({k}::text IS NULL OR m.kind = {k})
-AND ({since}::timestamptz IS NULL OR m.created_at >= {since})
-AND ({until}::timestamptz IS NULL OR m.created_at < {until})
-"""
-
-
-FILTER = _filter(3)
-
-RECALL = f"""
-WITH sem AS (
-    SELECT s.id, row_number() OVER (ORDER BY s.dist, s.id) AS rnk FROM (
-        SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
-        WHERE $11::bool AND m.embedding IS NOT NULL AND m.embedding_model = $10 AND {FILTER}
-        ORDER BY m.embedding <=> $1::vector LIMIT $9
-    ) s
-), kw AS (
-    -- rank(), not row_number(): memories with equal keyword scores (often all that share just a name)
-    -- share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus over the others.
-    SELECT k.id, k.r, rank() OVER (ORDER BY k.r DESC) AS rnk FROM (
-        SELECT m.id, ts_rank_cd(m.tsv, q.q) AS r FROM memories m, to_tsquery('english', $2) AS q(q)
-        WHERE $12::bool AND m.tsv @@ q.q AND {FILTER}
-        ORDER BY r DESC LIMIT $9
-    ) k
-), fused AS (
-    SELECT coalesce(sem.id, kw.id) AS id, sem.rnk AS sem_rank, kw.rnk AS kw_rank, kw.r AS kw_score
-    FROM sem FULL JOIN kw ON sem.id = kw.id
-)
-SELECT m.id::text AS id, m.content, m.kind, m.tags, m.workspace, m.created_at, m.importance,
-       m.useful_count, m.not_useful_count, f.sem_rank, f.kw_rank, f.kw_score,
-       CASE WHEN $1::vector IS NULL OR m.embedding IS NULL OR m.embedding_model <> $10 THEN NULL
-            ELSE 1 - (m.embedding <=> $1::vector) END AS similarity,
-       extract(epoch FROM now() - m.created_at)::float8 AS age_s
-FROM fused f JOIN memories m ON m.id = f.id
-"""
-
-
 @dataclass(frozen=True)
 class RecallFilter:
     workspace: str | None
@@ -259,49 +217,156 @@ class RecallFilter:
     def args(self) -> tuple[Any, ...]:
         return (self.workspace, self.scopes, self.tags or None, self.kind, self.since, self.until)
 
+    def sql(self, first: int) -> tuple[str, list[Any]]:
+        """The active filters as SQL with parameters numbered from ``$first``, and their values.
 
+        Only the filters in use appear: a query full of ``$n IS NULL OR ...`` branches is planned
+        for the worst case (and re-planned on every call), one with plain predicates is planned
+        once and can use the indexes.
+        """
+        parts = [f"m.state = 'active' AND {LIVE}"]
+        values: list[Any] = []
+
+        def add(template: str, value: Any) -> None:
+            values.append(value)
+            parts.append(template.replace("$?", f"${first + len(values) - 1}"))
+
+        if self.workspace is not None:
+            add("(m.workspace = $? OR m.scope = 'global')", self.workspace)
+        if self.scopes:
+            add("m.scope = ANY($?::text[])", self.scopes)
+        if self.tags:
+            add("m.tags @> $?::text[]", self.tags)
+        if self.kind is not None:
+            add("m.kind = $?", self.kind)
+        if self.since is not None:
+            add("m.created_at >= $?", self.since)
+        if self.until is not None:
+            add("m.created_at < $?", self.until)
+        return " AND ".join(parts), values
+
+
+def recall_sql(
+    flt: RecallFilter,
+    *,
+    vector: np.ndarray | None,
+    keywords: KeywordPlan | None,
+    depth: int,
+    model: str,
+    scan_cap: int,
+) -> tuple[str, list[Any]]:
+    """Hybrid recall in one statement: nearest vectors and keyword hits, each ranked, full-joined.
+
+    Only the lists asked for and the filters in use appear, with exactly the parameters they
+    reference (PostgreSQL refuses a parameter it cannot type). The keyword list filters with
+    ``keywords.match``, ranks with ``keywords.rank`` (see common.keywords) and hands at most
+    ``scan_cap`` rows to ranking.
+    """
+    values: list[Any] = [vector, model, depth]  # $1, $2, $3
+    where, filter_values = flt.sql(4)
+    values += filter_values
+    lists = []
+    if vector is not None:
+        lists.append(f"""sem AS (
+    SELECT s.id, row_number() OVER (ORDER BY s.dist, s.id) AS rnk FROM (
+        SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
+        WHERE m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
+        ORDER BY m.embedding <=> $1::vector LIMIT $3
+    ) s
+)""")
+    if keywords is not None:
+        n = len(values)
+        values += [keywords.match, keywords.rank, scan_cap]
+        # rank(), not row_number(): memories with equal keyword scores (often all that share just a
+        # name) share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus.
+        lists.append(f"""kw AS (
+    SELECT k.id, k.r, rank() OVER (ORDER BY k.r DESC) AS rnk FROM (
+        SELECT c.id, ts_rank_cd(c.tsv, ${n + 2}::tsquery) AS r FROM (
+            SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ ${n + 1}::tsquery AND {where} LIMIT ${n + 3}
+        ) c ORDER BY r DESC LIMIT $3
+    ) k
+)""")
+    if vector is not None and keywords is not None:
+        fused = """SELECT coalesce(sem.id, kw.id) AS id, sem.rnk AS sem_rank, kw.rnk AS kw_rank, kw.r AS kw_score
+    FROM sem FULL JOIN kw ON sem.id = kw.id"""
+    elif vector is not None:
+        fused = "SELECT sem.id, sem.rnk AS sem_rank, NULL::bigint AS kw_rank, NULL::real AS kw_score FROM sem"
+    elif keywords is not None:
+        fused = "SELECT kw.id, NULL::bigint AS sem_rank, kw.rnk AS kw_rank, kw.r AS kw_score FROM kw"
+    else:
+        raise ValueError("recall needs a vector, keywords or both")
+    sql = f"""WITH {", ".join(lists)}, fused AS (
+    {fused}
+)
+SELECT m.id::text AS id, m.content, m.kind, m.tags, m.workspace, m.created_at, m.importance,
+       m.useful_count, m.not_useful_count, f.sem_rank, f.kw_rank, f.kw_score,
+       CASE WHEN $1::vector IS NULL OR m.embedding IS NULL OR m.embedding_model <> $2 THEN NULL
+            ELSE 1 - (m.embedding <=> $1::vector) END AS similarity,
+       extract(epoch FROM now() - m.created_at)::float8 AS age_s
+FROM fused f JOIN memories m ON m.id = f.id
+"""
+    return sql, values
+
+
+#: The pool's sessions already run iterative HNSW scans with custom plans (common.db.SESSION_SETTINGS);
+#: ef_search stays at pgvector's default of 40, because iterative scans return as many neighbours as
+#: the list depth asks for anyway, and raising ef_search to the depth makes the planner prefer an
+#: exact scan (measured: 10 ms instead of 0.5 at 5k memories).
 async def recall_candidates(
     conn: asyncpg.Connection,
     *,
     vector: np.ndarray | None,
-    tsquery: str | None,
+    keywords: KeywordPlan | None,
     flt: RecallFilter,
     depth: int,
     model: str,
+    scan_cap: int,
 ) -> list[dict[str, Any]]:
-    # Iterative HNSW scans keep returning neighbours until enough pass the filters (pgvector >= 0.8).
-    await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    await conn.execute("SET LOCAL hnsw.ef_search = 200")
-    rows = await conn.fetch(
-        RECALL,
-        vector,
-        tsquery or "x",
-        *flt.args(),
-        depth,
-        model,
-        vector is not None,
-        tsquery is not None,
-    )
-    return [dict(r) for r in rows]
+    sql, values = recall_sql(flt, vector=vector, keywords=keywords, depth=depth, model=model, scan_cap=scan_cap)
+    return [dict(r) for r in await conn.fetch(sql, *values)]
 
 
-OTHER_MODEL_COUNT = f"""
-SELECT m.embedding_model, count(*) AS n FROM memories m
-WHERE m.embedding_model <> $7 AND {_filter(1)} GROUP BY 1 ORDER BY 2 DESC LIMIT 3
+#: Cheap on any size of store: two range scans of memories_model_idx, empty when every vector is current.
+ANY_OTHER_MODEL = """
+SELECT EXISTS (SELECT 1 FROM memories WHERE (embedding_model < $1 OR embedding_model > $1) AND state = 'active')
 """
 
 
+async def any_other_model(conn: asyncpg.Connection, model: str) -> bool:
+    return bool(await conn.fetchval(ANY_OTHER_MODEL, model))
+
+
 async def other_models(conn: asyncpg.Connection, flt: RecallFilter, model: str) -> dict[str, int]:
-    rows = await conn.fetch(OTHER_MODEL_COUNT, *flt.args(), model)
+    where, values = flt.sql(2)
+    rows = await conn.fetch(
+        f"""SELECT m.embedding_model, count(*) AS n FROM memories m
+WHERE (m.embedding_model < $1 OR m.embedding_model > $1) AND {where} GROUP BY 1 ORDER BY 2 DESC LIMIT 3""",
+        model,
+        *values,
+    )
     return {r["embedding_model"]: int(r["n"]) for r in rows}
 
 
-TOUCH = "UPDATE memories SET access_count = access_count + 1, last_accessed_at = now() WHERE id = ANY($1::uuid[])"
+def touch_sql(ids: Sequence[str]) -> str:
+    """One round trip that counts an access of ``ids`` without waiting for the disk.
+
+    A lost access count is harmless and recall should not pay for a WAL flush, so the update runs in
+    its own transaction with synchronous_commit off. Simple-query protocol (no parameters) is what
+    lets the four statements travel together, so the ids are inlined: each is parsed as a UUID
+    first, so nothing but UUIDs reaches the text.
+    """
+    literal = ",".join(str(uuid.UUID(i)) for i in ids)
+    return (
+        "BEGIN; SET LOCAL synchronous_commit = off; "
+        "UPDATE memories SET access_count = access_count + 1, last_accessed_at = now() "
+        f"WHERE id = ANY('{{{literal}}}'::uuid[]); COMMIT"
+    )
 
 
 async def touch(db: Database, ids: Sequence[str]) -> None:
     if ids:
-        await db.execute(TOUCH, list(ids))
+        sql = touch_sql(ids)
+        await db.run(lambda conn: conn.execute(sql))
 
 
 RATE = (

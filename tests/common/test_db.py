@@ -41,6 +41,10 @@ async def test_connections_carry_search_path_application_name_and_timeouts(datab
         assert row["app"] == "mcp-app"
         assert row["st"] == "1234ms"
         assert row["it"] == "1min"
+        # Search statements are planned for their actual parameters; filtered HNSW scans iterate.
+        assert await db.fetchval("SELECT current_setting('plan_cache_mode')") == "force_custom_plan"
+        await db.fetchval("SELECT '[1]'::vector")  # loads pgvector, which claims its settings
+        assert await db.fetchval("SELECT current_setting('hnsw.iterative_scan')") == "relaxed_order"
         # The pgvector codec is registered: a vector round-trips as numbers.
         vec = await db.fetchval("SELECT '[1,2,3]'::vector")
         assert list(vec.to_list()) == [1.0, 2.0, 3.0]
@@ -168,5 +172,24 @@ async def test_a_query_that_outlives_the_client_bound_fails_with_a_clear_error_a
         with pytest.raises(QueryTimeout, match="did not answer in time"):
             await db.run(slow)
         assert await db.fetchval("SELECT count(*) FROM items WHERE id = 7") == 0
+    finally:
+        await db.close()
+
+
+async def test_released_connections_keep_their_session_but_never_an_open_transaction(database_url: str) -> None:
+    await _prepare(database_url)
+    db = await Database.open(DbConfig(url=database_url, schema="app", pool_min=1, pool_max=1))
+    try:
+        async def fail_inside_a_transaction() -> None:
+            async with db.acquire() as conn:
+                await conn.execute("BEGIN")
+                await conn.execute("INSERT INTO items VALUES (40, 'a'), (40, 'b')")
+
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await fail_inside_a_transaction()
+        # The pool's only connection came back usable: asyncpg rolled the failed transaction back.
+        assert await db.fetchval("SELECT count(*) FROM items WHERE id = 40") == 0
+        async with db.acquire() as conn:
+            assert not conn.is_in_transaction()
     finally:
         await db.close()

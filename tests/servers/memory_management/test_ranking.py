@@ -8,12 +8,6 @@ from servers.memory_management import ranking
 from servers.memory_management.store import content_hash
 
 
-def test_keyword_query_ors_words_and_lets_no_tsquery_operator_through() -> None:
-    assert ranking.keyword_query("Who leads Aldermoor?") == "who | leads | aldermoor"
-    assert ranking.keyword_query("a & !b | (c) <-> d:*") == "a | b | c | d"
-    assert ranking.keyword_query("?!") is None
-
-
 def test_a_memory_top_of_both_lists_outranks_one_top_of_a_single_list() -> None:
     base = {"importance": 0.5, "age_s": 0.0, "useful_count": 0, "not_useful_count": 0}
     both = {"id": "a", "sem_rank": 2, "kw_rank": 2, **base}
@@ -58,3 +52,14 @@ def test_near_duplicate_pairs_group_transitively() -> None:
 def test_dedupe_key_ignores_case_and_whitespace_only() -> None:
     assert content_hash("Deploy  on\nTuesday") == content_hash("deploy on tuesday")
     assert content_hash("deploy on tuesday") != content_hash("deploy on wednesday")
+
+
+def test_touch_sql_inlines_only_uuids() -> None:
+    from servers.memory_management.store import touch_sql
+
+    good = "6f1c7a52-0b8e-4c55-9a57-5a0b3f8d2e11"
+    sql = touch_sql([good])
+    assert f"'{{{good}}}'::uuid[]" in sql
+    assert "synchronous_commit = off" in sql
+    with pytest.raises(ValueError, match="badly formed"):
+        touch_sql(["x'); DROP TABLE memories; --"])

@@ -1,0 +1,147 @@
+"""Full-text candidates with bounded work: which query words filter, which only rank.
+
+PostgreSQL ranks full-text hits (``ts_rank_cd``) row by row, so a keyword search costs as much as
+the rows its query matches. A question made of common words ("deploy cache queue") OR-ed together
+matches most of a large store and costs hundreds of milliseconds at 100k rows, while a GIN index
+answers a rare word in microseconds. Search engines solve this with document frequencies (a word
+in a third of all documents carries almost no weight in BM25), and PostgreSQL already keeps them:
+``ANALYZE`` records the most common lexemes of a tsvector column and their frequencies in
+``pg_stats``. :class:`KeywordPlanner` reads those (cached per process), then
+
+* filters with the OR of the rarest words whose estimated hits stay under ``scan_cap`` rows,
+* or, when even the rarest word is common, with the AND of every word (rows having them all),
+* and always ranks with the OR of every word, so matching more words still ranks higher,
+
+and the SQL caps the scanned rows at ``scan_cap`` whatever the estimate said. Small tables, and
+tables never analysed, get the plain OR of every word: exact, and cheap at that size.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Rows a keyword filter may hand to ranking; also the LIMIT the SQL applies.
+DEFAULT_SCAN_CAP = 500
+#: Most distinct words of one query that take part.
+MAX_QUERY_TERMS = 32
+#: How long one process trusts the statistics it read.
+STATS_TTL_S = 60.0
+_MAX_CACHED_WORDS = 50_000
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+_LEXEMES = """
+SELECT w, coalesce((SELECT array_agg(lexeme ORDER BY lexeme) FROM unnest(to_tsvector($2::regconfig, w))), '{}') AS lex
+FROM unnest($1::text[]) AS w
+"""
+
+_STATS = """
+SELECT s.most_common_elems::text::text[] AS elems, s.most_common_elem_freqs AS freqs,
+       (SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)))
+           AS rows
+FROM (SELECT 1) AS one
+LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = $1 AND s.attname = $2
+"""
+
+
+def words(text: str) -> list[str]:
+    """The distinct lower-cased words of ``text`` (letters and digits only, so no tsquery syntax gets in)."""
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
+
+
+def quote(lexeme: str) -> str:
+    """A lexeme as a tsquery literal (already normalised, so it is not stemmed again)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class KeywordPlan:
+    """``match`` selects candidate rows (tsquery text), ``rank`` scores them; both cast with ``::tsquery``."""
+
+    match: str
+    rank: str
+    #: "all" (every word must match), "rare" (the rarest words), or "any" (every word, OR-ed).
+    mode: str
+
+
+@dataclass(frozen=True)
+class _Stats:
+    freqs: dict[str, float]
+    floor: float
+    rows: float
+    at: float
+
+
+class KeywordPlanner:
+    """Plans keyword queries against one tsvector column; one instance per table and process."""
+
+    def __init__(
+        self,
+        table: str,
+        column: str = "tsv",
+        *,
+        config: str = "english",
+        scan_cap: int = DEFAULT_SCAN_CAP,
+        ttl_s: float = STATS_TTL_S,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.config = config
+        self.scan_cap = scan_cap
+        self.ttl_s = ttl_s
+        self._lexemes: dict[str, tuple[str, ...]] = {}
+        self._stats: _Stats | None = None
+
+    async def _lexemes_of(self, conn: Any, ws: Sequence[str]) -> list[str]:
+        missing = [w for w in ws if w not in self._lexemes]
+        if missing:
+            if len(self._lexemes) > _MAX_CACHED_WORDS:
+                self._lexemes.clear()
+            for row in await conn.fetch(_LEXEMES, missing, self.config):
+                self._lexemes[row["w"]] = tuple(row["lex"])
+        return list(dict.fromkeys(lex for w in ws for lex in self._lexemes.get(w, ())))
+
+    async def _current_stats(self, conn: Any) -> _Stats:
+        now = time.monotonic()
+        if self._stats is None or now - self._stats.at > self.ttl_s:
+            row = await conn.fetchrow(_STATS, self.table, self.column)
+            elems, freqs = (row["elems"], row["freqs"]) if row is not None else (None, None)
+            rows = float(row["rows"] or 0) if row is not None else 0.0
+            if elems and freqs and len(freqs) >= len(elems) + 2:
+                table = {e: float(f) for e, f in zip(elems, freqs, strict=False)}
+                floor = float(freqs[len(elems)])  # the least frequency listed: unlisted lexemes are rarer
+            else:
+                table, floor = {}, -1.0  # never analysed: frequencies unknown
+            self._stats = _Stats(freqs=table, floor=floor, rows=rows, at=now)
+        return self._stats
+
+    def forget_stats(self) -> None:
+        """Read the statistics again on the next plan (after an ANALYZE this process ran)."""
+        self._stats = None
+
+    async def plan(self, conn: Any, text: str) -> KeywordPlan | None:
+        """The plan for ``text``, or None when it has no searchable words (only stop words, say)."""
+        lexemes = await self._lexemes_of(conn, words(text))
+        if not lexemes:
+            return None
+        rank = " | ".join(quote(lex) for lex in lexemes)
+        stats = await self._current_stats(conn)
+        if stats.floor < 0 or stats.rows <= self.scan_cap:
+            return KeywordPlan(match=rank, rank=rank, mode="any")
+        freq = {lex: stats.freqs.get(lex, stats.floor) for lex in lexemes}
+        chosen: list[str] = []
+        expected = 0.0
+        for lex in sorted(lexemes, key=lambda x: (freq[x], x)):
+            hits = freq[lex] * stats.rows
+            if chosen and expected + hits > self.scan_cap:
+                break
+            chosen.append(lex)
+            expected += hits
+        if len(chosen) == len(lexemes):
+            return KeywordPlan(match=rank, rank=rank, mode="any")
+        if expected > self.scan_cap:  # even the rarest word is common: rows with every word
+            return KeywordPlan(match=" & ".join(quote(lex) for lex in lexemes), rank=rank, mode="all")
+        return KeywordPlan(match=" | ".join(quote(lex) for lex in chosen), rank=rank, mode="rare")

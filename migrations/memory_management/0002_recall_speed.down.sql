@@ -1,0 +1,2 @@
+DROP INDEX memories_model_idx;
+ALTER TABLE memories RESET (fillfactor);

@@ -14,6 +14,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -203,6 +205,16 @@ def _default_model_dir(settings: BaseServerSettings) -> Path:
     return target
 
 
+_FOLD_SCRIPT = """
+import sys
+import onnxruntime as ort
+options = ort.SessionOptions()
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+options.optimized_model_filepath = sys.argv[2]
+ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+"""
+
+
 def _fold_model(src: Path, target: Path) -> None:
     """Write the model with its weights already dequantized, once per data directory.
 
@@ -225,12 +237,14 @@ def _fold_model(src: Path, target: Path) -> None:
         pass
     tmp = target / f".model.onnx.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(tmp)
-        ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+        # In a child process: folding holds both copies of the weights for a moment (~340 MB at its
+        # peak), which the server process itself should never carry.
+        subprocess.run(
+            [sys.executable, "-c", _FOLD_SCRIPT, str(src), str(tmp)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         os.replace(tmp, dest)
         stamp_tmp = target / f".model.onnx.source.{os.getpid()}.{threading.get_ident()}.tmp"
         stamp_tmp.write_text(source_id)

@@ -328,21 +328,37 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise InvalidInput("since must be earlier than until.")
         if mode == "keyword" and not keywords.words(query):
             raise InvalidInput("query has no words to match; use mode=semantic or add words.")
-        vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
         model = d.embedder.model_name
 
-        async def run(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, int], int]:
-            plan = await planner.plan(conn, query) if mode in ("hybrid", "keyword") else None
-            if vector is None and plan is None:
-                return [], {}, 1
-            rows = await store.recall_candidates(
-                conn, vector=vector, keywords=plan, flt=flt, depth=depth, model=model, scan_cap=planner.scan_cap
-            )
-            others = await _other_models(conn, flt, model) if vector is not None else {}
-            return rows, others, (vector is not None) + (plan is not None)
+        async def keyword_side(conn: asyncpg.Connection) -> tuple[bool, list[dict[str, Any]]]:
+            plan = await planner.plan(conn, query)
+            if plan is None:  # only stop words
+                return False, []
+            return True, await store.keyword_candidates(conn, flt, plan, depth=depth, scan_cap=planner.scan_cap)
 
-        rows, others, lists = await d.db.run(run)
-        scored = ranking.fuse(rows, lists)
+        # The keyword list needs no vector: it runs while the query is being embedded.
+        keyword_task = asyncio.create_task(d.db.run(keyword_side)) if mode in ("hybrid", "keyword") else None
+        try:
+            vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
+            used_keywords, keyword_rows = await keyword_task if keyword_task is not None else (False, [])
+        except BaseException:
+            if keyword_task is not None:
+                keyword_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await keyword_task
+            raise
+        semantic_rows: list[dict[str, Any]] = []
+        others: dict[str, int] = {}
+        if vector is not None:
+            also = [r["id"] for r in keyword_rows]
+
+            async def semantic_side(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                rows = await store.semantic_candidates(conn, flt, vector, model, depth=depth, also=also)
+                return rows, await _other_models(conn, flt, model)
+
+            semantic_rows, others = await d.db.run(semantic_side)
+        rows = store.merge(keyword_rows, semantic_rows)
+        scored = ranking.fuse(rows, max((vector is not None) + used_keywords, 1))
         accessed = touch(scored)
         if accessed:
             d.background.spawn(store.touch(d.db, accessed), name="memory-touch")

@@ -246,84 +246,80 @@ class RecallFilter:
         return " AND ".join(parts), values
 
 
-def recall_sql(
-    flt: RecallFilter,
-    *,
-    vector: np.ndarray | None,
-    keywords: KeywordPlan | None,
-    depth: int,
-    model: str,
-    scan_cap: int,
-) -> tuple[str, list[Any]]:
-    """Hybrid recall in one statement: nearest vectors and keyword hits, each ranked, full-joined.
+#: The columns a recalled memory is shown and ranked with.
+HIT_COLUMNS = """m.id::text AS id, m.content, m.kind, m.tags, m.workspace, m.created_at, m.importance,
+       m.useful_count, m.not_useful_count, extract(epoch FROM now() - m.created_at)::float8 AS age_s"""
 
-    Only the lists asked for and the filters in use appear, with exactly the parameters they
-    reference (PostgreSQL refuses a parameter it cannot type). The keyword list filters with
-    ``keywords.match``, ranks with ``keywords.rank`` (see common.keywords) and hands at most
-    ``scan_cap`` rows to ranking.
+
+def keyword_sql(flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int) -> tuple[str, list[Any]]:
+    """The keyword list: rows matching ``plan.match`` (at most ``scan_cap`` of them), ranked by ``plan.rank``.
+
+    rank(), not row_number(): memories with equal keyword scores (often all that share just a name)
+    share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus.
     """
-    values: list[Any] = [vector, model, depth]  # $1, $2, $3
-    where, filter_values = flt.sql(4)
-    values += filter_values
-    lists = []
-    if vector is not None:
-        lists.append(f"""sem AS (
-    SELECT s.id, row_number() OVER (ORDER BY s.dist, s.id) AS rnk FROM (
+    where, values = flt.sql(5)
+    sql = f"""
+SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score FROM (
+    SELECT c.id, c.r AS kw_score, rank() OVER (ORDER BY c.r DESC) AS kw_rank FROM (
+        SELECT s.id, ts_rank_cd(s.tsv, $2::tsquery) AS r FROM (
+            SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ $1::tsquery AND {where} LIMIT $4
+        ) s ORDER BY r DESC LIMIT $3
+    ) c
+) k JOIN memories m ON m.id = k.id"""
+    return sql, [plan.match, plan.rank, depth, scan_cap, *values]
+
+
+def semantic_sql(flt: RecallFilter, *, depth: int) -> str:
+    """The nearest-vector list, plus the similarity of the keyword hits it did not reach ($4).
+
+    Parameters: $1 vector, $2 model, $3 depth, $4 ids already found by keywords, then the filters.
+    """
+    where, _ = flt.sql(5)
+    return f"""
+WITH sem AS (
+    SELECT n.id, n.dist, row_number() OVER (ORDER BY n.dist, n.id) AS sem_rank FROM (
         SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
         WHERE m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
         ORDER BY m.embedding <=> $1::vector LIMIT $3
-    ) s
-)""")
-    if keywords is not None:
-        n = len(values)
-        values += [keywords.match, keywords.rank, scan_cap]
-        # rank(), not row_number(): memories with equal keyword scores (often all that share just a
-        # name) share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus.
-        lists.append(f"""kw AS (
-    SELECT k.id, k.r, rank() OVER (ORDER BY k.r DESC) AS rnk FROM (
-        SELECT c.id, ts_rank_cd(c.tsv, ${n + 2}::tsquery) AS r FROM (
-            SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ ${n + 1}::tsquery AND {where} LIMIT ${n + 3}
-        ) c ORDER BY r DESC LIMIT $3
-    ) k
-)""")
-    if vector is not None and keywords is not None:
-        fused = """SELECT coalesce(sem.id, kw.id) AS id, sem.rnk AS sem_rank, kw.rnk AS kw_rank, kw.r AS kw_score
-    FROM sem FULL JOIN kw ON sem.id = kw.id"""
-    elif vector is not None:
-        fused = "SELECT sem.id, sem.rnk AS sem_rank, NULL::bigint AS kw_rank, NULL::real AS kw_score FROM sem"
-    elif keywords is not None:
-        fused = "SELECT kw.id, NULL::bigint AS sem_rank, kw.rnk AS kw_rank, kw.r AS kw_score FROM kw"
-    else:
-        raise ValueError("recall needs a vector, keywords or both")
-    sql = f"""WITH {", ".join(lists)}, fused AS (
-    {fused}
+    ) n
 )
-SELECT m.id::text AS id, m.content, m.kind, m.tags, m.workspace, m.created_at, m.importance,
-       m.useful_count, m.not_useful_count, f.sem_rank, f.kw_rank, f.kw_score,
-       CASE WHEN $1::vector IS NULL OR m.embedding IS NULL OR m.embedding_model <> $2 THEN NULL
-            ELSE 1 - (m.embedding <=> $1::vector) END AS similarity,
-       extract(epoch FROM now() - m.created_at)::float8 AS age_s
-FROM fused f JOIN memories m ON m.id = f.id
-"""
-    return sql, values
+SELECT {HIT_COLUMNS}, sem.sem_rank, 1 - sem.dist AS similarity FROM sem JOIN memories m ON m.id = sem.id
+UNION ALL
+SELECT m.id::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       CASE WHEN m.embedding IS NULL OR m.embedding_model <> $2 THEN NULL ELSE 1 - (m.embedding <=> $1::vector) END
+FROM memories m WHERE m.id = ANY($4::uuid[]) AND m.id NOT IN (SELECT id FROM sem)"""
 
 
-#: The pool's sessions already run iterative HNSW scans with custom plans (common.db.SESSION_SETTINGS);
-#: ef_search stays at pgvector's default of 40, because iterative scans return as many neighbours as
-#: the list depth asks for anyway, and raising ef_search to the depth makes the planner prefer an
-#: exact scan (measured: 10 ms instead of 0.5 at 5k memories).
-async def recall_candidates(
-    conn: asyncpg.Connection,
-    *,
-    vector: np.ndarray | None,
-    keywords: KeywordPlan | None,
-    flt: RecallFilter,
-    depth: int,
-    model: str,
-    scan_cap: int,
+async def keyword_candidates(
+    conn: asyncpg.Connection, flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int
 ) -> list[dict[str, Any]]:
-    sql, values = recall_sql(flt, vector=vector, keywords=keywords, depth=depth, model=model, scan_cap=scan_cap)
+    sql, values = keyword_sql(flt, plan, depth=depth, scan_cap=scan_cap)
     return [dict(r) for r in await conn.fetch(sql, *values)]
+
+
+async def semantic_candidates(
+    conn: asyncpg.Connection, flt: RecallFilter, vector: np.ndarray, model: str, *, depth: int, also: list[str]
+) -> list[dict[str, Any]]:
+    """Nearest rows (with ``sem_rank``), and bare ``{id, similarity}`` rows for the ids in ``also``."""
+    _, values = flt.sql(5)
+    rows = await conn.fetch(semantic_sql(flt, depth=depth), vector, model, depth, also, *values)
+    return [dict(r) for r in rows]
+
+
+def merge(keyword_rows: list[dict[str, Any]], semantic_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One candidate per memory with ``sem_rank``, ``kw_rank``, ``kw_score`` and ``similarity``."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in keyword_rows:
+        out[row["id"]] = {**row, "sem_rank": None, "similarity": None}
+    for row in semantic_rows:
+        known = out.get(row["id"])
+        if known is not None:
+            known["similarity"] = row["similarity"]
+            if row["sem_rank"] is not None:
+                known["sem_rank"] = row["sem_rank"]
+        elif row["sem_rank"] is not None:
+            out[row["id"]] = {**row, "kw_rank": None, "kw_score": None}
+    return list(out.values())
 
 
 #: Cheap on any size of store: two range scans of memories_model_idx, empty when every vector is current.

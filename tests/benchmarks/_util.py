@@ -72,3 +72,39 @@ WORDS = [
     "secret",
     "rotation",
 ]
+
+
+def run_prefix(name: str) -> str:
+    """A Redis prefix of this run only, so no earlier run's cached embeddings make a load look fast."""
+    import uuid
+
+    return f"{name}{uuid.uuid4().hex[:8]}"
+
+
+async def drop_prefix(redis_url: str, prefix: str) -> None:
+    """Remove what this run left in Redis."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
+
+
+async def settle(url: str, tables: Sequence[str]) -> None:
+    """VACUUM ANALYZE after a bulk load, as autovacuum would within a minute or two.
+
+    Latencies are measured on a maintained store: right after a bulk load, autovacuum's pass over
+    the new rows (and their HNSW graph) competes for the same two cores as the calls being timed.
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for table in tables:
+            await conn.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        await conn.close()

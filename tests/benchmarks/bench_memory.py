@@ -27,7 +27,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from common.testing import call_ok as call
 from common.testing import create_database, start_cluster
-from tests.benchmarks._util import WORDS, median, pct, print_table
+from tests.benchmarks._util import WORDS, drop_prefix, median, pct, print_table, run_prefix, settle
 from tests.servers.memory_management import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,12 +125,20 @@ def main() -> None:
 
 
 async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int) -> None:
+    prefix = run_prefix("benchmem")
+    try:
+        await measure_all(url, redis_url, tmp, sizes, samples, prefix)
+    finally:
+        await drop_prefix(redis_url, prefix)
+
+
+async def measure_all(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, prefix: str) -> None:
     rows: list[list[object]] = []
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MEMORY_MANAGEMENT_")},
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
-        "REDIS_PREFIX": "benchmem",
+        "REDIS_PREFIX": prefix,
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "MEMORY_MANAGEMENT_TOOLS": "all",
@@ -152,6 +160,7 @@ async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: in
                 await call(client, "store_memories", {"items": items, "workspace": "bench"})
                 loaded += n
             rate = (loaded - before) / max(time.perf_counter() - started, 1e-9)
+            await settle(url, ["memory_management.memories"])
             store_ms = [
                 await timed(client, "store_memory", {"content": synthetic(10**7 + size + k, rng), "workspace": "bench"})
                 for k in range(samples)

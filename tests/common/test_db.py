@@ -180,6 +180,7 @@ async def test_released_connections_keep_their_session_but_never_an_open_transac
     await _prepare(database_url)
     db = await Database.open(DbConfig(url=database_url, schema="app", pool_min=1, pool_max=1))
     try:
+
         async def fail_inside_a_transaction() -> None:
             async with db.acquire() as conn:
                 await conn.execute("BEGIN")

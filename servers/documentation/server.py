@@ -4,6 +4,8 @@ No ``from __future__ import annotations``: resources are registered straight wit
 reads their signatures.
 """
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -16,6 +18,7 @@ import anyio.to_thread
 import asyncpg
 from mcp.server.mcpserver import Context, MCPServer
 
+from common import keywords
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.runtime import DELETE, READ, WRITE, Deps, Hints, deps, open_deps, tool_registrar
@@ -74,6 +77,9 @@ def _next(offset: int, limit: int, total: int) -> str | None:
 
 def _citation(project: str, version: str, path: str, anchor: str = "") -> str:
     return f"{project}@{version}:{path}" + (f"#{anchor}" if anchor else "")
+
+
+ANALYZE_CHUNKS = "ANALYZE documentation.chunks"
 
 
 def _tsquery(text: str) -> str:
@@ -192,6 +198,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
     """The documentation server. Its lifespan marks jobs left running by a dead process as interrupted."""
     from servers.registry import get
 
+    chunk_words = keywords.KeywordPlanner("chunks", scan_cap=settings.keyword_scan_cap)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
         async with open_deps(NAME, settings) as d:
@@ -303,6 +311,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             progress,
         )
         await runner.run()
+        # A folder is usually a large share of the chunks: fresh statistics keep search plans right.
+        await d.db.execute(ANALYZE_CHUNKS)
+        chunk_words.forget_stats()
         return _job(await store.get_job(d.db, job["id"]))
 
     async def ingest_folder(
@@ -395,10 +406,25 @@ def build(settings: Settings) -> MCPServer[Deps]:
         """Search docs by meaning and keywords; hits carry a citation and document_id."""
         d = deps(ctx)
         ingest.check_dim(d.embedder)
-        versions = await store.scope(d.db, project, version)
         offset = _offset(cursor)
         model = d.embedder.model_name
-        has_current, has_other = await store.model_state(d.db, versions, model)
+
+        async def prepare() -> tuple[list[int], bool, bool, keywords.KeywordPlan | None]:
+            versions = await store.scope(d.db, project, version)
+            has_current, has_other = await store.model_state(d.db, versions, model)
+            plan = await d.db.run(lambda conn: chunk_words.plan(conn, query))
+            return versions, has_current, has_other, plan
+
+        # Scope, model check and keyword plan need no vector: they run while the query is embedded.
+        prepared = asyncio.create_task(prepare())
+        try:
+            vector = await d.embedder.embed_one(query)
+            versions, has_current, has_other, plan = await prepared
+        except BaseException:
+            prepared.cancel()
+            with contextlib.suppress(BaseException):
+                await prepared
+            raise
         notice = None
         if has_other and not has_current:
             raise InvalidInput(
@@ -409,11 +435,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
             notice = (
                 "Some chunks use another embedding model and were not searched; run manage_project(action='reembed')."
             )
-        vector = await d.embedder.embed_one(query)
         depth = max(settings.search_candidates, offset + limit)
-        rows = await store.search(
-            d.db, vector, model, versions, _tsquery(query), depth, limit, offset, settings.keyword_pool
-        )
+        rows = await store.search(d.db, vector, model, versions, plan, depth, limit, offset, chunk_words.scan_cap)
         total = int(rows[0]["total"]) if rows else 0
         hits = [
             Hit(

@@ -34,9 +34,6 @@ class Settings(BaseServerSettings):
         description="Texts per model call while ingesting; ONNX Runtime keeps memory for the largest batch it saw.",
     )
     search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
-    keyword_pool: int = Field(
-        default=2_000, ge=100, le=1_000_000, description="Most full-text matches ranked per search."
-    )
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)
     read_max_chars: int = Field(default=8_000, ge=500, le=200_000)

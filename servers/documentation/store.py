@@ -11,6 +11,7 @@ import numpy as np
 
 from common.db import Database
 from common.errors import Conflict, NotFound
+from common.keywords import KeywordPlan
 
 # ------------------------------------------------------------------------------------------- projects
 
@@ -225,14 +226,14 @@ WITH vec AS (
         WHERE c.embedding_model = $2 AND c.version_id = ANY($3::bigint[])
         ORDER BY c.embedding <=> $1 LIMIT $5) v
 ), kw AS (
-    -- Ranking every match of a common word costs milliseconds per thousand rows, so at most $8 matches
-    -- are ranked (ts_rank: cheaper than cover density); the vector list carries meaning beyond them.
+    -- $4 filters (the rarest words, or every word when all are common: common.keywords) and hands at
+    -- most $8 rows to ranking by $9 (every word); the vector list carries meaning beyond them.
     SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (
-        SELECT m.id, ts_rank(m.tsv, q) AS rank FROM (
+        SELECT m.id, ts_rank(m.tsv, $9::tsquery) AS rank FROM (
             SELECT c.id, c.tsv FROM documentation.chunks c
-            WHERE $4 <> '' AND c.tsv @@ to_tsquery('english', $4) AND c.embedding_model = $2
+            WHERE $4 <> '' AND c.tsv @@ $4::tsquery AND c.embedding_model = $2
               AND c.version_id = ANY($3::bigint[])
-            LIMIT $8) m, to_tsquery('english', $4) q
+            LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
     SELECT id, sum(1.0 / (60 + r)) AS score FROM (SELECT * FROM vec UNION ALL SELECT * FROM kw) u GROUP BY id
@@ -258,17 +259,17 @@ async def search(
     vector: np.ndarray,
     model: str,
     versions: list[int],
-    tsquery: str,
+    keywords: KeywordPlan | None,
     candidates: int,
     limit: int,
     offset: int,
-    pool: int = 2_000,
+    pool: int = 500,
 ) -> list[dict[str, Any]]:
-    async with db.transaction() as conn:
-        # Filtered HNSW: keep scanning until enough rows pass the version/model filter.
-        ef = max(40, min(int(candidates), 1000))  # an int we computed, never user text
-        await conn.execute(f"SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {ef}")
-        rows = await conn.fetch(SEARCH, vector, model, versions, tsquery, candidates, limit, offset, pool)
+    """Hybrid search in one statement. The pool's sessions scan HNSW iteratively (common.db), so
+    filtered vector search keeps going until enough rows pass the version/model filter, with
+    pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan)."""
+    match, rank = (keywords.match, keywords.rank) if keywords is not None else ("", "")
+    rows = await db.fetch(SEARCH, vector, model, versions, match, candidates, limit, offset, pool, rank or None)
     return [dict(r) for r in rows]
 
 

@@ -21,11 +21,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
+from common import keywords
 from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.events import Event
 from common.logging import get_logger
 from common.runtime import DELETE, READ, WRITE, Deps, deps, open_deps, tool_registrar
+from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.tool_schema import P, compact_tools
 from servers.inference_enhancement import graph, jsonl, store, text
@@ -67,7 +69,6 @@ EMBED_OBSERVATIONS = 20
 #: Entities embedded per batch when refreshing stale vectors.
 REFRESH_BATCH = 256
 #: Hits of any-word keyword search ranked per table; common words would otherwise rank half the graph.
-KEYWORD_SCAN_CAP = 2_000
 #: How often the embedder looks for entities another process left without a current vector.
 STALE_SWEEP_S = 30.0
 #: How long a search waits for this process's pending vectors (read your own writes by meaning).
@@ -143,6 +144,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
     embed_wakeup = asyncio.Event()
     embed_idle = asyncio.Event()
     embed_idle.set()
+    entity_words = keywords.KeywordPlanner("entities", scan_cap=settings.keyword_scan_cap)
+    observation_words = keywords.KeywordPlanner("observations", scan_cap=settings.keyword_scan_cap)
+    refreshers: dict[str, StatsRefresher] = {}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
@@ -155,6 +159,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
                         await sdk_bus.publish(ResourceUpdated(uri=entity_uri(name)))
 
             subscription = await d.events.subscribe(forward, server=NAME, event=EVENT)
+            refresher = StatsRefresher(d.db, ["entities", "observations", "relations"])
+            refresher.on_refresh(entity_words.forget_stats)
+            refresher.on_refresh(observation_words.forget_stats)
+            refreshers["graph"] = refresher
             live["deps"] = d
             worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
             try:
@@ -166,6 +174,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+                await refresher.close()
                 await subscription.close()
 
     server: MCPServer[Deps] = MCPServer(
@@ -246,8 +255,12 @@ def build(settings: Settings) -> MCPServer[Deps]:
         return done
 
     async def _changed(d: Deps, action: str, names: Sequence[str]) -> None:
+        """After a write: fresher statistics in time, and the change event (sent after the answer)."""
         if names:
-            await d.events.publish(EVENT, {"action": action, "names": sorted(set(names))[:200]})
+            if "graph" in refreshers:
+                refreshers["graph"].wrote(len(names))
+            event = {"action": action, "names": sorted(set(names))[:200]}
+            d.background.spawn(d.events.publish(EVENT, event), name="graph-changed")
 
     async def _assemble(
         conn: asyncpg.Connection,
@@ -292,7 +305,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
         return kept, kept_rels, len(kept)
 
     async def _search(d: Deps, query: str, depth: int) -> list[text.Fused]:
-        """Hybrid ranking: substring hits (what the reference finds), then keyword and vector lists fused."""
+        """Hybrid ranking: substring hits (what the reference finds), then keyword and vector lists fused.
+
+        The substring and keyword lists need no vector, so they run while the query is embedded.
+        """
         if not query.strip():
             raise InvalidInput("query is empty; say what to look for.")
         if len(query) > 2_000:
@@ -301,22 +317,36 @@ def build(settings: Settings) -> MCPServer[Deps]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(embed_idle.wait(), SEARCH_WAIT_S)
         lowered = query.lower()
-        vector = (await _embed(d, [query]))[0]
-        rows = await d.db.fetch(
-            store.HYBRID,
-            text.trigrams(lowered),
-            lowered,
-            max(depth * 20, 1_000),
-            text.keyword_query(query, "&"),
-            depth,
-            vector,
-            d.embedder.model_name,
-            KEYWORD_SCAN_CAP,
-            text.keyword_query(query, "|"),
-        )
+
+        async def lexical(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            plans = [await entity_words.plan(conn, query), await observation_words.plan(conn, query)]
+            sql, _ = store.lexical_sql(*plans)
+            pairs = [v for p in plans if p is not None for v in (p.match, p.rank)]
+            return list(
+                await conn.fetch(
+                    sql,
+                    text.trigrams(lowered),
+                    lowered,
+                    max(depth * 20, 1_000),
+                    settings.keyword_scan_cap,
+                    depth,
+                    *pairs,
+                )
+            )
+
+        lexical_task = asyncio.create_task(d.db.run(lexical))
+        try:
+            vector = (await _embed(d, [query]))[0]
+            rows = await lexical_task
+        except BaseException:
+            lexical_task.cancel()
+            with contextlib.suppress(BaseException):
+                await lexical_task
+            raise
+        vec_rows = await d.db.fetch(store.VECTOR_SEARCH, vector, d.embedder.model_name, depth)
         sub = [r["id"] for r in rows if r["list"] == "s"]
         kw = [r["id"] for r in rows if r["list"] == "k"]
-        vec = [(r["id"], r["score"]) for r in rows if r["list"] == "v"]
+        vec = [(r["id"], r["score"]) for r in vec_rows]
         return text.fuse(sub, kw, vec, min_similarity=settings.min_similarity)
 
     def _kick() -> None:

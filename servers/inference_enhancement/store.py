@@ -17,6 +17,7 @@ import asyncpg
 import numpy as np
 
 from common.errors import NotFound
+from common.keywords import KeywordPlan
 from servers.inference_enhancement import text
 
 #: A row is "as of" time t when it was written by then (NULL means no time filter).
@@ -181,42 +182,56 @@ SELECT e.id, e.name, e.entity_type,
 FROM entities e WHERE e.id = ANY($1::bigint[])
 """
 
-#: The three ranked lists of hybrid search in one round trip: substring hits ('s', what the reference
-#: finds), full-text hits ('k', by rank) and nearest vectors ('v', by cosine similarity).
-HYBRID = """
-WITH sub AS (
+
+def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan | None) -> tuple[str, int]:
+    """Substring hits ('s', what the reference finds) and full-text hits ('k', by rank) in one statement.
+
+    Neither needs the query's vector, so this runs while the query is embedded. Each table's
+    keyword filter comes from its own common.keywords plan (rare words, or all words when every
+    word is common) and hands at most ``$4`` rows to ranking; a name or type hit weighs twice an
+    observation's. Parameters: $1 trigrams, $2 lower-cased query, $3 substring cap, $4 keyword scan
+    cap, $5 depth, then match/rank pairs for the plans present (the substring part names $4 and $5 too,
+    because PostgreSQL refuses a parameter no clause types). Returns the SQL and its parameter count.
+    """
+    parts = []
+    n = 5
+    if entity_plan is not None:
+        parts.append(
+            f"SELECT c.id, ts_rank(c.tsv, ${n + 2}::tsquery) * 2 AS rank FROM "
+            f"(SELECT id, tsv FROM entities WHERE tsv @@ ${n + 1}::tsquery LIMIT $4) c"
+        )
+        n += 2
+    if observation_plan is not None:
+        parts.append(
+            f"SELECT c.entity_id, ts_rank(c.tsv, ${n + 2}::tsquery) AS rank FROM "
+            f"(SELECT entity_id, tsv FROM observations WHERE tsv @@ ${n + 1}::tsquery LIMIT $4) c"
+        )
+        n += 2
+    keyword = (
+        f"""
+UNION ALL (
+    SELECT 'k', id, max(rank)::float8 FROM ({" UNION ALL ".join(parts)}) hits
+    GROUP BY id ORDER BY max(rank) DESC, id LIMIT $5
+)"""
+        if parts
+        else ""
+    )
+    sql = f"""
+(SELECT 's' AS list, sub.id, 0::float8 AS score FROM (
     SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
     UNION
     SELECT entity_id FROM observations WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
     LIMIT $3
-), kw_all AS (
-    -- Every word: selective, so ranking all its hits is cheap.
-    SELECT id, max(rank) AS rank FROM (
-        SELECT e.id, ts_rank(e.tsv, q) * 2 AS rank FROM entities e, to_tsquery('english', $4) AS q WHERE e.tsv @@ q
-        UNION ALL
-        SELECT o.entity_id, ts_rank(o.tsv, q) FROM observations o, to_tsquery('english', $4) AS q WHERE o.tsv @@ q
-    ) hits GROUP BY id ORDER BY rank DESC, id LIMIT $5
-), kw_any AS (
-    -- Any word, only when all words together find too little; common words are cut at $8 hits per table.
-    SELECT id, max(rank) AS rank FROM (
-        (SELECT e.id, ts_rank(e.tsv, q) * 2 AS rank FROM entities e, to_tsquery('english', $9) AS q
-         WHERE e.tsv @@ q AND (SELECT count(*) FROM kw_all) < $5 LIMIT $8)
-        UNION ALL
-        (SELECT o.entity_id, ts_rank(o.tsv, q) FROM observations o, to_tsquery('english', $9) AS q
-         WHERE o.tsv @@ q AND (SELECT count(*) FROM kw_all) < $5 LIMIT $8)
-    ) hits GROUP BY id ORDER BY rank DESC, id LIMIT $5
-), kw AS (
-    SELECT id, rank + 1 AS rank FROM kw_all
-    UNION ALL
-    SELECT id, rank FROM kw_any WHERE id NOT IN (SELECT id FROM kw_all)
-), vec AS (
-    SELECT id, 1 - (embedding <=> $6) AS similarity FROM entities
-    WHERE embedding IS NOT NULL AND embedding_model = $7
-    ORDER BY embedding <=> $6 LIMIT $5
-)
-SELECT 's' AS list, id, 0::float8 AS score FROM sub
-UNION ALL (SELECT 'k', id, rank::float8 FROM kw ORDER BY rank DESC, id LIMIT $5)
-UNION ALL SELECT 'v', id, similarity::float8 FROM vec
+) sub WHERE $4::int > 0 AND $5::int > 0){keyword}
+"""
+    return sql, n
+
+
+#: Nearest entity vectors ('v', by cosine similarity).
+VECTOR_SEARCH = """
+SELECT 'v' AS list, id, 1 - (embedding <=> $1) AS score FROM entities
+WHERE embedding IS NOT NULL AND embedding_model = $2
+ORDER BY embedding <=> $1 LIMIT $3
 """
 
 STALE = """

@@ -165,8 +165,8 @@ async def pad_index(admin_url: str, total: int) -> int:
 async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list[float], str]:
     """The hybrid SQL alone, with query vectors embedded beforehand, through the server's own store code."""
     from common.db import Database, DbConfig
+    from common.keywords import KeywordPlanner
     from servers.documentation import store
-    from servers.documentation.server import _tsquery
 
     embedder = FastEmbedEmbedder(settings)
     queries = [QUERIES[i % len(QUERIES)] for i in range(n)]
@@ -176,27 +176,29 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
     try:
         versions = await store.scope(db, "py", None)
         model = settings.embedding_model
+        planner = KeywordPlanner("chunks", scan_cap=settings.keyword_scan_cap)
         lat = []
         for q in queries:
             t = time.perf_counter()
+            plan = await db.run(lambda conn, q=q: planner.plan(conn, q))  # type: ignore[misc]
             await store.search(
-                db, by_text[q], model, versions, _tsquery(q), settings.search_candidates, 5, 0, settings.keyword_pool
+                db, by_text[q], model, versions, plan, settings.search_candidates, 5, 0, settings.keyword_scan_cap
             )
             lat.append((time.perf_counter() - t) * 1000)
-        async with db.transaction() as conn:
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            plan = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) " + store.SEARCH,
-                by_text[queries[0]],
-                model,
-                versions,
-                _tsquery(queries[0]),
-                settings.search_candidates,
-                5,
-                0,
-                settings.keyword_pool,
-            )
-        return lat, "\n".join(r[0] for r in plan)
+        first = await db.run(lambda conn: planner.plan(conn, queries[0]))
+        explained = await db.fetch(
+            "EXPLAIN (ANALYZE, BUFFERS) " + store.SEARCH,
+            by_text[queries[0]],
+            model,
+            versions,
+            first.match if first else "",
+            settings.search_candidates,
+            5,
+            0,
+            settings.keyword_scan_cap,
+            first.rank if first else None,
+        )
+        return lat, f"keyword plan: {first}\n" + "\n".join(r[0] for r in explained)
     finally:
         await db.close()
 

@@ -1,10 +1,13 @@
 """Memory server benchmark, everything over stdio exactly as a client sees it.
 
-Run: ``.venv/bin/python -m tests.benchmarks.bench_memory [--sizes 1000,10000] [--with-100k] [--samples 100]``.
+Run: ``.venv/bin/python -m tests.benchmarks.bench_memory [--sizes 1000,10000] [--with-100k] [--samples 100]
+[--peer-qdrant]``.
 Starts its own embedded PostgreSQL in a temporary directory and uses Redis at REDIS_URL (default
 127.0.0.1:6379). Measures spawn-to-initialize, bulk load rate, store_memory and recall latency
 percentiles at each store size, recall@5 on the paraphrase corpus, the server's peak RSS, and
-lost writes with four processes writing at once. Prints one table; asserts nothing.
+lost writes with four processes writing at once. With ``--peer-qdrant`` it then measures the
+official Qdrant MCP server the same way (see tests/benchmarks/peer_qdrant.py; installed separately,
+keep the sizes small). Prints one table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from mcp.client.stdio import StdioServerParameters
 
 from common.testing import call_ok as call
 from common.testing import create_database, start_cluster
+from tests.benchmarks import peer_qdrant
 from tests.benchmarks._util import WORDS, drop_prefix, median, pct, print_table, run_prefix, settle
 from tests.servers.memory_management import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["-m", "servers", "serve", "memory_management"]
+#: Seed of the synthetic texts and queries (the peer, if measured, replays the same sequence).
+SEED = 7
 
 
 def params(env: dict[str, str]) -> StdioServerParameters:
@@ -112,6 +118,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--with-100k", action="store_true")
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--peer-qdrant", action="store_true", help="also measure mcp-server-qdrant (installed apart, see docs)"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([100_000] if args.with_100k else [])
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -119,20 +128,22 @@ def main() -> None:
     server, cluster = start_cluster(tmp)
     try:
         url = create_database(cluster, "bench_memory")
-        asyncio.run(run(url, redis_url, tmp, sizes, args.samples))
+        asyncio.run(run(url, redis_url, tmp, sizes, args.samples, args.peer_qdrant))
     finally:
         server.cleanup()
 
 
-async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int) -> None:
+async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, peer: bool = False) -> None:
     prefix = run_prefix("benchmem")
     try:
-        await measure_all(url, redis_url, tmp, sizes, samples, prefix)
+        await measure_all(url, redis_url, tmp, sizes, samples, prefix, peer)
     finally:
         await drop_prefix(redis_url, prefix)
 
 
-async def measure_all(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, prefix: str) -> None:
+async def measure_all(
+    url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, prefix: str, peer: bool = False
+) -> None:
     rows: list[list[object]] = []
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MEMORY_MANAGEMENT_")},
@@ -146,7 +157,7 @@ async def measure_all(url: str, redis_url: str, tmp: Path, sizes: list[int], sam
     await spawn_times(env, 1)  # migrations happen on the first start; not part of the figure
     starts = await spawn_times(env, 5)
     rows.append(["spawn to initialize", f"p50 {median(starts):.0f} ms", f"max {max(starts):.0f} ms", "", ""])
-    rng = random.Random(7)
+    rng = random.Random(SEED)
     async with Client(params(env), read_timeout_seconds=600) as client:
         r5 = await recall_at_5(client)
         rows.append(["recall@5, 300 facts / 60 paraphrases", f"{r5:.3f}", "", "", ""])
@@ -199,6 +210,13 @@ async def measure_all(url: str, redis_url: str, tmp: Path, sizes: list[int], sam
             "",
         ]
     )
+    if peer:
+        # Same texts and queries (same seed and order as above), same model directory as ours.
+        peer_rows = await peer_qdrant.measure_peer(sizes, samples, synthetic, tmp / "data", seed=SEED)
+        if peer_rows is None:
+            print(f"mcp-server-qdrant not measured: {peer_qdrant.unavailable()}")
+        else:
+            rows.extend(peer_rows)
     print_table(rows, ["measure", "", "", "", ""])
 
 

@@ -585,16 +585,23 @@ def build(settings: Settings) -> MCPServer[Deps]:
     async def search_nodes(
         query: Annotated[str, P("Words or a question.")],
         ctx: Context,
-        limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 50,
+        limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 10,
+        cursor: Annotated[str | None, P("From next_cursor.")] = None,
     ) -> Graph:
-        """Find entities by meaning, keywords and substrings, best first."""
+        """Find entities by meaning, keywords and substrings, best first; next_cursor pages on."""
         d = deps(ctx)
-        ranked = await _search(d, query, settings.search_candidates)
+        offset = text.decode_cursor(cursor, "search", query)
+        ranked = await _search(d, query, max(settings.search_candidates, offset + limit))
+        page = ranked[offset : offset + limit]
+        more = len(ranked) > offset + limit
 
         async def read(conn: asyncpg.Connection) -> Graph:
-            ids = [f.id for f in ranked[:limit]]
-            entities, rels, _ = await _assemble(conn, ids, as_of=None, relations="touching")
-            return Graph(entities=entities, relations=[_relation(r) for r in rels])
+            entities, rels, _ = await _assemble(conn, [f.id for f in page], as_of=None, relations="touching")
+            return Graph(
+                entities=entities,
+                relations=[_relation(r) for r in rels],
+                next_cursor=text.encode_cursor("search", offset + limit, query) if more else None,
+            )
 
         return await d.db.run(read)
 

@@ -31,7 +31,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from common.testing import create_database, start_cluster
-from tests.benchmarks._util import WORDS, pct, print_table
+from tests.benchmarks._util import WORDS, drop_prefix, pct, print_table, run_prefix, settle
 from tests.servers.inference_enhancement.reference import ReferenceUnavailable, install_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,11 +242,21 @@ def count_reference(files: list[Path], tag: str) -> int:
 
 
 async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, version: str, fake: bool) -> None:
+    prefix = run_prefix("benchie")
+    try:
+        await measure_all(url, redis_url, tmp, sizes, samples, version, fake, prefix)
+    finally:
+        await drop_prefix(redis_url, prefix)
+
+
+async def measure_all(
+    url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, version: str, fake: bool, prefix: str
+) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("INFERENCE_ENHANCEMENT_", "EMBEDDING_"))},
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
-        "REDIS_PREFIX": "benchie",
+        "REDIS_PREFIX": prefix,
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
@@ -270,6 +280,7 @@ async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: in
             rate = (size - loaded) / (time.perf_counter() - started)
             embedded = await wait_embedded(url)
             embed_rate = (size - loaded) / max(time.perf_counter() - started, 1e-9)
+            await settle(url, [f"inference_enhancement.{t}" for t in ("entities", "observations", "relations")])
             loaded = size
             memory = tmp / f"memory-{size}.jsonl"
             place_reference_file(script, memory, "\n".join(entities[:size] + rel_lines))

@@ -69,6 +69,20 @@ async def test_the_nine_reference_tools_keep_the_reference_shapes(settings: Sett
         found = await call(c, "search_nodes", {"query": "TEA"})  # case-insensitive substring, as the reference
         assert next(e["name"] for e in found["entities"]) == "Ada"
 
+        # Paging: "a" is a substring of all three; one per page, each once, then no cursor.
+        seen: list[str] = []
+        cursor = None
+        for _ in range(5):
+            page = await call(c, "search_nodes", {"query": "a", "limit": 1, **({"cursor": cursor} if cursor else {})})
+            seen += [e["name"] for e in page["entities"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen[:3]) == ["Ada", "Billing", "Grace"]
+        assert len(seen) == len(set(seen))
+        first = await call(c, "search_nodes", {"query": "a", "limit": 1})
+        await fail(c, "search_nodes", {"query": "tea", "cursor": first["next_cursor"]}, "cursor")
+
         deleted = await call(
             c, "delete_observations", {"deletions": [{"entityName": "Ada", "observations": ["Prefers tea"]}]}
         )

@@ -18,15 +18,12 @@ from urllib.parse import quote, unquote
 import asyncpg
 import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.shared.subscriptions import ResourceUpdated
 
 from common import keywords
 from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
-from common.events import Event
 from common.logging import get_logger
-from common.runtime import DELETE, READ, WRITE, Deps, deps, open_deps, tool_registrar
+from common.runtime import DELETE, READ, WRITE, Deps, create_server, deps, tool_registrar
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.tool_schema import P, compact_tools
@@ -133,12 +130,9 @@ def _relation(r: store.Rel) -> Relation:
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
-    """The knowledge-graph server; its lifespan also turns change events of every process into
-    resource-updated notifications for subscribed clients."""
-    from servers.registry import get
+    """The knowledge-graph server; its background work embeds new and changed entities."""
 
-    sdk_bus = InMemorySubscriptionBus()
-    live: dict[str, Deps] = {}  # static resources get no Context; they reach Deps through the lifespan
+    live: dict[str, Deps] = {}  # static resources get no Context; they reach Deps through on_start
     # Vectors are made in the background: a write returns once its rows are committed, and a search of
     # this process waits (briefly) until its own writes are embedded.
     embed_wakeup = asyncio.Event()
@@ -149,45 +143,32 @@ def build(settings: Settings) -> MCPServer[Deps]:
     refreshers: dict[str, StatsRefresher] = {}
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        async with open_deps(NAME, settings) as d:
+    async def background(d: Deps) -> AsyncIterator[None]:
+        refresher = StatsRefresher(d.db, ["entities", "observations", "relations"])
+        refresher.on_refresh(entity_words.forget_stats)
+        refresher.on_refresh(observation_words.forget_stats)
+        refreshers["graph"] = refresher
+        live["deps"] = d
+        worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
+        try:
+            yield
+        finally:
+            live.pop("deps", None)
+            with contextlib.suppress(TimeoutError):  # vectors of the last writes, if quick
+                await asyncio.wait_for(embed_idle.wait(), SHUTDOWN_DRAIN_S)
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            await refresher.close()
 
-            async def forward(event: Event) -> None:
-                await sdk_bus.publish(ResourceUpdated(uri=SUMMARY_URI))
-                for name in event.data.get("names", []):
-                    if isinstance(name, str):
-                        await sdk_bus.publish(ResourceUpdated(uri=entity_uri(name)))
-
-            subscription = await d.events.subscribe(forward, server=NAME, event=EVENT)
-            refresher = StatsRefresher(d.db, ["entities", "observations", "relations"])
-            refresher.on_refresh(entity_words.forget_stats)
-            refresher.on_refresh(observation_words.forget_stats)
-            refreshers["graph"] = refresher
-            live["deps"] = d
-            worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
-            try:
-                yield d
-            finally:
-                live.pop("deps", None)
-                with contextlib.suppress(TimeoutError):  # vectors of the last writes, if quick
-                    await asyncio.wait_for(embed_idle.wait(), SHUTDOWN_DRAIN_S)
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-                await refresher.close()
-                await subscription.close()
-
-    server: MCPServer[Deps] = MCPServer(
-        name="mcp-suite-inference-enhancement",
-        title=get(NAME).title,
+    server = create_server(
+        NAME,
+        settings,
         instructions=(
             "Knowledge graph of entities, relations and observations. search_nodes or enhance_prompt before "
             "answering about known people, projects or facts; create_entities/add_observations to remember."
         ),
-        version="0.1.0",
-        lifespan=lifespan,
-        log_level=settings.log_level,
-        subscriptions=sdk_bus,
+        on_start=background,
     )
 
     # ----------------------------------------------------------------------------------- helpers
@@ -259,8 +240,13 @@ def build(settings: Settings) -> MCPServer[Deps]:
         if names:
             if "graph" in refreshers:
                 refreshers["graph"].wrote(len(names))
-            event = {"action": action, "names": sorted(set(names))[:200]}
-            d.background.spawn(d.events.publish(EVENT, event), name="graph-changed")
+            d.background.spawn(_announce(d, action, sorted(set(names))[:200]), name="graph-changed")
+
+    async def _announce(d: Deps, action: str, names: list[str]) -> None:
+        """The domain event for other servers, and resource updates for every process's subscribed clients
+        (``d.subscriptions`` relays them through the event bus)."""
+        await d.events.publish(EVENT, {"action": action, "names": names})
+        await d.subscriptions.resources_updated([SUMMARY_URI, *(entity_uri(n) for n in names)])
 
     async def _assemble(
         conn: asyncpg.Connection,

@@ -75,6 +75,50 @@ class _Stats:
     at: float
 
 
+class ElementStats:
+    """How often each element (lexeme of a tsvector, item of an array) occurs in a column, per
+    PostgreSQL's last ANALYZE (``pg_stats.most_common_elems``), cached ``ttl_s`` per process.
+
+    Elements not listed are rarer than the least frequent one listed (``floor``). ``floor`` is -1
+    when the table was never analysed: then nothing is known.
+    """
+
+    def __init__(self, table: str, column: str, *, ttl_s: float = STATS_TTL_S) -> None:
+        self.table = table
+        self.column = column
+        self.ttl_s = ttl_s
+        self._stats: _Stats | None = None
+
+    async def get(self, conn: Any) -> _Stats:
+        now = time.monotonic()
+        if self._stats is None or now - self._stats.at > self.ttl_s:
+            row = await conn.fetchrow(_STATS, self.table, self.column)
+            elems, freqs = (row["elems"], row["freqs"]) if row is not None else (None, None)
+            rows = float(row["rows"] or 0) if row is not None else 0.0
+            if elems and freqs and len(freqs) >= len(elems) + 2:
+                table = {e: float(f) for e, f in zip(elems, freqs, strict=False)}
+                floor = float(freqs[len(elems)])  # the least frequency listed: unlisted elements are rarer
+            else:
+                table, floor = {}, -1.0  # never analysed: frequencies unknown
+            self._stats = _Stats(freqs=table, floor=floor, rows=rows, at=now)
+        return self._stats
+
+    def forget(self) -> None:
+        self._stats = None
+
+    async def rarest(self, conn: Any, elements: Sequence[str], keep: int) -> list[str]:
+        """At most ``keep`` of ``elements``, rarest first (all of them, in order, when nothing is known).
+
+        For an index condition that must hold for all elements (array containment): checking only
+        the rarest few finds the same rows once the exact condition rechecks them, and reads the
+        index's shortest posting lists instead of its longest.
+        """
+        stats = await self.get(conn)
+        if stats.floor < 0:
+            return list(elements)
+        return sorted(elements, key=lambda e: (stats.freqs.get(e, stats.floor / 2), e))[:keep]
+
+
 class KeywordPlanner:
     """Plans keyword queries against one tsvector column; one instance per table and process."""
 
@@ -93,7 +137,7 @@ class KeywordPlanner:
         self.scan_cap = scan_cap
         self.ttl_s = ttl_s
         self._lexemes: dict[str, tuple[str, ...]] = {}
-        self._stats: _Stats | None = None
+        self._element_stats = ElementStats(table, column, ttl_s=ttl_s)
 
     async def _lexemes_of(self, conn: Any, ws: Sequence[str]) -> list[str]:
         missing = [w for w in ws if w not in self._lexemes]
@@ -105,22 +149,11 @@ class KeywordPlanner:
         return list(dict.fromkeys(lex for w in ws for lex in self._lexemes.get(w, ())))
 
     async def _current_stats(self, conn: Any) -> _Stats:
-        now = time.monotonic()
-        if self._stats is None or now - self._stats.at > self.ttl_s:
-            row = await conn.fetchrow(_STATS, self.table, self.column)
-            elems, freqs = (row["elems"], row["freqs"]) if row is not None else (None, None)
-            rows = float(row["rows"] or 0) if row is not None else 0.0
-            if elems and freqs and len(freqs) >= len(elems) + 2:
-                table = {e: float(f) for e, f in zip(elems, freqs, strict=False)}
-                floor = float(freqs[len(elems)])  # the least frequency listed: unlisted lexemes are rarer
-            else:
-                table, floor = {}, -1.0  # never analysed: frequencies unknown
-            self._stats = _Stats(freqs=table, floor=floor, rows=rows, at=now)
-        return self._stats
+        return await self._element_stats.get(conn)
 
     def forget_stats(self) -> None:
         """Read the statistics again on the next plan (after an ANALYZE this process ran)."""
-        self._stats = None
+        self._element_stats.forget()
 
     async def plan(self, conn: Any, text: str) -> KeywordPlan | None:
         """The plan for ``text``, or None when it has no searchable words (only stop words, say)."""

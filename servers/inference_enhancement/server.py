@@ -66,6 +66,8 @@ EMBED_OBSERVATIONS = 20
 #: Entities embedded per batch when refreshing stale vectors.
 REFRESH_BATCH = 256
 #: Hits of any-word keyword search ranked per table; common words would otherwise rank half the graph.
+#: Trigrams of a query looked up in the substring index (its rarest; strpos then checks exactly).
+RARE_TRIGRAMS = 3
 #: How often the embedder looks for entities another process left without a current vector.
 STALE_SWEEP_S = 30.0
 #: How long a search waits for this process's pending vectors (read your own writes by meaning).
@@ -140,13 +142,22 @@ def build(settings: Settings) -> MCPServer[Deps]:
     embed_idle.set()
     entity_words = keywords.KeywordPlanner("entities", scan_cap=settings.keyword_scan_cap)
     observation_words = keywords.KeywordPlanner("observations", scan_cap=settings.keyword_scan_cap)
+    entity_grams = keywords.ElementStats("entities", "grams")
+    observation_grams = keywords.ElementStats("observations", "grams")
+
+    def forget_stats() -> None:
+        """After an ANALYZE: word and trigram frequencies are read again on the next search."""
+        entity_words.forget_stats()
+        observation_words.forget_stats()
+        entity_grams.forget()
+        observation_grams.forget()
+
     refreshers: dict[str, StatsRefresher] = {}
 
     @asynccontextmanager
     async def background(d: Deps) -> AsyncIterator[None]:
         refresher = StatsRefresher(d.db, ["entities", "observations", "relations"])
-        refresher.on_refresh(entity_words.forget_stats)
-        refresher.on_refresh(observation_words.forget_stats)
+        refresher.on_refresh(forget_stats)
         refreshers["graph"] = refresher
         live["deps"] = d
         worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
@@ -308,14 +319,16 @@ def build(settings: Settings) -> MCPServer[Deps]:
             plans = [await entity_words.plan(conn, query), await observation_words.plan(conn, query)]
             sql, _ = store.lexical_sql(*plans)
             pairs = [v for p in plans if p is not None for v in (p.match, p.rank)]
+            grams = text.trigrams(lowered)
             return list(
                 await conn.fetch(
                     sql,
-                    text.trigrams(lowered),
+                    await entity_grams.rarest(conn, grams, RARE_TRIGRAMS),
                     lowered,
                     max(depth * 20, 1_000),
                     settings.keyword_scan_cap,
                     depth,
+                    await observation_grams.rarest(conn, grams, RARE_TRIGRAMS),
                     *pairs,
                 )
             )
@@ -685,6 +698,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         if result.entities_created + result.observations_added + result.relations_created >= store.ANALYZE_AFTER:
             await d.db.execute(store.FLUSH_PENDING)
             await d.db.execute(store.ANALYZE)
+            forget_stats()
         embed_wakeup.set()  # no read-your-writes wait: a big import is embedded over minutes
         await _changed(d, "imported", [e.name for e in entities][:200])
         log.info("graph_imported", **result.model_dump(exclude={"problems"}))

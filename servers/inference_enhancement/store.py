@@ -189,12 +189,14 @@ def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan |
     Neither needs the query's vector, so this runs while the query is embedded. Each table's
     keyword filter comes from its own common.keywords plan (rare words, or all words when every
     word is common) and hands at most ``$4`` rows to ranking; a name or type hit weighs twice an
-    observation's. Parameters: $1 trigrams, $2 lower-cased query, $3 substring cap, $4 keyword scan
-    cap, $5 depth, then match/rank pairs for the plans present (the substring part names $4 and $5 too,
-    because PostgreSQL refuses a parameter no clause types). Returns the SQL and its parameter count.
+    observation's. Parameters: $1 trigrams to look up in entities, $2 lower-cased query, $3 substring
+    cap, $4 keyword scan cap, $5 depth, $6 trigrams to look up in observations, then match/rank pairs
+    for the plans present (the substring part names $4 and $5 too, because PostgreSQL refuses a
+    parameter no clause types). The trigram lists are each table's rarest few of the query's (a
+    necessary condition; strpos is the exact test). Returns the SQL and its parameter count.
     """
     parts = []
-    n = 5
+    n = 6
     if entity_plan is not None:
         parts.append(
             f"SELECT c.id, ts_rank(c.tsv, ${n + 2}::tsquery) * 2 AS rank FROM "
@@ -220,7 +222,7 @@ UNION ALL (
 (SELECT 's' AS list, sub.id, 0::float8 AS score FROM (
     SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
     UNION
-    SELECT entity_id FROM observations WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+    SELECT entity_id FROM observations WHERE grams @> $6::text[] AND strpos(lc, $2) > 0
     LIMIT $3
 ) sub WHERE $4::int > 0 AND $5::int > 0){keyword}
 """

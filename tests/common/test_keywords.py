@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from common.keywords import KeywordPlanner, quote, words
+from common.keywords import ElementStats, KeywordPlanner, quote, words
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +63,8 @@ async def test_large_tables_filter_by_rare_words_or_by_all_common_ones(database_
         assert common.match == "'deploy' & 'cach'"
         hits = await conn.fetchval("SELECT count(*) FROM kw.docs WHERE tsv @@ $1::tsquery", common.match)
         assert 0 < hits < 20_000 / 2
+        elements = ElementStats("docs", "tsv")
+        assert await elements.rarest(conn, ["deploy", "zeppelin", "cach"], 1) == ["zeppelin"]
     finally:
         await conn.close()
 
@@ -70,6 +72,7 @@ async def test_large_tables_filter_by_rare_words_or_by_all_common_ones(database_
 async def test_statistics_are_cached_until_forgotten(database_url: str) -> None:
     conn = await _table(database_url, 2_000)
     try:
+        assert await ElementStats("docs", "tsv").rarest(conn, ["deploy", "zeppelin"], 1) == ["deploy", "zeppelin"]
         planner = KeywordPlanner("docs", scan_cap=500)
         first = await planner.plan(conn, "deploy")
         assert first is not None

@@ -66,6 +66,9 @@ EMBED_OBSERVATIONS = 20
 #: Entities embedded per batch when refreshing stale vectors.
 REFRESH_BATCH = 256
 #: Hits of any-word keyword search ranked per table; common words would otherwise rank half the graph.
+#: Substring hits fetched per ranked candidate asked for (at least 200): they all rank first, so more
+#: than a few pages of them only cost time; paging deeper raises the depth and with it this cap.
+SUBSTRING_DEPTH = 4
 #: Trigrams of a query looked up in the substring index (its rarest; strpos then checks exactly).
 RARE_TRIGRAMS = 3
 #: How often the embedder looks for entities another process left without a current vector.
@@ -325,7 +328,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                     sql,
                     await entity_grams.rarest(conn, grams, RARE_TRIGRAMS),
                     lowered,
-                    max(depth * 20, 1_000),
+                    max(depth * SUBSTRING_DEPTH, 200),
                     settings.keyword_scan_cap,
                     depth,
                     await observation_grams.rarest(conn, grams, RARE_TRIGRAMS),

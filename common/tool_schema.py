@@ -12,7 +12,7 @@ is unaffected: the SDK validates arguments with the pydantic model, not with the
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
@@ -25,6 +25,10 @@ def _drop_title(schema: dict[str, Any]) -> None:
 def P(description: str, **kw: Any) -> Any:
     """A tool parameter's ``Field``: its description, and no generated title (tools/list must stay small)."""
     return Field(description=description, json_schema_extra=_drop_title, **kw)
+
+
+#: The ``cursor`` argument of every paged tool: the ``next_cursor`` of the previous page.
+CursorArg = Annotated[str | None, P("From next_cursor.")]
 
 
 def inline(schema: Any, defs: dict[str, Any] | None = None) -> Any:

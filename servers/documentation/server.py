@@ -22,7 +22,7 @@ from common import keywords
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.runtime import DELETE, READ, WRITE, Deps, Hints, deps, open_deps, tool_registrar
-from common.tool_schema import P, compact_tools
+from common.tool_schema import CursorArg, P, compact_tools
 from servers.documentation import generate, ingest, mermaid, openapi, paths, store
 from servers.documentation.chunking import parse, slugify
 from servers.documentation.models import (
@@ -60,7 +60,7 @@ VersionArg = Annotated[str, P("Version, e.g. 1.2.", pattern=VERSION_RE)]
 OptProject = Annotated[str | None, P("Omit for all.", pattern=NAME_RE)]
 OptVersion = Annotated[str | None, P("Omit for all.", pattern=VERSION_RE)]
 Limit = Annotated[int, P("Max items.", ge=1, le=50)]
-Cursor = Annotated[str | None, P("From next_cursor.")]
+Cursor = CursorArg
 
 
 def _offset(cursor: str | None) -> int:

@@ -26,7 +26,7 @@ from common.logging import get_logger
 from common.runtime import DELETE, READ, WRITE, Deps, create_server, deps, tool_registrar
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
-from common.tool_schema import P, compact_tools
+from common.tool_schema import CursorArg, P, compact_tools
 from servers.inference_enhancement import graph, jsonl, store, text
 from servers.inference_enhancement.models import (
     Added,
@@ -563,7 +563,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     async def read_graph(
         ctx: Context,
         limit: Annotated[int, P("Page size.", ge=1, le=1_000)] = 200,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
         names_only: Annotated[bool, P("Omit observations.")] = False,
         as_of: AsOf = None,
     ) -> Graph:
@@ -588,7 +588,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         query: Annotated[str, P("Words or a question.")],
         ctx: Context,
         limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 10,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
     ) -> Graph:
         """Find entities by meaning, keywords and substrings, best first; next_cursor pages on."""
         d = deps(ctx)
@@ -785,7 +785,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         direction: Direction = "both",
         as_of: AsOf = None,
         limit: Annotated[int, P("Page size.", ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
     ) -> Graph:
         """Entities within 1-3 hops of one entity, nearest first."""
         d = deps(ctx)
@@ -951,7 +951,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         name: Annotated[str, P("Entity name.")],
         ctx: Context,
         limit: Annotated[int, P("Most observations and relations each.", ge=1, le=500)] = 100,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
     ) -> Provenance:
         """When and by which source an entity, its observations and its relations were written, with validity."""
         d = deps(ctx)

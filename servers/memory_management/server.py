@@ -27,7 +27,7 @@ from common.logging import get_logger
 from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, tool_registrar
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
-from common.tool_schema import P
+from common.tool_schema import CursorArg, P
 from servers.memory_management import bridge, ranking, store
 from servers.memory_management.models import (
     Consolidation,
@@ -406,7 +406,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         until: Annotated[datetime | None, P("Created before.")] = None,
         min_score: Annotated[float, P("Minimum fused score.", ge=0, le=2)] = 0.0,
         limit: Annotated[int, P("Most hits.", ge=1, le=50)] = 10,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
     ) -> Recall:
         """Find memories relevant to a query, best first. Use before answering from past work."""
         d = deps(ctx)
@@ -736,7 +736,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     async def list_workspaces(
         ctx: Context,
         limit: Annotated[int, P("Most workspaces.", ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, P("From next_cursor.")] = None,
+        cursor: CursorArg = None,
     ) -> Workspaces:
         """The workspaces that hold memories, with active and archived counts."""
         d = deps(ctx)

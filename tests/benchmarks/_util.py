@@ -108,3 +108,21 @@ async def settle(url: str, tables: Sequence[str]) -> None:
             await conn.execute(f"VACUUM ANALYZE {table}")
     finally:
         await conn.close()
+
+
+def children_peak_rss_mb(marker: str) -> float:
+    """Peak RSS (VmHWM, MB) of this process's running children whose command line contains ``marker``."""
+    from pathlib import Path
+
+    import psutil
+
+    peak = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if any(marker in part for part in proc.cmdline()):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+        except (psutil.Error, OSError):
+            continue
+    return peak

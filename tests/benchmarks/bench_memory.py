@@ -24,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from common.testing import call_ok as call
 from common.testing import create_database, start_cluster
 from tests.benchmarks import peer_qdrant
-from tests.benchmarks._util import WORDS, drop_prefix, median, pct, print_table, run_prefix, settle
+from tests.benchmarks._util import (
+    WORDS,
+    children_peak_rss_mb,
+    drop_prefix,
+    median,
+    pct,
+    print_table,
+    run_prefix,
+    settle,
+)
 from tests.servers.memory_management import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,20 +50,6 @@ SEED = 7
 
 def params(env: dict[str, str]) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=ARGS, env=env, cwd=str(ROOT))
-
-
-def server_rss_peak_mb() -> float:
-    """Peak RSS (VmHWM) of the memory server processes this benchmark spawned."""
-    peak = 0.0
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "memory_management" in proc.cmdline():
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) / 1024)
-        except (psutil.Error, OSError):
-            continue
-    return peak
 
 
 def synthetic(i: int, rng: random.Random) -> str:
@@ -199,7 +193,7 @@ async def measure_all(
                     "",
                 ]
             )
-        rows.append(["server peak RSS", f"{server_rss_peak_mb():.0f} MB", "", "", ""])
+        rows.append(["server peak RSS", f"{children_peak_rss_mb('memory_management'):.0f} MB", "", "", ""])
     expected, got = await lost_writes(env, url, 100)
     rows.append(
         [

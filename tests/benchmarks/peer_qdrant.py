@@ -29,11 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.benchmarks._util import WORDS, median, pct
+from tests.benchmarks._util import WORDS, children_peak_rss_mb, median, pct
 from tests.servers.memory_management import corpus
 
 DEFAULT_PYTHON = "/tmp/peer-qdrant/bin/python"
@@ -126,20 +125,6 @@ def peer_env(work: Path, models: Path) -> dict[str, str]:
         FASTMCP_LOG_LEVEL="WARNING",  # as ours runs with LOG_LEVEL=WARNING
     )
     return env
-
-
-def peer_rss_peak_mb() -> float:
-    """Peak RSS (VmHWM) of the peer processes this benchmark spawned that are still running."""
-    peak = 0.0
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if any(LAUNCHER_NAME in part for part in proc.cmdline()):
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) / 1024)
-        except (psutil.Error, OSError):
-            continue
-    return peak
 
 
 async def call(client: Client, tool: str, args: dict[str, Any]) -> list[str]:
@@ -289,5 +274,5 @@ async def _measure(
                     "",
                 ]
             )
-        rows.append(["peer: server peak RSS", f"{peer_rss_peak_mb():.0f} MB", "", "", ""])
+        rows.append(["peer: server peak RSS", f"{children_peak_rss_mb(LAUNCHER_NAME):.0f} MB", "", "", ""])
     return rows

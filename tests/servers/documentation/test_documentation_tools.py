@@ -145,31 +145,14 @@ async def test_bad_input_gives_clear_errors_and_writes_nothing(
             "No project 'nope'",
         )
         await call(client, "manage_project", {"action": "create", "project": "p"})
-        await fails(
-            client,
-            "ingest_folder",
-            {"action": "start", "project": "p", "version": "1", "path": str(outside)},
-            "outside the allowed roots",
-            "DOCUMENTATION_ALLOWED_ROOTS",
-        )
-        await fails(
-            client,
-            "ingest_folder",
-            {"action": "start", "project": "p", "version": "1", "path": str(docs_root / "escdir")},
-            "through a symlink",
-        )
-        await fails(
-            client,
-            "ingest_folder",
-            {"action": "start", "project": "p", "version": "1", "path": "relative/dir"},
-            "must be absolute",
-        )
-        await fails(
-            client,
-            "ingest_folder",
-            {"action": "start", "project": "p", "version": "1", "path": str(docs_root / "missing")},
-            "does not exist",
-        )
+        for path, *expected in [
+            (str(outside), "outside the allowed roots", "DOCUMENTATION_ALLOWED_ROOTS"),
+            (str(docs_root / "escdir"), "through a symlink"),
+            ("relative/dir", "must be absolute"),
+            (str(docs_root / "missing"), "does not exist"),
+        ]:
+            start_args = {"action": "start", "project": "p", "version": "1", "path": path}
+            await fails(client, "ingest_folder", start_args, *expected)
         await fails(
             client,
             "import_api_spec",

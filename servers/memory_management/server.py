@@ -6,6 +6,7 @@ call-logging wrapper of ``add_tool``) and needs real annotation objects, not str
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import time
@@ -40,6 +41,7 @@ from servers.memory_management.models import (
     Mode,
     Node,
     Recall,
+    Reembedded,
     Ref,
     Scope,
     Stats,
@@ -63,6 +65,9 @@ MAX_METADATA_BYTES = 8_192
 SNIPPET = 160
 #: How long a process trusts its check that no memory was embedded by another model.
 OTHER_MODEL_CHECK_S = 10.0
+#: Bounds of one reembed_memories call and the texts embedded per transaction it writes.
+REEMBED_MAX = 20_000
+REEMBED_BATCH = 64
 
 
 WorkspaceArg = Annotated[str | None, P("Default from settings.")]
@@ -367,7 +372,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             listed = ", ".join(f"{n} by {m!r}" for m, n in others.items())
             warning = (
                 f"Some memories were embedded with another model ({listed}); semantic search skips them "
-                f"(keyword search still finds them). Re-store them to embed them with {model!r}."
+                f"(keyword search still finds them). Call reembed_memories to embed them with {model!r}."
             )
         return scored, warning
 
@@ -772,6 +777,46 @@ def build(settings: Settings) -> MCPServer[Deps]:
             newest=head["newest"],
         )
 
+    # ----------------------------------------------------------------------------------- re-embed
+
+    async def reembed_memories(
+        ctx: Context,
+        workspace: Annotated[str | None, P("Workspace; '*' or unset for all.")] = None,
+        dry_run: Annotated[bool, P("Only count.")] = True,
+        max_items: Annotated[int, P("Most memories this call.", ge=1, le=REEMBED_MAX)] = 2_000,
+    ) -> Reembedded:
+        """After EMBEDDING_MODEL changed: embed memories that another model embedded with the current one, so
+        semantic recall finds them again. Counts first (dry_run); call again while remaining > 0."""
+        d = deps(ctx)
+        ws = _workspace(settings, workspace or "*", allow_all=True)
+        model = d.embedder.model_name
+        stale = await store.count_stale_vectors(d.db, model, ws)
+        total = sum(stale.values())
+        if dry_run or not total:
+            return Reembedded(dry_run=dry_run, model=model, stale=stale, reembedded=0, skipped=0, remaining=total)
+        _check_dim(d)
+        done = skipped = 0
+        rows = await store.stale_vectors(d.db, model, ws, max_items)
+        for start in range(0, len(rows), REEMBED_BATCH):
+            batch = rows[start : start + REEMBED_BATCH]
+            vectors = await _embed(d, [r["content"] for r in batch])
+            updates = [(r["id"], v, model, r["version"]) for r, v in zip(batch, vectors, strict=True)]
+            # One transaction per batch: a stopped call keeps every finished batch, none half-written.
+            written = await d.db.run_in_transaction(functools.partial(store.set_vectors, rows=updates))
+            done += written
+            skipped += len(batch) - written
+            await ctx.report_progress(start + len(batch), len(rows), f"{start + len(batch)} of {len(rows)} re-embedded")
+            await bridge.publish(d, "reembedded", [r["id"] for r in batch], [])
+        other_model_seen[0] = -OTHER_MODEL_CHECK_S - 1.0  # the next recall checks again
+        return Reembedded(
+            dry_run=False,
+            model=model,
+            stale=stale,
+            reembedded=done,
+            skipped=skipped,
+            remaining=max(total - done - skipped, 0),
+        )
+
     # ----------------------------------------------------------------------------------- import
 
     async def import_qdrant(
@@ -841,6 +886,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     register(list_workspaces, "List workspaces", READ)
     register(workspace_stats, "Workspace stats", READ)
     register(import_qdrant, "Import from Qdrant", EXTERNAL)
+    register(reembed_memories, "Re-embed memories", WRITE)
 
     # ----------------------------------------------------------------------------------- resources and prompt
 

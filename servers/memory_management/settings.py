@@ -5,7 +5,7 @@ from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
 
-#: Exposed unless MEMORY_MANAGEMENT_TOOLS says otherwise: the everyday tools. All sixteen tools together would
+#: Exposed unless MEMORY_MANAGEMENT_TOOLS says otherwise: the everyday tools. All seventeen tools together would
 #: cost the client about 20 KB of context on every turn; ``MEMORY_MANAGEMENT_TOOLS=all`` exposes them all.
 CORE_TOOLS = ("store_memory", "recall", "build_context", "get_memory", "update_memory", "forget")
 

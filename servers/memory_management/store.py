@@ -322,6 +322,39 @@ def merge(keyword_rows: list[dict[str, Any]], semantic_rows: list[dict[str, Any]
     return list(out.values())
 
 
+#: Memories whose vector another model made (or that have none), oldest first: what reembed redoes.
+STALE_VECTORS = """
+SELECT m.id::text AS id, m.content, m.version, m.embedding_model FROM memories m
+WHERE (m.embedding_model < $1 OR m.embedding_model > $1 OR m.embedding IS NULL) AND ($2::text IS NULL OR m.workspace = $2)
+ORDER BY m.created_at, m.id LIMIT $3
+"""
+COUNT_STALE_VECTORS = """
+SELECT m.embedding_model, count(*) AS n FROM memories m
+WHERE (m.embedding_model < $1 OR m.embedding_model > $1 OR m.embedding IS NULL) AND ($2::text IS NULL OR m.workspace = $2)
+GROUP BY 1 ORDER BY 2 DESC
+"""
+#: Only a row still at the version that was read: an edit meanwhile re-embedded it already.
+SET_VECTOR = """
+UPDATE memories SET embedding = $2, embedding_model = $3 WHERE id = $1::uuid AND version = $4
+"""
+
+
+async def stale_vectors(db: Database, model: str, workspace: str | None, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(STALE_VECTORS, model, workspace, limit)]
+
+
+async def count_stale_vectors(db: Database, model: str, workspace: str | None) -> dict[str, int]:
+    return {r["embedding_model"]: int(r["n"]) for r in await db.fetch(COUNT_STALE_VECTORS, model, workspace)}
+
+
+async def set_vectors(conn: asyncpg.Connection, rows: Sequence[tuple[str, np.ndarray, str, int]]) -> int:
+    """Write (id, vector, model, version) rows; returns how many were still at that version."""
+    done = 0
+    for row in rows:
+        done += (await conn.execute(SET_VECTOR, *row)) == "UPDATE 1"
+    return done
+
+
 #: Cheap on any size of store: two range scans of memories_model_idx, empty when every vector is current.
 ANY_OTHER_MODEL = """
 SELECT EXISTS (SELECT 1 FROM memories WHERE (embedding_model < $1 OR embedding_model > $1) AND state = 'active')

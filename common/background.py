@@ -4,26 +4,45 @@ A client waits for every millisecond of a tool call, so what only others need (a
 a cache entry, an access count) runs after the answer. The tasks are held here, so none is
 garbage-collected mid-flight, failures are logged instead of lost, and the lifespan drains them
 before the connections they use close.
+
+Work that every call leaves behind goes through a :class:`Batcher`: run per call, it lands in the
+middle of the next call (a client sends the next request at once) and on a 2-core machine takes
+the CPU from it (measured: a recall's access-count UPDATE, a store's change event and cache fill
+added ~3 ms to the next call); collected for a quarter of a second, N calls cost one round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Generic, TypeVar
 
 from common.logging import get_logger
 
 log = get_logger(__name__)
 
 AFTER_ANSWER_S = 0.002
+#: How long a Batcher collects before it hands its items over.
+BATCH_DELAY_S = 0.25
+
+T = TypeVar("T")
 
 
 class Background:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._batchers: dict[str, Batcher[Any]] = {}
         self.failed = 0
+
+    def batcher(
+        self, name: str, flush: Callable[[list[T]], Awaitable[Any]], *, delay_s: float = BATCH_DELAY_S
+    ) -> Batcher[T]:
+        """The batcher called ``name`` (made with ``flush`` on first use)."""
+        made = self._batchers.get(name)
+        if made is None:
+            made = self._batchers[name] = Batcher(self, name, flush, delay_s=delay_s)
+        return made
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self._after_answer(coro), name=name)
@@ -57,3 +76,52 @@ class Background:
         for task in late:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class Batcher(Generic[T]):
+    """Collects items from many calls and hands them to ``flush`` together, ``delay_s`` after the first.
+
+    Items added while a flush runs go to the next one; ``flush`` gets at most ``max_items`` at a
+    time. The collecting task is an ordinary background task, so draining the Background at
+    shutdown flushes what is pending.
+    """
+
+    def __init__(
+        self,
+        background: Background,
+        name: str,
+        flush: Callable[[list[T]], Awaitable[Any]],
+        *,
+        delay_s: float = BATCH_DELAY_S,
+        max_items: int = 1_000,
+    ) -> None:
+        self.background = background
+        self.name = name
+        self.flush = flush
+        self.delay_s = delay_s
+        self.max_items = max_items
+        self._items: list[T] = []
+        self._scheduled = False
+        self.flushes = 0
+
+    def add(self, items: Iterable[T]) -> None:
+        self._items.extend(items)
+        if self._items and not self._scheduled:
+            self._scheduled = True
+            self.background.spawn(self._collect(), name=self.name)
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    async def _collect(self) -> None:
+        try:
+            await asyncio.sleep(self.delay_s)
+            while self._items:
+                batch, self._items = self._items[: self.max_items], self._items[self.max_items :]
+                self.flushes += 1
+                await self.flush(batch)
+        finally:
+            self._scheduled = False
+            if self._items:  # a flush failed or was cancelled: the rest waits for the next add
+                log.warning("batch_not_flushed", batcher=self.name, items=len(self._items))

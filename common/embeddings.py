@@ -545,6 +545,9 @@ class FastEmbedEmbedder:
         except Exception as exc:
             log.warning("embedding_cache_set_failed", error=str(exc) or type(exc).__name__)
 
+    async def _cache_fill(self, entries: list[tuple[str, str]]) -> None:
+        await self._cache_set(dict(entries))
+
     async def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Embed ``texts`` in order; cached vectors are reused and duplicates embedded once."""
         if isinstance(texts, str):
@@ -574,11 +577,11 @@ class FastEmbedEmbedder:
             for text, vec in zip(misses, computed, strict=True):
                 found[text] = vec
             if keys:
-                fill = self._cache_set({keys[t]: encode_vector(found[t]) for t in misses})
+                entries = [(keys[t], encode_vector(found[t])) for t in misses]
                 if self.background is not None:
-                    self.background.spawn(fill, name="embedding-cache-fill")
+                    self.background.batcher("embedding-cache-fill", self._cache_fill).add(entries)
                 else:
-                    await fill
+                    await self._cache_fill(entries)
         return [found[t] for t in texts]
 
     async def embed_one(self, text: str) -> np.ndarray:

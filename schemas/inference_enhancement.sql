@@ -29,7 +29,7 @@ CREATE TABLE inference_enhancement.entities (
     CONSTRAINT entities_name_check CHECK (((length(name) >= 1) AND (length(name) <= 500))),
     CONSTRAINT entities_name_key UNIQUE (name),
     CONSTRAINT entities_pkey PRIMARY KEY (id)
-);
+) WITH (toast_tuple_target=8160);
 -- owner: inference_enhancement
 
 CREATE TABLE inference_enhancement.observations (

@@ -39,7 +39,7 @@ CREATE TABLE memory_management.memories (
     CONSTRAINT memories_scope_check CHECK ((scope = ANY (ARRAY['session'::text, 'project'::text, 'global'::text]))),
     CONSTRAINT memories_state_check CHECK ((state = ANY (ARRAY['active'::text, 'archived'::text]))),
     CONSTRAINT memories_workspace_check CHECK ((workspace ~ '^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$'::text))
-) WITH (fillfactor=80);
+) WITH (fillfactor=80, toast_tuple_target=8160);
 -- owner: memory_management
 
 CREATE TABLE memory_management.memory_history (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -254,13 +255,19 @@ def build(settings: Settings) -> MCPServer[Deps]:
         if names:
             if "graph" in refreshers:
                 refreshers["graph"].wrote(len(names))
-            d.background.spawn(_announce(d, action, sorted(set(names))[:200]), name="graph-changed")
+            d.background.batcher("graph-changed", functools.partial(_announce, d)).add([(action, list(names))])
 
-    async def _announce(d: Deps, action: str, names: list[str]) -> None:
-        """The domain event for other servers, and resource updates for every process's subscribed clients
-        (``d.subscriptions`` relays them through the event bus)."""
-        await d.events.publish(EVENT, {"action": action, "names": names})
-        await d.subscriptions.resources_updated([SUMMARY_URI, *(entity_uri(n) for n in names)])
+    async def _announce(d: Deps, changes: list[tuple[str, list[str]]]) -> None:
+        """The domain event for other servers (one per action of a burst of writes), and resource updates
+        for every process's subscribed clients (``d.subscriptions`` relays them through the event bus)."""
+        by_action: dict[str, set[str]] = {}
+        for action, names in changes:
+            by_action.setdefault(action, set()).update(names)
+        touched: set[str] = set()
+        for action, named in by_action.items():
+            await d.events.publish(EVENT, {"action": action, "names": sorted(named)[:200]})
+            touched.update(named)
+        await d.subscriptions.resources_updated([SUMMARY_URI, *(entity_uri(n) for n in sorted(touched))])
 
     async def _assemble(
         conn: asyncpg.Connection,
@@ -336,16 +343,20 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 )
             )
 
-        lexical_task = asyncio.create_task(d.db.run(lexical))
+        # The vector list starts on its own connection as soon as the vector is there, beside the
+        # lexical statement if that is still running.
+        tasks = [asyncio.create_task(d.db.run(lexical))]
         try:
             vector = (await _embed(d, [query]))[0]
-            rows = await lexical_task
+            tasks.append(asyncio.create_task(d.db.fetch(store.VECTOR_SEARCH, vector, d.embedder.model_name, depth)))
+            rows, vec_rows = await asyncio.gather(*tasks)
         except BaseException:
-            lexical_task.cancel()
-            with contextlib.suppress(BaseException):
-                await lexical_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
             raise
-        vec_rows = await d.db.fetch(store.VECTOR_SEARCH, vector, d.embedder.model_name, depth)
         sub = [r["id"] for r in rows if r["list"] == "s"]
         kw = [r["id"] for r in rows if r["list"] == "k"]
         vec = [(r["id"], r["score"]) for r in vec_rows]

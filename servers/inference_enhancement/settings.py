@@ -37,7 +37,8 @@ class Settings(BaseServerSettings):
     result_char_budget: int = Field(default=60_000, ge=2_000, le=2_000_000)
     #: Below this cosine similarity a meaning-only match is not a search hit.
     min_similarity: float = Field(default=0.3, ge=0.0, le=1.0)
-    search_candidates: int = Field(default=50, ge=5, le=1_000)
+    #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
+    search_candidates: int = Field(default=40, ge=5, le=1_000)
     max_visited: int = Field(default=20_000, ge=100, le=1_000_000)
     import_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1_024)
     export_inline_max_chars: int = Field(default=200_000, ge=1_000, le=10_000_000)

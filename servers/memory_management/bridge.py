@@ -7,6 +7,7 @@ process B.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,18 +49,26 @@ def uris(event: Event) -> list[str]:
 async def publish(d: Deps, action: str, ids: Sequence[str], workspaces: Sequence[str]) -> None:
     """After a write: the domain event for other servers, and resource updates for subscribed clients.
 
-    Both go out after the tool has answered (``d.background``): the writer's client is not kept
-    waiting for two more Redis round trips that only others care about. ``d.subscriptions``
+    Both go out after the tool has answered, collected for a moment (``common.background.Batcher``):
+    the writer's client is not kept waiting for Redis round trips that only others care about, and
+    a burst of writes sends one event per action. ``d.subscriptions``
     (common.subscriptions.EventBridgeBus) delivers the updates to this process's listen streams
     and, through the event bus, to every other process's.
     """
     if ids:
-        d.background.spawn(_send(d, action, list(ids), list(workspaces)), name="memory-changed")
+        d.background.batcher("memory-changed", functools.partial(_send, d)).add([(action, list(ids), list(workspaces))])
 
 
-async def _send(d: Deps, action: str, ids: list[str], workspaces: list[str]) -> None:
-    await d.events.publish(EVENT, change(action, ids, workspaces))
-    uris = [memory_uri(str(i)) for i in ids]
-    if workspaces:
-        uris.append(WORKSPACES_URI)
+async def _send(d: Deps, changes: list[tuple[str, list[str], list[str]]]) -> None:
+    by_action: dict[str, tuple[list[str], set[str]]] = {}
+    for action, ids, workspaces in changes:
+        got = by_action.setdefault(action, ([], set()))
+        got[0].extend(ids)
+        got[1].update(workspaces)
+    uris: list[str] = []
+    for action, (changed, spaces) in by_action.items():
+        await d.events.publish(EVENT, change(action, changed, sorted(spaces)))
+        uris.extend(memory_uri(str(i)) for i in changed)
+        if spaces:
+            uris.append(WORKSPACES_URI)
     await d.subscriptions.resources_updated(uris)

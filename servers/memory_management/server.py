@@ -335,38 +335,47 @@ def build(settings: Settings) -> MCPServer[Deps]:
             raise InvalidInput("query has no words to match; use mode=semantic or add words.")
         model = d.embedder.model_name
 
+        hybrid = mode == "hybrid"
+
         async def keyword_side(conn: asyncpg.Connection) -> tuple[bool, list[dict[str, Any]]]:
             plan = await planner.plan(conn, query)
             if plan is None:  # only stop words
                 return False, []
-            return True, await store.keyword_candidates(conn, flt, plan, depth=depth, scan_cap=planner.scan_cap)
+            rows = await store.keyword_candidates(
+                conn, flt, plan, depth=depth, scan_cap=planner.scan_cap, vectors=hybrid
+            )
+            return True, rows
 
-        # The keyword list needs no vector: it runs while the query is being embedded.
-        keyword_task = asyncio.create_task(d.db.run(keyword_side)) if mode in ("hybrid", "keyword") else None
+        async def semantic_side(
+            conn: asyncpg.Connection, vector: np.ndarray
+        ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            rows = await store.semantic_candidates(conn, flt, vector, model, depth=depth)
+            return rows, await _other_models(conn, flt, model)
+
+        # The keyword list needs no vector: it runs while the query is embedded, and the vector
+        # list starts beside it (on its own connection) as soon as the vector is there.
+        tasks: list[asyncio.Task[Any]] = []
         try:
+            if mode in ("hybrid", "keyword"):
+                tasks.append(asyncio.create_task(d.db.run(keyword_side)))
             vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
-            used_keywords, keyword_rows = await keyword_task if keyword_task is not None else (False, [])
+            if vector is not None:
+                tasks.append(asyncio.create_task(d.db.run(functools.partial(semantic_side, vector=vector))))
+            results = await asyncio.gather(*tasks)
         except BaseException:
-            if keyword_task is not None:
-                keyword_task.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(BaseException):
-                    await keyword_task
+                    await task
             raise
-        semantic_rows: list[dict[str, Any]] = []
-        others: dict[str, int] = {}
-        if vector is not None:
-            also = [r["id"] for r in keyword_rows]
-
-            async def semantic_side(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], dict[str, int]]:
-                rows = await store.semantic_candidates(conn, flt, vector, model, depth=depth, also=also)
-                return rows, await _other_models(conn, flt, model)
-
-            semantic_rows, others = await d.db.run(semantic_side)
-        rows = store.merge(keyword_rows, semantic_rows)
+        used_keywords, keyword_rows = results[0] if mode in ("hybrid", "keyword") else (False, [])
+        semantic_rows, others = results[-1] if vector is not None else ([], {})
+        rows = store.merge(keyword_rows, semantic_rows, vector, model)
         scored = ranking.fuse(rows, max((vector is not None) + used_keywords, 1))
         accessed = touch(scored)
         if accessed:
-            d.background.spawn(store.touch(d.db, accessed), name="memory-touch")
+            d.background.batcher("memory-touch", functools.partial(store.touch, d.db)).add(accessed)
         warning = None
         if others:
             listed = ", ".join(f"{n} by {m!r}" for m, n in others.items())

@@ -19,7 +19,9 @@ class Settings(BaseServerSettings):
     default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$")
     default_token_budget: int = Field(default=1_500, ge=50, le=50_000)
     max_token_budget: int = Field(default=8_000, ge=100, le=100_000)
-    recall_candidates: int = Field(default=50, ge=10, le=1_000, description="Depth of each ranked list fused.")
+    #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time
+    #: (measured at 100k memories: ~11 ms for 50 nearest vs ~5 ms for 40).
+    recall_candidates: int = Field(default=40, ge=10, le=1_000, description="Depth of each ranked list fused.")
     store_batch_max: int = Field(default=100, ge=1, le=1_000)
     sweep_interval_s: float = Field(default=60.0, ge=0.05, le=86_400)
     sweep_batch: int = Field(default=500, ge=1, le=10_000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -251,15 +252,20 @@ HIT_COLUMNS = """m.id::text AS id, m.content, m.kind, m.tags, m.workspace, m.cre
        m.useful_count, m.not_useful_count, extract(epoch FROM now() - m.created_at)::float8 AS age_s"""
 
 
-def keyword_sql(flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int) -> tuple[str, list[Any]]:
+def keyword_sql(
+    flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int, vectors: bool = False
+) -> tuple[str, list[Any]]:
     """The keyword list: rows matching ``plan.match`` (at most ``scan_cap`` of them), ranked by ``plan.rank``.
 
     rank(), not row_number(): memories with equal keyword scores (often all that share just a name)
-    share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus.
+    share a rank, so an arbitrary tie order cannot lend one of them a fusion bonus. ``vectors`` adds
+    each hit's vector and model: hybrid recall computes the similarity of keyword hits that the
+    vector list did not reach from these, instead of asking PostgreSQL again.
     """
     where, values = flt.sql(5)
+    extra = ", m.embedding, m.embedding_model" if vectors else ""
     sql = f"""
-SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score FROM (
+SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score{extra} FROM (
     SELECT c.id, c.r AS kw_score, rank() OVER (ORDER BY c.r DESC) AS kw_rank FROM (
         SELECT s.id, ts_rank_cd(s.tsv, $2::tsquery) AS r FROM (
             SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ $1::tsquery AND {where} LIMIT $4
@@ -269,55 +275,55 @@ SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score FROM (
     return sql, [plan.match, plan.rank, depth, scan_cap, *values]
 
 
-def semantic_sql(flt: RecallFilter, *, depth: int) -> str:
-    """The nearest-vector list, plus the similarity of the keyword hits it did not reach ($4).
-
-    Parameters: $1 vector, $2 model, $3 depth, $4 ids already found by keywords, then the filters.
-    """
-    where, _ = flt.sql(5)
+def semantic_sql(flt: RecallFilter) -> str:
+    """The nearest-vector list. Parameters: $1 vector, $2 model, $3 depth, then the filters from $4."""
+    where, _ = flt.sql(4)
     return f"""
-WITH sem AS (
-    SELECT n.id, n.dist, row_number() OVER (ORDER BY n.dist, n.id) AS sem_rank FROM (
-        SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
-        WHERE m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
-        ORDER BY m.embedding <=> $1::vector LIMIT $3
-    ) n
-)
-SELECT {HIT_COLUMNS}, sem.sem_rank, 1 - sem.dist AS similarity FROM sem JOIN memories m ON m.id = sem.id
-UNION ALL
-SELECT m.id::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       CASE WHEN m.embedding IS NULL OR m.embedding_model <> $2 THEN NULL ELSE 1 - (m.embedding <=> $1::vector) END
-FROM memories m WHERE m.id = ANY($4::uuid[]) AND m.id NOT IN (SELECT id FROM sem)"""
+SELECT {HIT_COLUMNS}, row_number() OVER (ORDER BY n.dist, n.id) AS sem_rank, 1 - n.dist AS similarity FROM (
+    SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
+    WHERE m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
+    ORDER BY m.embedding <=> $1::vector LIMIT $3
+) n JOIN memories m ON m.id = n.id"""
 
 
 async def keyword_candidates(
-    conn: asyncpg.Connection, flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int
+    conn: asyncpg.Connection, flt: RecallFilter, plan: KeywordPlan, *, depth: int, scan_cap: int, vectors: bool = False
 ) -> list[dict[str, Any]]:
-    sql, values = keyword_sql(flt, plan, depth=depth, scan_cap=scan_cap)
+    sql, values = keyword_sql(flt, plan, depth=depth, scan_cap=scan_cap, vectors=vectors)
     return [dict(r) for r in await conn.fetch(sql, *values)]
 
 
 async def semantic_candidates(
-    conn: asyncpg.Connection, flt: RecallFilter, vector: np.ndarray, model: str, *, depth: int, also: list[str]
+    conn: asyncpg.Connection, flt: RecallFilter, vector: np.ndarray, model: str, *, depth: int
 ) -> list[dict[str, Any]]:
-    """Nearest rows (with ``sem_rank``), and bare ``{id, similarity}`` rows for the ids in ``also``."""
-    _, values = flt.sql(5)
-    rows = await conn.fetch(semantic_sql(flt, depth=depth), vector, model, depth, also, *values)
-    return [dict(r) for r in rows]
+    """The rows nearest to ``vector`` (with ``sem_rank`` and ``similarity``)."""
+    _, values = flt.sql(4)
+    return [dict(r) for r in await conn.fetch(semantic_sql(flt), vector, model, depth, *values)]
 
 
-def merge(keyword_rows: list[dict[str, Any]], semantic_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One candidate per memory with ``sem_rank``, ``kw_rank``, ``kw_score`` and ``similarity``."""
+def merge(
+    keyword_rows: list[dict[str, Any]], semantic_rows: list[dict[str, Any]], vector: np.ndarray | None, model: str
+) -> list[dict[str, Any]]:
+    """One candidate per memory with ``sem_rank``, ``kw_rank``, ``kw_score`` and ``similarity``.
+
+    A keyword hit outside the vector list gets its similarity from its own vector (when ``vector`` is
+    given and the hit was embedded by ``model``); the vector itself is dropped from the row.
+    """
     out: dict[str, dict[str, Any]] = {}
     for row in keyword_rows:
-        out[row["id"]] = {**row, "sem_rank": None, "similarity": None}
+        emb, emb_model = row.pop("embedding", None), row.pop("embedding_model", None)
+        similarity = None
+        if vector is not None and emb is not None and emb_model == model:
+            other = emb.to_numpy() if hasattr(emb, "to_numpy") else np.asarray(emb, dtype=np.float32)
+            norm = float(np.linalg.norm(other)) * float(np.linalg.norm(vector))
+            similarity = float(np.dot(other, vector)) / norm if norm else 0.0
+        out[row["id"]] = {**row, "sem_rank": None, "similarity": similarity}
     for row in semantic_rows:
         known = out.get(row["id"])
         if known is not None:
             known["similarity"] = row["similarity"]
-            if row["sem_rank"] is not None:
-                known["sem_rank"] = row["sem_rank"]
-        elif row["sem_rank"] is not None:
+            known["sem_rank"] = row["sem_rank"]
+        else:
             out[row["id"]] = {**row, "kw_rank": None, "kw_score": None}
     return list(out.values())
 
@@ -377,18 +383,19 @@ WHERE (m.embedding_model < $1 OR m.embedding_model > $1) AND {where} GROUP BY 1 
 
 
 def touch_sql(ids: Sequence[str]) -> str:
-    """One round trip that counts an access of ``ids`` without waiting for the disk.
+    """One round trip that counts the accesses of ``ids`` (an id may repeat) without waiting for the disk.
 
     A lost access count is harmless and recall should not pay for a WAL flush, so the update runs in
     its own transaction with synchronous_commit off. Simple-query protocol (no parameters) is what
     lets the four statements travel together, so the ids are inlined: each is parsed as a UUID
     first, so nothing but UUIDs reaches the text.
     """
-    literal = ",".join(str(uuid.UUID(i)) for i in ids)
+    counts = Counter(str(uuid.UUID(i)) for i in ids)
+    values = ",".join(f"('{i}'::uuid,{n})" for i, n in sorted(counts.items()))
     return (
         "BEGIN; SET LOCAL synchronous_commit = off; "
-        "UPDATE memories SET access_count = access_count + 1, last_accessed_at = now() "
-        f"WHERE id = ANY('{{{literal}}}'::uuid[]); COMMIT"
+        "UPDATE memories m SET access_count = m.access_count + v.n, last_accessed_at = now() "
+        f"FROM (VALUES {values}) AS v(id, n) WHERE m.id = v.id; COMMIT"
     )
 
 

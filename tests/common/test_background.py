@@ -51,6 +51,46 @@ async def test_failures_are_counted_and_slow_work_is_cancelled_at_drain() -> Non
     assert bg.pending == 0
 
 
+async def test_a_batcher_hands_a_burst_over_in_one_flush_and_drain_flushes_the_rest() -> None:
+    bg = Background()
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:
+        flushed.append(items)
+
+    batcher = bg.batcher("numbers", flush, delay_s=0.05)
+    assert bg.batcher("numbers", flush) is batcher  # one per name
+    for i in range(5):  # five calls in quick succession
+        batcher.add([i, i])
+    assert flushed == []  # nothing waits for the flush
+    await asyncio.sleep(0.2)
+    assert flushed == [[0, 0, 1, 1, 2, 2, 3, 3, 4, 4]]
+    batcher.add([9])
+    assert batcher.pending == 1
+    await bg.drain()  # shutting down: what is pending goes out
+    assert flushed[-1] == [9]
+    assert batcher.flushes == 2
+    assert batcher.pending == 0
+
+
+async def test_a_failed_flush_is_counted_and_the_next_add_flushes_again() -> None:
+    bg = Background()
+    calls: list[list[str]] = []
+
+    async def flush(items: list[str]) -> None:
+        calls.append(items)
+        if items == ["bad"]:
+            raise RuntimeError("redis went away")
+
+    batcher = bg.batcher("fragile", flush, delay_s=0.01)
+    batcher.add(["bad"])
+    await bg.drain()
+    assert bg.failed == 1
+    batcher.add(["good"])
+    await bg.drain()
+    assert calls == [["bad"], ["good"]]
+
+
 async def test_analyze_runs_after_enough_writes_and_tells_listeners(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     await conn.execute(

@@ -99,6 +99,25 @@ async def test_the_nine_reference_tools_keep_the_reference_shapes(settings: Sett
         assert graph["entities"][0]["observations"] == ["Leads the billing team", "Joined 2021"]
 
 
+async def test_entity_vectors_stay_in_the_row_rather_than_in_toast(settings: Settings) -> None:
+    # Names long enough that name, lower-cased text, trigrams, tsvector and vector pass 2 KB together.
+    long = "exports of the billing and invoicing warehouse for every region and every currency"
+    many = [{"name": f"Service {i} {long}", "entityType": "service", "observations": ["Nightly"]} for i in range(20)]
+    async with Client(build(settings)) as client:
+        await call(client, "create_entities", {"entities": many})
+        await call(client, "search_nodes", {"query": "nightly exports"})  # waits for this process's vectors
+    conn = await asyncpg.connect(resolve_admin_url(settings))
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(embedding) AS embedded, count(pg_column_toast_chunk_id(embedding)) AS toasted "
+            "FROM inference_enhancement.entities"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert (row["embedded"], row["toasted"]) == (20, 0)
+
+
 async def test_relations_to_unknown_entities_fail_the_whole_call_and_write_nothing(settings: Settings) -> None:
     async with Client(build(settings)) as c:
         await call(c, "create_entities", {"entities": PEOPLE})

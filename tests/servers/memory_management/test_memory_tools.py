@@ -308,6 +308,16 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
             assert prop.get("description"), f"{tool.name}.{name}"
 
 
+async def test_vectors_stay_in_the_row_rather_than_in_toast(settings: Settings) -> None:
+    async with Client(build(settings)) as client:
+        long = "The release checklist says: " + "verify the staging database backups first; " * 12
+        await call(client, "store_memory", {"content": long})
+        await call(client, "store_memory", {"content": "short"})
+    # Without migration 0003 the first row (over 2 KB with its vector) had its vector moved to TOAST.
+    assert await count_rows(settings, "embedding IS NOT NULL") == 2
+    assert await count_rows(settings, "pg_column_toast_chunk_id(embedding) IS NOT NULL") == 0
+
+
 async def test_reembed_redoes_vectors_of_another_model_in_bounded_steps(settings: Settings) -> None:
     from servers.memory_management import store
 

@@ -58,8 +58,10 @@ def test_touch_sql_inlines_only_uuids() -> None:
     from servers.memory_management.store import touch_sql
 
     good = "6f1c7a52-0b8e-4c55-9a57-5a0b3f8d2e11"
-    sql = touch_sql([good])
-    assert f"'{{{good}}}'::uuid[]" in sql
+    other = "0a1c7a52-0b8e-4c55-9a57-5a0b3f8d2e11"
+    sql = touch_sql([good, other, good])  # a batch of several recalls: an id counts once per access
+    assert f"('{good}'::uuid,2)" in sql
+    assert f"('{other}'::uuid,1)" in sql
     assert "synchronous_commit = off" in sql
     with pytest.raises(ValueError, match="badly formed"):
         touch_sql(["x'); DROP TABLE memories; --"])

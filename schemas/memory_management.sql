@@ -29,6 +29,7 @@ CREATE TABLE memory_management.memories (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     archived_at timestamp with time zone,
     version integer DEFAULT 1 NOT NULL,
+    indexed boolean DEFAULT true NOT NULL,
     CONSTRAINT memories_check CHECK ((parent_id IS DISTINCT FROM id)),
     CONSTRAINT memories_content_check CHECK ((length(content) > 0)),
     CONSTRAINT memories_importance_check CHECK (((importance >= (0)::double precision) AND (importance <= (1)::double precision))),
@@ -73,7 +74,7 @@ CREATE TABLE memory_management.schema_migrations (
 
 CREATE UNIQUE INDEX memories_dedupe_idx ON memory_management.memories USING btree (workspace, content_hash) WHERE (state = 'active'::text);
 
-CREATE INDEX memories_embedding_idx ON memory_management.memories USING hnsw (embedding extensions.vector_cosine_ops);
+CREATE INDEX memories_embedding_idx ON memory_management.memories USING hnsw (embedding extensions.vector_cosine_ops) WHERE indexed;
 
 CREATE INDEX memories_expiry_idx ON memory_management.memories USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
@@ -88,6 +89,8 @@ CREATE UNIQUE INDEX memories_pkey ON memory_management.memories USING btree (id)
 CREATE INDEX memories_tags_idx ON memory_management.memories USING gin (tags);
 
 CREATE INDEX memories_tsv_idx ON memory_management.memories USING gin (tsv);
+
+CREATE INDEX memories_unindexed_idx ON memory_management.memories USING btree (created_at) WHERE (NOT indexed);
 
 CREATE INDEX memory_history_memory_idx ON memory_management.memory_history USING btree (memory_id, id);
 

@@ -65,6 +65,9 @@ MAX_METADATA_BYTES = 8_192
 SNIPPET = 160
 #: How long a process trusts its check that no memory was embedded by another model.
 OTHER_MODEL_CHECK_S = 10.0
+#: A row still outside the HNSW graph this long after its store was left by a process that died
+#: before its batch went out; the sweep indexes it.
+UNINDEXED_GRACE_S = 30.0
 #: Bounds of one reembed_memories call and the texts embedded per transaction it writes.
 REEMBED_MAX = 20_000
 REEMBED_BATCH = 64
@@ -155,7 +158,12 @@ def _ref(row: dict[str, Any]) -> Ref:
 
 
 async def _sweep_once(d: Deps, settings: Settings) -> int:
-    """Hard-delete expired memories, a bounded number of batches per pass."""
+    """Hard-delete expired memories, a bounded number of batches per pass; index what a dead process left."""
+    for _ in range(20):
+        left = await store.unindexed(d.db, UNINDEXED_GRACE_S, settings.sweep_batch)
+        await store.index_vectors(d.db, left)
+        if len(left) < settings.sweep_batch:
+            break
     removed = 0
     for _ in range(20):
         rows = await store.sweep_expired(d.db, settings.sweep_batch)
@@ -237,7 +245,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return out
 
         if len(items) == 1 and items[0].parent_id is None:  # one statement: atomic without BEGIN/COMMIT
-            rows = [await d.db.run(lambda conn: store.insert(conn, items[0], vectors[0], d.embedder.model_name))]
+            # Into the HNSW graph after the answer (migration 0004); batches still pay it inline.
+            rows = [
+                await d.db.run(
+                    lambda conn: store.insert(conn, items[0], vectors[0], d.embedder.model_name, indexed=False)
+                )
+            ]
+            if rows[0]["created"]:
+                d.background.batcher("memory-index", functools.partial(store.index_vectors, d.db)).add([rows[0]["id"]])
         else:
             rows = await d.db.run_in_transaction(write)
         created = [r["id"] for r in rows if r["created"]]

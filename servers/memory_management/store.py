@@ -64,9 +64,9 @@ class NewMemory:
 
 INSERT = """
 INSERT INTO memories AS m (workspace, scope, parent_id, kind, content, content_hash, tags, metadata, importance,
-                           embedding, embedding_model, expires_at)
+                           embedding, embedding_model, expires_at, indexed)
 VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8::jsonb, $9, $10, $11,
-        CASE WHEN $12::int IS NULL THEN NULL ELSE now() + make_interval(secs => $12::int) END)
+        CASE WHEN $12::int IS NULL THEN NULL ELSE now() + make_interval(secs => $12::int) END, $13)
 ON CONFLICT (workspace, content_hash) WHERE state = 'active' DO UPDATE SET
     tags = ARRAY(SELECT DISTINCT t FROM unnest(m.tags || EXCLUDED.tags) AS t ORDER BY t),
     importance = GREATEST(m.importance, EXCLUDED.importance),
@@ -88,7 +88,11 @@ async def parent_workspace(conn: asyncpg.Connection, parent_id: str) -> str | No
     return value
 
 
-async def insert(conn: asyncpg.Connection, new: NewMemory, vector: np.ndarray | None, model: str) -> dict[str, Any]:
+async def insert(
+    conn: asyncpg.Connection, new: NewMemory, vector: np.ndarray | None, model: str, *, indexed: bool = True
+) -> dict[str, Any]:
+    """Insert or merge into the active memory with the same text; ``indexed=False`` leaves the HNSW
+    insert to :func:`index_vectors` (migration 0004)."""
     row = await conn.fetchrow(
         INSERT,
         new.workspace,
@@ -103,6 +107,7 @@ async def insert(conn: asyncpg.Connection, new: NewMemory, vector: np.ndarray | 
         vector,
         model,
         new.ttl_seconds,
+        indexed,
     )
     assert row is not None
     return dict(row)
@@ -276,13 +281,22 @@ SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score{extra} FROM (
 
 
 def semantic_sql(flt: RecallFilter) -> str:
-    """The nearest-vector list. Parameters: $1 vector, $2 model, $3 depth, then the filters from $4."""
+    """The nearest-vector list: the HNSW graph, plus an exact pass over rows not yet in it (0004).
+
+    Parameters: $1 vector, $2 model, $3 depth, then the filters from $4.
+    """
     where, _ = flt.sql(4)
     return f"""
 SELECT {HIT_COLUMNS}, row_number() OVER (ORDER BY n.dist, n.id) AS sem_rank, 1 - n.dist AS similarity FROM (
-    SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
-    WHERE m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
-    ORDER BY m.embedding <=> $1::vector LIMIT $3
+    SELECT u.id, u.dist FROM (
+        (SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
+         WHERE m.indexed AND m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
+         ORDER BY m.embedding <=> $1::vector LIMIT $3)
+        UNION ALL
+        (SELECT m.id, m.embedding <=> $1::vector AS dist FROM memories m
+         WHERE NOT m.indexed AND m.embedding IS NOT NULL AND m.embedding_model = $2 AND {where}
+         ORDER BY 2 LIMIT $3)
+    ) u ORDER BY u.dist LIMIT $3
 ) n JOIN memories m ON m.id = n.id"""
 
 
@@ -492,6 +506,26 @@ async def restore(conn: asyncpg.Connection, memory_id: str) -> dict[str, Any] | 
 
 async def purge(conn: asyncpg.Connection, ids: Sequence[str]) -> None:
     await conn.execute(PURGE, list(ids))
+
+
+#: Put rows stored with indexed = false into the HNSW graph (one UPDATE; asynchronous commit: a
+#: lost flip is redone by the sweep, and recall finds unindexed rows meanwhile).
+INDEX_VECTORS = """
+BEGIN; SET LOCAL synchronous_commit = off;
+UPDATE memories SET indexed = true WHERE id = ANY('{ids}'::uuid[]) AND NOT indexed; COMMIT"""
+#: Rows a process stored but never indexed (it died first): the oldest, a batch at a time.
+UNINDEXED = "SELECT id::text FROM memories WHERE NOT indexed AND created_at < now() - $1 * interval '1 second' ORDER BY created_at LIMIT $2"
+
+
+async def index_vectors(db: Database, ids: Sequence[str]) -> None:
+    if ids:
+        literal = ",".join(sorted({str(uuid.UUID(i)) for i in ids}))
+        sql = INDEX_VECTORS.format(ids="{" + literal + "}")
+        await db.run(lambda conn: conn.execute(sql))
+
+
+async def unindexed(db: Database, older_than_s: float, limit: int) -> list[str]:
+    return [r["id"] for r in await db.fetch(UNINDEXED, older_than_s, limit)]
 
 
 SWEEP = """

@@ -308,6 +308,37 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
             assert prop.get("description"), f"{tool.name}.{name}"
 
 
+async def test_a_stored_memory_is_found_before_and_after_it_enters_the_vector_index(
+    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.memory_management import server as memory_server
+
+    monkeypatch.setattr(memory_server, "UNINDEXED_GRACE_S", 0.0)
+    settings = make_settings(Settings, embedding_model="hash-384", tools=["all"], sweep_interval_s=0.1)
+    async with Client(build(settings)) as client:
+        first = await call(client, "store_memory", {"content": "The cache warms up at dawn."})
+        await call(client, "store_memories", {"items": [{"content": f"filler {i}"} for i in range(30)]})
+        conn = await asyncpg.connect(resolve_admin_url(settings))
+        try:  # as if the process had died before its indexing batch went out
+            await conn.execute("UPDATE memory_management.memories SET indexed = false WHERE id = $1", first["id"])
+        finally:
+            await conn.close()
+        found = await call(client, "recall", {"query": "The cache warms up at dawn.", "mode": "semantic", "limit": 1})
+        assert found["hits"][0]["id"] == first["id"]  # the exact pass over unindexed rows
+        assert found["hits"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+        for _ in range(100):  # the sweep puts it into the graph
+            if await count_rows(settings, "NOT indexed") == 0:
+                break
+            await anyio.sleep(0.05)
+        assert await count_rows(settings, "NOT indexed") == 0
+        again = await call(client, "recall", {"query": "The cache warms up at dawn.", "mode": "semantic", "limit": 1})
+        assert again["hits"][0]["id"] == first["id"]
+        await call(client, "store_memory", {"content": "A second single store."})
+    # Closing the client drained the indexing batch of the last store.
+    assert await count_rows(settings, "NOT indexed") == 0
+    assert await count_rows(settings) == 32
+
+
 async def test_vectors_stay_in_the_row_rather_than_in_toast(settings: Settings) -> None:
     async with Client(build(settings)) as client:
         long = "The release checklist says: " + "verify the staging database backups first; " * 12

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def pct(values: Sequence[float], p: float) -> float:
@@ -126,3 +127,39 @@ def children_peak_rss_mb(marker: str) -> float:
         except (psutil.Error, OSError):
             continue
     return peak
+
+
+async def machine_baseline(data_dir: Path, texts: Sequence[str]) -> list[list[object]]:
+    """What this machine gives before any of our code: a bare MCP round trip and one embedding.
+
+    Printed with every server benchmark, so figures from machines of different speed compare.
+    """
+    import sys
+    import time
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    from common.embeddings import FastEmbedEmbedder
+    from common.settings import BaseServerSettings
+
+    bare = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).with_name("bare_server.py"))])
+    async with Client(bare) as client:
+        for _ in range(20):
+            await client.call_tool("ping", {})
+        pings = []
+        for _ in range(200):
+            started = time.perf_counter()
+            await client.call_tool("ping", {})
+            pings.append((time.perf_counter() - started) * 1000)
+    embedder = FastEmbedEmbedder(BaseServerSettings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
+    await embedder.load()
+    one = []
+    for text in texts:
+        started = time.perf_counter()
+        embedder._infer_sync([text])
+        one.append((time.perf_counter() - started) * 1000)
+    return [
+        ["machine: bare MCP tool round trip", f"p50 {median(pings):.2f} ms", f"p95 {pct(pings, 95):.2f} ms", "", ""],
+        ["machine: one embedding (default model)", f"p50 {median(one):.2f} ms", f"p95 {pct(one, 95):.2f} ms", "", ""],
+    ]

@@ -34,6 +34,7 @@ from tests.benchmarks._util import (
     WORDS,
     children_peak_rss_mb,
     drop_prefix,
+    machine_baseline,
     median,
     pct,
     print_table,
@@ -148,6 +149,7 @@ async def measure_all(
         "LOG_LEVEL": "WARNING",
         "MEMORY_MANAGEMENT_TOOLS": "all",
     }
+    rows.extend(await machine_baseline(tmp / "data", [synthetic(k, random.Random(k)) for k in range(100)]))
     await spawn_times(env, 1)  # migrations happen on the first start; not part of the figure
     starts = await spawn_times(env, 5)
     rows.append(["spawn to initialize", f"p50 {median(starts):.0f} ms", f"max {max(starts):.0f} ms", "", ""])

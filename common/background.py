@@ -101,6 +101,7 @@ class Batcher(Generic[T]):
         self.delay_s = delay_s
         self.max_items = max_items
         self._items: list[T] = []
+        self._flushing = 0
         self._scheduled = False
         self.flushes = 0
 
@@ -114,13 +115,22 @@ class Batcher(Generic[T]):
     def pending(self) -> int:
         return len(self._items)
 
+    @property
+    def backlog(self) -> int:
+        """Items not flushed yet: waiting, or in the flush that is running."""
+        return len(self._items) + self._flushing
+
     async def _collect(self) -> None:
         try:
             await asyncio.sleep(self.delay_s)
             while self._items:
                 batch, self._items = self._items[: self.max_items], self._items[self.max_items :]
                 self.flushes += 1
-                await self.flush(batch)
+                self._flushing = len(batch)
+                try:
+                    await self.flush(batch)
+                finally:
+                    self._flushing = 0
         finally:
             self._scheduled = False
             if self._items:  # a flush failed or was cancelled: the rest waits for the next add

@@ -68,6 +68,8 @@ OTHER_MODEL_CHECK_S = 10.0
 #: A row still outside the HNSW graph this long after its store was left by a process that died
 #: before its batch went out; the sweep indexes it.
 UNINDEXED_GRACE_S = 30.0
+#: Most single stores waiting for their HNSW insert at once (see _store).
+DEFER_MAX = 32
 #: Bounds of one reembed_memories call and the texts embedded per transaction it writes.
 REEMBED_MAX = 20_000
 REEMBED_BATCH = 64
@@ -245,14 +247,18 @@ def build(settings: Settings) -> MCPServer[Deps]:
             return out
 
         if len(items) == 1 and items[0].parent_id is None:  # one statement: atomic without BEGIN/COMMIT
-            # Into the HNSW graph after the answer (migration 0004); batches still pay it inline.
+            # Into the HNSW graph after the answer (migration 0004), unless stores come faster than
+            # the graph takes them: past DEFER_MAX waiting rows a store pays its insert inline again,
+            # so a steady stream of stores cannot pile up work (batches always pay it inline).
+            indexing = d.background.batcher("memory-index", functools.partial(store.index_vectors, d.db))
+            defer = indexing.backlog < DEFER_MAX
             rows = [
                 await d.db.run(
-                    lambda conn: store.insert(conn, items[0], vectors[0], d.embedder.model_name, indexed=False)
+                    lambda conn: store.insert(conn, items[0], vectors[0], d.embedder.model_name, indexed=not defer)
                 )
             ]
-            if rows[0]["created"]:
-                d.background.batcher("memory-index", functools.partial(store.index_vectors, d.db)).add([rows[0]["id"]])
+            if defer and rows[0]["created"]:
+                indexing.add([rows[0]["id"]])
         else:
             rows = await d.db.run_in_transaction(write)
         created = [r["id"] for r in rows if r["created"]]

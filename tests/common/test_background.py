@@ -67,6 +67,7 @@ async def test_a_batcher_hands_a_burst_over_in_one_flush_and_drain_flushes_the_r
     assert flushed == [[0, 0, 1, 1, 2, 2, 3, 3, 4, 4]]
     batcher.add([9])
     assert batcher.pending == 1
+    assert batcher.backlog == 1
     await bg.drain()  # shutting down: what is pending goes out
     assert flushed[-1] == [9]
     assert batcher.flushes == 2

@@ -339,6 +339,19 @@ async def test_a_stored_memory_is_found_before_and_after_it_enters_the_vector_in
     assert await count_rows(settings) == 32
 
 
+async def test_stores_pay_the_vector_index_inline_once_the_deferred_backlog_is_full(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.memory_management import server as memory_server
+
+    monkeypatch.setattr(memory_server, "DEFER_MAX", 0)  # as if the backlog were full
+    async with Client(build(settings)) as client:
+        await call(client, "store_memory", {"content": "Inline into the graph."})
+        # Checked before the 250 ms batch could have run: nothing was left for it.
+        assert await count_rows(settings, "NOT indexed") == 0
+        assert await count_rows(settings, "indexed") == 1
+
+
 async def test_vectors_stay_in_the_row_rather_than_in_toast(settings: Settings) -> None:
     async with Client(build(settings)) as client:
         long = "The release checklist says: " + "verify the staging database backups first; " * 12

@@ -205,7 +205,13 @@ def _default_model_dir(settings: BaseServerSettings) -> Path:
     return target
 
 
-_FOLD_SCRIPT = """
+#: Exit status of the preparation script when it kept the folded float model (quantization failed).
+_FOLDED_ONLY = 3
+
+# Runs in a child process. It reports by exit status (0: quantized, _FOLDED_ONLY: folded float model)
+# and explains a fallback on stderr; it writes nothing to stdout.
+_FOLD_SCRIPT = f"""
+import os
 import sys
 import onnxruntime as ort
 src, basic, dest = sys.argv[1:4]
@@ -216,11 +222,10 @@ ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])
 try:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     quantize_dynamic(basic, dest, weight_type=QuantType.QInt8, per_channel=True)
-    print("quantized")
 except Exception as exc:  # onnx missing or an operator it cannot quantize: the folded float model
-    import os
     os.replace(basic, dest)
-    print("folded", type(exc).__name__, exc)
+    sys.stderr.write(f"{{type(exc).__name__}}: {{exc}}")
+    sys.exit({_FOLDED_ONLY})
 """
 
 #: Changes whenever the preparation below changes, so data directories prepared before are redone.
@@ -257,14 +262,15 @@ def _fold_model(src: Path, target: Path) -> None:
     try:
         done = subprocess.run(
             [sys.executable, "-c", _FOLD_SCRIPT, str(src), str(basic), str(tmp)],
-            check=True,
             capture_output=True,
             text=True,
             timeout=300,
         )
-        outcome = done.stdout.strip().splitlines()[-1:] or [""]
-        if outcome[0] != "quantized":
-            log.warning("embedding_model_not_quantized", reason=outcome[0][:300])
+        if done.returncode == _FOLDED_ONLY:
+            lines = done.stderr.strip().splitlines()
+            log.warning("embedding_model_not_quantized", reason=(lines[-1] if lines else "")[:300])
+        elif done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, "fold", done.stdout, done.stderr)
         basic.unlink(missing_ok=True)
         os.replace(tmp, dest)
         stamp_tmp = target / f".model.onnx.source.{os.getpid()}.{threading.get_ident()}.tmp"

@@ -278,6 +278,24 @@ def test_prepared_model_is_int8_and_gives_the_vectors_of_the_wheels_model(tmp_pa
         assert cos(a / np.linalg.norm(a), b / np.linalg.norm(b)) > 0.98
 
 
+def test_without_the_quantizer_the_folded_float_model_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    # An `onnx` that cannot be imported, ahead of the real one on the child's path: quantization fails.
+    broken = tmp_path / "broken" / "onnx"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('onnx withheld by the test')\n")
+    monkeypatch.setenv("PYTHONPATH", str(broken.parent))
+    model_dir = _default_model_dir(settings(tmp_path / "d"))
+    model_file = model_dir / "model.onnx"
+    assert model_file.is_file()
+    assert not model_file.is_symlink()  # folded, not the raw link of a failed fold
+    ops = {node.op_type for node in onnx.load(str(model_file)).graph.node}
+    assert "MatMulInteger" not in ops
+    assert "MatMul" in ops
+    assert not [f.name for f in model_dir.iterdir() if f.name.endswith(".tmp")]
+
+
 async def test_onnx_worker_threads_stop_spinning_after_each_run(embedder: FastEmbedEmbedder) -> None:
     await embedder.embed_one("load the model")
     session = embedder._model.model.model  # TextEmbedding -> OnnxTextEmbedding -> InferenceSession

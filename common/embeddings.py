@@ -7,6 +7,7 @@ one large batch never freezes the event loop (and with it every other tool call 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -561,6 +562,9 @@ class FastEmbedEmbedder:
         if not texts:
             return []
         unique = list(dict.fromkeys(texts))
+        if self.cache is not None and len(unique) == 1:
+            alone = await self._embed_racing_cache(unique[0])
+            return [alone] * len(texts)
         found: dict[str, np.ndarray] = {}
         keys = {t: self._key(t) for t in unique} if self.cache is not None else {}
         if keys:
@@ -593,6 +597,45 @@ class FastEmbedEmbedder:
     async def embed_one(self, text: str) -> np.ndarray:
         """Embed one text."""
         return (await self.embed([text]))[0]
+
+    async def _embed_racing_cache(self, text: str) -> np.ndarray:
+        """One text, with the cache read and the model run started together.
+
+        A single text is what a search or a single store embeds while its caller waits. Reading the
+        cache first put a Redis round trip (0.2-0.7 ms measured here under load) in front of every
+        miss; started together, a miss costs the model run alone and a hit returns as soon as Redis
+        answers (the abandoned run finishes in its thread and is dropped).
+        """
+        key = self._key(text)
+        compute = asyncio.ensure_future(anyio.to_thread.run_sync(self._infer_sync, [text]))
+        try:
+            cached = (await self._cache_get([key])).get(key)
+            try:
+                dim: int | None = self.dim
+            except EmbeddingModelError:
+                dim = None  # an unknown model: the run reports it properly
+            vec = decode_vector(cached, dim) if cached is not None and dim is not None else None
+        except BaseException:
+            compute.cancel()
+            raise
+        if vec is not None:
+            self.cache_hits += 1
+            compute.add_done_callback(_drop_result)
+            return vec
+        vec = (await compute)[0]
+        self.texts_embedded += 1
+        entries = [(key, encode_vector(vec))]
+        if self.background is not None:
+            self.background.batcher("embedding-cache-fill", self._cache_fill).add(entries)
+        else:
+            await self._cache_fill(entries)
+        return vec
+
+
+def _drop_result(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned run's outcome, so a failure in it is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def make_embedder(settings: BaseServerSettings, cache: object | None = None, background: Any = None) -> Embedder:

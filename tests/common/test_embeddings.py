@@ -20,6 +20,7 @@ from common.embeddings import (
     _default_model_dir,
     _register_default_model,
     decode_vector,
+    encode_vector,
     length_batches,
     make_embedder,
 )
@@ -144,6 +145,38 @@ async def test_cache_hits_skip_recomputation_and_return_the_same_vectors(tmp_pat
     decoded = decode_vector(cache.data[key], 384)
     assert decoded is not None
     assert decoded.shape == (384,)
+
+
+async def test_a_single_text_uses_a_cached_vector_and_fills_the_cache_on_a_miss(tmp_path: Path) -> None:
+    cache = DictCache()
+    e = FastEmbedEmbedder(settings(tmp_path), cache=cache)
+    first = await e.embed(["one query"])
+    assert e.texts_embedded == 1
+    assert len(cache.data) == 1  # filled after the miss
+    key = next(iter(cache.data))
+    # A planted vector proves the answer came from the cache, not from the run started beside it.
+    planted = np.zeros(384, dtype=np.float32)
+    planted[3] = 1.0
+    cache.data[key] = encode_vector(planted)
+    again = await e.embed(["one query", "one query"])
+    assert e.cache_hits == 1
+    assert e.texts_embedded == 1
+    assert len(again) == 2
+    np.testing.assert_array_equal(again[0], planted)
+    np.testing.assert_array_equal(again[1], planted)
+    assert cos(first[0], planted) < 0.9
+    # A malformed cache entry is a miss: the model's vector is used.
+    cache.data[key] = "not base64!"
+    third = await e.embed_one("one query")
+    np.testing.assert_allclose(third, first[0], atol=1e-6)
+    assert e.texts_embedded == 2
+
+
+async def test_a_single_text_embeds_when_the_cache_is_down(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path), cache=BrokenCache())
+    vec = await e.embed_one("still works alone")
+    assert vec.shape == (384,)
+    assert e.texts_embedded == 1
 
 
 async def test_a_failing_cache_never_fails_embedding(tmp_path: Path) -> None:

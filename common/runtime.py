@@ -10,12 +10,15 @@ as a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import importlib
 import inspect
 import sys
 import time
 import typing
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,8 +29,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from common.background import Background
-from common.errors import SuiteError
-from common.logging import configure_logging, get_logger
+from common.errors import MigrationError, SuiteError
+from common.logging import configure_logging, get_logger, redact
 from common.settings import BaseServerSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -146,25 +149,203 @@ async def open_deps(
 #: A server's own start-up/shutdown work (background sweeps, extra subscriptions), run inside the lifespan.
 OnStart = Callable[[Deps], AbstractAsyncContextManager[None]]
 
+#: Modules :func:`open_deps` needs, imported in a worker thread by :meth:`DepsGate._connect`.
+_CONNECT_MODULES = (
+    "common.cache",
+    "common.db",
+    "common.embeddings",
+    "common.events",
+    "common.migrate",
+    "common.redis_conn",
+    "common.vectors",
+)
+
+
+#: Seconds after the lifespan opens at which the connection starts even if no client message came.
+START_FALLBACK_S = 1.0
+
+
+class ServerStartFailed(SuiteError):
+    """The server's services could not be reached when it started; the next call tries again."""
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` (run in a worker thread, so the event loop keeps answering meanwhile).
+
+    Imports hold the GIL; a short switch interval while they run lets the event loop thread get it
+    back within a millisecond instead of five, so ``initialize`` is answered without waiting.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 0.0005))
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+class DepsGate:
+    """The lifespan's value: the process's :class:`Deps`, connected once the handshake is over.
+
+    Connecting (joining the embedded PostgreSQL, the migration check, Redis, the event bus) and
+    importing what that needs took about a quarter of a second, and a client waits for
+    ``initialize`` before it does anything else; on two cores, connecting beside the handshake
+    slowed the handshake by as much. So the connection starts when the client's first message
+    after ``initialize`` arrives (normally ``notifications/initialized``; see :meth:`middleware`),
+    or after :data:`START_FALLBACK_S` if none comes. Every tool awaits it through :func:`deps`. A
+    start that fails is reported to the calls waiting for it and tried again by the next call, so a
+    server spawned before its database came up recovers by itself.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: BaseServerSettings,
+        subscriptions: EventBridgeBus | None = None,
+        on_start: OnStart | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.subscriptions = subscriptions
+        self.on_start = on_start
+        self.attempts = 0
+        self._ready: asyncio.Future[Deps] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._fallback: asyncio.TimerHandle | None = None
+        self._closed = True
+
+    def open(self) -> None:
+        """Arm the gate (the lifespan calls this); connecting begins on :meth:`start_soon` or the fallback."""
+        loop = asyncio.get_running_loop()
+        self._closed = False
+        self._fallback = loop.call_later(START_FALLBACK_S, self.start_soon)
+
+    def start_soon(self) -> None:
+        """Begin connecting unless that has begun already (or the gate is closed)."""
+        if self._fallback is not None:
+            self._fallback.cancel()
+            self._fallback = None
+        if self._task is None and not self._closed:
+            self.start()
+
+    def start(self) -> None:
+        """Begin connecting in the background (again, after a failed start)."""
+        loop = asyncio.get_running_loop()
+        self.attempts += 1
+        self._stop = asyncio.Event()
+        self._ready = loop.create_future()
+        self._ready.add_done_callback(_mark_retrieved)
+        self._task = loop.create_task(self._connect(self._ready, self._stop), name=f"{self.name}-connect")
+
+    async def middleware(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Server middleware: any message after ``initialize`` means the handshake is over; connect."""
+        if self._task is None and getattr(ctx, "method", "initialize") != "initialize":
+            self.start_soon()
+        return await call_next(ctx)
+
+    async def _connect(self, ready: asyncio.Future[Deps], stop: asyncio.Event) -> None:
+        try:
+            await asyncio.to_thread(_preload, _CONNECT_MODULES)
+            async with open_deps(self.name, self.settings, self.subscriptions) as d:
+                if self.on_start is None:
+                    ready.set_result(d)
+                    await stop.wait()
+                else:
+                    async with self.on_start(d):
+                        ready.set_result(d)
+                        await stop.wait()
+        except asyncio.CancelledError:
+            if not ready.done():
+                ready.set_exception(ServerStartFailed("The server is shutting down."))
+            raise
+        except Exception as exc:
+            if ready.done():  # failed while closing: nothing waits for it any more
+                log.warning("server_close_failed", error=str(exc) or type(exc).__name__)
+                return
+            log.error("server_start_failed", schema=self.name, attempt=self.attempts, exc_info=exc)
+            ready.set_exception(_start_error(exc))
+
+    async def get(self) -> Deps:
+        """The connected Deps; starts connecting if need be, and again after a failed attempt."""
+        if self._closed:
+            raise ServerStartFailed("The server is shutting down.")
+        self.start_soon()
+        ready = self._ready
+        assert ready is not None
+        failed = ready.done() and not ready.cancelled() and ready.exception() is not None
+        if failed and self._task is not None and self._task.done():
+            self.start()
+            ready = self._ready
+            assert ready is not None
+        return await asyncio.shield(ready)
+
+    @property
+    def ready(self) -> Deps | None:
+        """The Deps if connected by now, without waiting."""
+        ready = self._ready
+        if ready is None or not ready.done() or ready.cancelled() or ready.exception() is not None:
+            return None
+        return ready.result()
+
+    async def close(self) -> None:
+        """Close everything the connection opened (or abandon a connection still under way)."""
+        self._closed = True
+        if self._fallback is not None:
+            self._fallback.cancel()
+            self._fallback = None
+        if self._stop is not None:
+            self._stop.set()
+        task = self._task
+        if task is None:
+            return
+        if self._ready is not None and not self._ready.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+    def lifespan(self) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[DepsGate]]:
+        """An MCPServer lifespan that starts this gate and closes it at shutdown."""
+
+        @asynccontextmanager
+        async def lifespan(_: MCPServer[Any]) -> AsyncIterator[DepsGate]:
+            self.open()
+            try:
+                yield self
+            finally:
+                await self.close()
+
+        return lifespan
+
+
+def _mark_retrieved(future: asyncio.Future[Any]) -> None:
+    """A failed start nobody asked for yet is not an "exception was never retrieved" warning."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _start_error(exc: BaseException) -> SuiteError:
+    if isinstance(exc, SuiteError):
+        return exc
+    if isinstance(exc, MigrationError):  # written for the user already (it names the file or the URL)
+        return ServerStartFailed(f"{redact(str(exc))} The next call tries again.")
+    return ServerStartFailed(
+        f"The server could not connect its services ({type(exc).__name__}: {redact(str(exc))[:300]}). Check "
+        "DATABASE_URL and REDIS_URL or run `mcp-suite doctor`; the next call tries again."
+    )
+
+
+_GATES: weakref.WeakKeyDictionary[MCPServer[Any], DepsGate] = weakref.WeakKeyDictionary()
+
 
 def make_lifespan(
     name: str,
     settings: BaseServerSettings,
     subscriptions: EventBridgeBus | None = None,
     on_start: OnStart | None = None,
-) -> Callable[[MCPServer[Deps]], Any]:
+) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[DepsGate]]:
     """The MCPServer lifespan for server ``name``; ``on_start(deps)`` is entered once Deps exist."""
-
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        async with open_deps(name, settings, subscriptions) as deps:
-            if on_start is None:
-                yield deps
-            else:
-                async with on_start(deps):
-                    yield deps
-
-    return lifespan
+    return DepsGate(name, settings, subscriptions, on_start).lifespan()
 
 
 def create_server(
@@ -174,8 +355,8 @@ def create_server(
     instructions: str | None = None,
     version: str = "0.1.0",
     on_start: OnStart | None = None,
-) -> MCPServer[Deps]:
-    """An MCPServer whose lifespan yields :class:`Deps`; tools are added with :func:`add_tool`.
+) -> MCPServer[Any]:
+    """An MCPServer whose tools reach :class:`Deps` through :func:`deps`; tools are added with :func:`add_tool`.
 
     ``on_start`` is an async context manager factory for the server's own background work; it is
     entered after the dependencies are up and exited before they close.
@@ -184,23 +365,37 @@ def create_server(
 
     spec = get(name)
     bridge = EventBridgeBus()
-    return MCPServer(
+    gate = DepsGate(name, settings, bridge, on_start)
+    server: MCPServer[Any] = MCPServer(
         name=f"mcp-suite-{name.replace('_', '-')}",
         title=spec.title,
         instructions=instructions,
         version=version,
-        lifespan=make_lifespan(name, settings, bridge, on_start),
+        lifespan=gate.lifespan(),
         log_level=settings.log_level,
         subscriptions=bridge,
     )
+    server.middleware.append(gate.middleware)
+    _GATES[server] = gate
+    return server
 
 
-def deps(ctx: Context[Any, Any]) -> Deps:
-    """The process's dependencies, from a tool's context."""
+async def deps(ctx: Context[Any, Any]) -> Deps:
+    """The process's dependencies, from a tool's context (waits while they are still connecting)."""
     value = ctx.request_context.lifespan_context
-    if not isinstance(value, Deps):
-        raise ToolError("The server is not ready yet; retry in a moment.")
-    return value
+    if isinstance(value, Deps):
+        return value
+    if isinstance(value, DepsGate):
+        return await value.get()
+    raise ToolError("The server is not ready yet; retry in a moment.")
+
+
+async def server_deps(server: MCPServer[Any]) -> Deps:
+    """The dependencies of a server made by :func:`create_server`, for handlers the SDK gives no context."""
+    gate = _GATES.get(server)
+    if gate is None:
+        raise ServerStartFailed("The server is not running.")
+    return await gate.get()
 
 
 def _to_tool_error(tool: str, exc: BaseException) -> ToolError:

@@ -21,7 +21,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from common import keywords
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import DELETE, READ, WRITE, Deps, Hints, deps, open_deps, tool_registrar
+from common.runtime import DELETE, READ, WRITE, Deps, Hints, create_server, deps, tool_registrar
 from common.tool_schema import CursorArg, P, compact_tools
 from servers.documentation import generate, ingest, mermaid, openapi, paths, store
 from servers.documentation.chunking import parse, slugify
@@ -196,29 +196,25 @@ async def _save_text(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The documentation server. Its lifespan marks jobs left running by a dead process as interrupted."""
-    from servers.registry import get
 
     chunk_words = keywords.KeywordPlanner("chunks", scan_cap=settings.keyword_scan_cap)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        async with open_deps(NAME, settings) as d:
-            try:
-                await recover(d, settings)
-            except Exception as exc:  # recovery is retried by manage_job; start-up must not fail on it
-                log.warning("documentation_recovery_failed", error=str(exc) or type(exc).__name__)
-            yield d
+    async def recovery(d: Deps) -> AsyncIterator[None]:
+        try:
+            await recover(d, settings)
+        except Exception as exc:  # recovery is retried by manage_job; start-up must not fail on it
+            log.warning("documentation_recovery_failed", error=str(exc) or type(exc).__name__)
+        yield
 
-    server: MCPServer[Deps] = MCPServer(
-        name="mcp-suite-documentation",
-        title=get(NAME).title,
+    server = create_server(
+        NAME,
+        settings,
         instructions=(
             "Private, versioned docs and API specs. search_docs before answering questions about a project's "
             "APIs; cite results by their citation."
         ),
-        version="0.1.0",
-        lifespan=lifespan,
-        log_level=settings.log_level,
+        on_start=recovery,
     )
 
     # ----------------------------------------------------------------------------------- projects
@@ -233,7 +229,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: Cursor = None,
     ) -> Projects:
         """Create, list, describe, delete or re-embed documentation projects and versions."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if action == "list":
             offset = _offset(cursor)
             rows = await store.list_projects(d.db, limit, offset)
@@ -329,7 +325,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: Cursor = None,
     ) -> Jobs:
         """Ingest a folder as a job (progress; re-runs redo only changed files); or status/list/cancel/resume it."""
-        d = deps(ctx)
+        d = await deps(ctx)
         await recover(d, settings)
         if action == "start":
             if not (project and version and path):
@@ -381,7 +377,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         path: Annotated[str | None, P("Default: from title.", max_length=1000)] = None,
     ) -> Saved:
         """Store a document from text (replaces the same path)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if len(content) > settings.max_text_chars:
             raise InvalidInput(f"content has {len(content)} characters; the limit is {settings.max_text_chars}.")
         doc_path = (path or f"{slugify(title)}.md").strip().lstrip("/")
@@ -404,7 +400,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: Cursor = None,
     ) -> Hits:
         """Search docs by meaning and keywords; hits carry a citation and document_id."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ingest.check_dim(d.embedder)
         offset = _offset(cursor)
         model = d.embedder.model_name
@@ -515,7 +511,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         toc: Annotated[bool, P("Add headings.")] = False,
     ) -> Page:
         """Read a document or section by pages (next_offset). Only project+version: list its documents."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if document_id is None and path is None and project and version:
             return await _list_documents(d, project, version, offset, toc)
         doc = await _document(d, document_id, project, version, path)
@@ -557,7 +553,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         content: Annotated[str | dict[str, Any] | None, P("Or the spec: JSON/YAML.")] = None,
     ) -> SpecImport:
         """Import an OpenAPI 3 / Swagger 2 spec into a version; returns the endpoint diff vs the previous spec."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ingest.check_dim(d.embedder)
         if (path is None) == (content is None):
             raise InvalidInput("Give exactly one of path or content.")
@@ -644,7 +640,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: Cursor = None,
     ) -> Endpoints:
         """Search API endpoints by meaning, list them by tag, or get one with schemas."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if operation_id or method or path:
             if not operation_id and not (method and path):
                 raise InvalidInput("Give method + path, or operation_id.")
@@ -688,7 +684,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: Cursor = None,
     ) -> GeneratedList:
         """Generate an API reference or Mermaid diagram from a version's spec and store it; or list them."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if kind == "list":
             return await _list_generated(d, project, version, limit, cursor)
         if not (project and version):
@@ -829,7 +825,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("docs://documents/{document_id}", name="document", mime_type="text/markdown")
     async def document_resource(document_id: str, ctx: Context) -> str:
         """A stored document's text (bounded to DOCUMENTATION_READ_MAX_CHARS; read_document pages further)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if not document_id.isdigit():
             raise InvalidInput("document id must be a number.")
         doc = await _document(d, int(document_id), None, None, None)
@@ -838,7 +834,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("docs://projects/{project}/{version}/toc", name="toc", mime_type="application/json")
     async def toc_resource(project: str, version: str, ctx: Context) -> str:
         """A project version's table of contents: documents and their headings."""
-        d = deps(ctx)
+        d = await deps(ctx)
         vid = await store.version_id(d.db, project, version)
         rows = await store.list_documents(d.db, vid, None, 1000, 0)
         return json.dumps(

@@ -24,7 +24,7 @@ from common import keywords
 from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import DELETE, READ, WRITE, Deps, create_server, deps, tool_registrar
+from common.runtime import DELETE, READ, WRITE, Deps, create_server, deps, server_deps, tool_registrar
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.tool_schema import CursorArg, P, compact_tools
@@ -138,7 +138,6 @@ def _relation(r: store.Rel) -> Relation:
 def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its background work embeds new and changed entities."""
 
-    live: dict[str, Deps] = {}  # static resources get no Context; they reach Deps through on_start
     # Vectors are made in the background: a write returns once its rows are committed, and a search of
     # this process waits (briefly) until its own writes are embedded.
     embed_wakeup = asyncio.Event()
@@ -163,12 +162,10 @@ def build(settings: Settings) -> MCPServer[Deps]:
         refresher = StatsRefresher(d.db, ["entities", "observations", "relations"])
         refresher.on_refresh(forget_stats)
         refreshers["graph"] = refresher
-        live["deps"] = d
         worker = asyncio.create_task(_embed_worker(d), name="graph-embedder")
         try:
             yield
         finally:
-            live.pop("deps", None)
             with contextlib.suppress(TimeoutError):  # vectors of the last writes, if quick
                 await asyncio.wait_for(embed_idle.wait(), SHUTDOWN_DRAIN_S)
             worker.cancel()
@@ -391,7 +388,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def create_entities(entities: Annotated[list[EntityIn], P("New entities.")], ctx: Context) -> Entities:
         """Create entities with observations; returns those that were new."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, entities, "entities")
         unique: dict[str, EntityIn] = {}
         for e in entities:
@@ -447,7 +444,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         ctx: Context,
     ) -> Relations:
         """Relate existing entities; returns the new relations."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, relations, "relations")
         wanted: dict[tuple[str, str, str], RelationIn] = {}
         for r in relations:
@@ -491,7 +488,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         observations: Annotated[list[ObservationsIn], P("Texts per entity.")], ctx: Context
     ) -> AddedAll:
         """Add observations to existing entities; returns what was new."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, observations, "items")
         for o in observations:
             _name(o.entityName, "entityName")
@@ -526,7 +523,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def delete_entities(entityNames: Names, ctx: Context) -> Done:
         """Delete entities and their relations."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, entityNames, "names")
 
         async def write(conn: asyncpg.Connection) -> list[str]:
@@ -538,7 +535,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def delete_observations(deletions: Annotated[list[DeletionIn], P("Texts per entity.")], ctx: Context) -> Done:
         """Delete observations by exact text."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, deletions, "items")
         names = [x.entityName for x in deletions for _ in x.observations]
         contents = [c for x in deletions for c in x.observations]
@@ -560,7 +557,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def delete_relations(relations: Annotated[list[RelationKey], P("Relations.")], ctx: Context) -> Done:
         """Delete relations."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, relations, "relations")
 
         async def write(conn: asyncpg.Connection) -> None:
@@ -579,7 +576,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         as_of: AsOf = None,
     ) -> Graph:
         """Read the graph a page at a time; follow next_cursor."""
-        d = deps(ctx)
+        d = await deps(ctx)
         as_of = aware_utc(as_of)
         after = text.decode_cursor(cursor, "graph", [names_only, str(as_of)])
 
@@ -602,7 +599,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: CursorArg = None,
     ) -> Graph:
         """Find entities by meaning, keywords and substrings, best first; next_cursor pages on."""
-        d = deps(ctx)
+        d = await deps(ctx)
         offset = text.decode_cursor(cursor, "search", query)
         ranked = await _search(d, query, max(settings.search_candidates, offset + limit))
         page = ranked[offset : offset + limit]
@@ -620,7 +617,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def open_nodes(names: Names, ctx: Context) -> Graph:
         """Read entities by exact name, with their relations."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _batch(settings, names, "names")
 
         async def read(conn: asyncpg.Connection) -> Graph:
@@ -638,7 +635,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         content: Annotated[str | None, P("Or the file's text.")] = None,
     ) -> Imported:
         """Import a reference memory server's memory.jsonl, merging into the graph (all or nothing)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         raw = await asyncio.to_thread(_read_source, settings, path, content)
         parsed = jsonl.parse(raw)
         problems: list[str] = []
@@ -723,7 +720,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         path: Annotated[str | None, P("File to write; omitted: return the text.")] = None,
     ) -> Exported:
         """Export the graph in the reference server's memory.jsonl format (to a file or inline if small)."""
-        d = deps(ctx)
+        d = await deps(ctx)
 
         async def read(conn: asyncpg.Connection) -> tuple[list[str], int, int]:
             lines: list[str] = []
@@ -799,7 +796,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: CursorArg = None,
     ) -> Graph:
         """Entities within 1-3 hops of one entity, nearest first."""
-        d = deps(ctx)
+        d = await deps(ctx)
         as_of = aware_utc(as_of)
         key = [name, depth, relation_types, direction, str(as_of)]
         offset = text.decode_cursor(cursor, "nb", key)
@@ -837,7 +834,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         as_of: AsOf = None,
     ) -> Path:
         """Shortest chain of relations between two entities."""
-        d = deps(ctx)
+        d = await deps(ctx)
         as_of = aware_utc(as_of)
 
         async def read(conn: asyncpg.Connection) -> Path:
@@ -869,7 +866,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 30,
     ) -> Graph:
         """The part of the graph most relevant to a query: best hybrid-search hits expanded by their relations."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ranked = await _search(d, query, settings.search_candidates)
         start = [f.id for f in ranked[:seeds]]
 
@@ -900,7 +897,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         max_tokens: Annotated[int, P("Token budget.", ge=50, le=8_000)] = 800,
     ) -> Prompt:
         """Facts relevant to a query as a text block within a token budget, citing [entity]."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ranked = await _search(d, query, settings.search_candidates)
         top = [f.id for f in ranked[:10]]
         tsq = text.keyword_query(query) or ""
@@ -947,7 +944,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         limit: Annotated[int, P("Most passages returned.", ge=1, le=200)] = 20,
     ) -> Ranking:
         """Order candidate passages by semantic relevance to a query (embeddings, no LLM); scores are cosine."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if not query.strip():
             raise InvalidInput("query is empty; say what the passages should answer.")
         if any(len(p) > settings.max_observation_chars for p in passages):
@@ -965,7 +962,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: CursorArg = None,
     ) -> Provenance:
         """When and by which source an entity, its observations and its relations were written, with validity."""
-        d = deps(ctx)
+        d = await deps(ctx)
         offset = text.decode_cursor(cursor, "prov", name)
 
         async def read(conn: asyncpg.Connection) -> Provenance:
@@ -1027,9 +1024,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource(SUMMARY_URI, name="graph-summary", mime_type="application/json")
     async def summary_resource() -> str:
         """Counts, the most common entity and relation types, and the last change."""
-        d = live.get("deps")
-        if d is None:
-            raise NotFound("The server is not ready yet; read the resource again in a moment.")
+        d = await server_deps(server)
 
         async def read(conn: asyncpg.Connection) -> dict[str, Any]:
             s = await conn.fetchrow(store.SUMMARY)
@@ -1048,7 +1043,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("graph://entities/{name}", name="entity", mime_type="application/json")
     async def entity_resource(name: str, ctx: Context) -> str:
         """One entity with its observations and relations (the same shape as open_nodes)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         real = unquote(name)
 
         async def read(conn: asyncpg.Connection) -> Graph:

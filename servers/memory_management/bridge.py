@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common.events import Event
 from common.logging import get_logger
 from common.runtime import Deps
+
+if TYPE_CHECKING:  # redis (the event bus) costs 90 ms to import; the server connects it after initialize
+    from common.events import Event
 
 log = get_logger(__name__)
 

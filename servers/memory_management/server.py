@@ -25,7 +25,7 @@ from common import keywords
 from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
-from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, tool_registrar
+from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, server_deps, tool_registrar
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.tool_schema import CursorArg, P
@@ -196,7 +196,6 @@ async def _sweep_loop(d: Deps, settings: Settings) -> None:
 def build(settings: Settings) -> MCPServer[Deps]:
     """The memory server; its background work is the expiry sweep."""
 
-    live: dict[str, Deps] = {}  # for the static workspaces resource, which the SDK gives no context
     planner = keywords.KeywordPlanner("memories", scan_cap=settings.keyword_scan_cap)
     refreshers: dict[str, StatsRefresher] = {}
     other_model_seen = [-OTHER_MODEL_CHECK_S - 1.0, 0.0]  # [checked at (monotonic), any other model?]
@@ -207,11 +206,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
         refresher = StatsRefresher(d.db, ["memories"])
         refresher.on_refresh(planner.forget_stats)
         refreshers["memories"] = refresher
-        live["deps"] = d
         try:
             yield
         finally:
-            live.pop("deps", None)
             await refresher.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,7 +278,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Ref:
         """Remember a durable fact, decision or preference. Text already stored returns the existing memory
         (created=false)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ws = _workspace(settings, workspace)
         assert ws is not None
         item = store.NewMemory(
@@ -305,7 +302,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Stored:
         """Store many memories in one call (embedded in batches, written in one transaction). Use for imports
         and end-of-task summaries."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if len(items) > settings.store_batch_max:
             raise InvalidInput(f"{len(items)} items given; at most {settings.store_batch_max} per call.")
         ws = _workspace(settings, workspace)
@@ -444,7 +441,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: CursorArg = None,
     ) -> Recall:
         """Find memories relevant to a query, best first. Use before answering from past work."""
-        d = deps(ctx)
+        d = await deps(ctx)
         flt = store.RecallFilter(
             workspace=_workspace(settings, workspace, allow_all=True),
             scopes=list(scope) if scope else None,
@@ -483,7 +480,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         tags: Annotated[list[str] | None, P("Has all these.", max_length=MAX_TAGS)] = None,
     ) -> ContextBlock:
         """The most relevant memories as one text block within a token budget, to prime a task."""
-        d = deps(ctx)
+        d = await deps(ctx)
         budget = budget or settings.default_token_budget
         if budget > settings.max_token_budget:
             raise InvalidInput(f"budget {budget} is above the limit {settings.max_token_budget}.")
@@ -518,7 +515,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         children: Annotated[int, P("Children to list.", ge=0, le=50)] = 0,
     ) -> MemoryWithChildren:
         """Read one memory, optionally with its children."""
-        d = deps(ctx)
+        d = await deps(ctx)
         row = await _get(d, str(id))
         kids: list[Node] = []
         total = 0
@@ -540,7 +537,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         expected_version: Annotated[int | None, P("Fail unless this version.")] = None,
     ) -> Ref:
         """Correct a memory; the old version is kept in history."""
-        d = deps(ctx)
+        d = await deps(ctx)
         new_content = _content(settings, content) if content is not None else None
         vector = (await _embed(d, [new_content]))[0] if new_content is not None else None
         new_tags = _tags(tags) if tags is not None else None
@@ -607,7 +604,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         dry_run: Annotated[bool, P("false: archive.")] = True,
     ) -> Count:
         """Archive memories by id or filter (restorable). Only counts unless dry_run=false."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if not ids and workspace is None and not (tags or kind or before):
             raise InvalidInput("Give ids, or a workspace (optionally with tags/kind/before) to forget by filter.")
         target = store.Target(
@@ -622,7 +619,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def restore_memory(id: Id, ctx: Context) -> Ref:
         """Bring back a forgotten (archived) memory."""
-        d = deps(ctx)
+        d = await deps(ctx)
 
         async def run(conn: asyncpg.Connection) -> dict[str, Any] | None:
             return await store.restore(conn, str(id))
@@ -651,7 +648,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Count:
         """Permanently delete archived memories (by id or workspace). Cannot be undone; counts only unless
         dry_run=false."""
-        d = deps(ctx)
+        d = await deps(ctx)
         target = store.Target(
             state="archived",
             ids=[str(i) for i in ids] if ids else None,
@@ -670,7 +667,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         limit: Annotated[int, P("Most nodes.", ge=1, le=500)] = 100,
     ) -> Tree:
         """The parent/child outline of a workspace or of one memory, depth first."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if root_id is not None:
             await _get(d, str(root_id))
         ws = None if root_id is not None else _workspace(settings, workspace)
@@ -683,7 +680,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         parent_id: Annotated[uuid.UUID | None, P("New parent; omit to make it a root.")] = None,
     ) -> Ref:
         """Put a memory under another parent in its workspace (or make it a root). Refuses cycles."""
-        d = deps(ctx)
+        d = await deps(ctx)
         node, parent = str(id), str(parent_id) if parent_id else None
 
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -714,7 +711,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         useful: Annotated[bool, P("true if it helped, false if not.")],
     ) -> Ref:
         """Tell the ranking whether a recalled memory helped; useful ones rank higher later."""
-        d = deps(ctx)
+        d = await deps(ctx)
         row = await store.rate(d.db, str(id), useful)
         if row is None:
             raise NotFound(f"No active memory {id}.")
@@ -731,7 +728,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Consolidation:
         """Find near-duplicate memories in a workspace and, with merge=true, fold each group into its best member
         (others archived, history kept)."""
-        d = deps(ctx)
+        d = await deps(ctx)
         _check_dim(d)
         ws = _workspace(settings, workspace)
         assert ws is not None
@@ -774,7 +771,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         cursor: CursorArg = None,
     ) -> Workspaces:
         """The workspaces that hold memories, with active and archived counts."""
-        d = deps(ctx)
+        d = await deps(ctx)
         rows, total = await store.workspaces(d.db, cursor, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -787,7 +784,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def workspace_stats(ctx: Context, workspace: WorkspaceArg = None) -> Stats:
         """Counts of one workspace by state, scope, kind, tag and embedding model."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ws = _workspace(settings, workspace)
         assert ws is not None
         head, groups = await store.stats(d.db, ws)
@@ -817,7 +814,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     ) -> Reembedded:
         """After EMBEDDING_MODEL changed: embed memories that another model embedded with the current one, so
         semantic recall finds them again. Counts first (dry_run); call again while remaining > 0."""
-        d = deps(ctx)
+        d = await deps(ctx)
         ws = _workspace(settings, workspace or "*", allow_all=True)
         model = d.embedder.model_name
         stale = await store.count_stale_vectors(d.db, model, ws)
@@ -861,7 +858,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         model. Re-running it skips what was imported before."""
         from servers.memory_management.qdrant_import import read_documents
 
-        d = deps(ctx)
+        d = await deps(ctx)
         ws = _workspace(settings, workspace)
         assert ws is not None
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -923,9 +920,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource(bridge.WORKSPACES_URI, name="workspaces", mime_type="application/json")
     async def workspaces_resource() -> str:
         """Every workspace with its counts."""
-        d = live.get("deps")
-        if d is None:
-            raise NotFound("The server is not ready yet; retry in a moment.")
+        d = await server_deps(server)
         rows, total = await store.workspaces(d.db, None, 1_000)
         return json.dumps({"workspaces": rows, "total": total}, default=str)
 
@@ -936,7 +931,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             uuid.UUID(memory_id)
         except ValueError:
             raise NotFound(f"{memory_id!r} is not a memory id.") from None
-        row = await _get(deps(ctx), memory_id)
+        row = await _get(await deps(ctx), memory_id)
         return Memory(**row).model_dump_json()
 
     @server.prompt(name="recall_then_answer", title="Recall, then answer")

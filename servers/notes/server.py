@@ -47,7 +47,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         tags: Annotated[list[str], Field(max_length=20, description="Optional labels.")] = [],  # noqa: B006
     ) -> SavedNote:
         """Save a note, or replace the note with the same title. Use for anything worth finding later."""
-        d = deps(ctx)
+        d = await deps(ctx)
         if len(body) > settings.max_body_chars:
             raise InvalidInput(f"body has {len(body)} characters; the limit is {settings.max_body_chars}.")
         vector = await d.embedder.embed_one(f"{title}\n{body}")
@@ -65,7 +65,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def get_note(title: Title, ctx: Context) -> Note:
         """Read one note by its exact title."""
-        d = deps(ctx)
+        d = await deps(ctx)
 
         async def load() -> dict[str, Any] | None:
             row = await store.get(d.db, title)
@@ -84,7 +84,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
         min_score: Annotated[float, Field(ge=0, le=1, description="Drop hits below this similarity.")] = 0.0,
     ) -> SearchResult:
         """Find notes by meaning, best first."""
-        d = deps(ctx)
+        d = await deps(ctx)
         await _index(d)
         vector = await d.embedder.embed_one(query)
         flt = {"tags": tag} if tag else None
@@ -99,7 +99,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     async def delete_note(title: Title, ctx: Context) -> Deleted:
         """Delete a note for good."""
-        d = deps(ctx)
+        d = await deps(ctx)
 
         async def remove(conn: asyncpg.Connection) -> str | None:
             return await store.delete(conn, title)
@@ -116,7 +116,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("notes://notes/{title}", name="note", mime_type="application/json")
     async def note_resource(title: str, ctx: Context) -> str:
         """One note as JSON; subscribe to hear when any process changes it."""
-        row = await store.get(deps(ctx).db, unquote(title))
+        row = await store.get((await deps(ctx)).db, unquote(title))
         if row is None:
             raise NotFound(f"No note titled {unquote(title)!r}.")
         return Note(**row).model_dump_json()

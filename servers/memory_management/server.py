@@ -1,8 +1,11 @@
 """Wiring of the memory server: thin tools over store.py, ranking.py and common/.
 
-No ``from __future__ import annotations`` here: the SDK reads the tool signatures (through the
-call-logging wrapper of ``add_tool``) and needs real annotation objects, not strings.
+Annotations are strings (``from __future__``): ``add_tool`` resolves the tools' against this
+module, and numpy and asyncpg, which only annotations name, load with the connection after the
+handshake instead of before it (common.runtime.DepsGate).
 """
+
+from __future__ import annotations
 
 import asyncio
 import contextlib
@@ -14,15 +17,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
-import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import keywords
-from common.embeddings import require_dim
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.runtime import APPEND, DELETE, EXTERNAL, READ, WRITE, Deps, create_server, deps, server_deps, tool_registrar
@@ -53,6 +53,10 @@ from servers.memory_management.models import (
 )
 from servers.memory_management.models import Context as ContextBlock
 from servers.memory_management.settings import Settings
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy as np
 
 log = get_logger(__name__)
 
@@ -147,6 +151,8 @@ def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_dim(d: Deps) -> None:
+    from common.embeddings import require_dim
+
     require_dim(d.embedder, EMBEDDING_DIM, NAME)
 
 
@@ -568,7 +574,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         try:
             row = await d.db.run_in_transaction(write)
-        except asyncpg.exceptions.UniqueViolationError:
+        except store.unique_violation():
             raise Conflict(
                 f"Another active memory in this workspace already has that text; forget {id} instead."
             ) from None
@@ -626,7 +632,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         try:
             row = await d.db.run_in_transaction(run)
-        except asyncpg.exceptions.UniqueViolationError:
+        except store.unique_violation():
             raise Conflict(
                 f"An active memory with the same text exists in the workspace; {id} stays archived."
             ) from None

@@ -14,13 +14,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-import numpy as np
-
-from common.db import Database
 from common.keywords import KeywordPlan
+
+if TYPE_CHECKING:  # numpy and asyncpg load with the connection, after initialize (common.runtime.DepsGate)
+    import asyncpg
+    import numpy as np
+
+    from common.db import Database
 
 MEMORY_COLUMNS = """
 m.id::text AS id, m.workspace, m.scope, m.parent_id::text AS parent_id, m.kind, m.content, m.tags, m.metadata,
@@ -35,6 +37,13 @@ def content_hash(content: str) -> str:
     """Dedupe key: the text with case and runs of whitespace ignored."""
     normal = " ".join(content.split()).casefold()
     return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def unique_violation() -> type[Exception]:
+    """asyncpg's UniqueViolationError, for an ``except`` clause (asyncpg loads after the handshake)."""
+    from asyncpg.exceptions import UniqueViolationError
+
+    return UniqueViolationError
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -328,6 +337,8 @@ def merge(
         emb, emb_model = row.pop("embedding", None), row.pop("embedding_model", None)
         similarity = None
         if vector is not None and emb is not None and emb_model == model:
+            import numpy as np
+
             other = emb.to_numpy() if hasattr(emb, "to_numpy") else np.asarray(emb, dtype=np.float32)
             norm = float(np.linalg.norm(other)) * float(np.linalg.norm(vector))
             similarity = float(np.dot(other, vector)) / norm if norm else 0.0

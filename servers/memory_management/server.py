@@ -363,7 +363,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         async def keyword_side(conn: asyncpg.Connection) -> tuple[bool, list[dict[str, Any]]]:
             plan = await planner.plan(conn, query)
-            if plan is None:  # only stop words
+            if plan is None or (hybrid and plan.only_common):  # only stop words, or only common words
                 return False, []
             rows = await store.keyword_candidates(
                 conn, flt, plan, depth=depth, scan_cap=planner.scan_cap, vectors=hybrid

@@ -63,6 +63,13 @@ async def test_large_tables_filter_by_rare_words_or_by_all_common_ones(database_
         assert common.match == "'deploy' & 'cach'"
         hits = await conn.fetchval("SELECT count(*) FROM kw.docs WHERE tsv @@ $1::tsquery", common.match)
         assert 0 < hits < 20_000 / 2
+        # Both words are in half of the rows: the AND reads ~20,000 index entries, over 20 x the cap.
+        assert common.only_common
+        assert not rare.only_common
+        roomy = await KeywordPlanner("docs", scan_cap=2_000).plan(conn, "deploy cache")
+        assert roomy is not None
+        assert roomy.mode == "all"
+        assert not roomy.only_common  # 20,000 entries is under 20 x 2,000
         elements = ElementStats("docs", "tsv")
         assert await elements.rarest(conn, ["deploy", "zeppelin", "cach"], 1) == ["zeppelin"]
     finally:

@@ -352,6 +352,34 @@ async def test_stores_pay_the_vector_index_inline_once_the_deferred_backlog_is_f
         assert await count_rows(settings, "indexed") == 1
 
 
+async def test_hybrid_recall_ranks_by_meaning_alone_when_every_query_word_is_common(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings: Settings = make_settings(Settings, embedding_model="hash-384", tools=["all"], keyword_scan_cap=100)
+    async with Client(build(settings)) as client:
+        for start in range(0, 1_000, 100):
+            items = [{"content": f"alpha beta gamma note {i}"} for i in range(start, start + 100)]
+            await call(client, "store_memories", {"items": items})
+        conn = await asyncpg.connect(resolve_admin_url(settings))
+        try:
+            await conn.execute("ANALYZE memory_management.memories")
+        finally:
+            await conn.close()
+        # Three words in every one of 1,000 rows: 3,000 index entries, over 20 x the cap of 100.
+        hybrid = await call(client, "recall", {"query": "alpha beta gamma", "limit": 5})
+        assert len(hybrid["hits"]) == 5
+        assert all(h["keyword_rank"] is None for h in hybrid["hits"])
+        assert all(h["similarity"] is not None for h in hybrid["hits"])
+        # Asked for keywords, it still matches them; a rare word keeps the keyword side in hybrid.
+        keyword = await call(client, "recall", {"query": "alpha beta gamma", "mode": "keyword", "limit": 5})
+        assert len(keyword["hits"]) == 5
+        assert all(h["keyword_rank"] is not None for h in keyword["hits"])
+        await call(client, "store_memory", {"content": "alpha zeppelin sighting"})
+        rare = await call(client, "recall", {"query": "alpha zeppelin", "limit": 1})
+        assert rare["hits"][0]["content"] == "alpha zeppelin sighting"
+        assert rare["hits"][0]["keyword_rank"] is not None
+
+
 async def test_vectors_stay_in_the_row_rather_than_in_toast(settings: Settings) -> None:
     async with Client(build(settings)) as client:
         long = "The release checklist says: " + "verify the staging database backups first; " * 12

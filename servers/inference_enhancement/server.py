@@ -87,6 +87,10 @@ Types = Annotated[list[str] | None, P("Only these relation types.")]
 Direction = Annotated[Literal["out", "in", "both"], P("Relation direction.")]
 
 
+async def _no_rows() -> list[Any]:
+    return []
+
+
 def entity_uri(name: str) -> str:
     return f"graph://entities/{quote(name, safe='')}"
 
@@ -278,14 +282,39 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
         Returns the entities kept, their relations, and how many of ``ids`` were kept (at least one).
         """
-        docs = {r["id"]: r for r in await conn.fetch(store.ENTITY_DOCS, list(ids), as_of, names_only)}
-        ids = [i for i in ids if i in docs]
+        docs = await conn.fetch(store.ENTITY_DOCS, list(ids), as_of, names_only)
+        present = [r["id"] for r in docs]
         sql = store.RELATIONS_FROM if relations == "from" else store.RELATIONS_TOUCHING
-        rel_rows = store.rels(await conn.fetch(sql, ids, as_of, 100_000)) if ids else []
+        rel_rows = await conn.fetch(sql, present, as_of, 100_000) if present else []
+        return _assembled(ids, docs, rel_rows, relations)
+
+    async def _assemble_on_two(
+        d: Deps, ids: Sequence[int], *, relations: Literal["from", "touching"]
+    ) -> tuple[list[Entity], list[store.Rel], int]:
+        """:func:`_assemble` for the present graph, its two statements on two pooled connections at once.
+
+        A search answers a person waiting; the relations of an id that turns out absent come back
+        empty (they cascade with the entity), so the second statement need not wait for the first.
+        """
+        sql = store.RELATIONS_FROM if relations == "from" else store.RELATIONS_TOUCHING
+        docs, rel_rows = await asyncio.gather(
+            d.db.fetch(store.ENTITY_DOCS, list(ids), None, False),
+            d.db.fetch(sql, list(ids), None, 100_000) if ids else _no_rows(),
+        )
+        return _assembled(ids, docs, rel_rows, relations)
+
+    def _assembled(
+        ids: Sequence[int], doc_rows: Sequence[Any], rel_records: Sequence[Any], relations: Literal["from", "touching"]
+    ) -> tuple[list[Entity], list[store.Rel], int]:
+        docs = {r["id"]: r for r in doc_rows}
+        ids = [i for i in ids if i in docs]
         position = {i: n for n, i in enumerate(ids)}
+        rel_rows = [rel for rel in store.rels(list(rel_records)) if rel.from_id in position or rel.to_id in position]
         by_entity: dict[int, list[store.Rel]] = {}
         for rel in rel_rows:
             if relations == "from":
+                if rel.from_id not in position:
+                    continue
                 key = rel.from_id
             else:  # a relation between two listed entities belongs to the one listed first
                 key = min((x for x in (rel.from_id, rel.to_id) if x in position), key=position.__getitem__)
@@ -605,27 +634,21 @@ def build(settings: Settings) -> MCPServer[Deps]:
         page = ranked[offset : offset + limit]
         more = len(ranked) > offset + limit
 
-        async def read(conn: asyncpg.Connection) -> Graph:
-            entities, rels, _ = await _assemble(conn, [f.id for f in page], as_of=None, relations="touching")
-            return Graph(
-                entities=entities,
-                relations=[_relation(r) for r in rels],
-                next_cursor=text.encode_cursor("search", offset + limit, query) if more else None,
-            )
-
-        return await d.db.run(read)
+        entities, rels, _ = await _assemble_on_two(d, [f.id for f in page], relations="touching")
+        return Graph(
+            entities=entities,
+            relations=[_relation(r) for r in rels],
+            next_cursor=text.encode_cursor("search", offset + limit, query) if more else None,
+        )
 
     async def open_nodes(names: Names, ctx: Context) -> Graph:
         """Read entities by exact name, with their relations."""
         d = await deps(ctx)
         _batch(settings, names, "names")
 
-        async def read(conn: asyncpg.Connection) -> Graph:
-            rows = await conn.fetch(store.ENTITIES_BY_NAME, list(dict.fromkeys(names)))
-            entities, rels, _ = await _assemble(conn, [r["id"] for r in rows], as_of=None, relations="touching")
-            return Graph(entities=entities, relations=[_relation(r) for r in rels])
-
-        return await d.db.run(read)
+        rows = await d.db.fetch(store.ENTITIES_BY_NAME, list(dict.fromkeys(names)))
+        entities, rels, _ = await _assemble_on_two(d, [r["id"] for r in rows], relations="touching")
+        return Graph(entities=entities, relations=[_relation(r) for r in rels])
 
     # ----------------------------------------------------------------------------------- import / export
 

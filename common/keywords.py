@@ -26,10 +26,9 @@ from typing import Any
 
 #: Rows a keyword filter may hand to ranking; also the LIMIT the SQL applies.
 DEFAULT_SCAN_CAP = 500
-#: A query whose words are all common reads this many index entries per ``scan_cap`` before it
-#: counts as :attr:`KeywordPlan.only_common` (at 100k rows, four words each in a quarter of them
-#: read 100k entries: ~9 ms here; at 5k rows the same words read 5k, ~1 ms).
-COMMON_POSTINGS_PER_CAP = 20
+#: A word in at least this share of the rows is common: BM25 gives it an IDF under 2.2 (a word in one
+#: row of a thousand gets ~6.9), and matching it reads a posting list a tenth of the table long.
+COMMON_WORD_SHARE = 0.1
 #: Most distinct words of one query that take part.
 MAX_QUERY_TERMS = 32
 #: How long one process trusts the statistics it read.
@@ -69,9 +68,10 @@ class KeywordPlan:
     rank: str
     #: "all" (every word must match), "rare" (the rarest words), or "any" (every word, OR-ed).
     mode: str
-    #: Every word is common ("all" mode over long posting lists): the rows that have them all say
-    #: little (BM25 weights such words near zero), yet finding them reads every list to its end. A
-    #: hybrid search may leave ranking to meaning alone; a keyword-only search still runs the plan.
+    #: Every word is common (in at least :data:`COMMON_WORD_SHARE` of the rows): the rows that have
+    #: them say little (BM25 weights such words near zero), yet finding them reads long posting lists
+    #: and ranks up to the scan cap. A hybrid search may leave ranking to meaning alone; a
+    #: keyword-only search still runs the plan.
     only_common: bool = False
 
 
@@ -173,6 +173,7 @@ class KeywordPlanner:
         if stats.floor < 0 or stats.rows <= self.scan_cap:
             return KeywordPlan(match=rank, rank=rank, mode="any")
         freq = {lex: stats.freqs.get(lex, stats.floor) for lex in lexemes}
+        common = min(freq.values()) >= COMMON_WORD_SHARE
         chosen: list[str] = []
         expected = 0.0
         for lex in sorted(lexemes, key=lambda x: (freq[x], x)):
@@ -182,13 +183,9 @@ class KeywordPlanner:
             chosen.append(lex)
             expected += hits
         if len(chosen) == len(lexemes):
-            return KeywordPlan(match=rank, rank=rank, mode="any")
+            return KeywordPlan(match=rank, rank=rank, mode="any", only_common=common)
         if expected > self.scan_cap:  # even the rarest word is common: rows with every word
-            postings = sum(freq[lex] for lex in lexemes) * stats.rows
             return KeywordPlan(
-                match=" & ".join(quote(lex) for lex in lexemes),
-                rank=rank,
-                mode="all",
-                only_common=postings > self.scan_cap * COMMON_POSTINGS_PER_CAP,
+                match=" & ".join(quote(lex) for lex in lexemes), rank=rank, mode="all", only_common=common
             )
-        return KeywordPlan(match=" | ".join(quote(lex) for lex in chosen), rank=rank, mode="rare")
+        return KeywordPlan(match=" | ".join(quote(lex) for lex in chosen), rank=rank, mode="rare", only_common=common)

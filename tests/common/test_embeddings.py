@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -272,6 +273,21 @@ async def test_mixed_lengths_in_one_call_match_texts_embedded_alone(embedder: Fa
     for text, vec in zip(texts, together, strict=True):
         alone = embedder._infer_sync([text])[0]  # bypass the cache
         assert cos(vec, alone) > 0.9999
+
+
+async def test_many_texts_run_side_by_side_and_match_texts_embedded_alone(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path))
+    texts = [f"note {i}: the {'queue' if i % 2 else 'cache'} stalled after deploy {i * 7}" for i in range(24)]
+    together = await e.embed(texts)
+    if (os.cpu_count() or 1) > 1:
+        assert e.workers > 1
+        assert e._bulk is not None  # the one-thread session did the batch
+    for text, vec in zip(texts, together, strict=True):
+        assert cos(vec, e._infer_sync([text])[0]) > 0.9999  # a single text: the multi-threaded session
+    pinned = FastEmbedEmbedder(settings(tmp_path, embedding_threads=1))
+    assert pinned.workers == 1  # EMBEDDING_THREADS set: one session, as configured
+    await pinned.embed(texts[:10])
+    assert pinned._bulk is None
 
 
 def test_prepared_model_is_int8_and_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> None:

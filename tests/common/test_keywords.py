@@ -63,13 +63,17 @@ async def test_large_tables_filter_by_rare_words_or_by_all_common_ones(database_
         assert common.match == "'deploy' & 'cach'"
         hits = await conn.fetchval("SELECT count(*) FROM kw.docs WHERE tsv @@ $1::tsquery", common.match)
         assert 0 < hits < 20_000 / 2
-        # Both words are in half of the rows: the AND reads ~20,000 index entries, over 20 x the cap.
+        # Both words are in half of the rows: common. 'zeppelin' (one row in 500) is not, and one
+        # word that is not common keeps the plan from being only common.
         assert common.only_common
         assert not rare.only_common
-        roomy = await KeywordPlanner("docs", scan_cap=2_000).plan(conn, "deploy cache")
+        alone = await planner.plan(conn, "zeppelin")
+        assert alone is not None
+        assert not alone.only_common
+        roomy = await KeywordPlanner("docs", scan_cap=15_000).plan(conn, "deploy")
         assert roomy is not None
-        assert roomy.mode == "all"
-        assert not roomy.only_common  # 20,000 entries is under 20 x 2,000
+        assert roomy.mode == "any"  # fits the cap, yet still a word in half of the rows
+        assert roomy.only_common
         elements = ElementStats("docs", "tsv")
         assert await elements.rarest(conn, ["deploy", "zeppelin", "cach"], 1) == ["zeppelin"]
     finally:

@@ -365,7 +365,7 @@ async def test_hybrid_recall_ranks_by_meaning_alone_when_every_query_word_is_com
             await conn.execute("ANALYZE memory_management.memories")
         finally:
             await conn.close()
-        # Three words in every one of 1,000 rows: 3,000 index entries, over 20 x the cap of 100.
+        # Three words in every one of 1,000 rows: all common.
         hybrid = await call(client, "recall", {"query": "alpha beta gamma", "limit": 5})
         assert len(hybrid["hits"]) == 5
         assert all(h["keyword_rank"] is None for h in hybrid["hits"])

@@ -1,8 +1,8 @@
 """Turns a server definition into a running stdio process.
 
-The lifespan builds one frozen :class:`Deps` per process (database pool in the server's own
-role and schema, Redis cache and event bus with their fallbacks, a lazy embedder, the vector
-index). :func:`add_tool` registers a tool with explicit annotations and wraps it so every call is
+One frozen :class:`Deps` per process (database pool in the server's own role and schema, Redis
+cache and event bus with their fallbacks, a lazy embedder, the vector index), connected by a
+:class:`DepsGate` once the client's handshake is over; tools reach it with ``await deps(ctx)``. :func:`add_tool` registers a tool with explicit annotations and wraps it so every call is
 logged once and every failure reaches the client as a ``ToolError`` that says what to fix, never
 as a stack trace.
 """
@@ -336,16 +336,6 @@ def _start_error(exc: BaseException) -> SuiteError:
 
 
 _GATES: weakref.WeakKeyDictionary[MCPServer[Any], DepsGate] = weakref.WeakKeyDictionary()
-
-
-def make_lifespan(
-    name: str,
-    settings: BaseServerSettings,
-    subscriptions: EventBridgeBus | None = None,
-    on_start: OnStart | None = None,
-) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[DepsGate]]:
-    """The MCPServer lifespan for server ``name``; ``on_start(deps)`` is entered once Deps exist."""
-    return DepsGate(name, settings, subscriptions, on_start).lifespan()
 
 
 def create_server(

@@ -32,6 +32,7 @@ from common.background import Background
 from common.errors import MigrationError, SuiteError
 from common.logging import configure_logging, get_logger, redact
 from common.settings import BaseServerSettings, SettingsError
+from common.stdio import run_stdio
 
 if TYPE_CHECKING:
     from common.cache import Cache
@@ -530,7 +531,7 @@ def serve(name: str) -> int:
     # The SDK installs its own stdlib handler when the server is built; ours goes back on top.
     configure_logging(settings.log_level, settings.log_format, server=name)
     try:
-        asyncio.run(server.run_stdio_async())
+        asyncio.run(run_stdio(server))
     except KeyboardInterrupt:
         return 130
     except SuiteError as exc:

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     import asyncpg
     import numpy as np
 
+    from common.db import Database
+
 log = get_logger(__name__)
 
 NAME = "memory_management"
@@ -73,7 +75,7 @@ OTHER_MODEL_CHECK_S = 10.0
 #: before its batch went out; the sweep indexes it.
 UNINDEXED_GRACE_S = 30.0
 #: Most single stores waiting for their HNSW insert at once (see _store).
-DEFER_MAX = 32
+DEFER_MAX = 256
 #: Bounds of one reembed_memories call and the texts embedded per transaction it writes.
 REEMBED_MAX = 20_000
 REEMBED_BATCH = 64
@@ -204,6 +206,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     planner = keywords.KeywordPlanner("memories", scan_cap=settings.keyword_scan_cap)
     refreshers: dict[str, StatsRefresher] = {}
+    #: The connection that puts stored vectors into the HNSW graph, at low CPU priority (while running).
+    indexers: list[Database] = []
     other_model_seen = [-OTHER_MODEL_CHECK_S - 1.0, 0.0]  # [checked at (monotonic), any other model?]
 
     @asynccontextmanager
@@ -212,9 +216,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
         refresher = StatsRefresher(d.db, ["memories"])
         refresher.on_refresh(planner.forget_stats)
         refreshers["memories"] = refresher
+        indexer = await d.db.open_background("indexer")
+        indexers.append(indexer)
         try:
             yield
         finally:
+            await d.background.drain()  # the vectors still waiting go in through the indexer
+            indexers.remove(indexer)
+            await indexer.close()
             await refresher.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,7 +262,9 @@ def build(settings: Settings) -> MCPServer[Deps]:
             # Into the HNSW graph after the answer (migration 0004), unless stores come faster than
             # the graph takes them: past DEFER_MAX waiting rows a store pays its insert inline again,
             # so a steady stream of stores cannot pile up work (batches always pay it inline).
-            indexing = d.background.batcher("memory-index", functools.partial(store.index_vectors, d.db))
+            indexing = d.background.batcher(
+                "memory-index", functools.partial(store.index_vectors, indexers[0] if indexers else d.db)
+            )
             defer = indexing.backlog < DEFER_MAX
             rows = [
                 await d.db.run(

@@ -148,29 +148,37 @@ async def test_cache_hits_skip_recomputation_and_return_the_same_vectors(tmp_pat
     assert decoded.shape == (384,)
 
 
-async def test_a_single_text_uses_a_cached_vector_and_fills_the_cache_on_a_miss(tmp_path: Path) -> None:
+async def test_a_single_text_repeats_from_memory_and_fills_the_shared_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = DictCache()
     e = FastEmbedEmbedder(settings(tmp_path), cache=cache)
     first = await e.embed(["one query"])
     assert e.texts_embedded == 1
-    assert len(cache.data) == 1  # filled after the miss
+    assert len(cache.data) == 1  # filled after the miss, for batch readers
     key = next(iter(cache.data))
-    # A planted vector proves the answer came from the cache, not from the run started beside it.
+    # A single text does not read the shared cache: a planted vector there is not what a repeat gets.
     planted = np.zeros(384, dtype=np.float32)
     planted[3] = 1.0
     cache.data[key] = encode_vector(planted)
     again = await e.embed(["one query", "one query"])
+    assert e.texts_embedded == 1  # the repeat came from this process's recent vectors
     assert e.cache_hits == 1
-    assert e.texts_embedded == 1
-    assert len(again) == 2
-    np.testing.assert_array_equal(again[0], planted)
-    np.testing.assert_array_equal(again[1], planted)
-    assert cos(first[0], planted) < 0.9
-    # A malformed cache entry is a miss: the model's vector is used.
-    cache.data[key] = "not base64!"
-    third = await e.embed_one("one query")
-    np.testing.assert_allclose(third, first[0], atol=1e-6)
+    np.testing.assert_array_equal(again[0], first[0])
+    np.testing.assert_array_equal(again[1], first[0])
+    with pytest.raises(ValueError, match="read-only"):
+        again[0][0] = 1.0  # shared between repeats, so nobody may change it in place
+    # A batch reads the shared cache (one round trip for all its texts).
+    batch = await e.embed(["one query", "another query"])
+    np.testing.assert_array_equal(batch[0], planted)
     assert e.texts_embedded == 2
+    # The recent vectors are bounded: the oldest is dropped and embedded again when it comes back.
+    monkeypatch.setattr("common.embeddings.RECENT_MAX", 2)
+    for text in ("second", "third"):
+        await e.embed_one(text)
+    assert e.texts_embedded == 4
+    np.testing.assert_allclose(await e.embed_one("one query"), first[0], atol=1e-6)
+    assert e.texts_embedded == 5
 
 
 async def test_a_single_text_embeds_when_the_cache_is_down(tmp_path: Path) -> None:

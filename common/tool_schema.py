@@ -119,6 +119,18 @@ def compact_tool(server: MCPServer[Any], name: str) -> None:
         meta.output_schema = compact(meta.output_schema, nullable_as_type=True)
 
 
+def outline_outputs(server: MCPServer[Any]) -> None:
+    """Cut every registered tool's output schema to an :func:`outline`.
+
+    Besides the bytes of every tool listing, this is what a client checks each result against: the
+    Python SDK validates structured content with jsonschema on every call, ~0.5 ms for ten nested
+    recall hits against the full schema here and a few microseconds against the outline.
+    """
+    for tool in server._tool_manager.list_tools():
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = outline(tool.fn_metadata.output_schema)
+
+
 def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
     """Rewrite the advertised schemas of every registered tool in place.
 
@@ -133,5 +145,5 @@ def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
             tool.parameters = _smaller(lean_params, compact(inline(lean_params), nullable_as_type=False, lean=True))
             if tool.annotations is not None and tool.annotations.title == tool.title:
                 tool.annotations.title = None  # the tool's own title says it already
-            if tool.fn_metadata.output_schema is not None:
-                tool.fn_metadata.output_schema = outline(tool.fn_metadata.output_schema)
+    if lean:
+        outline_outputs(server)

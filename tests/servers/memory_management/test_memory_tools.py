@@ -292,10 +292,16 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
     async with Client(build(make_settings(Settings, tools=["all"]))) as client:
         every = (await client.list_tools()).tools
     assert len(every) == 17
+    recall_schema = next(t for t in every if t.name == "recall").output_schema
+    assert recall_schema is not None
+    assert set(recall_schema["properties"]) == {"hits", "total", "truncated", "next_cursor", "warning"}
     for tool in every:
         assert tool.title
         assert tool.description
         assert tool.output_schema is not None
+        # Outlined: field names only (the README documents the nesting).
+        assert tool.output_schema["properties"], tool.name
+        assert all(v == {} for v in tool.output_schema["properties"].values()), tool.name
         ann = tool.annotations
         assert ann is not None
         assert None not in (

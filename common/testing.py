@@ -229,3 +229,20 @@ def server_params(name: str, database_url: str, redis_url: str, redis_prefix: st
 
     env = server_env(database_url, redis_url, redis_prefix, data_dir, **extra)
     return StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)
+
+
+async def gin_pending_tuples(admin_url: str, index: str) -> int:
+    """Heap tuples waiting in a GIN index's pending list, read without merging them.
+
+    No pageinspect in the embedded PostgreSQL, so this reads the index's metapage from disk after a
+    CHECKPOINT (superuser only): ``nPendingHeapTuples`` of ``GinMetaPageData``, after the 24-byte
+    page header and four 4-byte fields.
+    """
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute("CHECKPOINT")
+        path = await conn.fetchval("SELECT pg_relation_filepath($1::regclass)", index)
+        raw: bytes = await conn.fetchval("SELECT pg_read_binary_file($1, 0, 48)", path)
+    finally:
+        await conn.close()
+    return int.from_bytes(raw[40:48], "little")

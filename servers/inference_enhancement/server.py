@@ -72,6 +72,8 @@ REFRESH_BATCH = 256
 SUBSTRING_DEPTH = 4
 #: Trigrams of a query looked up in the substring index (its rarest; strpos then checks exactly).
 RARE_TRIGRAMS = 3
+#: Entities embedded in one pass after which the entity indexes' pending lists are merged.
+PENDING_FLUSH_AFTER = 64
 #: How often the embedder looks for entities another process left without a current vector.
 STALE_SWEEP_S = 30.0
 #: How long a search waits for this process's pending vectors (read your own writes by meaning).
@@ -402,8 +404,15 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 await asyncio.wait_for(embed_wakeup.wait(), STALE_SWEEP_S)
             embed_wakeup.clear()
             try:
-                while await _refresh(d, None, rounds=1) >= REFRESH_BATCH:
-                    pass
+                embedded = await _refresh(d, None, rounds=1)
+                total = embedded
+                while embedded >= REFRESH_BATCH:
+                    embedded = await _refresh(d, None, rounds=1)
+                    total += embedded
+                if total >= PENDING_FLUSH_AFTER:
+                    # Each vector written is a new row version, so its trigrams and words went to the
+                    # GIN indexes' pending lists, which every search then reads in full (up to 1 MB).
+                    await d.db.execute(store.FLUSH_ENTITY_PENDING)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the next round retries; embedding must never stop the server

@@ -193,7 +193,11 @@ def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan |
     cap, $4 keyword scan cap, $5 depth, $6 trigrams to look up in observations, then match/rank pairs
     for the plans present (the substring part names $4 and $5 too, because PostgreSQL refuses a
     parameter no clause types). The trigram lists are each table's rarest few of the query's (a
-    necessary condition; strpos is the exact test). Returns the SQL and its parameter count.
+    necessary condition; strpos is the exact test). Each side of the substring union stops at the
+    cap (observations at twice it, as an entity's observations often match together): a union
+    reads both sides whole before its LIMIT applies, and a word in 1% of 300k observations made
+    that 1.8k checked rows instead of ~200 (4 of 6 ms).
+    Returns the SQL and its parameter count.
     """
     parts = []
     n = 6
@@ -220,9 +224,9 @@ UNION ALL (
     )
     sql = f"""
 (SELECT 's' AS list, sub.id, 0::float8 AS score FROM (
-    SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0
+    (SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0 LIMIT $3)
     UNION
-    SELECT entity_id FROM observations WHERE grams @> $6::text[] AND strpos(lc, $2) > 0
+    (SELECT entity_id FROM observations WHERE grams @> $6::text[] AND strpos(lc, $2) > 0 LIMIT $3 * 2)
     LIMIT $3
 ) sub WHERE $4::int > 0 AND $5::int > 0){keyword}
 """
@@ -294,6 +298,11 @@ FLUSH_PENDING = """
 SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY[
     'entities_grams_idx', 'entities_tsv_idx', 'observations_grams_idx', 'observations_tsv_idx'
 ]) AS i
+"""
+
+#: The same for the entity indexes alone, after the background embedder rewrote many entity rows.
+FLUSH_ENTITY_PENDING = """
+SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['entities_grams_idx', 'entities_tsv_idx']) AS i
 """
 
 EXPORT_ENTITIES = "SELECT id, name, entity_type FROM entities WHERE id > $1 ORDER BY id LIMIT $2"

@@ -74,6 +74,8 @@ OTHER_MODEL_CHECK_S = 10.0
 #: A row still outside the HNSW graph this long after its store was left by a process that died
 #: before its batch went out; the sweep indexes it.
 UNINDEXED_GRACE_S = 30.0
+#: Stores indexed in the background between two merges of the GIN pending lists (see _index).
+PENDING_FLUSH_EVERY = 500
 #: Most single stores waiting for their HNSW insert at once (see _store).
 DEFER_MAX = 256
 #: Bounds of one reembed_memories call and the texts embedded per transaction it writes.
@@ -208,6 +210,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     refreshers: dict[str, StatsRefresher] = {}
     #: The connection that puts stored vectors into the HNSW graph, at low CPU priority (while running).
     indexers: list[Database] = []
+    flipped = [0]  # stores indexed since the GIN pending lists were last merged
     other_model_seen = [-OTHER_MODEL_CHECK_S - 1.0, 0.0]  # [checked at (monotonic), any other model?]
 
     @asynccontextmanager
@@ -241,6 +244,15 @@ def build(settings: Settings) -> MCPServer[Deps]:
 
     # ----------------------------------------------------------------------------------- store
 
+    async def _index(d: Deps, ids: list[str]) -> None:
+        """Put deferred stores into the HNSW graph; now and then merge the GIN pending lists too."""
+        db = indexers[0] if indexers else d.db
+        await store.index_vectors(db, ids)
+        flipped[0] += len(ids)
+        if flipped[0] >= PENDING_FLUSH_EVERY:
+            flipped[0] = 0
+            await db.execute(store.FLUSH_PENDING)
+
     async def _store(d: Deps, items: list[store.NewMemory]) -> list[dict[str, Any]]:
         vectors = await _embed(d, [m.content for m in items])
 
@@ -262,9 +274,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             # Into the HNSW graph after the answer (migration 0004), unless stores come faster than
             # the graph takes them: past DEFER_MAX waiting rows a store pays its insert inline again,
             # so a steady stream of stores cannot pile up work (batches always pay it inline).
-            indexing = d.background.batcher(
-                "memory-index", functools.partial(store.index_vectors, indexers[0] if indexers else d.db)
-            )
+            indexing = d.background.batcher("memory-index", functools.partial(_index, d))
             defer = indexing.backlog < DEFER_MAX
             rows = [
                 await d.db.run(

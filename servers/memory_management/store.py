@@ -535,6 +535,13 @@ async def index_vectors(db: Database, ids: Sequence[str]) -> None:
         await db.run(lambda conn: conn.execute(sql))
 
 
+#: Merge the text and tag indexes' pending entries (each stored or flipped row adds some, and every
+#: keyword search reads the whole pending list: 42 pages cost a lookup 0.2 ms at 100k memories).
+FLUSH_PENDING = """
+SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['memories_tsv_idx', 'memories_tags_idx']) AS i
+"""
+
+
 async def unindexed(db: Database, older_than_s: float, limit: int) -> list[str]:
     return [r["id"] for r in await db.fetch(UNINDEXED, older_than_s, limit)]
 

@@ -14,6 +14,7 @@ from mcp import Client
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fail
 from common.testing import call_ok as call
+from common.testing import gin_pending_tuples
 from servers.inference_enhancement.server import build
 from servers.inference_enhancement.settings import CORE_TOOLS, Settings
 
@@ -354,3 +355,17 @@ async def test_only_the_core_tools_are_listed_by_default(make_settings: Callable
     assert sorted(t.name for t in listed.tools) == sorted(CORE_TOOLS)
     all_tools = make_settings(Settings, tools=["all"])
     assert all_tools.tools is None
+
+
+async def test_after_embedding_many_entities_their_index_pending_lists_are_merged(settings: Settings) -> None:
+    admin = resolve_admin_url(settings)
+    async with Client(build(settings)) as client:
+        await call(client, "create_entities", {"entities": PEOPLE})
+        await call(client, "search_nodes", {"query": "tea"})  # waits for this process's vectors
+        # A few vectors: their new row versions wait in the pending lists (merged later by vacuum).
+        assert await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx") > 0
+        many = [{"name": f"Service {i}", "entityType": "service", "observations": ["Nightly"]} for i in range(70)]
+        await call(client, "create_entities", {"entities": many})
+        await call(client, "search_nodes", {"query": "nightly"})
+        assert await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx") == 0
+        assert await gin_pending_tuples(admin, "inference_enhancement.entities_tsv_idx") == 0

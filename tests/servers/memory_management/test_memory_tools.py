@@ -22,6 +22,7 @@ from pgvector.asyncpg import register_vector
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fails
 from common.testing import call_ok as call
+from common.testing import gin_pending_tuples
 from servers.memory_management.server import build
 from servers.memory_management.settings import Settings
 
@@ -491,3 +492,29 @@ async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Set
         await fails(client, "import_qdrant", {"collection": "nope", "qdrant_path": str(path)}, "No collection")
         hits = await call(client, "recall", {"query": "fact one", "workspace": "imp", "mode": "keyword"})
         assert hits["hits"][0]["content"] == "Qdrant fact one"
+
+
+async def test_the_background_indexer_merges_the_text_indexes_pending_entries(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.memory_management import server as memory_server
+
+    admin = resolve_admin_url(settings)
+    async with Client(build(settings)) as client:
+        await call(client, "store_memory", {"content": "a first note that waits in the pending list"})
+        for _ in range(100):
+            if await count_rows(settings, "NOT indexed") == 0:
+                break
+            await anyio.sleep(0.05)
+        # Below PENDING_FLUSH_EVERY nothing is merged: the row's words wait in the pending list.
+        assert await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") > 0
+        monkeypatch.setattr(memory_server, "PENDING_FLUSH_EVERY", 2)
+        await call(client, "store_memory", {"content": "a second note; now two stores were indexed"})
+        for _ in range(100):
+            if await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") == 0:
+                break
+            await anyio.sleep(0.05)
+        assert await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") == 0
+        assert await gin_pending_tuples(admin, "memory_management.memories_tags_idx") == 0
+        hits = await call(client, "recall", {"query": "pending", "mode": "keyword"})
+        assert [h["content"] for h in hits["hits"]] == ["a first note that waits in the pending list"]

@@ -369,3 +369,10 @@ async def test_after_embedding_many_entities_their_index_pending_lists_are_merge
         await call(client, "search_nodes", {"query": "nightly"})
         assert await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx") == 0
         assert await gin_pending_tuples(admin, "inference_enhancement.entities_tsv_idx") == 0
+
+
+def test_the_graph_ranks_200_keyword_matches_per_table_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEYWORD_SCAN_CAP", raising=False)
+    assert Settings(_env_file=None).keyword_scan_cap == 200  # type: ignore[call-arg]
+    monkeypatch.setenv("KEYWORD_SCAN_CAP", "800")
+    assert Settings(_env_file=None).keyword_scan_cap == 800  # type: ignore[call-arg]

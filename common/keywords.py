@@ -34,6 +34,8 @@ MAX_QUERY_TERMS = 32
 #: How long one process trusts the statistics it read.
 STATS_TTL_S = 60.0
 _MAX_CACHED_WORDS = 50_000
+#: Words' lexemes by text search configuration, shared by the planners of a process.
+_LEXEME_CACHES: dict[str, dict[str, tuple[str, ...]]] = {}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 _LEXEMES = """
@@ -144,7 +146,10 @@ class KeywordPlanner:
         self.config = config
         self.scan_cap = scan_cap
         self.ttl_s = ttl_s
-        self._lexemes: dict[str, tuple[str, ...]] = {}
+        # Shared by every planner of this config: a word's lexemes do not depend on the table, and a
+        # search that plans two tables (the graph's entities and observations) then looks its new
+        # words up once (one round trip, ~0.4 ms, before its statement could start).
+        self._lexemes = _LEXEME_CACHES.setdefault(config, {})
         self._element_stats = ElementStats(table, column, ttl_s=ttl_s)
 
     async def _lexemes_of(self, conn: Any, ws: Sequence[str]) -> list[str]:

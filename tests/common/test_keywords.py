@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import asyncpg
 import pytest
 
@@ -96,5 +99,40 @@ async def test_statistics_are_cached_until_forgotten(database_url: str) -> None:
         fresh = await planner.plan(conn, "deploy zeppelin")
         assert fresh is not None
         assert fresh.mode == "rare"
+    finally:
+        await conn.close()
+
+
+class _CountingConn:
+    """A connection that counts the lexeme look-ups that reach PostgreSQL."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lookups = 0
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        if "to_tsvector" in sql:
+            self.lookups += 1
+        return await self.conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchval(sql, *args)
+
+
+async def test_planners_of_one_config_look_a_new_word_up_once(database_url: str) -> None:
+    conn = await _table(database_url, 100)
+    try:
+        counting = _CountingConn(conn)
+        word = f"quokka{uuid.uuid4().hex[:8]}"
+        first = await KeywordPlanner("docs").plan(counting, f"deploying {word}")
+        assert counting.lookups == 1
+        second = await KeywordPlanner("docs", column="tsv").plan(counting, f"{word} deploying")
+        assert counting.lookups == 1  # the other planner already knew both words
+        assert first is not None
+        assert second is not None
+        assert set(first.rank.split(" | ")) == set(second.rank.split(" | ")) == {"'deploy'", f"'{word}'"}
     finally:
         await conn.close()

@@ -14,6 +14,13 @@ in a third of all documents carries almost no weight in BM25), and PostgreSQL al
 
 and the SQL caps the scanned rows at ``scan_cap`` whatever the estimate said. Small tables, and
 tables never analysed, get the plain OR of every word: exact, and cheap at that size.
+
+A plan names words, not lexemes: the SQL turns them into a query with ``to_tsquery(config, ...)``,
+so PostgreSQL stems exactly as it stemmed the documents. Lexemes only serve the estimate, and a
+word this process has not met yet gets a local Snowball stem for it (the algorithm PostgreSQL's
+dictionaries run; the two agreed on all but 2 of 28k words of the Python docs) while its exact
+lexemes are fetched after the answer (:meth:`KeywordPlanner.learn`). Asking first cost every
+search with a new word a round trip before its statement could start (~0.4-1 ms on 2 busy cores).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import snowballstemmer
 
 #: Rows a keyword filter may hand to ranking; also the LIMIT the SQL applies.
 DEFAULT_SCAN_CAP = 500
@@ -34,9 +43,26 @@ MAX_QUERY_TERMS = 32
 #: How long one process trusts the statistics it read.
 STATS_TTL_S = 60.0
 _MAX_CACHED_WORDS = 50_000
+#: Most words waiting for ``learn`` (a caller that never learns cannot grow the set without end).
+_MAX_UNKNOWN = 4_096
 #: Words' lexemes by text search configuration, shared by the planners of a process.
 _LEXEME_CACHES: dict[str, dict[str, tuple[str, ...]]] = {}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_CONFIG = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+#: Words met by guess, by configuration: their exact lexemes are fetched by ``learn``.
+_UNKNOWN: dict[str, set[str]] = {}
+#: English words PostgreSQL's english configuration may drop (a superset of its english.stop): looked
+#: up with the first new words of a process, so a stop word is never planned by guess.
+_ENGLISH_SEED_TEXT = (
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing don down during each few for from further had has "
+    "have having he her here hers herself him himself his how i if in into is it its itself just me more "
+    "most my myself no nor not now of off on once only or other our ours ourselves out over own s same "
+    "she should so some such t than that the their theirs them themselves then there these they this "
+    "those through to too under until up very was we were what when where which while who whom why will "
+    "with would you your yours yourself yourselves "
+)
+ENGLISH_SEED = tuple(_ENGLISH_SEED_TEXT.split())
 
 _LEXEMES = """
 SELECT w, coalesce((SELECT array_agg(lexeme ORDER BY lexeme) FROM unnest(to_tsvector($2::regconfig, w))), '{}') AS lex
@@ -57,14 +83,31 @@ def words(text: str) -> list[str]:
     return list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
 
 
-def quote(lexeme: str) -> str:
-    """A lexeme as a tsquery literal (already normalised, so it is not stemmed again)."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+def quote(word: str) -> str:
+    """A word or lexeme as one quoted tsquery operand."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def to_tsquery(param: str, config: str = "english") -> str:
+    """SQL that makes a plan's ``match`` or ``rank`` (bound to ``param``, e.g. ``$3``) a tsquery.
+
+    ``to_tsquery`` stems each quoted word with ``config`` exactly as ``to_tsvector`` stemmed the
+    documents and drops stop words (a query left empty matches nothing).
+    """
+    if not _CONFIG.match(config):
+        raise ValueError(f"not a text search configuration name: {config!r}")
+    return f"to_tsquery('{config}'::regconfig, {param})"
+
+
+def _stemmer(config: str) -> Any:
+    """A Snowball stemmer for the configuration's language, or None (``simple`` and the unknown)."""
+    language = config.rsplit(".", 1)[-1]
+    return snowballstemmer.stemmer(language) if language in snowballstemmer.algorithms() else None
 
 
 @dataclass(frozen=True)
 class KeywordPlan:
-    """``match`` selects candidate rows (tsquery text), ``rank`` scores them; both cast with ``::tsquery``."""
+    """``match`` selects candidate rows, ``rank`` scores them: quoted words for :func:`to_tsquery`."""
 
     match: str
     rank: str
@@ -75,6 +118,13 @@ class KeywordPlan:
     #: and ranks up to the scan cap. A hybrid search may leave ranking to meaning alone; a
     #: keyword-only search still runs the plan.
     only_common: bool = False
+    #: Some word's frequency was estimated from a local stem (met for the first time).
+    guessed: bool = False
+    config: str = "english"
+
+    def sql(self, param: str) -> str:
+        """SQL making ``match`` or ``rank``, bound to ``param`` (``$3``), a tsquery of this plan's configuration."""
+        return to_tsquery(param, self.config)
 
 
 @dataclass(frozen=True)
@@ -141,25 +191,48 @@ class KeywordPlanner:
         scan_cap: int = DEFAULT_SCAN_CAP,
         ttl_s: float = STATS_TTL_S,
     ) -> None:
+        to_tsquery("$1", config)  # refuses a name that is not one
         self.table = table
         self.column = column
         self.config = config
         self.scan_cap = scan_cap
         self.ttl_s = ttl_s
         # Shared by every planner of this config: a word's lexemes do not depend on the table, and a
-        # search that plans two tables (the graph's entities and observations) then looks its new
-        # words up once (one round trip, ~0.4 ms, before its statement could start).
+        # search that plans two tables (the graph's entities and observations) learns a word once.
         self._lexemes = _LEXEME_CACHES.setdefault(config, {})
+        self._unknown = _UNKNOWN.setdefault(config, set())
+        self._stem = _stemmer(config)
         self._element_stats = ElementStats(table, column, ttl_s=ttl_s)
 
-    async def _lexemes_of(self, conn: Any, ws: Sequence[str]) -> list[str]:
-        missing = [w for w in ws if w not in self._lexemes]
-        if missing:
-            if len(self._lexemes) > _MAX_CACHED_WORDS:
-                self._lexemes.clear()
-            for row in await conn.fetch(_LEXEMES, missing, self.config):
-                self._lexemes[row["w"]] = tuple(row["lex"])
-        return list(dict.fromkeys(lex for w in ws for lex in self._lexemes.get(w, ())))
+    async def _look_up(self, conn: Any, ws: Sequence[str]) -> None:
+        if len(self._lexemes) > _MAX_CACHED_WORDS:
+            self._lexemes.clear()
+        if not self._lexemes and self.config.rsplit(".", 1)[-1] == "english":
+            ws = list(dict.fromkeys([*ws, *ENGLISH_SEED]))
+        for row in await conn.fetch(_LEXEMES, list(ws), self.config):
+            self._lexemes[row["w"]] = tuple(row["lex"])
+            self._unknown.discard(row["w"])
+
+    def _guess(self, word: str) -> tuple[str, ...]:
+        return (self._stem.stemWord(word) if self._stem is not None and not word.isdigit() else word,)
+
+    @property
+    def pending(self) -> bool:
+        """Words were planned by guess: :meth:`learn` fetches their lexemes (after the answer)."""
+        return bool(self._unknown)
+
+    async def learn(self, conn: Any) -> None:
+        """Fetch the exact lexemes of the words planned by guess so far."""
+        if self._unknown:
+            await self._look_up(conn, sorted(self._unknown)[: MAX_QUERY_TERMS * 8])
+
+    def learn_later(self, background: Any, db: Any) -> None:
+        """After the answer, :meth:`learn` on a connection of ``db`` (a ``common.db.Database``).
+
+        Through a ``common.background.Batcher``: the searches of a quarter of a second share one look-up.
+        """
+        if self._unknown:
+            background.batcher(f"lexemes-{self.config}", lambda _: db.run(self.learn)).add([True])
 
     async def _current_stats(self, conn: Any) -> _Stats:
         return await self._element_stats.get(conn)
@@ -169,28 +242,63 @@ class KeywordPlanner:
         self._element_stats.forget()
 
     async def plan(self, conn: Any, text: str) -> KeywordPlan | None:
-        """The plan for ``text``, or None when it has no searchable words (only stop words, say)."""
-        lexemes = await self._lexemes_of(conn, words(text))
+        """The plan for ``text``, or None when it has no searchable words (only stop words, say).
+
+        Never waits for a lexeme look-up once the process has planned its first query (whose words
+        and, for English, :data:`ENGLISH_SEED` it looks up exactly): a new word's frequency is then
+        estimated from its local stem, and :meth:`learn` fetches the truth.
+        """
+        ws = words(text)
+        if not ws:
+            return None
+        if not self._lexemes:
+            await self._look_up(conn, ws)
+        lexemes: dict[str, tuple[str, ...]] = {}
+        guessed = False
+        for w in ws:
+            known = self._lexemes.get(w)
+            if known is None:
+                known = self._guess(w)
+                if len(self._unknown) < _MAX_UNKNOWN:
+                    self._unknown.add(w)
+                guessed = True
+            if known:  # a stop word has none
+                lexemes[w] = known
         if not lexemes:
             return None
-        rank = " | ".join(quote(lex) for lex in lexemes)
+        rank = " | ".join(quote(w) for w in lexemes)
         stats = await self._current_stats(conn)
         if stats.floor < 0 or stats.rows <= self.scan_cap:
-            return KeywordPlan(match=rank, rank=rank, mode="any")
-        freq = {lex: stats.freqs.get(lex, stats.floor) for lex in lexemes}
+            return KeywordPlan(match=rank, rank=rank, mode="any", guessed=guessed, config=self.config)
+        # A word's frequency: that of its rarest lexeme (a word of two lexemes matches as a phrase).
+        freq = {w: min(stats.freqs.get(lex, stats.floor) for lex in lexs) for w, lexs in lexemes.items()}
         common = min(freq.values()) >= COMMON_WORD_SHARE
         chosen: list[str] = []
         expected = 0.0
-        for lex in sorted(lexemes, key=lambda x: (freq[x], x)):
-            hits = freq[lex] * stats.rows
+        for w in sorted(lexemes, key=lambda x: (freq[x], x)):
+            hits = freq[w] * stats.rows
             if chosen and expected + hits > self.scan_cap:
                 break
-            chosen.append(lex)
+            chosen.append(w)
             expected += hits
         if len(chosen) == len(lexemes):
-            return KeywordPlan(match=rank, rank=rank, mode="any", only_common=common)
+            return KeywordPlan(
+                match=rank, rank=rank, mode="any", only_common=common, guessed=guessed, config=self.config
+            )
         if expected > self.scan_cap:  # even the rarest word is common: rows with every word
             return KeywordPlan(
-                match=" & ".join(quote(lex) for lex in lexemes), rank=rank, mode="all", only_common=common
+                match=" & ".join(quote(w) for w in lexemes),
+                rank=rank,
+                mode="all",
+                only_common=common,
+                guessed=guessed,
+                config=self.config,
             )
-        return KeywordPlan(match=" | ".join(quote(lex) for lex in chosen), rank=rank, mode="rare", only_common=common)
+        return KeywordPlan(
+            match=" | ".join(quote(w) for w in chosen),
+            rank=rank,
+            mode="rare",
+            only_common=common,
+            guessed=guessed,
+            config=self.config,
+        )

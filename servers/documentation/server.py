@@ -433,6 +433,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
             )
         depth = max(settings.search_candidates, offset + limit)
         rows = await store.search(d.db, vector, model, versions, plan, depth, limit, offset, chunk_words.scan_cap)
+        chunk_words.learn_later(d.background, d.db)  # words met for the first time
         total = int(rows[0]["total"]) if rows else 0
         hits = [
             Hit(

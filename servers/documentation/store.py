@@ -229,9 +229,9 @@ WITH vec AS (
     -- $4 filters (the rarest words, or every word when all are common: common.keywords) and hands at
     -- most $8 rows to ranking by $9 (every word); the vector list carries meaning beyond them.
     SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (
-        SELECT m.id, ts_rank(m.tsv, $9::tsquery) AS rank FROM (
+        SELECT m.id, ts_rank(m.tsv, to_tsquery('english', $9)) AS rank FROM (
             SELECT c.id, c.tsv FROM documentation.chunks c
-            WHERE $4 <> '' AND c.tsv @@ $4::tsquery AND c.embedding_model = $2
+            WHERE $4 <> '' AND c.tsv @@ to_tsquery('english', $4) AND c.embedding_model = $2
               AND c.version_id = ANY($3::bigint[])
             LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k

@@ -385,6 +385,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 with contextlib.suppress(BaseException):
                     await task
             raise
+        entity_words.learn_later(d.background, d.db)  # words met for the first time
         sub = [r["id"] for r in rows if r["list"] == "s"]
         kw = [r["id"] for r in rows if r["list"] == "k"]
         vec = [(r["id"], r["score"]) for r in vec_rows]

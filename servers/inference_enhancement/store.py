@@ -203,14 +203,14 @@ def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan |
     n = 6
     if entity_plan is not None:
         parts.append(
-            f"SELECT c.id, ts_rank(c.tsv, ${n + 2}::tsquery) * 2 AS rank FROM "
-            f"(SELECT id, tsv FROM entities WHERE tsv @@ ${n + 1}::tsquery LIMIT $4) c"
+            f"SELECT c.id, ts_rank(c.tsv, {entity_plan.sql(f'${n + 2}')}) * 2 AS rank FROM "
+            f"(SELECT id, tsv FROM entities WHERE tsv @@ {entity_plan.sql(f'${n + 1}')} LIMIT $4) c"
         )
         n += 2
     if observation_plan is not None:
         parts.append(
-            f"SELECT c.entity_id, ts_rank(c.tsv, ${n + 2}::tsquery) AS rank FROM "
-            f"(SELECT entity_id, tsv FROM observations WHERE tsv @@ ${n + 1}::tsquery LIMIT $4) c"
+            f"SELECT c.entity_id, ts_rank(c.tsv, {observation_plan.sql(f'${n + 2}')}) AS rank FROM "
+            f"(SELECT entity_id, tsv FROM observations WHERE tsv @@ {observation_plan.sql(f'${n + 1}')} LIMIT $4) c"
         )
         n += 2
     keyword = (

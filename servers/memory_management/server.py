@@ -414,6 +414,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
                 with contextlib.suppress(BaseException):
                     await task
             raise
+        planner.learn_later(d.background, d.db)  # words met for the first time
         used_keywords, keyword_rows = results[0] if mode in ("hybrid", "keyword") else (False, [])
         semantic_rows, others = results[-1] if vector is not None else ([], {})
         rows = store.merge(keyword_rows, semantic_rows, vector, model)

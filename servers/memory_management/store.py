@@ -281,8 +281,8 @@ def keyword_sql(
     sql = f"""
 SELECT {HIT_COLUMNS}, k.kw_rank, k.kw_score{extra} FROM (
     SELECT c.id, c.r AS kw_score, rank() OVER (ORDER BY c.r DESC) AS kw_rank FROM (
-        SELECT s.id, ts_rank_cd(s.tsv, $2::tsquery) AS r FROM (
-            SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ $1::tsquery AND {where} LIMIT $4
+        SELECT s.id, ts_rank_cd(s.tsv, {plan.sql("$2")}) AS r FROM (
+            SELECT m.id, m.tsv FROM memories m WHERE m.tsv @@ {plan.sql("$1")} AND {where} LIMIT $4
         ) s ORDER BY r DESC LIMIT $3
     ) c
 ) k JOIN memories m ON m.id = k.id"""

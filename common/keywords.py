@@ -267,9 +267,13 @@ class KeywordPlanner:
         if not lexemes:
             return None
         rank = " | ".join(quote(w) for w in lexemes)
+
+        def made(match: str, mode: str, only_common: bool = False) -> KeywordPlan:
+            return KeywordPlan(match, rank, mode, only_common=only_common, guessed=guessed, config=self.config)
+
         stats = await self._current_stats(conn)
         if stats.floor < 0 or stats.rows <= self.scan_cap:
-            return KeywordPlan(match=rank, rank=rank, mode="any", guessed=guessed, config=self.config)
+            return made(rank, "any")
         # A word's frequency: that of its rarest lexeme (a word of two lexemes matches as a phrase).
         freq = {w: min(stats.freqs.get(lex, stats.floor) for lex in lexs) for w, lexs in lexemes.items()}
         common = min(freq.values()) >= COMMON_WORD_SHARE
@@ -282,23 +286,7 @@ class KeywordPlanner:
             chosen.append(w)
             expected += hits
         if len(chosen) == len(lexemes):
-            return KeywordPlan(
-                match=rank, rank=rank, mode="any", only_common=common, guessed=guessed, config=self.config
-            )
+            return made(rank, "any", common)
         if expected > self.scan_cap:  # even the rarest word is common: rows with every word
-            return KeywordPlan(
-                match=" & ".join(quote(w) for w in lexemes),
-                rank=rank,
-                mode="all",
-                only_common=common,
-                guessed=guessed,
-                config=self.config,
-            )
-        return KeywordPlan(
-            match=" | ".join(quote(w) for w in chosen),
-            rank=rank,
-            mode="rare",
-            only_common=common,
-            guessed=guessed,
-            config=self.config,
-        )
+            return made(" & ".join(quote(w) for w in lexemes), "all", common)
+        return made(" | ".join(quote(w) for w in chosen), "rare", common)

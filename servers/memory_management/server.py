@@ -403,7 +403,11 @@ def build(settings: Settings) -> MCPServer[Deps]:
         try:
             if mode in ("hybrid", "keyword"):
                 tasks.append(asyncio.create_task(d.db.run(keyword_side)))
-            vector = (await _embed(d, [query]))[0] if mode in ("hybrid", "semantic") else None
+            vector = None
+            if mode in ("hybrid", "semantic"):
+                _check_dim(d)
+                # hybrid: the keyword statement runs meanwhile, so the model takes one thread
+                vector = await d.embedder.embed_one(query, beside_work=hybrid)
             if vector is not None:
                 tasks.append(asyncio.create_task(d.db.run(functools.partial(semantic_side, vector=vector))))
             results = await asyncio.gather(*tasks)

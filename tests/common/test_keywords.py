@@ -181,3 +181,17 @@ def test_configuration_names_are_checked_before_they_reach_sql() -> None:
     assert to_tsquery("$3", "pg_catalog.english") == "to_tsquery('pg_catalog.english'::regconfig, $3)"
     with pytest.raises(ValueError, match="configuration"):
         KeywordPlanner("docs", config="english'); DROP TABLE x; --")
+
+
+async def test_any_text_makes_a_query_postgresql_accepts(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        text = "² café ﬁle 1e5 v2 x86_64 naïve 東京 12abc -- ' \\ :* & | ! (deploy) <-> o'neil"
+        plan = await KeywordPlanner("docs", scan_cap=500).plan(conn, text)
+        assert plan is not None
+        query = await conn.fetchval(f"SELECT {plan.sql('$1')}::text", plan.rank)
+        assert "'deploy'" in query
+        assert "'naïv'" in query  # stemmed by PostgreSQL
+        assert "'neil'" in query  # the quote split the word; nothing reached the query syntax
+    finally:
+        await conn.close()

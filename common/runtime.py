@@ -1,23 +1,18 @@
-"""Turns a server definition into a running stdio process.
+"""Turns a server definition (a service class and a :class:`~common.tools.ToolSet`) into an MCPServer.
 
 One frozen :class:`Deps` per process (database pool in the server's own role and schema, Redis
 cache and event bus with their fallbacks, a lazy embedder, the vector index), connected by a
-:class:`DepsGate` once the client's handshake is over; tools reach it with ``await deps(ctx)``. :func:`add_tool` registers a tool with explicit annotations and wraps it so every call is
-logged once and every failure reaches the client as a ``ToolError`` that says what to fix, never
-as a stack trace.
+:class:`DepsGate` once the client's handshake is over. The gate then enters the server's service
+(an async context manager made from the Deps) and tools reach it with ``await service(ctx)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib
 import inspect
-import sys
 import time
-import typing
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -30,9 +25,9 @@ from mcp.types import ToolAnnotations
 
 from common.background import Background
 from common.errors import MigrationError, SuiteError
-from common.logging import configure_logging, get_logger, redact
-from common.settings import BaseServerSettings, SettingsError
-from common.stdio import run_stdio
+from common.logging import get_logger, redact
+from common.settings import BaseServerSettings
+from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, Hints, ToolSet, wrap
 
 if TYPE_CHECKING:
     from common.cache import Cache
@@ -58,7 +53,6 @@ class Deps:
 
     name: str
     settings: BaseServerSettings
-    admin_url: str
     db: Database
     redis: RedisConnection
     cache: Cache
@@ -132,7 +126,6 @@ async def open_deps(
         deps = Deps(
             name=name,
             settings=settings,
-            admin_url=admin_url,
             db=db,
             redis=redis,
             cache=cache,
@@ -147,7 +140,10 @@ async def open_deps(
         log.info("server_stopping", schema=name)
 
 
-#: A server's own start-up/shutdown work (background sweeps, extra subscriptions), run inside the lifespan.
+#: A server's service: an async context manager made from the Deps, entered after they are up and
+#: exited before they close; the value it yields is what tools get from :func:`service`.
+ServiceFactory = Callable[[Deps], AbstractAsyncContextManager[Any]]
+#: Legacy form of a service (work only, no value); kept while servers move to service classes.
 OnStart = Callable[[Deps], AbstractAsyncContextManager[None]]
 
 #: Modules :func:`open_deps` needs, imported in a worker thread by :meth:`DepsGate._connect`.
@@ -170,32 +166,30 @@ class ServerStartFailed(SuiteError):
     """The server's services could not be reached when it started; the next call tries again."""
 
 
-def _preload(modules: tuple[str, ...]) -> None:
-    """Import ``modules`` (run in a worker thread, so the event loop keeps answering meanwhile).
+@dataclass(frozen=True)
+class Running:
+    """What a connected gate holds: the process's Deps and the server's service."""
 
-    Imports hold the GIL; a short switch interval while they run lets the event loop thread get it
-    back within a millisecond instead of five, so ``initialize`` is answered without waiting.
-    """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, 0.0005))
-    try:
-        for module in modules:
-            importlib.import_module(module)
-    finally:
-        sys.setswitchinterval(previous)
+    deps: Deps
+    service: Any
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` in a worker thread, so the event loop keeps answering the handshake meanwhile."""
+    for module in modules:
+        importlib.import_module(module)
 
 
 class DepsGate:
-    """The lifespan's value: the process's :class:`Deps`, connected once the handshake is over.
+    """The lifespan's value: the process's :class:`Deps` and service, connected once the handshake is over.
 
-    Connecting (joining the embedded PostgreSQL, the migration check, Redis, the event bus) and
-    importing what that needs took about a quarter of a second, and a client waits for
-    ``initialize`` before it does anything else; on two cores, connecting beside the handshake
-    slowed the handshake by as much. So the connection starts when the client's first message
-    after ``initialize`` arrives (normally ``notifications/initialized``; see :meth:`middleware`),
-    or after :data:`START_FALLBACK_S` if none comes. Every tool awaits it through :func:`deps`. A
-    start that fails is reported to the calls waiting for it and tried again by the next call, so a
-    server spawned before its database came up recovers by itself.
+    A client waits for ``initialize`` before it does anything else, and connecting (joining the
+    embedded PostgreSQL, the migration check, Redis, the event bus) competes with the handshake for
+    the CPU. So the connection starts when the client's first message after ``initialize`` arrives
+    (normally ``notifications/initialized``; see :meth:`middleware`), or after
+    :data:`START_FALLBACK_S` if none comes. A start that fails is reported to the calls waiting for
+    it and tried again by the next call, so a server spawned before its database came up recovers
+    by itself.
     """
 
     def __init__(
@@ -203,14 +197,14 @@ class DepsGate:
         name: str,
         settings: BaseServerSettings,
         subscriptions: EventBridgeBus | None = None,
-        on_start: OnStart | None = None,
+        service: ServiceFactory | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.subscriptions = subscriptions
-        self.on_start = on_start
+        self.service_factory = service
         self.attempts = 0
-        self._ready: asyncio.Future[Deps] | None = None
+        self._ready: asyncio.Future[Running] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._fallback: asyncio.TimerHandle | None = None
@@ -245,16 +239,16 @@ class DepsGate:
             self.start_soon()
         return await call_next(ctx)
 
-    async def _connect(self, ready: asyncio.Future[Deps], stop: asyncio.Event) -> None:
+    async def _connect(self, ready: asyncio.Future[Running], stop: asyncio.Event) -> None:
         try:
             await asyncio.to_thread(_preload, _CONNECT_MODULES)
             async with open_deps(self.name, self.settings, self.subscriptions) as d:
-                if self.on_start is None:
-                    ready.set_result(d)
+                if self.service_factory is None:
+                    ready.set_result(Running(d, None))
                     await stop.wait()
                 else:
-                    async with self.on_start(d):
-                        ready.set_result(d)
+                    async with self.service_factory(d) as svc:
+                        ready.set_result(Running(d, svc))
                         await stop.wait()
         except asyncio.CancelledError:
             if not ready.done():
@@ -262,13 +256,13 @@ class DepsGate:
             raise
         except Exception as exc:
             if ready.done():  # failed while closing: nothing waits for it any more
-                log.warning("server_close_failed", error=str(exc) or type(exc).__name__)
+                log.warning("server_close_failed", error=str(exc)[:300] or type(exc).__name__)
                 return
             log.error("server_start_failed", schema=self.name, attempt=self.attempts, exc_info=exc)
             ready.set_exception(_start_error(exc))
 
-    async def get(self) -> Deps:
-        """The connected Deps; starts connecting if need be, and again after a failed attempt."""
+    async def running(self) -> Running:
+        """The connected Deps and service; starts connecting if need be, and again after a failed attempt."""
         if self._closed:
             raise ServerStartFailed("The server is shutting down.")
         self.start_soon()
@@ -281,13 +275,17 @@ class DepsGate:
             assert ready is not None
         return await asyncio.shield(ready)
 
+    async def get(self) -> Deps:
+        """The connected Deps (see :meth:`running`)."""
+        return (await self.running()).deps
+
     @property
     def ready(self) -> Deps | None:
         """The Deps if connected by now, without waiting."""
         ready = self._ready
         if ready is None or not ready.done() or ready.cancelled() or ready.exception() is not None:
             return None
-        return ready.result()
+        return ready.result().deps
 
     async def close(self) -> None:
         """Close everything the connection opened (or abandon a connection still under way)."""
@@ -329,7 +327,7 @@ def _start_error(exc: BaseException) -> SuiteError:
     if isinstance(exc, SuiteError):
         return exc
     if isinstance(exc, MigrationError):  # written for the user already (it names the file or the URL)
-        return ServerStartFailed(f"{redact(str(exc))} The next call tries again.")
+        return ServerStartFailed(f"{redact(str(exc))[:600]} The next call tries again.")
     return ServerStartFailed(
         f"The server could not connect its services ({type(exc).__name__}: {redact(str(exc))[:300]}). Check "
         "DATABASE_URL and REDIS_URL or run `mcp-suite doctor`; the next call tries again."
@@ -343,42 +341,72 @@ def create_server(
     name: str,
     settings: BaseServerSettings,
     *,
+    title: str | None = None,
+    tools: ToolSet | None = None,
+    service: ServiceFactory | None = None,
     instructions: str | None = None,
     version: str = "0.1.0",
     on_start: OnStart | None = None,
 ) -> MCPServer[Any]:
-    """An MCPServer whose tools reach :class:`Deps` through :func:`deps`; tools are added with :func:`add_tool`.
+    """An MCPServer for schema ``name``: its tools, and a lifespan that connects Deps and enters ``service``.
 
-    ``on_start`` is an async context manager factory for the server's own background work; it is
-    entered after the dependencies are up and exited before they close.
+    Tools reach the service with :func:`service` (and the Deps with :func:`deps`). Resources and
+    prompts are added to the returned server with the SDK's decorators. ``on_start`` is the legacy
+    form of ``service`` (background work without a value).
     """
-    from servers.registry import get
+    if title is None:
+        from servers.registry import get  # legacy callers; new servers pass their title
 
-    spec = get(name)
+        title = get(name).title
     bridge = EventBridgeBus()
-    gate = DepsGate(name, settings, bridge, on_start)
+    gate = DepsGate(name, settings, bridge, service or on_start)
     server: MCPServer[Any] = MCPServer(
         name=f"mcp-suite-{name.replace('_', '-')}",
-        title=spec.title,
+        title=title,
         instructions=instructions,
         version=version,
         lifespan=gate.lifespan(),
         log_level=settings.log_level,
         subscriptions=bridge,
+        tools=tools.built() if tools is not None else None,
+        middleware=[gate.middleware],
     )
-    server.middleware.append(gate.middleware)
     _GATES[server] = gate
     return server
 
 
+def _gate(ctx: Context[Any, Any]) -> DepsGate:
+    value = ctx.request_context.lifespan_context
+    if isinstance(value, DepsGate):
+        return value
+    raise ToolError("The server is not ready yet; retry in a moment.")
+
+
 async def deps(ctx: Context[Any, Any]) -> Deps:
     """The process's dependencies, from a tool's context (waits while they are still connecting)."""
-    value = ctx.request_context.lifespan_context
-    if isinstance(value, Deps):
-        return value
-    if isinstance(value, DepsGate):
-        return await value.get()
-    raise ToolError("The server is not ready yet; retry in a moment.")
+    return (await _gate(ctx).running()).deps
+
+
+S = TypeVar("S")
+
+
+async def service(ctx: Context[Any, Any], kind: type[S]) -> S:
+    """The server's service instance (of class ``kind``), from a tool's context."""
+    svc = (await _gate(ctx).running()).service
+    if not isinstance(svc, kind):
+        raise ServerStartFailed(f"The server has no {kind.__name__} service.")
+    return svc
+
+
+async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
+    """The service of a server made by :func:`create_server`, for handlers the SDK gives no context."""
+    gate = _GATES.get(server)
+    if gate is None:
+        raise ServerStartFailed("The server is not running.")
+    svc = (await gate.running()).service
+    if not isinstance(svc, kind):
+        raise ServerStartFailed(f"The server has no {kind.__name__} service.")
+    return svc
 
 
 async def server_deps(server: MCPServer[Any]) -> Deps:
@@ -389,17 +417,9 @@ async def server_deps(server: MCPServer[Any]) -> Deps:
     return await gate.get()
 
 
-def _to_tool_error(tool: str, exc: BaseException) -> ToolError:
-    if isinstance(exc, ToolError):
-        return exc
-    if isinstance(exc, SuiteError):
-        return ToolError(str(exc))
-    incident = uuid.uuid4().hex[:8]
-    log.error("tool_crashed", tool=tool, incident=incident, exc_info=exc)
-    return ToolError(
-        f"Internal error in {tool} (incident {incident}); nothing was changed by the failed step. "
-        "The details are in the server's log."
-    )
+# ------------------------------------------------------------------------------------------ legacy
+# add_tool/tool_registrar register tools after the server is built; they go once every server
+# builds a ToolSet.
 
 
 def add_tool(
@@ -414,50 +434,14 @@ def add_tool(
     open_world: bool,
     name: str | None = None,
 ) -> F:
-    """Register ``fn`` as a tool with all four annotation hints, call logging and error mapping.
-
-    Tools not in the server's ``<NAME>_TOOLS`` allow-list (when set) are not registered at all, so
-    they cost the client no context.
-    """
+    """Register ``fn`` as a tool on a built server (legacy; see :class:`~common.tools.ToolSet`)."""
     tool_name = name or fn.__name__
-    if len(tool_name) > MAX_TOOL_NAME or not tool_name.replace("_", "").isalnum() or tool_name.lower() != tool_name:
-        raise ValueError(f"tool name {tool_name!r} must be snake_case and at most {MAX_TOOL_NAME} characters")
     if not fn.__doc__:
         raise ValueError(f"tool {tool_name!r} needs a docstring saying when to use it")
     if settings.tools is not None and tool_name not in settings.tools:
         return fn
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            return await fn(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-                outcome = "cancelled"
-                raise
-            outcome = "error" if isinstance(exc, SuiteError | ToolError) else "crash"
-            raise _to_tool_error(tool_name, exc) from None
-        finally:
-            log.info(
-                "tool_call",
-                tool=tool_name,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                outcome=outcome,
-            )
-
-    # The wrapper lives in this module, so string annotations (``from __future__ import annotations``
-    # in the server) must be resolved against the tool's own module before the SDK reads them.
-    hints = typing.get_type_hints(fn, include_extras=True)
-    signature = inspect.signature(fn)
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()],
-        return_annotation=hints.get("return", signature.return_annotation),
-    )
-    wrapper.__annotations__ = hints
     server.add_tool(
-        wrapper,
+        wrap(fn, tool_name),
         name=tool_name,
         title=title,
         description=inspect.cleandoc(fn.__doc__),
@@ -473,26 +457,8 @@ def add_tool(
     return fn
 
 
-@dataclass(frozen=True)
-class Hints:
-    """The four MCP tool annotation hints, always set explicitly."""
-
-    read_only: bool
-    destructive: bool
-    idempotent: bool
-    open_world: bool = False
-
-
-#: The usual kinds of tool. WRITE is an idempotent write (upsert, set); APPEND is not idempotent.
-READ = Hints(read_only=True, destructive=False, idempotent=True)
-WRITE = Hints(read_only=False, destructive=False, idempotent=True)
-APPEND = Hints(read_only=False, destructive=False, idempotent=False)
-DELETE = Hints(read_only=False, destructive=True, idempotent=True)
-EXTERNAL = Hints(read_only=False, destructive=False, idempotent=True, open_world=True)
-
-
 def tool_registrar(server: MCPServer[Any], settings: BaseServerSettings) -> Callable[[Any, str, Hints], None]:
-    """``register(fn, title, hints)``: :func:`add_tool` for one server, so ``build`` reads as a list of tools."""
+    """``register(fn, title, hints)``: :func:`add_tool` for one server (legacy)."""
 
     def register(fn: Any, title: str, hints: Hints) -> None:
         add_tool(
@@ -509,32 +475,18 @@ def tool_registrar(server: MCPServer[Any], settings: BaseServerSettings) -> Call
     return register
 
 
-def serve(name: str) -> int:
-    """Entry point of ``mcp-suite serve NAME``: settings, logging, then the stdio loop."""
-    from servers.registry import get
-
-    try:
-        spec = get(name)
-    except KeyError as exc:
-        sys.stderr.write(f"{exc.args[0]}\n")
-        return 2
-    try:
-        settings = spec.load_settings()
-    except SettingsError as exc:
-        sys.stderr.write(f"{exc.code}\n")
-        return 2
-    configure_logging(settings.log_level, settings.log_format, server=name)
-    from common.embedded_pg import install_sigterm_exit
-
-    install_sigterm_exit()
-    server = spec.build(settings)
-    # The SDK installs its own stdlib handler when the server is built; ours goes back on top.
-    configure_logging(settings.log_level, settings.log_format, server=name)
-    try:
-        asyncio.run(run_stdio(server))
-    except KeyboardInterrupt:
-        return 130
-    except SuiteError as exc:
-        log.error("server_failed", error=str(exc))
-        return 1
-    return 0
+__all__ = [
+    "APPEND",
+    "DELETE",
+    "EXTERNAL",
+    "READ",
+    "WRITE",
+    "Deps",
+    "DepsGate",
+    "Hints",
+    "create_server",
+    "deps",
+    "server_deps",
+    "server_service",
+    "service",
+]

@@ -44,7 +44,8 @@ def inline(schema: Any, defs: dict[str, Any] | None = None) -> Any:
     return schema
 
 
-def _smaller(*schemas: Any) -> Any:
+def smaller(*schemas: Any) -> Any:
+    """The schema whose JSON is shortest."""
     return min(schemas, key=lambda sch: len(json.dumps(sch, separators=(",", ":"))))
 
 
@@ -142,7 +143,7 @@ def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
         if lean:
             lean_params = compact(tool.parameters, nullable_as_type=False, lean=True)
             # Inlining $refs pays when each model is used once; keep whichever form is smaller.
-            tool.parameters = _smaller(lean_params, compact(inline(lean_params), nullable_as_type=False, lean=True))
+            tool.parameters = smaller(lean_params, compact(inline(lean_params), nullable_as_type=False, lean=True))
             if tool.annotations is not None and tool.annotations.title == tool.title:
                 tool.annotations.title = None  # the tool's own title says it already
     if lean:

@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("WARNING", "auto")
     try:
         if args.command == "serve":
-            from common.runtime import serve
+            from servers.serve import serve
 
             return serve(args.name)
         if args.command == "migrate":

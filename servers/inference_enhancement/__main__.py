@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 
-from common.runtime import serve
+from servers.serve import serve
 
 USAGE = "usage: python -m servers.inference_enhancement [import FILE | export FILE]\n"
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from common.runtime import serve
+from servers.serve import serve
 
 if __name__ == "__main__":
     sys.exit(serve("memory_management"))

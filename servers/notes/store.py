@@ -37,3 +37,20 @@ async def get_many(db: Database, ids: list[str]) -> dict[str, dict[str, Any]]:
 async def delete(conn: asyncpg.Connection, title: str) -> str | None:
     value: str | None = await conn.fetchval(DELETE, title)
     return value
+
+
+LIST_PAGE = """
+SELECT id::text, title, body, tags, created_at, updated_at, count(*) OVER () AS total
+FROM notes.notes WHERE ($1::text IS NULL OR $1 = ANY(tags)) ORDER BY title LIMIT $2 OFFSET $3
+"""
+
+
+COUNT = "SELECT count(*) FROM notes.notes WHERE ($1::text IS NULL OR $1 = ANY(tags))"
+
+
+async def list_page(db: Database, tag: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of notes by title and the number matching (counted apart only past the last page)."""
+    rows = [dict(r) for r in await db.fetch(LIST_PAGE, tag, limit, offset)]
+    if rows:
+        return rows, int(rows[0]["total"])
+    return rows, int(await db.fetchval(COUNT, tag)) if offset else 0

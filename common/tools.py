@@ -1,0 +1,164 @@
+"""Tool registration: the tool rules of DESIGN.md applied once, for every server.
+
+A server's ``build`` lists its tool functions in a :class:`ToolSet` (``tools.add(fn, "Title", READ)``)
+and hands it to :func:`common.runtime.create_server`. Each tool is then:
+
+- checked: a snake_case name of at most 40 characters, a docstring, all four annotation hints;
+- wrapped: every call is logged once (tool, duration, outcome) and every failure reaches the client
+  as a ``ToolError`` saying what to fix; an unexpected exception is logged with its stack on stderr
+  and the client gets a short message with an incident id, never a trace;
+- described compactly: its advertised schemas are rewritten by :mod:`common.tool_schema` before the
+  SDK sees them (the SDK's ``Tool`` objects are built here and passed to ``MCPServer(tools=...)``);
+- left out entirely when the server's ``<NAME>_TOOLS`` allow-list does not name it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+import typing
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+
+from common.errors import SuiteError
+from common.logging import get_logger
+from common.settings import BaseServerSettings
+from common.tool_schema import compact, inline, outline, smaller
+
+log = get_logger(__name__)
+
+MAX_TOOL_NAME = 40
+
+
+@dataclass(frozen=True)
+class Hints:
+    """The four MCP tool annotation hints, always set explicitly."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool = False
+
+
+#: The usual kinds of tool. WRITE is an idempotent write (upsert, set); APPEND is not idempotent.
+READ = Hints(read_only=True, destructive=False, idempotent=True)
+WRITE = Hints(read_only=False, destructive=False, idempotent=True)
+APPEND = Hints(read_only=False, destructive=False, idempotent=False)
+DELETE = Hints(read_only=False, destructive=True, idempotent=True)
+EXTERNAL = Hints(read_only=False, destructive=False, idempotent=True, open_world=True)
+READ_EXTERNAL = Hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+
+
+def to_tool_error(tool: str, exc: BaseException) -> ToolError:
+    """The error a client sees for ``exc`` raised by ``tool``."""
+    if isinstance(exc, ToolError):
+        return exc
+    if isinstance(exc, SuiteError):
+        return ToolError(str(exc))
+    incident = uuid.uuid4().hex[:8]
+    log.error("tool_crashed", tool=tool, incident=incident, exc_info=exc)
+    return ToolError(
+        f"Internal error in {tool} (incident {incident}); nothing was changed by the failed step. "
+        "The details are in the server's log."
+    )
+
+
+def _check_name(name: str) -> None:
+    if len(name) > MAX_TOOL_NAME or not name.replace("_", "").isalnum() or name.lower() != name:
+        raise ValueError(f"tool name {name!r} must be snake_case and at most {MAX_TOOL_NAME} characters")
+
+
+def wrap(fn: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
+    """``fn`` with call logging and error mapping, keeping the signature the SDK reads."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                outcome = "cancelled"
+                raise
+            outcome = "error" if isinstance(exc, SuiteError | ToolError) else "crash"
+            raise to_tool_error(name, exc) from None
+        finally:
+            log.info(
+                "tool_call", tool=name, duration_ms=round((time.perf_counter() - started) * 1000, 2), outcome=outcome
+            )
+
+    # The wrapper lives in this module, so string annotations (``from __future__ import annotations``
+    # in the server) are resolved against the tool's own module before the SDK reads them.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    signature = inspect.signature(fn)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()],
+        return_annotation=hints.get("return", signature.return_annotation),
+    )
+    wrapper.__annotations__ = hints
+    return wrapper
+
+
+class ToolSet:
+    """The tools of one server, collected by ``build`` and built into SDK ``Tool`` objects."""
+
+    def __init__(self, settings: BaseServerSettings, *, lean: bool = False, outline_outputs: bool = False) -> None:
+        """``lean`` trims input schemas further (:func:`common.tool_schema.compact`); ``outline_outputs``
+        advertises only the top-level fields of each result (the results are still validated models)."""
+        self.settings = settings
+        self.lean = lean
+        self.outline_outputs = outline_outputs
+        self._tools: list[Tool] = []
+        self.names: list[str] = []
+
+    def add(self, fn: Callable[..., Awaitable[Any]], title: str, hints: Hints, *, name: str | None = None) -> None:
+        """Register ``fn`` as a tool (unless the allow-list leaves it out)."""
+        tool_name = name or fn.__name__
+        _check_name(tool_name)
+        if not fn.__doc__:
+            raise ValueError(f"tool {tool_name!r} needs a docstring saying when to use it")
+        if tool_name in self.names:
+            raise ValueError(f"tool {tool_name!r} registered twice")
+        self.names.append(tool_name)
+        if self.settings.tools is not None and tool_name not in self.settings.tools:
+            return
+        tool = Tool.from_function(
+            wrap(fn, tool_name),
+            name=tool_name,
+            title=title,
+            description=inspect.cleandoc(fn.__doc__),
+            annotations=ToolAnnotations(
+                title=None if self.lean else title,  # lean: the tool's own title says it already
+                read_only_hint=hints.read_only,
+                destructive_hint=hints.destructive,
+                idempotent_hint=hints.idempotent,
+                open_world_hint=hints.open_world,
+            ),
+        )
+        self._compact(tool)
+        self._tools.append(tool)
+
+    def _compact(self, tool: Tool) -> None:
+        params = compact(tool.parameters, nullable_as_type=False)
+        if self.lean:
+            lean = compact(params, nullable_as_type=False, lean=True)
+            # Inlining $refs pays when each model is used once; keep whichever form is smaller.
+            params = smaller(lean, compact(inline(lean), nullable_as_type=False, lean=True))
+        tool.parameters = params
+        meta = tool.fn_metadata
+        if meta.output_schema is not None:
+            out = compact(meta.output_schema, nullable_as_type=True)
+            meta.output_schema = outline(out) if self.outline_outputs else out
+
+    def built(self) -> list[Tool]:
+        """The SDK tools, for ``MCPServer(tools=...)``."""
+        return list(self._tools)

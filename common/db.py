@@ -8,13 +8,11 @@ connection with exponential backoff and jitter, and turns a database that stays 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -132,8 +130,6 @@ class DbConfig:
     application_name: str | None = None
     #: Session settings every pooled connection starts with (on top of search_path and the timeouts).
     session_settings: dict[str, str] = field(default_factory=lambda: dict(SESSION_SETTINGS))
-    #: Run each connection's backend at the lowest CPU priority (see :func:`lower_backend_priority`).
-    low_priority: bool = False
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -152,38 +148,6 @@ def role_url(admin_url: str, role: str, password: str | None) -> str:
     host = parts.netloc.rsplit("@", 1)[-1]
     cred = quote(role, safe="") + (":" + quote(password, safe="") if password else "")
     return urlunsplit((parts.scheme, f"{cred}@{host}", parts.path, parts.query, parts.fragment))
-
-
-#: The niceness given to a background connection's backend: the lowest CPU priority.
-BACKGROUND_NICE = 19
-
-
-async def lower_backend_priority(conn: asyncpg.Connection) -> bool:
-    """Give ``conn``'s PostgreSQL backend the lowest CPU priority, if it runs on this machine.
-
-    Only a process this one can see and recognise as that backend (its title names the
-    connection's role and database) is touched: the process id of a PostgreSQL in a container or on
-    another host means nothing here, and may even be some unrelated local process. Where the
-    priority cannot be set (another user's process, no /proc), the connection works as usual.
-    """
-    row = await conn.fetchrow("SELECT pg_backend_pid() AS pid, current_user AS role, current_database() AS db")
-    assert row is not None
-    return _renice_backend(int(row["pid"]), str(row["role"]), str(row["db"]))
-
-
-def _renice_backend(pid: int, role: str, db: str) -> bool:
-    try:  # /proc is in memory: no I/O to wait for
-        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return False
-    if not title.startswith("postgres") or f" {role} {db} " not in f" {title} ":
-        return False
-    try:
-        os.setpriority(os.PRIO_PROCESS, pid, BACKGROUND_NICE)
-    except OSError as exc:
-        log.debug("backend_priority_unchanged", pid=pid, error=str(exc))
-        return False
-    return True
 
 
 class Database:
@@ -239,21 +203,16 @@ class Database:
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         await register_vector(conn, schema="extensions")
-        if self.config.low_priority:
-            await lower_backend_priority(conn)
 
     async def open_background(self, name: str) -> Database:
-        """A one-connection pool for work no caller waits for, whose backend yields the CPU.
+        """A one-connection pool for work no caller waits for, so it never takes a caller's connection.
 
-        On a small machine, background statements (putting stored vectors into the HNSW graph, say)
-        otherwise take a core from the tool calls that follow; at the lowest priority they run on
-        what the calls leave idle. Close it with :meth:`close`.
+        Close it with :meth:`close`.
         """
         config = replace(
             self.config,
             pool_min=1,
             pool_max=1,
-            low_priority=True,
             application_name=f"{self.config.application_name or 'mcp-' + self.config.schema}-{name}",
         )
         return await Database.open(config)

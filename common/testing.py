@@ -14,7 +14,7 @@ import socket
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,17 +166,28 @@ def fake_embedder() -> Any:
     return HashEmbedder(384)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout_s`` (tests never sleep blindly)."""
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float = 5.0,
+    what: str = "condition",
+    every_s: float = 0.01,
+) -> None:
+    """Poll ``predicate`` (plain or async) until it holds; fail after ``timeout_s`` (tests never sleep blindly)."""
+    import inspect
     import time
 
     import anyio
 
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
+        await anyio.sleep(every_s)
 
 
 async def call_ok(client: Any, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import asyncpg
 import pytest
 
 from common import embedded_pg
-from common.db import BACKGROUND_NICE, Database, DbConfig, _renice_backend, role_url
+from common.db import Database, DbConfig, role_url
 from common.errors import DatabaseUnavailable
 from common.testing import Cluster, start_cluster
 
@@ -226,32 +225,15 @@ def test_tuning_is_written_once_and_leaves_alter_system_in_charge(tmp_path: Path
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def _nice(pid: int) -> int:
-    # /proc/<pid>/stat: the command is in parentheses; niceness is the 17th field after it.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[16])
-
-
-async def test_background_pool_backend_runs_at_the_lowest_cpu_priority(database_url: str) -> None:
+async def test_a_background_pool_has_its_own_connection_and_name(database_url: str) -> None:
     await _prepare(database_url)
     db = await Database.open(DbConfig(url=database_url, schema="app"))
     try:
         background = await db.open_background("indexer")
         try:
-            pid = await background.fetchval("SELECT pg_backend_pid()")
-            assert _nice(pid) == BACKGROUND_NICE
             assert await background.fetchval("SELECT current_setting('application_name')") == "mcp-app-indexer"
-            # The ordinary pool is untouched.
-            assert _nice(await db.fetchval("SELECT pg_backend_pid()")) == 0
+            assert await background.fetchval("SELECT pg_backend_pid()") != await db.fetchval("SELECT pg_backend_pid()")
         finally:
             await background.close()
     finally:
         await db.close()
-
-
-def test_a_process_that_is_not_the_backend_is_never_reniced() -> None:
-    # Our own pid (not a PostgreSQL backend of that role and database) and a pid that does not exist.
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    assert not _renice_backend(os.getpid(), "memory_management", "mcp")
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
-    assert not _renice_backend(2**22 + 12345, "memory_management", "mcp")

@@ -1,180 +1,163 @@
-"""The stdio transport, read and written on the event loop instead of through worker threads.
+"""Serving a server over stdio, with every line the client sends answered as JSON-RPC 2.0 asks.
 
-The SDK's ``stdio_server()`` wraps stdin and stdout in anyio's thread-backed files: every line read
-and every answer written (a write, then a flush) is a hop to a worker thread and back. Measured on
-this 2-core machine with a bare server: 1.1-1.4 ms per round trip that way, 0.7-0.95 ms with the
-pipes on the event loop. A tool call is a few milliseconds, so that is worth having.
+The SDK's stdio transport drops a line it cannot parse or validate without a word, and the client
+then waits forever for the answer. Here each line is checked first (with the SDK's own message
+model): a line that is not JSON gets a parse error (-32700), JSON that is not a valid message gets
+an invalid-request error (-32600) carrying the request's id when one can be read, and a line over
+:data:`MAX_LINE` bytes is skipped with an error. Valid lines go to the SDK unchanged.
 
-Only pipes and sockets take this path (that is how MCP clients launch servers). A terminal, a
-regular file or an stdout shared with stderr keeps the SDK's transport: putting a descriptor into
-non-blocking mode changes it for every process sharing it, which is harmless for a private pipe
-and not for a shell's terminal or a log file that stderr also writes to.
-
-Like the SDK, the transport takes the descriptors over while it serves: fd 0 reads the null device
-and fd 1 goes to stderr, so a stray print in a library cannot corrupt the protocol channel. Both
-are put back when it stops.
+Like the SDK's transport, this one takes the descriptors over while it serves: fd 0 reads the null
+device and fd 1 goes to stderr, so a stray print in a library cannot corrupt the protocol channel;
+both are restored when it stops. Reads and writes run in worker threads, as in the SDK.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import os
-import stat
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+import mcp_types
+from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
 
 from common.logging import get_logger
+from common.sdk_adapter import run_on_streams
 
 log = get_logger(__name__)
 
-#: Longest line accepted from the client. asyncio's reader needs a bound; a tool argument above
-#: this (a 64 MiB JSON message) is refused as a parse error instead of exhausting memory.
+#: Longest line accepted from the client; a longer message is refused instead of exhausting memory.
 MAX_LINE = 64 * 1024 * 1024
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
 
 
-#: Which transport this process serves on ("event-loop" or "sdk"), for diagnostics and tests.
-transport_in_use: str | None = None
+def _id_of(message: Any) -> str | int | None:
+    """The id of a request that failed validation, when it has a usable one."""
+    if isinstance(message, dict):
+        value = message.get("id")
+        if (isinstance(value, str) and len(value) <= 200) or type(value) is int:
+            return value
+    return None
 
 
-class PipeLines:
-    """``async for line in ...`` over the client's pipe, as the SDK's ``stdio_server`` expects."""
+def check_line(raw: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """``(text, None)`` for a valid JSON-RPC message, else ``(None, error reply)``."""
+    try:
+        text = raw.decode("utf-8")
+        mcp_types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+        return text, None
+    except UnicodeDecodeError:
+        return None, error_reply(None, PARSE_ERROR, "Parse error: the line is not UTF-8.")
+    except Exception:  # the SDK would drop this line silently; find out what was wrong with it
+        pass
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, error_reply(None, PARSE_ERROR, "Parse error: the line is not valid JSON.")
+    return None, error_reply(
+        _id_of(message), INVALID_REQUEST, "Invalid request: not a JSON-RPC 2.0 message this server accepts."
+    )
 
-    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
-        self._reader = reader
-        self._limit = limit
 
-    def __aiter__(self) -> PipeLines:
+def error_reply(request_id: str | int | None, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+class _Wire:
+    """The client's end of stdout: whole lines, one writer at a time (the SDK's and the guard's)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._lock = anyio.Lock()
+
+    def _put(self, data: bytes) -> None:
+        self._out.write(data)
+        self._out.flush()
+
+    async def write(self, text: str) -> None:
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._put, text.encode("utf-8", errors="replace"))
+
+    async def flush(self) -> None:
+        """Each write is flushed already."""
+
+    async def reply(self, message: dict[str, Any]) -> None:
+        await self.write(json.dumps(message, separators=(",", ":")) + "\n")
+
+
+class _Lines:
+    """``async for line in ...`` over the client's stdin, answering bad lines on the wire."""
+
+    def __init__(self, source: IO[bytes], wire: _Wire, max_line: int) -> None:
+        self._source = source
+        self._wire = wire
+        self._max = max_line
+
+    def _read(self) -> bytes | None:
+        """The next line (None at end of input); an over-long one is consumed and returned empty."""
+        line = self._source.readline(self._max + 1)
+        if not line:
+            return None
+        if len(line) > self._max and not line.endswith(b"\n"):
+            while True:  # drop the rest of the over-long line
+                rest = self._source.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            return b""
+        return line
+
+    def __aiter__(self) -> _Lines:
         return self
 
     async def __anext__(self) -> str:
-        try:
-            line = await self._reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise StopAsyncIteration from None
-            line = exc.partial  # the last line had no newline
-        except asyncio.LimitOverrunError as exc:
-            await self._skip_line(exc.consumed)
-            log.warning("stdio_message_too_long", limit_bytes=self._limit)
-            # Not valid JSON: the SDK drops it as it drops any unparsable line, and reads on.
-            return '{"message too long": true'
-        return line.decode("utf-8", errors="replace")
-
-    async def _skip_line(self, consumed: int) -> None:
-        """Drop the rest of an over-long line, up to and including its newline."""
         while True:
-            try:
-                await self._reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as exc:
-                await self._reader.readexactly(exc.consumed)
-            except asyncio.IncompleteReadError:
-                return
+            raw = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+            if raw is None:
+                raise StopAsyncIteration
+            if raw == b"":
+                log.warning("stdio_message_too_long", limit_bytes=self._max)
+                await self._wire.reply(error_reply(None, INVALID_REQUEST, f"Message over {self._max} bytes refused."))
+                continue
+            if not raw.strip():
+                continue
+            text, error = check_line(raw.rstrip(b"\r\n"))
+            if error is None:
+                assert text is not None
+                return text
+            log.info("stdio_message_refused", code=error["error"]["code"])
+            await self._wire.reply(error)
 
 
-class PipeWriter:
-    """``write`` and ``flush`` as the SDK's ``stdio_server`` calls them, without a thread."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-
-    async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
-
-    async def flush(self) -> None:
-        await self._writer.drain()
-
-
-def _is_pipe(fd: int) -> bool:
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-def _same_file(a: int, b: int) -> bool:
-    try:
-        sa, sb = os.fstat(a), os.fstat(b)
-    except OSError:
-        return True
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def usable() -> bool:
-    """Whether stdin and stdout are private pipes this transport may make non-blocking."""
-    return _is_pipe(0) and _is_pipe(1) and not _same_file(1, 2) and not _same_file(0, 2)
-
-
-@contextlib.asynccontextmanager
-async def pipe_streams(max_line: int = MAX_LINE) -> AsyncIterator[tuple[PipeLines, PipeWriter]]:
-    """The client's pipes as event-loop streams; fds 0 and 1 diverted meanwhile (see module doc)."""
-    loop = asyncio.get_running_loop()
+@contextlib.contextmanager
+def _claimed_stdio() -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """Private copies of fds 0 and 1 for the protocol; fd 0 then reads /dev/null and fd 1 goes to stderr."""
     wire_in, wire_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
     os.close(null)
-    in_flags = os.get_blocking(wire_in)
-    out_flags = os.get_blocking(wire_out)
-    read_transport: asyncio.ReadTransport | None = None
-    writer: asyncio.StreamWriter | None = None
+    source = os.fdopen(wire_in, "rb", buffering=1 << 16)
+    sink = os.fdopen(wire_out, "wb", buffering=0)
     try:
-        reader = asyncio.StreamReader(limit=max_line, loop=loop)
-        read_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-            os.fdopen(wire_in, "rb", buffering=0, closefd=False),
-        )
-        write_transport, protocol = await loop.connect_write_pipe(
-            lambda: _WriteProtocol(loop), os.fdopen(wire_out, "wb", buffering=0, closefd=False)
-        )
-        writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
-        yield PipeLines(reader, max_line), PipeWriter(writer)
+        yield source, sink
     finally:
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.drain(), timeout=5)
-            writer.close()
-        if read_transport is not None:
-            read_transport.close()
-        await asyncio.sleep(0)  # let the transports drop their descriptors before they are restored
-        for private, fd, blocking in ((wire_in, 0, in_flags), (wire_out, 1, out_flags)):
+        for private, fd in ((wire_in, 0), (wire_out, 1)):
             with contextlib.suppress(OSError):
-                os.set_blocking(private, blocking)
                 os.dup2(private, fd)
-            with contextlib.suppress(OSError):
-                os.close(private)
+        for f in (source, sink):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
 
 
-class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """Flow control for the write pipe (``drain`` waits while the client is not reading)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop=loop)
-        self._closed: asyncio.Future[None] = loop.create_future()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    def _get_close_waiter(self, stream: Any) -> asyncio.Future[None]:
-        return self._closed
-
-
-async def run_stdio(server: Any, *, max_line: int = MAX_LINE) -> None:
-    """Serve ``server`` (an MCPServer) over stdio, on the event loop when the pipes allow it."""
-    from mcp.server.stdio import stdio_server
-
-    global transport_in_use
-    lowlevel = getattr(server, "_lowlevel_server", None)
-    if lowlevel is None or not usable():
-        transport_in_use = "sdk"
-        log.info("stdio_transport", transport=transport_in_use)
-        await server.run_stdio_async()
-        return
-    transport_in_use = "event-loop"
-    log.info("stdio_transport", transport=transport_in_use)
-    async with pipe_streams(max_line) as (lines, out), stdio_server(lines, out) as (read_stream, write_stream):  # type: ignore[arg-type]
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+async def run_stdio(server: MCPServer[Any], *, max_line: int = MAX_LINE) -> None:
+    """Serve ``server`` over this process's stdin and stdout until the client closes stdin."""
+    with _claimed_stdio() as (source, sink):
+        wire = _Wire(sink)
+        lines = _Lines(source, wire, max_line)
+        async with stdio_server(lines, wire) as (read_stream, write_stream):  # type: ignore[arg-type]
+            await run_on_streams(server, read_stream, write_stream)

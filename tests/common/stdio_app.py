@@ -13,7 +13,6 @@ import sys
 
 from mcp.server.mcpserver import MCPServer
 
-import common.stdio
 from common.logging import configure_logging
 from common.stdio import MAX_LINE, run_stdio
 
@@ -33,12 +32,6 @@ def noisy() -> str:
     sys.stdout.write("junk from sys.stdout\n")
     sys.stdout.flush()
     return "quiet"
-
-
-@server.tool()
-def transport() -> str:
-    """Which transport serves this process."""
-    return str(common.stdio.transport_in_use)
 
 
 if __name__ == "__main__":

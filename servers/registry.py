@@ -18,6 +18,8 @@ class ServerSpec:
     description: str
     #: An example server used by the tests and as the template for new ones; left out of `config claude`.
     example: bool = False
+    #: Where the server can keep its vectors (VECTOR_BACKEND); the others keep them in their own schema.
+    vector_backends: tuple[str, ...] = ("pgvector",)
 
     @property
     def package(self) -> str:
@@ -32,9 +34,16 @@ class ServerSpec:
 
     def load_settings(self, **overrides: Any) -> Any:
         """The server's Settings, read from the environment (a bad value stops with a clear message)."""
-        from common.settings import load_settings
+        from common.settings import SettingsError, load_settings
 
-        return load_settings(self.module("settings").Settings, **overrides)
+        settings = load_settings(self.module("settings").Settings, **overrides)
+        if settings.vector_backend not in self.vector_backends:
+            raise SettingsError(
+                f"Invalid configuration:\n  VECTOR_BACKEND: {self.name} keeps its vectors in its own PostgreSQL "
+                f"schema (pgvector) and does not support {settings.vector_backend!r}; unset VECTOR_BACKEND for this "
+                "server (docs/configuration.md lists which servers support Qdrant)."
+            )
+        return settings
 
     def build(self, settings: Any) -> Any:
         """The server's ``build(settings) -> MCPServer``."""
@@ -47,6 +56,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Notes (example)",
         "Tiny example server that exercises every part of common/ end to end; the template for new servers.",
         example=True,
+        vector_backends=("pgvector", "qdrant"),
     ),
     ServerSpec(
         "memory_management",

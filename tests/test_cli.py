@@ -60,6 +60,14 @@ def test_a_bad_setting_stops_with_exit_2_naming_the_variable() -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_a_server_that_keeps_its_vectors_in_postgres_refuses_vector_backend_qdrant() -> None:
+    out = _cli("serve", "memory_management", env=_env(VECTOR_BACKEND="qdrant", QDRANT_URL="http://127.0.0.1:1"))
+    assert out.returncode == 2
+    assert "VECTOR_BACKEND" in out.stderr
+    assert "memory_management keeps its vectors in its own PostgreSQL schema" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_migrate_status_and_verify_report_every_version(database_url: str, redis_url: str) -> None:
     env = _env(DATABASE_URL=database_url, REDIS_URL=redis_url)
     assert _cli("migrate", env=env).returncode == 0

@@ -10,20 +10,44 @@ from typing import Any, Literal
 
 import structlog
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization")
+#: Longest user name and password a URL's credentials are looked for in (real ones are far shorter).
+_MAX_CRED = 256
+#: The credentials after ``://``, matched only within a bounded window, so no input costs more than linear time.
+_CREDENTIALS = re.compile(rf"([^:/@\s]{{0,{_MAX_CRED}}}):([^@/\s]{{1,{_MAX_CRED}}})@")
+#: Longest string value a log line carries; longer ones are cut (a 1 MB argument must not become a 1 MB line).
+MAX_LOGGED_CHARS = 2_000
 
 
 def redact(text: str) -> str:
-    """Replace the password in any ``scheme://user:password@`` with ``***``."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """Replace the password in any ``scheme://user:password@`` with ``***`` (linear in the text's length)."""
+    if "://" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while (at := text.find("://", pos)) >= 0:
+        start = at + 3
+        match = _CREDENTIALS.match(text, start, min(len(text), start + 2 * _MAX_CRED + 2))
+        if match:
+            out.append(text[pos:start] + match.group(1) + ":***@")
+            pos = match.end()
+        else:
+            out.append(text[pos:start])
+            pos = start
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def shorten(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
 
 
 def _redact_value(key: str, value: Any) -> Any:
     if any(s in key.lower() for s in _SECRET_KEYS) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
-        return redact(value)
+        return redact(shorten(value))
     if isinstance(value, dict):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):

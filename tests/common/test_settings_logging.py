@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,37 @@ def test_redact_hides_passwords_in_urls() -> None:
         "connect postgresql://admin:***@db:5432/x failed"
     )
     assert "hunter2" not in redact("redis://:hunter2@localhost:6379/0")
+    assert redact("see http://user@host/ and ftp://x") == "see http://user@host/ and ftp://x"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a" * 1_000_000,
+        "://" * 300_000,
+        "x://" + "a" * 1_000_000,
+        "://a:" * 200_000,
+        "postgresql://" + "u" * 500_000 + ":",
+    ],
+)
+def test_redaction_of_a_megabyte_value_takes_linear_time(value: str) -> None:
+    started = time.perf_counter()
+    redact(value)
+    # A safety bound, not a benchmark: the old regex took tens of seconds on such values.
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_huge_logged_value_is_cut_short(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json", server="notes")
+    try:
+        get_logger("t").info("recall", tag="t" * 1_000_000)
+    finally:
+        import structlog
+
+        structlog.contextvars.clear_contextvars()
+    err = capsys.readouterr().err
+    assert len(err) < 5_000
+    assert "(1000000 chars)" in err
 
 
 def test_logs_are_json_on_stderr_with_credentials_redacted(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,11 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
+from pydantic import BaseModel
 
-from common.errors import SuiteError
+from common.errors import InvalidInput, SuiteError
 from common.logging import get_logger
 from common.settings import BaseServerSettings
 from common.tool_schema import compact, inline, outline, smaller
@@ -76,14 +78,47 @@ def _check_name(name: str) -> None:
         raise ValueError(f"tool name {name!r} must be snake_case and at most {MAX_TOOL_NAME} characters")
 
 
+#: Deepest nesting of lists and objects accepted in an argument.
+MAX_DEPTH = 32
+_INT64 = 2**63 - 1
+
+
+def check_value(path: str, value: Any, depth: int = 0) -> None:
+    """Refuse what no tool can store: NUL characters (PostgreSQL rejects them), integers beyond 64 bits,
+    nesting deeper than :data:`MAX_DEPTH`. Raises InvalidInput naming the argument."""
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"{path} is nested more than {MAX_DEPTH} levels deep; flatten it.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{path} contains a NUL character (\\u0000); remove it.")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -_INT64 - 1 <= value <= _INT64:
+            raise InvalidInput(f"{path} is outside the 64-bit integer range.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_value(f"{path}.{str(key)[:40]}", key, depth + 1)
+            check_value(f"{path}.{str(key)[:40]}", item, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for n, item in enumerate(value):
+            check_value(f"{path}[{n}]", item, depth + 1)
+    elif isinstance(value, BaseModel):
+        for key, item in value.__dict__.items():
+            check_value(f"{path}.{key}", item, depth + 1)
+
+
 def wrap(fn: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
-    """``fn`` with call logging and error mapping, keeping the signature the SDK reads."""
+    """``fn`` with argument checks, call logging and error mapping, keeping the signature the SDK reads."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         outcome = "ok"
         try:
+            for key, value in kwargs.items():
+                if not isinstance(value, Context):
+                    check_value(key, value)
             return await fn(*args, **kwargs)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):

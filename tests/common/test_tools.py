@@ -1,0 +1,119 @@
+"""Tool registration (common/tools.py): the tool rules, argument checks and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
+
+from common.errors import InvalidInput
+from common.settings import BaseServerSettings
+from common.tool_schema import P
+from common.tools import READ, ToolSet, check_value
+
+pytestmark = pytest.mark.anyio
+
+
+class Echo(BaseModel):
+    text: str
+    n: int
+
+
+async def echo(
+    text: Annotated[str, P("Text.")],
+    n: Annotated[int, P("A number.")] = 0,
+    extra: Annotated[dict[str, Any] | None, P("Anything.")] = None,
+) -> Echo:
+    """Answer the text back."""
+    return Echo(text=text, n=n)
+
+
+async def crash() -> Echo:
+    """Fail unexpectedly."""
+    raise RuntimeError("secret internals at /srv/db password=hunter2")
+
+
+def _server(settings: BaseServerSettings) -> MCPServer[Any]:
+    tools = ToolSet(settings)
+    tools.add(echo, "Echo", READ)
+    tools.add(crash, "Crash", READ)
+    return MCPServer("tools-test", tools=tools.built())
+
+
+@pytest.fixture
+def settings() -> BaseServerSettings:
+    return BaseServerSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"text": "a\x00b"}, "text contains a NUL character"),
+        ({"text": "ok", "n": 10**30}, "n is outside the 64-bit integer range"),
+        ({"text": "ok", "extra": {"k": ["x", "y\x00"]}}, "extra.k[1] contains a NUL character"),
+        ({"text": "ok", "extra": {"a\x00": 1}}, "contains a NUL character"),
+    ],
+)
+async def test_arguments_no_tool_could_store_get_a_clear_error(
+    settings: BaseServerSettings, args: dict[str, Any], expected: str
+) -> None:
+    async with Client(_server(settings)) as client:
+        result = await client.call_tool("echo", args)
+        assert result.is_error
+        assert expected in result.content[0].text  # type: ignore[union-attr]
+
+
+def test_deep_nesting_is_refused() -> None:
+    value: Any = "x"
+    for _ in range(40):
+        value = [value]
+    with pytest.raises(InvalidInput, match="nested more than"):
+        check_value("content", value)
+
+
+async def test_an_unexpected_failure_reaches_the_client_as_a_short_generic_error(settings: BaseServerSettings) -> None:
+    async with Client(_server(settings)) as client:
+        result = await client.call_tool("crash", {})
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert result.is_error
+        assert "Internal error in crash (incident " in text
+        assert "hunter2" not in text
+        assert "Traceback" not in text
+
+
+async def test_the_allow_list_leaves_other_tools_out(make_settings: Callable[..., Any]) -> None:
+    settings = BaseServerSettings(_env_file=None, tools=["echo"])  # type: ignore[call-arg]
+    async with Client(_server(settings)) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
+
+
+def test_tool_rules_are_enforced_at_registration(settings: BaseServerSettings) -> None:
+    async def Bad() -> Echo:
+        """Doc."""
+        return Echo(text="", n=0)
+
+    async def nodoc() -> Echo:
+        return Echo(text="", n=0)
+
+    tools = ToolSet(settings)
+    with pytest.raises(ValueError, match="snake_case"):
+        tools.add(Bad, "Bad", READ)
+    with pytest.raises(ValueError, match="docstring"):
+        tools.add(nodoc, "No doc", READ)
+    tools.add(echo, "Echo", READ)
+    with pytest.raises(ValueError, match="twice"):
+        tools.add(echo, "Echo", READ)
+
+
+async def test_schemas_are_compact_and_hints_explicit(settings: BaseServerSettings) -> None:
+    async with Client(_server(settings)) as client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "echo")
+    assert "title" not in tool.input_schema["properties"]["text"]
+    assert tool.annotations is not None
+    assert (tool.annotations.read_only_hint, tool.annotations.destructive_hint) == (True, False)
+    assert tool.annotations.idempotent_hint is True
+    assert tool.annotations.open_world_hint is False

@@ -98,6 +98,12 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+def _from_cache(response: httpx.Response) -> bool:
+    """Whether a cache transport (hishel sets the ``caching`` extension) answered without the origin."""
+    status = response.extensions.get("caching")
+    return bool(status.get("from_cache")) if isinstance(status, Mapping) else False
+
+
 def _declared_length(headers: httpx.Headers) -> int | None:
     raw = headers.get("content-length")
     if raw is None or not raw.strip().isdigit():
@@ -215,7 +221,7 @@ async def _follow(
             declared_length=_declared_length(response.headers),
             elapsed_s=time.monotonic() - started,
             redirects=hops,
-            from_cache=bool(getattr(response.extensions.get("caching"), "from_cache", False)),
+            from_cache=_from_cache(response),
         )
 
 

@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal
 
 import anyio
@@ -85,12 +86,14 @@ def build_client(
     transport: httpx.AsyncBaseTransport | None = None,
     user_agent: str = DEFAULT_USER_AGENT,
 ) -> httpx.AsyncClient:
-    """An AsyncClient for ``fetch``: guarded transport, no env proxies or .netrc, redirects left to us."""
+    """An AsyncClient for ``fetch``: guarded transport, no env proxies or .netrc, redirects left to us,
+    and no cookie jar, so one caller's fetch never carries another's session to a site."""
     return httpx.AsyncClient(
         transport=transport or GuardedTransport(policy),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": user_agent},
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
 

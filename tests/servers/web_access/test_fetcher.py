@@ -201,3 +201,15 @@ async def test_head_requests_return_headers_without_a_body(serve: Callable[..., 
 async def test_nonsense_limits_are_refused() -> None:
     with pytest.raises(InvalidInput):
         await get("http://127.0.0.1:9/", timeout_s=0)
+
+
+@pytest.mark.anyio
+async def test_cookies_a_site_sets_are_never_sent_back(serve: Callable[..., LocalServer]) -> None:
+    set_cookie = [("Set-Cookie", "session=abc; Path=/"), ("Location", "/check")]
+    server = serve({"/set": lambda h: reply(h, 302, b"", set_cookie), "/check": text("ok")})
+    transport = GuardedTransport(LOOPBACK, dial=LoopbackDial())
+    async with build_client(LOOPBACK, transport=transport) as client:
+        await fetch(server.url("/set"), client=client, policy=LOOPBACK)
+        await fetch(server.url("/check"), client=client, policy=LOOPBACK)
+    assert [s.path for s in server.seen] == ["/set", "/check", "/check"]
+    assert all("cookie" not in s.headers for s in server.seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from common.errors import InvalidInput
-from servers.web_access.fetcher import FetchResult, build_client, fetch
+from servers.web_access.fetcher import FetchFailed, FetchResult, build_client, fetch
 from servers.web_access.netguard import (
     BlockedURL,
     GuardedTransport,
@@ -363,3 +364,22 @@ async def test_the_backend_resolves_a_numeric_name_and_still_refuses_it(serve: C
     with pytest.raises(BlockedURL, match="loopback"):
         await backend.connect_tcp("localhost", server.port, timeout=2)
     assert server.connections == 0
+
+
+@pytest.mark.anyio
+async def test_a_name_that_does_not_resolve_is_a_clear_fetch_error() -> None:
+    async def nxdomain(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(FetchFailed, match=r"could not resolve host 'nowhere\.example'"):
+        await get("http://nowhere.example/", resolve=nxdomain)
+
+
+@pytest.mark.anyio
+async def test_every_checked_address_is_tried_in_order_until_one_answers(serve: Callable[..., LocalServer]) -> None:
+    server = serve({"/": text("second address")})
+    resolve, _ = _dns({"dual.example": [["::1", "127.0.0.1"]]})
+    dial = LoopbackDial()
+    result = await get(f"http://dual.example:{server.port}/", NetPolicy.from_entries(["dual.example"]), dial=dial, resolve=resolve)  # fmt: skip
+    assert result.body == b"second address"
+    assert dial.dialed == [("::1", server.port), ("127.0.0.1", server.port)]

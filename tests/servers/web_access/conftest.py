@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, host: str, owner: LocalServer) -> None:
         self.owner = owner
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, 0), _Handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:

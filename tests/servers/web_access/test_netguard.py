@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -383,3 +385,64 @@ async def test_every_checked_address_is_tried_in_order_until_one_answers(serve: 
     result = await get(f"http://dual.example:{server.port}/", NetPolicy.from_entries(["dual.example"]), dial=dial, resolve=resolve)  # fmt: skip
     assert result.body == b"second address"
     assert dial.dialed == [("::1", server.port), ("127.0.0.1", server.port)]
+
+
+class _SniProbe(httpcore.AsyncNetworkStream):
+    """Wraps a dialed stream and records the name TLS would be started with, then stops there."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, names: list[str | None]) -> None:
+        self._inner = inner
+        self._names = names
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        self._names.append(server_hostname)
+        await self._inner.aclose()  # a real backend closes the socket when the handshake fails
+        raise httpcore.ConnectError("the test stops before the TLS handshake")
+
+
+class _SniDial(LoopbackDial):
+    def __init__(self, remap: dict[str, tuple[str, int]]) -> None:
+        super().__init__(remap)
+        self.sni: list[str | None] = []
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _SniProbe(await super().connect_tcp(*args, **kwargs), self.sni)
+
+
+@pytest.mark.anyio
+async def test_tls_is_started_with_the_host_name_while_the_checked_ip_is_dialed(
+    serve: Callable[..., LocalServer],
+) -> None:
+    stand_in = serve({})
+    resolve, _ = _dns({"tls.example": [[PUBLIC]]})
+    dial = _SniDial(remap={PUBLIC: ("127.0.0.1", stand_in.port)})
+    with pytest.raises(FetchFailed):
+        await get("https://tls.example/", dial=dial, resolve=resolve)
+    assert dial.dialed == [(PUBLIC, 443)]
+    assert dial.sni == ["tls.example"]
+
+
+@pytest.mark.anyio
+async def test_an_ipv6_loopback_server_is_reached_only_when_allow_listed(serve: Callable[..., LocalServer]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    server = serve({"/": text("v6")}, host="::1")
+    with pytest.raises(BlockedURL, match="loopback"):
+        await get(server.url("/"))
+    assert server.connections == 0
+    result = await get(server.url("/"), NetPolicy.from_entries(["::1/128"]))
+    assert result.body == b"v6"

@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from common.errors import InvalidInput, SuiteError
-from servers.web_access.netguard import GuardedTransport, NetPolicy, check_url
+from servers.web_access.netguard import BlockedURL, GuardedTransport, NetPolicy, check_url
 
 DEFAULT_USER_AGENT = "mcp-suite-web-access/0.1 (+model-initiated fetch)"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -176,6 +176,7 @@ async def _follow(
     started: float,
 ) -> FetchResult:
     asked = str(current)
+    first_origin = _origin(current)
     hops: list[Hop] = []
     send_headers = first_headers
     while True:
@@ -203,9 +204,12 @@ async def _follow(
                     raise FetchFailed(
                         f"{str(current)[:80]!r} redirected to an invalid URL {location[:80]!r}."
                     ) from None
-                next_url = check_url(str(target), policy).url
+                try:
+                    next_url = check_url(str(target), policy).url
+                except BlockedURL as exc:
+                    raise BlockedURL(f"{str(current)[:80]!r} redirected to a refused destination. {exc}") from None
                 send_headers = httpx.Headers(base_headers)
-                if _origin(next_url) != _origin(current):
+                if _origin(next_url) != first_origin:
                     for name in _ORIGIN_BOUND_HEADERS:
                         send_headers.pop(name, None)
                 current = next_url

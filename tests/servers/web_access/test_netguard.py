@@ -263,8 +263,9 @@ async def test_a_redirect_from_an_allowed_host_to_a_blocked_one_is_refused(
     allowed = serve({"/start": redirect(target.format(q=blocked.port))})
     policy = NetPolicy.from_entries(["127.0.0.1/32"])
     dial = LoopbackDial()
-    with pytest.raises(BlockedURL):
+    with pytest.raises(BlockedURL) as caught:
         await get(allowed.url("/start"), policy, dial=dial)
+    assert "refused" in str(caught.value)
     assert allowed.connections == 1
     assert blocked.connections == 0
     assert [host for host, _ in dial.dialed] == ["127.0.0.1"]

@@ -1,0 +1,1 @@
+"""web_access: safe web fetching, readable extraction, robots rules and link discovery."""

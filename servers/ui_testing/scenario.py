@@ -151,9 +151,9 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"][:3])
+        where = ".".join(str(p) for p in err["loc"])
         message = str(err["msg"]).removeprefix("Value error, ")
-        raise InvalidInput(f"Invalid scenario at {where or 'top level'}: {message[:200]}") from None
+        raise InvalidInput(f"Invalid scenario at {where or 'top level'}: {message[:320]}") from None
 
 
 class StepResult(BaseModel):

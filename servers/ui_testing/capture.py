@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.errors import InvalidInput, NotFound
 from servers.ui_testing.browser import REPRO_CSS, Browser, first_line
 from servers.ui_testing.images import Rect, StoredImage, blank_rects, store_png, thumbnail
-from servers.ui_testing.viewport import Viewport
+from servers.ui_testing.viewport import PRESETS, Viewport
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page
@@ -47,7 +47,7 @@ class CaptureSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     url: str = Field(min_length=1, max_length=4000)
-    viewport: Viewport = Field(default_factory=lambda: Viewport(width=1920, height=1080, scale=1))
+    viewport: Viewport = PRESETS["desktop"]
     full_page: bool = False
     selector: str | None = Field(default=None, max_length=500, description="Capture only this element.")
     wait: WaitSpec = Field(default_factory=WaitSpec)
@@ -63,6 +63,7 @@ class CaptureResult(StoredImage):
     viewport: Viewport
     full_page: bool
     selector: str | None = None
+    status: int | None = Field(default=None, description="HTTP status of the page (none for files).")
     thumbnail: StoredImage | None = None
 
 
@@ -79,15 +80,19 @@ def check_url(url: str) -> str:
     return url
 
 
-async def open_url(page: Page, url: str, wait: WaitSpec) -> None:
-    """Navigate and wait as ``wait`` says; unreachable pages and timeouts become clear errors."""
+async def open_url(page: Page, url: str, wait: WaitSpec, navigation_timeout_ms: int | None = None) -> int | None:
+    """Navigate and wait as ``wait`` says; returns the HTTP status (None for files).
+
+    Unreachable pages and timeouts become clear errors; a 4xx/5xx page is still a page and loads.
+    The navigation timeout defaults to the browser context's.
+    """
     # Heavy: playwright is loaded on first browser use only.
     from playwright.async_api import Error as PWError
     from playwright.async_api import TimeoutError as PWTimeout
 
     check_url(url)
     try:
-        await page.goto(url, wait_until=wait.until)
+        response = await page.goto(url, wait_until=wait.until, timeout=navigation_timeout_ms)
     except PWTimeout as exc:
         raise InvalidInput(f"{short(url)} did not finish loading ({wait.until}) in time; try until='load'.") from exc
     except PWError as exc:
@@ -100,6 +105,7 @@ async def open_url(page: Page, url: str, wait: WaitSpec) -> None:
         await wait_visible(page.locator(wait.selector).first, wait.selector, wait.timeout_ms)
     if wait.delay_ms:
         await page.wait_for_timeout(wait.delay_ms)
+    return response.status if response is not None and url.startswith("http") else None
 
 
 async def wait_visible(locator: Locator, selector: str, timeout_ms: int) -> None:
@@ -197,8 +203,8 @@ async def capture(browser: Browser, spec: CaptureSpec, root: Path) -> CaptureRes
     """Open ``spec.url`` in a fresh context, wait, and store the screenshot under ``root``."""
     check_url(spec.url)
     async with browser.page(spec.viewport) as page:
-        await open_url(page, spec.url, spec.wait)
-        return await shoot(
+        status = await open_url(page, spec.url, spec.wait)
+        result = await shoot(
             page,
             root,
             viewport=spec.viewport,
@@ -209,3 +215,4 @@ async def capture(browser: Browser, spec: CaptureSpec, root: Path) -> CaptureRes
             make_thumbnail=spec.thumbnail,
             timeout_ms=spec.wait.timeout_ms,
         )
+        return result.model_copy(update={"status": status})

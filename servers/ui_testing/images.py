@@ -8,10 +8,14 @@ import os
 import struct
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 THUMB_WIDTH = 320
@@ -75,10 +79,10 @@ def store_png(data: bytes, root: Path) -> StoredImage:
     return StoredImage(path=str(path), sha256=digest, width=width, height=height, bytes=len(data))
 
 
-def encode_png(image: object) -> bytes:
+def encode_png(image: Image) -> bytes:
     """PNG bytes of a PIL image with no metadata, so equal pixels always give equal bytes."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=6)  # type: ignore[attr-defined]
+    image.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -87,9 +91,10 @@ def blank_rects(data: bytes, rects: list[Rect], scale: float) -> bytes:
     if not rects:
         return data
     # Heavy: only captures with rectangle masks need Pillow.
-    from PIL import Image, ImageDraw
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
 
-    with Image.open(io.BytesIO(data)) as opened:
+    with PILImage.open(io.BytesIO(data)) as opened:
         image = opened.convert("RGBA")
     draw = ImageDraw.Draw(image)
     for r in rects:
@@ -102,14 +107,14 @@ def blank_rects(data: bytes, rects: list[Rect], scale: float) -> bytes:
 def thumbnail(data: bytes, root: Path) -> StoredImage:
     """A PNG at most ``THUMB_WIDTH`` wide (the top of a very tall image), stored by hash."""
     # Heavy: only thumbnails need Pillow.
-    from PIL import Image
+    from PIL import Image as PILImage
 
-    with Image.open(io.BytesIO(data)) as opened:
+    with PILImage.open(io.BytesIO(data)) as opened:
         image = opened.convert("RGB")
     w, h = image.size
     if h > w * THUMB_MAX_ASPECT:
         image = image.crop((0, 0, w, w * THUMB_MAX_ASPECT))
         h = w * THUMB_MAX_ASPECT
     if w > THUMB_WIDTH:
-        image = image.resize((THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), Image.Resampling.LANCZOS)
+        image = image.resize((THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), PILImage.Resampling.LANCZOS)
     return store_png(encode_png(image), root)

@@ -40,6 +40,7 @@ class _Step(BaseModel):
 
 class Goto(_Step):
     action: Literal["goto"]
+    timeout_ms: Timeout = 15_000
     url: str = Field(min_length=1, max_length=4000)
     until: Literal["load", "domcontentloaded", "networkidle"] = "load"
 
@@ -323,7 +324,7 @@ async def _run_step(
     t = step.timeout_ms
     match step:
         case Goto():
-            await open_url(page, step.url, WaitSpec(until=step.until, timeout_ms=t))
+            await open_url(page, step.url, WaitSpec(until=step.until, timeout_ms=t), navigation_timeout_ms=t)
         case Click():
             await page.locator(step.selector).first.click(timeout=t)
         case Fill():

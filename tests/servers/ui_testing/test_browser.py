@@ -108,31 +108,58 @@ async def test_each_call_gets_a_fresh_context_and_a_page_font_wins_over_the_pinn
             assert await second.evaluate("localStorage.getItem('k')") is None
 
 
-@pytest.mark.parametrize("ending", ["exit", "sigterm"])
-async def test_no_chromium_outlives_its_owning_process(ending: str):
-    proc = await asyncio.create_subprocess_exec(
+async def spawn_child(mode: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         CHILD,
-        "exit" if ending == "exit" else "wait",
+        mode,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+async def child_pids(proc: asyncio.subprocess.Process) -> set[int]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+    pids = set(json.loads(line))
+    assert chromium_pids(pids), "the child started no Chromium"
+    return pids
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigterm"])
+async def test_no_chromium_outlives_its_owning_process(ending: str):
+    proc = await spawn_child("exit" if ending == "exit" else "wait")
     try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-        pids = set(json.loads(line))
-        assert chromium_pids(pids), "the child started no Chromium"
+        pids = await child_pids(proc)
         if ending == "sigterm":
             proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=30)
         await wait_until(lambda: all_gone(pids), timeout_s=15, what="the child's Chromium to exit")
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
+
+
+async def test_two_processes_each_run_their_own_browser_at_once():
+    procs = [await spawn_child("wait"), await spawn_child("wait")]
+    try:
+        first, second = await asyncio.gather(*(child_pids(p) for p in procs))
+        assert not chromium_pids(first) & chromium_pids(second)  # no shared profile, no "browser in use"
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout=30)
+        await wait_until(lambda: all_gone(first | second), timeout_s=15, what="both children's Chromium to exit")
+    finally:
+        for proc in procs:
+            await reap(proc)
 
 
 async def test_a_missing_executable_is_reported_with_how_to_fix_it():
@@ -157,3 +184,19 @@ async def test_the_version_report_compares_chromium_with_playwrights_expectation
 
 def test_root_gets_no_sandbox_and_others_keep_it():
     assert ("--no-sandbox" in launch_args()) == (os.geteuid() == 0)
+
+
+def test_importing_the_domain_modules_loads_no_heavy_dependency():
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import servers.ui_testing.audit, servers.ui_testing.capture, servers.ui_testing.diff, servers.ui_testing.scenario\n"
+        "heavy = [m for m in ('playwright', 'PIL', 'numpy', 'pybind11_pixelmatch', 'axe_playwright_python')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == ""

@@ -43,6 +43,7 @@ async def test_capturing_the_same_page_twice_gives_identical_bytes(browser: Brow
     second = await capture(browser, CaptureSpec(url=url, viewport=SMALL, thumbnail=True), tmp_path)
 
     assert first.sha256 == second.sha256
+    assert first.status == 200
     assert read(first.path) == read(second.path)
     assert Path(first.path) == tmp_path / first.sha256[:2] / f"{first.sha256}.png"
     assert (first.width, first.height) == (800, 600)
@@ -131,6 +132,9 @@ async def test_an_element_and_a_full_page_and_a_local_file_can_be_captured(
     local.write_text(page("<p>from disk</p>"))
     from_file = await capture(browser, CaptureSpec(url=local.as_uri(), viewport=SMALL), tmp_path)
     assert (from_file.width, from_file.height) == (800, 600)
+    assert from_file.status is None
+    not_found = await capture(browser, CaptureSpec(url=site.base + "/nothing", viewport=SMALL), tmp_path)
+    assert not_found.status == 404  # an error page is still captured, with its status
 
 
 async def test_captures_in_parallel_do_not_wait_on_each_other(browser: Browser, site: Site, tmp_path: Path):

@@ -1,0 +1,1 @@
+"""UI testing: stored screenshots, visual baselines and diffs, accessibility audits, replayable scenarios."""

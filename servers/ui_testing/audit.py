@@ -1,0 +1,188 @@
+"""Accessibility audits with axe-core (bundled by axe-playwright-python, offline) and deltas between two audits.
+
+Violations are compacted to rule, impact, help text, help URL and a few affected selectors (never
+HTML). A delta keys findings by (rule, selector): axe's selectors are ids where elements have them
+and structural paths otherwise, so moving an element without an id can show as fixed plus new.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.errors import InvalidInput
+from servers.ui_testing.browser import Browser, first_line
+from servers.ui_testing.capture import WaitSpec, open_url
+from servers.ui_testing.viewport import Viewport
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+#: Each level includes the levels below it, as WCAG conformance does.
+LEVELS: dict[str, tuple[str, ...]] = {
+    "wcag2a": ("wcag2a",),
+    "wcag2aa": ("wcag2a", "wcag2aa"),
+    "wcag2aaa": ("wcag2a", "wcag2aa", "wcag2aaa"),
+    "wcag21a": ("wcag2a", "wcag21a"),
+    "wcag21aa": ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa"),
+    "wcag22aa": ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"),
+    "best-practice": ("best-practice",),
+    "section508": ("section508",),
+}
+DEFAULT_LEVELS = ("wcag21aa",)
+SELECTORS_PER_RULE = 5
+Impact = Literal["minor", "moderate", "serious", "critical"]
+_IMPACT_ORDER = {"critical": 0, "serious": 1, "moderate": 2, "minor": 3, None: 4}
+
+
+class Violation(BaseModel):
+    """One failed axe rule, with a few of the elements that fail it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    impact: Impact | None = None
+    help: str
+    help_url: str
+    selectors: list[str] = Field(description="Affected elements (CSS selectors), at most a few.")
+    nodes: int = Field(description="How many elements fail the rule in total.")
+
+
+class AuditResult(BaseModel):
+    """The violations of one page, worst first, and what was checked."""
+
+    url: str
+    tags: list[str]
+    axe_version: str | None = None
+    violations: list[Violation]
+    by_impact: dict[str, int] = Field(description="Failing elements per impact.")
+    passed_rules: int
+    incomplete_rules: int = Field(description="Rules axe could not decide (need a human look).")
+
+
+class Finding(BaseModel):
+    """One failing element under one rule: the unit a delta compares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    selector: str
+    impact: Impact | None = None
+    help: str
+
+
+class AuditDelta(BaseModel):
+    """What changed between a baseline audit and the current one."""
+
+    new: list[Finding]
+    fixed: list[Finding]
+    unchanged: list[Finding]
+    summary: str
+
+
+def expand_tags(levels: list[str] | tuple[str, ...] | None) -> list[str]:
+    """axe tags for the chosen levels (``wcag21aa`` brings wcag2a, wcag2aa, wcag21a); ``InvalidInput`` if unknown."""
+    chosen = list(levels) if levels else list(DEFAULT_LEVELS)
+    tags: list[str] = []
+    for level in chosen:
+        if level not in LEVELS:
+            raise InvalidInput(f"Unknown audit level {level[:40]!r}; use one or more of {', '.join(LEVELS)}.")
+        tags.extend(t for t in LEVELS[level] if t not in tags)
+    return tags
+
+
+def _selector(target: Any) -> str:
+    """axe's target (a list, nested for iframes and shadow roots) as one string."""
+    if isinstance(target, list):
+        return " >>> ".join(_selector(t) for t in target)
+    return str(target)
+
+
+def compact(
+    raw: dict[str, Any], url: str, tags: list[str], selectors_per_rule: int = SELECTORS_PER_RULE
+) -> AuditResult:
+    """An ``AuditResult`` from axe's raw result, keeping only what a caller needs."""
+    violations = []
+    by_impact: Counter[str] = Counter()
+    for v in raw.get("violations", []):
+        nodes = v.get("nodes", [])
+        selectors = [_selector(n.get("target", [])) for n in nodes]
+        impact = v.get("impact")
+        by_impact[impact or "unknown"] += len(nodes)
+        violations.append(
+            Violation(
+                rule=str(v.get("id")),
+                impact=impact,
+                help=str(v.get("help", ""))[:200],
+                help_url=str(v.get("helpUrl", "")).split("?")[0],
+                selectors=selectors[:selectors_per_rule],
+                nodes=len(nodes),
+            )
+        )
+    violations.sort(key=lambda v: (_IMPACT_ORDER.get(v.impact, 4), -v.nodes, v.rule))
+    engine = raw.get("testEngine") or {}
+    return AuditResult(
+        url=url,
+        tags=tags,
+        axe_version=engine.get("version"),
+        violations=violations,
+        by_impact=dict(by_impact),
+        passed_rules=len(raw.get("passes", [])),
+        incomplete_rules=len(raw.get("incomplete", [])),
+    )
+
+
+async def audit_page(
+    page: Page, levels: list[str] | None = None, selectors_per_rule: int = SELECTORS_PER_RULE
+) -> AuditResult:
+    """Run axe-core on the loaded ``page`` for the chosen levels."""
+    # Heavy: axe-playwright-python (and playwright) load only when an audit runs.
+    from axe_playwright_python.async_playwright import Axe
+    from playwright.async_api import Error as PWError
+
+    tags = expand_tags(levels)
+    options = {"runOnly": {"type": "tag", "values": tags}, "resultTypes": ["violations"]}
+    try:
+        result = await Axe().run(page, options=options)
+    except PWError as exc:
+        raise InvalidInput(f"The accessibility audit could not run on this page: {first_line(str(exc), 160)}") from exc
+    raw: dict[str, Any] = result.response
+    return compact(raw, page.url, tags, selectors_per_rule)
+
+
+async def audit(
+    browser: Browser,
+    url: str,
+    viewport: Viewport,
+    levels: list[str] | None = None,
+    wait: WaitSpec | None = None,
+    selectors_per_rule: int = SELECTORS_PER_RULE,
+) -> AuditResult:
+    """Open ``url`` in a fresh context and audit it."""
+    expand_tags(levels)  # fail fast, before a browser is started
+    async with browser.page(viewport) as page:
+        await open_url(page, url, wait or WaitSpec())
+        return await audit_page(page, levels, selectors_per_rule)
+
+
+def findings(result: AuditResult) -> list[Finding]:
+    """Each (rule, selector) pair of ``result`` (only the selectors it kept)."""
+    return [
+        Finding(rule=v.rule, selector=s, impact=v.impact, help=v.help) for v in result.violations for s in v.selectors
+    ]
+
+
+def delta(baseline: AuditResult, current: AuditResult) -> AuditDelta:
+    """New, fixed and unchanged findings from ``baseline`` to ``current``, keyed by (rule, selector).
+
+    Compare audits made with the same selector cap: a selector beyond the cap is invisible to the delta.
+    """
+    before = {(f.rule, f.selector): f for f in findings(baseline)}
+    after = {(f.rule, f.selector): f for f in findings(current)}
+    new = [f for k, f in after.items() if k not in before]
+    fixed = [f for k, f in before.items() if k not in after]
+    unchanged = [f for k, f in after.items() if k in before]
+    summary = f"{len(new)} new, {len(fixed)} fixed, {len(unchanged)} unchanged accessibility findings."
+    return AuditDelta(new=new, fixed=fixed, unchanged=unchanged, summary=summary)

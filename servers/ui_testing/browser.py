@@ -1,0 +1,262 @@
+"""One lazily started headless Chromium per process, and a fresh, reproducible browser context per call.
+
+Every call gets its own context (no persistent profile), so concurrent calls in one process and
+several processes on one machine never wait on each other's browser state. The browser itself is
+started on first use and closed with the ``async with`` block; Playwright's driver also closes it
+when the owning process dies, so no Chromium outlives its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from common.errors import SuiteError
+from common.logging import get_logger
+from servers.ui_testing.viewport import Viewport
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser as PWBrowser
+    from playwright.async_api import BrowserContext, Page, Playwright
+
+log = get_logger(__name__)
+
+#: Used when the page does not choose a font, so captures look the same on every machine with these fonts.
+FONT_STACK = '"Liberation Sans", "DejaVu Sans", Arial, sans-serif'
+FREEZE_CSS = (
+    "*,*::before,*::after{animation:none!important;transition:none!important;caret-color:transparent!important}"
+)
+# :where() has zero specificity, so any font the page sets itself still wins.
+FONT_CSS = f":where(html){{font-family:{FONT_STACK}}}"
+REPRO_CSS = FREEZE_CSS + FONT_CSS
+
+# Injected before any page script runs; the observer covers navigations where <html> does not exist yet.
+_INIT_SCRIPT = """(() => {
+  const css = %s;
+  const add = () => {
+    const s = document.createElement('style');
+    s.setAttribute('data-ui-testing', '');
+    s.textContent = css;
+    (document.head || document.documentElement).appendChild(s);
+  };
+  if (document.documentElement) { add(); return; }
+  const o = new MutationObserver(() => { if (document.documentElement) { o.disconnect(); add(); } });
+  o.observe(document, {childList: true});
+})();"""
+
+# Stable colours and glyph rasterisation between runs and machines; no GPU in a headless server.
+_LAUNCH_ARGS = [
+    "--force-color-profile=srgb",
+    "--font-render-hinting=none",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
+
+
+class BrowserUnavailable(SuiteError):
+    """Chromium cannot be found or started; the message says how to install or configure it."""
+
+
+@dataclass(frozen=True)
+class BrowserOptions:
+    """How to find and drive Chromium; the server's settings fill it in."""
+
+    executable_path: str | None = None  # None: ``chromium`` on PATH
+    launch_timeout_s: float = 30.0
+    navigation_timeout_s: float = 15.0
+
+
+def find_chromium(options: BrowserOptions) -> str:
+    """The Chromium executable to launch, or ``BrowserUnavailable`` saying how to get one."""
+    path = options.executable_path or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path or not Path(path).exists():
+        raise BrowserUnavailable(
+            "Chromium not found; install it (Debian: apt-get install chromium) or set the Chromium executable path."
+        )
+    return path
+
+
+def launch_args() -> list[str]:
+    """Command-line flags for Chromium in this process."""
+    args = list(_LAUNCH_ARGS)
+    # Chromium refuses to start its sandbox as root (typical in containers) and exits at once.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")
+    return args
+
+
+class Browser:
+    """A shared headless Chromium, started on first use and closed on exit of ``async with``."""
+
+    def __init__(self, options: BrowserOptions | None = None) -> None:
+        self.options = options or BrowserOptions()
+        self._lock = asyncio.Lock()
+        self._playwright: Playwright | None = None
+        self._browser: PWBrowser | None = None
+
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def started(self) -> bool:
+        """Whether a Chromium is running for this instance."""
+        return self._browser is not None and self._browser.is_connected()
+
+    @property
+    def version(self) -> str | None:
+        """The running Chromium's version, once started."""
+        return self._browser.version if self._browser is not None else None
+
+    async def _ensure(self) -> PWBrowser:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if self._browser is not None:
+                log.warning("ui_testing.browser_restart", reason="disconnected")
+                await self._shutdown()
+            executable = find_chromium(self.options)
+            # Heavy: loaded on first browser use only, never at server start-up.
+            from playwright.async_api import Error as PWError
+            from playwright.async_api import async_playwright
+
+            try:
+                self._playwright = await async_playwright().start()
+                self._browser = await self._playwright.chromium.launch(
+                    executable_path=executable,
+                    headless=True,
+                    args=launch_args(),
+                    timeout=self.options.launch_timeout_s * 1000,
+                )
+            except PWError as exc:
+                await self._shutdown()
+                log.error("ui_testing.browser_launch_failed", executable=executable, error=str(exc)[:500])
+                raise BrowserUnavailable(
+                    f"Chromium at {executable} failed to start: {first_line(str(exc))}. Run the doctor to check it."
+                ) from exc
+            log.info("ui_testing.browser_started", executable=executable, version=self._browser.version)
+            return self._browser
+
+    @contextlib.asynccontextmanager
+    async def context(self, viewport: Viewport) -> AsyncIterator[BrowserContext]:
+        """A fresh context with the reproducibility settings; closed (with its pages) on exit."""
+        browser = await self._ensure()
+        ctx = await browser.new_context(
+            viewport={"width": viewport.width, "height": viewport.height},
+            device_scale_factor=viewport.scale,
+            locale="en-US",
+            timezone_id="UTC",
+            reduced_motion="reduce",
+            color_scheme="light",
+            forced_colors="none",
+            service_workers="block",
+        )
+        try:
+            ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
+            await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
+            yield ctx
+        finally:
+            with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort
+                await ctx.close()
+
+    @contextlib.asynccontextmanager
+    async def page(self, viewport: Viewport) -> AsyncIterator[Page]:
+        """A new page in a fresh context."""
+        async with self.context(viewport) as ctx:
+            yield await ctx.new_page()
+
+    async def close(self) -> None:
+        """Close Chromium and the Playwright driver; safe to call twice."""
+        async with self._lock:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        browser, pw = self._browser, self._playwright
+        self._browser = self._playwright = None
+        if browser is not None:
+            with contextlib.suppress(Exception):
+                await browser.close()
+        if pw is not None:
+            with contextlib.suppress(Exception):
+                await pw.stop()
+
+
+def first_line(message: str, limit: int = 200) -> str:
+    """The first line of a Playwright error, without its call log, cut to ``limit`` characters."""
+    line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    line = re.sub(r"^\w+(\.\w+)?: ", "", line)  # "Page.goto: ..." -> "..."
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class VersionReport:
+    """What ``doctor`` shows: the installed Chromium against the one this Playwright was built for."""
+
+    executable: str | None
+    installed: str | None
+    expected: str | None
+    same_major: bool | None
+    note: str
+
+
+def expected_chromium_version() -> str | None:
+    """The Chromium version the installed Playwright expects (from its ``browsers.json``)."""
+    # Heavy: loaded only when the doctor asks.
+    import playwright
+
+    manifest = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    try:
+        data: dict[str, Any] = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    for entry in data.get("browsers", []):
+        if entry.get("name") == "chromium":
+            version = entry.get("browserVersion")
+            return str(version) if version else None
+    return None
+
+
+async def version_report(options: BrowserOptions | None = None) -> VersionReport:
+    """Run ``chromium --version`` and compare its major version with Playwright's expectation."""
+    options = options or BrowserOptions()
+    expected = expected_chromium_version()
+    try:
+        executable = find_chromium(options)
+    except BrowserUnavailable as exc:
+        return VersionReport(None, None, expected, None, str(exc))
+    installed = None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            executable, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=15)
+        match = re.search(r"(\d+\.\d+\.\d+\.\d+)", out.decode(errors="replace"))
+        installed = match.group(1) if match else None
+    except (OSError, TimeoutError):
+        installed = None
+    if installed is None:
+        return VersionReport(executable, None, expected, None, f"{executable} --version gave no version.")
+    if expected is None:
+        return VersionReport(executable, installed, None, None, "Playwright's expected Chromium version is unknown.")
+    same = installed.split(".")[0] == expected.split(".")[0]
+    note = (
+        "Chromium matches Playwright's major version."
+        if same
+        else f"Chromium {installed.split('.')[0]} differs from Playwright's {expected.split('.')[0]}; "
+        "launch, screenshots, scripts and audits work across the gap, newer CDP features may not."
+    )
+    return VersionReport(executable, installed, expected, same, note)

@@ -1,0 +1,202 @@
+"""The shared browser: lazy start, no Chromium left behind (after close, exit, SIGTERM), the doctor's report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from common.testing import wait_until
+from servers.ui_testing.browser import Browser, BrowserOptions, BrowserUnavailable, launch_args, version_report
+from servers.ui_testing.viewport import Viewport
+from tests.servers.ui_testing.conftest import Site, page
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[3]
+SMALL = Viewport(width=400, height=300, scale=1)
+
+# A process that starts a Browser, renders a page, prints its descendants' pids, then ends as told.
+CHILD = """
+import asyncio, json, os, sys
+import psutil
+from common.logging import configure_logging
+from servers.ui_testing.browser import Browser
+from servers.ui_testing.viewport import Viewport
+
+async def main(mode):
+    async with Browser() as browser:
+        async with browser.page(Viewport(width=400, height=300)) as page:
+            await page.set_content("<p>hello</p>")
+            await page.screenshot()
+        print(json.dumps([p.pid for p in psutil.Process().children(recursive=True)]), flush=True)
+        if mode == "exit":
+            os._exit(0)  # ends without closing the browser
+        await asyncio.sleep(60)
+
+configure_logging()  # logs to stderr, so stdout carries only the pid list
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def all_gone(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+def chromium_pids(pids: set[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        try:
+            if "chrom" in psutil.Process(pid).name():
+                found.add(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close(site: Site):
+    url = site.put("/plain", page("<p>hi</p>"))
+    before = descendants()
+    browser = Browser()
+    assert not browser.started
+    assert descendants() == before  # nothing starts until a page is needed
+    async with browser:
+        async with browser.page(SMALL) as tab:
+            await tab.goto(url)
+            assert await tab.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "UTC"
+            assert await tab.evaluate("navigator.language") == "en-US"
+            assert await tab.evaluate("matchMedia('(prefers-reduced-motion: reduce)').matches")
+            font = await tab.evaluate("getComputedStyle(document.body).fontFamily")
+            assert font.startswith('"Liberation Sans"')
+        assert browser.started
+        assert browser.version
+        started = descendants() - before
+        assert chromium_pids(started)
+    assert not browser.started
+    await wait_until(lambda: all_gone(started), timeout_s=10, what="Chromium processes to exit")
+    await browser.close()  # a second close is harmless
+
+
+async def test_each_call_gets_a_fresh_context_and_a_page_font_wins_over_the_pinned_one(site: Site):
+    url = site.put("/state", page("<style>body{font-family:serif}</style><p>x</p>"))
+    async with Browser() as browser:
+        async with browser.page(SMALL) as first:
+            await first.goto(url)
+            assert await first.evaluate("getComputedStyle(document.body).fontFamily") == "serif"
+            await first.evaluate("localStorage.setItem('k', 'v'); document.cookie = 'a=b'")
+            assert len(await first.context.cookies()) == 1
+        async with browser.page(SMALL) as second:
+            await second.goto(url)
+            assert await second.context.cookies() == []
+            assert await second.evaluate("localStorage.getItem('k')") is None
+
+
+async def spawn_child(mode: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        mode,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def child_pids(proc: asyncio.subprocess.Process) -> set[int]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+    pids = set(json.loads(line))
+    assert chromium_pids(pids), "the child started no Chromium"
+    return pids
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigterm"])
+async def test_no_chromium_outlives_its_owning_process(ending: str):
+    proc = await spawn_child("exit" if ending == "exit" else "wait")
+    try:
+        pids = await child_pids(proc)
+        if ending == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), timeout=30)
+        await wait_until(lambda: all_gone(pids), timeout_s=15, what="the child's Chromium to exit")
+    finally:
+        await reap(proc)
+
+
+async def test_two_processes_each_run_their_own_browser_at_once():
+    procs = [await spawn_child("wait"), await spawn_child("wait")]
+    try:
+        first, second = await asyncio.gather(*(child_pids(p) for p in procs))
+        assert not chromium_pids(first) & chromium_pids(second)  # no shared profile, no "browser in use"
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout=30)
+        await wait_until(lambda: all_gone(first | second), timeout_s=15, what="both children's Chromium to exit")
+    finally:
+        for proc in procs:
+            await reap(proc)
+
+
+async def test_a_missing_executable_is_reported_with_how_to_fix_it():
+    async with Browser(BrowserOptions(executable_path="/nonexistent/chromium")) as browser:
+        with pytest.raises(BrowserUnavailable, match="install it"):
+            async with browser.page(SMALL):
+                pass
+
+
+async def test_the_version_report_compares_chromium_with_playwrights_expectation():
+    report = await version_report()
+    assert report.executable is not None
+    assert report.installed is not None
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", report.installed)
+    assert report.expected is not None
+    assert report.same_major == (report.installed.split(".")[0] == report.expected.split(".")[0])
+    assert report.note
+    missing = await version_report(BrowserOptions(executable_path="/nonexistent/chromium"))
+    assert missing.installed is None
+    assert "not found" in missing.note
+
+
+def test_root_gets_no_sandbox_and_others_keep_it():
+    assert ("--no-sandbox" in launch_args()) == (os.geteuid() == 0)
+
+
+def test_importing_the_domain_modules_loads_no_heavy_dependency():
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import servers.ui_testing.audit, servers.ui_testing.capture, servers.ui_testing.diff, servers.ui_testing.scenario\n"
+        "heavy = [m for m in ('playwright', 'PIL', 'numpy', 'pybind11_pixelmatch', 'axe_playwright_python')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == ""

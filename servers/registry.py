@@ -4,6 +4,7 @@ tests all iterate :data:`SERVERS`; adding a server is a folder plus one line her
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,8 @@ class ServerSpec:
     example: bool = False
     #: Where the server can keep its vectors (VECTOR_BACKEND); the others keep them in their own schema.
     vector_backends: tuple[str, ...] = ("pgvector",)
+    #: Modules of the server's optional extra (named after the server); checked, not imported, at start.
+    requires: tuple[str, ...] = ()
 
     @property
     def package(self) -> str:
@@ -44,6 +47,16 @@ class ServerSpec:
                 "server (docs/configuration.md lists which servers support Qdrant)."
             )
         return settings
+
+    def missing_extra(self) -> str | None:
+        """A message with the install command when a module of the server's extra is not installed."""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not missing:
+            return None
+        return (
+            f"The {self.name} server needs its optional dependencies ({', '.join(missing)} missing). Install them "
+            f"with: pip install \"mcp-suite[{self.name}]\" (or run scripts/setup, which installs every extra)."
+        )
 
     def build(self, settings: Any) -> Any:
         """The server's ``build(settings) -> MCPServer``."""

@@ -22,6 +22,10 @@ def serve(name: str) -> int:
     except KeyError as exc:
         sys.stderr.write(f"{exc.args[0]}\n")
         return 2
+    missing = spec.missing_extra()
+    if missing is not None:
+        sys.stderr.write(f"{missing}\n")
+        return 2
     try:
         settings = spec.load_settings()
     except SettingsError as exc:

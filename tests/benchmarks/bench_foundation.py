@@ -30,7 +30,7 @@ from common.redis_conn import RedisConnection
 from common.settings import BaseServerSettings
 from common.testing import create_database, start_cluster
 from common.vectors import VectorRecord
-from common.vectors_pg import PgVectorIndex
+from common.vectors.pg import PgVectorIndex
 from tests.benchmarks._util import median, pct, print_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import pytest
 from common.db import Database, DbConfig
 from common.errors import DimensionMismatch, InvalidInput, NotFound
 from common.vectors import VectorIndex, VectorRecord, parse_filter
-from common.vectors_pg import PgVectorIndex
-from common.vectors_qdrant import QdrantIndex
+from common.vectors.pg import PgVectorIndex
+from common.vectors.qdrant import QdrantIndex
 
 pytestmark = pytest.mark.anyio
 

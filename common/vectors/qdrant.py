@@ -21,7 +21,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from common.errors import InvalidInput, NotFound
 from common.logging import get_logger, redact
-from common.vectors import (
+from common.vectors.base import (
     RESERVED_PAYLOAD_KEY,
     AnyOf,
     Between,

@@ -1,4 +1,6 @@
-"""Vector search behind one protocol: pgvector in the server's own schema (default) or Qdrant.
+"""The vector index protocol, its record types, validation and filter language.
+
+Vector search behind one protocol: pgvector in the server's own schema (default) or Qdrant.
 
 Both backends share the record types, the validation and the small filter language defined here,
 so a server written against :class:`VectorIndex` behaves the same on either (one contract test
@@ -19,15 +21,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from common.errors import DimensionMismatch, InvalidInput
-
-if TYPE_CHECKING:
-    from common.db import Database
-    from common.settings import BaseServerSettings
 
 COLLECTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 FIELD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
@@ -326,21 +324,3 @@ class VectorIndex(Protocol):
     async def close(self) -> None:
         """Release the backend's connections (a pgvector index leaves the shared pool open)."""
         ...
-
-
-def make_vector_index(settings: BaseServerSettings, db: Database | None, schema: str) -> VectorIndex:
-    """The backend ``VECTOR_BACKEND`` names; ``schema`` is the server's schema (and Qdrant prefix)."""
-    if settings.vector_backend == "qdrant":
-        from common.vectors_qdrant import QdrantIndex
-
-        return QdrantIndex(
-            schema,
-            url=settings.qdrant_url,
-            path=settings.qdrant_path,
-            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
-        )
-    if db is None:
-        raise ValueError("VECTOR_BACKEND=pgvector needs a Database")
-    from common.vectors_pg import PgVectorIndex
-
-    return PgVectorIndex(db, schema)

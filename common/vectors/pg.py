@@ -21,7 +21,7 @@ import numpy as np
 from common.db import Database
 from common.errors import InvalidInput, NotFound
 from common.logging import get_logger, redact
-from common.vectors import (
+from common.vectors.base import (
     AnyOf,
     Between,
     CollectionInfo,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import tempfile
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from servers import registry
 from servers.client_config import _command
@@ -26,8 +28,8 @@ def _short(value: Any, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-async def demo_server(name: str) -> bool:
-    """Spawn one server, list its tools and make its demo calls; True when every call succeeded."""
+async def demo_server(name: str, errlog: TextIO) -> bool:
+    """Spawn one server (its log going to ``errlog``), list its tools and make its demo calls; True when all succeeded."""
     cmd = _command()
     params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], "serve", name])
     try:
@@ -36,7 +38,7 @@ async def demo_server(name: str) -> bool:
         calls = []
     ok = True
     started = time.perf_counter()
-    async with Client(params, read_timeout_seconds=120) as client:
+    async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=120) as client:
         ready = time.perf_counter() - started
         tools = await client.list_tools()
         _write(
@@ -51,11 +53,15 @@ async def demo_server(name: str) -> bool:
     return ok
 
 
-async def run_demo(*, include_examples: bool = True) -> int:
+async def run_demo(*, include_examples: bool = True, log_path: Path | None = None) -> int:
+    """Run every server's demo; the servers' own logs go to ``log_path`` (a temporary file by default)."""
+    path = log_path or Path(tempfile.gettempdir()) / "mcp-suite-demo.log"
+    _write(f"Servers log to {path} (JSON lines); this window shows the calls and their results.")
     ok = True
-    for spec in registry.SERVERS:
-        if spec.example and not include_examples:
-            continue
-        ok = await demo_server(spec.name) and ok
-    _write("\ndemo finished: " + ("every call succeeded" if ok else "some calls failed (see above)"))
+    with path.open("w") as errlog:
+        for spec in registry.SERVERS:
+            if spec.example and not include_examples:
+                continue
+            ok = await demo_server(spec.name, errlog) and ok
+    _write("\ndemo finished: " + ("every call succeeded" if ok else f"some calls failed (see above and {path})"))
     return 0 if ok else 1

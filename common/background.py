@@ -6,9 +6,8 @@ garbage-collected mid-flight, failures are logged instead of lost, and the lifes
 before the connections they use close.
 
 Work that every call leaves behind goes through a :class:`Batcher`: run per call, it lands in the
-middle of the next call (a client sends the next request at once) and on a 2-core machine takes
-the CPU from it (measured: a recall's access-count UPDATE, a store's change event and cache fill
-added ~3 ms to the next call); collected for a quarter of a second, N calls cost one round trip.
+middle of the next call (a client sends the next request at once) and on a small machine takes the
+CPU from it; collected for a quarter of a second, N calls cost one round trip.
 """
 
 from __future__ import annotations

@@ -108,8 +108,8 @@ class PoolMetrics:
 
 #: Defaults for every pooled connection. Iterative HNSW scans keep returning neighbours until a
 #: filtered vector search has enough rows (pgvector >= 0.8). Custom plans always: the suite's search
-#: statements depend on their parameters (a LIMIT, a filter's value), and PostgreSQL's generic plan
-#: for them was measured 2.5x slower than planning afresh, which costs well under a millisecond.
+#: statements depend on their parameters (a LIMIT, a filter's value), where PostgreSQL's generic plan
+#: is much slower than planning afresh, which costs well under a millisecond.
 SESSION_SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "plan_cache_mode": "force_custom_plan"}
 
 

@@ -212,7 +212,7 @@ async def call_fails(client: Any, tool: str, args: dict[str, Any], *expected: st
 #: Settings of the developer's shell that must not leak into a spawned test server.
 _SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_", "MCP_SUITE_")
 #: Where spawned test servers keep the prepared default model: preparing it (common.embeddings,
-#: _fold_model) takes ~6 s, so it is done once per machine rather than once per test's data dir.
+#: fold_model) takes ~6 s, so it is done once per machine rather than once per test's data dir.
 #: The preparation stamp makes a stale copy redo itself.
 TEST_MODEL_DIR = Path(tempfile.gettempdir()) / f"mcp-suite-test-models-{os.getuid()}"
 

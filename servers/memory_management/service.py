@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from common import keywords
+from common.background import Batcher
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.paging import decode_cursor, fingerprint, keyset_page, page_of
@@ -217,6 +218,11 @@ class MemoryService:
 
     # ------------------------------------------------------------------------------------- store
 
+    @property
+    def indexing(self) -> Batcher[str]:
+        """Single stores waiting for their HNSW insert (flushed by the indexer after the answer)."""
+        return self.deps.background.batcher("memory-index", self._index)
+
     async def _store(self, items: list[store.NewMemory]) -> list[dict[str, Any]]:
         d = self.deps
         vectors = await self._embed([m.content for m in items])
@@ -240,7 +246,7 @@ class MemoryService:
             # Into the HNSW graph after the answer (migration 0004), unless stores come faster than
             # the graph takes them: past defer_max waiting rows a store pays its insert inline again,
             # so a steady stream of stores cannot pile up work (batches always pay it inline).
-            indexing = d.background.batcher("memory-index", self._index)
+            indexing = self.indexing
             defer = indexing.backlog < self.tuning.defer_max
             rows = [await d.db.run(lambda conn: store.insert(conn, items[0], vectors[0], model, indexed=not defer))]
             if defer and rows[0]["created"]:

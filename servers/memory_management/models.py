@@ -24,7 +24,7 @@ class Out(BaseModel):
 
 
 class MemoryIn(BaseModel):
-    """One memory of a batch (an input of store_memories)."""
+    """One memory of a batch."""
 
     model_config = ConfigDict(json_schema_extra=_strip_titles)
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common.errors import Conflict, InvalidInput, NotFound
+from common.errors import Conflict, DimensionMismatch, InvalidInput, NotFound
 from common.runtime import resolve_admin_url
 from common.testing import gin_pending_tuples, wait_until
 from servers.memory_management.models import MemoryIn
@@ -268,3 +268,30 @@ async def test_the_memory_resource_refuses_what_is_not_a_memory_id(memory: Memor
         await memory.memory(str(uuid.uuid4()))
     m = await memory.store_one("resource check")
     assert (await memory.memory(m.id)).content == "resource check"
+
+
+async def test_an_embedder_of_another_dimension_is_refused_before_anything_is_written(
+    open_memory: OpenMemory, settings: Settings
+) -> None:
+    from common.embeddings import HashEmbedder
+
+    async with open_memory(embedder=HashEmbedder(128)) as svc:
+        with pytest.raises(DimensionMismatch, match="384-dimensional"):
+            await svc.store_one("a memory")
+        with pytest.raises(DimensionMismatch):
+            await svc.recall("a memory", mode="semantic")
+        assert (await svc.recall("a memory", mode="keyword")).total == 0
+    assert await count_rows(settings) == 0
+
+
+async def test_consolidate_previews_then_merges_near_duplicates(open_memory: OpenMemory, embedder: Any) -> None:
+    async with open_memory(embedder=embedder) as svc:  # the real model: near-duplicate means similar meaning
+        a = await svc.store_one("The staging database password rotates every 30 days.", tags=["a"])
+        b = await svc.store_one("The staging database password is rotated every 30 days.", tags=["b"], importance=0.9)
+        await svc.store_one("Our office plants are watered on Mondays.")
+        preview = await svc.consolidate(threshold=0.9)
+        assert (preview.merged, [(g.keeper, g.duplicates) for g in preview.groups]) == (0, [(b.id, [a.id])])
+        assert (await svc.consolidate(threshold=0.9, merge=True)).merged == 1
+        assert (await svc.get(uuid.UUID(b.id))).tags == ["a", "b"]
+        assert (await svc.get(uuid.UUID(a.id))).state == "archived"
+        assert (await svc.consolidate(threshold=0.9)).groups == []

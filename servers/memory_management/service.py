@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -140,16 +140,19 @@ class MemoryService:
     async def open(cls, deps: Deps, settings: Settings, tuning: Tuning | None = None) -> AsyncIterator[MemoryService]:
         """The running service: the indexer connection and the sweep are up until the block exits."""
         svc = cls(deps, settings, tuning)
-        svc.indexer = await deps.db.open_background("indexer")
-        svc.sweeper.start()
-        try:
+        async with AsyncExitStack() as stack:  # closes in reverse order, each step even if one before failed
+            svc.indexer = await deps.db.open_background("indexer")
+            stack.push_async_callback(svc._close_indexer)
+            stack.push_async_callback(svc.refresher.close)
+            stack.push_async_callback(deps.background.drain)  # the vectors still waiting go in through the indexer
+            svc.sweeper.start()
+            stack.push_async_callback(svc.sweeper.stop)  # first: no sweep adds work once the drain began
             yield svc
-        finally:
-            await deps.background.drain()  # the vectors still waiting go in through the indexer
-            indexer, svc.indexer = svc.indexer, None
+
+    async def _close_indexer(self) -> None:
+        indexer, self.indexer = self.indexer, None
+        if indexer is not None:
             await indexer.close()
-            await svc.refresher.close()
-            await svc.sweeper.stop()
 
     # ------------------------------------------------------------------------------------- helpers
 

@@ -1,10 +1,10 @@
-"""Structured results of the memory tools. Lean on purpose: every output schema is sent to the client
+"""Inputs and structured results of the memory tools. Lean on purpose: every output schema is sent to the client
 in ``tools/list``, so fields are few and their schema carries no generated titles."""
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Scope = Literal["session", "project", "global"]
 State = Literal["active", "archived"]
@@ -21,6 +21,18 @@ class Out(BaseModel):
     """Base of every result model: no titles in the JSON schema."""
 
     model_config = ConfigDict(json_schema_extra=_strip_titles)
+
+
+class MemoryIn(BaseModel):
+    """One memory of a batch."""
+
+    model_config = ConfigDict(json_schema_extra=_strip_titles)
+
+    content: str
+    kind: str = "note"
+    tags: list[str] = []
+    importance: float = Field(default=0.5, ge=0, le=1)
+    metadata: dict[str, Any] = {}
 
 
 class Memory(Out):

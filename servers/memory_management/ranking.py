@@ -1,4 +1,4 @@
-"""Plain functions behind recall: the keyword query, rank fusion, cursors, context packing, grouping.
+"""Plain functions behind recall and consolidate: rank fusion with boosts, and grouping near-duplicates.
 
 Hybrid recall fuses two ranked lists (pgvector nearest neighbours and full-text matches) by
 reciprocal rank fusion: each list contributes ``1 / (K + rank)``, so a memory near the top of both
@@ -9,15 +9,12 @@ boosts, small enough that they reorder near-ties but never overturn a clear rele
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+#: common.retrieval.RRF_K; not imported from there because that module loads numpy at start-up.
 RRF_K = 60
 RECENCY_HALF_LIFE_DAYS = 30.0
 BOOST_RECENCY = 0.02
@@ -58,53 +55,6 @@ def fuse(rows: Iterable[dict[str, Any]], lists: int) -> list[Scored]:
         out.append(Scored(row=row, score=score, recency=rec))
     out.sort(key=lambda s: (-s.score, s.row["id"]))
     return out
-
-
-def query_fingerprint(parts: Sequence[Any]) -> str:
-    """A short hash of the query and filters, so a cursor is only accepted by the query that made it."""
-    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def encode_cursor(offset: int, fingerprint: str) -> str:
-    return base64.urlsafe_b64encode(f"{offset}:{fingerprint}".encode()).decode()
-
-
-def decode_cursor(cursor: str, fingerprint: str) -> int:
-    """The offset in ``cursor``; ValueError when it is malformed or from another query."""
-    try:
-        offset_s, fp = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
-        offset = int(offset_s)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("the cursor is not one this server issued") from exc
-    if fp != fingerprint or offset < 0:
-        raise ValueError("the cursor belongs to a different query or filters")
-    return offset
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters per token: close enough for budgeting English text."""
-    return (len(text) + 3) // 4
-
-
-def pack(items: Sequence[tuple[str, str]], budget: int) -> tuple[list[str], list[str], int, int]:
-    """Greedily pack ``(id, block)`` pairs, best first, into ``budget`` tokens.
-
-    A block that does not fit is skipped (a smaller later one may still fit). Returns the blocks,
-    their ids, the tokens used and how many were left out.
-    """
-    blocks: list[str] = []
-    ids: list[str] = []
-    used = 0
-    omitted = 0
-    for memory_id, block in items:
-        cost = estimate_tokens(block) + 1  # the newline between blocks
-        if used + cost > budget:
-            omitted += 1
-            continue
-        blocks.append(block)
-        ids.append(memory_id)
-        used += cost
-    return blocks, ids, used, omitted
 
 
 def group_pairs(pairs: Iterable[tuple[str, str, float]]) -> list[tuple[list[str], float]]:

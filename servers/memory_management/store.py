@@ -542,6 +542,10 @@ SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['memories_tsv_idx',
 """
 
 
+async def flush_pending(db: Database) -> None:
+    await db.execute(FLUSH_PENDING)
+
+
 async def unindexed(db: Database, older_than_s: float, limit: int) -> list[str]:
     return [r["id"] for r in await db.fetch(UNINDEXED, older_than_s, limit)]
 

@@ -1,18 +1,17 @@
 """Memory tools through the SDK's in-process client, on real PostgreSQL and Redis.
 
 Behaviour tests use the deterministic hash embedder (meaning does not matter there); the ranking
-test that depends on meaning uses the real default model.
+test that depends on meaning uses the real default model. The service itself, and its background
+work, are tested without MCP in test_memory_service.py.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import asyncpg
 import numpy as np
 import pytest
@@ -22,25 +21,11 @@ from pgvector.asyncpg import register_vector
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fails
 from common.testing import call_ok as call
-from common.testing import gin_pending_tuples
 from servers.memory_management.server import build
 from servers.memory_management.settings import Settings
+from tests.servers.memory_management.sql import count_rows, execute
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Any]) -> Settings:
-    s: Settings = make_settings(Settings, embedding_model="hash-384", tools=["all"])
-    return s
-
-
-async def count_rows(settings: Settings, where: str = "true") -> int:
-    conn = await asyncpg.connect(resolve_admin_url(settings))
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM memory_management.memories WHERE {where}"))
-    finally:
-        await conn.close()
 
 
 async def test_store_dedupes_and_recall_reports_score_parts(settings: Settings) -> None:
@@ -169,30 +154,6 @@ async def test_forget_is_a_dry_run_by_default_then_restore_and_purge(settings: S
     assert await count_rows(settings) == 3
 
 
-async def test_expired_memories_are_never_recalled_and_the_sweep_deletes_them(
-    make_settings: Callable[..., Any],
-) -> None:
-    settings = make_settings(Settings, embedding_model="hash-384", tools=["all"], sweep_interval_s=0.1)
-    async with Client(build(settings)) as client:
-        m = await call(client, "store_memory", {"content": "short lived secret", "ttl_seconds": 1})
-        await call(client, "store_memory", {"content": "long lived secret"})
-        conn = await asyncpg.connect(resolve_admin_url(settings))
-        try:
-            # Expire it now rather than waiting: recall must hide it even before the sweep runs.
-            await conn.execute(
-                "UPDATE memory_management.memories SET expires_at = now() - interval '1 second' WHERE id = $1", m["id"]
-            )
-        finally:
-            await conn.close()
-        hits = await call(client, "recall", {"query": "secret", "mode": "keyword"})
-        assert [h["content"] for h in hits["hits"]] == ["long lived secret"]
-        await fails(client, "get_memory", {"id": m["id"]}, "No memory")
-        deadline = time.monotonic() + 10
-        while await count_rows(settings) != 1:
-            assert time.monotonic() < deadline, "the sweep did not delete the expired memory"
-            await anyio.sleep(0.05)
-
-
 async def test_tree_move_refuses_cycles_and_children_are_listed(settings: Settings) -> None:
     async with Client(build(settings)) as client:
         root = await call(client, "store_memory", {"content": "Project Atlas"})
@@ -315,50 +276,6 @@ async def test_default_tool_set_fits_the_context_budget_and_all_tools_follow_the
             assert prop.get("description"), f"{tool.name}.{name}"
 
 
-async def test_a_stored_memory_is_found_before_and_after_it_enters_the_vector_index(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from servers.memory_management import server as memory_server
-
-    monkeypatch.setattr(memory_server, "UNINDEXED_GRACE_S", 0.0)
-    settings = make_settings(Settings, embedding_model="hash-384", tools=["all"], sweep_interval_s=0.1)
-    async with Client(build(settings)) as client:
-        first = await call(client, "store_memory", {"content": "The cache warms up at dawn."})
-        await call(client, "store_memories", {"items": [{"content": f"filler {i}"} for i in range(30)]})
-        conn = await asyncpg.connect(resolve_admin_url(settings))
-        try:  # as if the process had died before its indexing batch went out
-            await conn.execute("UPDATE memory_management.memories SET indexed = false WHERE id = $1", first["id"])
-        finally:
-            await conn.close()
-        found = await call(client, "recall", {"query": "The cache warms up at dawn.", "mode": "semantic", "limit": 1})
-        assert found["hits"][0]["id"] == first["id"]  # the exact pass over unindexed rows
-        assert found["hits"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
-        for _ in range(100):  # the sweep puts it into the graph
-            if await count_rows(settings, "NOT indexed") == 0:
-                break
-            await anyio.sleep(0.05)
-        assert await count_rows(settings, "NOT indexed") == 0
-        again = await call(client, "recall", {"query": "The cache warms up at dawn.", "mode": "semantic", "limit": 1})
-        assert again["hits"][0]["id"] == first["id"]
-        await call(client, "store_memory", {"content": "A second single store."})
-    # Closing the client drained the indexing batch of the last store.
-    assert await count_rows(settings, "NOT indexed") == 0
-    assert await count_rows(settings) == 32
-
-
-async def test_stores_pay_the_vector_index_inline_once_the_deferred_backlog_is_full(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from servers.memory_management import server as memory_server
-
-    monkeypatch.setattr(memory_server, "DEFER_MAX", 0)  # as if the backlog were full
-    async with Client(build(settings)) as client:
-        await call(client, "store_memory", {"content": "Inline into the graph."})
-        # Checked before the 250 ms batch could have run: nothing was left for it.
-        assert await count_rows(settings, "NOT indexed") == 0
-        assert await count_rows(settings, "indexed") == 1
-
-
 async def test_hybrid_recall_ranks_by_meaning_alone_when_every_query_word_is_common(
     make_settings: Callable[..., Any],
 ) -> None:
@@ -367,11 +284,7 @@ async def test_hybrid_recall_ranks_by_meaning_alone_when_every_query_word_is_com
         for start in range(0, 1_000, 100):
             items = [{"content": f"alpha beta gamma note {i}"} for i in range(start, start + 100)]
             await call(client, "store_memories", {"items": items})
-        conn = await asyncpg.connect(resolve_admin_url(settings))
-        try:
-            await conn.execute("ANALYZE memory_management.memories")
-        finally:
-            await conn.close()
+        await execute(settings, "ANALYZE memory_management.memories")
         # Three words in every one of 1,000 rows: all common.
         hybrid = await call(client, "recall", {"query": "alpha beta gamma", "limit": 5})
         assert len(hybrid["hits"]) == 5
@@ -407,11 +320,8 @@ async def test_reembed_redoes_vectors_of_another_model_in_bounded_steps(settings
         await call(
             client, "store_memories", {"items": [{"content": f"beta fact {i}"} for i in range(2)], "workspace": "b"}
         )
-        conn = await asyncpg.connect(resolve_admin_url(settings))
-        try:  # as if these had been stored under an earlier EMBEDDING_MODEL
-            await conn.execute("UPDATE memory_management.memories SET embedding_model = 'old-model', embedding = NULL")
-        finally:
-            await conn.close()
+        # as if these had been stored under an earlier EMBEDDING_MODEL
+        await execute(settings, "UPDATE memory_management.memories SET embedding_model = 'old-model', embedding = NULL")
         before = await call(client, "recall", {"query": "alpha fact 1", "workspace": "a"})
         assert "reembed_memories" in before["warning"]
         assert all(h["similarity"] is None for h in before["hits"])
@@ -452,6 +362,7 @@ async def test_reembed_redoes_vectors_of_another_model_in_bounded_steps(settings
         await conn.execute("SET search_path = memory_management, extensions")
         await register_vector(conn, schema="extensions")
         row = await conn.fetchrow("SELECT id::text AS id, version FROM memories WHERE workspace = 'a' LIMIT 1")
+        assert row is not None
         vec = np.zeros(384, dtype=np.float32)
         vec[0] = 1.0
         assert await store.set_vectors(conn, [(row["id"], vec, "other", row["version"] - 1)]) == 0
@@ -468,18 +379,17 @@ async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Set
     await q.create_collection(
         "mem", vectors_config={"fast-all-minilm-l6-v2": models.VectorParams(size=4, distance=models.Distance.COSINE)}
     )
+    payloads: list[dict[str, Any]] = [
+        {"document": "Qdrant fact one", "metadata": {"src": "a"}},
+        {"document": "Qdrant fact two", "metadata": None},
+        {"document": "Qdrant fact one"},
+        {"other": "no document"},
+    ]
     await q.upsert(
         "mem",
         points=[
             models.PointStruct(id=i, vector={"fast-all-minilm-l6-v2": [0.1, 0.2, 0.3, float(i)]}, payload=p)
-            for i, p in enumerate(
-                [
-                    {"document": "Qdrant fact one", "metadata": {"src": "a"}},
-                    {"document": "Qdrant fact two", "metadata": None},
-                    {"document": "Qdrant fact one"},
-                    {"other": "no document"},
-                ]
-            )
+            for i, p in enumerate(payloads)
         ],
     )
     await q.close()
@@ -492,29 +402,3 @@ async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Set
         await fails(client, "import_qdrant", {"collection": "nope", "qdrant_path": str(path)}, "No collection")
         hits = await call(client, "recall", {"query": "fact one", "workspace": "imp", "mode": "keyword"})
         assert hits["hits"][0]["content"] == "Qdrant fact one"
-
-
-async def test_the_background_indexer_merges_the_text_indexes_pending_entries(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from servers.memory_management import server as memory_server
-
-    admin = resolve_admin_url(settings)
-    async with Client(build(settings)) as client:
-        await call(client, "store_memory", {"content": "a first note that waits in the pending list"})
-        for _ in range(100):
-            if await count_rows(settings, "NOT indexed") == 0:
-                break
-            await anyio.sleep(0.05)
-        # Below PENDING_FLUSH_EVERY nothing is merged: the row's words wait in the pending list.
-        assert await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") > 0
-        monkeypatch.setattr(memory_server, "PENDING_FLUSH_EVERY", 2)
-        await call(client, "store_memory", {"content": "a second note; now two stores were indexed"})
-        for _ in range(100):
-            if await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") == 0:
-                break
-            await anyio.sleep(0.05)
-        assert await gin_pending_tuples(admin, "memory_management.memories_tsv_idx") == 0
-        assert await gin_pending_tuples(admin, "memory_management.memories_tags_idx") == 0
-        hits = await call(client, "recall", {"query": "pending", "mode": "keyword"})
-        assert [h["content"] for h in hits["hits"]] == ["a first note that waits in the pending list"]

@@ -27,23 +27,6 @@ def test_boosts_reorder_near_ties_but_not_a_clear_relevance_gap() -> None:
     assert [s.row["id"] for s in ranking.fuse([a, b], lists=1)] == ["b", "a"]
 
 
-def test_a_cursor_is_only_accepted_by_the_query_that_issued_it() -> None:
-    cursor = ranking.encode_cursor(20, "abc")
-    assert ranking.decode_cursor(cursor, "abc") == 20
-    with pytest.raises(ValueError, match="different query"):
-        ranking.decode_cursor(cursor, "xyz")
-    with pytest.raises(ValueError, match="not one this server issued"):
-        ranking.decode_cursor("%%%", "abc")
-
-
-def test_pack_skips_what_does_not_fit_and_keeps_trying_smaller_blocks() -> None:
-    blocks, ids, used, omitted = ranking.pack([("1", "x" * 40), ("2", "y" * 400), ("3", "z" * 40)], budget=25)
-    assert ids == ["1", "3"]
-    assert omitted == 1
-    assert used <= 25
-    assert blocks[0] == "x" * 40
-
-
 def test_near_duplicate_pairs_group_transitively() -> None:
     groups = ranking.group_pairs([("a", "b", 0.95), ("b", "c", 0.93), ("x", "y", 0.99)])
     assert groups == [(["x", "y"], 0.99), (["a", "b", "c"], 0.93)]

@@ -44,6 +44,7 @@ async def test_a_compacted_tool_still_validates_and_answers(make_settings: Calla
         assert "title" not in search.input_schema["properties"]["query"]
         assert search.input_schema["properties"]["tag"] == {
             "type": "string",
+            "maxLength": 50,
             "description": "Only notes carrying this tag.",
         }
         ok = await client.call_tool("search_notes", {"query": "anything", "tag": None})

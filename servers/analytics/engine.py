@@ -382,7 +382,10 @@ class Engine:
                 "filter, aggregate or sample the data and try again"
             ) from exc
         except duckdb.Error as exc:
-            raise InvalidInput(f"the query failed: {_duck_message(exc)}") from exc
+            message = _duck_message(exc)
+            if "CSV Error" in message:
+                message += " (the file is not well-formed CSV there: check its delimiter, quoting and column count)"
+            raise InvalidInput(f"the query failed: {message}") from exc
         finally:
             timer.cancel()
             con.close()

@@ -65,8 +65,8 @@ def semantic_type(
     boolean: BOOLEAN, or exactly two values that read as 0/1, true/false, yes/no. timestamp: DATE,
     TIME, TIMESTAMP. id: integer or text, every non-null value distinct, and an id-like name or
     text. category: text or integer with few values (<= 20, or <= 5% of rows). measure: other numbers.
-    text: other strings. other: nested and binary types. With ``approx`` distinct counts, 97% unique
-    counts as unique (HyperLogLog is off by a few percent).
+    text: other strings. other: nested and binary types. With ``approx`` distinct counts, 90% unique
+    counts as unique (HyperLogLog is off by several percent).
     """
     if type_ == "BOOLEAN":
         return "boolean"
@@ -80,7 +80,7 @@ def semantic_type(
         return "other"
     is_text = type_ == "VARCHAR"
     is_int = bool(_INTEGER.match(type_))
-    unique = count > 0 and distinct >= count * (0.97 if approx else 1.0)
+    unique = count > 0 and distinct >= count * (0.9 if approx else 1.0)
     if unique and count > 20 and (is_text or (is_int and _ID_NAME.search(name))):
         return "id"
     few = distinct <= 20 or distinct <= 0.05 * count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -19,8 +20,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _all_pages(engine: Engine, sql: str, limit: int | None = None) -> tuple[list[list[object]], list[bool], int]:
-    rows: list[list[object]] = []
+def _all_pages(engine: Engine, sql: str, limit: int | None = None) -> tuple[list[list[Any]], list[bool], int]:
+    rows: list[list[Any]] = []
     flags: list[bool] = []
     offset: int | None = 0
     total = -1
@@ -91,3 +92,27 @@ def test_values_come_back_json_safe() -> None:
     assert json_value(dt.timedelta(minutes=1)) == 60.0
     assert json_value(b"\x00\x01") == "base64:AAE="
     assert json_value({"a": [1, float("inf")]}) == {"a": [1, None]}
+
+
+def test_user_orderings_of_every_shape_survive_paging(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,x\n1,y\n2,z\n")
+    engine = Engine([make_dataset("t", path)], Limits(max_rows=2))
+    cases: dict[str, list[list[Any]]] = {
+        "SELECT * FROM t ORDER BY ALL DESC": [[2, "z"], [1, "y"], [1, "x"]],
+        "SELECT * FROM t ORDER BY a LIMIT 2": [[1, "x"], [1, "y"]],
+        "SELECT a, b FROM t ORDER BY a NULLS FIRST, b DESC": [[1, "y"], [1, "x"], [2, "z"]],
+        "SELECT a FROM t UNION SELECT a + 1 FROM t ORDER BY 1 DESC": [[3], [2], [1]],
+    }
+    for sql, expected in cases.items():
+        rows, _, total = _all_pages(engine, sql)
+        assert (rows, total) == (expected, len(expected)), sql
+
+
+def test_frame_returns_a_checked_query_as_pandas_with_its_total(big: Path) -> None:
+    engine = Engine([make_dataset("big", big)])
+    frame, total = engine.frame("SELECT id, grp FROM big WHERE grp < 3", max_rows=10)
+    assert list(frame.columns) == ["id", "grp"]
+    assert (len(frame), total) == (10, 3000)
+    with pytest.raises(InvalidInput, match="refused"):
+        engine.frame("SELECT * FROM read_text('/etc/passwd')", max_rows=10)

@@ -27,6 +27,7 @@ column are indistinguishable, so each page boundary is exact and every row is re
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -93,7 +94,9 @@ _DENIED_PREFIXES = ("duckdb_", "pragma_", "pg_", "has_", "__internal", "sqlite_"
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on one query. ``max_depth`` bounds both parenthesis nesting and the parsed tree."""
+    """Caps on one query. ``max_parens`` bounds parenthesis nesting in the raw text (counted before
+    parsing, string literals included, so it errs on the side of refusing); ``max_depth`` bounds the
+    parsed tree."""
 
     max_rows: int = 1000
     max_query_chars: int = 20_000
@@ -211,6 +214,8 @@ class _Walker:
         return frozenset(names)
 
     def _table_ref(self, node: dict[str, Any], kind: str, scope: frozenset[str]) -> None:
+        if kind == "SHOW_REF":
+            raise _refuse("DESCRIBE, SUMMARIZE and SHOW are not queries here; inspect or profile the dataset instead")
         if kind not in _ALLOWED_TABLE_REFS:
             raise _refuse(f"{kind.lower().replace('_', ' ')} is not allowed (use SELECT over a dataset)")
         if node.get("at_clause") is not None:
@@ -357,6 +362,12 @@ class Engine:
                     con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan_sql(d)}")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
+            state = con.execute(
+                "SELECT current_setting('enable_external_access'), current_setting('lock_configuration'), "
+                "current_setting('autoload_known_extensions'), current_setting('autoinstall_known_extensions')"
+            ).fetchone()
+            if state != (False, True, False, False):
+                raise RuntimeError(f"the DuckDB connection did not lock down as required: {state}")
         except duckdb.Error as exc:
             con.close()
             raise InvalidInput(f"a dataset could not be opened: {_duck_message(exc)}; check the file") from exc
@@ -371,7 +382,13 @@ class Engine:
         import duckdb  # heavy: the engine loads it on first use
 
         con = self._open()
-        timer = threading.Timer(self.limits.timeout_s, con.interrupt)
+
+        def interrupt() -> None:
+            # The timer may fire just as the connection closes; there is then nothing to stop.
+            with contextlib.suppress(duckdb.Error):
+                con.interrupt()
+
+        timer = threading.Timer(self.limits.timeout_s, interrupt)
         timer.daemon = True
         timer.start()
         try:

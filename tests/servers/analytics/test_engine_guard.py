@@ -36,6 +36,7 @@ BYPASSES = [
     "/* SELECT */ UPDATE data SET age = 1",
     # COPY, EXPORT, IMPORT
     "COPY data TO '" + REG + "'",
+    "COPY (SELECT 1 AS a) TO '" + REG + "' (USE_TMP_FILE false)",
     "COPY (SELECT 1 AS a) TO '{tmp}/new.csv'",
     "COPY data FROM '" + OTHER + "'",
     "EXPORT DATABASE '{tmp}/exported'",
@@ -106,6 +107,7 @@ BYPASSES = [
     "CHECKPOINT",
     "VACUUM",
     "EXPLAIN ANALYZE SELECT * FROM data",
+    "DESCRIBE SELECT * FROM read_text('/etc/passwd')",
     "SUMMARIZE SELECT * FROM read_text('/etc/passwd')",
     "SELECT * FROM data AT (VERSION => 1)",
     # very long and deeply nested
@@ -214,3 +216,30 @@ def test_parse_select_returns_the_single_select_ast() -> None:
     assert ast["node"]["type"] == "SELECT_NODE"
     with pytest.raises(InvalidInput, match="nest"):
         parse_select("SELECT " + "(" * 40 + "1" + ")" * 40, ["t"])
+
+
+def test_the_connection_is_locked_to_exactly_the_registered_files(engine: Engine, data_dir: Path) -> None:
+    row = engine.run_trusted(
+        "SELECT current_setting('enable_external_access'), current_setting('lock_configuration'), "
+        "current_setting('autoload_known_extensions'), current_setting('autoinstall_known_extensions'), "
+        "current_setting('allowed_paths'), current_setting('allowed_directories')"
+    ).rows[0]
+    assert row[:4] == [False, True, False, False]
+    assert isinstance(row[4], list)
+    assert sorted(row[4]) == sorted([str(data_dir / "diabetes.csv"), str(data_dir / "diabetes.parquet")])
+    assert row[5] == []
+
+
+def test_the_connection_guard_alone_would_let_a_registered_file_be_overwritten(tmp_path: Path) -> None:
+    """Why the parse check is required: allowed_paths also opens the registered file for writing."""
+    from servers.analytics.sources import make_dataset
+
+    target = tmp_path / "t.csv"
+    target.write_text("a\n1\n")
+    engine = Engine([make_dataset("t", target)])
+    sql = f"COPY (SELECT 2 AS a) TO '{target}' (USE_TMP_FILE false)"
+    with pytest.raises(InvalidInput, match="refused"):
+        engine.query(sql)
+    assert target.read_text() == "a\n1\n"
+    engine.run_trusted(sql)  # guard 1 only: DuckDB itself lets this write through
+    assert target.read_text() != "a\n1\n"

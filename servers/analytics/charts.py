@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -172,7 +174,8 @@ def render(spec: ChartSpec, table: Table, folder: Path, max_points: int = MAX_PO
         except Exception as exc:
             raise InvalidInput(f"the chart could not be rendered: {str(exc)[:160]}") from exc
         for path, data in ((png, png_bytes), (svg, svg_text.encode()), (spec_file, text.encode())):
-            tmp = path.with_suffix(path.suffix + ".tmp")
+            # a name of its own per writer: two processes may render the same chart at once
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
     return Chart(

@@ -177,6 +177,19 @@ def _paren_depth(sql: str) -> int:
     return deepest
 
 
+def _statement_body(sql: str) -> str:
+    """``sql`` without trailing semicolons and comments, so it can sit inside a wrapping subquery."""
+    import duckdb  # heavy: the engine loads it on first use
+
+    cut = len(sql)
+    for start, kind in reversed(duckdb.tokenize(sql)):
+        if kind == duckdb.token_type.comment or (kind == duckdb.token_type.operator and sql[start] == ";"):
+            cut = start
+            continue
+        break
+    return sql[:cut].strip()
+
+
 class _Walker:
     def __init__(self, views: frozenset[str], max_depth: int) -> None:
         self.views = views
@@ -416,7 +429,7 @@ class Engine:
         node = ast["node"]
         orders = next((m for m in node.get("modifiers", []) if m.get("type") == "ORDER_MODIFIER"), None)
         if orders is None:
-            return sql.strip().rstrip(";"), False
+            return sql, False
         positions = ", ".join(str(i) for i in range(1, ncols + 1))
         extra = parse_select(f"SELECT 1 ORDER BY {positions}", (), self.limits)["node"]["modifiers"][0]["orders"]
         orders["orders"] = list(orders["orders"]) + extra
@@ -450,7 +463,7 @@ class Engine:
             notes.append(f"limit lowered to the maximum of {cap} rows")
             page = cap
         ast = self.check(sql)
-        text = sql.strip().rstrip(";").strip()
+        text = _statement_body(sql)
         with self._session() as con:
             described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
             columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
@@ -507,7 +520,7 @@ class Engine:
         """The first ``max_rows`` rows of a query (checked unless ``trusted``) as pandas, and the total."""
         if not trusted:
             self.check(sql)
-        text = sql.strip().rstrip(";").strip()
+        text = _statement_body(sql)
         with self._session() as con:
             total_row = con.execute(f"SELECT count(*) FROM (\n{text}\n) AS _q").fetchone()
             df = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT {int(max_rows)}").df()

@@ -140,8 +140,15 @@ def forecast(
     if n < 8:
         raise InvalidInput(f"a forecast needs at least 8 observations; got {n}")
     times = data[time_col]
-    is_time = pd.api.types.is_datetime64_any_dtype(times) or times.dtype == object
-    index = pd.DatetimeIndex(pd.to_datetime(times)) if is_time else None
+    index = None
+    if pd.api.types.is_datetime64_any_dtype(times) or not pd.api.types.is_numeric_dtype(times):
+        try:
+            with warnings.catch_warnings():
+                # pandas warns when it must guess a text column's date format; a bad guess raises below.
+                warnings.simplefilter("ignore", UserWarning)
+                index = pd.DatetimeIndex(pd.to_datetime(times))
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"{time_col[:40]!r} must hold dates, times or numbers") from exc
     season = season_length or (_season_from_step(index) if index is not None else None)
     notes: list[str] = []
     if season is not None and (season < 2 or n < 2 * season):

@@ -162,6 +162,9 @@ def test_ordinary_read_only_sql_passes_the_guard(engine: Engine) -> None:
     allowed = [
         "SELECT * FROM data WHERE age > 0 /* ; DROP VIEW data */",
         "-- leading comment\nSELECT count(*) FROM data;",
+        "SELECT age FROM data; -- trailing comment",
+        "/* a */ SELECT 'x;' AS s /* b */ ;  ;",
+        "SELECT age FROM data -- no newline at the end",
         'WITH adults AS (SELECT * FROM data WHERE age > 0) SELECT "group", avg(bmi) FROM adults GROUP BY ALL',
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r",
         "SELECT d.patient_id, p.target FROM data d JOIN pq p USING (patient_id) QUALIFY row_number() OVER (ORDER BY d.patient_id) <= 3",

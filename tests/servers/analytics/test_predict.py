@@ -110,3 +110,23 @@ def test_bad_prediction_requests_say_what_to_fix(series: pd.DataFrame, diabetes:
     pred = forecast(series, "month", "sales", 2)
     with pytest.raises(InvalidInput, match="no actual value"):
         rescore(pred, {"1999-01-01": 1.0})
+
+
+def test_a_registered_csv_with_a_date_column_forecasts_through_the_engine(tmp_path, series: pd.DataFrame) -> None:
+    from servers.analytics.engine import Engine
+    from servers.analytics.sources import make_dataset
+
+    path = tmp_path / "sales.csv"
+    series.assign(month=series["month"].dt.date).to_csv(path, index=False)
+    engine = Engine([make_dataset("sales", path)])
+    frame, total = engine.frame("SELECT month, sales FROM sales ORDER BY month", max_rows=10_000)
+    assert total == len(series)
+    pred = forecast(frame, "month", "sales", 6)
+    assert pred.parameters["seasonal_periods"] == 12
+    assert pred.predicted[0]["key"] == "2025-01-01T00:00:00"
+
+
+def test_a_time_column_that_is_not_time_is_refused() -> None:
+    frame = pd.DataFrame({"t": ["a", "b", "c"] * 5, "v": np.arange(15.0)})
+    with pytest.raises(InvalidInput, match="dates, times or numbers"):
+        forecast(frame, "t", "v", 2)

@@ -13,7 +13,8 @@ Two independent guards, either of which alone stops the known bypasses of peers'
    ``DENIED_FUNCTIONS``. That is a deny-list for scalar functions (DuckDB has ~1000 and new versions
    add more, so an allow-list would refuse ordinary SQL); the denied ones reveal the environment
    (settings, home directory, variables, versions, catalog, query text) or have side effects (log,
-   sequences). Table functions, which are where files, URLs, settings and nested SQL live, are an
+   sequences), plus every macro whose body reads the catalog (a test keeps that true as DuckDB
+   changes). Table functions, which are where files, URLs, settings and nested SQL live, are an
    allow-list instead. ``allowed_paths`` still permits writing the registered files themselves
    (``COPY ... TO`` inside an allowed directory is let through), which is why layer 2 is required.
 
@@ -51,7 +52,10 @@ if TYPE_CHECKING:
 JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
 _ALLOWED_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
-_ALLOWED_TABLE_REFS = frozenset({"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "TABLE_FUNCTION"})
+_ALLOWED_TABLE_REFS = frozenset(
+    {"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "TABLE_FUNCTION", "PIVOT"}
+)
+_KNOWN_TABLE_REFS = _ALLOWED_TABLE_REFS | {"SHOW_REF", "COLUMN_DATA", "DELIM_GET", "BOUND_REF"}
 # Pure generators: they read nothing but their arguments.
 SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 DENIED_FUNCTIONS = frozenset(
@@ -87,6 +91,19 @@ DENIED_FUNCTIONS = frozenset(
         "which_secret",
         "query",
         "query_table",
+        # PostgreSQL-compatibility macros: catalog look-ups, some through table functions the
+        # parse check cannot see (a macro's body is expanded only when DuckDB binds it).
+        "format_type",
+        "format_pg_type",
+        "col_description",
+        "obj_description",
+        "shobj_description",
+        "map_to_pg_oid",
+        "map_type_id_to_pg_oid",
+        "inet_client_addr",
+        "inet_client_port",
+        "inet_server_addr",
+        "inet_server_port",
     }
 )
 _DENIED_PREFIXES = ("duckdb_", "pragma_", "pg_", "has_", "__internal", "sqlite_")
@@ -105,6 +122,8 @@ class Limits:
     timeout_s: float = 30.0
     threads: int = 2
     memory_limit: str = "4GB"
+    max_cell_chars: int = 2000
+    max_cell_items: int = 100
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,19 @@ def json_value(value: Any) -> JSONValue:
     return str(value)
 
 
+def clip_value(value: JSONValue, max_chars: int, max_items: int) -> tuple[JSONValue, bool]:
+    """``value`` with long text cut to ``max_chars`` and lists/maps to ``max_items``; True if cut."""
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[:max_chars] + "…", True
+    if isinstance(value, list):
+        items = [clip_value(v, max_chars, max_items) for v in value[:max_items]]
+        return [v for v, _ in items], len(value) > max_items or any(c for _, c in items)
+    if isinstance(value, dict):
+        pairs = [(k, clip_value(v, max_chars, max_items)) for k, v in list(value.items())[:max_items]]
+        return {k: v for k, (v, _) in pairs}, len(value) > max_items or any(c for _, (_, c) in pairs)
+    return value, False
+
+
 def _refuse(why: str) -> InvalidInput:
     return InvalidInput(f"query refused: {why}. Only one read-only SELECT over the registered datasets is allowed")
 
@@ -164,6 +196,17 @@ def _refuse(why: str) -> InvalidInput:
 def _duck_message(exc: Exception) -> str:
     """The first line of a DuckDB error, bounded: later lines echo the query text."""
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _ref_shaped(node: dict[str, Any]) -> bool:
+    """A table reference of a type this module does not know yet still has these keys."""
+    return "alias" in node and ("sample" in node or "query_location" in node or "table_name" in node)
+
+
+def is_denied_function(name: str) -> bool:
+    """True for a scalar function or macro a query may not call (see the module docstring)."""
+    lowered = name.lower()
+    return lowered in DENIED_FUNCTIONS or lowered.startswith(_DENIED_PREFIXES)
 
 
 def _paren_depth(sql: str) -> int:
@@ -209,7 +252,7 @@ class _Walker:
             if kind not in _ALLOWED_NODES:
                 raise _refuse(f"it contains a {kind.removesuffix('_QUERY_NODE').removesuffix('_NODE')} statement")
             scope = scope | self._cte_names(node)
-        elif isinstance(kind, str) and "class" not in node and "query_location" in node and "alias" in node:
+        elif isinstance(kind, str) and "class" not in node and (kind in _KNOWN_TABLE_REFS or _ref_shaped(node)):
             self._table_ref(node, kind, scope)
         if "function_name" in node:
             self._function(node)
@@ -250,7 +293,7 @@ class _Walker:
         name = str(node.get("function_name", "")).lower()
         if node.get("schema") or node.get("catalog"):
             raise _refuse(f"function {name[:40]!r} is qualified with a schema or catalog")
-        if name in DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES):
+        if is_denied_function(name):
             raise _refuse(f"function {name[:40]!r} is not allowed in queries")
 
 
@@ -479,9 +522,19 @@ class Engine:
             rows = con.execute(page_sql).fetchall()
         end = offset + len(rows)
         truncated = end < total
+        out: list[list[JSONValue]] = []
+        clipped = False
+        for r in rows:
+            cells = [clip_value(json_value(v), self.limits.max_cell_chars, self.limits.max_cell_items) for v in r]
+            out.append([v for v, _ in cells])
+            clipped = clipped or any(c for _, c in cells)
+        if clipped:
+            notes.append(
+                f"long values cut to {self.limits.max_cell_chars} characters or {self.limits.max_cell_items} items"
+            )
         return QueryResult(
             columns=columns,
-            rows=[[json_value(v) for v in r] for r in rows],
+            rows=out,
             total_rows=total,
             offset=offset,
             truncated=truncated,

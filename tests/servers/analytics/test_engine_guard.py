@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInput, QueryTimeout
-from servers.analytics.engine import Engine, Limits, parse_select
+from servers.analytics.engine import Engine, Limits, is_denied_function, parse_select
 
 REG = "{data}/diabetes.csv"
 OTHER = "{data}/secret.csv"
@@ -246,3 +246,33 @@ def test_the_connection_guard_alone_would_let_a_registered_file_be_overwritten(t
     assert target.read_text() == "a\n1\n"
     engine.run_trusted(sql)  # guard 1 only: DuckDB itself lets this write through
     assert target.read_text() != "a\n1\n"
+
+
+def test_every_builtin_macro_that_reads_the_catalog_or_settings_is_denied() -> None:
+    """A macro's body is expanded after the parse check, so one that queries the catalog must be denied
+    by name; this fails when a DuckDB upgrade adds such a macro."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT function_name, schema_name, macro_definition FROM duckdb_functions() "
+            "WHERE function_type = 'macro'"
+        ).fetchall()
+    finally:
+        con.close()
+    risky = [
+        name
+        for name, schema, body in rows
+        if schema == "pg_catalog"
+        or any(word in (body or "").lower() for word in ("select", "duckdb_", "pragma", "setting", "current_database"))
+    ]
+    assert risky
+    assert [name for name in risky if not is_denied_function(name)] == []
+
+
+def test_unpivot_and_lateral_joins_over_datasets_are_allowed(engine: Engine) -> None:
+    sql = "SELECT * FROM (UNPIVOT (SELECT patient_id, age, bmi FROM data) ON age, bmi INTO NAME k VALUE v) LIMIT 4"
+    assert engine.query(sql).total_rows == 4
+    lateral = "SELECT d.patient_id, x.double_age FROM data d, LATERAL (SELECT d.age * 2 AS double_age) x"
+    assert engine.query(lateral, limit=3).total_rows == 442

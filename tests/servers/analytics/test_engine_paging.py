@@ -116,3 +116,11 @@ def test_frame_returns_a_checked_query_as_pandas_with_its_total(big: Path) -> No
     assert (len(frame), total) == (10, 3000)
     with pytest.raises(InvalidInput, match="refused"):
         engine.frame("SELECT * FROM read_text('/etc/passwd')", max_rows=10)
+
+
+def test_long_cell_values_are_cut_and_the_cut_is_noted(big: Path) -> None:
+    engine = Engine([make_dataset("big", big)], Limits(max_cell_chars=10, max_cell_items=3))
+    page = engine.query("SELECT repeat('ab', 50) AS s, range(10) AS l, 'short' AS ok")
+    assert page.rows == [["abababababab"[:10] + "…", [0, 1, 2], "short"]]
+    assert page.notes == ["long values cut to 10 characters or 3 items"]
+    assert engine.query("SELECT 'short' AS ok").notes == []

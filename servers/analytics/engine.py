@@ -297,19 +297,47 @@ class _Walker:
             raise _refuse(f"function {name[:40]!r} is not allowed in queries")
 
 
-def _parser() -> duckdb.DuckDBPyConnection:
-    import duckdb  # heavy: the engine loads it on first use
+class SqlParser:
+    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock."""
 
-    con = duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 1},
-    )
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-    return con
+    def __init__(self) -> None:
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        import duckdb  # heavy: the engine loads it on first use
+
+        if self._con is None:
+            con = duckdb.connect(
+                ":memory:",
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 1},
+            )
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            self._con = con
+        return self._con
+
+    def statements(self, sql: str) -> list[Any]:
+        with self._lock:
+            return list(self._connection().extract_statements(sql))
+
+    def call(self, function: str, argument: str) -> str | None:
+        """``json_serialize_sql`` or ``json_deserialize_sql`` of ``argument``."""
+        assert function in ("json_serialize_sql", "json_deserialize_sql")
+        with self._lock:
+            row = self._connection().execute(f"SELECT {function}($1)", [argument]).fetchone()
+        return None if not row or row[0] is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
 
 
-def parse_select(sql: str, views: Sequence[str], limits: Limits = Limits()) -> dict[str, Any]:
+def parse_select(
+    sql: str, views: Sequence[str], limits: Limits = Limits(), parser: SqlParser | None = None
+) -> dict[str, Any]:
     """The AST of ``sql`` if it is exactly one SELECT over ``views`` passing every rule; else raise.
 
     ``InvalidInput`` says which rule failed. This is guard 2 of the module docstring.
@@ -322,23 +350,21 @@ def parse_select(sql: str, views: Sequence[str], limits: Limits = Limits()) -> d
         raise _refuse(f"it is {len(sql)} characters long, over the limit of {limits.max_query_chars}")
     if _paren_depth(sql) > limits.max_parens:
         raise _refuse(f"parentheses nest deeper than {limits.max_parens} levels")
-    con = _parser()
+    own = parser or SqlParser()
     try:
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise InvalidInput(f"the query does not parse: {_duck_message(exc)}") from exc
+        statements = own.statements(sql)
         if len(statements) != 1:
             raise _refuse(f"it holds {len(statements)} statements")
         if statements[0].type != duckdb.StatementType.SELECT:
             raise _refuse(f"it is a {statements[0].type.name} statement")
-        raw = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchone()
+        raw = own.call("json_serialize_sql", sql)
     except duckdb.Error as exc:
         raise InvalidInput(f"the query does not parse: {_duck_message(exc)}") from exc
     finally:
-        con.close()
+        if parser is None:
+            own.close()
     try:
-        doc: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True}
+        doc: dict[str, Any] = json.loads(raw) if raw else {"error": True}
     except RecursionError as exc:
         raise _refuse("the query is nested too deeply") from exc
     if doc.get("error"):
@@ -368,6 +394,11 @@ class Engine:
         self.limits = limits
         self._excel: dict[str, tuple[str, pyarrow.Table]] = {}
         self._lock = threading.Lock()
+        self._parser = SqlParser()
+
+    def close(self) -> None:
+        """Close the parser connection (query connections never outlive a call)."""
+        self._parser.close()
 
     @property
     def names(self) -> list[str]:
@@ -465,7 +496,7 @@ class Engine:
 
     def check(self, sql: str) -> dict[str, Any]:
         """Guard 2 only: the AST of ``sql`` if it is allowed here (see ``parse_select``)."""
-        return parse_select(sql, self.names, self.limits)
+        return parse_select(sql, self.names, self.limits, self._parser)
 
     def _stable_inner(self, sql: str, ast: dict[str, Any], ncols: int) -> tuple[str, bool]:
         """The query with a total order (see the module docstring); True when it had its own ORDER BY."""
@@ -474,19 +505,12 @@ class Engine:
         if orders is None:
             return sql, False
         positions = ", ".join(str(i) for i in range(1, ncols + 1))
-        extra = parse_select(f"SELECT 1 ORDER BY {positions}", (), self.limits)["node"]["modifiers"][0]["orders"]
-        orders["orders"] = list(orders["orders"]) + extra
-        con = _parser()
-        try:
-            rendered = con.execute(
-                "SELECT json_deserialize_sql($1)", [json.dumps({"error": False, "statements": [ast]})]
-            )
-            row = rendered.fetchone()
-        finally:
-            con.close()
-        if not row or not row[0]:
+        tie_break = parse_select(f"SELECT 1 ORDER BY {positions}", (), self.limits, self._parser)
+        orders["orders"] = list(orders["orders"]) + tie_break["node"]["modifiers"][0]["orders"]
+        rendered = self._parser.call("json_deserialize_sql", json.dumps({"error": False, "statements": [ast]}))
+        if not rendered:
             raise InvalidInput("the query's ORDER BY could not be made stable for paging; simplify it")
-        return str(row[0]), True
+        return rendered, True
 
     def query(self, sql: str, *, limit: int | None = None, offset: int = 0) -> QueryResult:
         """Run one checked SELECT and return rows ``offset .. offset+limit`` of its totally ordered result.

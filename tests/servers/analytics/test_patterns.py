@@ -77,7 +77,7 @@ def test_segments_recover_well_separated_groups() -> None:
     rng = np.random.default_rng(2)
     centres = [(0, 0), (10, 0), (0, 10)]
     points = np.vstack([rng.normal(c, 0.7, (60, 2)) for c in centres])
-    found = segments(pd.DataFrame(points, columns=["a", "b"]).assign(label="x"))
+    found = segments(pd.DataFrame(points, columns=["a", "b"]).assign(label="x"), max_k=5)
     assert found.details["k"] == 3
     assert sorted(found.details["sizes"]) == [60, 60, 60]  # type: ignore[arg-type]
     assert found.statistic > 0.7

@@ -1,6 +1,6 @@
 """A read-only SQL engine over registered datasets: DuckDB in memory, one fresh connection per call.
 
-Two independent guards, either of which alone stops the known bypasses of peers' read-only modes:
+Two guards, both required (each alone leaves a hole the other closes):
 
 1. The connection. ``allowed_paths`` lists exactly the registered files, the dataset views are
    created, then ``enable_external_access = false`` and ``lock_configuration = true``; extension
@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from common.errors import InvalidInput, NotFound, QueryTimeout
@@ -505,7 +505,7 @@ class Engine:
         if orders is None:
             return sql, False
         positions = ", ".join(str(i) for i in range(1, ncols + 1))
-        tie_break = parse_select(f"SELECT 1 ORDER BY {positions}", (), self.limits, self._parser)
+        tie_break = parse_select(f"SELECT 1 ORDER BY {positions}", (), Limits(max_query_chars=10**7), self._parser)
         orders["orders"] = list(orders["orders"]) + tie_break["node"]["modifiers"][0]["orders"]
         rendered = self._parser.call("json_deserialize_sql", json.dumps({"error": False, "statements": [ast]}))
         if not rendered:
@@ -539,8 +539,16 @@ class Engine:
             page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page} OFFSET {offset}"
             count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
             # What runs is checked too: the wrappers must not open a path the user text could not.
-            self.check(page_sql)
-            self.check(count_sql)
+            # The rendered text may be longer and more parenthesised than the original, so the size
+            # caps (a defence against parser exhaustion, already applied to the user's text) are relaxed.
+            relaxed = replace(
+                self.limits,
+                max_query_chars=2 * self.limits.max_query_chars + 10_000,
+                max_parens=2 * self.limits.max_parens + 2,
+                max_depth=2 * self.limits.max_depth,
+            )
+            for wrapped in (page_sql, count_sql):
+                parse_select(wrapped, self.names, relaxed, self._parser)
             total_row = con.execute(count_sql).fetchone()
             total = int(total_row[0]) if total_row else 0
             rows = con.execute(page_sql).fetchall()

@@ -124,3 +124,13 @@ def test_long_cell_values_are_cut_and_the_cut_is_noted(big: Path) -> None:
     assert page.rows == [["abababababab"[:10] + "…", [0, 1, 2], "short"]]
     assert page.notes == ["long values cut to 10 characters or 3 items"]
     assert engine.query("SELECT 'short' AS ok").notes == []
+
+
+def test_a_query_near_the_size_caps_still_pages_with_its_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,x\n1,y\n2,z\n")
+    engine = Engine([make_dataset("t", path)], Limits(max_rows=2, max_parens=12, max_query_chars=400))
+    sql = "SELECT " + "(" * 12 + "a + 1" + ")" * 12 + " AS x, b FROM t ORDER BY x DESC, b  " + "-- pad" + " " * 250
+    assert len(sql) <= 400
+    rows, _, total = _all_pages(engine, sql)
+    assert (rows, total) == ([[3, "z"], [2, "x"], [2, "y"]], 3)

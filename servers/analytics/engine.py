@@ -498,6 +498,21 @@ class Engine:
         """Guard 2 only: the AST of ``sql`` if it is allowed here (see ``parse_select``)."""
         return parse_select(sql, self.names, self.limits, self._parser)
 
+    def _check_wrapped(self, *statements: str) -> None:
+        """What runs is checked too: a wrapper must not open a path the user's text could not.
+
+        The rendered text may be longer and more parenthesised than the original, so the size caps
+        (a defence against parser exhaustion, already applied to the user's text) are relaxed.
+        """
+        relaxed = replace(
+            self.limits,
+            max_query_chars=2 * self.limits.max_query_chars + 10_000,
+            max_parens=2 * self.limits.max_parens + 2,
+            max_depth=2 * self.limits.max_depth,
+        )
+        for sql in statements:
+            parse_select(sql, self.names, relaxed, self._parser)
+
     def _stable_inner(self, sql: str, ast: dict[str, Any], ncols: int) -> tuple[str, bool]:
         """The query with a total order (see the module docstring); True when it had its own ORDER BY."""
         node = ast["node"]
@@ -538,17 +553,7 @@ class Engine:
             order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
             page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page} OFFSET {offset}"
             count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
-            # What runs is checked too: the wrappers must not open a path the user text could not.
-            # The rendered text may be longer and more parenthesised than the original, so the size
-            # caps (a defence against parser exhaustion, already applied to the user's text) are relaxed.
-            relaxed = replace(
-                self.limits,
-                max_query_chars=2 * self.limits.max_query_chars + 10_000,
-                max_parens=2 * self.limits.max_parens + 2,
-                max_depth=2 * self.limits.max_depth,
-            )
-            for wrapped in (page_sql, count_sql):
-                parse_select(wrapped, self.names, relaxed, self._parser)
+            self._check_wrapped(page_sql, count_sql)
             total_row = con.execute(count_sql).fetchone()
             total = int(total_row[0]) if total_row else 0
             rows = con.execute(page_sql).fetchall()
@@ -601,12 +606,16 @@ class Engine:
         with self.trusted() as run:
             return run(sql, params)
 
-    def frame(self, sql: str, max_rows: int, *, trusted: bool = False) -> tuple[pandas.DataFrame, int]:
-        """The first ``max_rows`` rows of a query (checked unless ``trusted``) as pandas, and the total."""
-        if not trusted:
-            self.check(sql)
+    def frame(self, sql: str, max_rows: int) -> tuple[pandas.DataFrame, int]:
+        """The first ``max_rows`` rows of a checked query as pandas (for models), and the total."""
+        if max_rows < 1:
+            raise InvalidInput("max_rows must be at least 1")
+        self.check(sql)
         text = _statement_body(sql)
+        count_sql = f"SELECT count(*) FROM (\n{text}\n) AS _q"
+        rows_sql = f"SELECT * FROM (\n{text}\n) AS _q LIMIT {int(max_rows)}"
+        self._check_wrapped(count_sql, rows_sql)
         with self._session() as con:
-            total_row = con.execute(f"SELECT count(*) FROM (\n{text}\n) AS _q").fetchone()
-            df = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT {int(max_rows)}").df()
+            total_row = con.execute(count_sql).fetchone()
+            df = con.execute(rows_sql).df()
         return df, int(total_row[0]) if total_row else 0

@@ -37,6 +37,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Names DuckDB's own catalog answers to: a dataset may not shadow or pose as them.
 _RESERVED_PREFIXES = ("duckdb_", "pragma_", "sqlite_", "pg_", "information_schema", "_")
 _EDGE = 1 << 20  # the fingerprint hashes the first and last MiB
+MAX_EXCEL_BYTES = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def scan_sql(dataset: Dataset) -> str:
         case "parquet":
             return f"read_parquet({p})"
         case "json":
-            return f"read_json({p}, format = 'array')"
+            return f"read_json({p}, format = 'auto')"
         case "ndjson":
             return f"read_json({p}, format = 'newline_delimited')"
         case "excel":
@@ -155,9 +156,18 @@ def scan_sql(dataset: Dataset) -> str:
 
 
 def read_excel(dataset: Dataset) -> pyarrow.Table:
-    """The sheet (first unless named) as an Arrow table: first row the header, mixed columns as text."""
+    """The sheet (first unless named) as an Arrow table: first row the header, mixed columns as text.
+
+    Unlike the other formats this loads the sheet into memory, hence ``MAX_EXCEL_BYTES``.
+    """
     import openpyxl  # heavy: only when an Excel file is used
     import pyarrow as pa
+
+    if dataset.path.stat().st_size > MAX_EXCEL_BYTES:
+        raise InvalidInput(
+            f"{dataset.name} is over {MAX_EXCEL_BYTES >> 20} MiB; Excel is read row by row in Python, "
+            "so save it as CSV or Parquet and register that instead"
+        )
 
     try:
         book = openpyxl.load_workbook(dataset.path, read_only=True, data_only=True)

@@ -96,7 +96,8 @@ def test_json_ndjson_tsv_and_excel_are_registered_as_views(tmp_path: Path, diabe
     small.to_json(tmp_path / "b.jsonl", orient="records", lines=True)
     small.to_csv(tmp_path / "c.tsv", sep="\t", index=False)
     small.to_excel(tmp_path / "d.xlsx", index=False)
-    names = {"a": "a.json", "b": "b.jsonl", "c": "c.tsv", "d": "d.xlsx"}
+    small.to_json(tmp_path / "e.json", orient="records", lines=True)
+    names = {"a": "a.json", "b": "b.jsonl", "c": "c.tsv", "d": "d.xlsx", "e": "e.json"}
     engine = Engine([make_dataset(n, tmp_path / f) for n, f in names.items()])
     for name in names:
         info = inspect(engine, name)
@@ -172,3 +173,16 @@ def test_names_and_paths_are_checked() -> None:
         make_dataset("x", Path("/nonexistent/file.csv"))
     with pytest.raises(InvalidInput, match="share a name"):
         Engine([make_dataset("x", Path(__file__)), make_dataset("x", Path(__file__))])
+
+
+def test_a_named_sheet_is_read_and_a_missing_one_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"a": [1, 2]}).to_excel(writer, sheet_name="first", index=False)
+        pd.DataFrame({"b": ["x", 3, None]}).to_excel(writer, sheet_name="mixed", index=False)
+    engine = Engine([make_dataset("m", path, sheet="mixed")])
+    info = inspect(engine, "m")
+    assert [(c.name, c.type) for c in info.columns] == [("b", "VARCHAR")]
+    assert info.row_count == 3
+    with pytest.raises(NotFound, match="sheet"):
+        inspect(Engine([make_dataset("n", path, sheet="nope")]), "n")

@@ -1,0 +1,621 @@
+"""A read-only SQL engine over registered datasets: DuckDB in memory, one fresh connection per call.
+
+Two guards, both required (each alone leaves a hole the other closes):
+
+1. The connection. ``allowed_paths`` lists exactly the registered files, the dataset views are
+   created, then ``enable_external_access = false`` and ``lock_configuration = true``; extension
+   autoload/autoinstall, Python replacement scans and disk spilling are off. Nothing else on disk
+   (not even a file in the same folder) can be read, and no setting can be changed back.
+2. The parsed statement. DuckDB's own parser (``json_serialize_sql``) turns the text into an AST,
+   which must hold exactly one SELECT; every query node anywhere (CTE bodies included) must be a
+   SELECT, set operation or recursive CTE, every table reference a registered view or a CTE in
+   scope, every table function one of ``SAFE_TABLE_FUNCTIONS`` and no function may be in
+   ``DENIED_FUNCTIONS``. That is a deny-list for scalar functions (DuckDB has ~1000 and new versions
+   add more, so an allow-list would refuse ordinary SQL); the denied ones reveal the environment
+   (settings, home directory, variables, versions, catalog, query text) or have side effects (log,
+   sequences), plus every macro whose body reads the catalog (a test keeps that true as DuckDB
+   changes). Table functions, which are where files, URLs, settings and nested SQL live, are an
+   allow-list instead. ``allowed_paths`` still permits writing the registered files themselves
+   (``COPY ... TO`` inside an allowed directory is let through), which is why layer 2 is required.
+
+Paging: every page re-runs the query in a fresh connection, so the order must be total and the
+same each time. A query without a top-level ORDER BY is ordered by all its columns
+(``ORDER BY 1, 2, ..., k``); one with an ORDER BY keeps it and gets the column positions appended
+as tie-breakers (rewritten in the AST, rendered back by ``json_deserialize_sql``). Rows equal in every
+column are indistinguishable, so each page boundary is exact and every row is returned once.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import decimal
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from common.errors import InvalidInput, NotFound, QueryTimeout
+from servers.analytics.sources import Dataset, quote_ident, read_excel, scan_sql, sql_string
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas
+    import pyarrow
+
+JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+
+_ALLOWED_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+_ALLOWED_TABLE_REFS = frozenset(
+    {"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "TABLE_FUNCTION", "PIVOT"}
+)
+_KNOWN_TABLE_REFS = _ALLOWED_TABLE_REFS | {"SHOW_REF", "COLUMN_DATA", "DELIM_GET", "BOUND_REF"}
+# Pure generators: they read nothing but their arguments.
+SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+DENIED_FUNCTIONS = frozenset(
+    {
+        "current_setting",
+        "getvariable",
+        "getenv",
+        "version",
+        "current_query",
+        "current_query_id",
+        "current_connection_id",
+        "current_transaction_id",
+        "txid_current",
+        "current_database",
+        "current_catalog",
+        "current_schema",
+        "current_schemas",
+        "in_search_path",
+        "current_user",
+        "current_role",
+        "session_user",
+        "user",
+        "get_block_size",
+        "write_log",
+        "nextval",
+        "currval",
+        "json_serialize_sql",
+        "json_deserialize_sql",
+        "json_serialize_plan",
+        "json_execute_serialized_sql",
+        "parse_duckdb_log_message",
+        "sql_auto_complete",
+        "which_secret",
+        "query",
+        "query_table",
+        # PostgreSQL-compatibility macros: catalog look-ups, some through table functions the
+        # parse check cannot see (a macro's body is expanded only when DuckDB binds it).
+        "format_type",
+        "format_pg_type",
+        "col_description",
+        "obj_description",
+        "shobj_description",
+        "map_to_pg_oid",
+        "map_type_id_to_pg_oid",
+        "inet_client_addr",
+        "inet_client_port",
+        "inet_server_addr",
+        "inet_server_port",
+    }
+)
+_DENIED_PREFIXES = ("duckdb_", "pragma_", "pg_", "has_", "__internal", "sqlite_")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one query. ``max_parens`` bounds parenthesis nesting in the raw text (counted before
+    parsing, string literals included, so it errs on the side of refusing); ``max_depth`` bounds the
+    parsed tree."""
+
+    max_rows: int = 1000
+    max_query_chars: int = 20_000
+    max_parens: int = 32
+    max_depth: int = 400
+    timeout_s: float = 30.0
+    threads: int = 2
+    memory_limit: str = "4GB"
+    max_cell_chars: int = 2000
+    max_cell_items: int = 100
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass
+class Table:
+    """A compact result: column names/types and rows of JSON-safe values."""
+
+    columns: list[Column]
+    rows: list[list[JSONValue]]
+
+
+@dataclass
+class QueryResult(Table):
+    """One page of a query's result, with the true total and how to get the next page."""
+
+    total_rows: int = 0
+    offset: int = 0
+    truncated: bool = False
+    next_offset: int | None = None
+    elapsed_ms: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def json_value(value: Any) -> JSONValue:
+    """A DuckDB value as JSON: decimals and non-finite floats become floats/None, times ISO text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "base64:" + base64.b64encode(bytes(value)[:256]).decode()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def clip_value(value: JSONValue, max_chars: int, max_items: int) -> tuple[JSONValue, bool]:
+    """``value`` with long text cut to ``max_chars`` and lists/maps to ``max_items``; True if cut."""
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[:max_chars] + "…", True
+    if isinstance(value, list):
+        items = [clip_value(v, max_chars, max_items) for v in value[:max_items]]
+        return [v for v, _ in items], len(value) > max_items or any(c for _, c in items)
+    if isinstance(value, dict):
+        pairs = [(k, clip_value(v, max_chars, max_items)) for k, v in list(value.items())[:max_items]]
+        return {k: v for k, (v, _) in pairs}, len(value) > max_items or any(c for _, (_, c) in pairs)
+    return value, False
+
+
+def _refuse(why: str) -> InvalidInput:
+    return InvalidInput(f"query refused: {why}. Only one read-only SELECT over the registered datasets is allowed")
+
+
+def _duck_message(exc: Exception) -> str:
+    """The first line of a DuckDB error, bounded: later lines echo the query text."""
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _ref_shaped(node: dict[str, Any]) -> bool:
+    """A table reference of a type this module does not know yet still has these keys."""
+    return "alias" in node and ("sample" in node or "query_location" in node or "table_name" in node)
+
+
+def is_denied_function(name: str) -> bool:
+    """True for a scalar function or macro a query may not call (see the module docstring)."""
+    lowered = name.lower()
+    return lowered in DENIED_FUNCTIONS or lowered.startswith(_DENIED_PREFIXES)
+
+
+def _paren_depth(sql: str) -> int:
+    depth = deepest = 0
+    for ch in sql:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
+
+
+def _statement_body(sql: str) -> str:
+    """``sql`` without trailing semicolons and comments, so it can sit inside a wrapping subquery."""
+    import duckdb  # heavy: the engine loads it on first use
+
+    cut = len(sql)
+    for start, kind in reversed(duckdb.tokenize(sql)):
+        if kind == duckdb.token_type.comment or (kind == duckdb.token_type.operator and sql[start] == ";"):
+            cut = start
+            continue
+        break
+    return sql[:cut].strip()
+
+
+class _Walker:
+    def __init__(self, views: frozenset[str], max_depth: int) -> None:
+        self.views = views
+        self.max_depth = max_depth
+
+    def walk(self, node: Any, scope: frozenset[str], depth: int) -> None:
+        if depth > self.max_depth:
+            raise _refuse("the query is nested too deeply")
+        if isinstance(node, list):
+            for item in node:
+                self.walk(item, scope, depth + 1)
+            return
+        if not isinstance(node, dict):
+            return
+        kind = node.get("type")
+        if isinstance(kind, str) and kind.endswith("_NODE"):
+            if kind not in _ALLOWED_NODES:
+                raise _refuse(f"it contains a {kind.removesuffix('_QUERY_NODE').removesuffix('_NODE')} statement")
+            scope = scope | self._cte_names(node)
+        elif isinstance(kind, str) and "class" not in node and (kind in _KNOWN_TABLE_REFS or _ref_shaped(node)):
+            self._table_ref(node, kind, scope)
+        if "function_name" in node:
+            self._function(node)
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                self.walk(value, scope, depth + 1)
+            elif key == "at_clause" and value is not None:
+                raise _refuse("time travel (AT) is not supported")
+
+    @staticmethod
+    def _cte_names(node: dict[str, Any]) -> frozenset[str]:
+        names = {str(e.get("key", "")).lower() for e in (node.get("cte_map") or {}).get("map", [])}
+        if node.get("type") == "RECURSIVE_CTE_NODE":
+            names.add(str(node.get("cte_name", "")).lower())
+        return frozenset(names)
+
+    def _table_ref(self, node: dict[str, Any], kind: str, scope: frozenset[str]) -> None:
+        if kind == "SHOW_REF":
+            raise _refuse("DESCRIBE, SUMMARIZE and SHOW are not queries here; inspect or profile the dataset instead")
+        if kind not in _ALLOWED_TABLE_REFS:
+            raise _refuse(f"{kind.lower().replace('_', ' ')} is not allowed (use SELECT over a dataset)")
+        if node.get("at_clause") is not None:
+            raise _refuse("time travel (AT) is not supported")
+        if kind == "BASE_TABLE":
+            name = str(node.get("table_name", "")).lower()
+            if node.get("schema_name") or node.get("catalog_name"):
+                raise _refuse(f"table {name[:40]!r} is qualified with a schema or catalog")
+            if name not in self.views and name not in scope:
+                raise _refuse(f"{name[:60]!r} is not a registered dataset")
+        elif kind == "TABLE_FUNCTION":
+            fn = node.get("function") or {}
+            fname = str(fn.get("function_name", "")).lower() if isinstance(fn, dict) else ""
+            if fname not in SAFE_TABLE_FUNCTIONS or (isinstance(fn, dict) and (fn.get("schema") or fn.get("catalog"))):
+                raise _refuse(f"table function {fname[:40]!r} is not allowed; read data from a registered dataset")
+
+    @staticmethod
+    def _function(node: dict[str, Any]) -> None:
+        name = str(node.get("function_name", "")).lower()
+        if node.get("schema") or node.get("catalog"):
+            raise _refuse(f"function {name[:40]!r} is qualified with a schema or catalog")
+        if is_denied_function(name):
+            raise _refuse(f"function {name[:40]!r} is not allowed in queries")
+
+
+class SqlParser:
+    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock."""
+
+    def __init__(self) -> None:
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        import duckdb  # heavy: the engine loads it on first use
+
+        if self._con is None:
+            con = duckdb.connect(
+                ":memory:",
+                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 1},
+            )
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            self._con = con
+        return self._con
+
+    def statements(self, sql: str) -> list[Any]:
+        with self._lock:
+            return list(self._connection().extract_statements(sql))
+
+    def call(self, function: str, argument: str) -> str | None:
+        """``json_serialize_sql`` or ``json_deserialize_sql`` of ``argument``."""
+        assert function in ("json_serialize_sql", "json_deserialize_sql")
+        with self._lock:
+            row = self._connection().execute(f"SELECT {function}($1)", [argument]).fetchone()
+        return None if not row or row[0] is None else str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def parse_select(
+    sql: str, views: Sequence[str], limits: Limits = Limits(), parser: SqlParser | None = None
+) -> dict[str, Any]:
+    """The AST of ``sql`` if it is exactly one SELECT over ``views`` passing every rule; else raise.
+
+    ``InvalidInput`` says which rule failed. This is guard 2 of the module docstring.
+    """
+    import duckdb  # heavy: the engine loads it on first use
+
+    if not sql.strip():
+        raise InvalidInput("the query is empty; write one SELECT over a registered dataset")
+    if len(sql) > limits.max_query_chars:
+        raise _refuse(f"it is {len(sql)} characters long, over the limit of {limits.max_query_chars}")
+    if _paren_depth(sql) > limits.max_parens:
+        raise _refuse(f"parentheses nest deeper than {limits.max_parens} levels")
+    own = parser or SqlParser()
+    try:
+        statements = own.statements(sql)
+        if len(statements) != 1:
+            raise _refuse(f"it holds {len(statements)} statements")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            raise _refuse(f"it is a {statements[0].type.name} statement")
+        raw = own.call("json_serialize_sql", sql)
+    except duckdb.Error as exc:
+        raise InvalidInput(f"the query does not parse: {_duck_message(exc)}") from exc
+    finally:
+        if parser is None:
+            own.close()
+    try:
+        doc: dict[str, Any] = json.loads(raw) if raw else {"error": True}
+    except RecursionError as exc:
+        raise _refuse("the query is nested too deeply") from exc
+    if doc.get("error"):
+        message = str(doc.get("error_message", ""))
+        if "Only SELECT" in message:
+            raise _refuse("it is not a SELECT")
+        raise InvalidInput(f"the query does not parse: {message.splitlines()[0][:200] if message else 'unknown'}")
+    stmts: list[dict[str, Any]] = doc.get("statements") or []
+    if len(stmts) != 1:
+        raise _refuse(f"it holds {len(stmts)} statements")
+    walker = _Walker(frozenset(v.lower() for v in views), limits.max_depth)
+    try:
+        walker.walk(stmts[0], frozenset(), 0)
+    except RecursionError as exc:
+        raise _refuse("the query is nested too deeply") from exc
+    ast: dict[str, Any] = stmts[0]
+    return ast
+
+
+class Engine:
+    """Runs checked SELECTs over a fixed set of datasets; holds no connection between calls."""
+
+    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits()) -> None:
+        self._datasets = {d.name: d for d in datasets}
+        if len(self._datasets) != len(datasets):
+            raise InvalidInput("two datasets share a name; give each a distinct name")
+        self.limits = limits
+        self._excel: dict[str, tuple[str, pyarrow.Table]] = {}
+        self._lock = threading.Lock()
+        self._parser = SqlParser()
+
+    def close(self) -> None:
+        """Close the parser connection (query connections never outlive a call)."""
+        self._parser.close()
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._datasets)
+
+    def dataset(self, name: str) -> Dataset:
+        try:
+            return self._datasets[name]
+        except KeyError:
+            raise NotFound(
+                f"no dataset named {name[:40]!r}; registered: {', '.join(self.names[:20]) or 'none'}"
+            ) from None
+
+    def _excel_table(self, dataset: Dataset) -> pyarrow.Table:
+        from servers.analytics.sources import fingerprint
+
+        key = fingerprint(dataset.path)
+        with self._lock:
+            cached = self._excel.get(dataset.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = read_excel(dataset)
+        with self._lock:
+            self._excel[dataset.name] = (key, table)
+        return table
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        import duckdb  # heavy: the engine loads it on first use
+
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "python_enable_replacements": False,
+                "temp_directory": "",
+                "threads": self.limits.threads,
+                "memory_limit": self.limits.memory_limit,
+            },
+        )
+        try:
+            files = [str(d.path) for d in self._datasets.values() if d.format != "excel"]
+            con.execute(f"SET allowed_paths = [{', '.join(sql_string(f) for f in files)}]")
+            for d in self._datasets.values():
+                if d.format == "excel":
+                    con.register(d.name, self._excel_table(d))
+                else:
+                    con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan_sql(d)}")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            state = con.execute(
+                "SELECT current_setting('enable_external_access'), current_setting('lock_configuration'), "
+                "current_setting('autoload_known_extensions'), current_setting('autoinstall_known_extensions')"
+            ).fetchone()
+            if state != (False, True, False, False):
+                raise RuntimeError(f"the DuckDB connection did not lock down as required: {state}")
+        except duckdb.Error as exc:
+            con.close()
+            raise InvalidInput(f"a dataset could not be opened: {_duck_message(exc)}; check the file") from exc
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A locked connection whose statements together must finish within ``timeout_s``."""
+        import duckdb  # heavy: the engine loads it on first use
+
+        con = self._open()
+
+        def interrupt() -> None:
+            # The timer may fire just as the connection closes; there is then nothing to stop.
+            with contextlib.suppress(duckdb.Error):
+                con.interrupt()
+
+        timer = threading.Timer(self.limits.timeout_s, interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield con
+        except duckdb.InterruptException as exc:
+            raise QueryTimeout(
+                f"the query ran longer than {self.limits.timeout_s:g} s and was stopped; "
+                "filter, aggregate or sample the data and try again"
+            ) from exc
+        except duckdb.Error as exc:
+            message = _duck_message(exc)
+            if "CSV Error" in message:
+                message += " (the file is not well-formed CSV there: check its delimiter, quoting and column count)"
+            raise InvalidInput(f"the query failed: {message}") from exc
+        finally:
+            timer.cancel()
+            con.close()
+
+    def check(self, sql: str) -> dict[str, Any]:
+        """Guard 2 only: the AST of ``sql`` if it is allowed here (see ``parse_select``)."""
+        return parse_select(sql, self.names, self.limits, self._parser)
+
+    def _check_wrapped(self, *statements: str) -> None:
+        """What runs is checked too: a wrapper must not open a path the user's text could not.
+
+        The rendered text may be longer and more parenthesised than the original, so the size caps
+        (a defence against parser exhaustion, already applied to the user's text) are relaxed.
+        """
+        relaxed = replace(
+            self.limits,
+            max_query_chars=2 * self.limits.max_query_chars + 10_000,
+            max_parens=2 * self.limits.max_parens + 2,
+            max_depth=2 * self.limits.max_depth,
+        )
+        for sql in statements:
+            parse_select(sql, self.names, relaxed, self._parser)
+
+    def _stable_inner(self, sql: str, ast: dict[str, Any], ncols: int) -> tuple[str, bool]:
+        """The query with a total order (see the module docstring); True when it had its own ORDER BY."""
+        node = ast["node"]
+        orders = next((m for m in node.get("modifiers", []) if m.get("type") == "ORDER_MODIFIER"), None)
+        if orders is None:
+            return sql, False
+        positions = ", ".join(str(i) for i in range(1, ncols + 1))
+        tie_break = parse_select(f"SELECT 1 ORDER BY {positions}", (), Limits(max_query_chars=10**7), self._parser)
+        orders["orders"] = list(orders["orders"]) + tie_break["node"]["modifiers"][0]["orders"]
+        rendered = self._parser.call("json_deserialize_sql", json.dumps({"error": False, "statements": [ast]}))
+        if not rendered:
+            raise InvalidInput("the query's ORDER BY could not be made stable for paging; simplify it")
+        return rendered, True
+
+    def query(self, sql: str, *, limit: int | None = None, offset: int = 0) -> QueryResult:
+        """Run one checked SELECT and return rows ``offset .. offset+limit`` of its totally ordered result.
+
+        ``limit`` defaults to and is capped at ``limits.max_rows``; ``truncated`` is true when rows
+        remain after this page, and ``next_offset`` then says where the next page starts.
+        """
+        started = time.monotonic()
+        if offset < 0:
+            raise InvalidInput("offset must be 0 or more")
+        cap = self.limits.max_rows
+        page = cap if limit is None else limit
+        if page < 1:
+            raise InvalidInput(f"limit must be between 1 and {cap}")
+        notes = []
+        if page > cap:
+            notes.append(f"limit lowered to the maximum of {cap} rows")
+            page = cap
+        ast = self.check(sql)
+        text = _statement_body(sql)
+        with self._session() as con:
+            described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
+            columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+            inner, ordered = self._stable_inner(text, ast, len(columns))
+            order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
+            page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page} OFFSET {offset}"
+            count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
+            self._check_wrapped(page_sql, count_sql)
+            total_row = con.execute(count_sql).fetchone()
+            total = int(total_row[0]) if total_row else 0
+            rows = con.execute(page_sql).fetchall()
+        end = offset + len(rows)
+        truncated = end < total
+        out: list[list[JSONValue]] = []
+        clipped = False
+        for r in rows:
+            cells = [clip_value(json_value(v), self.limits.max_cell_chars, self.limits.max_cell_items) for v in r]
+            out.append([v for v, _ in cells])
+            clipped = clipped or any(c for _, c in cells)
+        if clipped:
+            notes.append(
+                f"long values cut to {self.limits.max_cell_chars} characters or {self.limits.max_cell_items} items"
+            )
+        return QueryResult(
+            columns=columns,
+            rows=out,
+            total_rows=total,
+            offset=offset,
+            truncated=truncated,
+            next_offset=end if truncated else None,
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+            notes=notes,
+        )
+
+    @contextmanager
+    def trusted(self) -> Iterator[Callable[..., Table]]:
+        """A function running SQL this package wrote (identifiers quoted, values as parameters) on one
+        locked connection, all statements within one timeout.
+
+        Skips guard 2 (internal SQL uses DESCRIBE and aggregates) but keeps guard 1 and the timeout.
+        Never pass a caller's SQL to it; use ``query`` or ``frame``.
+        """
+        with self._session() as con:
+
+            def run(sql: str, params: Sequence[Any] | None = None) -> Table:
+                cur = con.execute(sql, list(params) if params else None)
+                desc = cur.description or []
+                rows = cur.fetchall()
+                return Table(
+                    columns=[Column(name=str(d[0]), type=str(d[1])) for d in desc],
+                    rows=[[json_value(v) for v in r] for r in rows],
+                )
+
+            yield run
+
+    def run_trusted(self, sql: str, params: Sequence[Any] | None = None) -> Table:
+        """One statement through ``trusted``."""
+        with self.trusted() as run:
+            return run(sql, params)
+
+    def frame(self, sql: str, max_rows: int) -> tuple[pandas.DataFrame, int]:
+        """The first ``max_rows`` rows of a checked query as pandas (for models), and the total."""
+        if max_rows < 1:
+            raise InvalidInput("max_rows must be at least 1")
+        self.check(sql)
+        text = _statement_body(sql)
+        count_sql = f"SELECT count(*) FROM (\n{text}\n) AS _q"
+        rows_sql = f"SELECT * FROM (\n{text}\n) AS _q LIMIT {int(max_rows)}"
+        self._check_wrapped(count_sql, rows_sql)
+        with self._session() as con:
+            total_row = con.execute(count_sql).fetchone()
+            df = con.execute(rows_sql).df()
+        return df, int(total_row[0]) if total_row else 0

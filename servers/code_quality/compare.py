@@ -1,5 +1,9 @@
 """New, fixed and unchanged findings between two runs, matched by fingerprint.
 
+Findings left unmatched on both sides are then paired by their anchor (analyzer, rule, path and the
+flagged line(s) with the enclosing symbol): an edit on the line next to a finding changes its
+fingerprint but is not a fix.
+
 A finding of the base run that is absent from the head run counts as *fixed* only if the head run
 actually analysed that file with that analyzer; otherwise it is *unknown* (skipped file, analyzer
 missing or failed), because absence of evidence is not a fix.
@@ -7,6 +11,7 @@ missing or failed), because absence of evidence is not a fix.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,12 +55,26 @@ def compare(
     base_by = {f.fingerprint: f for f in base}
     head_by = {f.fingerprint: f for f in head}
     result = Comparison()
-    for fp, finding in head_by.items():
-        (result.unchanged if fp in base_by else result.new).append(finding)
-    for fp, finding in base_by.items():
-        if fp not in head_by:
+    gone = [f for fp, f in base_by.items() if fp not in head_by]
+    loose: dict[tuple[str, str, str, str], list[Finding]] = defaultdict(list)
+    for finding in sorted(gone, key=lambda f: f.line):
+        loose[_anchor_key(finding)].append(finding)
+    for fp, finding in sorted(head_by.items(), key=lambda item: item[1].line):
+        if fp in base_by:
+            result.unchanged.append(finding)
+        elif loose.get(_anchor_key(finding)):
+            loose[_anchor_key(finding)].pop(0)
+            result.unchanged.append(finding)
+        else:
+            result.new.append(finding)
+    for remaining in loose.values():
+        for finding in remaining:
             (result.unknown if _uncovered(finding, head_gaps) else result.fixed).append(finding)
     return result
+
+
+def _anchor_key(finding: Finding) -> tuple[str, str, str, str]:
+    return (finding.analyzer, finding.rule_id, finding.path, finding.anchor or finding.fingerprint)
 
 
 def check_fixed(
@@ -68,9 +87,13 @@ def check_fixed(
     before = next((f for f in base if f.fingerprint == fingerprint), None)
     if before is None:
         return FixCheck(fingerprint, "not_in_base", False, "the base run has no finding with this fingerprint")
-    if any(f.fingerprint == fingerprint for f in head):
-        return FixCheck(fingerprint, "still_present", False, f"{before.rule_id} is still reported in {before.path}")
-    if _uncovered(before, head_gaps):
+    diff = compare([before], head, head_gaps)
+    if diff.unchanged:
+        moved = "" if diff.unchanged[0].fingerprint == fingerprint else " (the code around it changed)"
+        return FixCheck(
+            fingerprint, "still_present", False, f"{before.rule_id} is still reported in {before.path}{moved}"
+        )
+    if diff.unknown:
         return FixCheck(
             fingerprint,
             "unknown",

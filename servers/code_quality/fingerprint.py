@@ -4,7 +4,9 @@ A fingerprint hashes the analyzer, the rule, the file path and the finding's *co
 line(s) and the nearest non-blank line above and below, each with all whitespace removed, plus the name
 of the enclosing function or class. The line number is not part of it, so inserting lines above keeps
 it; identical contexts in one file are told apart by their order (occurrence index). Only hashes are
-kept, so a fingerprint never carries code (or a secret on the flagged line).
+kept, so a fingerprint never carries code (or a secret on the flagged line). The *anchor* hashes the
+flagged line(s) and symbol without the neighbours; compare.py falls back to it when an edit next to a
+finding changed its fingerprint.
 """
 
 from __future__ import annotations
@@ -68,15 +70,21 @@ def _neighbour(lines: Sequence[str], start: int, step: int) -> str:
     return ""
 
 
-def signature(lines: Sequence[str], line: int, end_line: int | None, *, python: bool) -> tuple[str, str | None]:
-    """The hashed normalised context of a finding at ``line``..``end_line`` (1-based) and its symbol."""
+def _digest(parts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def signature(lines: Sequence[str], line: int, end_line: int | None, *, python: bool) -> tuple[str, str, str | None]:
+    """For a finding at ``line``..``end_line`` (1-based): the hashed normalised context, the hashed
+    anchor (own lines and symbol only) and the enclosing symbol."""
     if not 1 <= line <= len(lines):
-        return hashlib.sha256(b"<no-context>").hexdigest()[:24], None
+        empty = _digest(["<no-context>"])
+        return empty, empty, None
     last = min(max(end_line or line, line), line + _MAX_SPAN - 1, len(lines))
     own = [_squash(text) for text in lines[line - 1 : last]]
     symbol = enclosing_symbol(lines, line, python)
     parts = [*own, "\x1f", _neighbour(lines, line - 2, -1), _neighbour(lines, last, 1), "\x1f", symbol or ""]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24], symbol
+    return _digest(parts), _digest([*own, "\x1f", symbol or ""]), symbol
 
 
 def excerpt(lines: Sequence[str], line: int, end_line: int | None, category: str) -> str | None:
@@ -95,14 +103,15 @@ def excerpt(lines: Sequence[str], line: int, end_line: int | None, category: str
 
 
 def annotate(findings: Iterable[Finding], lines: Sequence[str], *, python: bool) -> list[Finding]:
-    """The findings of one file with ``signature``, ``symbol`` (unless set) and ``context`` filled in."""
+    """The findings of one file with ``signature``, ``anchor``, ``symbol`` (unless set) and ``context``."""
     out = []
     for finding in findings:
-        sig, symbol = signature(lines, finding.line, finding.end_line, python=python)
+        sig, anchor, symbol = signature(lines, finding.line, finding.end_line, python=python)
         out.append(
             replace(
                 finding,
                 signature=sig,
+                anchor=anchor,
                 symbol=finding.symbol or symbol,
                 context=excerpt(lines, finding.line, finding.end_line, finding.category),
             )

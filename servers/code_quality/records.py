@@ -30,7 +30,8 @@ class Finding:
     """One problem one analyzer reported at one place.
 
     ``context`` holds at most a few (redacted) lines around the finding, never the file's content;
-    ``signature`` is the normalised code context the fingerprint is built from (see fingerprint.py);
+    ``signature`` is the normalised code context the fingerprint is built from (see fingerprint.py) and
+    ``anchor`` the same for the flagged line(s) and symbol alone, a looser match when a neighbour changed;
     ``fingerprint`` is set once the findings of a file are merged (it depends on the occurrence index).
     """
 
@@ -46,6 +47,7 @@ class Finding:
     context: str | None = None
     symbol: str | None = None
     signature: str = ""
+    anchor: str = ""
     fingerprint: str = ""
 
     def to_dict(self) -> dict[str, Any]:

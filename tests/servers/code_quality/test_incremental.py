@@ -8,7 +8,7 @@ import pytest
 
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.files import list_files
-from servers.code_quality.runner import MemoryCache, run_analysis
+from servers.code_quality.runner import AnalysisResult, MemoryCache, run_analysis
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ def _change_two(root: Path) -> None:
     (root / "d8" / "m14.py").write_text("V = 14\n")
 
 
-def _comparable(result):
+def _comparable(result: AnalysisResult) -> tuple[object, object]:
     return [f.to_dict() for f in result.findings], sorted(m.to_dict().items() for m in result.file_metrics.values())
 
 

@@ -272,6 +272,8 @@ def examine(root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sour
         return SkippedFile(rel, "unreadable", exc.strerror or type(exc).__name__)
     if stat.S_ISLNK(st.st_mode):
         return SkippedFile(rel, "symlink", _link_detail(root, path))
+    if stat.S_ISDIR(st.st_mode):
+        return SkippedFile(rel + "/", "excluded", "a folder git lists as one entry (submodule); not analysed")
     if not stat.S_ISREG(st.st_mode):
         return SkippedFile(rel, "unreadable", "not a regular file")
     try:

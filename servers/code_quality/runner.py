@@ -1,7 +1,8 @@
 """Run analyzers over a file list: in parallel, in batches, incrementally, with progress and cancellation.
 
 Results are cached per (analyzer, analyzer version, config hash, file content hash), so a re-run only
-analyses files whose content changed and merges them with cached results into what a full run gives.
+analyses files whose content changed (the content hash is taken with the file's path, because some rules
+depend on the file name, e.g. in ``__init__.py`` or test files) and merges them with cached results into what a full run gives.
 A whole-program analyzer (vulture) is keyed by the hashes of all its files together and re-runs whole
 when any of them changed. Every analyzer ends with an ``AnalyzerOutcome`` (ok, missing, failed,
 timeout) and the files it could not analyse; nothing is dropped silently. Cancelling the awaiting task
@@ -115,6 +116,10 @@ def _entry(
     }
 
 
+def _file_hash(f: SourceFile) -> str:
+    return hashlib.sha256(f"{f.path}\0{f.sha256}".encode()).hexdigest()
+
+
 def _whole_hash(files: Sequence[SourceFile]) -> str:
     digest = hashlib.sha256()
     for f in sorted(files, key=lambda f: f.path):
@@ -204,7 +209,7 @@ class _Run:
         self, analyzer: Analyzer, version: str, files: Sequence[SourceFile], outcome: AnalyzerOutcome
     ) -> None:
         config = outcome.config_hash
-        keys = {f.path: CacheKey(analyzer.name, version, config, f.sha256) for f in files}
+        keys = {f.path: CacheKey(analyzer.name, version, config, _file_hash(f)) for f in files}
         hits = await self.cache.get_many(list(set(keys.values())))
         misses = []
         for f in files:

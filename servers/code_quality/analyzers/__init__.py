@@ -34,13 +34,17 @@ def build_analyzers(names: Iterable[str], options: dict[str, dict[str, Any]] | N
     """Instances for ``names``; ``options[name]`` holds keyword arguments (executable, timeout_s, ...)."""
     options = options or {}
     out: list[Analyzer] = []
-    for name in dict.fromkeys(names):
+    names = list(dict.fromkeys(names))
+    for name in names:
         cls = ANALYZERS.get(name)
         if cls is None:
             raise InvalidInput(f"unknown analyzer {name[:80]!r}; choose from {', '.join(sorted(ANALYZERS))}")
         kwargs = dict(options.get(name, {}))
         if cls is Semgrep:
             kwargs.setdefault("executable", None)
+        if cls is Lizard:
+            # ruff's C901 reports Python complexity when ruff runs; otherwise lizard does.
+            kwargs.setdefault("findings_for_python", "ruff" not in names)
         out.append(cls(**kwargs))
     return out
 

@@ -57,15 +57,16 @@ def test_duplicate_blocks_are_found_with_their_other_location_and_share(copied: 
 
 
 async def test_metrics_count_size_complexity_duplication_and_findings_by_kind(copied: Path) -> None:
-    result, skipped = await _run(copied, "detect-secrets")
+    result, skipped = await _run(copied)
     duplication = find_duplicates(copied, list_files(copied).files, min_lines=5)
     metrics = compute_metrics(result, skipped=skipped, duplication=duplication)
     assert metrics.files == 5
     assert metrics.lines == sum(m.lines for m in result.file_metrics.values())
     assert metrics.functions == 7
     assert metrics.max_complexity == max(fn.complexity for fn in result.functions)
-    assert metrics.by_category["secret"] >= 1
-    assert metrics.by_severity["high"] >= 2
+    assert metrics.by_category["security"] == 3
+    assert metrics.by_category["dead_code"] >= 4
+    assert metrics.by_severity["high"] == 1
     assert sum(metrics.by_severity.values()) == metrics.findings == len(result.findings)
     assert metrics.duplication_share == duplication.share
     assert metrics.partial is False

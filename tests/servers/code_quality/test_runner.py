@@ -148,3 +148,41 @@ async def test_progress_reaches_the_total_and_batches_run_in_parallel(forty_file
     assert seen[-1] == (40, 40)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert len(result.functions) == 40
+
+
+async def test_a_configured_semgrep_runs_with_version_check_off_and_its_json_is_read(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    argv_file = tmp_path / "argv"
+    fake = _script(
+        tmp_path / "semgrep",
+        f"""case "$1" in --version) echo 1.99.0; exit 0;; esac
+echo "$@" > {argv_file}
+for last; do :; done
+cat <<JSON
+{{"results": [{{"check_id": "py.exec", "path": "$last", "start": {{"line": 6, "col": 12}},
+  "end": {{"line": 6, "col": 40}}, "extra": {{"message": "shell call", "severity": "ERROR"}}}}], "errors": []}}
+JSON
+""",
+    )
+    (semgrep,) = build_analyzers(["semgrep"], {"semgrep": {"executable": fake, "config": "rules.yml"}})
+    app = [f for f in list_files(sample_repo).files if f.path == "pkg/app.py"]
+    result = await run_analysis(sample_repo, app, [semgrep])
+    assert result.outcomes[0].status == "ok"
+    assert result.outcomes[0].version == "1.99.0"
+    assert [(f.rule_id, f.path, f.line, f.severity, f.category) for f in result.findings] == [
+        ("py.exec", "pkg/app.py", 6, "high", "semgrep")
+    ]
+    argv = argv_file.read_text()
+    assert "--disable-version-check" in argv
+    assert "--config rules.yml" in argv
+
+
+async def test_radon_adds_maintainability_and_lizard_reports_python_complexity_when_ruff_is_off(
+    sample_repo: Path,
+) -> None:
+    result = await run_analysis(sample_repo, list_files(sample_repo).files, build_analyzers(["lizard", "radon"]))
+    mi = result.file_metrics["pkg/app.py"].maintainability
+    assert mi is not None
+    assert 0 < mi <= 100
+    assert [(f.analyzer, f.rule_id, f.symbol, f.line) for f in result.findings] == [("lizard", "ccn", "tangled", 18)]

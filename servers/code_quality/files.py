@@ -21,7 +21,9 @@ from typing import Literal
 
 from common.errors import InvalidInput
 
-SkipReason = Literal["too_large", "binary", "generated", "excluded", "symlink", "unreadable", "over_file_limit"]
+SkipReason = Literal[
+    "too_large", "binary", "generated", "excluded", "symlink", "unreadable", "deleted", "over_file_limit"
+]
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_FILES = 50_000
@@ -268,6 +270,8 @@ def examine(root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sour
     path = root / rel
     try:
         st = os.lstat(path)
+    except FileNotFoundError:
+        return SkippedFile(rel, "deleted", "listed by git but deleted in the work tree")
     except OSError as exc:
         return SkippedFile(rel, "unreadable", exc.strerror or type(exc).__name__)
     if stat.S_ISLNK(st.st_mode):

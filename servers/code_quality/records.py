@@ -5,7 +5,7 @@ Plain frozen dataclasses with ``to_dict``/``from_dict`` so a cache or a store ca
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 Severity = Literal["high", "medium", "low", "info"]
@@ -14,9 +14,16 @@ OutcomeStatus = Literal["ok", "missing", "failed", "timeout"]
 
 SEVERITIES: tuple[Severity, ...] = ("high", "medium", "low", "info")
 CATEGORIES: tuple[Category, ...] = ("lint", "security", "complexity", "dead_code", "secret", "semgrep")
+# Part of every cache key's config hash: bump it when a record's fields change meaning.
+RESULT_FORMAT = 1
 MAX_MESSAGE_CHARS = 300
 MAX_CONTEXT_LINES = 3
 MAX_CONTEXT_LINE_CHARS = 160
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -55,7 +62,7 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:
-        return cls(**data)
+        return cls(**_known(cls, data))
 
     def with_path(self, path: str) -> Finding:
         return replace(self, path=path)
@@ -78,7 +85,7 @@ class FunctionMetrics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FunctionMetrics:
-        return cls(**data)
+        return cls(**_known(cls, data))
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class FileMetrics:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileMetrics:
-        return cls(**data)
+        return cls(**_known(cls, data))
 
 
 @dataclass

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from servers.code_quality.files import SourceFile
-from servers.code_quality.records import FileMetrics, Finding, FunctionMetrics
+from servers.code_quality.records import RESULT_FORMAT, FileMetrics, Finding, FunctionMetrics
 
 VERSION_TIMEOUT_S = 15.0
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+STDERR_TAIL_BYTES = 64 * 1024
+REAP_TIMEOUT_S = 5.0
 
 
 class AnalyzerMissing(Exception):
@@ -65,12 +67,40 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def run_process(
-    argv: Sequence[str], *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None
-) -> ProcessResult:
-    """Run ``argv`` in ``cwd``; kill its process group on timeout or cancellation.
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
-    Raises ``AnalyzerMissing`` when the executable cannot be started and ``AnalyzerTimeout`` on timeout.
+
+async def _reap(proc: asyncio.subprocess.Process, streams: Sequence[asyncio.StreamReader]) -> None:
+    _kill_group(proc)
+    # asyncio's wait() returns only once the pipes reach EOF, so they are drained too; shielded so a second
+    # cancellation cannot leave the child behind; bounded, as a grandchild that left the group may hold a pipe.
+    with contextlib.suppress(ProcessLookupError, TimeoutError):
+        await asyncio.wait_for(
+            asyncio.shield(asyncio.gather(*(_drain(s) for s in streams), proc.wait())), REAP_TIMEOUT_S
+        )
+
+
+async def _read_capped(stream: asyncio.StreamReader, cap: int, keep_tail: bool) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            if not keep_tail:
+                raise AnalyzerFailed(f"printed more than {cap // (1024 * 1024)} MiB of output")
+            joined = b"".join(chunks)[-cap:]
+            chunks, size = [joined], len(joined)
+    return b"".join(chunks)
+
+
+async def run_process(argv: Sequence[str], *, cwd: Path, timeout_s: float) -> ProcessResult:
+    """Run ``argv`` in ``cwd`` (no shell, own session); kill its process group on timeout or cancellation.
+
+    Raises ``AnalyzerMissing`` when the executable cannot be started, ``AnalyzerTimeout`` on timeout and
+    ``AnalyzerFailed`` when it prints more than ``MAX_OUTPUT_BYTES``.
     """
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -80,25 +110,40 @@ async def run_process(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})},
-            limit=MAX_OUTPUT_BYTES,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise AnalyzerMissing(f"cannot execute {Path(argv[0]).name}: {exc.strerror or exc}") from exc
+    out_stream, err_stream = proc.stdout, proc.stderr
+    if out_stream is None or err_stream is None:  # pragma: no cover - both are pipes above
+        await _reap(proc, [])
+        raise AnalyzerFailed("no output pipes")
+    streams = [out_stream, err_stream]
+
+    async def collect() -> tuple[bytes, bytes, int]:
+        readers = [
+            asyncio.ensure_future(_read_capped(out_stream, MAX_OUTPUT_BYTES, keep_tail=False)),
+            asyncio.ensure_future(_read_capped(err_stream, STDERR_TAIL_BYTES, keep_tail=True)),
+        ]
+        try:
+            out, err = await asyncio.gather(*readers)
+        except BaseException:
+            for reader in readers:
+                reader.cancel()
+            # The streams get drained next; no reader may still be waiting on them.
+            await asyncio.wait(readers)
+            raise
+        return out, err, await proc.wait()
+
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+        stdout, stderr, code = await asyncio.wait_for(collect(), timeout_s)
     except TimeoutError as exc:
-        _kill_group(proc)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
+        await _reap(proc, streams)
         raise AnalyzerTimeout(f"killed after {timeout_s:g} s") from exc
     except BaseException:
-        # Cancelled (or anything else): the child must not outlive the run that started it.
-        _kill_group(proc)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
+        # Cancelled, or too much output: the child must not outlive the run that started it.
+        await _reap(proc, streams)
         raise
-    return ProcessResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+    return ProcessResult(code, stdout, stderr)
 
 
 def resolve_executable(default_name: str, configured: str | None) -> str | None:
@@ -158,10 +203,7 @@ class Analyzer(ABC):
         return []
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps([self.name, self.options()]).encode()).hexdigest()[:16]
-
-    def env(self) -> dict[str, str]:
-        return {}
+        return hashlib.sha256(json.dumps([RESULT_FORMAT, self.name, self.options()]).encode()).hexdigest()[:16]
 
     def _require_executable(self) -> str:
         if not self.executable:
@@ -174,9 +216,7 @@ class Analyzer(ABC):
         """The tool's version (part of the cache key); raises AnalyzerMissing/Timeout/Failed."""
         if self._version is None:
             exe = self._require_executable()
-            result = await run_process(
-                [exe, "--version"], cwd=cwd, timeout_s=min(VERSION_TIMEOUT_S, self.timeout_s), env=self.env()
-            )
+            result = await run_process([exe, "--version"], cwd=cwd, timeout_s=min(VERSION_TIMEOUT_S, self.timeout_s))
             text = (result.stdout or result.stderr).decode(errors="replace").strip()
             if result.returncode != 0 or not text:
                 raise AnalyzerFailed(f"'--version' exited {result.returncode}: {result.stderr_tail()}")
@@ -195,7 +235,7 @@ class Analyzer(ABC):
         """Run the analyzer over ``paths`` (root-relative) and parse what it printed."""
         exe = self._require_executable()
         argv = self.command(exe, [str(root / p) for p in paths])
-        result = await run_process(argv, cwd=root, timeout_s=self.timeout_s, env=self.env())
+        result = await run_process(argv, cwd=root, timeout_s=self.timeout_s)
         if result.returncode not in self.ok_returncodes:
             raise AnalyzerFailed(f"exited with code {result.returncode}: {result.stderr_tail() or 'no message'}")
         return self.parse(result, root, paths)

@@ -47,9 +47,6 @@ class Semgrep(Analyzer):
     def applies_to(self, file: SourceFile) -> bool:
         return file.language not in _NOT_CODE
 
-    def env(self) -> dict[str, str]:
-        return {"SEMGREP_SEND_METRICS": "off", "SEMGREP_ENABLE_VERSION_CHECK": "0"}
-
     def options(self) -> list[str]:
         return ["--config", self.config]
 

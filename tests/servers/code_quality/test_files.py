@@ -115,3 +115,9 @@ def test_changed_since_refuses_unknown_refs_and_option_like_refs(sample_repo: Pa
     with pytest.raises(InvalidInput, match="not inside a git work tree"):
         changed_since(plain.resolve(), "HEAD")
     assert git_info(plain.resolve()) is None
+
+
+def test_a_tracked_file_deleted_in_the_work_tree_is_reported_as_deleted(sample_repo: Path) -> None:
+    (sample_repo / "pkg" / "util.py").unlink()
+    listing = list_files(sample_repo)
+    assert _reasons(listing) == {"pkg/util.py": "deleted"}

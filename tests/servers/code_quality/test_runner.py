@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.testing import wait_until
-from servers.code_quality.analyzers import build_analyzers
+from servers.code_quality.analyzers import base, build_analyzers
 from servers.code_quality.files import list_files
 from servers.code_quality.runner import MemoryCache, run_analysis
 from tests.servers.code_quality.conftest import APP
@@ -100,6 +100,17 @@ async def test_crashing_hanging_and_missing_analyzers_end_as_outcomes_with_reaso
     assert ("ruff", "pkg/app.py") in result.gaps()
     assert ("semgrep", "*") in result.gaps()
     assert {f.analyzer for f in result.findings} == {"vulture"}
+
+
+async def test_an_analyzer_flooding_its_output_is_killed_and_reported_failed(
+    sample_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "MAX_OUTPUT_BYTES", 1024 * 1024)
+    flood = _script(tmp_path / "flood", 'case "$1" in --version) echo 1.0;; *) exec yes;; esac\n')
+    analyzers = build_analyzers(["ruff"], {"ruff": {"executable": flood, "timeout_s": 30}})
+    result = await run_analysis(sample_repo, list_files(sample_repo).files, analyzers)
+    assert result.outcomes[0].status == "failed"
+    assert "more than 1 MiB" in result.outcomes[0].reason
 
 
 async def test_semgrep_is_missing_unless_its_executable_is_configured(sample_repo: Path) -> None:

@@ -3,7 +3,7 @@
 Each suggestion names a location, the metric that motivated it (and its value against the threshold)
 and the fingerprints of the findings it would address. Scores are the metric over its threshold, so
 kinds compare on one scale; a hot spot (a complex file that also collects findings) is boosted by how
-many findings it holds.
+many findings it holds, weighted by severity.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from servers.code_quality.runner import AnalysisResult
 
 SuggestionKind = Literal["complex_function", "long_function", "long_file", "dead_code", "duplicate_block", "hot_spot"]
 _MAX_LINKED = 20
+# How much one finding of each severity makes a file a hot spot; a pile of low-severity findings alone
+# should not outrank one complex file with a real problem.
+_WEIGHT = {"high": 3.0, "medium": 1.0, "low": 0.25, "info": 0.0}
+_MIN_HOT_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,9 @@ def suggest_refactorings(
                     [],
                 )
             )
-        if metrics.max_complexity > max_complexity and len(here) >= 2:
-            boost = math.log2(1 + len(here))
+        weight = sum(_WEIGHT[f.severity] for f in here)
+        if metrics.max_complexity > max_complexity and weight >= _MIN_HOT_WEIGHT:
+            boost = math.log2(1 + weight)
             out.append(
                 Suggestion(
                     "hot_spot",
@@ -119,8 +124,8 @@ def suggest_refactorings(
                     1,
                     None,
                     None,
-                    "complexity_x_findings",
-                    metrics.max_complexity * len(here),
+                    "complexity_x_weighted_findings",
+                    round(metrics.max_complexity * weight, 2),
                     max_complexity,
                     round(metrics.max_complexity / max_complexity * boost, 3),
                     f"complexity up to {metrics.max_complexity} and {len(here)} findings meet in this file; "
@@ -141,7 +146,7 @@ def suggest_refactorings(
                     "unused_items",
                     len(dead),
                     1,
-                    round(0.5 + 0.25 * len(dead), 3),
+                    round(min(3.0, 0.5 + 0.25 * len(dead)), 3),
                     f"{len(dead)} unused item(s) ({', '.join(sorted({f.symbol or f.rule_id for f in dead})[:5])}); "
                     "delete them after checking nothing calls them dynamically",
                     [f.fingerprint for f in dead][:_MAX_LINKED],

@@ -197,3 +197,18 @@ async def test_radon_adds_maintainability_and_lizard_reports_python_complexity_w
     assert mi is not None
     assert 0 < mi <= 100
     assert [(f.analyzer, f.rule_id, f.symbol, f.line) for f in result.findings] == [("lizard", "ccn", "tangled", 18)]
+
+
+@pytest.fixture
+def repo_with_tests(sample_repo: Path) -> Path:
+    (sample_repo / "tests").mkdir()
+    (sample_repo / "tests" / "test_app.py").write_text("def test_it():\n    password = 'x' * 8\n    assert password\n")
+    return sample_repo
+
+
+async def test_asserts_and_fixed_passwords_in_test_files_are_not_security_findings(repo_with_tests: Path) -> None:
+    result = await run_analysis(repo_with_tests, list_files(repo_with_tests).files, build_analyzers(["ruff"]))
+    assert {f.path for f in result.findings if f.rule_id == "S101"} == {"pkg/app.py"}
+    (strict,) = build_analyzers(["ruff"], {"ruff": {"relax_tests": False}})
+    again = await run_analysis(repo_with_tests, list_files(repo_with_tests).files, [strict])
+    assert {f.path for f in again.findings if f.rule_id == "S101"} == {"pkg/app.py", "tests/test_app.py"}

@@ -121,6 +121,8 @@ class AnalyzerOutcome:
     files_analyzed: int = 0
     files_cached: int = 0
     files_failed: list[str] = field(default_factory=list)
+    # Outside the run's scope for this analyzer and not in the cache: not analysed, on purpose.
+    files_out_of_scope: list[str] = field(default_factory=list)
     invocations: int = 0
     seconds: float = 0.0
 

@@ -17,7 +17,7 @@ import inspect
 import os
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -82,6 +82,7 @@ class AnalysisResult:
             if o.status != "ok" and not o.files_analyzed and not o.files_cached:
                 out.add((o.analyzer, WHOLE))
             out.update((o.analyzer, p) for p in o.files_failed)
+            out.update((o.analyzer, p) for p in o.files_out_of_scope)
         return out
 
 
@@ -153,6 +154,7 @@ class _Run:
         self.total = total
         self.done = 0
         self.entries: list[tuple[str, dict[str, Any]]] = []
+        self.scope: Mapping[str, Collection[str]] = {}
 
     async def advance(self, count: int, message: str) -> None:
         self.done += count
@@ -171,13 +173,19 @@ class _Run:
             functions[fn.path].append(fn)
         entries: dict[str, dict[str, Any]] = {}
         wanted = {f.path: f for f in files}
-        for path in set(wanted) | set(by_path):
+        stray = set(by_path) - set(wanted)
+        if stray:
+            # Only files this run listed (and so vetted) are read or reported.
+            log.warning("analyzer_reported_unlisted_files", analyzer=analyzer.name, files=len(stray))
+            for path in stray:
+                del by_path[path]
+        for path in set(wanted):
             findings = by_path.get(path, [])
             if findings:
                 read = _read_lines(self.root, path)
                 lines = read[0] if read else []
                 findings = annotate(findings, lines, python=path.endswith((".py", ".pyi")))
-                if read and path in wanted and read[1] != wanted[path].sha256:
+                if read and read[1] != wanted[path].sha256:
                     # Changed since it was listed: use the result but do not cache it under the old hash.
                     wanted.pop(path)
             entries[path] = _entry(findings, out.metrics.get(path), functions.get(path, []))
@@ -201,12 +209,17 @@ class _Run:
         if analyzer.whole_program:
             await self._whole(analyzer, version, applicable, outcome)
         else:
-            await self._per_file(analyzer, version, applicable, outcome)
+            await self._per_file(analyzer, version, applicable, outcome, self.scope.get(analyzer.name))
         outcome.seconds = round(time.monotonic() - started, 3)
         return outcome
 
     async def _per_file(
-        self, analyzer: Analyzer, version: str, files: Sequence[SourceFile], outcome: AnalyzerOutcome
+        self,
+        analyzer: Analyzer,
+        version: str,
+        files: Sequence[SourceFile],
+        outcome: AnalyzerOutcome,
+        scope: Collection[str] | None,
     ) -> None:
         config = outcome.config_hash
         keys = {f.path: CacheKey(analyzer.name, version, config, _file_hash(f)) for f in files}
@@ -214,13 +227,17 @@ class _Run:
         misses = []
         for f in files:
             hit = hits.get(keys[f.path])
-            if hit is None:
-                misses.append(f)
-            else:
+            if hit is not None:
                 self.entries.append((f.path, hit))
-        outcome.files_cached = len(files) - len(misses)
+                outcome.files_cached += 1
+            elif scope is not None and f.path not in scope:
+                outcome.files_out_of_scope.append(f.path)
+            else:
+                misses.append(f)
         if outcome.files_cached:
             await self.advance(outcome.files_cached, f"{analyzer.name}: {outcome.files_cached} files unchanged")
+        if outcome.files_out_of_scope:
+            await self.advance(len(outcome.files_out_of_scope), f"{analyzer.name}: files out of scope left out")
 
         async def batch(chunk: list[SourceFile]) -> None:
             async with self.slots:
@@ -315,15 +332,19 @@ async def run_analysis(
     cache: ResultCache | None = None,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
+    scope: Mapping[str, Collection[str]] | None = None,
 ) -> AnalysisResult:
-    """Analyse ``files`` (from ``files.list_files`` on ``root``) with ``analyzers``.
+    """Analyse ``files`` (from ``files.list_files`` on ``root``; pass its resolved ``root``) with ``analyzers``.
 
     Up to ``workers`` (default: the CPU count) analyzer processes run at once. ``progress`` is called
-    (sync or async) with (files done, files total, message), counted per analyzer and file.
+    (sync or async) with (files done, files total, message), counted per analyzer and file. ``scope``
+    limits fresh analysis per analyzer (name -> paths, e.g. the files changed since a ref for the slow
+    ones): other files still use cached results, and the rest are listed as out of scope (gaps).
     """
     workers = max(1, workers or os.cpu_count() or 1)
     total = sum(1 for a in analyzers for f in files if a.applies_to(f))
     run = _Run(root, cache if cache is not None else MemoryCache(), progress, workers, total)
+    run.scope = {name: set(paths) for name, paths in (scope or {}).items()}
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(run.run_analyzer(a, files)) for a in analyzers]
     result = AnalysisResult(outcomes=[t.result() for t in tasks])

@@ -64,3 +64,24 @@ async def test_whole_program_analyzer_reuses_its_result_until_any_file_changes(t
     changed = list_files(tree).files[:20]
     third = await run_analysis(tree, changed, build_analyzers(["vulture"]), cache=cache)
     assert third.outcomes[0].invocations == 1
+
+
+async def test_a_scoped_run_analyses_only_the_scope_uses_the_cache_elsewhere_and_lists_the_rest_as_gaps(
+    tree: Path,
+) -> None:
+    cache = MemoryCache()
+    files = list_files(tree).files
+    scoped = await run_analysis(tree, files, build_analyzers(["ruff"]), cache=cache, scope={"ruff": ["d0/m0.py"]})
+    outcome = scoped.outcomes[0]
+    assert (outcome.files_analyzed, len(outcome.files_out_of_scope)) == (1, 499)
+    assert ("ruff", "d5/m7.py") in scoped.gaps()
+    assert not scoped.partial
+    await run_analysis(tree, files, build_analyzers(["ruff"]), cache=cache)
+    _change_two(tree)
+    files = list_files(tree).files
+    changed = await run_analysis(
+        tree, files, build_analyzers(["ruff"]), cache=cache, scope={"ruff": ["d3/m5.py", "d8/m14.py"]}
+    )
+    outcome = changed.outcomes[0]
+    assert (outcome.files_analyzed, outcome.files_cached, outcome.files_out_of_scope) == (2, 498, [])
+    assert changed.gaps() == set()

@@ -134,9 +134,13 @@ def language_of(path: str) -> str:
     return LANGUAGES.get(PurePosixPath(name).suffix.lower(), "other")
 
 
+# A repository's own config must not make git run programs (fsmonitor hooks) while we only read it.
+_GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false")
+
+
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", "-C", str(root), *args],
+        ["git", *_GIT_SAFE, "-C", str(root), *args],
         capture_output=True,
         timeout=GIT_TIMEOUT_S,
         check=check,

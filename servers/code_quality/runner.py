@@ -137,6 +137,24 @@ def _batches(items: Sequence[SourceFile], size: int, workers: int) -> list[list[
     return [list(items[i : i + step]) for i in range(0, len(items), step)]
 
 
+async def _cache_get(cache: ResultCache, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
+    # The cache only saves time: when it fails, the run analyses everything instead of failing.
+    try:
+        return await cache.get_many(keys)
+    except Exception as exc:
+        log.warning("analysis_cache_read_failed", error=type(exc).__name__)
+        return {}
+
+
+async def _cache_put(cache: ResultCache, items: Mapping[CacheKey, dict[str, Any]]) -> None:
+    if not items:
+        return
+    try:
+        await cache.put_many(items)
+    except Exception as exc:
+        log.warning("analysis_cache_write_failed", error=type(exc).__name__)
+
+
 class _Run:
     def __init__(
         self,
@@ -223,7 +241,7 @@ class _Run:
     ) -> None:
         config = outcome.config_hash
         keys = {f.path: CacheKey(analyzer.name, version, config, _file_hash(f)) for f in files}
-        hits = await self.cache.get_many(list(set(keys.values())))
+        hits = await _cache_get(self.cache, list(set(keys.values())))
         misses = []
         for f in files:
             hit = hits.get(keys[f.path])
@@ -249,8 +267,8 @@ class _Run:
                     await self.advance(len(chunk), f"{analyzer.name}: batch {outcome.status}")
                     return
             entries = await asyncio.to_thread(self.split, analyzer, chunk, out)
-            await self.cache.put_many(
-                {keys[p]: e for p, e in entries.items() if p in keys and not e.get("uncacheable")}
+            await _cache_put(
+                self.cache, {keys[p]: e for p, e in entries.items() if p in keys and not e.get("uncacheable")}
             )
             self.entries.extend(entries.items())
             outcome.files_analyzed += len(chunk)
@@ -266,7 +284,7 @@ class _Run:
         if not files:
             return
         key = CacheKey(analyzer.name, version, outcome.config_hash, _whole_hash(files))
-        hit = (await self.cache.get_many([key])).get(key)
+        hit = (await _cache_get(self.cache, [key])).get(key)
         if hit is not None:
             self.entries.extend((p, e) for p, e in hit["files"].items())
             outcome.files_cached = len(files)
@@ -282,7 +300,7 @@ class _Run:
                 return
         entries = await asyncio.to_thread(self.split, analyzer, files, out)
         if not any(e.get("uncacheable") for e in entries.values()):
-            await self.cache.put_many({key: {"files": entries}})
+            await _cache_put(self.cache, {key: {"files": entries}})
         self.entries.extend(entries.items())
         outcome.files_analyzed = len(files)
         await self.advance(len(files), f"{analyzer.name}: analysed")

@@ -113,6 +113,9 @@ async def run_process(argv: Sequence[str], *, cwd: Path, timeout_s: float) -> Pr
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise AnalyzerMissing(f"cannot execute {Path(argv[0]).name}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        # E2BIG (too many files for one command line) and other start-up failures.
+        raise AnalyzerFailed(f"cannot start {Path(argv[0]).name}: {exc.strerror or exc}") from exc
     out_stream, err_stream = proc.stdout, proc.stderr
     if out_stream is None or err_stream is None:  # pragma: no cover - both are pipes above
         await _reap(proc, [])

@@ -85,3 +85,17 @@ async def test_a_scoped_run_analyses_only_the_scope_uses_the_cache_elsewhere_and
     outcome = changed.outcomes[0]
     assert (outcome.files_analyzed, outcome.files_cached, outcome.files_out_of_scope) == (2, 498, [])
     assert changed.gaps() == set()
+
+
+class _BrokenCache:
+    async def get_many(self, keys):
+        raise ConnectionError("database down")
+
+    async def put_many(self, items):
+        raise ConnectionError("database down")
+
+
+async def test_a_failing_cache_costs_time_not_the_run(tree: Path) -> None:
+    files = list_files(tree).files[:30]
+    result = await run_analysis(tree, files, build_analyzers(["ruff", "vulture"]), cache=_BrokenCache())
+    assert [(o.status, o.files_analyzed) for o in result.outcomes] == [("ok", 30), ("ok", 30)]

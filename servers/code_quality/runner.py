@@ -266,12 +266,13 @@ class _Run:
                     self._fail(outcome, exc, chunk)
                     await self.advance(len(chunk), f"{analyzer.name}: batch {outcome.status}")
                     return
-            entries = await asyncio.to_thread(self.split, analyzer, chunk, out)
+            done = self._unparsed(outcome, out, chunk)
+            entries = await asyncio.to_thread(self.split, analyzer, done, out)
             await _cache_put(
                 self.cache, {keys[p]: e for p, e in entries.items() if p in keys and not e.get("uncacheable")}
             )
             self.entries.extend(entries.items())
-            outcome.files_analyzed += len(chunk)
+            outcome.files_analyzed += len(done)
             await self.advance(len(chunk), f"{analyzer.name}: {outcome.files_analyzed}/{len(misses)} files analysed")
 
         async with asyncio.TaskGroup() as group:
@@ -298,12 +299,27 @@ class _Run:
                 self._fail(outcome, exc, files)
                 await self.advance(len(files), f"{analyzer.name}: {outcome.status}")
                 return
-        entries = await asyncio.to_thread(self.split, analyzer, files, out)
-        if not any(e.get("uncacheable") for e in entries.values()):
+        done = self._unparsed(outcome, out, files)
+        entries = await asyncio.to_thread(self.split, analyzer, done, out)
+        if not any(e.get("uncacheable") for e in entries.values()) and len(done) == len(files):
             await _cache_put(self.cache, {key: {"files": entries}})
         self.entries.extend(entries.items())
-        outcome.files_analyzed = len(files)
+        outcome.files_analyzed = len(done)
         await self.advance(len(files), f"{analyzer.name}: analysed")
+
+    @staticmethod
+    def _unparsed(outcome: AnalyzerOutcome, out: BatchOutput, chunk: Sequence[SourceFile]) -> list[SourceFile]:
+        """The files of ``chunk`` the tool did analyse; the others are recorded as failed, with why."""
+        if not out.failed:
+            return list(chunk)
+        failed = [f for f in chunk if f.path in out.failed]
+        if failed:
+            outcome.files_failed.extend(f.path for f in failed)
+            first = failed[0]
+            outcome.reason = outcome.reason or (
+                f"{len(failed)} file(s) could not be analysed, e.g. {first.path}: {out.failed[first.path]}"
+            )
+        return [f for f in chunk if f.path not in out.failed]
 
     @staticmethod
     def _fail(outcome: AnalyzerOutcome, exc: BaseException, chunk: Sequence[SourceFile]) -> None:

@@ -42,6 +42,10 @@ class Bandit(Analyzer):
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise AnalyzerFailed("bandit printed JSON without a 'results' list")
         out = BatchOutput()
+        for error in data.get("errors") or []:
+            path = relative_path(root, str(error.get("filename", ""))) if isinstance(error, dict) else None
+            if path is not None:
+                out.failed[path] = str(error.get("reason", "bandit could not analyse it"))[:120]
         for item in data["results"]:
             try:
                 path = relative_path(root, item["filename"])

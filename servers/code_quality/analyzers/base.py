@@ -60,6 +60,8 @@ class BatchOutput:
     findings: list[Finding] = field(default_factory=list)
     metrics: dict[str, FileMetrics] = field(default_factory=dict)
     functions: list[FunctionMetrics] = field(default_factory=list)
+    # Files the tool could not analyse (e.g. a syntax error it reports instead of results), with why.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

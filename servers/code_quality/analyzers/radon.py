@@ -46,7 +46,10 @@ class RadonMaintainability(Analyzer):
         out = BatchOutput()
         for name, value in data.items():
             path = relative_path(root, name)
-            if path is None or not isinstance(value, dict) or "mi" not in value:
+            if path is None or not isinstance(value, dict):
+                continue
+            if "mi" not in value:
+                out.failed[path] = str(value.get("error", "radon could not measure it"))[:120]
                 continue
             out.metrics[path] = FileMetrics(path=path, maintainability=round(float(value["mi"]), 2))
         return out

@@ -30,6 +30,8 @@ _LOW = frozenset({"S101", "S311", "S404", "S603", "S607", "S110", "S112", "F401"
 
 def classify(code: str) -> tuple[Severity, Category]:
     """Severity and category of a ruff rule code."""
+    if code in ("invalid-syntax", "syntax-error"):
+        return "high", "lint"
     if code == "C901":
         return "medium", "complexity"
     if code.startswith("S"):
@@ -99,12 +101,12 @@ class Ruff(Analyzer):
         for item in data:
             try:
                 path = relative_path(root, item["filename"])
-                code = item.get("code") or "syntax-error"
+                code = item.get("code") or "invalid-syntax"
                 start = item["location"]
                 end = item.get("end_location") or start
                 if path is None:
                     continue
-                severity, category = classify(code) if code != "syntax-error" else ("high", "lint")
+                severity, category = classify(code)
                 out.findings.append(
                     Finding(
                         analyzer=self.name,

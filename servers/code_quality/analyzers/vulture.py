@@ -14,6 +14,7 @@ from servers.code_quality.records import Finding, clip
 _LINE = re.compile(
     r"^(?P<path>.+?):(?P<line>\d+): (?P<message>.+?) \((?P<confidence>\d+)% confidence(?:, \d+ lines?)?\)$"
 )
+_SYNTAX = re.compile(r"^(?P<path>.+?):(?P<line>\d+): invalid syntax")
 _KIND = re.compile(r"^(unused \w+(?: \w+)?|unreachable code|redundant if-condition)")
 
 
@@ -38,6 +39,11 @@ class Vulture(Analyzer):
 
     def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
         out = BatchOutput()
+        for raw in result.stderr.decode(errors="replace").splitlines():
+            syntax = _SYNTAX.match(raw.strip())
+            path = relative_path(root, syntax["path"]) if syntax else None
+            if syntax and path is not None:
+                out.failed[path] = f"syntax error at line {syntax['line']}"
         for raw in result.stdout.decode(errors="replace").splitlines():
             if not raw.strip():
                 continue

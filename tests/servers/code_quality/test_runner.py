@@ -212,3 +212,23 @@ async def test_asserts_and_fixed_passwords_in_test_files_are_not_security_findin
     (strict,) = build_analyzers(["ruff"], {"ruff": {"relax_tests": False}})
     again = await run_analysis(repo_with_tests, list_files(repo_with_tests).files, [strict])
     assert {f.path for f in again.findings if f.rule_id == "S101"} == {"pkg/app.py", "tests/test_app.py"}
+
+
+@pytest.fixture
+def repo_with_broken_file(sample_repo: Path) -> Path:
+    (sample_repo / "pkg" / "broken.py").write_text("def f(:\n    pass\n")
+    return sample_repo
+
+
+async def test_a_file_an_analyzer_cannot_parse_is_listed_as_failed_not_dropped(repo_with_broken_file: Path) -> None:
+    root = repo_with_broken_file
+    result = await run_analysis(root, list_files(root).files, build_analyzers(["ruff", "bandit", "vulture", "radon"]))
+    outcomes = {o.analyzer: o for o in result.outcomes}
+    for name in ("bandit", "vulture", "radon"):
+        assert outcomes[name].files_failed == ["pkg/broken.py"], name
+        assert "pkg/broken.py" in outcomes[name].reason
+        assert outcomes[name].files_analyzed == 3
+    assert result.partial
+    assert ("vulture", "pkg/broken.py") in result.gaps()
+    syntax = [f for f in result.findings if f.path == "pkg/broken.py"]
+    assert {(f.analyzer, f.rule_id, f.severity) for f in syntax} == {("ruff", "invalid-syntax", "high")}

@@ -64,3 +64,39 @@ def compute_metrics(
         skipped_files=dict(sorted(Counter(s.reason for s in skipped).items())),
         partial=result.partial,
     )
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    name: str
+    before: float
+    after: float
+    delta: float
+    worse: bool
+
+
+# Metrics where a higher value is worse; the others (size) are reported without a verdict.
+_HIGHER_IS_WORSE = ("max_complexity", "mean_complexity", "duplication_share", "findings")
+_LOWER_IS_WORSE = ("mean_maintainability",)
+_NEUTRAL = ("files", "lines", "code_lines", "functions")
+
+
+def diff_metrics(base: RunMetrics, head: RunMetrics) -> list[MetricChange]:
+    """How each metric moved from ``base`` to ``head``, findings per severity and category included;
+    ``worse`` marks the moves in the wrong direction (unchanged metrics are left out)."""
+    pairs: list[tuple[str, float | None, float | None, bool | None]] = []
+    for name in (*_HIGHER_IS_WORSE, *_LOWER_IS_WORSE, *_NEUTRAL):
+        direction = True if name in _HIGHER_IS_WORSE else False if name in _LOWER_IS_WORSE else None
+        pairs.append((name, getattr(base, name), getattr(head, name), direction))
+    for group in ("by_severity", "by_category"):
+        before, after = getattr(base, group), getattr(head, group)
+        for key in sorted(set(before) | set(after)):
+            pairs.append((f"findings_{key}", before.get(key, 0), after.get(key, 0), True))
+    out = []
+    for name, b, a, higher_is_worse in pairs:
+        if b is None or a is None or a == b:
+            continue
+        delta = round(a - b, 4)
+        worse = higher_is_worse is not None and (delta > 0) == higher_is_worse
+        out.append(MetricChange(name, b, a, delta, worse))
+    return out

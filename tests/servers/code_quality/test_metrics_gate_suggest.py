@@ -11,7 +11,7 @@ from servers.code_quality.compare import compare
 from servers.code_quality.duplication import find_duplicates
 from servers.code_quality.files import SkippedFile, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
-from servers.code_quality.metrics import compute_metrics
+from servers.code_quality.metrics import RunMetrics, compute_metrics, diff_metrics
 from servers.code_quality.records import AnalyzerOutcome
 from servers.code_quality.runner import AnalysisResult, run_analysis
 from servers.code_quality.suggest import suggest_refactorings
@@ -129,3 +129,15 @@ async def test_suggestions_rank_the_tangled_hot_spot_first_and_link_its_findings
     assert "never_called_helper" in dead.reason
     assert [s.score for s in suggestions] == sorted((s.score for s in suggestions), reverse=True)
     assert len(suggest_refactorings(result, duplication, limit=2)) == 2
+
+
+def test_metric_changes_say_what_got_worse() -> None:
+    base = RunMetrics(files=3, lines=100, max_complexity=8, findings=4, by_severity={"high": 0, "low": 4})
+    head = RunMetrics(files=3, lines=130, max_complexity=12, findings=3, by_severity={"high": 1, "low": 2})
+    changes = {c.name: c for c in diff_metrics(base, head)}
+    assert set(changes) == {"lines", "max_complexity", "findings", "findings_high", "findings_low"}
+    assert (changes["max_complexity"].delta, changes["max_complexity"].worse) == (4, True)
+    assert changes["findings_high"].worse
+    assert not changes["findings"].worse
+    assert not changes["findings_low"].worse
+    assert not changes["lines"].worse

@@ -33,7 +33,8 @@ def _squash(line: str) -> str:
 
 
 def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
+    expanded = line.expandtabs()
+    return len(expanded) - len(expanded.lstrip())
 
 
 def enclosing_symbol(lines: Sequence[str], line: int, python: bool) -> str | None:

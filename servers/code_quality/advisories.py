@@ -28,12 +28,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from common.logging import get_logger
+from servers.code_quality.files import FileListing
 
 log = get_logger(__name__)
 
 Ecosystem = Literal["PyPI", "npm"]
 ReportStatus = Literal["ok", "unreachable", "no_source", "no_dependencies"]
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+MAX_DEPENDENCY_FILE_BYTES = 64 * 1024 * 1024
 MAX_RECORDS = 1_000_000
 MAX_INCLUDE_DEPTH = 5
 QUERY_CONCURRENCY = 8
@@ -100,13 +102,24 @@ def is_dependency_file(path: str) -> bool:
     return name in _LOCK_NAMES or bool(_REQ_NAME.match(name)) or PurePosixPath(path).parent.name == "requirements"
 
 
+def dependency_files(listing: FileListing) -> list[str]:
+    """The dependency files of a listing, including lock files it skipped for code analysis as generated
+    (poetry.lock says "@generated") or too large (a big package-lock.json)."""
+    kept = [f.path for f in listing.files]
+    skipped = [s.path for s in listing.skipped if s.reason in ("generated", "too_large")]
+    return sorted(p for p in (*kept, *skipped) if is_dependency_file(p))
+
+
 # --- reading dependency files ------------------------------------------------------------------
 
 
 def _read_text(root: Path, rel: str) -> str:
     fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(MAX_RECORD_BYTES * 4).decode(errors="replace")
+        data = fh.read(MAX_DEPENDENCY_FILE_BYTES + 1)
+    if len(data) > MAX_DEPENDENCY_FILE_BYTES:
+        raise ValueError("dependency file too large")
+    return data.decode(errors="replace")
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:

@@ -127,7 +127,9 @@ async def test_cancelling_a_run_kills_the_analyzer_processes(sample_repo: Path, 
     )
     analyzers = build_analyzers(["lizard"], {"lizard": {"executable": hang, "timeout_s": 60}})
     task = asyncio.ensure_future(run_analysis(sample_repo, list_files(sample_repo).files, analyzers))
-    await wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", what="analyzer started")
+    await wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout_s=30, what="analyzer started"
+    )
     pid = int(pid_file.read_text())
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -9,19 +9,19 @@ after the handshake instead of at start-up (common.runtime.DepsGate).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from common import keywords
 from common.background import Batcher
+from common.concurrency import gather_all
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.paging import decode_cursor, fingerprint, keyset_page, page_of
@@ -106,14 +106,6 @@ def _hit(s: ranking.Scored) -> Hit:
         recency=round(s.recency, 4),
         importance=round(float(r["importance"]), 3),
     )
-
-
-def _raise_first(group: ExceptionGroup[Exception]) -> NoReturn:
-    """A TaskGroup wraps its failures; callers expect the error itself (InvalidInput, a database error)."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first
 
 
 class MemoryService:
@@ -351,22 +343,21 @@ class MemoryService:
         # list starts beside it (on its own connection) as soon as the vector is there.
         if wants_vector:
             self._check_dim()
-        vector: np.ndarray | None = None
-        kw_task: asyncio.Task[tuple[bool, list[dict[str, Any]]]] | None = None
-        sem_task: asyncio.Task[tuple[list[dict[str, Any]], dict[str, int]]] | None = None
-        try:
-            async with asyncio.TaskGroup() as tg:
-                if wants_keywords:
-                    kw_task = tg.create_task(d.db.run(keyword_side))
-                if wants_vector:
-                    # hybrid: the keyword statement runs meanwhile, so the model takes one thread
-                    vector = await d.embedder.embed_one(query, beside_work=hybrid)
-                    sem_task = tg.create_task(d.db.run(functools.partial(semantic_side, vector=vector)))
-        except ExceptionGroup as group:
-            _raise_first(group)
+
+        async def vector_side() -> tuple[np.ndarray, tuple[list[dict[str, Any]], dict[str, int]]]:
+            # hybrid: the keyword statement runs meanwhile, so the model takes one thread
+            vec = await d.embedder.embed_one(query, beside_work=hybrid)
+            return vec, await d.db.run(functools.partial(semantic_side, vector=vec))
+
+        sides: list[Coroutine[Any, Any, Any]] = []
+        if wants_keywords:
+            sides.append(d.db.run(keyword_side))
+        if wants_vector:
+            sides.append(vector_side())
+        results = await gather_all(*sides)
+        used_keywords, keyword_rows = results[0] if wants_keywords else (False, [])
+        vector, (semantic_rows, others) = results[-1] if wants_vector else (None, ([], {}))
         planner.learn_later(d.background, d.db)  # words met for the first time
-        used_keywords, keyword_rows = kw_task.result() if kw_task is not None else (False, [])
-        semantic_rows, others = sem_task.result() if sem_task is not None else ([], {})
         rows = store.merge(keyword_rows, semantic_rows, vector, model)
         scored = ranking.fuse(rows, max((vector is not None) + used_keywords, 1))
         accessed = touch(scored)

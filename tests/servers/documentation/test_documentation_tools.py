@@ -146,8 +146,8 @@ async def test_bad_input_gives_clear_errors_and_writes_nothing(
         )
         await call(client, "manage_project", {"action": "create", "project": "p"})
         for path, *expected in [
-            (str(outside), "outside the allowed roots", "DOCUMENTATION_ALLOWED_ROOTS"),
-            (str(docs_root / "escdir"), "through a symlink"),
+            (str(outside), "outside the allowed folders", "DOCUMENTATION_ALLOWED_ROOTS"),
+            (str(docs_root / "escdir"), "after resolving symbolic links"),
             ("relative/dir", "must be absolute"),
             (str(docs_root / "missing"), "does not exist"),
         ]:
@@ -157,7 +157,7 @@ async def test_bad_input_gives_clear_errors_and_writes_nothing(
             client,
             "import_api_spec",
             {"project": "p", "version": "1", "path": str(outside / "secret.md")},
-            "outside the allowed roots",
+            "outside the allowed folders",
         )
         await fails(client, "search_docs", {"query": "x", "project": "ghost"}, "No project 'ghost'")
         await fails(client, "read_document", {"project": "p", "version": "9", "path": "a.md"}, "has no version '9'")
@@ -177,8 +177,8 @@ async def test_bad_input_gives_clear_errors_and_writes_nothing(
         job = await start(client, docs_root)
         assert job["status"] == "done"
         reasons = {e["path"]: e["reason"] for e in job["errors"]}
-        assert reasons["escape.md"] == "symlink escapes the allowed roots"
-        assert reasons["escdir/"] == "symlinked folder not followed"
+        assert reasons["escape.md"] == "symlink"
+        assert reasons["escdir"] == "symlink"
         assert reasons["blob.txt"].startswith("binary file")
         assert reasons["huge.md"].startswith("too large")
         assert reasons["latin.txt"].startswith("not UTF-8")
@@ -197,7 +197,7 @@ async def test_file_access_is_off_until_roots_are_configured(make_settings: Call
             client,
             "ingest_folder",
             {"action": "start", "project": "p", "version": "1", "path": str(tmp_path)},
-            "Reading files is disabled",
+            "File access is disabled",
             "DOCUMENTATION_ALLOWED_ROOTS",
         )
 

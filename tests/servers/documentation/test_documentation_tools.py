@@ -86,15 +86,16 @@ async def test_incremental_reingest_touches_only_edited_added_and_deleted_files(
         await call(client, "manage_project", {"action": "create", "project": "p"})
         seen: list[float] = []
 
-        async def progress(done: float, total: float | None, message: str | None) -> None:
-            seen.append(done)
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
 
         result = await client.call_tool(
             "ingest_folder",
             {"action": "start", "project": "p", "version": "1", "path": str(docs_root)},
-            progress_callback=progress,
+            progress_callback=on_progress,
         )
-        first = result.structured_content["jobs"][0]  # type: ignore[index]
+        assert result.structured_content is not None
+        first = result.structured_content["jobs"][0]
         assert first["status"] == "done"
         assert first["counts"]["added"] == 6
         assert first["counts"]["chunks"] >= 6
@@ -595,3 +596,15 @@ async def test_two_server_processes_writing_at_once_lose_nothing_and_duplicate_n
         == 2
     )
     assert await duplicates(settings) == 0
+
+
+async def test_a_pathological_include_glob_does_not_freeze_the_server(settings: Settings, docs_root: Path) -> None:
+    (docs_root / ("a" * 250 + ".md")).write_text("# Long\n\nA page with a long name.\n")
+    async with Client(build(settings)) as client:
+        await call(client, "manage_project", {"action": "create", "project": "p"})
+        with anyio.fail_after(5):
+            job = await start(client, docs_root, include=["*a*a*a*a*a*a*a*a*a*a*b"])
+            listed = await call(client, "manage_project", {"action": "list"})
+        assert job["status"] == "done"
+        assert job["counts"]["files_total"] == 0
+        assert listed["total"] == 1

@@ -304,11 +304,11 @@ class DocumentationService:
 
     # ------------------------------------------------------------------------------- folder ingest
 
-    def _folder(self, path: str) -> Path:
-        # Relative paths would silently mean "under the first root"; the tool has always wanted them absolute.
+    def _resolve(self, path: str, kind: Literal["file", "dir"]) -> Path:
+        # Relative paths would silently mean "under the first root"; the tools have always wanted them absolute.
         if not path.startswith("/"):
             raise InvalidInput(f"path {safefiles.shown(path)} must be absolute.")
-        return self.roots.resolve(path, kind="dir")
+        return self.roots.resolve(path, kind=kind)
 
     async def start_ingest(
         self,
@@ -322,7 +322,7 @@ class DocumentationService:
         """Ingest a folder into a version as a job, run to its end in this call."""
         await self.recover()
         self._check_dim()
-        root = self._folder(path)
+        root = self._resolve(path, "dir")
         inc, exc = list(include or ingest.DEFAULT_INCLUDE), list(exclude or [])
         safefiles.compile_globs(inc)  # a bad pattern is refused before a job is recorded
         safefiles.compile_globs(exc)
@@ -608,7 +608,7 @@ class DocumentationService:
         if (path is None) == (content is None):
             raise InvalidInput("Give exactly one of path or content.")
         if path is not None:
-            file = self.roots.resolve(path, kind="file")
+            file = self._resolve(path, "file")
             data = await anyio.to_thread.run_sync(
                 lambda: safefiles.read_bytes(file, self.roots, max_bytes=self.settings.max_file_bytes)
             )

@@ -275,7 +275,7 @@ MODEL_STATE = """
 SELECT EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model = $2)
            AS has_current,
        -- < and > rather than <>: two range scans of chunks_version_idx instead of a walk over every
-       -- chunk of the versions when all share the model (the usual case; 20+ ms at 50k chunks).
+       -- chunk of the versions when all share the model (the usual case).
        (EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model < $2)
         OR EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model > $2))
            AS has_other

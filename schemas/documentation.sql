@@ -112,25 +112,30 @@ CREATE TABLE documentation.generated (
 
 CREATE TABLE documentation.jobs (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
-    version_id bigint NOT NULL,
-    root text NOT NULL,
-    include text[] NOT NULL,
-    exclude text[] NOT NULL,
-    status text DEFAULT 'queued'::text NOT NULL,
+    kind text NOT NULL,
+    key text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    status text DEFAULT 'running'::text NOT NULL,
     cancel_requested boolean DEFAULT false NOT NULL,
+    done bigint DEFAULT 0 NOT NULL,
+    total bigint,
     counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    current_file text,
     errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors_total integer DEFAULT 0 NOT NULL,
+    state jsonb DEFAULT '{}'::jsonb NOT NULL,
     message text,
     attempts integer DEFAULT 1 NOT NULL,
+    owner text,
     heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    started_at timestamp with time zone,
     finished_at timestamp with time zone,
+    version_id bigint GENERATED ALWAYS AS (((params ->> 'version_id'::text))::bigint) STORED,
     CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
     CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
     CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text]))),
+    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
+    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text]))),
     CONSTRAINT jobs_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
 );
 -- owner: documentation
@@ -216,11 +221,15 @@ CREATE UNIQUE INDEX generated_document_id_key ON documentation.generated USING b
 
 CREATE UNIQUE INDEX generated_pkey ON documentation.generated USING btree (id);
 
-CREATE UNIQUE INDEX jobs_live_idx ON documentation.jobs USING btree (version_id, root) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]));
+CREATE INDEX jobs_created_idx ON documentation.jobs USING btree (kind, created_at DESC);
+
+CREATE UNIQUE INDEX jobs_live_idx ON documentation.jobs USING btree (kind, key) WHERE (status = 'running'::text);
 
 CREATE UNIQUE INDEX jobs_pkey ON documentation.jobs USING btree (id);
 
 CREATE INDEX jobs_status_idx ON documentation.jobs USING btree (status, heartbeat_at);
+
+CREATE INDEX jobs_version_idx ON documentation.jobs USING btree (version_id);
 
 CREATE UNIQUE INDEX projects_name_key ON documentation.projects USING btree (name);
 

@@ -1,18 +1,19 @@
-"""Folder ingestion as a persisted, cancellable, resumable job.
+"""Folder ingestion: the work of an ``ingest_folder`` job, run by the shared jobs kit (common/jobs.py).
 
-Files are read, hashed and parsed one by one; their chunks are embedded in batches of
-``EMBEDDING_BATCH_SIZE`` and each file is then written in its own transaction (old chunks deleted,
-new ones inserted), so a job killed at any point leaves every file either old or new, never both.
-Resuming simply runs the same scan again: unchanged files are skipped by content hash, so a
-resumed job does only the work that is left.
+The folder is listed with ``common.safefiles.scan`` (links, FIFOs, sockets and devices are skipped
+with a reason) and each file is read with ``safefiles.read_bytes`` (no link followed, regular files
+only, size capped), hashed and parsed; chunks are embedded in batches of ``EMBEDDING_BATCH_SIZE`` and
+each file is then written in its own transaction (old chunks deleted, new ones inserted), so a job
+killed at any point leaves every file either old or new, never both. Resuming runs the same scan
+again: unchanged files are skipped by content hash, so a resumed job does only the work that is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,24 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
+from common import safefiles
 from common.db import Database
 from common.embeddings import Embedder
+from common.errors import SuiteError
+from common.jobs import JobCancelled, JobContext
 from common.logging import get_logger
-from servers.documentation import paths, store
+from servers.documentation import store
 from servers.documentation.chunking import Parsed, kind_for_path, parse
 from servers.documentation.settings import Settings
 
 log = get_logger(__name__)
 
-Progress = Callable[[float, float, str], Awaitable[None]]
+#: The job kind of a folder ingest in the jobs table.
+KIND = "ingest_folder"
+DEFAULT_INCLUDE = ("**/*.md", "**/*.markdown", "**/*.rst", "**/*.txt", "**/*.html", "**/*.htm", "**/*.py")
+ROOTS_SETTING = "DOCUMENTATION_ALLOWED_ROOTS"
+COUNTS = ("files_total", "files_done", "added", "updated", "unchanged", "deleted", "skipped", "failed", "chunks")
+
 ChunkRow = tuple[list[str], str, str, int, int, str, np.ndarray]
 
 
@@ -45,12 +54,26 @@ class Prepared:
     vectors: list[np.ndarray] = field(default_factory=list)
 
 
+def looks_binary(head: bytes) -> bool:
+    """A NUL byte in the first 8 KB: what git and grep use, and right for every text format we read."""
+    return b"\x00" in head[:8192]
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 text (a BOM is dropped); raises ValueError with the reason for binary or undecodable data."""
+    if looks_binary(data):
+        raise ValueError("binary file (NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+
+
 def embed_text(title: str, heading_path: tuple[str, ...] | list[str], text: str, limit: int = 300) -> str:
     """What the model sees: the heading path (context the text lacks) and the start of the chunk.
 
-    Only the start, because transformer cost grows with the square of the length: on a 2-core machine
-    MiniLM embeds a 1,200-character passage several times slower than a 300-character one, and the
-    full text stays searchable through the full-text half of hybrid search.
+    Only the start, because transformer cost grows with the square of the length, and the full text
+    stays searchable through the full-text half of hybrid search.
     """
     context = " > ".join(heading_path) or title
     body = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0]
@@ -58,12 +81,7 @@ def embed_text(title: str, heading_path: tuple[str, ...] | list[str], text: str,
 
 
 async def embed_batched(embedder: Embedder, texts: list[str], size: int) -> list[np.ndarray]:
-    """Embed in calls of at most ``size`` texts.
-
-    ONNX Runtime keeps the memory of the largest batch it has run: 64 passages of ~100 tokens take
-    the process from about 270 MB to 500 MB, 64 of ~400 tokens to over 3 GB. Small calls keep an
-    ingest's peak bounded at the same throughput (measured equal for 16 and 64 on 2 cores).
-    """
+    """Embed in calls of at most ``size`` texts: ONNX Runtime keeps the memory of the largest batch it ran."""
     out: list[np.ndarray] = []
     for i in range(0, len(texts), size):
         out.extend(await embedder.embed(texts[i : i + size]))
@@ -87,76 +105,149 @@ def chunk_rows(parsed: Parsed, vectors: list[np.ndarray]) -> list[ChunkRow]:
     ]
 
 
-def check_dim(embedder: Embedder) -> None:
-    from common.errors import InvalidInput
+def job_params(
+    version_id: int, project: str, version: str, root: Path, include: Sequence[str], exclude: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """The key (one live job per folder of a version) and params of an ingest job."""
+    params = {
+        "version_id": version_id,
+        "project": project,
+        "version": version,
+        "root": str(root),
+        "include": list(include),
+        "exclude": list(exclude),
+    }
+    return f"{version_id}:{root}", params
 
-    if embedder.dim != 384:
-        raise InvalidInput(
-            f"EMBEDDING_MODEL={embedder.model_name!r} makes {embedder.dim}-dimensional vectors; documentation stores "
-            "384-dimensional ones. Unset EMBEDDING_MODEL or pick a 384-dimensional model."
-        )
+
+def prepare_file(
+    file: safefiles.ScannedFile,
+    roots: safefiles.Roots,
+    known: tuple[str, str] | None,
+    model: str,
+    settings: Settings,
+) -> Prepared | str | None:
+    """Read, hash and parse one scanned file (in a worker thread). None: unchanged; str: why it failed."""
+    # The scan saw a regular file at this real path; a link put there since resolves elsewhere.
+    if os.path.realpath(file.absolute) != str(file.absolute):
+        return "replaced by a symbolic link since the scan; links are not followed"
+    try:
+        data = safefiles.read_bytes(file.absolute, roots, max_bytes=settings.max_file_bytes)
+    except SuiteError as exc:
+        return f"not read: {exc}"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    digest = hashlib.sha256(data).hexdigest()
+    if known == (digest, model):
+        return None
+    try:
+        content = decode(data)
+    except ValueError as exc:
+        return str(exc)
+    kind = kind_for_path(file.path)
+    assert kind is not None
+    try:
+        parsed = parse(kind, content, file.path, settings.chunk_chars)
+    except SyntaxError as exc:
+        return f"Python syntax error line {exc.lineno}: {exc.msg}"
+    except Exception as exc:  # a parser bug on one file must not stop the job; it is listed instead
+        return f"parser failed: {type(exc).__name__}: {exc}"
+    return Prepared(file.path, kind, digest, parsed, existed=known is not None)
 
 
-class JobRunner:
-    """Runs one folder job to an end state: done, failed or cancelled (or interrupted by a kill)."""
+class FolderIngest:
+    """The work of one ingest job: ``await jobs.run(job, FolderIngest(...))`` drives it to an end state."""
 
     def __init__(
-        self,
-        db: Database,
-        embedder: Embedder,
-        settings: Settings,
-        job_id: str,
-        version: int,
-        root: Path,
-        allowed_root: Path,
-        include: list[str],
-        exclude: list[str],
-        progress: Progress | None = None,
+        self, db: Database, embedder: Embedder, settings: Settings, roots: safefiles.Roots, params: dict[str, Any]
     ) -> None:
         self.db = db
         self.embedder = embedder
         self.settings = settings
-        self.job_id = job_id
-        self.version = version
-        self.root = root
-        self.allowed_root = allowed_root
-        self.include = include
-        self.exclude = exclude
-        self.progress = progress
+        self.roots = roots
+        self.version = int(params["version_id"])
+        self.root = str(params["root"])
+        self.include: list[str] = list(params["include"])
+        self.exclude: list[str] = list(params["exclude"])
         self.model = embedder.model_name
-        self.counts: dict[str, int] = dict.fromkeys(
-            ("files_total", "files_done", "added", "updated", "unchanged", "deleted", "skipped", "failed", "chunks"), 0
-        )
-        self.errors: list[dict[str, str]] = []
-        self.current: str | None = None
-        self._last_beat = 0.0
-        self._last_progress = 0.0
-        self._cancelled = False
         self._writer: asyncio.Task[None] | None = None
 
-    async def _beat(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_beat >= self.settings.heartbeat_s:
-            self._last_beat = now
-            if await store.heartbeat(self.db, self.job_id, self.counts, self.current, self.errors):
-                self._cancelled = True
+    async def __call__(self, ctx: JobContext) -> str | None:
+        # Every run (a resume too) scans the whole folder again, so its counts and errors start afresh.
+        ctx.counts = dict.fromkeys(COUNTS, 0)
+        ctx.errors, ctx.errors_total, ctx.done = [], 0, 0
+        try:
+            return await self._run(ctx)
+        except JobCancelled:
+            if self._writer is not None:
+                await self._writer  # the batch being written is kept; the next one is not started
+            raise
+        except BaseException:
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
+            raise
 
-    async def _report(self, message: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.progress is not None and (force or now - self._last_progress >= 0.25):
-            self._last_progress = now
-            total = max(self.counts["files_total"], 1)
-            try:
-                await self.progress(float(self.counts["files_done"]), float(total), message)
-            except Exception as exc:  # a client that stopped listening must not fail the job
-                log.debug("progress_failed", error=str(exc))
+    async def _run(self, ctx: JobContext) -> str | None:
+        s = self.settings
+        scan = await anyio.to_thread.run_sync(
+            lambda: safefiles.scan(
+                self.root,
+                self.roots,
+                include=self.include,
+                exclude=self.exclude,
+                max_files=s.max_files,
+                max_bytes=s.max_file_bytes,
+            )
+        )
+        known = await store.doc_state(self.db, self.version, self.root)
+        files: list[safefiles.ScannedFile] = []
+        for f in scan.files:
+            if kind_for_path(f.path) is None:
+                self._skip(ctx, f.path, "no parser for this file type")
+            else:
+                files.append(f)
+        for skipped in scan.skipped:
+            self._skip(ctx, skipped.path, skipped.reason)
+        if scan.truncated:
+            self._skip(ctx, ".", f"over the limit of {s.max_files} files per job (DOCUMENTATION_MAX_FILES)")
+        ctx.counts["files_total"] = len(files)
+        await ctx.step(done=0, total=len(files), message="scanned")
+        batch: list[Prepared] = []
+        pending = 0
+        for file in files:
+            await ctx.step(done=ctx.counts["files_done"], message=file.path)
+            result = await anyio.to_thread.run_sync(prepare_file, file, self.roots, known.get(file.path), self.model, s)
+            if result is None:
+                ctx.count("unchanged")
+                ctx.count("files_done")
+            elif isinstance(result, str):
+                ctx.error(file.path, result)
+                ctx.count("failed")
+                ctx.count("files_done")
+            else:
+                batch.append(result)
+                pending += len(result.parsed.chunks)
+                if pending >= s.embedding_batch_size:
+                    await self._flush(ctx, batch)
+                    batch, pending = [], 0
+        await self._flush(ctx, batch)
+        if self._writer is not None:
+            await self._writer
+        if not scan.truncated:  # files past the limit were not seen, so nothing is known to be gone
+            present = {f.path for f in scan.files} | {x.path for x in scan.skipped}
+            gone = sorted(set(known) - present)
+            if gone:
+                async with self.db.transaction() as conn:
+                    ctx.counts["deleted"] = await store.delete_documents(conn, self.version, self.root, gone)
+        await ctx.step(done=ctx.counts["files_done"], message="done")
+        log.info("ingest_job_finished", job=ctx.job.id, **ctx.counts)
+        return None
 
-    def _fail(self, path: str, reason: str) -> None:
-        self.errors.append({"path": path, "reason": reason})
-        self.counts["failed"] += 1
-        self.counts["files_done"] += 1
+    def _skip(self, ctx: JobContext, path: str, reason: str) -> None:
+        ctx.error(path, reason)
+        ctx.count("skipped")
 
-    async def _write(self, batch: list[Prepared]) -> None:
+    async def _write(self, ctx: JobContext, batch: list[Prepared]) -> None:
         for item in batch:
             async with self.db.transaction() as conn:
                 await store.write_document(
@@ -166,18 +257,18 @@ class JobRunner:
                     title=item.parsed.title,
                     kind=item.kind,
                     source="folder",
-                    root=str(self.root),
+                    root=self.root,
                     content=item.parsed.text,
                     content_hash=item.content_hash,
                     model=self.model,
                     toc=toc_of(item.parsed),
                     chunks=chunk_rows(item.parsed, item.vectors),
                 )
-            self.counts["updated" if item.existed else "added"] += 1
-            self.counts["chunks"] += len(item.vectors)
-            self.counts["files_done"] += 1
+            ctx.count("updated" if item.existed else "added")
+            ctx.count("chunks", len(item.vectors))
+            ctx.count("files_done")
 
-    async def _flush(self, batch: list[Prepared]) -> None:
+    async def _flush(self, ctx: JobContext, batch: list[Prepared]) -> None:
         if not batch:
             return
         limit = self.settings.embed_chars
@@ -190,95 +281,4 @@ class JobRunner:
             i += n
         if self._writer is not None:
             await self._writer  # at most one batch being written while the next is embedded
-        self._writer = asyncio.create_task(self._write(batch))
-
-    def _prepare(self, cand: paths.Candidate, known: tuple[str, str] | None) -> Prepared | str | None:
-        """Read, hash and parse one file (in a worker thread). None: unchanged; str: why it failed."""
-        try:
-            data = cand.absolute.read_bytes()
-        except OSError as exc:
-            return f"cannot read: {exc.strerror or exc}"
-        if len(data) > self.settings.max_file_bytes:
-            return f"too large: {len(data)} bytes > limit {self.settings.max_file_bytes}"
-        digest = hashlib.sha256(data).hexdigest()
-        if known == (digest, self.model):
-            return None
-        try:
-            content = paths.decode(data)
-        except ValueError as exc:
-            return str(exc)
-        kind = kind_for_path(cand.path)
-        assert kind is not None
-        try:
-            parsed = parse(kind, content, cand.path, self.settings.chunk_chars)
-        except SyntaxError as exc:
-            return f"Python syntax error line {exc.lineno}: {exc.msg}"
-        except Exception as exc:  # a parser bug on one file must not stop the job; it is listed instead
-            return f"parser failed: {type(exc).__name__}: {exc}"
-        return Prepared(cand.path, kind, digest, parsed, existed=known is not None)
-
-    async def run(self) -> str:
-        """Run to the end; returns the final status."""
-        status, message = "done", None
-        try:
-            status, message = await self._run()
-        except asyncio.CancelledError:
-            await asyncio.shield(self._finish("cancelled", "The request was cancelled; resume the job to finish."))
-            raise
-        except Exception as exc:
-            log.error("ingest_job_failed", job=self.job_id, exc_info=exc)
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
-        await self._finish(status, message)
-        return status
-
-    async def _finish(self, status: str, message: str | None) -> None:
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-        await store.finish_job(self.db, self.job_id, status, self.counts, self.errors, message)
-        await store.mark_reembed(self.db, self.model)
-        log.info("ingest_job_finished", job=self.job_id, status=status, **self.counts)
-
-    async def _run(self) -> tuple[str, str | None]:
-        s = self.settings
-        scan = await anyio.to_thread.run_sync(
-            paths.scan, self.root, self.allowed_root, self.include, self.exclude, s.max_file_bytes, s.max_files
-        )
-        known = await store.doc_state(self.db, self.version, str(self.root))
-        self.counts["files_total"] = len(scan.files)
-        self.counts["skipped"] = len(scan.skipped)
-        self.errors.extend(scan.skipped)
-        await self._beat(force=True)
-        batch: list[Prepared] = []
-        pending = 0
-        for cand in scan.files:
-            self.current = cand.path
-            await self._beat()
-            if self._cancelled:
-                break
-            result = await anyio.to_thread.run_sync(self._prepare, cand, known.get(cand.path))
-            if result is None:
-                self.counts["unchanged"] += 1
-                self.counts["files_done"] += 1
-            elif isinstance(result, str):
-                self._fail(cand.path, result)
-            else:
-                batch.append(result)
-                pending += len(result.parsed.chunks)
-                if pending >= s.embedding_batch_size:
-                    await self._flush(batch)
-                    batch, pending = [], 0
-            await self._report(cand.path)
-        if not self._cancelled:
-            await self._flush(batch)
-        if self._writer is not None:
-            await self._writer
-        self.current = None
-        if self._cancelled:
-            return "cancelled", "Cancelled on request; files written so far are kept. Resume to finish."
-        present = {c.path for c in scan.files} | {e["path"] for e in scan.skipped}
-        gone = sorted(set(known) - present)
-        if gone:
-            async with self.db.transaction() as conn:
-                self.counts["deleted"] = await store.delete_documents(conn, self.version, str(self.root), gone)
-        await self._report("done", force=True)
-        return "done", None
+        self._writer = asyncio.create_task(self._write(ctx, batch))

@@ -10,7 +10,7 @@ import asyncpg
 import numpy as np
 
 from common.db import Database
-from common.errors import Conflict, NotFound
+from common.errors import NotFound
 from common.keywords import KeywordPlan
 
 # ------------------------------------------------------------------------------------------- projects
@@ -65,6 +65,24 @@ WHERE v.needs_reembed IS DISTINCT FROM EXISTS (
     UNION ALL
     SELECT 1 FROM documentation.endpoints e WHERE e.version_id = v.id AND e.embedding_model <> $1)
 """
+
+
+PROJECT_DESCRIPTION = "SELECT description FROM documentation.projects WHERE name = $1"
+
+
+async def project_description(db: Database, name: str) -> str | None:
+    value: str | None = await db.fetchval(PROJECT_DESCRIPTION, name)
+    return value
+
+
+async def delete_project(db: Database, name: str) -> bool:
+    """Whether the project existed (and is now gone with everything in it)."""
+    return await db.fetchval(DELETE_PROJECT, name) is not None
+
+
+async def delete_version(db: Database, project: str, version: str) -> bool:
+    """Whether the version existed (and is now gone with everything in it)."""
+    return await db.fetchval(DELETE_VERSION, project, version) is not None
 
 
 async def create_project(conn: asyncpg.Connection, name: str, description: str) -> tuple[int, bool]:
@@ -151,6 +169,13 @@ SELECT {DOC_COLUMNS}, count(*) OVER () AS total FROM {DOC_FROM}
 WHERE d.version_id = $1 AND ($2::text IS NULL OR d.path LIKE $2 || '%')
 ORDER BY d.path LIMIT $3 OFFSET $4
 """
+
+
+ANALYZE_CHUNKS = "ANALYZE documentation.chunks"
+
+
+async def analyze_chunks(db: Database) -> None:
+    await db.execute(ANALYZE_CHUNKS)
 
 
 async def doc_state(db: Database, version: int, root: str) -> dict[str, tuple[str, str]]:
@@ -250,7 +275,7 @@ MODEL_STATE = """
 SELECT EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model = $2)
            AS has_current,
        -- < and > rather than <>: two range scans of chunks_version_idx instead of a walk over every
-       -- chunk of the versions when all share the model (the usual case; 20+ ms at 50k chunks).
+       -- chunk of the versions when all share the model (the usual case).
        (EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model < $2)
         OR EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model > $2))
            AS has_other
@@ -284,110 +309,27 @@ async def model_state(db: Database, versions: list[int], model: str) -> tuple[bo
 
 
 # ------------------------------------------------------------------------------------------- jobs
+# Jobs are created, run and managed by common.jobs; only the listing by project is particular here.
 
-JOB_COLUMNS = """j.id::text AS id, p.name AS project, v.version, j.root, j.include, j.exclude, j.status,
-    j.cancel_requested, j.counts, j.current_file, j.errors, j.message, j.attempts, j.heartbeat_at, j.created_at,
-    j.started_at, j.finished_at"""
-JOB_FROM = """documentation.jobs j JOIN documentation.versions v ON v.id = j.version_id
-    JOIN documentation.projects p ON p.id = v.project_id"""
-CREATE_JOB = """
-INSERT INTO documentation.jobs (version_id, root, include, exclude, status, started_at)
-VALUES ($1, $2, $3, $4, 'running', now()) RETURNING id::text
-"""
-GET_JOB = f"SELECT {JOB_COLUMNS}, j.version_id FROM {JOB_FROM} WHERE j.id = $1::uuid"
-LIST_JOBS = f"""
-SELECT {JOB_COLUMNS}, count(*) OVER () AS total FROM {JOB_FROM}
-WHERE ($1::text IS NULL OR p.name = $1) ORDER BY j.created_at DESC LIMIT $2 OFFSET $3
-"""
-HEARTBEAT = """
-UPDATE documentation.jobs SET heartbeat_at = now(), counts = $2::jsonb, current_file = $3, errors = $4::jsonb
-WHERE id = $1::uuid RETURNING cancel_requested
-"""
-FINISH_JOB = """
-UPDATE documentation.jobs SET status = $2, counts = $3::jsonb, errors = $4::jsonb, message = $5,
-    current_file = NULL, heartbeat_at = now(), finished_at = now()
-WHERE id = $1::uuid AND status = 'running'
-"""
-CANCEL_JOB = """
-UPDATE documentation.jobs SET cancel_requested = true,
-    status = CASE WHEN status IN ('queued', 'interrupted') THEN 'cancelled' ELSE status END,
-    finished_at = CASE WHEN status IN ('queued', 'interrupted') THEN now() ELSE finished_at END
-WHERE id = $1::uuid RETURNING status
-"""
-MARK_STALE = """
-UPDATE documentation.jobs SET status = 'interrupted', message = 'The process running it stopped; resume it.',
-    finished_at = now()
-WHERE status IN ('queued', 'running') AND heartbeat_at < now() - make_interval(secs => $1)
-RETURNING id::text
-"""
-CLAIM_RESUME = """
-UPDATE documentation.jobs SET status = 'running', cancel_requested = false, attempts = attempts + 1,
-    heartbeat_at = now(), finished_at = NULL, message = NULL
-WHERE id = $1::uuid AND status IN ('interrupted', 'failed', 'cancelled') RETURNING id::text
+JOB_KIND = "ingest_folder"
+LIST_JOBS = """
+SELECT j.id, j.kind, j.key, j.params, j.status, j.cancel_requested, j.done, j.total, j.counts, j.errors,
+       j.errors_total, j.state, j.message, j.attempts, j.owner, j.heartbeat_at, j.created_at, j.finished_at,
+       count(*) OVER () AS total_rows
+FROM documentation.jobs j
+WHERE j.kind = $1 AND ($2::text IS NULL OR j.version_id IN (
+    SELECT v.id FROM documentation.versions v JOIN documentation.projects p ON p.id = v.project_id WHERE p.name = $2))
+ORDER BY j.created_at DESC, j.id LIMIT $3 OFFSET $4
 """
 
 
-def _job(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    out = dict(row)
-    out["counts"] = json.loads(out["counts"]) if isinstance(out["counts"], str) else out["counts"]
-    out["errors"] = json.loads(out["errors"]) if isinstance(out["errors"], str) else out["errors"]
-    return out
-
-
-async def create_job(db: Database, version: int, root: str, include: list[str], exclude: list[str]) -> str:
-    try:
-        value: str = await db.fetchval(CREATE_JOB, version, root, include, exclude)
-    except asyncpg.UniqueViolationError:
-        live = await db.fetchval(
-            "SELECT id::text FROM documentation.jobs WHERE version_id = $1 AND root = $2 "
-            "AND status IN ('queued', 'running')",
-            version,
-            root,
-        )
-        raise Conflict(
-            f"Job {live} is already ingesting this folder into this version; watch it with "
-            "manage_job(action='status') or cancel it first."
-        ) from None
-    return value
-
-
-async def get_job(db: Database, job_id: str) -> dict[str, Any]:
-    job = _job(await db.fetchrow(GET_JOB, job_id))
-    if job is None:
-        raise NotFound(f"No job {job_id}; manage_job(action='list') lists recent jobs.")
-    return job
-
-
-async def list_jobs(db: Database, project: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-    return [j for r in await db.fetch(LIST_JOBS, project, limit, offset) if (j := _job(r))]
-
-
-async def heartbeat(
-    db: Database, job_id: str, counts: dict[str, int], current: str | None, errors: list[dict[str, str]]
-) -> bool:
-    value = await db.fetchval(HEARTBEAT, job_id, json.dumps(counts), current, json.dumps(errors))
-    return bool(value)
-
-
-async def finish_job(
-    db: Database, job_id: str, status: str, counts: dict[str, int], errors: list[dict[str, str]], message: str | None
-) -> None:
-    await db.execute(FINISH_JOB, job_id, status, json.dumps(counts), json.dumps(errors), message)
-
-
-async def cancel_job(db: Database, job_id: str) -> str | None:
-    value: str | None = await db.fetchval(CANCEL_JOB, job_id)
-    return value
-
-
-async def mark_stale(db: Database, stale_s: float) -> list[str]:
-    return [r["id"] for r in await db.fetch(MARK_STALE, float(stale_s))]
-
-
-async def claim_resume(db: Database, job_id: str) -> bool:
-    return await db.fetchval(CLAIM_RESUME, job_id) is not None
+async def list_jobs(db: Database, project: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Ingest jobs (of one project, or all), newest first, as rows of the kit's columns; and the total."""
+    rows = [dict(r) for r in await db.fetch(LIST_JOBS, JOB_KIND, project, limit, offset)]
+    total = int(rows[0]["total_rows"]) if rows else 0
+    for r in rows:
+        del r["total_rows"]
+    return rows, total
 
 
 # ------------------------------------------------------------------------------------------- API specs
@@ -592,8 +534,12 @@ async def stale_endpoints(db: Database, versions: list[int], model: str, limit: 
     return [dict(r) for r in await db.fetch(STALE_ENDPOINTS, versions, model, limit)]
 
 
-async def set_vectors(db: Database, sql: str, rows: list[tuple[int, np.ndarray, str]]) -> None:
-    await db.executemany(sql, rows)
+async def set_chunk_vectors(db: Database, rows: list[tuple[int, np.ndarray, str]]) -> None:
+    await db.executemany(UPDATE_CHUNK_VECTOR, rows)
+
+
+async def set_endpoint_vectors(db: Database, rows: list[tuple[int, np.ndarray, str]]) -> None:
+    await db.executemany(UPDATE_ENDPOINT_VECTOR, rows)
 
 
 async def settle_documents_model(db: Database, versions: list[int], model: str) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInput
-from servers.documentation import mermaid, openapi, paths
+from common.safefiles import Roots, compile_globs
+from servers.documentation import ingest, mermaid, openapi
 from servers.documentation.chunking import kind_for_path, parse
 
 
@@ -101,26 +102,29 @@ def test_file_kinds_come_from_the_name() -> None:
     assert kind_for_path("image.png") is None
 
 
-def test_globs_match_paths_and_bare_names() -> None:
-    assert paths.matches("a/b/c.md", ["**/*.md"])
-    assert paths.matches("c.md", ["**/*.md"])
-    assert paths.matches("deep/x/build/y.txt", ["**/build/**"])
-    assert paths.matches("x/secret.md", ["secret.md"])
-    assert not paths.matches("a/b.rst", ["*.md"])
+def test_the_default_and_usual_globs_match_paths_and_bare_names() -> None:
+    default = compile_globs(ingest.DEFAULT_INCLUDE)
+    assert default.match("a/b/c.md")
+    assert default.match("c.md")
+    assert default.match("x/y.py")
+    assert compile_globs(["**/build/**"]).match("deep/x/build/y.txt")
+    assert compile_globs(["secret.md"]).match("x/secret.md")
+    assert not compile_globs(["*.md"]).match("a/b.rst")
 
 
 def test_roots_must_be_configured_and_contain_the_path(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="DOCUMENTATION_ALLOWED_ROOTS"):
-        paths.resolve_inside_roots(str(tmp_path), [], want_dir=True)
+        Roots([], ingest.ROOTS_SETTING).resolve(str(tmp_path), kind="dir")
     inside = tmp_path / "in"
     inside.mkdir()
     (tmp_path / "out").mkdir()
     (inside / "link").symlink_to(tmp_path / "out")
-    assert paths.resolve_inside_roots(str(inside), [inside], want_dir=True)[0] == inside.resolve()
-    with pytest.raises(InvalidInput, match="through a symlink"):
-        paths.resolve_inside_roots(str(inside / "link"), [inside], want_dir=True)
-    with pytest.raises(InvalidInput, match="outside the allowed roots"):
-        paths.resolve_inside_roots(str(tmp_path / "out"), [inside], want_dir=True)
+    roots = Roots([inside], ingest.ROOTS_SETTING)
+    assert roots.resolve(str(inside), kind="dir") == inside.resolve()
+    with pytest.raises(InvalidInput, match="after resolving symbolic links"):
+        roots.resolve(str(inside / "link"), kind="dir")
+    with pytest.raises(InvalidInput, match="outside the allowed folders"):
+        roots.resolve(str(tmp_path / "out"), kind="dir")
 
 
 def test_local_refs_resolve_and_cycles_stop() -> None:

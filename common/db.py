@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from common.errors import DatabaseUnavailable, QueryTimeout
+from common.errors import DatabaseUnavailable, QueryTimeout, SuiteError
 from common.logging import get_logger, redact
 
 log = get_logger(__name__)
@@ -134,6 +134,9 @@ class DbConfig:
     session_settings: dict[str, str] = field(default_factory=lambda: dict(SESSION_SETTINGS))
     #: Run each connection's backend at the lowest CPU priority (see :func:`lower_backend_priority`).
     low_priority: bool = False
+    #: Awaited when a connection fails; true if it brought PostgreSQL back, so the call is retried at
+    #: once (the embedded one: ``common.embedded_pg.connection_lost_handler``).
+    on_connection_lost: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False, repr=False)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -302,6 +305,8 @@ class Database:
                 self._conn_failures += 1
                 self.breaker.on_failure()
                 log.warning("db_connection_error", attempt=attempt, error=redact(str(exc)) or type(exc).__name__)
+                if await self._recover():
+                    self.breaker.on_success()
                 if attempt < attempts and self.breaker.state != "open":
                     await asyncio.sleep(delay + random.uniform(0, delay))
                     delay = min(delay * 2, 1.0)
@@ -314,6 +319,19 @@ class Database:
             "PostgreSQL is unreachable, so the call was not completed. Retry shortly; "
             "if it persists, run `mcp-suite doctor`."
         ) from last
+
+    async def _recover(self) -> bool:
+        """Run ``on_connection_lost``; a :class:`SuiteError` from it (how to recover) reaches the caller."""
+        hook = self.config.on_connection_lost
+        if hook is None:
+            return False
+        try:
+            return await hook()
+        except SuiteError:
+            raise
+        except Exception as exc:
+            log.warning("db_recovery_failed", error=redact(str(exc)) or type(exc).__name__)
+            return False
 
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` inside one transaction, retried whole on a lost connection; rolled back on any error."""

@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from common import embedded_pg
+from common.db import Database, DbConfig
 from common.testing import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +38,7 @@ import atexit, sys, time
 from pathlib import Path
 from common.logging import configure_logging
 from common import embedded_pg
+from common.db import Database, DbConfig
 configure_logging("INFO", "json")
 embedded_pg.install_sigterm_exit()
 left = []
@@ -54,6 +56,7 @@ LOCKER = """
 import sys
 from pathlib import Path
 from common import embedded_pg
+from common.db import Database, DbConfig
 with embedded_pg.lifecycle_lock(Path(sys.argv[1])):
     Path(sys.argv[2]).write_text("locked")
     sys.stdin.readline()
@@ -217,11 +220,26 @@ def test_a_holder_whose_pid_was_reused_by_another_process_is_not_counted(data_di
     assert embedded_pg.status(data_dir).handles == [me.pid]
 
 
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(), "MCP_SUITE_DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "servers", "db", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.slow
 async def test_an_instance_started_with_db_start_survives_servers_joining_and_leaving(
     data_dir: Path, holders: Holders
 ) -> None:
-    url = await asyncio.to_thread(embedded_pg.ensure_embedded, data_dir, detached=True)
+    started = await asyncio.to_thread(_cli, data_dir, "start")
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.split("running: ")[1].strip()
     assert embedded_pg.status(data_dir).detached
     (a,) = await holders.join(1)
     assert embedded_pg.status(data_dir).handles == [a.pid]
@@ -232,8 +250,10 @@ async def test_an_instance_started_with_db_start_survives_servers_joining_and_le
     assert st.running
     assert st.handles == []
     assert await _select_one(url) == 1
+    report = (await asyncio.to_thread(_cli, data_dir, "status")).stdout
+    assert any(line.startswith("kept up until `db stop`") and line.endswith("True") for line in report.splitlines())
     cluster = _cluster(data_dir)
-    assert embedded_pg.stop(data_dir) is True
+    assert (await asyncio.to_thread(_cli, data_dir, "stop")).stdout.strip() == "stopped"
     assert _all_gone(cluster)
     assert not embedded_pg.status(data_dir).detached
 
@@ -326,3 +346,28 @@ async def test_sigterms_landing_while_the_last_holder_stops_postgres_raise_nothi
     assert b"Traceback" not in err, err.decode()
     assert b"Exception ignored" not in err, err.decode()
     await wait_until(lambda: _all_gone(cluster), 5, "PostgreSQL to stop")
+
+
+@pytest.mark.slow
+async def test_a_pool_with_the_handler_keeps_answering_after_postgres_is_killed(data_dir: Path) -> None:
+    url = await asyncio.to_thread(embedded_pg.ensure_embedded, data_dir)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE SCHEMA extensions; CREATE EXTENSION vector SCHEMA extensions")
+    finally:
+        await conn.close()
+    db = await Database.open(
+        DbConfig(url=url, schema="public", on_connection_lost=embedded_pg.connection_lost_handler(data_dir))
+    )
+    try:
+        assert await db.fetchval("SELECT 1") == 1
+        cluster = _cluster(data_dir)
+        cluster[0].kill()
+        await wait_until(lambda: _all_gone(cluster[:1]), 5, "the postmaster to die")
+        started = time.monotonic()
+        # The failed attempt restarts PostgreSQL and the call is retried: the caller sees no error.
+        assert await db.fetchval("SELECT 2") == 2
+        assert time.monotonic() - started < 10
+        assert db.breaker.state == "closed"
+    finally:
+        await db.close()

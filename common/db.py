@@ -199,6 +199,7 @@ class Database:
         self._acquires = 0
         self._waits = 0
         self._conn_failures = 0
+        self._recovery: asyncio.Future[bool] | None = None
 
     @classmethod
     async def open(cls, config: DbConfig) -> Database:
@@ -286,6 +287,8 @@ class Database:
         delay = 0.05
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
+            if self._recovery is not None and not self._recovery.done() and await self._recover():
+                self.breaker.on_success()  # PostgreSQL was being brought back: wait for it rather than fail fast
             self.breaker.before_call()
             try:
                 async with self.acquire() as conn:
@@ -321,12 +324,15 @@ class Database:
         ) from last
 
     async def _recover(self) -> bool:
-        """Run ``on_connection_lost``; a :class:`SuiteError` from it (how to recover) reaches the caller."""
+        """Await ``on_connection_lost`` (one run shared by every failing call); a SuiteError from it reaches the caller."""
         hook = self.config.on_connection_lost
         if hook is None:
             return False
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.ensure_future(hook())
+            self._recovery.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await hook()
+            return await asyncio.shield(self._recovery)
         except SuiteError:
             raise
         except Exception as exc:

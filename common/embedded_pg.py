@@ -146,10 +146,11 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 
 def _lock_holder(path: Path) -> str:
-    """``pid N (name)`` of the process named in the lock file, or ``another process``."""
+    """``pid N (its command line)`` of the process named in the lock file, or ``another process``."""
     try:
         pid = int(path.read_text().split()[0])
-        return f"pid {pid} ({psutil.Process(pid).name()})"
+        command = " ".join(psutil.Process(pid).cmdline()) or "?"
+        return f"pid {pid} ({command[:60]})"
     except (OSError, ValueError, IndexError, psutil.Error):
         return "another process"
 
@@ -159,8 +160,8 @@ def lifecycle_lock(data_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterato
     """Hold the data directory's lifecycle lock; raise :class:`EmbeddedPostgresBusy` after ``timeout_s``.
 
     An ``flock`` on ``<data_dir>/postgres.lock`` between processes (released by the kernel when a
-    holder dies, however it dies), a thread lock within one process (``flock`` does not exclude two
-    descriptors of one process from each other in a useful way for threads).
+    holder dies, however it dies), after a thread lock so the threads of one process queue without
+    polling the file. The holder's pid is written in the file for the error message.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = (data_dir / LOCK_FILE).resolve()
@@ -579,20 +580,19 @@ def ensure_running(data_dir: Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S) ->
     already hold are valid again, and holds it like :func:`ensure_embedded`. An instance stopped
     by ``mcp-suite db stop`` is left stopped (:class:`EmbeddedPostgresDown` says how to start it).
     """
-    return _revive(data_dir, lock_timeout_s)[0]
+    return _revive(data_dir, lock_timeout_s).url
 
 
-def _revive(data_dir: Path, lock_timeout_s: float = LOCK_TIMEOUT_S) -> tuple[str, bool]:
-    """(URL, whether it had to be started again)."""
+def _revive(data_dir: Path, lock_timeout_s: float = LOCK_TIMEOUT_S) -> Postmaster:
     data_dir = _key(data_dir)
     pm = _running(pgdata_dir(data_dir))
     if pm is not None:
-        return pm.url, False
+        return pm
     with lifecycle_lock(data_dir, lock_timeout_s):
         reg = _load(data_dir)
         pm = _running(pgdata_dir(data_dir))
         if pm is not None:  # someone else brought it back while we waited
-            return pm.url, True
+            return pm
         if reg.stopped:
             raise EmbeddedPostgresDown(
                 "The embedded PostgreSQL was stopped with `mcp-suite db stop`. "
@@ -605,22 +605,29 @@ def _revive(data_dir: Path, lock_timeout_s: float = LOCK_TIMEOUT_S) -> tuple[str
         finally:
             _save(data_dir, reg)
     log.warning("embedded_postgres_restarted", pgdata=str(pgdata_dir(data_dir)), pid=pm.pid)
-    return pm.url, True
+    return pm
+
+
+#: A connection failure this soon after PostgreSQL started is taken for a casualty of that restart.
+RECENT_RESTART_S = 10.0
 
 
 def connection_lost_handler(data_dir: Path) -> Callable[[], Awaitable[bool]]:
-    """An async callback for a pool whose connections fail: true if PostgreSQL had to be restarted.
+    """An async callback for a pool whose connections fail (``DbConfig.on_connection_lost``).
 
-    Concurrent calls share one check (in a worker thread), so a burst of failing queries restarts
-    PostgreSQL once.
+    Restarts PostgreSQL if it died (:func:`ensure_running`) and returns true when it runs now and
+    started less than :data:`RECENT_RESTART_S` ago (restarted by this process or another), so the
+    failed call is worth retrying at once; false when it has been up all along (the failure was
+    something else and the circuit breaker should count it). Concurrent calls share one check, in a
+    worker thread, so a burst of failing queries restarts PostgreSQL once.
     """
-    shared: list[asyncio.Future[tuple[str, bool]]] = []
+    shared: list[asyncio.Future[Postmaster]] = []
 
     async def on_connection_lost() -> bool:
         if not shared or shared[0].done():
             shared[:] = [asyncio.ensure_future(asyncio.to_thread(_revive, data_dir))]
-        _, restarted = await asyncio.shield(shared[0])
-        return restarted
+        pm = await asyncio.shield(shared[0])
+        return time.time() - pm.started < RECENT_RESTART_S
 
     return on_connection_lost
 

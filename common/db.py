@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from common.errors import DatabaseUnavailable, QueryTimeout
+from common.errors import DatabaseUnavailable, QueryTimeout, SuiteError
 from common.logging import get_logger, redact
 
 log = get_logger(__name__)
@@ -130,6 +130,9 @@ class DbConfig:
     application_name: str | None = None
     #: Session settings every pooled connection starts with (on top of search_path and the timeouts).
     session_settings: dict[str, str] = field(default_factory=lambda: dict(SESSION_SETTINGS))
+    #: Awaited when a connection fails; true if it brought PostgreSQL back, so the call is retried at
+    #: once (the embedded one: ``common.embedded_pg.connection_lost_handler``).
+    on_connection_lost: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False, repr=False)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -160,6 +163,7 @@ class Database:
         self._acquires = 0
         self._waits = 0
         self._conn_failures = 0
+        self._recovery: asyncio.Future[bool] | None = None
 
     @classmethod
     async def open(cls, config: DbConfig) -> Database:
@@ -242,6 +246,8 @@ class Database:
         delay = 0.05
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
+            if self._recovery is not None and not self._recovery.done() and await self._recover():
+                self.breaker.on_success()  # PostgreSQL was being brought back: wait for it rather than fail fast
             self.breaker.before_call()
             try:
                 async with self.acquire() as conn:
@@ -261,6 +267,8 @@ class Database:
                 self._conn_failures += 1
                 self.breaker.on_failure()
                 log.warning("db_connection_error", attempt=attempt, error=redact(str(exc)) or type(exc).__name__)
+                if await self._recover():
+                    self.breaker.on_success()
                 if attempt < attempts and self.breaker.state != "open":
                     await asyncio.sleep(delay + random.uniform(0, delay))
                     delay = min(delay * 2, 1.0)
@@ -273,6 +281,22 @@ class Database:
             "PostgreSQL is unreachable, so the call was not completed. Retry shortly; "
             "if it persists, run `mcp-suite doctor`."
         ) from last
+
+    async def _recover(self) -> bool:
+        """Await ``on_connection_lost`` (one run shared by every failing call); a SuiteError from it reaches the caller."""
+        hook = self.config.on_connection_lost
+        if hook is None:
+            return False
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.ensure_future(hook())
+            self._recovery.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            return await asyncio.shield(self._recovery)
+        except SuiteError:
+            raise
+        except Exception as exc:
+            log.warning("db_recovery_failed", error=redact(str(exc)) or type(exc).__name__)
+            return False
 
     async def run_in_transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` inside one transaction, retried whole on a lost connection; rolled back on any error."""

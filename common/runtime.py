@@ -94,6 +94,11 @@ async def open_deps(
         outcome = await ensure_migrated(admin_url, name, role_password=password)
         log.info("migrations_checked", schema=name, outcome=outcome)
     url = role_url(admin_url, name, password)
+    on_lost = None
+    if settings.database_url is None:  # the embedded PostgreSQL: a process that finds it dead restarts it
+        from common.embedded_pg import connection_lost_handler
+
+        on_lost = connection_lost_handler(settings.data_dir)
     async with AsyncExitStack() as stack:
         db = await Database.open(
             DbConfig(
@@ -107,6 +112,7 @@ async def open_deps(
                 retry_attempts=settings.db_retry_attempts,
                 breaker_threshold=settings.db_breaker_threshold,
                 breaker_cooldown_s=settings.db_breaker_cooldown_s,
+                on_connection_lost=on_lost,
             )
         )
         stack.push_async_callback(db.close)

@@ -105,9 +105,8 @@ def _db(args: argparse.Namespace) -> int:
         _out("DATABASE_URL is set, so the embedded PostgreSQL is not used; manage that server directly.")
         return 2
     if args.action == "start":
-        st = embedded_pg.status(settings.data_dir)
-        url = embedded_pg.restart_stopped(settings.data_dir) if st.initialized and not st.running else None
-        url = url or embedded_pg.ensure_embedded(settings.data_dir, detached=True)
+        # Marked detached: it stays up, whoever comes and goes, until `db stop`.
+        url = embedded_pg.ensure_embedded(settings.data_dir, detached=True)
         _out(f"embedded PostgreSQL running: {url}")
     elif args.action == "stop":
         _out("stopped" if embedded_pg.stop(settings.data_dir) else "not running")
@@ -120,6 +119,7 @@ def _db(args: argparse.Namespace) -> int:
             ("pid", st.pid or "-"),
             ("url", st.url or "-"),
             ("server processes holding it", ", ".join(map(str, st.handles)) or "-"),
+            ("kept up until `db stop`", st.detached),
         ]
         _out(table(rows, ["embedded PostgreSQL", "value"]))
     elif args.action == "url":

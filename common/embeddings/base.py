@@ -121,9 +121,8 @@ class HashEmbedder:
 def length_batches(texts: Sequence[str], max_items: int, max_tokens: int = BATCH_TOKENS) -> list[list[int]]:
     """Indices of ``texts`` grouped into batches of similar length, shortest first.
 
-    On a CPU a transformer's throughput in tokens per second hardly depends on the batch size
-    (see docs/benchmarks.md), but its memory grows with
-    batch x length (activations) and batch x length^2 (attention), and every text of a batch is
+    On a CPU a transformer's throughput in tokens per second hardly depends on the batch size, but
+    its memory grows with batch x length (activations) and batch x length^2 (attention), and every text of a batch is
     padded to the longest. Sorting by length removes the padding; capping a batch's padded tokens
     at ``max_tokens`` keeps one batch of long passages from taking hundreds of megabytes.
     Lengths are estimated from characters (about 3 per token, erring towards more tokens).

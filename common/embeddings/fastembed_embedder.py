@@ -269,7 +269,7 @@ class FastEmbedEmbedder:
         """Embed one text; ``beside_work`` when the caller keeps the database busy meanwhile.
 
         Then the run takes one thread instead of every core, so it does not fight that statement's
-        PostgreSQL backend for the CPU (docs/benchmarks.md has the figures).
+        PostgreSQL backend for the CPU.
         """
         if beside_work and self.workers > 1:
             return await self._embed_single(text, one_thread=True)

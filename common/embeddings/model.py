@@ -127,7 +127,7 @@ def _fold_model(src: Path, target: Path) -> None:
     int8 and float32 copies side by side. Here the weights are folded once (ONNX Runtime's basic,
     portable level) and then quantized again, per output channel, for ONNX Runtime's integer matrix
     products (MatMulInteger; VNNI where the CPU has it): about twice as fast and a quarter of the
-    file size, with vectors within a cosine of 0.99 of the wheel's (docs/benchmarks.md). Per-tensor
+    file size, with vectors very close to the wheel's float ones. Per-tensor
     quantization drifted much further, so it is not used. If quantization fails the folded float model is kept;
     if folding fails the raw file is linked: slower and larger, never wrong.
     The work runs in a child process: folding holds both copies of the weights for a moment

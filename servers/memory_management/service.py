@@ -1,7 +1,7 @@
 """The memory service: every operation of the memory server, with no MCP in sight.
 
 It owns the transactions, the embedding, the change events and the background work: the expiry
-sweep (a :class:`~common.workers.Periodic`), the low-priority connection that puts deferred stores
+sweep (a :class:`~common.workers.Periodic`), the background connection that puts deferred stores
 into the HNSW graph, and the planner statistics refreshed after bulk writes. Annotations are strings
 (``from __future__``) so numpy and asyncpg, which only annotations name, load with the connection
 after the handshake instead of at start-up (common.runtime.DepsGate).
@@ -119,7 +119,7 @@ class MemoryService:
         self.refresher = StatsRefresher(deps.db, ["memories"])
         self.refresher.on_refresh(self.planner.forget_stats)
         self.sweeper = Periodic("memory-sweep", self.sweep_once, interval_s=settings.sweep_interval_s)
-        #: The connection that puts stored vectors into the HNSW graph at low CPU priority (while open).
+        #: The connection of its own that puts stored vectors into the HNSW graph (while open).
         self.indexer: Database | None = None
         #: Stores indexed since the GIN pending lists were last merged.
         self._indexed_since_flush = 0

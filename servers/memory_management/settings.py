@@ -6,7 +6,7 @@ from pydantic_settings import SettingsConfigDict
 from common.settings import BaseServerSettings
 
 #: Exposed unless MEMORY_MANAGEMENT_TOOLS says otherwise: the everyday tools. All seventeen tools together would
-#: cost the client about 20 KB of context on every turn; ``MEMORY_MANAGEMENT_TOOLS=all`` exposes them all.
+#: cost the client about twice the 8 KB budget of context on every turn; ``MEMORY_MANAGEMENT_TOOLS=all`` exposes them all.
 CORE_TOOLS = ("store_memory", "recall", "build_context", "get_memory", "update_memory", "forget")
 
 
@@ -19,8 +19,7 @@ class Settings(BaseServerSettings):
     default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$")
     default_token_budget: int = Field(default=1_500, ge=50, le=50_000)
     max_token_budget: int = Field(default=8_000, ge=100, le=100_000)
-    #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time
-    #: (measured at 100k memories: ~11 ms for 50 nearest vs ~5 ms for 40).
+    #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
     recall_candidates: int = Field(default=40, ge=10, le=1_000, description="Depth of each ranked list fused.")
     store_batch_max: int = Field(default=100, ge=1, le=1_000)
     sweep_interval_s: float = Field(default=60.0, ge=0.05, le=86_400)

@@ -55,7 +55,7 @@ class ServerSpec:
             return None
         return (
             f"The {self.name} server needs its optional dependencies ({', '.join(missing)} missing). Install them "
-            f"with: pip install \"mcp-suite[{self.name}]\" (or run scripts/setup, which installs every extra)."
+            f'with: pip install "mcp-suite[{self.name}]" (or run scripts/setup, which installs every extra).'
         )
 
     def build(self, settings: Any) -> Any:

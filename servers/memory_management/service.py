@@ -516,8 +516,10 @@ class MemoryService:
         try:
             row = await d.db.run_in_transaction(write)
         except store.unique_violation():
+            other = await store.same_text(d.db, mid, new_content or "")
+            holder = f"Memory {other}" if other else "Another active memory in this workspace"
             raise Conflict(
-                f"Another active memory in this workspace already has that text; forget {mid} instead."
+                f"{holder} already has that text; update or forget that one, or forget {mid} instead."
             ) from None
         await bridge.publish(d, "updated", [row["id"]], [])
         return _ref(row)

@@ -136,6 +136,19 @@ async def get(db: Database | asyncpg.Connection, memory_id: str) -> dict[str, An
     return _row(await db.fetchrow(GET, memory_id))
 
 
+SAME_TEXT = """
+SELECT m.id::text FROM memories m
+WHERE m.workspace = (SELECT workspace FROM memories WHERE id = $1::uuid) AND m.content_hash = $2
+  AND m.state = 'active' AND m.id <> $1::uuid
+"""
+
+
+async def same_text(db: Database, memory_id: str, content: str) -> str | None:
+    """The other active memory of ``memory_id``'s workspace whose text is ``content`` (as deduplicated)."""
+    value: str | None = await db.fetchval(SAME_TEXT, memory_id, content_hash(content))
+    return value
+
+
 async def get_for_update(conn: asyncpg.Connection, memory_id: str) -> dict[str, Any] | None:
     return _row(await conn.fetchrow(GET_FOR_UPDATE, memory_id))
 

@@ -213,8 +213,9 @@ async def test_update_refuses_a_stale_version_and_a_text_another_memory_has(memo
     assert up.version == 2
     with pytest.raises(Conflict, match="version 2"):
         await memory.update(uuid.UUID(m.id), importance=1, expected_version=1)
-    with pytest.raises(Conflict, match="already has that text"):
+    with pytest.raises(Conflict, match=f"Memory {m.id} already has that text") as refused:
         await memory.update(uuid.UUID(other.id), content="The API key rotates weekly.")
+    assert f"forget {other.id} instead" in str(refused.value)
     with pytest.raises(NotFound):
         await memory.update(uuid.uuid4(), content="x")
 

@@ -56,17 +56,44 @@ class Endpoint:
         return "\n".join(p for p in parts if p)[:2000]
 
 
+#: Deepest nesting of objects and lists accepted in a spec (real specs stay far below it).
+MAX_NESTING = 64
+_TOO_DEEP = f"The spec is nested more than {MAX_NESTING} levels deep; no real API spec is. Check the file."
+
+
+def _nesting(node: Any) -> int:
+    """How deeply ``node`` nests, counted without recursion (and stopping past the limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_NESTING:
+            return level
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def load(text: str) -> dict[str, Any]:
     """A spec document from JSON or YAML text."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(_TOO_DEEP) from None
     except ValueError:
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise InvalidInput(_TOO_DEEP) from None
         except yaml.YAMLError as exc:
-            raise InvalidInput(f"The spec is neither valid JSON nor valid YAML: {exc}") from None
+            raise InvalidInput(f"The spec is neither valid JSON nor valid YAML: {str(exc)[:300]}") from None
     if not isinstance(data, dict):
         raise InvalidInput("The spec must be a JSON/YAML object with an 'openapi' or 'swagger' field.")
+    if _nesting(data) > MAX_NESTING:
+        raise InvalidInput(_TOO_DEEP)
     return data
 
 
@@ -87,8 +114,13 @@ def validate(spec: dict[str, Any]) -> str:
 
     try:
         run_validator(spec)
+    except RecursionError:
+        raise InvalidInput(
+            "The spec's $refs form a cycle the validator cannot follow (a schema that is only itself); "
+            "break the cycle, e.g. with an object property that refers back."
+        ) from None
     except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        message = (getattr(exc, "message", None) or str(exc).splitlines()[0])[:300]
         where = getattr(exc, "json_path", None)
         loc = f" at {where}" if where and where != "$" else ""
         raise InvalidInput(

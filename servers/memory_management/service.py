@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+
 from common import keywords
 from common.background import Batcher
 from common.concurrency import gather_all
@@ -26,6 +28,7 @@ from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.paging import decode_cursor, fingerprint, keyset_page, page_of
 from common.runtime import Deps
+from common.safefiles import Roots
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.workers import Periodic
@@ -788,14 +791,21 @@ class MemoryService:
     ) -> Imported:
         """Copy an mcp-server-qdrant collection into a workspace, re-embedded; re-running skips what is there."""
         # qdrant_client is heavy and only this call needs it.
-        from servers.memory_management.qdrant_import import read_documents
+        from servers.memory_management.qdrant_import import key_for, read_documents, storage_folder
 
         settings = self.settings
         ws = self._workspace(workspace)
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        folder = None
+        if qdrant_path is not None:
+            roots = Roots(settings.import_roots, setting="MEMORY_MANAGEMENT_IMPORT_ROOTS")
+            folder = await anyio.to_thread.run_sync(storage_folder, qdrant_path, roots)
+        key = None
+        if qdrant_url is not None:
+            configured = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            key = key_for(qdrant_url, settings.qdrant_url, configured)
         read = created = duplicates = skipped = 0
         async for page in read_documents(
-            path=qdrant_path, url=qdrant_url, api_key=key, collection=collection, limit=settings.import_max
+            path=folder, url=qdrant_url, api_key=key, collection=collection, limit=settings.import_max
         ):
             read += len(page)
             items = []

@@ -1,5 +1,7 @@
 """Settings of the memory server: the shared ones plus ``MEMORY_MANAGEMENT_*``."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -27,6 +29,10 @@ class Settings(BaseServerSettings):
     consolidate_threshold: float = Field(default=0.92, ge=0.5, le=1.0)
     consolidate_scan_max: int = Field(default=2_000, ge=10, le=100_000)
     import_max: int = Field(default=50_000, ge=1, le=1_000_000)
+    import_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders import_qdrant may read a local Qdrant storage from (JSON list). Empty: none.",
+    )
 
     tools: list[str] | None = Field(
         default_factory=lambda: list(CORE_TOOLS),

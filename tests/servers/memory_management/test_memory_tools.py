@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 from mcp import Client
 from pgvector.asyncpg import register_vector
+from pydantic import SecretStr
 
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fails
 from common.testing import call_ok as call
+from common.testing import free_port
 from servers.memory_management.server import build
 from servers.memory_management.settings import Settings
 from tests.servers.memory_management.sql import count_rows, execute
@@ -394,6 +396,9 @@ async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Set
     )
     await q.close()
     async with Client(build(settings)) as client:
+        await fails(client, "import_qdrant", {"collection": "mem", "qdrant_path": str(path)}, "IMPORT_ROOTS")
+    settings = settings.model_copy(update={"import_roots": [tmp_path]})
+    async with Client(build(settings)) as client:
         out = await call(client, "import_qdrant", {"collection": "mem", "qdrant_path": str(path), "workspace": "imp"})
         assert out == {"read": 4, "created": 2, "duplicates": 1, "skipped": 1}
         again = await call(client, "import_qdrant", {"collection": "mem", "qdrant_path": str(path), "workspace": "imp"})
@@ -402,3 +407,45 @@ async def test_import_qdrant_reads_an_mcp_server_qdrant_collection(settings: Set
         await fails(client, "import_qdrant", {"collection": "nope", "qdrant_path": str(path)}, "No collection")
         hits = await call(client, "recall", {"query": "fact one", "workspace": "imp", "mode": "keyword"})
         assert hits["hits"][0]["content"] == "Qdrant fact one"
+
+
+async def test_import_qdrant_opens_no_folder_but_an_existing_storage_inside_the_roots(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    settings = settings.model_copy(update={"import_roots": [tmp_path]})
+    async with Client(build(settings)) as client:
+        await fails(
+            client, "import_qdrant", {"collection": "m", "qdrant_path": str(plain)}, "not a Qdrant local storage"
+        )
+        await fails(client, "import_qdrant", {"collection": "m", "qdrant_path": str(outside)}, "outside")
+        await fails(client, "import_qdrant", {"collection": "m", "qdrant_url": "file:///etc"}, "http(s) URL")
+    # qdrant-client never opened them: no lock or metadata files were created.
+    assert list(plain.iterdir()) == []
+    assert list(outside.iterdir()) == []
+
+
+async def test_import_qdrant_sends_the_api_key_only_to_the_configured_qdrant_and_reports_unreachable(
+    settings: Settings,
+) -> None:
+    from servers.memory_management.qdrant_import import key_for
+
+    assert key_for("http://q.internal:6333/", "http://q.internal:6333", "k") == "k"
+    assert key_for("http://127.0.0.1:9/", "http://q.internal:6333", "k") is None
+    assert key_for("http://q.internal:6333", None, "k") is None
+    port = free_port()
+    settings = settings.model_copy(
+        update={"qdrant_api_key": SecretStr("s3cret"), "qdrant_url": "http://q.internal:6333"}
+    )
+    async with Client(build(settings)) as client:
+        text = await fails(
+            client,
+            "import_qdrant",
+            {"collection": "m", "qdrant_url": f"http://127.0.0.1:{port}"},
+            "Cannot reach Qdrant",
+        )
+    assert "s3cret" not in text
+    assert "Internal error" not in text

@@ -89,8 +89,11 @@ class Periodic:
         if self._run_first:
             await self.run_once()
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands just
+            # after wake(), and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._pause())
+                async with asyncio.timeout(self._pause()):
+                    await self._wake.wait()
             self._wake.clear()
             await self.run_once()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from common.testing import wait_until
@@ -61,3 +63,15 @@ def test_a_non_positive_interval_is_refused() -> None:
 
     with pytest.raises(ValueError, match="positive"):
         Periodic("x", work, interval_s=0)
+
+
+async def test_stop_right_after_wake_never_hangs() -> None:
+    async def work() -> None:
+        return None
+
+    for _ in range(200):
+        loop = Periodic("test", work, interval_s=3600)
+        loop.start()
+        await asyncio.sleep(0)
+        loop.wake()
+        await asyncio.wait_for(loop.stop(), timeout=5)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import numpy as np
@@ -20,10 +20,19 @@ from common.errors import NotFound
 from common.keywords import KeywordPlan
 from servers.inference_enhancement import text
 
+
+class Queries(Protocol):
+    """A pooled :class:`common.db.Database` or one ``asyncpg.Connection``: both run a statement."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
 #: A row is "as of" time t when it was written by then (NULL means no time filter).
 _ENTITY_AT = "($2::timestamptz IS NULL OR e.created_at <= $2)"
-
-EXISTING_NAMES = "SELECT name FROM entities WHERE name = ANY($1::text[])"
 
 LOCK_ENTITIES = """
 SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
@@ -343,10 +352,6 @@ async def resolve(conn: asyncpg.Connection, names: Sequence[str], *, lock: str =
     return found
 
 
-async def existing_names(conn: asyncpg.Connection, names: Sequence[str]) -> set[str]:
-    return {r["name"] for r in await conn.fetch(EXISTING_NAMES, list(names))}
-
-
 async def insert_observations(
     conn: asyncpg.Connection, entity_ids: list[int], contents: list[str], lcs: list[str], source: str
 ) -> list[tuple[int, str]]:
@@ -381,10 +386,6 @@ async def step(
     return rels(await conn.fetch(STEP, list(frontier), as_of, limit, direction, types))
 
 
-def record_dicts(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]
-
-
 async def lock_keys(conn: asyncpg.Connection, lock_class: int, keys: Sequence[str]) -> bool:
     """Take the advisory locks of ``keys`` in hash order; False (nothing locked) when there are too many."""
     if len(keys) > MAX_KEY_LOCKS:
@@ -398,3 +399,255 @@ def vector_text(vec: np.ndarray | None) -> str | None:
     if vec is None:
         return None
     return json.dumps(np.asarray(vec, dtype=np.float32).tolist(), separators=(",", ":"))  # C-speed float repr
+
+
+# ------------------------------------------------------------------------------------------- writes
+
+
+async def create_entities(
+    conn: Queries,
+    locked: Sequence[str],
+    names: Sequence[str],
+    types: Sequence[str],
+    lcs: Sequence[str],
+    model: str,
+    source: str,
+    obs_names: Sequence[str],
+    obs: Sequence[str],
+    obs_lcs: Sequence[str],
+    grams: Sequence[str],
+    obs_grams: Sequence[str],
+    sep: str,
+) -> set[str]:
+    """Insert entities (in ``names`` order, after locking ``locked``) and their observations; the names created."""
+    rows = await conn.fetch(
+        CREATE_ENTITIES,
+        ENTITY_LOCK_CLASS,
+        list(locked),
+        list(names),
+        list(types),
+        list(lcs),
+        [None] * len(names),  # vectors follow in the background
+        model,
+        source,
+        list(obs_names),
+        list(obs),
+        list(obs_lcs),
+        list(grams),
+        list(obs_grams),
+        sep,
+    )
+    return {r["name"] for r in rows}
+
+
+async def insert_entities_bulk(
+    conn: Queries,
+    names: Sequence[str],
+    types: Sequence[str],
+    lcs: Sequence[str],
+    model: str,
+    source: str,
+    grams: Sequence[str],
+    sep: str,
+) -> dict[str, int]:
+    """Insert entities without vectors (in the given order); the ids of those created, by name."""
+    rows = await conn.fetch(
+        INSERT_ENTITIES_BULK,
+        list(names),
+        list(types),
+        list(lcs),
+        [None] * len(names),  # vectors follow in the background
+        model,
+        source,
+        list(grams),
+        sep,
+    )
+    return {r["name"]: r["id"] for r in rows}
+
+
+async def lock_entities(conn: Queries, names: Sequence[str]) -> dict[str, int]:
+    """Ids of the entities named (locked for update, in name order); absent names are left out."""
+    return {r["name"]: r["id"] for r in await conn.fetch(LOCK_ENTITIES, list(names))}
+
+
+async def upsert_relations(
+    conn: Queries,
+    from_ids: Sequence[int],
+    to_ids: Sequence[int],
+    types: Sequence[str],
+    valid_from: Sequence[datetime | None],
+    valid_to: Sequence[datetime | None],
+    source: str,
+) -> list[asyncpg.Record]:
+    """Insert relations (or widen their validity); rows of from_id, to_id, relation_type, created."""
+    return await conn.fetch(
+        UPSERT_RELATIONS, list(from_ids), list(to_ids), list(types), list(valid_from), list(valid_to), source
+    )
+
+
+async def delete_entities(conn: Queries, names: Sequence[str]) -> list[str]:
+    """Delete entities (their observations and relations cascade); the names deleted."""
+    return [r["name"] for r in await conn.fetch(DELETE_ENTITIES, list(names))]
+
+
+async def delete_observations(conn: Queries, names: Sequence[str], contents: Sequence[str]) -> list[asyncpg.Record]:
+    """Delete observations by (entity name, exact text) pairs; rows of entity_id, name."""
+    return await conn.fetch(DELETE_OBSERVATIONS, list(names), list(contents))
+
+
+async def delete_relations(conn: Queries, froms: Sequence[str], tos: Sequence[str], types: Sequence[str]) -> None:
+    """Delete relations by (from name, to name, type)."""
+    await conn.fetch(DELETE_RELATIONS, list(froms), list(tos), list(types))
+
+
+# ------------------------------------------------------------------------------------------- vectors
+
+
+async def stale(db: Queries, ids: Sequence[int] | None, limit: int) -> list[asyncpg.Record]:
+    """Entities whose vector is older than their text (of ``ids``, or any), by id."""
+    return await db.fetch(STALE, list(ids) if ids is not None else None, limit)
+
+
+async def first_observations(db: Queries, ids: Sequence[int], per_entity: int) -> dict[int, list[str]]:
+    """The first ``per_entity`` observations of each entity (entities without any are left out)."""
+    obs: dict[int, list[str]] = {}
+    for o in await db.fetch(FIRST_OBSERVATIONS, list(ids), per_entity):
+        obs.setdefault(o["entity_id"], []).append(o["content"])
+    return obs
+
+
+async def set_embeddings(
+    db: Queries, ids: Sequence[int], versions: Sequence[int], vectors: Sequence[str | None], model: str
+) -> None:
+    """Store vectors (pgvector text) made from the given versions; a row changed since keeps waiting."""
+    await db.execute(SET_EMBEDDINGS, list(ids), list(versions), list(vectors), model)
+
+
+async def flush_entity_pending(db: Queries) -> None:
+    """Merge the entity GIN indexes' pending lists (after many vectors were written)."""
+    await db.execute(FLUSH_ENTITY_PENDING)
+
+
+async def flush_pending(db: Queries) -> None:
+    """Merge every GIN index's pending list (after a bulk import)."""
+    await db.execute(FLUSH_PENDING)
+
+
+async def analyze(db: Queries) -> None:
+    """Fresh planner statistics of the three tables."""
+    await db.execute(ANALYZE)
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+async def lexical_hits(
+    conn: Queries,
+    entity_plan: KeywordPlan | None,
+    observation_plan: KeywordPlan | None,
+    *,
+    entity_grams: Sequence[str],
+    observation_grams: Sequence[str],
+    lowered: str,
+    substring_cap: int,
+    scan_cap: int,
+    depth: int,
+) -> list[asyncpg.Record]:
+    """Rows of list ('s' substring, 'k' keyword), id, score: the statement of :func:`lexical_sql`."""
+    sql, _ = lexical_sql(entity_plan, observation_plan)
+    pairs = [v for p in (entity_plan, observation_plan) if p is not None for v in (p.match, p.rank)]
+    return list(
+        await conn.fetch(
+            sql, list(entity_grams), lowered, substring_cap, scan_cap, depth, list(observation_grams), *pairs
+        )
+    )
+
+
+async def vector_search(db: Queries, vector: np.ndarray, model: str, limit: int) -> list[asyncpg.Record]:
+    """Rows of 'v', id, score: the entities nearest ``vector`` made by ``model``."""
+    return await db.fetch(VECTOR_SEARCH, vector, model, limit)
+
+
+async def entity_docs(
+    conn: Queries, ids: Sequence[int], as_of: datetime | None, names_only: bool
+) -> list[asyncpg.Record]:
+    """Entities by id (any order) with their observations as of a time (none when ``names_only``)."""
+    return await conn.fetch(ENTITY_DOCS, list(ids), as_of, names_only)
+
+
+async def relations_from(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:
+    """Relations leaving the entities ``ids`` (as of a time), by id."""
+    return rels(await conn.fetch(RELATIONS_FROM, list(ids), as_of, limit))
+
+
+async def relations_touching(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:
+    """Relations leaving or entering the entities ``ids`` (as of a time), by id."""
+    return rels(await conn.fetch(RELATIONS_TOUCHING, list(ids), as_of, limit))
+
+
+async def page_entities(conn: Queries, after: int, as_of: datetime | None, limit: int) -> list[asyncpg.Record]:
+    """Entities with an id above ``after`` (as of a time), by id."""
+    return await conn.fetch(PAGE_ENTITIES, after, as_of, limit)
+
+
+async def entities_by_name(conn: Queries, names: Sequence[str]) -> list[asyncpg.Record]:
+    """Entities named ``names``, by id."""
+    return await conn.fetch(ENTITIES_BY_NAME, list(names))
+
+
+async def entities_by_id(conn: Queries, ids: Sequence[int]) -> list[asyncpg.Record]:
+    """Entities by id (any order)."""
+    return await conn.fetch(ENTITIES_BY_ID, list(ids))
+
+
+async def entity_at(conn: Queries, name: str, as_of: datetime | None) -> int | None:
+    """The id of the entity named ``name`` (as of a time), or None."""
+    row = await conn.fetchrow(ENTITY_AT, name, as_of)
+    return None if row is None else int(row["id"])
+
+
+async def ranked_observations(conn: Queries, ids: Sequence[int], tsquery: str) -> list[asyncpg.Record]:
+    """Observations of the entities, each entity's best match of ``tsquery`` first."""
+    return await conn.fetch(RANKED_OBSERVATIONS, list(ids), tsquery)
+
+
+async def provenance_entity(conn: Queries, name: str) -> asyncpg.Record | None:
+    """The entity's source and times."""
+    return await conn.fetchrow(PROVENANCE_ENTITY, name)
+
+
+async def provenance_observations(conn: Queries, entity_id: int, offset: int, limit: int) -> list[asyncpg.Record]:
+    """The entity's observations with source and time, by id."""
+    return await conn.fetch(PROVENANCE_OBSERVATIONS, entity_id, offset, limit)
+
+
+async def provenance_relations(conn: Queries, entity_id: int, offset: int, limit: int) -> list[asyncpg.Record]:
+    """The entity's relations with source, time and validity, by id."""
+    return await conn.fetch(PROVENANCE_RELATIONS, entity_id, offset, limit)
+
+
+async def summary(conn: Queries) -> asyncpg.Record:
+    """Counts of entities, observations and relations, and the last change."""
+    row = await conn.fetchrow(SUMMARY)
+    assert row is not None
+    return row
+
+
+async def top_types(conn: Queries) -> dict[str, int]:
+    """The most common entity types and their counts."""
+    return {r["entity_type"]: r["n"] for r in await conn.fetch(TOP_TYPES)}
+
+
+async def top_relation_types(conn: Queries) -> dict[str, int]:
+    """The most common relation types and their counts."""
+    return {r["relation_type"]: r["n"] for r in await conn.fetch(TOP_RELATION_TYPES)}
+
+
+async def export_entities(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
+    """Entities with an id above ``after``, by id."""
+    return await conn.fetch(EXPORT_ENTITIES, after, limit)
+
+
+async def export_relations(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
+    """Relations with an id above ``after`` with their entities' names, by id."""
+    return await conn.fetch(EXPORT_RELATIONS, after, limit)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from common.embeddings import HashEmbedder
 from common.errors import DimensionMismatch, InvalidInput, NotFound
 from common.paging import encode_cursor, fingerprint
+from common.runtime import open_deps
 from common.testing import wait_until
 from servers.inference_enhancement import store
 from servers.inference_enhancement.models import DeletionIn, EntityIn, ObservationsIn, RelationIn, RelationKey
-from servers.inference_enhancement.service import GraphService
+from servers.inference_enhancement.service import NAME, GraphService
 from servers.inference_enhancement.settings import Settings
 from tests.servers.inference_enhancement.conftest import OpenGraph
 
@@ -295,3 +297,47 @@ async def test_a_search_error_surfaces_as_itself_not_as_a_task_group(open_graph:
     async with open_graph(embedder=HashEmbedder(128)) as svc:
         with pytest.raises(DimensionMismatch):
             await svc.search_nodes("tea")
+
+
+class _CountingDb:
+    """The pool, counting the connections a call runs statements on."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.runs = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def run(self, fn: Any, **kw: Any) -> Any:
+        self.runs += 1
+        return await self._inner.run(fn, **kw)
+
+
+class _EmbedsOnceLexicalRuns:
+    """An embedder whose query vector comes only once the lexical statement has started."""
+
+    def __init__(self, inner: Any, started: Any) -> None:
+        self._inner = inner
+        self._started = started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> Any:
+        await wait_until(self._started, timeout_s=5, what="the lexical statement to start")
+        return await self._inner.embed_one(text, beside_work=beside_work)
+
+
+async def test_the_lexical_statement_runs_while_the_query_is_embedded(settings: Settings) -> None:
+    async with open_deps(NAME, settings) as deps:
+        db = _CountingDb(deps.db)
+        deps = dataclasses.replace(
+            deps, db=cast(Any, db), embedder=_EmbedsOnceLexicalRuns(deps.embedder, lambda: db.runs > 0)
+        )
+        async with GraphService.open(deps, settings) as svc:
+            await svc.create_entities(PEOPLE)
+            assert await svc.vectors_ready(10.0)
+            db.runs = 0
+            found = await svc.search_nodes("tea")
+    assert found.entities[0].name == "Ada"

@@ -14,29 +14,30 @@ USAGE = "usage: python -m servers.inference_enhancement [import FILE | export FI
 
 
 def transfer(command: str, path: str) -> int:
-    """Run import_memory_jsonl or export_memory_jsonl in-process and print its result as JSON."""
-    from mcp import Client
-
+    """Import or export ``path`` on the graph service directly and print its result as JSON."""
+    # The service's modules (database, embedder) load only for this command, not for serving.
+    from common.errors import SuiteError
     from common.logging import configure_logging
+    from common.runtime import open_deps
     from common.settings import SettingsError
-    from servers.inference_enhancement.server import build
+    from servers.inference_enhancement.service import NAME, GraphService
     from servers.registry import get
 
     try:
-        settings = get("inference_enhancement").load_settings(tools=None)
+        settings = get(NAME).load_settings(tools=None)
     except SettingsError as exc:
         sys.stderr.write(f"{exc.code}\n")
         return 2
-    configure_logging(settings.log_level, settings.log_format, server="inference_enhancement")
-    tool = "import_memory_jsonl" if command == "import" else "export_memory_jsonl"
+    configure_logging(settings.log_level, settings.log_format, server=NAME)
 
     async def run() -> int:
-        async with Client(build(settings)) as client:
-            result = await client.call_tool(tool, {"path": path})
-        if result.is_error:
-            sys.stderr.write(f"{result.content[0].text}\n")  # type: ignore[union-attr]
+        try:
+            async with open_deps(NAME, settings) as deps, GraphService.open(deps, settings) as svc:
+                result = await (svc.import_jsonl(path=path) if command == "import" else svc.export_jsonl(path=path))
+        except SuiteError as exc:
+            sys.stderr.write(f"{exc}\n")
             return 1
-        sys.stdout.write(json.dumps(result.structured_content, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
         return 0
 
     return asyncio.run(run())

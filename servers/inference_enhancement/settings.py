@@ -6,8 +6,8 @@ from pydantic_settings import SettingsConfigDict
 from common.settings import BaseServerSettings, _shared
 
 #: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference server's nine tools plus
-#: neighbourhoods and prompt enrichment. All seventeen would cost about 13 KB of the client's context on
-#: every turn (the budget is 8 KB); ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
+#: neighbourhoods and prompt enrichment. All seventeen would pass the 8 KB a server's tools/list may cost
+#: the client's context on every turn; ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
 CORE_TOOLS = (
     "create_entities",
     "create_relations",
@@ -38,8 +38,7 @@ class Settings(BaseServerSettings):
     #: Below this cosine similarity a meaning-only match is not a search hit.
     min_similarity: float = Field(default=0.3, ge=0.0, le=1.0)
     #: The shared KEYWORD_SCAN_CAP with a lower default here: a search ranks this many full-text
-    #: matches per table (entities, observations) to fuse the best 40; 500 matches of one word in
-    #: 300k observations cost the search ~1-1.5 ms more than 200 (measured at 100k entities).
+    #: matches per table (entities, observations) to fuse the best 40, and each match ranked costs time.
     keyword_scan_cap: int = Field(default=200, ge=100, le=1_000_000, validation_alias=_shared("KEYWORD_SCAN_CAP"))
     #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
     search_candidates: int = Field(default=40, ge=5, le=1_000)

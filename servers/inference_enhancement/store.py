@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import numpy as np
@@ -20,16 +20,25 @@ from common.errors import NotFound
 from common.keywords import KeywordPlan
 from servers.inference_enhancement import text
 
+
+class Queries(Protocol):
+    """A pooled :class:`common.db.Database` or one ``asyncpg.Connection``: both run a statement."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
 #: A row is "as of" time t when it was written by then (NULL means no time filter).
 _ENTITY_AT = "($2::timestamptz IS NULL OR e.created_at <= $2)"
 
-EXISTING_NAMES = "SELECT name FROM entities WHERE name = ANY($1::text[])"
-
 LOCK_ENTITIES = """
-SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
+SELECT id, name FROM inference_enhancement.entities WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
 """
 SHARE_ENTITIES = """
-SELECT id, name FROM entities WHERE name = ANY($1::text[]) ORDER BY name FOR KEY SHARE
+SELECT id, name FROM inference_enhancement.entities WHERE name = ANY($1::text[]) ORDER BY name FOR KEY SHARE
 """
 
 #: Transaction-level advisory locks on keys (entity names, relation keys), taken in one fixed order, so
@@ -55,14 +64,14 @@ WITH locks AS (
     FROM unnest($3::text[], $4::text[], $5::text[], $12::text[], $6::text[]) WITH ORDINALITY AS u(n, t, l, g, v, ord),
          locks
 ), ins AS (
-    INSERT INTO entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
+    INSERT INTO inference_enhancement.entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
     SELECT n, t, l, string_to_array(g, $14), v, CASE WHEN v IS NULL THEN NULL ELSE $7 END,
            CASE WHEN v IS NULL THEN 0 ELSE 1 END, $8
     FROM input ORDER BY ord
     ON CONFLICT (name) DO NOTHING
     RETURNING id, name
 ), obs AS (
-    INSERT INTO observations (entity_id, content, lc, grams, source)
+    INSERT INTO inference_enhancement.observations (entity_id, content, lc, grams, source)
     SELECT ins.id, o.c, o.l, string_to_array(o.g, $14), $8
     FROM ins JOIN unnest($9::text[], $10::text[], $11::text[], $13::text[]) WITH ORDINALITY AS o(n, c, l, g, ord)
          ON o.n = ins.name
@@ -75,7 +84,7 @@ SELECT name FROM ins
 #: Entities with their vectors in one statement (embedding before inserting spares every row a second
 #: version, and with it a second round of index entries). Rows keep the file's order ($7 ordinals).
 INSERT_ENTITIES_BULK = """
-INSERT INTO entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
+INSERT INTO inference_enhancement.entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
 SELECT n, t, l, string_to_array(g, $8), v::vector, CASE WHEN v IS NULL THEN NULL ELSE $5 END,
        CASE WHEN v IS NULL THEN 0 ELSE 1 END, $6
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::text[]) WITH ORDINALITY AS u(n, t, l, v, g, ord)
@@ -85,7 +94,7 @@ RETURNING id, name
 """
 
 INSERT_OBSERVATIONS = """
-INSERT INTO observations (entity_id, content, lc, grams, source)
+INSERT INTO inference_enhancement.observations (entity_id, content, lc, grams, source)
 SELECT e, c, l, string_to_array(g, $6), $4
 FROM unnest($1::bigint[], $2::text[], $3::text[], $5::text[]) WITH ORDINALITY AS u(e, c, l, g, ord)
 ORDER BY ord
@@ -94,11 +103,11 @@ RETURNING entity_id, content
 """
 
 BUMP_VERSIONS = """
-UPDATE entities SET version = version + 1, updated_at = now() WHERE id = ANY($1::bigint[])
+UPDATE inference_enhancement.entities SET version = version + 1, updated_at = now() WHERE id = ANY($1::bigint[])
 """
 
 UPSERT_RELATIONS = """
-INSERT INTO relations AS r (from_id, to_id, relation_type, valid_from, valid_to, source)
+INSERT INTO inference_enhancement.relations AS r (from_id, to_id, relation_type, valid_from, valid_to, source)
 SELECT f, t, ty, vf, vt, $6
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(f, t, ty, vf, vt)
 ON CONFLICT (from_id, to_id, relation_type) DO UPDATE
@@ -107,38 +116,38 @@ ON CONFLICT (from_id, to_id, relation_type) DO UPDATE
 RETURNING from_id, to_id, relation_type, (xmax = 0) AS created
 """
 
-DELETE_ENTITIES = "DELETE FROM entities WHERE name = ANY($1::text[]) RETURNING name"
+DELETE_ENTITIES = "DELETE FROM inference_enhancement.entities WHERE name = ANY($1::text[]) RETURNING name"
 
 DELETE_OBSERVATIONS = """
-DELETE FROM observations o
-USING entities e, unnest($1::text[], $2::text[]) AS d(name, content)
+DELETE FROM inference_enhancement.observations o
+USING inference_enhancement.entities e, unnest($1::text[], $2::text[]) AS d(name, content)
 WHERE e.name = d.name AND o.entity_id = e.id AND o.content = d.content
 RETURNING o.entity_id, e.name
 """
 
 DELETE_RELATIONS = """
-DELETE FROM relations r
-USING entities f, entities t, unnest($1::text[], $2::text[], $3::text[]) AS d(f, t, ty)
+DELETE FROM inference_enhancement.relations r
+USING inference_enhancement.entities f, inference_enhancement.entities t, unnest($1::text[], $2::text[], $3::text[]) AS d(f, t, ty)
 WHERE f.name = d.f AND t.name = d.t AND r.from_id = f.id AND r.to_id = t.id AND r.relation_type = d.ty
 RETURNING r.id
 """
 
 PAGE_ENTITIES = f"""
-SELECT e.id, e.name, e.entity_type FROM entities e
+SELECT e.id, e.name, e.entity_type FROM inference_enhancement.entities e
 WHERE e.id > $1 AND {_ENTITY_AT}
 ORDER BY e.id LIMIT $3
 """
 
 ENTITIES_BY_NAME = """
-SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.name = ANY($1::text[]) ORDER BY e.id
+SELECT e.id, e.name, e.entity_type FROM inference_enhancement.entities e WHERE e.name = ANY($1::text[]) ORDER BY e.id
 """
 
 ENTITIES_BY_ID = """
-SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.id = ANY($1::bigint[])
+SELECT e.id, e.name, e.entity_type FROM inference_enhancement.entities e WHERE e.id = ANY($1::bigint[])
 """
 
 OBSERVATIONS_OF = """
-SELECT entity_id, content FROM observations
+SELECT entity_id, content FROM inference_enhancement.observations
 WHERE entity_id = ANY($1::bigint[]) AND ($2::timestamptz IS NULL OR created_at <= $2)
 ORDER BY entity_id, id
 """
@@ -148,14 +157,14 @@ _RELATION_AT = """($2::timestamptz IS NULL OR (r.created_at <= $2 AND f.created_
 
 RELATIONS_FROM = f"""
 SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
 WHERE r.from_id = ANY($1::bigint[]) AND {_RELATION_AT}
 ORDER BY r.id LIMIT $3
 """
 
 RELATIONS_TOUCHING = f"""
 SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
 WHERE (r.from_id = ANY($1::bigint[]) OR r.to_id = ANY($1::bigint[])) AND {_RELATION_AT}
 ORDER BY r.id LIMIT $3
 """
@@ -163,23 +172,25 @@ ORDER BY r.id LIMIT $3
 #: One breadth-first step: the relations leaving ($4 'out'), entering ('in') or touching ('both') a frontier.
 STEP = f"""
 SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
 WHERE ((r.from_id = ANY($1::bigint[]) AND $4 <> 'in') OR (r.to_id = ANY($1::bigint[]) AND $4 <> 'out'))
   AND ($5::text[] IS NULL OR r.relation_type = ANY($5::text[]))
   AND {_RELATION_AT}
 ORDER BY r.id LIMIT $3
 """
 
-ENTITY_AT = f"SELECT e.id, e.name, e.entity_type FROM entities e WHERE e.name = $1 AND {_ENTITY_AT}"
+ENTITY_AT = (
+    f"SELECT e.id, e.name, e.entity_type FROM inference_enhancement.entities e WHERE e.name = $1 AND {_ENTITY_AT}"
+)
 
 #: Entities by id with their observations (as of $2; none when $3), in one round trip.
 ENTITY_DOCS = """
 SELECT e.id, e.name, e.entity_type,
        CASE WHEN $3 THEN '{}'::text[] ELSE ARRAY(
-           SELECT o.content FROM observations o
+           SELECT o.content FROM inference_enhancement.observations o
            WHERE o.entity_id = e.id AND ($2::timestamptz IS NULL OR o.created_at <= $2) ORDER BY o.id
        ) END AS observations
-FROM entities e WHERE e.id = ANY($1::bigint[])
+FROM inference_enhancement.entities e WHERE e.id = ANY($1::bigint[])
 """
 
 
@@ -194,9 +205,8 @@ def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan |
     for the plans present (the substring part names $4 and $5 too, because PostgreSQL refuses a
     parameter no clause types). The trigram lists are each table's rarest few of the query's (a
     necessary condition; strpos is the exact test). Each side of the substring union stops at the
-    cap (observations at twice it, as an entity's observations often match together): a union
-    reads both sides whole before its LIMIT applies, and a word in 1% of 300k observations made
-    that 1.8k checked rows instead of ~200 (4 of 6 ms).
+    cap (observations at twice it, as an entity's observations often match together), because a
+    union reads both sides whole before its LIMIT applies.
     Returns the SQL and its parameter count.
     """
     parts = []
@@ -204,13 +214,13 @@ def lexical_sql(entity_plan: KeywordPlan | None, observation_plan: KeywordPlan |
     if entity_plan is not None:
         parts.append(
             f"SELECT c.id, ts_rank(c.tsv, {entity_plan.sql(f'${n + 2}')}) * 2 AS rank FROM "
-            f"(SELECT id, tsv FROM entities WHERE tsv @@ {entity_plan.sql(f'${n + 1}')} LIMIT $4) c"
+            f"(SELECT id, tsv FROM inference_enhancement.entities WHERE tsv @@ {entity_plan.sql(f'${n + 1}')} LIMIT $4) c"
         )
         n += 2
     if observation_plan is not None:
         parts.append(
             f"SELECT c.entity_id, ts_rank(c.tsv, {observation_plan.sql(f'${n + 2}')}) AS rank FROM "
-            f"(SELECT entity_id, tsv FROM observations WHERE tsv @@ {observation_plan.sql(f'${n + 1}')} LIMIT $4) c"
+            f"(SELECT entity_id, tsv FROM inference_enhancement.observations WHERE tsv @@ {observation_plan.sql(f'${n + 1}')} LIMIT $4) c"
         )
         n += 2
     keyword = (
@@ -224,9 +234,9 @@ UNION ALL (
     )
     sql = f"""
 (SELECT 's' AS list, sub.id, 0::float8 AS score FROM (
-    (SELECT id FROM entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0 LIMIT $3)
+    (SELECT id FROM inference_enhancement.entities WHERE grams @> $1::text[] AND strpos(lc, $2) > 0 LIMIT $3)
     UNION
-    (SELECT entity_id FROM observations WHERE grams @> $6::text[] AND strpos(lc, $2) > 0 LIMIT $3 * 2)
+    (SELECT entity_id FROM inference_enhancement.observations WHERE grams @> $6::text[] AND strpos(lc, $2) > 0 LIMIT $3 * 2)
     LIMIT $3
 ) sub WHERE $4::int > 0 AND $5::int > 0){keyword}
 """
@@ -235,13 +245,13 @@ UNION ALL (
 
 #: Nearest entity vectors ('v', by cosine similarity).
 VECTOR_SEARCH = """
-SELECT 'v' AS list, id, 1 - (embedding <=> $1) AS score FROM entities
+SELECT 'v' AS list, id, 1 - (embedding <=> $1) AS score FROM inference_enhancement.entities
 WHERE embedding IS NOT NULL AND embedding_model = $2
 ORDER BY embedding <=> $1 LIMIT $3
 """
 
 STALE = """
-SELECT id, version, name, entity_type FROM entities
+SELECT id, version, name, entity_type FROM inference_enhancement.entities
 WHERE embedded_version < version AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
 ORDER BY id LIMIT $2
 """
@@ -249,13 +259,13 @@ ORDER BY id LIMIT $2
 FIRST_OBSERVATIONS = """
 SELECT entity_id, content FROM (
     SELECT entity_id, content, id, row_number() OVER (PARTITION BY entity_id ORDER BY id) AS n
-    FROM observations WHERE entity_id = ANY($1::bigint[])
+    FROM inference_enhancement.observations WHERE entity_id = ANY($1::bigint[])
 ) o WHERE n <= $2 ORDER BY entity_id, id
 """
 
 #: Vectors of a batch in one statement; a row whose text changed since (another version) keeps waiting.
 SET_EMBEDDINGS = """
-UPDATE entities e SET embedding = u.v::vector, embedding_model = $4, embedded_version = u.ver
+UPDATE inference_enhancement.entities e SET embedding = u.v::vector, embedding_model = $4, embedded_version = u.ver
 FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, ver, v)
 WHERE e.id = u.id AND e.version = u.ver
 """
@@ -263,52 +273,56 @@ WHERE e.id = u.id AND e.version = u.ver
 RANKED_OBSERVATIONS = """
 SELECT o.entity_id, o.content,
        CASE WHEN $2 = '' THEN 0 ELSE ts_rank(o.tsv, to_tsquery('english', $2)) END AS rank
-FROM observations o WHERE o.entity_id = ANY($1::bigint[])
+FROM inference_enhancement.observations o WHERE o.entity_id = ANY($1::bigint[])
 ORDER BY o.entity_id, rank DESC, o.id
 """
 
 PROVENANCE_ENTITY = """
-SELECT id, name, entity_type, source, created_at, updated_at FROM entities WHERE name = $1
+SELECT id, name, entity_type, source, created_at, updated_at FROM inference_enhancement.entities WHERE name = $1
 """
 PROVENANCE_OBSERVATIONS = """
-SELECT content, source, created_at FROM observations WHERE entity_id = $1 ORDER BY id OFFSET $2 LIMIT $3
+SELECT content, source, created_at FROM inference_enhancement.observations WHERE entity_id = $1 ORDER BY id OFFSET $2 LIMIT $3
 """
 PROVENANCE_RELATIONS = """
 SELECT f.name AS from_name, t.name AS to_name, r.relation_type, r.source, r.created_at, r.valid_from, r.valid_to
-FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
 WHERE r.from_id = $1 OR r.to_id = $1 ORDER BY r.id OFFSET $2 LIMIT $3
 """
 
 SUMMARY = """
-SELECT (SELECT count(*) FROM entities) AS entities,
-       (SELECT count(*) FROM observations) AS observations,
-       (SELECT count(*) FROM relations) AS relations,
-       (SELECT max(updated_at) FROM entities) AS updated_at
+SELECT (SELECT count(*) FROM inference_enhancement.entities) AS entities,
+       (SELECT count(*) FROM inference_enhancement.observations) AS observations,
+       (SELECT count(*) FROM inference_enhancement.relations) AS relations,
+       (SELECT max(updated_at) FROM inference_enhancement.entities) AS updated_at
 """
-TOP_TYPES = "SELECT entity_type, count(*) AS n FROM entities GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
-TOP_RELATION_TYPES = "SELECT relation_type, count(*) AS n FROM relations GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
+TOP_TYPES = (
+    "SELECT entity_type, count(*) AS n FROM inference_enhancement.entities GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
+)
+TOP_RELATION_TYPES = (
+    "SELECT relation_type, count(*) AS n FROM inference_enhancement.relations GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20"
+)
 
 #: After a bulk import the planner needs fresh statistics (the role owns its tables, so it may ANALYZE).
-ANALYZE = "ANALYZE entities, observations, relations"
+ANALYZE = "ANALYZE inference_enhancement.entities, inference_enhancement.observations, inference_enhancement.relations"
 #: Imports at least this big refresh the statistics.
 ANALYZE_AFTER = 1_000
 
 #: Merges the pending entries of the GIN indexes after a bulk import, so searches need not scan them.
 FLUSH_PENDING = """
 SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY[
-    'entities_grams_idx', 'entities_tsv_idx', 'observations_grams_idx', 'observations_tsv_idx'
+    'inference_enhancement.entities_grams_idx', 'inference_enhancement.entities_tsv_idx', 'inference_enhancement.observations_grams_idx', 'inference_enhancement.observations_tsv_idx'
 ]) AS i
 """
 
 #: The same for the entity indexes alone, after the background embedder rewrote many entity rows.
 FLUSH_ENTITY_PENDING = """
-SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['entities_grams_idx', 'entities_tsv_idx']) AS i
+SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['inference_enhancement.entities_grams_idx', 'inference_enhancement.entities_tsv_idx']) AS i
 """
 
-EXPORT_ENTITIES = "SELECT id, name, entity_type FROM entities WHERE id > $1 ORDER BY id LIMIT $2"
+EXPORT_ENTITIES = "SELECT id, name, entity_type FROM inference_enhancement.entities WHERE id > $1 ORDER BY id LIMIT $2"
 EXPORT_RELATIONS = """
 SELECT r.id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM relations r JOIN entities f ON f.id = r.from_id JOIN entities t ON t.id = r.to_id
+FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
 WHERE r.id > $1 ORDER BY r.id LIMIT $2
 """
 
@@ -341,10 +355,6 @@ async def resolve(conn: asyncpg.Connection, names: Sequence[str], *, lock: str =
             "nothing was written."
         )
     return found
-
-
-async def existing_names(conn: asyncpg.Connection, names: Sequence[str]) -> set[str]:
-    return {r["name"] for r in await conn.fetch(EXISTING_NAMES, list(names))}
 
 
 async def insert_observations(
@@ -381,10 +391,6 @@ async def step(
     return rels(await conn.fetch(STEP, list(frontier), as_of, limit, direction, types))
 
 
-def record_dicts(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]
-
-
 async def lock_keys(conn: asyncpg.Connection, lock_class: int, keys: Sequence[str]) -> bool:
     """Take the advisory locks of ``keys`` in hash order; False (nothing locked) when there are too many."""
     if len(keys) > MAX_KEY_LOCKS:
@@ -398,3 +404,255 @@ def vector_text(vec: np.ndarray | None) -> str | None:
     if vec is None:
         return None
     return json.dumps(np.asarray(vec, dtype=np.float32).tolist(), separators=(",", ":"))  # C-speed float repr
+
+
+# ------------------------------------------------------------------------------------------- writes
+
+
+async def create_entities(
+    conn: Queries,
+    locked: Sequence[str],
+    names: Sequence[str],
+    types: Sequence[str],
+    lcs: Sequence[str],
+    model: str,
+    source: str,
+    obs_names: Sequence[str],
+    obs: Sequence[str],
+    obs_lcs: Sequence[str],
+    grams: Sequence[str],
+    obs_grams: Sequence[str],
+    sep: str,
+) -> set[str]:
+    """Insert entities (in ``names`` order, after locking ``locked``) and their observations; the names created."""
+    rows = await conn.fetch(
+        CREATE_ENTITIES,
+        ENTITY_LOCK_CLASS,
+        list(locked),
+        list(names),
+        list(types),
+        list(lcs),
+        [None] * len(names),  # vectors follow in the background
+        model,
+        source,
+        list(obs_names),
+        list(obs),
+        list(obs_lcs),
+        list(grams),
+        list(obs_grams),
+        sep,
+    )
+    return {r["name"] for r in rows}
+
+
+async def insert_entities_bulk(
+    conn: Queries,
+    names: Sequence[str],
+    types: Sequence[str],
+    lcs: Sequence[str],
+    model: str,
+    source: str,
+    grams: Sequence[str],
+    sep: str,
+) -> dict[str, int]:
+    """Insert entities without vectors (in the given order); the ids of those created, by name."""
+    rows = await conn.fetch(
+        INSERT_ENTITIES_BULK,
+        list(names),
+        list(types),
+        list(lcs),
+        [None] * len(names),  # vectors follow in the background
+        model,
+        source,
+        list(grams),
+        sep,
+    )
+    return {r["name"]: r["id"] for r in rows}
+
+
+async def lock_entities(conn: Queries, names: Sequence[str]) -> dict[str, int]:
+    """Ids of the entities named (locked for update, in name order); absent names are left out."""
+    return {r["name"]: r["id"] for r in await conn.fetch(LOCK_ENTITIES, list(names))}
+
+
+async def upsert_relations(
+    conn: Queries,
+    from_ids: Sequence[int],
+    to_ids: Sequence[int],
+    types: Sequence[str],
+    valid_from: Sequence[datetime | None],
+    valid_to: Sequence[datetime | None],
+    source: str,
+) -> list[asyncpg.Record]:
+    """Insert relations (or widen their validity); rows of from_id, to_id, relation_type, created."""
+    return await conn.fetch(
+        UPSERT_RELATIONS, list(from_ids), list(to_ids), list(types), list(valid_from), list(valid_to), source
+    )
+
+
+async def delete_entities(conn: Queries, names: Sequence[str]) -> list[str]:
+    """Delete entities (their observations and relations cascade); the names deleted."""
+    return [r["name"] for r in await conn.fetch(DELETE_ENTITIES, list(names))]
+
+
+async def delete_observations(conn: Queries, names: Sequence[str], contents: Sequence[str]) -> list[asyncpg.Record]:
+    """Delete observations by (entity name, exact text) pairs; rows of entity_id, name."""
+    return await conn.fetch(DELETE_OBSERVATIONS, list(names), list(contents))
+
+
+async def delete_relations(conn: Queries, froms: Sequence[str], tos: Sequence[str], types: Sequence[str]) -> None:
+    """Delete relations by (from name, to name, type)."""
+    await conn.fetch(DELETE_RELATIONS, list(froms), list(tos), list(types))
+
+
+# ------------------------------------------------------------------------------------------- vectors
+
+
+async def stale(db: Queries, ids: Sequence[int] | None, limit: int) -> list[asyncpg.Record]:
+    """Entities whose vector is older than their text (of ``ids``, or any), by id."""
+    return await db.fetch(STALE, list(ids) if ids is not None else None, limit)
+
+
+async def first_observations(db: Queries, ids: Sequence[int], per_entity: int) -> dict[int, list[str]]:
+    """The first ``per_entity`` observations of each entity (entities without any are left out)."""
+    obs: dict[int, list[str]] = {}
+    for o in await db.fetch(FIRST_OBSERVATIONS, list(ids), per_entity):
+        obs.setdefault(o["entity_id"], []).append(o["content"])
+    return obs
+
+
+async def set_embeddings(
+    db: Queries, ids: Sequence[int], versions: Sequence[int], vectors: Sequence[str | None], model: str
+) -> None:
+    """Store vectors (pgvector text) made from the given versions; a row changed since keeps waiting."""
+    await db.execute(SET_EMBEDDINGS, list(ids), list(versions), list(vectors), model)
+
+
+async def flush_entity_pending(db: Queries) -> None:
+    """Merge the entity GIN indexes' pending lists (after many vectors were written)."""
+    await db.execute(FLUSH_ENTITY_PENDING)
+
+
+async def flush_pending(db: Queries) -> None:
+    """Merge every GIN index's pending list (after a bulk import)."""
+    await db.execute(FLUSH_PENDING)
+
+
+async def analyze(db: Queries) -> None:
+    """Fresh planner statistics of the three tables."""
+    await db.execute(ANALYZE)
+
+
+# ------------------------------------------------------------------------------------------- reads
+
+
+async def lexical_hits(
+    conn: Queries,
+    entity_plan: KeywordPlan | None,
+    observation_plan: KeywordPlan | None,
+    *,
+    entity_grams: Sequence[str],
+    observation_grams: Sequence[str],
+    lowered: str,
+    substring_cap: int,
+    scan_cap: int,
+    depth: int,
+) -> list[asyncpg.Record]:
+    """Rows of list ('s' substring, 'k' keyword), id, score: the statement of :func:`lexical_sql`."""
+    sql, _ = lexical_sql(entity_plan, observation_plan)
+    pairs = [v for p in (entity_plan, observation_plan) if p is not None for v in (p.match, p.rank)]
+    return list(
+        await conn.fetch(
+            sql, list(entity_grams), lowered, substring_cap, scan_cap, depth, list(observation_grams), *pairs
+        )
+    )
+
+
+async def vector_search(db: Queries, vector: np.ndarray, model: str, limit: int) -> list[asyncpg.Record]:
+    """Rows of 'v', id, score: the entities nearest ``vector`` made by ``model``."""
+    return await db.fetch(VECTOR_SEARCH, vector, model, limit)
+
+
+async def entity_docs(
+    conn: Queries, ids: Sequence[int], as_of: datetime | None, names_only: bool
+) -> list[asyncpg.Record]:
+    """Entities by id (any order) with their observations as of a time (none when ``names_only``)."""
+    return await conn.fetch(ENTITY_DOCS, list(ids), as_of, names_only)
+
+
+async def relations_from(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:
+    """Relations leaving the entities ``ids`` (as of a time), by id."""
+    return rels(await conn.fetch(RELATIONS_FROM, list(ids), as_of, limit))
+
+
+async def relations_touching(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:
+    """Relations leaving or entering the entities ``ids`` (as of a time), by id."""
+    return rels(await conn.fetch(RELATIONS_TOUCHING, list(ids), as_of, limit))
+
+
+async def page_entities(conn: Queries, after: int, as_of: datetime | None, limit: int) -> list[asyncpg.Record]:
+    """Entities with an id above ``after`` (as of a time), by id."""
+    return await conn.fetch(PAGE_ENTITIES, after, as_of, limit)
+
+
+async def entities_by_name(conn: Queries, names: Sequence[str]) -> list[asyncpg.Record]:
+    """Entities named ``names``, by id."""
+    return await conn.fetch(ENTITIES_BY_NAME, list(names))
+
+
+async def entities_by_id(conn: Queries, ids: Sequence[int]) -> list[asyncpg.Record]:
+    """Entities by id (any order)."""
+    return await conn.fetch(ENTITIES_BY_ID, list(ids))
+
+
+async def entity_at(conn: Queries, name: str, as_of: datetime | None) -> int | None:
+    """The id of the entity named ``name`` (as of a time), or None."""
+    row = await conn.fetchrow(ENTITY_AT, name, as_of)
+    return None if row is None else int(row["id"])
+
+
+async def ranked_observations(conn: Queries, ids: Sequence[int], tsquery: str) -> list[asyncpg.Record]:
+    """Observations of the entities, each entity's best match of ``tsquery`` first."""
+    return await conn.fetch(RANKED_OBSERVATIONS, list(ids), tsquery)
+
+
+async def provenance_entity(conn: Queries, name: str) -> asyncpg.Record | None:
+    """The entity's source and times."""
+    return await conn.fetchrow(PROVENANCE_ENTITY, name)
+
+
+async def provenance_observations(conn: Queries, entity_id: int, offset: int, limit: int) -> list[asyncpg.Record]:
+    """The entity's observations with source and time, by id."""
+    return await conn.fetch(PROVENANCE_OBSERVATIONS, entity_id, offset, limit)
+
+
+async def provenance_relations(conn: Queries, entity_id: int, offset: int, limit: int) -> list[asyncpg.Record]:
+    """The entity's relations with source, time and validity, by id."""
+    return await conn.fetch(PROVENANCE_RELATIONS, entity_id, offset, limit)
+
+
+async def summary(conn: Queries) -> asyncpg.Record:
+    """Counts of entities, observations and relations, and the last change."""
+    row = await conn.fetchrow(SUMMARY)
+    assert row is not None
+    return row
+
+
+async def top_types(conn: Queries) -> dict[str, int]:
+    """The most common entity types and their counts."""
+    return {r["entity_type"]: r["n"] for r in await conn.fetch(TOP_TYPES)}
+
+
+async def top_relation_types(conn: Queries) -> dict[str, int]:
+    """The most common relation types and their counts."""
+    return {r["relation_type"]: r["n"] for r in await conn.fetch(TOP_RELATION_TYPES)}
+
+
+async def export_entities(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
+    """Entities with an id above ``after``, by id."""
+    return await conn.fetch(EXPORT_ENTITIES, after, limit)
+
+
+async def export_relations(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
+    """Relations with an id above ``after`` with their entities' names, by id."""
+    return await conn.fetch(EXPORT_RELATIONS, after, limit)

@@ -1,4 +1,4 @@
-"""Plain text helpers shared by the tools: lower-casing, trigrams, keyword queries, fusion, cursors.
+"""Plain text helpers of the graph: lower-casing, trigrams, keyword queries, embedding text, fusion.
 
 Lower-casing happens here (Python) rather than in SQL because the reference server compares with
 JavaScript's ``toLowerCase``, and PostgreSQL's ``lower()`` depends on the cluster's collation
@@ -7,17 +7,15 @@ JavaScript's ``toLowerCase``, and PostgreSQL's ``lower()`` depends on the cluste
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from common.errors import InvalidInput
+from common.retrieval import rrf_rank
 
 #: Separates name and type in an entity's lower-cased text, so no substring spans both (as in the reference).
 SEP = "\x1f"
-RRF_K = 60
 #: Added to every substring hit so everything the reference would find ranks ahead of meaning-only hits.
 SUBSTRING_BONUS = 1.0
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -64,11 +62,6 @@ def embedding_text(name: str, entity_type: str, observations: Sequence[str], lim
     return f"{head}: {body}"[:limit] if body else head[:limit]
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters per token, rounded up: cheap, and conservative enough for English."""
-    return (len(text) + 3) // 4
-
-
 @dataclass
 class Fused:
     id: int
@@ -89,13 +82,13 @@ def fuse(
 
     for rank, i in enumerate(keyword):
         f = get(i)
-        f.score += 1.0 / (RRF_K + rank + 1)
+        f.score += rrf_rank(rank + 1)
         f.sources.append("keyword")
     for rank, (i, sim) in enumerate(vector):
         if sim < min_similarity:
             continue
         f = get(i)
-        f.score += 1.0 / (RRF_K + rank + 1)
+        f.score += rrf_rank(rank + 1)
         f.similarity = sim
         f.sources.append("vector")
     for i in substring:
@@ -104,24 +97,3 @@ def fuse(
             f.substring = True
             f.score += SUBSTRING_BONUS
     return sorted(out.values(), key=lambda f: (-f.score, f.id))
-
-
-def encode_cursor(kind: str, value: int, extra: object = None) -> str:
-    raw = json.dumps([kind, value, extra], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, kind: str, extra: object = None) -> int:
-    """The position stored in ``cursor``; a cursor from another call or query is refused clearly."""
-    if not cursor:
-        return 0
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        got_kind, value, got_extra = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if got_kind != kind or not isinstance(value, int) or got_extra != extra:
-            raise ValueError
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise InvalidInput(
-            "cursor is not a next_cursor of this call with these arguments; repeat the call without it."
-        ) from None
-    return value

@@ -1,0 +1,45 @@
+"""Checks of a caller's names, types, observations and batch sizes: each raises InvalidInput saying what to fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from common.errors import InvalidInput
+from servers.inference_enhancement.settings import Settings
+
+MAX_NAME = 500
+MAX_TYPE = 200
+
+
+def name(value: str, what: str = "name") -> str:
+    """An entity name: not blank, at most MAX_NAME characters."""
+    if not value.strip():
+        raise InvalidInput(f"{what} is empty; give the entity's name. Nothing was written.")
+    if len(value) > MAX_NAME:
+        raise InvalidInput(f"{what} {value[:40]!r}... has {len(value)} characters; the limit is {MAX_NAME}.")
+    return value
+
+
+def type_(value: str, what: str) -> str:
+    """An entity or relation type: at most MAX_TYPE characters."""
+    if len(value) > MAX_TYPE:
+        raise InvalidInput(f"{what} has {len(value)} characters; the limit is {MAX_TYPE}. Nothing was written.")
+    return value
+
+
+def batch(settings: Settings, items: Sequence[object], what: str) -> None:
+    """At most ``settings.max_batch`` items in one call."""
+    if len(items) > settings.max_batch:
+        raise InvalidInput(f"{len(items)} {what} given; at most {settings.max_batch} per call. Split the call.")
+
+
+def observation(settings: Settings, value: str, entity: str) -> str:
+    """An observation: not blank, at most ``settings.max_observation_chars`` characters."""
+    if not value.strip():
+        raise InvalidInput(f"an observation of {entity!r} is empty; nothing was written.")
+    if len(value) > settings.max_observation_chars:
+        raise InvalidInput(
+            f"an observation of {entity!r} has {len(value)} characters; the limit is "
+            f"{settings.max_observation_chars}. Split it. Nothing was written."
+        )
+    return value

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path as FsPath
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import asyncpg
 import numpy as np
 
 from common import keywords
+from common.concurrency import gather_all
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.paging import decode_cursor, encode_cursor, fingerprint
@@ -91,14 +92,6 @@ def entity_uri(name: str) -> str:
     return f"graph://entities/{quote(name, safe='')}"
 
 
-def _raise_first(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """A TaskGroup wraps its failures; callers expect the error itself (InvalidInput, a database error)."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
-
-
 def _after_id(cursor: str | None, fp: str) -> int:
     """The last entity id of the previous page (keyset cursor), 0 for the first page."""
     after = decode_cursor(cursor or None, fp).after
@@ -126,8 +119,6 @@ class GraphService:
         self.embedder = Periodic("graph-embedder", self._embed_pass, interval_s=STALE_SWEEP_S)
         self._idle = asyncio.Event()  # set while this process has no write waiting for its vector
         self._idle.set()
-        self._picked_up = asyncio.Event()  # set once a pass has started after the last wake
-        self._picked_up.set()
         self._wakes = 0
 
     @classmethod
@@ -141,10 +132,6 @@ class GraphService:
                     yield svc
                 finally:
                     await svc.vectors_ready(SHUTDOWN_DRAIN_S)
-                    # Python 3.11's wait_for (inside Periodic) loses a cancellation that arrives just
-                    # after a wake, so the loop is stopped only once it has picked up the last wake.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(svc._picked_up.wait(), SHUTDOWN_DRAIN_S)
         finally:
             await svc.stats.close()
 
@@ -190,7 +177,6 @@ class GraphService:
         """New or changed entities need vectors: wake this process's embedder (and, with ``wait``, make
         this process's searches wait for them)."""
         self._wakes += 1
-        self._picked_up.clear()
         if wait:
             self._idle.clear()
         self.embedder.wake()
@@ -228,7 +214,6 @@ class GraphService:
     async def _embed_pass(self) -> None:
         """Embed stale entities until none are left (one pass of :attr:`embedder`)."""
         wakes = self._wakes
-        self._picked_up.set()
         try:
             embedded = await self._embed_batch()
             total = embedded
@@ -287,15 +272,14 @@ class GraphService:
         empty (they cascade with the entity), so the second statement need not wait for the first.
         """
         db = self.deps.db
-        try:
-            async with asyncio.TaskGroup() as tg:
-                docs = tg.create_task(store.entity_docs(db, ids, None, False))
-                rels = tg.create_task(store.relations_touching(db, ids, None, RELATIONS_CAP)) if ids else None
-        except ExceptionGroup as group:
-            _raise_first(group)
-        return graph_part(
-            ids, docs.result(), rels.result() if rels else [], "touching", self.settings.result_char_budget
+        if not ids:
+            return graph_part(
+                ids, await store.entity_docs(db, ids, None, False), [], "touching", self.settings.result_char_budget
+            )
+        docs, rels = await gather_all(
+            store.entity_docs(db, ids, None, False), store.relations_touching(db, ids, None, RELATIONS_CAP)
         )
+        return graph_part(ids, docs, rels, "touching", self.settings.result_char_budget)
 
     async def _search(self, query: str, depth: int) -> list[text.Fused]:
         """Hybrid ranking: substring hits (what the reference finds), then keyword and vector lists fused.
@@ -324,17 +308,14 @@ class GraphService:
                 observation_grams=await self._observation_grams.rarest(conn, grams, RARE_TRIGRAMS),
             )
 
+        async def nearest() -> list[asyncpg.Record]:
+            vector = await d.embedder.embed_one(query, beside_work=True)
+            return await store.vector_search(d.db, vector, d.embedder.model_name, depth)
+
         # The vector list starts on its own connection as soon as the vector is there, beside the
         # lexical statement if that is still running.
-        try:
-            async with asyncio.TaskGroup() as tg:
-                lex = tg.create_task(d.db.run(lexical))
-                self._check_dim()
-                vector = await d.embedder.embed_one(query, beside_work=True)
-                near = tg.create_task(store.vector_search(d.db, vector, d.embedder.model_name, depth))
-        except ExceptionGroup as group:
-            _raise_first(group)
-        rows, vec_rows = lex.result(), near.result()
+        self._check_dim()
+        rows, vec_rows = await gather_all(d.db.run(lexical), nearest())
         self._entity_words.learn_later(d.background, d.db)  # words met for the first time
         sub = [r["id"] for r in rows if r["list"] == "s"]
         kw = [r["id"] for r in rows if r["list"] == "k"]

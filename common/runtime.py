@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import inspect
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,13 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
 
 from common.background import Background
 from common.errors import MigrationError, SuiteError
 from common.logging import get_logger, redact
 from common.settings import BaseServerSettings
-from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, Hints, ToolSet, wrap
+from common.tools import ToolSet
 
 if TYPE_CHECKING:
     from common.cache import Cache
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
     from common.vectors import VectorIndex
 
 from common.subscriptions import EventBridgeBus
-from common.tool_schema import compact_tool
 
 log = get_logger(__name__)
 
@@ -149,9 +146,6 @@ async def open_deps(
 #: A server's service: an async context manager made from the Deps, entered after they are up and
 #: exited before they close; the value it yields is what tools get from :func:`service`.
 ServiceFactory = Callable[[Deps], AbstractAsyncContextManager[Any]]
-#: Legacy form of a service (work only, no value); kept while servers move to service classes.
-OnStart = Callable[[Deps], AbstractAsyncContextManager[None]]
-
 #: Modules :func:`open_deps` needs, imported in a worker thread by :meth:`DepsGate._connect`.
 _CONNECT_MODULES = (
     "common.cache",
@@ -347,25 +341,19 @@ def create_server(
     name: str,
     settings: BaseServerSettings,
     *,
-    title: str | None = None,
+    title: str,
     tools: ToolSet | None = None,
     service: ServiceFactory | None = None,
     instructions: str | None = None,
     version: str = "0.1.0",
-    on_start: OnStart | None = None,
 ) -> MCPServer[Any]:
     """An MCPServer for schema ``name``: its tools, and a lifespan that connects Deps and enters ``service``.
 
     Tools reach the service with :func:`service` (and the Deps with :func:`deps`). Resources and
-    prompts are added to the returned server with the SDK's decorators. ``on_start`` is the legacy
-    form of ``service`` (background work without a value).
+    prompts are added to the returned server with the SDK's decorators.
     """
-    if title is None:
-        from servers.registry import get  # legacy callers; new servers pass their title
-
-        title = get(name).title
     bridge = EventBridgeBus()
-    gate = DepsGate(name, settings, bridge, service or on_start)
+    gate = DepsGate(name, settings, bridge, service)
     server: MCPServer[Any] = MCPServer(
         name=f"mcp-suite-{name.replace('_', '-')}",
         title=title,
@@ -415,84 +403,4 @@ async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     return svc
 
 
-async def server_deps(server: MCPServer[Any]) -> Deps:
-    """The dependencies of a server made by :func:`create_server`, for handlers the SDK gives no context."""
-    gate = _GATES.get(server)
-    if gate is None:
-        raise ServerStartFailed("The server is not running.")
-    return await gate.get()
-
-
-# ------------------------------------------------------------------------------------------ legacy
-# add_tool/tool_registrar register tools after the server is built; they go once every server
-# builds a ToolSet.
-
-
-def add_tool(
-    server: MCPServer[Any],
-    settings: BaseServerSettings,
-    fn: F,
-    *,
-    title: str,
-    read_only: bool,
-    destructive: bool,
-    idempotent: bool,
-    open_world: bool,
-    name: str | None = None,
-) -> F:
-    """Register ``fn`` as a tool on a built server (legacy; see :class:`~common.tools.ToolSet`)."""
-    tool_name = name or fn.__name__
-    if not fn.__doc__:
-        raise ValueError(f"tool {tool_name!r} needs a docstring saying when to use it")
-    if settings.tools is not None and tool_name not in settings.tools:
-        return fn
-    server.add_tool(
-        wrap(fn, tool_name),
-        name=tool_name,
-        title=title,
-        description=inspect.cleandoc(fn.__doc__),
-        annotations=ToolAnnotations(
-            title=title,
-            read_only_hint=read_only,
-            destructive_hint=destructive,
-            idempotent_hint=idempotent,
-            open_world_hint=open_world,
-        ),
-    )
-    compact_tool(server, tool_name)
-    return fn
-
-
-def tool_registrar(server: MCPServer[Any], settings: BaseServerSettings) -> Callable[[Any, str, Hints], None]:
-    """``register(fn, title, hints)``: :func:`add_tool` for one server (legacy)."""
-
-    def register(fn: Any, title: str, hints: Hints) -> None:
-        add_tool(
-            server,
-            settings,
-            fn,
-            title=title,
-            read_only=hints.read_only,
-            destructive=hints.destructive,
-            idempotent=hints.idempotent,
-            open_world=hints.open_world,
-        )
-
-    return register
-
-
-__all__ = [
-    "APPEND",
-    "DELETE",
-    "EXTERNAL",
-    "READ",
-    "WRITE",
-    "Deps",
-    "DepsGate",
-    "Hints",
-    "create_server",
-    "deps",
-    "server_deps",
-    "server_service",
-    "service",
-]
+__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service"]

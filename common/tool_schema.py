@@ -2,8 +2,8 @@
 
 pydantic's schemas are verbose: a generated ``title`` on every property and an
 ``anyOf [X, null]`` wrapper for every optional value. Sixteen tools of such schemas cost about
-three times the 8 KB a server may spend, so ``common.runtime.add_tool`` rewrites each tool's advertised input and
-output schema is rewritten: titles dropped, an optional input (its default being null) advertised
+three times the 8 KB a server may spend, so ``common.tools.ToolSet`` rewrites each tool's advertised input and
+output schema: titles dropped, an optional input (its default being null) advertised
 as plain ``X`` (omitting it means null), an optional output as ``"type": [X, "null"]``, and output
 schemas lose descriptions and ``required`` lists (every field of a result is always present). Validation
 is unaffected: the SDK validates arguments with the pydantic model, not with the advertised schema.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 
@@ -107,44 +106,3 @@ def outline(schema: dict[str, Any]) -> dict[str, Any]:
     which fields to expect at a fraction of the bytes.
     """
     return {"type": "object", "properties": {name: {} for name in schema.get("properties") or {}}}
-
-
-def compact_tool(server: MCPServer[Any], name: str) -> None:
-    """Rewrite the advertised schemas of one registered tool in place (idempotent)."""
-    tool = server._tool_manager.get_tool(name)  # no public way to reach a registered tool's schema
-    if tool is None:
-        return
-    tool.parameters = compact(tool.parameters, nullable_as_type=False)
-    meta = tool.fn_metadata
-    if meta.output_schema is not None:
-        meta.output_schema = compact(meta.output_schema, nullable_as_type=True)
-
-
-def outline_outputs(server: MCPServer[Any]) -> None:
-    """Cut every registered tool's output schema to an :func:`outline`.
-
-    Besides the bytes of every tool listing, this is what a client checks each result against: the
-    Python SDK validates structured content with jsonschema on every call, ~0.5 ms for ten nested
-    recall hits against the full schema here and a few microseconds against the outline.
-    """
-    for tool in server._tool_manager.list_tools():
-        if tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = outline(tool.fn_metadata.output_schema)
-
-
-def compact_tools(server: MCPServer[Any], *, lean: bool = False) -> None:
-    """Rewrite the advertised schemas of every registered tool in place.
-
-    ``lean``: inputs as in :func:`compact` with ``lean`` (``$ref``s inlined where that is smaller),
-    the annotation title dropped when it repeats the tool's title, outputs cut to an :func:`outline`.
-    """
-    for tool in server._tool_manager.list_tools():
-        compact_tool(server, tool.name)
-        if lean:
-            lean_params = compact(tool.parameters, nullable_as_type=False, lean=True)
-            # Inlining $refs pays when each model is used once; keep whichever form is smaller.
-            tool.parameters = smaller(lean_params, compact(inline(lean_params), nullable_as_type=False, lean=True))
-            if tool.annotations is not None and tool.annotations.title == tool.title:
-                tool.annotations.title = None  # the tool's own title says it already
-    if lean:
-        outline_outputs(server)

@@ -76,9 +76,12 @@ class CrawlView(BaseModel):
 
 
 class CrawlJobs(BaseModel):
-    items: list[JobView]
-    total: int
-    truncated: bool
+    """manage_crawl's answer: one crawl (status, pages, cancel, resume) or the recent crawls (list)."""
+
+    crawl: CrawlView | None = None
+    items: list[JobView] = Field(default_factory=list)
+    total: int = 0
+    truncated: bool = False
     next_cursor: str | None = None
 
 

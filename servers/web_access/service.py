@@ -421,12 +421,16 @@ class WebAccessService:
             ))  # fmt: skip
         return out
 
-    async def fetch_result(self, result_id: int, **kw: Any) -> FetchedPage:
-        """Fetch the page of a recorded search result."""
+    async def result_url(self, result_id: int) -> str:
+        """The URL of a recorded search result."""
         row = await store.get_result(self.deps.db, result_id)
         if row is None:
             raise NotFound(f"No search result {result_id}; web_search and search_history give result ids.")
-        return await self.fetch_url(row["url"], **kw)
+        return str(row["url"])
+
+    async def fetch_result(self, result_id: int, **kw: Any) -> FetchedPage:
+        """Fetch the page of a recorded search result."""
+        return await self.fetch_url(await self.result_url(result_id), **kw)
 
     # ------------------------------------------------------------------------------- usage
 

@@ -281,7 +281,7 @@ class WebAccessService:
                 acquired = Acquired(row, True, False)
         if acquired is None:
             acquired = await self.acquire(url, timeout_s=timeout_s, max_age_s=max_age_s, force_refresh=force_refresh)
-        return await self._answer(acquired, mode, limit, start, render, self._timeout(timeout_s))
+        return await self._answer(acquired, mode, limit, start, render, timeout_s or self.settings.render_timeout_s)
 
     async def _answer(
         self, acquired: Acquired, mode: str, limit: int, start: int, render: bool, limit_s: float
@@ -310,7 +310,7 @@ class WebAccessService:
         if row is None:
             raise NotFound(f"No stored page {page_id}; fetch_url returns page ids.")
         limit = max_chars or self.settings.max_chars
-        return await self._answer(Acquired(row, True, False), mode, limit, start, False, self.settings.timeout_s)
+        return await self._answer(Acquired(row, True, False), mode, limit, start, False, self.settings.render_timeout_s)
 
     async def list_links(
         self,
@@ -463,7 +463,7 @@ class WebAccessService:
         self, url: str, *, full_page: bool = False, width: int = 1280, height: int = 800, timeout_s: float | None = None
     ) -> Screenshot:
         """A PNG of the page stored by content hash, with a thumbnail; paths, never the image itself."""
-        timeout = self._timeout(timeout_s)
+        timeout = self._timeout(timeout_s) if timeout_s is not None else self.settings.render_timeout_s
         key, host = self.cache_key(url)
         if self.settings.obey_robots and not await self.robots_allow(key):
             await self.ledger.record("screenshot", host, "refused", error="robots.txt")

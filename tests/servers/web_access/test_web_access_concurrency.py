@@ -48,7 +48,7 @@ async def test_four_instances_fetching_and_crawling_lose_and_double_count_nothin
         for svc, job_id in crawls:
 
             async def ended(svc: Any = svc, job_id: str = job_id) -> bool:
-                return (await svc.jobs.get(job_id)).status != "running"
+                return bool((await svc.jobs.get(job_id)).status != "running")
 
             await wait_until(ended, timeout_s=60, what="crawls to end")
         db = services[0].deps.db
@@ -68,4 +68,5 @@ async def test_four_instances_fetching_and_crawling_lose_and_double_count_nothin
     assert ledger.get(("robots", "network"), 0) == robots_hits
     fetch_rows = ledger.get(("fetch", "network"), 0) + ledger.get(("fetch", "cache"), 0)
     assert fetch_rows == 4 * calls_per_instance
-    assert ledger.get(("fetch", "error"), 0) == 0 and ledger.get(("crawl", "error"), 0) == 0
+    assert ledger.get(("fetch", "error"), 0) == 0
+    assert ledger.get(("crawl", "error"), 0) == 0

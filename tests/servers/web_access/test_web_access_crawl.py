@@ -53,7 +53,7 @@ async def test_a_crawl_of_220_pages_with_cycles_broken_links_robots_and_a_slow_p
         )  # fmt: skip
 
         async def finished() -> bool:
-            return (await svc.jobs.get(view.job.id)).status != "running"
+            return bool((await svc.jobs.get(view.job.id)).status != "running")
 
         await wait_until(finished, timeout_s=60, what="the crawl to end")
         done = await svc.crawler.view(view.job.id, limit=500)
@@ -62,13 +62,15 @@ async def test_a_crawl_of_220_pages_with_cycles_broken_links_robots_and_a_slow_p
         cached = await svc.deps.db.fetchval("SELECT count(*) FROM web_access.pages WHERE url LIKE '%/p/%'")
     assert done.job.status == "done", done.job.message
     assert done.pages == {"queued": 0, "fetched": 220, "skipped": 2, "failed": 2}
-    assert done.total == 224 and not done.truncated
+    assert done.total == 224
+    assert not done.truncated
     reasons = {item.url.rsplit("/", 1)[-1]: item.reason for item in failed.items + skipped.items}
     assert reasons["missing"] == "HTTP 404"
     assert "within" in (reasons["slow"] or "")
     assert reasons["secret"] == "skipped: disallowed by robots.txt"
     assert reasons["elsewhere"] == "skipped: another origin"
-    assert set(page_hits(server).values()) == {1} and len(page_hits(server)) == 220
+    assert set(page_hits(server).values()) == {1}
+    assert len(page_hits(server)) == 220
     assert not any(s.path.startswith("/private") for s in server.seen)
     assert cached == 220
     titles = {item.url.rsplit("/", 1)[-1]: item.title for item in done.items if item.state == "fetched"}
@@ -99,15 +101,17 @@ async def test_an_interrupted_crawl_resumes_after_a_restart_without_refetching_d
 
         async def interrupted() -> bool:
             await svc.jobs.recover()
-            return (await svc.jobs.get(job_id)).status == "interrupted"
+            return bool((await svc.jobs.get(job_id)).status == "interrupted")
 
         await wait_until(interrupted, timeout_s=15, what="the job to be marked interrupted")
         resumed = await svc.crawler.resume(job_id, wait_s=30)
     assert resumed.job.status == "done", resumed.job.message
     assert resumed.job.attempts == 2
-    assert resumed.pages["fetched"] == 60 and resumed.pages["queued"] == 0
+    assert resumed.pages["fetched"] == 60
+    assert resumed.pages["queued"] == 0
     after = page_hits(server)
-    assert len(after) == 60 and set(after.values()) == {1}
+    assert len(after) == 60
+    assert set(after.values()) == {1}
 
 
 @pytest.mark.anyio

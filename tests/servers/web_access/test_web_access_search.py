@@ -51,15 +51,20 @@ async def test_searches_are_recorded_and_found_again_by_paraphrase_and_keyword(
         older = await svc.search_history(None, limit=2, cursor=recent.next_cursor)
         usage = await svc.usage_report(days=1)
     first = answers[0]
-    assert first.provider == "searxng" and [r.rank for r in first.results] == [1, 2]
+    assert first.provider == "searxng"
+    assert [r.rank for r in first.results] == [1, 2]
     assert first.results[0].url == "https://bread.example/sourdough"
     assert by_meaning.items[0].query == "how to bake sourdough bread"
     assert by_meaning.items[0].results[0].result_id == first.results[0].result_id
     assert by_keyword.items[0].query == "python asyncio timeout"
-    assert recent.total == 3 and recent.truncated and [i.query for i in recent.items][0] == "best hiking trails in the alps"
-    assert len(older.items) == 1 and not older.truncated
+    assert recent.total == 3
+    assert recent.truncated
+    assert next(i.query for i in recent.items) == "best hiking trails in the alps"
+    assert len(older.items) == 1
+    assert not older.truncated
     searx = [row for row in usage.items if row.provider == "searxng"]
-    assert searx and searx[0].requests == 3
+    assert searx
+    assert searx[0].requests == 3
 
 
 @pytest.mark.anyio
@@ -84,7 +89,7 @@ async def test_search_without_a_provider_says_how_to_configure_one(
     web_settings: Callable[..., Any], open_service: Any
 ) -> None:
     async with open_service(web_settings()) as svc:
-        with pytest.raises(InvalidInput, match="WEB_ACCESS_SEARXNG_URL.*WEB_ACCESS_BRAVE_API_KEY"):
+        with pytest.raises(InvalidInput, match=r"WEB_ACCESS_SEARXNG_URL.*WEB_ACCESS_BRAVE_API_KEY"):
             await svc.web_search("anything")
 
 
@@ -102,7 +107,8 @@ async def test_brave_is_called_with_its_key_and_a_failing_provider_is_a_clear_er
     engine = serve({"/brave": brave, "/search": lambda h: reply(h, 500, b"down")})
     async with open_service(web_settings(brave_api_key="k3y", brave_url=engine.url("/brave"))) as svc:
         answer = await svc.web_search("q")
-    assert answer.provider == "brave" and answer.results[0].snippet == "d"
+    assert answer.provider == "brave"
+    assert answer.results[0].snippet == "d"
     async with open_service(web_settings(searxng_url=engine.url())) as svc:
         with pytest.raises(SuiteError, match="HTTP 500"):
             await svc.web_search("q")
@@ -120,11 +126,14 @@ async def test_a_provider_past_its_hard_quota_is_refused_with_the_figures_and_wa
         first = await svc.web_search("python asyncio timeout")
         await svc.web_search("python asyncio timeout")
         third = await svc.web_search("python asyncio timeout")
-        with pytest.raises(Conflict, match="3 requests today .* hard limit of 3"):
+        with pytest.raises(Conflict, match=r"3 requests today .* hard limit of 3"):
             await svc.web_search("python asyncio timeout")
         report = await svc.usage_report(days=1)
-    assert first.warning is None and third.warning is not None and "warning" in third.warning
-    assert report.quotas[0].state == "exhausted" and report.quotas[0].used_today == 3
+    assert first.warning is None
+    assert third.warning is not None
+    assert "warning" in third.warning
+    assert report.quotas[0].state == "exhausted"
+    assert report.quotas[0].used_today == 3
     row = next(r for r in report.items if r.provider == "searxng")
     assert (row.requests, row.refused) == (3, 1)
     assert len([s for s in engine.seen if s.path.startswith("/search")]) == 3

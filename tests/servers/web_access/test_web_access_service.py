@@ -47,7 +47,9 @@ def last_modified_page(body: str) -> Callable[[BaseHTTPRequestHandler], None]:
 
 
 def paragraphs(n: int) -> str:
-    return "".join(f"<p>Paragraph {i} talks about HTTP caching, validators and freshness lifetimes.</p>" for i in range(n))
+    return "".join(
+        f"<p>Paragraph {i} talks about HTTP caching, validators and freshness lifetimes.</p>" for i in range(n)
+    )
 
 
 def hits(server: LocalServer, path: str) -> list[dict[str, str]]:
@@ -65,12 +67,15 @@ async def test_a_second_fetch_sends_the_etag_and_a_304_refreshes_the_entry_witho
         row = await store.get_page(svc.deps.db, first.page_id)
     assert (first.from_cache, first.revalidated) == (False, False)
     assert (second.from_cache, second.revalidated) == (True, True)
-    assert second.content == first.content and "Paragraph 3" in first.content
+    assert second.content == first.content
+    assert "Paragraph 3" in first.content
     assert first.title in ("Cache test", "Caching")
     seen = hits(server, "/a")
     assert len(seen) == 2
-    assert "if-none-match" not in seen[0] and seen[1]["if-none-match"] == '"v1"'
-    assert row is not None and (row["downloads"], row["revalidations"]) == (1, 1)
+    assert "if-none-match" not in seen[0]
+    assert seen[1]["if-none-match"] == '"v1"'
+    assert row is not None
+    assert (row["downloads"], row["revalidations"]) == (1, 1)
     assert second.checked_at > first.checked_at
 
 
@@ -86,8 +91,10 @@ async def test_last_modified_revalidates_and_force_refresh_downloads_without_val
         row = await store.get_page(svc.deps.db, forced.page_id)
     seen = hits(server, "/lm")
     assert [s.get("if-modified-since") for s in seen] == [None, LAST_MODIFIED, None]
-    assert again.revalidated and not forced.from_cache
-    assert row is not None and (row["downloads"], row["revalidations"]) == (2, 1)
+    assert again.revalidated
+    assert not forced.from_cache
+    assert row is not None
+    assert (row["downloads"], row["revalidations"]) == (2, 1)
 
 
 @pytest.mark.anyio
@@ -100,7 +107,9 @@ async def test_a_fresh_page_is_answered_from_the_database_and_max_age_zero_asks_
         await svc.fetch_url(server.url("/fresh"))
         cached = await svc.fetch_url(server.url("/fresh"), mode="text")
         asked = await svc.fetch_url(server.url("/fresh"), max_age_s=0)
-    assert cached.from_cache and not cached.revalidated and cached.format == "text"
+    assert cached.from_cache
+    assert not cached.revalidated
+    assert cached.format == "text"
     assert not asked.from_cache
     assert len(hits(server, "/fresh")) == 2
 
@@ -121,7 +130,8 @@ async def test_paging_a_200k_character_page_makes_exactly_one_network_request(
             if answer.next_start is None:
                 break
             start = answer.next_start
-        assert answer.total_chars == len(big) and not answer.truncated
+        assert answer.total_chars == len(big)
+        assert not answer.truncated
     assert "".join(pieces) == big
     assert len(pieces) >= 10
     assert len(hits(server, "/big.txt")) == 1
@@ -137,8 +147,10 @@ async def test_the_same_body_at_two_urls_is_stored_once_and_json_is_pretty_print
         one = await svc.fetch_url(server.url("/one.json"))
         two = await svc.fetch_url(server.url("/two.json"))
         bodies = await svc.deps.db.fetchval("SELECT count(*) FROM web_access.bodies")
-    assert one.format == "json" and '\n  "b": [' in one.content
-    assert one.page_id != two.page_id and bodies == 1
+    assert one.format == "json"
+    assert '\n  "b": [' in one.content
+    assert one.page_id != two.page_id
+    assert bodies == 1
 
 
 @pytest.mark.anyio
@@ -198,5 +210,7 @@ async def test_links_are_listed_a_page_at_a_time(
         second = await svc.list_links(server.url("/links"), limit=20, cursor=first.next_cursor)
         external = await svc.list_links(server.url("/links"), which="external")
     assert (first.total, first.internal_count, first.external_count) == (31, 30, 1)
-    assert first.truncated and not second.truncated and len(second.items) == 11
+    assert first.truncated
+    assert not second.truncated
+    assert len(second.items) == 11
     assert [link.url for link in external.items] == ["https://example.com/"]

@@ -28,10 +28,12 @@ async def test_fetch_url_pages_the_stored_document_and_returns_a_bounded_answer(
     server = serve({"/long": text(PAGE.format(body), "text/html")})
     async with Client(build(web_settings()), raise_exceptions=True) as client:
         first = await call_ok(client, "fetch_url", {"url": server.url("/long")})
-        assert len(first["content"]) <= 20_000 and first["truncated"] is True
+        assert len(first["content"]) <= 20_000
+        assert first["truncated"] is True
         assert len(json.dumps(first)) < 30_000
         second = await call_ok(client, "fetch_url", {"url": server.url("/long"), "start": first["next_start"]})
-        assert second["from_cache"] is True and second["start"] == first["next_start"]
+        assert second["from_cache"] is True
+        assert second["start"] == first["next_start"]
         resource = await client.read_resource(f"web://pages/{first['page_id']}")
         assert "Section 1" in resource.contents[0].text  # type: ignore[union-attr]
         usage = await client.read_resource("web://usage")
@@ -53,7 +55,8 @@ async def test_bad_arguments_and_unreachable_pages_give_short_clear_errors_withi
         await call_fails(client, "fetch_url", {"url": server.url("/endless")}, "ceiling")
         started = time.monotonic()
         message = await call_fails(client, "fetch_url", {"url": server.url("/silent"), "timeout_s": 1}, "1 s")
-        assert time.monotonic() - started < 5 and len(message) < 1024
+        assert time.monotonic() - started < 5
+        assert len(message) < 1024
         await call_fails(client, "manage_crawl", {"action": "status"}, "needs job_id")
         await call_fails(client, "manage_crawl", {"action": "status", "job_id": "nope"}, "not a job id")
         await call_fails(
@@ -71,13 +74,22 @@ async def test_crawl_site_returns_the_job_and_manage_crawl_lists_its_pages(
     server = serve(routes)
     async with Client(build(web_settings(crawl_wait_s=20)), raise_exceptions=True) as client:
         started = await call_ok(client, "crawl_site", {"url": server.url("/"), "max_pages": 10, "use_sitemap": False})
-        assert started["job"]["status"] == "done" and started["pages"]["fetched"] == 6
+        assert started["job"]["status"] == "done"
+        assert started["pages"]["fetched"] == 6
         pages = await call_ok(client, "manage_crawl", {"action": "pages", "job_id": started["job"]["id"], "limit": 4})
-        assert pages["crawl"]["total"] == 6 and len(pages["crawl"]["items"]) == 4 and pages["crawl"]["truncated"]
+        assert pages["crawl"]["total"] == 6
+        assert len(pages["crawl"]["items"]) == 4
+        assert pages["crawl"]["truncated"]
         listed = await call_ok(client, "manage_crawl", {"action": "list"})
         assert listed["total"] == 1
         links_answer = await call_ok(client, "list_links", {"url": server.url("/"), "limit": 2})
-        assert links_answer["total"] == 5 and links_answer["next_cursor"]
+        assert links_answer["total"] == 5
+        assert links_answer["next_cursor"]
+
+
+def check_files(path: Path, thumb: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert thumb.stat().st_size < path.stat().st_size
 
 
 async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
@@ -91,9 +103,35 @@ async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
         full = await call_ok(client, "screenshot_page", {"url": server.url("/shot"), "full_page": True, "width": 800})
         again = await call_ok(client, "screenshot_page", {"url": server.url("/shot"), "width": 800, "height": 600})
     assert (shot["width"], shot["height"]) == (800, 600)
-    assert full["height"] > 2000 and full["sha256"] != shot["sha256"]
+    assert full["height"] > 2000
+    assert full["sha256"] != shot["sha256"]
     path, thumb = Path(shot["path"]), Path(shot["thumb_path"])
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and thumb.stat().st_size < path.stat().st_size
-    assert path.parent.parent == tmp_path / "shots" and shot["sha256"] in path.name
-    assert again["path"] == shot["path"] and again["screenshot_id"] != shot["screenshot_id"]
+    check_files(path, thumb)
+    assert path.parent.parent == tmp_path / "shots"
+    assert shot["sha256"] in path.name
+    assert again["path"] == shot["path"]
+    assert again["screenshot_id"] != shot["screenshot_id"]
     assert "base64" not in json.dumps(shot)
+
+
+async def test_render_uses_the_browser_when_the_plain_page_has_no_text(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any]
+) -> None:
+    script = (
+        "<html><head><title>App</title></head><body><div id='app'></div><script>"
+        "document.getElementById('app').innerHTML = '<article><h1>Rendered</h1>' + "
+        "'<p>This paragraph only exists once the script has run in a real browser engine.</p>'.repeat(6) + '</article>';"
+        "</script></body></html>"
+    )
+    server = serve({"/app": text(script, "text/html")})
+    settings = web_settings(browser_path="/usr/bin/chromium", timeout_s=30)
+    async with Client(build(settings), raise_exceptions=True) as client:
+        plain = await call_ok(client, "fetch_url", {"url": server.url("/app")})
+        rendered = await call_ok(client, "fetch_url", {"url": server.url("/app"), "render": True})
+        again = await call_ok(client, "fetch_url", {"url": server.url("/app"), "render": True, "start": 10})
+    assert "only exists once the script" not in plain["content"]
+    assert plain["rendered"] is False
+    assert rendered["rendered"] is True
+    assert "only exists once the script" in rendered["content"]
+    assert again["rendered"] is True
+    assert again["from_cache"] is True

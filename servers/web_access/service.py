@@ -66,6 +66,8 @@ SCHEMA = "web_access"
 #: A plain fetch whose readable text is shorter than this is rendered in a browser when render=True.
 RENDER_MIN_CHARS = 200
 MAX_LINKS = 5_000
+#: Width of searches.embedding (the default MiniLM model).
+EMBED_DIM = 384
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
@@ -361,11 +363,18 @@ class WebAccessService:
         await self.ledger.record(provider.name, host, "network", status=200, latency_ms=latency)
         summary = "\n".join([query, *(f"{h.title} {h.snippet}" for h in hits)])[:8000]
         embedder = self.deps.embedder
-        vector = await embedder.embed_one(" ".join([query, *(h.title for h in hits[:3])]))
+        vector: list[float] | None = None
+        try:
+            vector = list(await embedder.embed_one(" ".join([query, *(h.title for h in hits[:3])])))
+        except Exception as exc:  # the search is still kept; it is found by keywords until re-run
+            log.warning("web_access.search_embed_failed", error=str(exc)[:200])
+        if vector is not None and len(vector) != EMBED_DIM:
+            vector = None  # another model's width does not fit the column; keyword search still finds it
         triples = [(h.title, h.url, h.snippet) for h in hits]
+        model = embedder.model_name if vector is not None else None
 
         async def write(conn: asyncpg.Connection) -> tuple[int, datetime, list[int]]:
-            return await store.insert_search(conn, query, provider.name, latency, summary, list(vector), embedder.model_name, triples)  # fmt: skip
+            return await store.insert_search(conn, query, provider.name, latency, summary, vector, model, triples)
 
         search_id, _at, ids = await self.deps.db.run_in_transaction(write)
         results = [
@@ -393,8 +402,10 @@ class WebAccessService:
             return SearchHistory(items=paged.items, total=paged.total, truncated=paged.truncated, next_cursor=paged.next_cursor)  # fmt: skip
         fp = fingerprint("search_history", query)
         embedder = self.deps.embedder
-        vector = await embedder.embed_one(query)
-        by_meaning = await store.searches_by_vector(db, list(vector), embedder.model_name, 100)
+        vector = list(await embedder.embed_one(query))
+        by_meaning = (
+            await store.searches_by_vector(db, vector, embedder.model_name, 100) if len(vector) == EMBED_DIM else []
+        )
         words = any_word_tsquery(query)
         by_words = await store.searches_by_keyword(db, words, 100) if words else []
         scores = rrf([by_meaning, by_words])

@@ -188,13 +188,16 @@ async def test_bad_input_gives_clear_errors_and_writes_nothing(
 
 
 @pytest.mark.anyio
-async def test_robots_txt_is_obeyed_unless_turned_off(
+async def test_robots_txt_rules_for_the_configured_user_agent_are_obeyed_unless_turned_off(
     serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
 ) -> None:
-    server = serve({"/robots.txt": text("User-agent: *\nDisallow: /private\n"), "/private/x": text("secret")})
-    async with open_service(web_settings()) as svc:
+    robots = "User-agent: TestBot\nDisallow: /private\n\nUser-agent: *\nDisallow: /\n"
+    server = serve({"/robots.txt": text(robots), "/private/x": text("secret"), "/open": text("open")})
+    async with open_service(web_settings(user_agent="TestBot/1.0")) as svc:
         with pytest.raises(InvalidInput, match=r"robots\.txt"):
             await svc.fetch_url(server.url("/private/x"))
+        assert (await svc.fetch_url(server.url("/open"))).content == "open"
+    assert {s.headers["user-agent"] for s in server.seen} == {"TestBot/1.0"}
     async with open_service(web_settings(obey_robots=False)) as svc:
         assert (await svc.fetch_url(server.url("/private/x"))).content == "secret"
 

@@ -63,6 +63,8 @@ async def test_bad_arguments_and_unreachable_pages_give_short_clear_errors_withi
             client, "manage_crawl", {"action": "status", "job_id": "00000000-0000-0000-0000-000000000000"}, "No job"
         )
         await call_fails(client, "web_search", {"query": "x"}, "WEB_ACCESS_SEARXNG_URL")
+        await call_fails(client, "screenshot_page", {"url": "http://10.0.0.1/"}, "private")
+        await call_fails(client, "list_links", {"url": "file:///etc/passwd"}, "http://")
         await call_fails(client, "search_history", {"cursor": "bogus"}, "cursor")
 
 
@@ -95,7 +97,9 @@ def check_files(path: Path, thumb: Path) -> None:
 async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
     serve: Callable[..., LocalServer], web_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
-    html = PAGE.format("<h1 style='height:2000px;background:#36c'>Tall</h1>")
+    # 127.0.0.2 is loopback too, but only 127.0.0.1 is allow-listed: the browser must not reach it.
+    private = serve({"/pixel.png": text("x", "image/png")}, host="127.0.0.2")
+    html = PAGE.format(f"<h1 style='height:2000px;background:#36c'>Tall</h1><img src='{private.url('/pixel.png')}'>")
     server = serve({"/shot": text(html, "text/html")})
     settings = web_settings(browser_path="/usr/bin/chromium", screenshots_dir=tmp_path / "shots", timeout_s=30)
     async with Client(build(settings), raise_exceptions=True) as client:
@@ -112,6 +116,8 @@ async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
     assert again["path"] == shot["path"]
     assert again["screenshot_id"] != shot["screenshot_id"]
     assert "base64" not in json.dumps(shot)
+    assert private.seen == []
+    assert private.connections == 0
 
 
 async def test_render_uses_the_browser_when_the_plain_page_has_no_text(

@@ -33,6 +33,7 @@ from common.logging import get_logger
 from common.paging import decode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, rrf
 from common.runtime import Deps
+from common.workers import Periodic
 from servers.web_access import store
 from servers.web_access.crawl import Crawler
 from servers.web_access.extract import extract, page
@@ -114,13 +115,26 @@ class WebAccessService:
     async def open(cls, deps: Deps, settings: Settings) -> AsyncIterator[WebAccessService]:
         """The running service: HTTP clients open, interrupted crawls marked; all closed on exit."""
         svc = cls(deps, settings)
-        async with svc.client, svc.search_client:
+        sweeper = Periodic("web_access-sweep", svc.sweep, interval_s=settings.sweep_interval_s)
+        async with svc.client, svc.search_client, sweeper:
             try:
                 await svc.jobs.recover()
                 yield svc
             finally:
                 await svc.jobs.close()
                 await svc.renderer.close()
+
+    async def sweep(self) -> tuple[int, int, int]:
+        """Retention: old pages, unused bodies (their documents go with them) and old ledger rows."""
+        s = self.settings
+
+        async def run(conn: asyncpg.Connection) -> tuple[int, int, int]:
+            return await store.sweep(conn, s.cache_days, s.usage_days)
+
+        counts = await self.deps.db.run_in_transaction(run)
+        if any(counts):
+            log.info("web_access.swept", pages=counts[0], bodies=counts[1], requests=counts[2])
+        return counts
 
     # ------------------------------------------------------------------------------- fetching
 

@@ -61,6 +61,9 @@ class Settings(BaseServerSettings):
     screenshots_dir: Path | None = Field(
         default=None, description="Where screenshots are written; unset: <MCP_SUITE_DATA_DIR>/web_access/screenshots."
     )
+    cache_days: int = Field(default=30, ge=1, le=3650, description="Pages unchecked this many days are deleted.")
+    usage_days: int = Field(default=400, ge=1, le=3650, description="Ledger rows older than this are deleted.")
+    sweep_interval_s: float = Field(default=3600.0, ge=10, le=86_400, description="How often the sweep runs.")
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running crawl silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)
 

@@ -14,8 +14,10 @@ Conn = asyncpg.Connection | Database
 
 # ------------------------------------------------------------------------------------- pages
 
+# DO UPDATE (not DO NOTHING) locks an existing row, so a concurrent retention sweep cannot delete
+# the body between this statement and the page row that refers to it.
 PUT_BODY = """INSERT INTO web_access.bodies (sha256, body, size) VALUES ($1, $2, $3)
-ON CONFLICT (sha256) DO NOTHING"""
+ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size"""
 GET_BODY = "SELECT body FROM web_access.bodies WHERE sha256 = $1"
 PUT_DOCUMENT = """INSERT INTO web_access.documents
     (body_sha256, mode, kind, format, title, extractor, notes, content, chars)
@@ -277,3 +279,19 @@ async def insert_screenshot(
     row = await db.fetchrow(INSERT_SCREENSHOT, sha256, url, full_page, width, height, size, path, thumb)
     assert row is not None
     return int(row["id"]), row["created_at"]
+
+
+# ------------------------------------------------------------------------------------- retention
+
+DELETE_OLD_PAGES = """DELETE FROM web_access.pages WHERE checked_at < now() - make_interval(days => $1)"""
+DELETE_ORPHAN_BODIES = """DELETE FROM web_access.bodies b WHERE b.created_at < now() - interval '1 hour'
+    AND NOT EXISTS (SELECT 1 FROM web_access.pages p WHERE p.body_sha256 = b.sha256 OR p.rendered_sha256 = b.sha256)"""
+DELETE_OLD_REQUESTS = "DELETE FROM web_access.requests WHERE at < now() - make_interval(days => $1)"
+
+
+async def sweep(conn: Conn, page_days: int, usage_days: int) -> tuple[int, int, int]:
+    """Delete pages unchecked for ``page_days``, bodies no page uses, ledger rows older than ``usage_days``."""
+    pages = int((await conn.execute(DELETE_OLD_PAGES, page_days)).split()[-1])
+    bodies = int((await conn.execute(DELETE_ORPHAN_BODIES)).split()[-1])
+    requests = int((await conn.execute(DELETE_OLD_REQUESTS, usage_days)).split()[-1])
+    return pages, bodies, requests

@@ -217,3 +217,28 @@ async def test_links_are_listed_a_page_at_a_time(
     assert not second.truncated
     assert len(second.items) == 11
     assert [link.url for link in external.items] == ["https://example.com/"]
+
+
+@pytest.mark.anyio
+async def test_the_sweep_deletes_old_pages_unused_bodies_and_old_ledger_rows_only(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/old": text("old page"), "/new": text("new page")})
+    async with open_service(web_settings(cache_days=7, usage_days=30)) as svc:
+        old = await svc.fetch_url(server.url("/old"))
+        await svc.fetch_url(server.url("/new"))
+        db = svc.deps.db
+        await db.execute(
+            "UPDATE web_access.pages SET checked_at = now() - interval '8 days' WHERE id = $1", old.page_id
+        )
+        await db.execute("UPDATE web_access.bodies SET created_at = now() - interval '8 days'")
+        await svc.ledger.record("fetch", "gone", "network")
+        await db.execute("UPDATE web_access.requests SET at = now() - interval '31 days' WHERE host = 'gone'")
+        counts = await svc.sweep()
+        left = await db.fetch("SELECT url FROM web_access.pages")
+        documents = await db.fetchval("SELECT count(*) FROM web_access.documents")
+        with pytest.raises(NotFound):
+            await svc.get_page(old.page_id)
+    assert counts == (1, 1, 1)
+    assert [r["url"] for r in left] == [server.url("/new")]
+    assert documents == 1

@@ -69,6 +69,8 @@ RENDER_MIN_CHARS = 200
 MAX_LINKS = 5_000
 #: Width of searches.embedding (the default MiniLM model).
 EMBED_DIM = 384
+#: Largest document kept in the Redis hot copy.
+HOT_MAX_CHARS = 1_000_000
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
@@ -234,8 +236,14 @@ class WebAccessService:
     async def document(self, sha: str, mode: str, content_type: str | None, url: str) -> dict[str, Any]:
         """The extracted document of body ``sha`` in ``mode``, made and stored on first use."""
         db = self.deps.db
+        hot_key = f"doc:{sha}:{mode}"
+        if self.settings.hot_ttl_s:
+            hot = await self.deps.cache.get(hot_key)
+            if isinstance(hot, dict):
+                return hot
         doc = await store.get_document(db, sha, mode)
         if doc is not None:
+            await self._keep_hot(hot_key, doc)
             return doc
         body = await store.get_body(db, sha)
         if body is None:
@@ -246,7 +254,13 @@ class WebAccessService:
             "notes": made.notes, "content": made.content,
         }  # fmt: skip
         await store.put_document(db, sha, mode, doc)
+        await self._keep_hot(hot_key, doc)
         return doc
+
+    async def _keep_hot(self, key: str, doc: dict[str, Any]) -> None:
+        # Documents are addressed by content hash, so a hot copy never needs invalidating.
+        if self.settings.hot_ttl_s and len(doc["content"]) <= HOT_MAX_CHARS:
+            await self.deps.cache.set(key, doc, ttl_s=self.settings.hot_ttl_s)
 
     async def _rendered(self, row: dict[str, Any], limit_s: float) -> str:
         await self.ledger.check("render", httpx.URL(row["final_url"]).host)

@@ -242,3 +242,20 @@ async def test_the_sweep_deletes_old_pages_unused_bodies_and_old_ledger_rows_onl
     assert counts == (1, 1, 1)
     assert [r["url"] for r in left] == [server.url("/new")]
     assert documents == 1
+
+
+@pytest.mark.anyio
+async def test_paging_reads_the_redis_hot_copy_of_the_document(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/hot.txt": text("hot " * 5000)})
+    async with open_service(web_settings()) as svc:
+        first = await svc.fetch_url(server.url("/hot.txt"), max_chars=1000)
+        await svc.deps.db.execute("DELETE FROM web_access.documents")
+        second = await svc.fetch_url(server.url("/hot.txt"), max_chars=1000, start=first.next_start or 0)
+    async with open_service(web_settings(hot_ttl_s=0)) as cold:
+        third = await cold.fetch_url(server.url("/hot.txt"), max_chars=1000, start=first.next_start or 0)
+        stored = await cold.deps.db.fetchval("SELECT count(*) FROM web_access.documents")
+    assert second.content == third.content
+    assert second.start == first.next_start
+    assert stored == 1  # the cold service extracted it again from the stored body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -137,3 +138,34 @@ async def test_a_cancelled_crawl_stops_and_include_patterns_limit_what_is_queued
     assert view.pages["fetched"] == 7
     assert cancelled.job.status == "cancelled"
     assert cancelled.pages["fetched"] < 40
+
+
+@pytest.mark.anyio
+async def test_sitemaps_seed_the_crawl_and_the_sites_crawl_delay_spaces_its_requests(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    routes = site(3)
+    routes["/orphan"] = text("<html><body>only in the sitemap</body></html>", "text/html")
+    routes["/listed-in-robots"] = text("<html><body>only in robots' sitemap</body></html>", "text/html")
+    server = serve(routes)
+    urlset = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{server.url('/orphan')}</loc></url><url><loc>https://elsewhere.example/x</loc></url></urlset>"
+    )
+    server.routes["/sitemap.xml"] = text(urlset, "application/xml")
+    server.routes["/robots-map.txt"] = text(server.url("/listed-in-robots") + "\n")
+    robots = f"User-agent: *\nCrawl-delay: 0.3\nSitemap: {server.url('/robots-map.txt')}\n"
+    server.routes["/robots.txt"] = text(robots)
+    async with open_service(web_settings()) as svc:
+        started = time.monotonic()
+        view = await svc.crawler.start(
+            server.url("/p/0"), max_pages=10, max_depth=3, include=[], exclude=[], same_origin=True,
+            use_sitemap=True, delay_s=0.0, wait_s=30, timeout_s=None,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        pages = await svc.crawler.view(view.job.id, limit=20)
+    fetched = {item.url.removeprefix(server.url("/")) for item in pages.items if item.state == "fetched"}
+    assert fetched == {"p/0", "p/1", "p/2", "orphan", "listed-in-robots"}
+    assert view.job.counts["sitemap_urls"] == 2
+    # Five pages, each at least 0.3 s after the previous one: four gaps.
+    assert elapsed >= 4 * 0.3

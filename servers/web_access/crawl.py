@@ -20,11 +20,11 @@ import anyio
 
 from common.errors import InvalidInput, SuiteError
 from common.jobs import JobContext
-from common.paging import decode_cursor, fingerprint
+from common.paging import decode_cursor, encode_cursor, fingerprint, page_of
 from servers.web_access import store
 from servers.web_access.extract import html_title, sniff_kind
 from servers.web_access.links import extract_links, normalize_url, origin, parse_sitemap
-from servers.web_access.models import CrawlPage, CrawlView
+from servers.web_access.models import CrawlJobs, CrawlPage, CrawlView
 from servers.web_access.robots import origin_of
 
 if TYPE_CHECKING:
@@ -130,10 +130,16 @@ class Crawler:
             view.total = total
             view.truncated = offset + len(rows) < total
             if view.truncated:
-                from common.paging import encode_cursor
-
                 view.next_cursor = encode_cursor(fp, offset=offset + len(rows))
         return view
+
+    async def list(self, limit: int, cursor: str | None) -> CrawlJobs:
+        """Crawl jobs, newest first."""
+        fp = fingerprint("crawl_jobs")
+        offset = decode_cursor(cursor, fp).offset
+        jobs, total = await self.svc.jobs.find(kind=KIND, limit=limit, offset=offset)
+        paged = page_of([j.view() for j in jobs], total=total, offset=offset, limit=limit, fp=fp)
+        return CrawlJobs(items=paged.items, total=paged.total, truncated=paged.truncated, next_cursor=paged.next_cursor)
 
     async def resume(self, job_id: str, wait_s: float, progress: Any = None) -> CrawlView:
         job = await self.svc.jobs.claim_resume(job_id)

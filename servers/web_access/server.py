@@ -9,7 +9,6 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
 from common.jobs import check_job_id
-from common.paging import decode_cursor, fingerprint, page_of
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import P
 from common.tools import READ, READ_EXTERNAL, Hints, ToolSet
@@ -122,11 +121,7 @@ async def manage_crawl(
     svc = await _svc(ctx)
     await svc.jobs.recover()
     if action == "list":
-        fp = fingerprint("manage_crawl", "list")
-        offset = decode_cursor(cursor, fp).offset
-        jobs, total = await svc.jobs.find(kind="crawl", limit=limit, offset=offset)
-        paged = page_of([j.view() for j in jobs], total=total, offset=offset, limit=limit, fp=fp)
-        return CrawlJobs(items=paged.items, total=paged.total, truncated=paged.truncated, next_cursor=paged.next_cursor)
+        return await svc.crawler.list(limit, cursor)
     if job_id is None:
         raise InvalidInput(f"manage_crawl(action='{action}') needs job_id (crawl_site returns it).")
     job_id = check_job_id(job_id)

@@ -86,6 +86,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Documentation",
         "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams.",
     ),
+    ServerSpec(
+        "web_access",
+        "Web access",
+        "Fetch pages as markdown through an SSRF guard and a shared HTTP cache, crawl sites as jobs, web search with history, usage ledger and quotas, screenshots.",
+        requires=("trafilatura", "readability", "markdownify", "protego", "pypdf", "playwright"),
+    ),
 )
 
 

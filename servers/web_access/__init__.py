@@ -1,1 +1,1 @@
-"""web_access: safe web fetching, readable extraction, robots rules and link discovery."""
+"""web_access: guarded fetching with a PostgreSQL HTTP cache, crawls, web search with history, usage ledger, screenshots."""

@@ -155,3 +155,50 @@ class LoopbackDial(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._real.sleep(seconds)
+
+
+# ----------------------------------------------------------------------------- service fixtures
+
+LOOPBACK_HOSTS = ["127.0.0.1/32"]
+
+
+@pytest.fixture
+def web_settings(make_settings: Callable[..., Any]) -> Any:
+    """Settings that open 127.0.0.1 and keep crawls fast (no politeness delay)."""
+    from servers.web_access.settings import Settings
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "embedding_model": "hash-384",
+            "allow_hosts": LOOPBACK_HOSTS,
+            "crawl_delay_s": 0.0,
+            "timeout_s": 5.0,
+            "heartbeat_s": 0.2,
+            "job_stale_s": 2.0,
+        }
+        values.update(overrides)
+        settings: Settings = make_settings(Settings, **values)
+        return settings
+
+    return factory
+
+
+@pytest.fixture
+async def open_service() -> Any:
+    """``async with open_service(settings) as svc``: the service on this test's database."""
+    from contextlib import asynccontextmanager
+
+    from common.runtime import open_deps
+    from servers.web_access.service import WebAccessService
+
+    @asynccontextmanager
+    async def opened(settings: Any, embedder: Any = None) -> Any:
+        import dataclasses
+
+        async with open_deps("web_access", settings) as deps:
+            if embedder is not None:
+                deps = dataclasses.replace(deps, embedder=embedder)
+            async with WebAccessService.open(deps, settings) as svc:
+                yield svc
+
+    return opened

@@ -1,0 +1,9 @@
+DROP TABLE screenshots;
+DROP TABLE crawl_pages;
+DROP TABLE jobs;
+DROP TABLE requests;
+DROP TABLE search_results;
+DROP TABLE searches;
+DROP TABLE pages;
+DROP TABLE documents;
+DROP TABLE bodies;

@@ -1,0 +1,297 @@
+"""Every SQL statement on schema ``web_access``. Plain async functions on a connection or the Database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from common.db import Database
+
+Conn = asyncpg.Connection | Database
+
+# ------------------------------------------------------------------------------------- pages
+
+# DO UPDATE (not DO NOTHING) locks an existing row, so a concurrent retention sweep cannot delete
+# the body between this statement and the page row that refers to it.
+PUT_BODY = """INSERT INTO web_access.bodies (sha256, body, size) VALUES ($1, $2, $3)
+ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size"""
+GET_BODY = "SELECT body FROM web_access.bodies WHERE sha256 = $1"
+PUT_DOCUMENT = """INSERT INTO web_access.documents
+    (body_sha256, mode, kind, format, title, extractor, notes, content, chars)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) ON CONFLICT (body_sha256, mode) DO NOTHING"""
+GET_DOCUMENT = """SELECT kind, format, title, extractor, notes, content, chars FROM web_access.documents
+WHERE body_sha256 = $1 AND mode = $2"""
+PAGE_COLS = """id, url, final_url, status, content_type, body_sha256, rendered_sha256, byte_size, headers,
+    storable, fresh_until, fetched_at, checked_at, downloads, revalidations"""
+GET_PAGE_BY_URL = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE url = $1"
+GET_PAGE = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE id = $1"
+UPSERT_PAGE = f"""INSERT INTO web_access.pages (url, final_url, status, content_type, body_sha256, byte_size, headers,
+    storable, fresh_until, fetched_at, checked_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $10)
+ON CONFLICT (url) DO UPDATE SET final_url = EXCLUDED.final_url, status = EXCLUDED.status,
+    content_type = EXCLUDED.content_type, body_sha256 = EXCLUDED.body_sha256,
+    rendered_sha256 = CASE WHEN pages.body_sha256 = EXCLUDED.body_sha256 THEN pages.rendered_sha256 END,
+    byte_size = EXCLUDED.byte_size, headers = EXCLUDED.headers, storable = EXCLUDED.storable,
+    fresh_until = EXCLUDED.fresh_until, fetched_at = EXCLUDED.fetched_at, checked_at = EXCLUDED.checked_at,
+    downloads = pages.downloads + 1
+RETURNING {PAGE_COLS}"""
+REFRESH_PAGE = f"""UPDATE web_access.pages SET headers = $2::jsonb, storable = $3, fresh_until = $4, checked_at = $5,
+    revalidations = revalidations + 1 WHERE id = $1 RETURNING {PAGE_COLS}"""
+SET_RENDERED = "UPDATE web_access.pages SET rendered_sha256 = $2 WHERE id = $1"
+
+
+def _page(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    out = dict(row)
+    if isinstance(out["headers"], str):
+        out["headers"] = json.loads(out["headers"])
+    return out
+
+
+async def put_body(conn: Conn, sha256: str, body: bytes) -> None:
+    await conn.execute(PUT_BODY, sha256, body, len(body))
+
+
+async def get_body(db: Conn, sha256: str) -> bytes | None:
+    value: bytes | None = await db.fetchval(GET_BODY, sha256)
+    return value
+
+
+async def put_document(conn: Conn, sha256: str, mode: str, doc: dict[str, Any]) -> None:
+    await conn.execute(
+        PUT_DOCUMENT, sha256, mode, doc["kind"], doc["format"], doc["title"], doc["extractor"],
+        json.dumps(doc["notes"]), doc["content"], len(doc["content"]),
+    )  # fmt: skip
+
+
+async def get_document(db: Conn, sha256: str, mode: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(GET_DOCUMENT, sha256, mode)
+    if row is None:
+        return None
+    out = dict(row)
+    if isinstance(out["notes"], str):
+        out["notes"] = json.loads(out["notes"])
+    return out
+
+
+async def get_page_by_url(db: Conn, url: str) -> dict[str, Any] | None:
+    return _page(await db.fetchrow(GET_PAGE_BY_URL, url))
+
+
+async def get_page(db: Conn, page_id: int) -> dict[str, Any] | None:
+    return _page(await db.fetchrow(GET_PAGE, page_id))
+
+
+async def upsert_page(
+    conn: Conn, *, url: str, final_url: str, status: int, content_type: str | None, sha256: str, size: int,
+    headers: dict[str, str], storable: bool, fresh_until: datetime | None, at: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    row = await conn.fetchrow(
+        UPSERT_PAGE, url, final_url, status, content_type, sha256, size, json.dumps(headers), storable, fresh_until, at
+    )
+    out = _page(row)
+    assert out is not None
+    return out
+
+
+async def refresh_page(
+    conn: Conn, page_id: int, headers: dict[str, str], storable: bool, fresh_until: datetime | None, at: datetime
+) -> dict[str, Any] | None:
+    return _page(await conn.fetchrow(REFRESH_PAGE, page_id, json.dumps(headers), storable, fresh_until, at))
+
+
+async def set_rendered(conn: Conn, page_id: int, sha256: str) -> None:
+    await conn.execute(SET_RENDERED, page_id, sha256)
+
+
+# ------------------------------------------------------------------------------------- usage
+
+INSERT_REQUEST = """INSERT INTO web_access.requests (provider, host, outcome, status, bytes, latency_ms, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+COUNT_TODAY = """SELECT count(*) FROM web_access.requests
+WHERE provider = $1 AND outcome <> 'cache' AND outcome <> 'refused' AND at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"""
+USAGE_REPORT = """SELECT (at AT TIME ZONE 'UTC')::date AS day, provider,
+    count(*) FILTER (WHERE outcome IN ('network', 'revalidated', 'error')) AS requests,
+    count(*) FILTER (WHERE outcome = 'cache') AS cache_hits,
+    count(*) FILTER (WHERE outcome = 'revalidated') AS revalidated,
+    count(*) FILTER (WHERE outcome = 'error') AS errors,
+    count(*) FILTER (WHERE outcome = 'refused') AS refused,
+    coalesce(sum(bytes), 0)::bigint AS bytes,
+    coalesce(avg(latency_ms) FILTER (WHERE outcome <> 'cache'), 0)::float8 AS avg_latency_ms,
+    count(DISTINCT host) AS hosts
+FROM web_access.requests
+WHERE at >= now() - make_interval(days => $1) AND ($2::text IS NULL OR provider = $2)
+GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT $3 OFFSET $4"""
+USAGE_REPORT_COUNT = """SELECT count(*) FROM (SELECT 1 FROM web_access.requests
+WHERE at >= now() - make_interval(days => $1) AND ($2::text IS NULL OR provider = $2)
+GROUP BY (at AT TIME ZONE 'UTC')::date, provider) AS g"""
+TOP_HOSTS = """SELECT host, count(*) AS requests, coalesce(sum(bytes), 0)::bigint AS bytes
+FROM web_access.requests WHERE at >= now() - make_interval(days => $1) AND ($2::text IS NULL OR provider = $2)
+    AND outcome <> 'cache'
+GROUP BY host ORDER BY 2 DESC, host LIMIT $3"""
+
+
+async def insert_request(
+    db: Conn, provider: str, host: str, outcome: str, status: int | None, size: int, latency_ms: int, error: str | None
+) -> None:
+    await db.execute(INSERT_REQUEST, provider, host, outcome, status, size, latency_ms, error)
+
+
+async def count_today(db: Conn, provider: str) -> int:
+    return int(await db.fetchval(COUNT_TODAY, provider))
+
+
+async def usage_report(
+    db: Conn, days: int, provider: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    rows = [dict(r) for r in await db.fetch(USAGE_REPORT, days, provider, limit, offset)]
+    total = int(await db.fetchval(USAGE_REPORT_COUNT, days, provider))
+    return rows, total
+
+
+async def top_hosts(db: Conn, days: int, provider: str | None, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(TOP_HOSTS, days, provider, limit)]
+
+
+# ------------------------------------------------------------------------------------- search
+
+INSERT_SEARCH = """INSERT INTO web_access.searches (query, provider, result_count, latency_ms, summary, embedding, model)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at"""
+INSERT_RESULT = """INSERT INTO web_access.search_results (search_id, rank, title, url, snippet)
+VALUES ($1, $2, $3, $4, $5) RETURNING id"""
+SEARCH_COLS = "s.id, s.query, s.provider, s.result_count, s.latency_ms, s.created_at"
+RECENT_SEARCHES = f"""SELECT {SEARCH_COLS}, count(*) OVER () AS total FROM web_access.searches s
+ORDER BY s.created_at DESC, s.id DESC LIMIT $1 OFFSET $2"""
+SEARCHES_BY_VECTOR = """SELECT id FROM web_access.searches WHERE embedding IS NOT NULL AND model = $2
+ORDER BY embedding <=> $1 LIMIT $3"""
+SEARCHES_BY_KEYWORD = """SELECT id FROM web_access.searches WHERE tsv @@ to_tsquery('english', $1)
+ORDER BY ts_rank(tsv, to_tsquery('english', $1)) DESC, id DESC LIMIT $2"""
+SEARCHES_BY_ID = f"SELECT {SEARCH_COLS} FROM web_access.searches s WHERE s.id = ANY($1::bigint[])"
+RESULTS_OF = """SELECT id, search_id, rank, title, url, snippet FROM web_access.search_results
+WHERE search_id = ANY($1::bigint[]) ORDER BY search_id, rank"""
+GET_RESULT = "SELECT id, search_id, rank, title, url, snippet FROM web_access.search_results WHERE id = $1"
+
+
+async def insert_search(
+    conn: asyncpg.Connection, query: str, provider: str, latency_ms: int, summary: str,
+    embedding: list[float] | None, model: str | None, results: list[tuple[str, str, str]],
+) -> tuple[int, datetime, list[int]]:  # fmt: skip
+    row = await conn.fetchrow(INSERT_SEARCH, query, provider, len(results), latency_ms, summary, embedding, model)
+    assert row is not None
+    ids = []
+    for rank, (title, url, snippet) in enumerate(results, start=1):
+        ids.append(int(await conn.fetchval(INSERT_RESULT, row["id"], rank, title, url, snippet)))
+    return int(row["id"]), row["created_at"], ids
+
+
+async def recent_searches(db: Conn, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    rows = [dict(r) for r in await db.fetch(RECENT_SEARCHES, limit, offset)]
+    total = int(rows[0]["total"]) if rows else 0
+    return rows, total
+
+
+async def searches_by_vector(db: Conn, vector: list[float], model: str, limit: int) -> list[int]:
+    return [int(r["id"]) for r in await db.fetch(SEARCHES_BY_VECTOR, vector, model, limit)]
+
+
+async def searches_by_keyword(db: Conn, tsquery: str, limit: int) -> list[int]:
+    return [int(r["id"]) for r in await db.fetch(SEARCHES_BY_KEYWORD, tsquery, limit)]
+
+
+async def searches_by_id(db: Conn, ids: list[int]) -> dict[int, dict[str, Any]]:
+    return {int(r["id"]): dict(r) for r in await db.fetch(SEARCHES_BY_ID, ids)}
+
+
+async def results_of(db: Conn, search_ids: list[int]) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(RESULTS_OF, search_ids)]
+
+
+async def get_result(db: Conn, result_id: int) -> dict[str, Any] | None:
+    row = await db.fetchrow(GET_RESULT, result_id)
+    return dict(row) if row else None
+
+
+# ------------------------------------------------------------------------------------- crawl
+
+ENQUEUE = """INSERT INTO web_access.crawl_pages (job_id, url, depth) SELECT $1::uuid, u, $3
+FROM unnest($2::text[]) AS u ON CONFLICT (job_id, url) DO NOTHING"""
+ENQUEUE_DONE = """INSERT INTO web_access.crawl_pages (job_id, url, depth, state, reason) VALUES ($1::uuid, $2, $3, $4, $5)
+ON CONFLICT (job_id, url) DO NOTHING"""
+NEXT_QUEUED = """SELECT url, depth FROM web_access.crawl_pages WHERE job_id = $1::uuid AND state = 'queued'
+ORDER BY seq LIMIT $2"""
+MARK = """UPDATE web_access.crawl_pages SET state = $3, reason = $4, http_status = $5, page_id = $6, title = $7,
+    updated_at = now() WHERE job_id = $1::uuid AND url = $2"""
+CRAWL_COUNTS = """SELECT state, count(*) AS n FROM web_access.crawl_pages WHERE job_id = $1::uuid GROUP BY state"""
+CRAWL_LIST = """SELECT url, depth, state, reason, http_status, page_id, title, count(*) OVER () AS total
+FROM web_access.crawl_pages WHERE job_id = $1::uuid AND ($2::text IS NULL OR state = $2)
+ORDER BY seq LIMIT $3 OFFSET $4"""
+CRAWL_HAS = "SELECT count(*) FROM web_access.crawl_pages WHERE job_id = $1::uuid"
+
+
+async def enqueue(conn: Conn, job_id: str, urls: list[str], depth: int) -> None:
+    await conn.execute(ENQUEUE, job_id, urls, depth)
+
+
+async def enqueue_done(conn: Conn, job_id: str, url: str, depth: int, state: str, reason: str) -> None:
+    await conn.execute(ENQUEUE_DONE, job_id, url, depth, state, reason)
+
+
+async def next_queued(db: Conn, job_id: str, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(NEXT_QUEUED, job_id, limit)]
+
+
+async def mark(
+    conn: Conn, job_id: str, url: str, state: str, reason: str | None, status: int | None, page_id: int | None,
+    title: str | None,
+) -> None:  # fmt: skip
+    await conn.execute(MARK, job_id, url, state, reason, status, page_id, title)
+
+
+async def crawl_counts(db: Conn, job_id: str) -> dict[str, int]:
+    return {r["state"]: int(r["n"]) for r in await db.fetch(CRAWL_COUNTS, job_id)}
+
+
+async def crawl_list(
+    db: Conn, job_id: str, state: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    rows = [dict(r) for r in await db.fetch(CRAWL_LIST, job_id, state, limit, offset)]
+    total = int(rows[0]["total"]) if rows else 0
+    return rows, total
+
+
+async def crawl_size(db: Conn, job_id: str) -> int:
+    return int(await db.fetchval(CRAWL_HAS, job_id))
+
+
+# ------------------------------------------------------------------------------------- screenshots
+
+INSERT_SCREENSHOT = """INSERT INTO web_access.screenshots (sha256, url, full_page, width, height, bytes, path, thumb_path)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, created_at"""
+
+
+async def insert_screenshot(
+    db: Conn, sha256: str, url: str, full_page: bool, width: int, height: int, size: int, path: str, thumb: str
+) -> tuple[int, datetime]:
+    row = await db.fetchrow(INSERT_SCREENSHOT, sha256, url, full_page, width, height, size, path, thumb)
+    assert row is not None
+    return int(row["id"]), row["created_at"]
+
+
+# ------------------------------------------------------------------------------------- retention
+
+DELETE_OLD_PAGES = """DELETE FROM web_access.pages WHERE checked_at < now() - make_interval(days => $1)"""
+DELETE_ORPHAN_BODIES = """DELETE FROM web_access.bodies b WHERE b.created_at < now() - interval '1 hour'
+    AND NOT EXISTS (SELECT 1 FROM web_access.pages p WHERE p.body_sha256 = b.sha256 OR p.rendered_sha256 = b.sha256)"""
+DELETE_OLD_REQUESTS = "DELETE FROM web_access.requests WHERE at < now() - make_interval(days => $1)"
+
+
+async def sweep(conn: Conn, page_days: int, usage_days: int) -> tuple[int, int, int]:
+    """Delete pages unchecked for ``page_days``, bodies no page uses, ledger rows older than ``usage_days``."""
+    pages = int((await conn.execute(DELETE_OLD_PAGES, page_days)).split()[-1])
+    bodies = int((await conn.execute(DELETE_ORPHAN_BODIES)).split()[-1])
+    requests = int((await conn.execute(DELETE_OLD_REQUESTS, usage_days)).split()[-1])
+    return pages, bodies, requests

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
+from pydantic import SecretStr
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.runtime import open_deps
@@ -38,17 +39,15 @@ IMG = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
 
 
 @pytest.fixture(scope="module")
-def settings(
-    pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Settings]:
+def settings(pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     url = create_database(pg_cluster)
     base = tmp_path_factory.mktemp("uit")
     (base / "allowed").mkdir()
     try:
         yield Settings(
             _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            redis_url=redis_url,
+            database_url=SecretStr(url),
+            redis_url=SecretStr(redis_url),
             redis_prefix=f"t{base.name[-8:].replace('-', '')}",
             data_dir=base / "data",
             log_level="WARNING",
@@ -66,6 +65,14 @@ async def svc(settings: Settings) -> AsyncIterator[UiTestingService]:
         yield service
 
 
+def read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
 async def count(svc: UiTestingService, table: str) -> int:
     value: int = await svc.db.fetchval(f"SELECT count(*) FROM ui_testing.{table}")  # constant table names only
     return value
@@ -76,11 +83,13 @@ async def test_capturing_the_same_page_twice_gives_identical_bytes_and_two_rows(
     first = await svc.capture(url, page_key="same", viewport=VIEW, thumbnail=True)
     second = await svc.capture(url, page_key="same", viewport=VIEW)
 
-    assert first.sha256 == second.sha256 and first.id != second.id
-    assert Path(first.path).read_bytes() == Path(second.path).read_bytes()
+    assert first.sha256 == second.sha256
+    assert first.id != second.id
+    assert read(first.path) == read(second.path)
     assert Path(first.path).is_relative_to(svc.settings.image_root())
     assert (first.width, first.height, first.viewport, first.http_status) == (480, 320, "480x320@1", 200)
-    assert first.thumbnail_path is not None and Path(first.thumbnail_path).exists()
+    assert first.thumbnail_path is not None
+    assert exists(first.thumbnail_path)
     assert len(first.model_dump_json()) < 2048
 
 
@@ -93,13 +102,20 @@ async def test_a_one_word_change_fails_the_comparison_with_a_box_around_it(svc: 
     changed = await svc.capture(site.base + "/word", page_key="word", viewport=VIEW, compare_baseline=True)
 
     c = changed.compare
-    assert c is not None and not c.passed and not c.size_changed
-    assert c.boxes and c.regions_total == 1
+    assert c is not None
+    assert not c.passed
+    assert not c.size_changed
+    assert c.boxes
+    assert c.regions_total == 1
     box = c.boxes[0]
-    assert box.height < 40 and box.width < 300  # the changed line from the word on, not the page
-    assert c.diff_path is not None and Path(c.diff_path).exists()
+    assert box.height < 40
+    assert box.width < 300
+    assert c.diff_path is not None
+    assert exists(c.diff_path)
     run = await svc.get_run(c.run_id)
-    assert run.kind == "compare" and run.status == "failed" and run.details["boxes"]
+    assert run.kind == "compare"
+    assert run.status == "failed"
+    assert run.details["boxes"]
 
 
 async def test_a_masked_live_clock_passes_the_comparison(svc: UiTestingService, site: Site):
@@ -109,7 +125,8 @@ async def test_a_masked_live_clock_passes_the_comparison(svc: UiTestingService, 
     again = await svc.capture(
         url, page_key="clock", viewport=VIEW, mask=["#clock"], delay_ms=170, compare_baseline=True
     )
-    assert again.compare is not None and again.compare.passed, again.compare
+    assert again.compare is not None
+    assert again.compare.passed, again.compare
 
 
 async def test_a_size_change_is_reported_with_both_sizes(svc: UiTestingService, site: Site):
@@ -121,8 +138,10 @@ async def test_a_size_change_is_reported_with_both_sizes(svc: UiTestingService, 
 
     c = await svc.compare(capture_id=after.id)
 
-    assert not c.passed and c.size_changed
-    assert c.size.startswith("480x") and c.size != f"480x{base.height} -> 480x{base.height}"
+    assert not c.passed
+    assert c.size_changed
+    assert c.size.startswith("480x")
+    assert c.size != f"480x{base.height} -> 480x{base.height}"
     assert "Sizes differ" in c.summary
 
 
@@ -134,12 +153,15 @@ async def test_approving_a_new_capture_makes_it_pass_and_keeps_the_old_baseline_
     await svc.set_baseline(capture_id=first.id, note="v1")
     site.put("/approve", page(ARTICLE.format(word="new")))
     second = await svc.capture(site.base + "/approve", page_key="approve", viewport=VIEW, compare_baseline=True)
-    assert second.compare is not None and not second.compare.passed
+    assert second.compare is not None
+    assert not second.compare.passed
 
     approved = await svc.set_baseline(page_key="approve", viewport=VIEW, approve=True)
-    assert approved.baselines[0].capture_id == second.id and "kept in history" in approved.message
+    assert approved.baselines[0].capture_id == second.id
+    assert "kept in history" in approved.message
     third = await svc.capture(site.base + "/approve", page_key="approve", viewport=VIEW, compare_baseline=True)
-    assert third.compare is not None and third.compare.passed
+    assert third.compare is not None
+    assert third.compare.passed
 
     history = await svc.list_baselines(page_key="approve", history=True)
     assert [(b.capture_id, b.current) for b in history.baselines] == [(second.id, True), (first.id, False)]
@@ -157,7 +179,8 @@ async def test_audit_deltas_show_the_fixed_violation_as_fixed_and_the_added_one_
     form = '<form><input id="email" type="text"></form>'
     site.put("/shop", page(f'<main><h1>Shop</h1><img id="logo" src="{IMG}">{form}</main>'))
     first = await svc.audit(site.base + "/shop", page_key="shop", viewport=VIEW)
-    assert first.baseline_audit_id is None and first.passed
+    assert first.baseline_audit_id is None
+    assert first.passed
     assert {"image-alt", "label"} <= {v.rule for v in first.violations}
 
     faint = '<p id="faint" style="color:#ccc;background:#fff">Hard to read</p>'
@@ -167,7 +190,8 @@ async def test_audit_deltas_show_the_fixed_violation_as_fixed_and_the_added_one_
     assert second.baseline_audit_id == first.audit_id
     assert [(f.rule, f.selector) for f in second.fixed] == [("image-alt", "#logo")]
     assert [(f.rule, f.selector) for f in second.new] == [("color-contrast", "#faint")]
-    assert second.unchanged_total >= 1 and not second.passed
+    assert second.unchanged_total >= 1
+    assert not second.passed
     assert len(second.model_dump_json()) < 2048
     report = await svc.report()
     assert any(line.startswith("FAIL shop:") and "1 new" in line for line in report.pages)
@@ -191,11 +215,14 @@ async def test_a_check_with_a_failing_step_stops_there_and_records_reason_and_co
 
     run = await svc.run_check("broken")
 
-    assert run.status == "failed" and run.failed_step == 2
+    assert run.status == "failed"
+    assert run.failed_step == 2
     assert [s.status for s in run.steps] == ["passed", "passed", "failed", "skipped"]
     assert run.error == "Expected '#msg' containing 'Goodbye', found 'Welcome'."
-    assert run.console_errors_total == 1 and "undefinedFunction" in run.console_errors[0]
-    assert run.steps[1].ref is not None and run.steps[1].ref.startswith("capture:")
+    assert run.console_errors_total == 1
+    assert "undefinedFunction" in run.console_errors[0]
+    assert run.steps[1].ref is not None
+    assert run.steps[1].ref.startswith("capture:")
     assert await svc.db.fetchval("SELECT count(*) FROM ui_testing.captures WHERE run_id = $1", run.id) == 1
     listed = await svc.list_checks(name="broken")
     assert listed.checks[0].trend == "F"
@@ -214,19 +241,25 @@ async def test_a_rerun_is_compared_with_the_last_passing_run_and_the_trend_grows
     }
     await svc.save_check("flow", scenario)
     first = await svc.run_check("flow")
-    assert first.status == "passed" and first.vs_last_pass == "No earlier passing run to compare with."
+    assert first.status == "passed"
+    assert first.vs_last_pass == "No earlier passing run to compare with."
     site.put("/flow", page(ARTICLE.format(word="green") + '<button id="go">Go</button>'))
     second = await svc.run_check("flow")
 
     assert second.status == "passed"
-    assert second.vs_last_pass is not None and f"vs run {first.id}" in second.vs_last_pass
+    assert second.vs_last_pass is not None
+    assert f"vs run {first.id}" in second.vs_last_pass
     assert "1 of 1 capture(s) changed" in second.vs_last_pass
     checks = await svc.list_checks(name="flow")
-    assert checks.checks[0].trend == "PP" and checks.checks[0].last_run_id == second.id
+    assert checks.checks[0].trend == "PP"
+    assert checks.checks[0].last_run_id == second.id
     runs = await svc.list_runs(check="flow", limit=1)
-    assert runs.total == 2 and runs.truncated and runs.items[0].id == second.id
+    assert runs.total == 2
+    assert runs.truncated
+    assert runs.items[0].id == second.id
     more = await svc.list_runs(check="flow", limit=1, cursor=runs.next_cursor)
-    assert more.items[0].id == first.id and not more.truncated
+    assert more.items[0].id == first.id
+    assert not more.truncated
 
 
 async def test_a_check_is_validated_when_saved_and_unknown_checks_are_not_found(svc: UiTestingService):
@@ -245,7 +278,8 @@ async def test_a_local_html_file_under_the_roots_can_be_captured(svc: UiTestingS
     root = svc.settings.allowed_roots[0]
     (root / "local.html").write_text(page("<h1>Local file</h1>"))
     shot = await svc.capture(str(root / "local.html"), viewport=VIEW)
-    assert shot.page_key == "file:local.html" and shot.http_status is None
+    assert shot.page_key == "file:local.html"
+    assert shot.http_status is None
 
 
 @pytest.mark.parametrize(
@@ -328,7 +362,9 @@ async def test_four_service_instances_capture_and_compare_at_once_without_losing
 
 async def test_the_report_gives_one_line_per_page_key_the_checks_and_the_browser(svc: UiTestingService):
     report = await svc.report(limit=3)
-    assert report.pages_total >= 3 and len(report.pages) == 3 and report.truncated
+    assert report.pages_total >= 3
+    assert len(report.pages) == 3
+    assert report.truncated
     assert report.browser.startswith("Chromium ")
     assert len(report.model_dump_json()) < 2048
     second = await svc.report(limit=3, cursor=report.next_cursor)
@@ -354,4 +390,5 @@ async def test_a_second_run_of_a_running_check_is_refused(svc: UiTestingService,
     assert first.job_id is not None
     await svc.jobs.wait(first.job_id, timeout_s=15)
     done = await svc.get_run(first.id)
-    assert done.status == "failed" and "Timed out" in (done.error or "")
+    assert done.status == "failed"
+    assert "Timed out" in (done.error or "")

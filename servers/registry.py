@@ -86,6 +86,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Documentation",
         "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams.",
     ),
+    ServerSpec(
+        "ui_testing",
+        "UI testing",
+        "Screenshots in headless Chromium with visual baselines and diffs, axe accessibility audits with deltas, and stored UI checks run as jobs.",
+        requires=("playwright", "axe_playwright_python", "PIL", "numpy"),
+    ),
 )
 
 

@@ -67,6 +67,7 @@ class BaselineResult(BaseModel):
     total: int
     truncated: bool = False
     next_cursor: str | None = None
+    compare: CompareInfo | None = None
     message: str
 
 
@@ -96,14 +97,11 @@ class AuditInfo(BaseModel):
     page_key: str
     passed: bool = Field(description="No new findings against the baseline audit.")
     violations_total: int
-    by_impact: dict[str, int]
     violations: list[ViolationInfo] = Field(description="The worst rules, at most 5.")
-    baseline_audit_id: int | None = None
     new: list[FindingInfo] = Field(description="Findings not in the baseline (at most 5; see new_total).")
     new_total: int
     fixed: list[FindingInfo] = Field(description="Baseline findings gone now (at most 5; see fixed_total).")
     fixed_total: int
-    unchanged_total: int
     summary: str
 
 
@@ -164,8 +162,6 @@ class RunInfo(BaseModel):
     summary: str
     duration_ms: int | None = None
     created_at: datetime
-    finished_at: datetime | None = None
-    job_id: str | None = None
     failed_step: int | None = None
     error: str | None = None
     steps: list[StepInfo] = Field(default_factory=list, description="Check steps (failed and first ones if many).")
@@ -176,6 +172,16 @@ class RunInfo(BaseModel):
     failed_requests_total: int = 0
     vs_last_pass: str | None = Field(default=None, description="Compared with the check's last passing run.")
     details: dict[str, Any] = Field(default_factory=dict, description="Comparison or audit figures.")
+
+
+class RunList(BaseModel):
+    """A page of runs, or (with run_id) one run."""
+
+    items: list[RunRow]
+    total: int
+    truncated: bool
+    next_cursor: str | None = None
+    run: RunInfo | None = None
 
 
 class Report(BaseModel):
@@ -191,3 +197,4 @@ class Report(BaseModel):
 
 
 CaptureInfo.model_rebuild()
+BaselineResult.model_rebuild()

@@ -86,6 +86,19 @@ def default_page_key(url: str) -> str:
     return (parts.netloc + (parts.path or "/"))[:200]
 
 
+def wait_spec(wait_for: str | None, delay_ms: int, timeout_ms: int) -> WaitSpec:
+    """``wait_for`` is a load state (load, domcontentloaded, networkidle) or a selector to wait for."""
+    if wait_for in ("load", "domcontentloaded", "networkidle"):
+        until, selector = wait_for, None
+    else:
+        until, selector = "load", wait_for
+    if not 0 <= delay_ms <= 10_000 or not 100 <= timeout_ms <= 30_000:
+        raise InvalidInput("delay_ms must be 0..10000 and timeout_ms 100..30000.")
+    return WaitSpec.model_validate(
+        {"until": until, "selector": selector, "delay_ms": delay_ms, "timeout_ms": timeout_ms}
+    )
+
+
 def check_page_key(key: str) -> str:
     key = key.strip()
     if not 1 <= len(key) <= 200:
@@ -157,7 +170,6 @@ class UiTestingService:
         viewport: str | None = None,
         full_page: bool = False,
         selector: str | None = None,
-        wait_until: str = "load",
         wait_for: str | None = None,
         delay_ms: int = 0,
         timeout_ms: int = 10_000,
@@ -171,9 +183,7 @@ class UiTestingService:
         vp = parse_viewport(viewport)
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
-        wait = WaitSpec.model_validate(
-            {"until": wait_until, "selector": wait_for, "delay_ms": delay_ms, "timeout_ms": timeout_ms}
-        )
+        wait = wait_spec(wait_for, delay_ms, timeout_ms)
         async with self.browser.page(vp) as page:
             status = await open_url(page, target, wait)
             shot = await shoot(
@@ -391,7 +401,6 @@ class UiTestingService:
         page_key: str | None = None,
         viewport: str | None = None,
         levels: list[str] | None = None,
-        wait_until: str = "load",
         wait_for: str | None = None,
         timeout_ms: int = 10_000,
         set_baseline: bool = False,
@@ -401,7 +410,7 @@ class UiTestingService:
         vp = parse_viewport(viewport)
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
-        wait = WaitSpec.model_validate({"until": wait_until, "selector": wait_for, "timeout_ms": timeout_ms})
+        wait = wait_spec(wait_for, 0, timeout_ms)
         async with self.browser.page(vp) as page:
             await open_url(page, target, wait)
             result = await audit_page(page, levels)
@@ -437,19 +446,16 @@ class UiTestingService:
             page_key=key,
             passed=passed,
             violations_total=len(result.violations),
-            by_impact=result.by_impact,
             violations=[
                 ViolationInfo(
                     rule=v.rule, impact=v.impact, help=short(v.help, 100), nodes=v.nodes, selectors=v.selectors[:2]
                 )
                 for v in result.violations[:SHOWN]
             ],
-            baseline_audit_id=baseline_id,
             new=[FindingInfo(rule=f.rule, impact=f.impact, selector=short(f.selector, 100)) for f in d.new[:SHOWN]],
             new_total=len(d.new),
             fixed=[FindingInfo(rule=f.rule, impact=f.impact, selector=short(f.selector, 100)) for f in d.fixed[:SHOWN]],
             fixed_total=len(d.fixed),
-            unchanged_total=len(d.unchanged) if base is not None else 0,
             summary=summary,
         )
 
@@ -560,6 +566,14 @@ class UiTestingService:
         if await store.delete_check(self.db, self._check_name(name)) is None:
             raise NotFound(f"No check named {short(name, 60)!r}; nothing was deleted.")
         return CheckResult(action="delete", checks=[], total=0, message=f"Deleted check {name}; its runs are kept.")
+
+    async def cancel_check(self, name: str) -> CheckResult:
+        """Ask the running run of a check to stop (at its next capture or audit step)."""
+        job_id = await store.running_check_job(self.db, self._check_name(name))
+        if job_id is None:
+            raise NotFound(f"Check {short(name, 60)!r} has no running run; nothing to cancel.")
+        job = await self.jobs.cancel(job_id)
+        return CheckResult(action="cancel", checks=[], total=0, message=f"Cancel requested; job is {job.status}.")
 
     async def run_check(self, name: str, *, wait_s: float | None = None, progress: Progress | None = None) -> RunInfo:
         """Start a run of a saved check as a job, wait up to ``wait_s`` and return the run (possibly still running)."""
@@ -722,15 +736,14 @@ class UiTestingService:
         *,
         kind: str | None = None,
         status: str | None = None,
-        page_key: str | None = None,
-        check: str | None = None,
+        key: str | None = None,
         limit: int = 8,
         cursor: str | None = None,
     ) -> Page[RunRow]:
-        """Runs, newest first, filtered by kind, status, page key or check."""
-        fp = fingerprint("runs", kind, status, page_key, check)
+        """Runs, newest first, filtered by kind, status, and page key or check name."""
+        fp = fingerprint("runs", kind, status, key)
         offset = decode_cursor(cursor, fp).offset
-        rows, total = await store.list_runs(self.db, kind, status, page_key, check, limit, offset)
+        rows, total = await store.list_runs(self.db, kind, status, key, limit, offset)
         items = [
             RunRow(
                 id=r["id"],
@@ -760,8 +773,6 @@ class UiTestingService:
             summary=row["summary"],
             duration_ms=row["duration_ms"],
             created_at=row["created_at"],
-            finished_at=row["finished_at"],
-            job_id=row["job_id"],
         )
         if row["kind"] != "check":
             keep = {k: v for k, v in d.items() if k != "boxes"}

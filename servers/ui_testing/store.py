@@ -145,8 +145,8 @@ LIST_RUNS = """
 SELECT id, kind, status, page_key, check_name, summary, created_at, count(*) OVER () AS total_rows
 FROM ui_testing.runs
 WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR status = $2)
-  AND ($3::text IS NULL OR page_key = $3) AND ($4::text IS NULL OR check_name = $4)
-ORDER BY id DESC LIMIT $5 OFFSET $6
+  AND ($3::text IS NULL OR page_key = $3 OR check_name = $3)
+ORDER BY id DESC LIMIT $4 OFFSET $5
 """
 LAST_PASSING_CHECK_RUN = """
 SELECT * FROM ui_testing.runs WHERE check_id = $1 AND status = 'passed' AND id < $2 ORDER BY id DESC LIMIT 1
@@ -218,12 +218,11 @@ async def list_runs(
     conn: Conn,
     kind: str | None,
     status: str | None,
-    page_key: str | None,
-    check: str | None,
+    key: str | None,
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    rows = [dict(r) for r in await conn.fetch(LIST_RUNS, kind, status, page_key, check, limit, offset)]
+    rows = [dict(r) for r in await conn.fetch(LIST_RUNS, kind, status, key, limit, offset)]
     return rows, int(rows[0]["total_rows"]) if rows else 0
 
 
@@ -398,3 +397,14 @@ async def run_captures(conn: Conn, run_id: int) -> dict[int, dict[str, Any]]:
 
 async def run_audits(conn: Conn, run_id: int) -> dict[int, int]:
     return {int(r["step"]): int(r["id"]) for r in await conn.fetch(RUN_AUDITS, run_id)}
+
+
+RUNNING_CHECK_JOB = """
+SELECT job_id::text FROM ui_testing.runs WHERE check_name = $1 AND kind = 'check' AND status = 'running'
+ORDER BY id DESC LIMIT 1
+"""
+
+
+async def running_check_job(conn: Conn, name: str) -> str | None:
+    value: str | None = await conn.fetchval(RUNNING_CHECK_JOB, name)
+    return value

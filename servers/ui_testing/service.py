@@ -54,6 +54,7 @@ log = get_logger(__name__)
 BROWSER = "chromium"
 DEFAULT_VIEWPORT = "laptop"
 SHOWN = 5  # boxes, violations and findings in a default answer
+MAX_ANSWER = 2000  # bytes of JSON in a default answer
 _VIEWPORT = re.compile(r"^(\d{1,6})x(\d{1,6})(?:@(\d{1,2}(?:\.\d{1,3})?))?$")
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -784,19 +785,31 @@ class UiTestingService:
         # Around the failure when there are many steps: what led to it matters most.
         end = (failed + 1) if failed is not None else len(steps)
         shown = steps[max(0, end - 8) : end] if len(steps) > 8 else steps
-        return info.model_copy(
+        info = info.model_copy(
             update={
                 "failed_step": failed,
                 "error": d.get("error"),
                 "steps": shown,
                 "steps_total": len(steps),
-                "console_errors": [short(t, 160) for t in d.get("console_errors", [])[:3]],
+                "console_errors": [short(t, 120) for t in d.get("console_errors", [])[:3]],
                 "console_errors_total": d.get("console_errors_total", 0),
-                "failed_requests": [short(t, 160) for t in d.get("failed_requests", [])[:3]],
+                "failed_requests": [short(t, 120) for t in d.get("failed_requests", [])[:3]],
                 "failed_requests_total": d.get("failed_requests_total", 0),
                 "vs_last_pass": d.get("vs_last_pass"),
             }
         )
+        # A default answer stays under 2 KB: drop the oldest steps and extra events until it fits.
+        while len(info.model_dump_json()) > MAX_ANSWER and (
+            len(info.steps) > 1 or len(info.console_errors) > 1 or len(info.failed_requests) > 1
+        ):
+            info = info.model_copy(
+                update={
+                    "steps": info.steps[1:] if len(info.steps) > 1 else info.steps,
+                    "console_errors": info.console_errors[:-1] or info.console_errors[:1],
+                    "failed_requests": info.failed_requests[:-1] or info.failed_requests[:1],
+                }
+            )
+        return info
 
     # ------------------------------------------------------------------------------- report
 

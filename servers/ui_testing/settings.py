@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
@@ -37,6 +37,12 @@ class Settings(BaseServerSettings):
     )
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running check silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running check reports.")
+
+    @model_validator(mode="after")
+    def _check_jobs(self) -> "Settings":
+        if self.job_stale_s <= self.heartbeat_s * 2:
+            raise ValueError("UI_TESTING_JOB_STALE_S must be more than twice UI_TESTING_HEARTBEAT_S")
+        return self
 
     def image_root(self) -> Path:
         """The folder images are stored in."""

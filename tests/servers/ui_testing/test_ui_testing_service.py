@@ -412,3 +412,36 @@ async def test_a_running_check_can_be_cancelled(svc: UiTestingService, site: Sit
     assert (await svc.get_run(run.id)).status == "cancelled"
     with pytest.raises(NotFound, match="no running run"):
         await svc.cancel_check("cancel-me")
+
+
+async def test_a_check_run_left_running_by_a_dead_process_is_marked_interrupted(svc: UiTestingService):
+    job_id = await svc.db.fetchval(
+        "INSERT INTO ui_testing.jobs (kind, key, owner, heartbeat_at) "
+        "VALUES ('check', 'ghost', 'gone:1', now() - interval '1 hour') RETURNING id::text"
+    )
+    run_id = await svc.db.fetchval(
+        "INSERT INTO ui_testing.runs (kind, check_name, job_id, status) "
+        "VALUES ('check', 'ghost', $1::uuid, 'running') RETURNING id",
+        job_id,
+    )
+    assert run_id in await svc.recover()
+    run = await svc.get_run(run_id)
+    assert run.status == "interrupted"
+    assert "run the check again" in run.summary
+
+
+async def test_a_noisy_failing_check_still_answers_in_under_2_kb(svc: UiTestingService, site: Site):
+    noise = "".join(f"<script>console.error('{'x' * 150} {i}')</script>" for i in range(20))
+    imgs = "".join(f"<img src='/missing-{i}-{'y' * 100}.png' alt=''>" for i in range(20))
+    url = site.put("/noisy", page("<p id='p'>hi</p>" + noise + imgs))
+    steps: list[dict[str, Any]] = [{"action": "goto", "url": url}]
+    steps += [{"action": "assert_visible", "selector": "#p"} for _ in range(12)]
+    steps += [{"action": "assert_text", "selector": "#p", "text": "z" * 300, "timeout_ms": 200}]
+    await svc.save_check("noisy", {"viewport": {"width": 480, "height": 320}, "steps": steps})
+    run = await svc.run_check("noisy")
+    assert run.status == "failed"
+    assert run.failed_step == 13
+    assert run.steps[-1].status == "failed"
+    assert run.console_errors_total >= 20  # the 404s are console errors too
+    assert run.failed_requests_total >= 20
+    assert len(run.model_dump_json()) <= 2048

@@ -49,10 +49,8 @@ class BaselineInfo(BaseModel):
     id: int
     page_key: str
     viewport: str
-    browser: str
     capture_id: int
     path: str
-    sha256: str
     current: bool
     note: str | None = None
     created_at: datetime

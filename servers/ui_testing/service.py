@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from common.errors import InvalidInput, NotFound
@@ -50,6 +50,7 @@ from servers.ui_testing.settings import Settings
 from servers.ui_testing.viewport import PRESETS, Viewport, resolve_viewport
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 BROWSER = "chromium"
 DEFAULT_VIEWPORT = "laptop"
@@ -98,6 +99,15 @@ def wait_spec(wait_for: str | None, delay_ms: int, timeout_ms: int) -> WaitSpec:
     return WaitSpec.model_validate(
         {"until": until, "selector": selector, "delay_ms": delay_ms, "timeout_ms": timeout_ms}
     )
+
+
+def fit(items: list[T], *, total: int, offset: int, limit: int, fp: str, room: int = MAX_ANSWER - 200) -> Page[T]:
+    """A page of at most ``limit`` items whose JSON stays within ``room`` bytes (the next cursor follows the last)."""
+    page = page_of(items, total=total, offset=offset, limit=limit, fp=fp)
+    while len(page.model_dump_json()) > room and len(page.items) > 1:
+        shown = page.items[:-1]
+        page = page_of(shown, total=total, offset=offset, limit=len(shown), fp=fp)
+    return page
 
 
 def check_page_key(key: str) -> str:
@@ -286,10 +296,8 @@ class UiTestingService:
             id=row["id"],
             page_key=row["page_key"],
             viewport=row["viewport"],
-            browser=row["browser"],
             capture_id=row["capture_id"],
             path=row["path"],
-            sha256=row["sha256"],
             current=row["is_current"],
             note=row["note"],
             created_at=row["created_at"],
@@ -310,7 +318,7 @@ class UiTestingService:
         fp = fingerprint("baselines", page_key, vkey, history)
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.list_baselines(self.db, page_key, vkey, history, limit, offset)
-        page = page_of([self._baseline(r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
+        page = fit([self._baseline(r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
         return BaselineResult(
             action="history" if history else "list",
             baselines=page.items,
@@ -544,7 +552,7 @@ class UiTestingService:
             )
             for r in rows
         ]
-        page = page_of(items, total=total, offset=offset, limit=limit, fp=fp)
+        page = fit(items, total=total, offset=offset, limit=limit, fp=fp)
         return CheckResult(
             action="list",
             checks=page.items,
@@ -757,7 +765,7 @@ class UiTestingService:
             )
             for r in rows
         ]
-        return page_of(items, total=total, offset=offset, limit=limit, fp=fp)
+        return fit(items, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 100)
 
     async def get_run(self, run_id: int) -> RunInfo:
         """One run's summary: steps, console errors and failed requests for checks; figures for the others."""
@@ -838,7 +846,7 @@ class UiTestingService:
                 bad = bad or bool(a.get("new"))
             failing += bad
             lines.append(f"{'FAIL' if bad else 'ok'} {short(r['page_key'], 80)}: {', '.join(parts)}")
-        page = page_of(lines, total=total, offset=offset, limit=limit, fp=fp)
+        page = fit(lines, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 600)
         checks = await self.list_checks(limit=10)
         vr = await self.browser_report()
         return Report(

@@ -445,3 +445,23 @@ async def test_a_noisy_failing_check_still_answers_in_under_2_kb(svc: UiTestingS
     assert run.console_errors_total >= 20  # the 404s are console errors too
     assert run.failed_requests_total >= 20
     assert len(run.model_dump_json()) <= 2048
+
+
+async def test_long_runs_shrink_the_page_to_2_kb_and_the_cursor_skips_nothing(svc: UiTestingService):
+    key = "long/" + "k" * 190
+    for n in range(12):
+        await svc.db.execute(
+            "INSERT INTO ui_testing.runs (kind, page_key, status, summary) VALUES ('compare', $1, 'passed', $2)",
+            key,
+            f"{n:02d} " + "s" * 300,
+        )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(12):
+        page = await svc.list_runs(key=key, cursor=cursor)
+        assert len(page.model_dump_json()) <= 2048
+        seen += [r.summary[:2] for r in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"{n:02d}" for n in reversed(range(12))]

@@ -15,21 +15,30 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from common.errors import InvalidInput, NotFound
 from common.jobs import JobCancelled, JobContext, Jobs, Progress
 from common.logging import get_logger
-from common.paging import Page, decode_cursor, fingerprint, page_of
+from common.paging import Page, decode_cursor, fingerprint
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.ui_testing import store
 from servers.ui_testing.audit import AuditResult, Violation, audit_page, delta, expand_tags
 from servers.ui_testing.browser import Browser, BrowserOptions, VersionReport, version_report
-from servers.ui_testing.capture import WaitSpec, check_url, open_url, shoot, short
+from servers.ui_testing.capture import check_url, open_url, shoot, short
 from servers.ui_testing.diff import DiffResult, compare
 from servers.ui_testing.images import Rect
+from servers.ui_testing.inputs import (
+    MAX_ANSWER,
+    check_page_key,
+    default_page_key,
+    fit,
+    parse_viewport,
+    viewport_key,
+    wait_spec,
+)
 from servers.ui_testing.models import (
     AuditInfo,
     BaselineInfo,
@@ -47,74 +56,13 @@ from servers.ui_testing.models import (
 )
 from servers.ui_testing.scenario import Goto, RunResult, Scenario, parse_scenario, run_scenario
 from servers.ui_testing.settings import Settings
-from servers.ui_testing.viewport import PRESETS, Viewport, resolve_viewport
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 BROWSER = "chromium"
-DEFAULT_VIEWPORT = "laptop"
 SHOWN = 5  # boxes, violations and findings in a default answer
-MAX_ANSWER = 2000  # bytes of JSON in a default answer
-_VIEWPORT = re.compile(r"^(\d{1,6})x(\d{1,6})(?:@(\d{1,2}(?:\.\d{1,3})?))?$")
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def parse_viewport(text: str | None) -> Viewport:
-    """A preset name (desktop, laptop, tablet, phone) or ``WIDTHxHEIGHT[@SCALE]``; InvalidInput otherwise."""
-    text = (text or DEFAULT_VIEWPORT).strip().lower()
-    if text in PRESETS:
-        return PRESETS[text]
-    m = _VIEWPORT.match(text)
-    if not m:
-        raise InvalidInput(
-            f"Invalid viewport {short(text, 40)!r}: use one of {', '.join(PRESETS)} or WIDTHxHEIGHT[@SCALE], "
-            "e.g. 1280x800 or 390x844@3."
-        )
-    return resolve_viewport(None, int(m[1]), int(m[2]), float(m[3]) if m[3] else 1.0)
-
-
-def viewport_key(vp: Viewport) -> str:
-    """How a viewport is named in rows and answers: ``1366x768@1``."""
-    return f"{vp.width}x{vp.height}@{vp.scale:g}"
-
-
-def default_page_key(url: str) -> str:
-    """A page key from a URL: host and path for http(s), ``file:<name>`` for a local file."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return f"file:{Path(unquote(parts.path)).name}"[:200]
-    return (parts.netloc + (parts.path or "/"))[:200]
-
-
-def wait_spec(wait_for: str | None, delay_ms: int, timeout_ms: int) -> WaitSpec:
-    """``wait_for`` is a load state (load, domcontentloaded, networkidle) or a selector to wait for."""
-    if wait_for in ("load", "domcontentloaded", "networkidle"):
-        until, selector = wait_for, None
-    else:
-        until, selector = "load", wait_for
-    if not 0 <= delay_ms <= 10_000 or not 100 <= timeout_ms <= 30_000:
-        raise InvalidInput("delay_ms must be 0..10000 and timeout_ms 100..30000.")
-    return WaitSpec.model_validate(
-        {"until": until, "selector": selector, "delay_ms": delay_ms, "timeout_ms": timeout_ms}
-    )
-
-
-def fit(items: list[T], *, total: int, offset: int, limit: int, fp: str, room: int = MAX_ANSWER - 200) -> Page[T]:
-    """A page of at most ``limit`` items whose JSON stays within ``room`` bytes (the next cursor follows the last)."""
-    page = page_of(items, total=total, offset=offset, limit=limit, fp=fp)
-    while len(page.model_dump_json()) > room and len(page.items) > 1:
-        shown = page.items[:-1]
-        page = page_of(shown, total=total, offset=offset, limit=len(shown), fp=fp)
-    return page
-
-
-def check_page_key(key: str) -> str:
-    key = key.strip()
-    if not 1 <= len(key) <= 200:
-        raise InvalidInput("page_key must be 1 to 200 characters.")
-    return key
 
 
 class UiTestingService:
@@ -589,7 +537,7 @@ class UiTestingService:
         row = await store.get_check(self.db, self._check_name(name))
         if row is None:
             raise NotFound(f"No check named {short(name, 60)!r}; save it with manage_check first.")
-        scenario = parse_scenario(row["scenario"])
+        scenario = self._validate_scenario(row["scenario"])  # the allowed roots may have changed since
         await self.jobs.recover()
         job = await self.jobs.start("check", name, {"check_id": row["id"]}, total=len(scenario.steps))
         try:
@@ -860,4 +808,4 @@ class UiTestingService:
         )
 
 
-__all__ = ["UiTestingService", "default_page_key", "parse_viewport", "viewport_key"]
+__all__ = ["UiTestingService"]

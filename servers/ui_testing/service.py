@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound, SuiteError
 from common.jobs import JobCancelled, JobContext, Jobs, Progress
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, fingerprint
@@ -26,7 +26,7 @@ from common.runtime import Deps
 from common.safefiles import Roots
 from servers.ui_testing import store
 from servers.ui_testing.audit import AuditResult, Violation, audit_page, delta, expand_tags
-from servers.ui_testing.browser import Browser, BrowserOptions, VersionReport, version_report
+from servers.ui_testing.browser import Browser, BrowserOptions, FileGuard, VersionReport, version_report
 from servers.ui_testing.capture import check_url, open_url, shoot, short
 from servers.ui_testing.diff import DiffResult, compare
 from servers.ui_testing.images import Rect
@@ -119,6 +119,18 @@ class UiTestingService:
             path = url
         return self.roots.resolve(path, kind="file").as_uri()
 
+    def file_allowed(self, url: str) -> bool:
+        """Whether a page may load this ``file:`` URL: a regular file inside the allowed roots."""
+        try:
+            self.roots.resolve(unquote(urlsplit(url).path), kind="file")
+        except SuiteError:
+            return False
+        return True
+
+    def _guard(self, *urls: str) -> FileGuard | None:
+        # Routing costs a round trip per request, so only pages opened from a file get the guard.
+        return self.file_allowed if any(u.lower().startswith("file:") for u in urls) else None
+
     # ------------------------------------------------------------------------------- capture
 
     async def capture(
@@ -143,7 +155,7 @@ class UiTestingService:
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
         wait = wait_spec(wait_for, delay_ms, timeout_ms)
-        async with self.browser.page(vp) as page:
+        async with self.browser.page(vp, self._guard(target)) as page:
             status = await open_url(page, target, wait)
             shot = await shoot(
                 page,
@@ -368,7 +380,7 @@ class UiTestingService:
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
         wait = wait_spec(wait_for, 0, timeout_ms)
-        async with self.browser.page(vp) as page:
+        async with self.browser.page(vp, self._guard(target)) as page:
             await open_url(page, target, wait)
             result = await audit_page(page, levels)
         baseline_id = await store.audit_baseline(self.db, key)
@@ -603,7 +615,15 @@ class UiTestingService:
             return f"audit:{aid}"
 
         try:
-            result = await run_scenario(self.browser, scenario, self.root, on_capture=on_capture, on_audit=on_audit)
+            gotos = [step.url for step in scenario.steps if isinstance(step, Goto)]
+            result = await run_scenario(
+                self.browser,
+                scenario,
+                self.root,
+                on_capture=on_capture,
+                on_audit=on_audit,
+                file_guard=self._guard(*gotos),
+            )
         except JobCancelled:
             await store.finish_run(self.db, run_id, "cancelled", "Cancelled on request.", {}, 0)
             raise

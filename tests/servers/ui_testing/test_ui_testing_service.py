@@ -465,3 +465,26 @@ async def test_long_runs_shrink_the_page_to_2_kb_and_the_cursor_skips_nothing(sv
         if cursor is None:
             break
     assert seen == [f"{n:02d}" for n in reversed(range(12))]
+
+
+async def test_a_local_page_cannot_load_files_outside_the_allowed_roots(svc: UiTestingService):
+    root = svc.settings.allowed_roots[0]
+    secret = root.parent / "secret.png"
+    await asyncio.to_thread(secret.write_bytes, b"not for pages")
+    await asyncio.to_thread((root / "inside.png").write_bytes, b"fine")
+    html = page(f"<h1>Local</h1><img src='{secret.as_uri()}' alt='a'><img src='inside.png' alt='b'>")
+    await asyncio.to_thread((root / "peek.html").write_text, html)
+    await svc.save_check(
+        "peek",
+        {
+            "viewport": {"width": 480, "height": 320},
+            "steps": [{"action": "goto", "url": (root / "peek.html").as_uri()}, {"action": "capture"}],
+        },
+    )
+    run = await svc.run_check("peek")
+    assert run.status == "passed"
+    assert run.failed_requests_total == 1
+    assert "secret.png" in run.failed_requests[0]
+    assert "ACCESS_DENIED" in run.failed_requests[0]
+    assert svc.file_allowed((root / "inside.png").as_uri())
+    assert not svc.file_allowed(secret.as_uri())

@@ -188,7 +188,7 @@ class Report(BaseModel):
     pages: list[str] = Field(description="One line per page key: latest comparison and audit.")
     pages_total: int
     checks: list[str] = Field(description="name: trend (last result last).")
-    failing: int = Field(description="Page keys whose latest comparison failed or audit has new findings.")
+    failing: int = Field(description="Page keys (of all) whose latest comparison or audit did not pass.")
     browser: str = Field(description="Chromium against Playwright's expected version.")
     truncated: bool
     next_cursor: str | None = None

@@ -800,7 +800,7 @@ class UiTestingService:
         fp = fingerprint("report")
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.page_status(self.db, limit, offset)
-        lines, failing = [], 0
+        lines = []
         for r in rows:
             v, a = r["visual"], r["a11y"]
             parts = []
@@ -812,7 +812,6 @@ class UiTestingService:
             if a:
                 parts.append(f"a11y {a.get('new') or 0} new of {a.get('total') or 0} rules failing")
                 bad = bad or bool(a.get("new"))
-            failing += bad
             lines.append(f"{'FAIL' if bad else 'ok'} {short(r['page_key'], 80)}: {', '.join(parts)}")
         page = fit(lines, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 600)
         checks = await self.list_checks(limit=10)
@@ -821,7 +820,7 @@ class UiTestingService:
             pages=page.items,
             pages_total=total,
             checks=[f"{c.name}: {c.trend or 'never run'}" for c in checks.checks],
-            failing=failing,
+            failing=await store.failing_keys(self.db),
             browser=f"Chromium {vr.installed or '?'} (Playwright expects {vr.expected or '?'}): {vr.note}",
             truncated=page.truncated,
             next_cursor=page.next_cursor,

@@ -408,3 +408,18 @@ ORDER BY id DESC LIMIT 1
 async def running_check_job(conn: Conn, name: str) -> str | None:
     value: str | None = await conn.fetchval(RUNNING_CHECK_JOB, name)
     return value
+
+
+FAILING_KEYS = """
+WITH latest AS (
+    SELECT DISTINCT ON (page_key, kind) page_key, kind, status FROM ui_testing.runs
+    WHERE kind IN ('compare', 'audit') AND page_key IS NOT NULL AND status <> 'running'
+    ORDER BY page_key, kind, id DESC
+)
+SELECT count(DISTINCT page_key) FROM latest WHERE status <> 'passed'
+"""
+
+
+async def failing_keys(conn: Conn) -> int:
+    """Page keys whose latest comparison or latest audit did not pass."""
+    return int(await conn.fetchval(FAILING_KEYS))

@@ -365,6 +365,12 @@ async def test_the_report_gives_one_line_per_page_key_the_checks_and_the_browser
     assert len(report.pages) == 3
     assert report.truncated
     assert report.browser.startswith("Chromium ")
+    failed_keys = await svc.db.fetchval(
+        "SELECT count(DISTINCT page_key) FROM ui_testing.runs r WHERE kind IN ('compare', 'audit') AND id = "
+        "(SELECT max(id) FROM ui_testing.runs x WHERE x.page_key = r.page_key AND x.kind = r.kind) "
+        "AND status = 'failed'"
+    )
+    assert report.failing == failed_keys > 0
     assert len(report.model_dump_json()) < 2048
     second = await svc.report(limit=3, cursor=report.next_cursor)
     assert set(second.pages).isdisjoint(report.pages)

@@ -385,11 +385,19 @@ class UiTestingService:
             result = await audit_page(page, levels)
         baseline_id = await store.audit_baseline(self.db, key)
         base = await self._load_audit(baseline_id) if baseline_id is not None else None
+        if base is None:
+            note = "first audit of this page: it is now the baseline."
+        elif sorted(base.tags) != sorted(result.tags):
+            # Findings of other levels are not comparable: every rule outside the overlap would look new or fixed.
+            note = "the baseline audit checked other levels, so no delta; set_baseline=true to compare at these."
+            base = None
+        else:
+            note = ""
         d = delta(base, result) if base is not None else delta(result, result)
         passed = not d.new
         summary = (
             f"{sum(v.nodes for v in result.violations)} failing element(s) in {len(result.violations)} rule(s); "
-            + (d.summary if base is not None else "first audit of this page: it is now the baseline.")
+            + (note or d.summary)
         )
         async with self.db.transaction() as conn:
             run_id = await store.insert_run(

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from common.errors import Conflict, InvalidInput, NotFound
 from common.runtime import open_deps
 from common.testing import create_database, drop_database, free_port, wait_until
+from servers.ui_testing import store
 from servers.ui_testing.service import UiTestingService
 from servers.ui_testing.settings import Settings
 from tests.servers.ui_testing.conftest import Site, page
@@ -194,6 +195,9 @@ async def test_audit_deltas_show_the_fixed_violation_as_fixed_and_the_added_one_
     assert len(second.model_dump_json()) < 2048
     report = await svc.report()
     assert any(line.startswith("FAIL shop:") and "1 new" in line for line in report.pages)
+    other = await svc.audit(site.base + "/shop", page_key="shop", viewport=VIEW, levels=["best-practice"])
+    assert other.passed
+    assert "other levels" in other.summary
 
 
 async def test_a_check_with_a_failing_step_stops_there_and_records_reason_and_console_errors(
@@ -360,6 +364,8 @@ async def test_four_service_instances_capture_and_compare_at_once_without_losing
 
 
 async def test_the_report_gives_one_line_per_page_key_the_checks_and_the_browser(svc: UiTestingService):
+    for key, status in (("report-a", "passed"), ("report-b", "failed"), ("report-c", "passed")):
+        await store.insert_run(svc.db, kind="compare", status=status, page_key=key, details={"changed_ratio": 0.5})
     report = await svc.report(limit=3)
     assert report.pages_total >= 3
     assert len(report.pages) == 3

@@ -19,15 +19,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from common.errors import InvalidInput, NotFound, SuiteError
-from common.jobs import JobCancelled, JobContext, Jobs, Progress
+from common.jobs import JobContext, Jobs, Progress
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, fingerprint
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.ui_testing import store
-from servers.ui_testing.audit import AuditResult, Violation, audit_page, delta, expand_tags
+from servers.ui_testing.audit import audit_page, delta, expand_tags
 from servers.ui_testing.browser import Browser, BrowserOptions, FileGuard, VersionReport, version_report
 from servers.ui_testing.capture import check_url, open_url, shoot, short
+from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_audit
 from servers.ui_testing.diff import DiffResult, compare
 from servers.ui_testing.images import Rect
 from servers.ui_testing.inputs import (
@@ -54,12 +55,11 @@ from servers.ui_testing.models import (
     StepInfo,
     ViolationInfo,
 )
-from servers.ui_testing.scenario import Goto, RunResult, Scenario, parse_scenario, run_scenario
+from servers.ui_testing.scenario import Goto, Scenario, parse_scenario
 from servers.ui_testing.settings import Settings
 
 log = get_logger(__name__)
 
-BROWSER = "chromium"
 SHOWN = 5  # boxes, violations and findings in a default answer
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -384,7 +384,7 @@ class UiTestingService:
             await open_url(page, target, wait)
             result = await audit_page(page, levels)
         baseline_id = await store.audit_baseline(self.db, key)
-        base = await self._load_audit(baseline_id) if baseline_id is not None else None
+        base = await load_audit(self.db, baseline_id) if baseline_id is not None else None
         if base is None:
             note = "first audit of this page: it is now the baseline."
         elif sorted(base.tags) != sorted(result.tags):
@@ -414,7 +414,7 @@ class UiTestingService:
                     "baseline_audit_id": baseline_id,
                 },
             )
-            audit_id = await self._insert_audit(conn, result, key, viewport_key(vp), run_id, None)
+            audit_id = await store_audit(conn, result, key, viewport_key(vp), run_id, None)
             await store.set_run_details(conn, run_id, {"audit_id": audit_id})
             await store.set_audit_baseline(conn, key, audit_id, only_if_none=not set_baseline)
         return AuditInfo(
@@ -434,43 +434,6 @@ class UiTestingService:
             fixed=[FindingInfo(rule=f.rule, impact=f.impact, selector=short(f.selector, 100)) for f in d.fixed[:SHOWN]],
             fixed_total=len(d.fixed),
             summary=summary,
-        )
-
-    @staticmethod
-    async def _insert_audit(
-        conn: Any, result: AuditResult, key: str, vkey: str, run_id: int | None, step: int | None
-    ) -> int:
-        return await store.insert_audit(
-            conn,
-            {
-                "page_key": key,
-                "url": result.url,
-                "viewport": vkey,
-                "tags": result.tags,
-                "axe_version": result.axe_version,
-                "by_impact": result.by_impact,
-                "violations_total": len(result.violations),
-                "passed_rules": result.passed_rules,
-                "incomplete_rules": result.incomplete_rules,
-                "run_id": run_id,
-                "step": step,
-            },
-            [v.model_dump() for v in result.violations],
-        )
-
-    async def _load_audit(self, audit_id: int) -> AuditResult | None:
-        found = await store.get_audit(self.db, audit_id)
-        if found is None:
-            return None
-        row, violations = found
-        return AuditResult(
-            url=row["url"],
-            tags=list(row["tags"]),
-            axe_version=row["axe_version"],
-            violations=[Violation(**{**v, "selectors": list(v["selectors"])}) for v in violations],
-            by_impact=row["by_impact"],
-            passed_rules=row["passed_rules"],
-            incomplete_rules=row["incomplete_rules"],
         )
 
     # ------------------------------------------------------------------------------- checks
@@ -579,140 +542,22 @@ class UiTestingService:
 
             await self.jobs.run(job, fail)
             raise
-        self.jobs.spawn(job, lambda ctx: self._check_work(ctx, run_id, row["id"], name, scenario))
+        gotos = [step.url for step in scenario.steps if isinstance(step, Goto)]
+        work = CheckRun(
+            db=self.db,
+            browser=self.browser,
+            root=self.root,
+            pixel_threshold=self.settings.pixel_threshold,
+            file_guard=self._guard(*gotos),
+            run_id=run_id,
+            check_id=row["id"],
+            name=name,
+            scenario=scenario,
+        )
+        self.jobs.spawn(job, work)
         wait = self.settings.check_wait_s if wait_s is None else wait_s
         await self.jobs.wait(job.id, timeout_s=wait, progress=progress)
         return await self.get_run(run_id)
-
-    async def _check_work(
-        self, ctx: JobContext, run_id: int, check_id: int, name: str, scenario: Scenario
-    ) -> str | None:
-        vkey = viewport_key(scenario.viewport)
-        captures: dict[int, tuple[int, str]] = {}
-        audits: dict[int, tuple[int, AuditResult]] = {}
-
-        async def on_capture(i: int, c: Any) -> str:
-            step_name = getattr(scenario.steps[i], "name", None) or f"step{i}"
-            cid = await store.insert_capture(
-                self.db,
-                {
-                    "page_key": f"{name}#{step_name}"[:200],
-                    "url": c.url,
-                    "viewport": vkey,
-                    "browser": BROWSER,
-                    "sha256": c.sha256,
-                    "path": c.path,
-                    "width": c.width,
-                    "height": c.height,
-                    "bytes": c.bytes,
-                    "full_page": c.full_page,
-                    "selector": c.selector,
-                    "run_id": run_id,
-                    "step": i,
-                },
-            )
-            captures[i] = (cid, c.path)
-            await ctx.step(done=i + 1, message=f"step {i}: capture")
-            return f"capture:{cid}"
-
-        async def on_audit(i: int, a: AuditResult) -> str:
-            async with self.db.transaction() as conn:
-                aid = await self._insert_audit(conn, a, f"{name}#step{i}"[:200], vkey, run_id, i)
-            audits[i] = (aid, a)
-            await ctx.step(done=i + 1, message=f"step {i}: audit")
-            return f"audit:{aid}"
-
-        try:
-            gotos = [step.url for step in scenario.steps if isinstance(step, Goto)]
-            result = await run_scenario(
-                self.browser,
-                scenario,
-                self.root,
-                on_capture=on_capture,
-                on_audit=on_audit,
-                file_guard=self._guard(*gotos),
-            )
-        except JobCancelled:
-            await store.finish_run(self.db, run_id, "cancelled", "Cancelled on request.", {}, 0)
-            raise
-        except Exception as exc:
-            await store.finish_run(self.db, run_id, "error", f"The run broke: {short(str(exc), 200)}", {}, 0)
-            raise
-        vs = await self._versus_last_pass(check_id, run_id, result, captures, audits)
-        details = {
-            "steps": [
-                {
-                    "i": s.index,
-                    "action": s.action,
-                    "status": s.status,
-                    "ms": s.duration_ms,
-                    "error": s.error,
-                    "ref": s.ref,
-                }
-                for s in result.steps
-            ],
-            "failed_step": result.failed_step,
-            "error": result.error,
-            "console_errors": [
-                (e.text if not e.location else f"{e.text} ({e.location})") for e in result.console_errors
-            ],
-            "console_errors_total": result.console_errors_total,
-            "failed_requests": [f"{r.method} {r.url}: {r.failure}" for r in result.failed_requests],
-            "failed_requests_total": result.failed_requests_total,
-            "vs_last_pass": vs,
-        }
-        passed = sum(1 for s in result.steps if s.status == "passed")
-        if result.status == "passed":
-            summary = f"Passed: {passed} steps in {result.duration_ms} ms."
-        else:
-            step = result.steps[result.failed_step or 0]
-            summary = f"Failed at step {step.index} ({step.action}): {result.error}"
-        if result.console_errors_total:
-            summary += f" {result.console_errors_total} console error(s)."
-        await store.finish_run(self.db, run_id, result.status, short(summary, 400), details, result.duration_ms)
-        return summary
-
-    async def _versus_last_pass(
-        self,
-        check_id: int,
-        run_id: int,
-        result: RunResult,
-        captures: dict[int, tuple[int, str]],
-        audits: dict[int, tuple[int, AuditResult]],
-    ) -> str:
-        prev = await store.last_passing_check_run(self.db, check_id, run_id)
-        if prev is None:
-            return "No earlier passing run to compare with."
-        parts = [f"vs run {prev['id']} (passed)"]
-        prev_caps = await store.run_captures(self.db, prev["id"])
-        changed = []
-        for step, (_, path) in sorted(captures.items()):
-            before = prev_caps.get(step)
-            if before is None:
-                continue
-            diff = await asyncio.to_thread(
-                compare, Path(before["path"]), Path(path), self.root, threshold=self.settings.pixel_threshold
-            )
-            if not diff.passed:
-                changed.append(f"step {step}: {diff.changed_ratio:.2%}" if diff.same_size else f"step {step}: size")
-        parts.append(
-            f"{len(changed)} of {len(captures)} capture(s) changed"
-            + (f" ({', '.join(changed[:3])})" if changed else "")
-        )
-        prev_audits = await store.run_audits(self.db, prev["id"])
-        new_findings = fixed = 0
-        for step, (_, current) in audits.items():
-            if step in prev_audits and (base := await self._load_audit(prev_audits[step])) is not None:
-                d = delta(base, current)
-                new_findings += len(d.new)
-                fixed += len(d.fixed)
-        if audits:
-            parts.append(f"{new_findings} new, {fixed} fixed accessibility finding(s)")
-        prev_ms = prev.get("duration_ms") or 0
-        parts.append(f"{result.duration_ms - prev_ms:+d} ms")
-        if result.status == "failed":
-            parts.append(f"now failing at step {result.failed_step}")
-        return "; ".join(parts) + "."
 
     # ------------------------------------------------------------------------------- runs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import TypeVar
@@ -39,8 +40,10 @@ def viewport_key(vp: Viewport) -> str:
 
 
 def default_page_key(url: str) -> str:
-    """A page key from a URL: host and path for http(s), ``file:<name>`` for a local file."""
+    """A page key from a URL: host and path for http(s), ``file:<name>`` for a local file, ``inline:<hash>``."""
     parts = urlsplit(url)
+    if parts.scheme == "data":
+        return f"inline:{hashlib.sha256(url.encode()).hexdigest()[:12]}"
     if parts.scheme == "file":
         return f"file:{Path(unquote(parts.path)).name}"[:200]
     return (parts.netloc + (parts.path or "/"))[:200]

@@ -33,7 +33,7 @@ TITLE = "UI testing"
 BROWSE = Hints(read_only=False, destructive=False, idempotent=False, open_world=True)
 MANAGE = Hints(read_only=False, destructive=True, idempotent=False)
 
-Url = Annotated[str, P("http(s) URL or local HTML file path.", min_length=1, max_length=4000)]
+Url = Annotated[str, P("http(s) or data:text/html URL, or local HTML file.", min_length=1, max_length=4000)]
 PageKey = Annotated[str | None, P("Page name; default from URL.", max_length=200)]
 ViewportArg = Annotated[str | None, P("Preset or WxH[@scale]; default laptop.", max_length=20)]
 WaitFor = Annotated[str | None, P("networkidle, or a selector to wait for.", max_length=500)]

@@ -27,7 +27,7 @@ from common.safefiles import Roots
 from servers.ui_testing import store
 from servers.ui_testing.audit import audit_page, delta, expand_tags
 from servers.ui_testing.browser import Browser, BrowserOptions, FileGuard, VersionReport, version_report
-from servers.ui_testing.capture import check_url, open_url, shoot, short
+from servers.ui_testing.capture import INLINE_HTML, check_url, open_url, shoot, short
 from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_audit
 from servers.ui_testing.diff import DiffResult, compare
 from servers.ui_testing.images import Rect
@@ -107,9 +107,10 @@ class UiTestingService:
     # ------------------------------------------------------------------------------- targets
 
     def target(self, url: str) -> str:
-        """An http(s) URL as given, or a local file under the allowed roots as a ``file://`` URL."""
+        """An http(s) or inline ``data:text/html`` URL as given, or a local file under the allowed roots as a
+        ``file://`` URL."""
         url = url.strip()
-        if url.lower().startswith(("http://", "https://")):
+        if url.lower().startswith(("http://", "https://", INLINE_HTML)):
             return check_url(url)
         if url.lower().startswith("file://"):
             path = unquote(urlsplit(url).path)

@@ -33,6 +33,9 @@ def test_page_keys_default_to_host_and_path_or_the_file_name() -> None:
     assert default_page_key("http://127.0.0.1:8000/shop/cart?x=1#top") == "127.0.0.1:8000/shop/cart"
     assert default_page_key("https://example.org") == "example.org/"
     assert default_page_key("file:///srv/site/index%20page.html") == "file:index page.html"
+    inline = default_page_key("data:text/html,<h1>Hi</h1>")
+    assert inline.startswith("inline:")
+    assert inline == default_page_key("data:text/html,<h1>Hi</h1>")
 
 
 def test_wait_for_is_a_load_state_or_a_selector() -> None:

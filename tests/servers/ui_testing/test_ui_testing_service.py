@@ -277,6 +277,16 @@ async def test_a_check_is_validated_when_saved_and_unknown_checks_are_not_found(
     assert await svc.db.fetchval("SELECT count(*) FROM ui_testing.checks WHERE name = 'bad'") == 0
 
 
+async def test_an_inline_html_page_can_be_captured_and_audited(svc: UiTestingService):
+    url = "data:text/html," + page("<main><h1>Inline</h1><img src='x.png'></main>")
+    shot = await svc.capture(url, viewport=VIEW)
+    assert shot.page_key.startswith("inline:")
+    assert shot.http_status is None
+    audit = await svc.audit(url, viewport=VIEW)
+    assert audit.page_key == shot.page_key
+    assert "image-alt" in {v.rule for v in audit.violations}
+
+
 async def test_a_local_html_file_under_the_roots_can_be_captured(svc: UiTestingService):
     root = svc.settings.allowed_roots[0]
     (root / "local.html").write_text(page("<h1>Local file</h1>"))

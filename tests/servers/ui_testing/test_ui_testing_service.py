@@ -55,6 +55,7 @@ def settings(pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathF
             embedding_model="hash-384",
             allowed_roots=[base / "allowed"],
             check_wait_s=30,
+            heartbeat_s=0.5,  # a cancel is read within half a second
         )
     finally:
         drop_database(pg_cluster, url)
@@ -421,7 +422,7 @@ async def test_a_second_run_of_a_running_check_is_refused(svc: UiTestingService,
 async def test_a_running_check_can_be_cancelled(svc: UiTestingService, site: Site):
     url = site.put("/cancel", page("<p>x</p>"))
     steps: list[dict[str, Any]] = [{"action": "goto", "url": url}]
-    steps += [{"action": "capture", "name": f"c{i}"} for i in range(30)]
+    steps += [{"action": "capture", "name": f"c{i}"} for i in range(60)]
     await svc.save_check("cancel-me", {"viewport": {"width": 480, "height": 320}, "steps": steps})
     run = await svc.run_check("cancel-me", wait_s=0)
     answer = await svc.cancel_check("cancel-me")
@@ -430,7 +431,7 @@ async def test_a_running_check_can_be_cancelled(svc: UiTestingService, site: Sit
     async def ended() -> bool:
         return (await svc.get_run(run.id)).status != "running"
 
-    await wait_until(ended, timeout_s=20, what="the cancelled check to stop")
+    await wait_until(ended, timeout_s=30, what="the cancelled check to stop")
     assert (await svc.get_run(run.id)).status == "cancelled"
     with pytest.raises(NotFound, match="no running run"):
         await svc.cancel_check("cancel-me")

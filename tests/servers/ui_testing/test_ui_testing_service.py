@@ -210,7 +210,7 @@ async def test_a_check_with_a_failing_step_stops_there_and_records_reason_and_co
         "steps": [
             {"action": "goto", "url": url},
             {"action": "capture", "name": "home"},
-            {"action": "assert_text", "selector": "#msg", "text": "Goodbye", "timeout_ms": 300},
+            {"action": "assert_text", "selector": "#msg", "text": "Goodbye", "timeout_ms": 1500},
             {"action": "click", "selector": "#msg"},
         ],
     }

@@ -139,7 +139,6 @@ FINISH_RUN = """
 UPDATE ui_testing.runs SET status = $2, summary = $3, details = $4::jsonb, duration_ms = $5, finished_at = now()
 WHERE id = $1 AND status = 'running'
 """
-SET_RUN_JOB = "UPDATE ui_testing.runs SET job_id = $2::uuid WHERE id = $1"
 GET_RUN = "SELECT * FROM ui_testing.runs WHERE id = $1"
 LIST_RUNS = """
 SELECT id, kind, status, page_key, check_name, summary, created_at, count(*) OVER () AS total_rows
@@ -193,10 +192,6 @@ async def finish_run(
     conn: Conn, run_id: int, status: str, summary: str, details: dict[str, Any], duration_ms: int
 ) -> None:
     await conn.execute(FINISH_RUN, run_id, status, summary, json.dumps(details), duration_ms)
-
-
-async def set_run_job(conn: Conn, run_id: int, job_id: str) -> None:
-    await conn.execute(SET_RUN_JOB, run_id, job_id)
 
 
 def _run(row: asyncpg.Record | None) -> dict[str, Any] | None:

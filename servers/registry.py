@@ -92,6 +92,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Fetch pages as markdown through an SSRF guard and a shared HTTP cache, crawl sites as jobs, web search with history, usage ledger and quotas, screenshots.",
         requires=("trafilatura", "readability", "markdownify", "protego", "pypdf", "playwright"),
     ),
+    ServerSpec(
+        "ui_testing",
+        "UI testing",
+        "Screenshots in headless Chromium with visual baselines and diffs, axe accessibility audits with deltas, and stored UI checks run as jobs.",
+        requires=("playwright", "axe_playwright_python", "PIL", "numpy"),
+    ),
 )
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +26,7 @@ from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser as PWBrowser
-    from playwright.async_api import BrowserContext, Page, Playwright
+    from playwright.async_api import BrowserContext, Page, Playwright, Route
 
 log = get_logger(__name__)
 
@@ -61,6 +61,25 @@ _LAUNCH_ARGS = [
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
 ]
+
+
+#: Decides whether a page may load a ``file:`` URL (the server checks it against its allowed roots).
+FileGuard = Callable[[str], bool]
+
+
+def _is_file_url(url: str) -> bool:
+    return url.startswith("file:")
+
+
+def _guarded(allowed: FileGuard) -> Callable[[Route], Any]:
+    async def handle(route: Route) -> None:
+        if allowed(route.request.url):
+            await route.continue_()
+        else:
+            log.info("ui_testing.file_refused", url=route.request.url[:200])
+            await route.abort("accessdenied")
+
+    return handle
 
 
 class BrowserUnavailable(SuiteError):
@@ -152,8 +171,12 @@ class Browser:
             return self._browser
 
     @contextlib.asynccontextmanager
-    async def context(self, viewport: Viewport) -> AsyncIterator[BrowserContext]:
-        """A fresh context with the reproducibility settings; closed (with its pages) on exit."""
+    async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
+        """A fresh context with the reproducibility settings; closed (with its pages) on exit.
+
+        With ``file_guard``, every ``file:`` request (the page itself and what it loads) is passed to it
+        and aborted unless it returns True.
+        """
         browser = await self._ensure()
         ctx = await browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height},
@@ -168,15 +191,17 @@ class Browser:
         try:
             ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
+            if file_guard is not None:
+                await ctx.route(_is_file_url, _guarded(file_guard))
             yield ctx
         finally:
             with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort
                 await ctx.close()
 
     @contextlib.asynccontextmanager
-    async def page(self, viewport: Viewport) -> AsyncIterator[Page]:
+    async def page(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[Page]:
         """A new page in a fresh context."""
-        async with self.context(viewport) as ctx:
+        async with self.context(viewport, file_guard) as ctx:
             yield await ctx.new_page()
 
     async def close(self) -> None:

@@ -26,6 +26,8 @@ MAX_FULL_PAGE_HEIGHT = 20_000  # CSS px
 MAX_PIXELS = 64_000_000  # device pixels in one capture: bounds memory while encoding and diffing
 MAX_DELAY_MS = 10_000
 URL_SCHEMES = ("http", "https", "file")
+#: Inline pages (a component or snippet under test) need no server and can read no local files.
+INLINE_HTML = "data:text/html"
 
 
 class WaitSpec(BaseModel):
@@ -73,7 +75,9 @@ def short(text: str, limit: int = 80) -> str:
 
 
 def check_url(url: str) -> str:
-    """``url`` if its scheme is http, https or file; else ``InvalidInput``."""
+    """``url`` if its scheme is http, https or file, or it is an inline ``data:text/html`` page; else ``InvalidInput``."""
+    if url[: len(INLINE_HTML)].lower() == INLINE_HTML:
+        return url
     parts = urlsplit(url)
     if parts.scheme not in URL_SCHEMES or (parts.scheme != "file" and not parts.netloc):
         raise InvalidInput(f"Cannot open {short(url)!r}: give an http(s):// URL or a local HTML file.")

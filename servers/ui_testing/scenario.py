@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common.errors import InvalidInput, SuiteError
 from servers.ui_testing.audit import AuditResult, audit_page, expand_tags
-from servers.ui_testing.browser import Browser, first_line
+from servers.ui_testing.browser import Browser, FileGuard, first_line
 from servers.ui_testing.capture import CaptureResult, WaitSpec, check_url, open_url, shoot, short, wait_visible
 from servers.ui_testing.images import Rect
 from servers.ui_testing.viewport import Viewport
@@ -263,8 +263,9 @@ async def run_scenario(
     *,
     on_capture: OnCapture | None = None,
     on_audit: OnAudit | None = None,
+    file_guard: FileGuard | None = None,
 ) -> RunResult:
-    """Run ``scenario`` in one fresh context; captures are stored under ``root``."""
+    """Run ``scenario`` in one fresh context; captures are stored under ``root``; ``file_guard`` as in Browser."""
     from playwright.async_api import Error as PWError
     from playwright.async_api import TimeoutError as PWTimeout
 
@@ -272,7 +273,7 @@ async def run_scenario(
     recorder = _Recorder()
     results: list[StepResult] = []
     failed: StepResult | None = None
-    async with browser.context(scenario.viewport) as ctx:
+    async with browser.context(scenario.viewport, file_guard) as ctx:
         recorder.attach(ctx)
         page = await ctx.new_page()
         for index, step in enumerate(scenario.steps):

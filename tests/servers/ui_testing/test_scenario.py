@@ -83,7 +83,7 @@ async def test_a_failing_step_stops_the_run_with_its_reason_and_console_errors(
     scenario = parse_scenario(
         steps(
             url,
-            {"action": "assert_text", "selector": "#msg", "text": "Goodbye", "timeout_ms": 300},
+            {"action": "assert_text", "selector": "#msg", "text": "Goodbye", "timeout_ms": 1500},
             {"action": "click", "selector": "#msg"},
             {"action": "assert_no_console_errors"},
         )

@@ -1,0 +1,49 @@
+"""Settings of the ui_testing server: the shared ones plus ``UI_TESTING_*``."""
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import BaseServerSettings
+
+
+class Settings(BaseServerSettings):
+    """Where Chromium and the images are, how long a page may take, and when a comparison fails."""
+
+    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "UI_TESTING_"})
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose local HTML files may be captured, audited or opened by checks (JSON list).",
+    )
+    images_dir: Path | None = Field(
+        default=None, description="Where screenshots, thumbnails and diff images go; unset: <data dir>/ui_testing."
+    )
+    chromium_path: str | None = Field(default=None, description="Chromium executable; unset: chromium on PATH.")
+    launch_timeout_s: float = Field(default=30.0, gt=0, le=300, description="Bound on starting Chromium.")
+    navigation_timeout_s: float = Field(default=15.0, gt=0, le=120, description="Bound on loading one page.")
+    max_full_page_height: int = Field(
+        default=20_000, ge=500, le=100_000, description="Tallest full-page capture, in CSS px."
+    )
+    max_diff_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="Default share of changed pixels a comparison tolerates."
+    )
+    pixel_threshold: float = Field(
+        default=0.1, ge=0, le=1, description="Colour distance (0..1) under which a pixel counts as unchanged."
+    )
+    check_wait_s: float = Field(
+        default=20.0, ge=0, le=120, description="How long run_check waits for its run before answering."
+    )
+    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running check silent this long is dead.")
+    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running check reports.")
+
+    @model_validator(mode="after")
+    def _check_jobs(self) -> "Settings":
+        if self.job_stale_s <= self.heartbeat_s * 2:
+            raise ValueError("UI_TESTING_JOB_STALE_S must be more than twice UI_TESTING_HEARTBEAT_S")
+        return self
+
+    def image_root(self) -> Path:
+        """The folder images are stored in."""
+        return self.images_dir or self.data_dir / "ui_testing"

@@ -48,6 +48,7 @@ class AnalyzeResult(BaseModel):
     job: JobView | None = None
     run: RunSummary | None = None
     joined: bool = Field(default=False, description="True when another call's running analysis was followed.")
+    jobs: Page[JobView] | None = None
 
 
 class FindingView(BaseModel):
@@ -68,19 +69,13 @@ class FindingView(BaseModel):
     status: str = Field(description="open, accepted, false_positive or fixed.")
     status_by: str | None = None
     status_reason: str | None = None
+    score: float | None = Field(default=None, description="Search rank score (searches only).")
 
 
 class StatusResult(BaseModel):
     status: str
     updated: list[str]
     unknown: list[str] = Field(description="Fingerprints no run of this project reported; left untouched.")
-
-
-class CompareResult(BaseModel):
-    base_run: str
-    head_run: str
-    counts: dict[str, int]
-    findings: Page[FindingView]
 
 
 class FixCheckResult(BaseModel):
@@ -90,6 +85,14 @@ class FixCheckResult(BaseModel):
     reason: str
     base_run: str | None
     head_run: str
+
+
+class CompareResult(BaseModel):
+    base_run: str | None = None
+    head_run: str | None = None
+    counts: dict[str, int] = {}
+    findings: Page[FindingView] | None = None
+    check: FixCheckResult | None = Field(default=None, description="The answer when a fingerprint was given.")
 
 
 class FileMetricView(BaseModel):
@@ -114,11 +117,26 @@ class Trend(BaseModel):
     chart_path: str | None
 
 
+class SuggestionView(BaseModel):
+    kind: str
+    path: str
+    line: int
+    end_line: int | None
+    symbol: str | None
+    metric: str
+    value: float
+    threshold: float
+    score: float
+    reason: str
+    fingerprints: list[str]
+
+
 class MetricsResult(BaseModel):
     run_id: str
     metrics: dict[str, Any]
     files: Page[FileMetricView]
     trend: Trend | None = None
+    hints: list[SuggestionView] = []
 
 
 class GateCheckView(BaseModel):
@@ -138,20 +156,6 @@ class GateResult(BaseModel):
     reasons: list[str] = []
     checks: list[GateCheckView] = []
     note: str = ""
-
-
-class SuggestionView(BaseModel):
-    kind: str
-    path: str
-    line: int
-    end_line: int | None
-    symbol: str | None
-    metric: str
-    value: float
-    threshold: float
-    score: float
-    reason: str
-    fingerprints: list[str]
 
 
 class HintsResult(BaseModel):
@@ -186,26 +190,4 @@ class DependencyReport(BaseModel):
     checked: int
     vulnerabilities: list[VulnerabilityView]
     unchecked: list[UncheckedView]
-    truncated: bool
-
-
-class SearchHit(BaseModel):
-    fingerprint: str
-    finding_id: int
-    run_id: str
-    root: str
-    analyzer: str
-    rule_id: str
-    severity: str
-    category: str
-    path: str
-    line: int
-    message: str
-    status: str
-    score: float
-
-
-class JobList(BaseModel):
-    jobs: list[JobView]
-    total: int
     truncated: bool

@@ -46,12 +46,9 @@ from servers.code_quality.models import (
     FixCheckResult,
     GateCheckView,
     GateResult,
-    HintsResult,
-    JobList,
     MetricsResult,
     OutcomeView,
     RunSummary,
-    SearchHit,
     SkipView,
     StatusResult,
     SuggestionView,
@@ -72,6 +69,7 @@ MAX_SKIPPED_SHOWN = 50
 EMBED_BATCH = 64
 SEARCH_DEPTH = 100
 MAX_TREND_RUNS = 200
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TREND_METRICS = (
     "findings",
@@ -151,6 +149,7 @@ def _view(row: Mapping[str, Any]) -> FindingView:
         status=row.get("status") or "open",
         status_by=row.get("actor") or None,
         status_reason=row.get("reason") or None,
+        score=row.get("score"),
     )
 
 
@@ -287,12 +286,12 @@ class CodeQualityService:
         self.jobs.spawn(job, self._work)
         return await self._follow(job.id, wait_s, progress, False)
 
-    async def list_jobs(self, *, status: str | None, limit: int, cursor: str | None) -> JobList:
+    async def list_jobs(self, *, status: str | None, limit: int, cursor: str | None) -> AnalyzeResult:
         await self.jobs.recover()
         fp = fingerprint("jobs", status)
         offset = decode_cursor(cursor, fp).offset
         jobs, total = await self.jobs.find(kind=KIND, status=status, limit=limit, offset=offset)
-        return JobList(jobs=[j.view(5) for j in jobs], total=total, truncated=offset + len(jobs) < total)
+        return AnalyzeResult(jobs=page_of([j.view(5) for j in jobs], total=total, offset=offset, limit=limit, fp=fp))
 
     async def _work(self, ctx: JobContext) -> str:
         params = ctx.job.params
@@ -627,6 +626,7 @@ class CodeQualityService:
         trend: str | None,
         limit: int,
         cursor: str | None,
+        hints: int = 0,
     ) -> MetricsResult:
         run = await self.run(path, run_id)
         fp = fingerprint("metrics", run["id"], file_prefix)
@@ -642,6 +642,8 @@ class CodeQualityService:
         out = MetricsResult(run_id=run["id"], metrics=run["metrics"], files=files)
         if trend is not None:
             out.trend = await self._trend(run, trend)
+        if hints:
+            out.hints = await self.hints(run, hints)
         return out
 
     async def _trend(self, run: Mapping[str, Any], metric: str) -> Trend:
@@ -691,6 +693,12 @@ class CodeQualityService:
         if action == "set":
             if not thresholds:
                 raise InvalidInput("give the thresholds to set.")
+            for key, value in thresholds.items():
+                flag = key in ("allow_secrets", "require_complete")
+                if flag != isinstance(value, bool) or (not flag and value is not None and value < 0):
+                    raise InvalidInput(
+                        f"threshold {key[:40]} must be {'true or false' if flag else 'a number >= 0 or null'}."
+                    )
             merged = {**asdict(current), **dict(thresholds)}
             try:
                 current = GateThresholds(**merged)
@@ -702,8 +710,8 @@ class CodeQualityService:
         if head["project_id"] != project["id"]:
             raise InvalidInput("that run belongs to another folder.")
         if action == "baseline":
-            if not name:
-                raise InvalidInput("give the baseline a name.")
+            if not name or not _NAME.match(name):
+                raise InvalidInput("give the baseline a name: letters, digits, '.', '_' or '-', up to 64.")
             await store.set_baseline(self.deps.db, project["id"], name, head["id"])
             return GateResult(
                 action="baseline", thresholds=asdict(current), run_id=head["id"], note=f"baseline {name!r}"
@@ -728,11 +736,10 @@ class CodeQualityService:
             note=gate.note,
         )
 
-    async def hints(self, *, path: str | None, run_id: str | None, limit: int) -> HintsResult:
-        run = await self.run(path, run_id)
+    async def hints(self, run: Mapping[str, Any], limit: int) -> list[SuggestionView]:
+        """The ``limit`` most worthwhile refactorings of ``run``, linked to its findings."""
         result, dup = await self._analysis(run)
-        suggestions = suggest_refactorings(result, dup, limit=limit)
-        return HintsResult(run_id=run["id"], suggestions=[SuggestionView(**s.to_dict()) for s in suggestions])
+        return [SuggestionView(**s.to_dict()) for s in suggest_refactorings(result, dup, limit=limit)]
 
     # ------------------------------------------------------------------------------ dependencies
 
@@ -761,7 +768,7 @@ class CodeQualityService:
 
     async def search(
         self, query: str, *, path: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> Page[SearchHit]:
+    ) -> Page[FindingView]:
         """Findings across every run by meaning and keywords, one hit per fingerprint, best first."""
         project_id = (await self._project(path))["id"] if path else None
         d = self.deps
@@ -773,21 +780,7 @@ class CodeQualityService:
         ranked = sorted(scores, key=lambda k: -scores[k])
         found = await store.latest_occurrences(d.db, ranked)
         hits = [
-            SearchHit(
-                fingerprint=k[1],
-                finding_id=found[k]["id"],
-                run_id=found[k]["run_id"],
-                root=found[k]["root"],
-                analyzer=found[k]["analyzer"],
-                rule_id=found[k]["rule_id"],
-                severity=found[k]["severity"],
-                category=found[k]["category"],
-                path=found[k]["path"],
-                line=found[k]["line"],
-                message=found[k]["message"],
-                status=found[k]["status"],
-                score=round(scores[k], 5),
-            )
+            _view({**found[k], "score": round(scores[k], 5)})
             for k in ranked
             if k in found and (status is None or found[k]["status"] == status)
         ]

@@ -330,16 +330,16 @@ SET_EMBEDDING = """
 UPDATE code_quality.finding_texts SET embedding = $3, embedding_model = $4 WHERE project_id = $1 AND fingerprint = $2
 """
 # The newest occurrence of each fingerprint, for the hits of a search.
-_LATEST = """
-SELECT DISTINCT ON (t.fingerprint) t.project_id, t.fingerprint, f.id, f.run_id::text AS run_id, r.seq, p.root,
-    f.analyzer, f.rule_id, f.severity, f.category, f.path, f.line, f.message, coalesce(s.status, 'open') AS status
+_LATEST = f"""
+SELECT DISTINCT ON (t.project_id, t.fingerprint) t.project_id, {FINDING_COLS}, r.seq, p.root,
+    coalesce(s.status, 'open') AS status, s.actor, s.reason
 FROM code_quality.finding_texts t
 JOIN code_quality.runs r ON r.project_id = t.project_id
 JOIN code_quality.findings f ON f.run_id = r.id AND f.fingerprint = t.fingerprint
 JOIN code_quality.projects p ON p.id = t.project_id
 LEFT JOIN code_quality.finding_status s ON s.project_id = t.project_id AND s.fingerprint = t.fingerprint
 WHERE (t.project_id, t.fingerprint) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
-ORDER BY t.fingerprint, r.seq DESC
+ORDER BY t.project_id, t.fingerprint, r.seq DESC
 """
 SEARCH_VECTOR = """
 SELECT project_id, fingerprint FROM code_quality.finding_texts

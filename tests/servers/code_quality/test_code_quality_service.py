@@ -59,9 +59,13 @@ async def test_known_problems_are_found_then_fixed_and_new_after_a_fixing_commit
     svc: CodeQualityService, sample_repo: Path
 ) -> None:
     first = await svc.analyze(str(sample_repo), analyzers=["ruff", "vulture", "lizard", "detect-secrets"])
-    assert first.job is not None and first.job.status == "done", first.job
-    assert first.run is not None and not first.run.partial
-    assert first.run.git_commit and first.run.branch == "main" and first.run.dirty is False
+    assert first.job is not None
+    assert first.job.status == "done", first.job
+    assert first.run is not None
+    assert not first.run.partial
+    assert first.run.git_commit
+    assert first.run.branch == "main"
+    assert first.run.dirty is False
     items = await _findings(svc, sample_repo)
     assert _at(items, "S602") == [("pkg/app.py", 6, "security")]
     assert _at(items, "S105") == [("pkg/app.py", 10, "security")]
@@ -71,18 +75,22 @@ async def test_known_problems_are_found_then_fixed_and_new_after_a_fixing_commit
     assert ("pkg/app.py", 14, "dead_code") in _at(items, "unused-function")
     assert all("hunter2" not in (f.message + (f.context or "")) for f in items)
     shell = next(f for f in items if f.rule_id == "S602")
-    assert shell.severity == "high" and shell.status == "open"
+    assert shell.severity == "high"
+    assert shell.status == "open"
 
     app = (sample_repo / "pkg" / "app.py").read_text()
     (sample_repo / "pkg" / "app.py").write_text(app.replace("subprocess.call(cmd, shell=True)", "subprocess.call(cmd)"))
     (sample_repo / "pkg" / "util.py").write_text("import pickle\n\n\ndef load(b):\n    return pickle.loads(b)\n")
     commit_all(sample_repo, "fix the shell call, add pickle")
     second = await svc.analyze(str(sample_repo), analyzers=["ruff", "vulture", "lizard", "detect-secrets"])
-    assert second.run is not None and second.run.seq == 2
+    assert second.run is not None
+    assert second.run.seq == 2
     diff = await svc.compare_runs(path=str(sample_repo), head_run=None, base=None, kind="fixed", limit=50, cursor=None)
+    assert diff.findings is not None
     assert ("S602", "pkg/app.py") in {(f.rule_id, f.path) for f in diff.findings.items}
     assert ("F401", "pkg/util.py") in {(f.rule_id, f.path) for f in diff.findings.items}
     new = await svc.compare_runs(path=str(sample_repo), head_run=None, base=None, kind="new", limit=50, cursor=None)
+    assert new.findings is not None
     assert "S301" in {f.rule_id for f in new.findings.items}
     assert new.counts["new"] == len(new.findings.items)
     fixed_status = await _findings(svc, sample_repo, run_id=first.run.id, status="fixed")
@@ -103,7 +111,8 @@ async def test_an_accepted_finding_stays_accepted_across_reruns_and_line_moves(
     result = await svc.set_status(
         str(sample_repo), [password.fingerprint, "unknown-fp"], "accepted", actor="alice", reason="test fixture"
     )
-    assert result.updated == [password.fingerprint] and result.unknown == ["unknown-fp"]
+    assert result.updated == [password.fingerprint]
+    assert result.unknown == ["unknown-fp"]
     with pytest.raises(InvalidInput, match="reason"):
         await svc.set_status(str(sample_repo), [password.fingerprint], "false_positive", actor="a", reason=" ")
     app = sample_repo / "pkg" / "app.py"
@@ -126,7 +135,8 @@ async def test_a_rerun_after_changing_two_of_five_hundred_files_analyses_only_th
             body = f"import os\n\n\ndef f(x):\n    return x + {i}\n" if i % 7 == 0 else f"V = {i}\n"
             (root / f"d{d}" / f"m{i}.py").write_text(body)
     first = await svc.analyze(str(root))
-    assert first.run is not None and first.run.analyzers[0].files_analyzed == 500
+    assert first.run is not None
+    assert first.run.analyzers[0].files_analyzed == 500
     (root / "d3" / "m5.py").write_text("import sys\nimport json\n")
     (root / "d8" / "m14.py").write_text("V = 14\n")
     second = await svc.analyze(str(root))
@@ -137,11 +147,22 @@ async def test_a_rerun_after_changing_two_of_five_hundred_files_analyses_only_th
     # A service on a fresh cache table analyses everything: its findings must be the same.
     await svc.deps.db.execute("TRUNCATE code_quality.result_cache")
     full = await svc.analyze(str(root))
-    assert full.run is not None and full.run.analyzers[0].files_analyzed == 500
+    assert full.run is not None
+    assert full.run.analyzers[0].files_analyzed == 500
     again = await _findings(svc, root)
     key = [(f.fingerprint, f.rule_id, f.path, f.line, f.message) for f in incremental]
     assert key == [(f.fingerprint, f.rule_id, f.path, f.line, f.message) for f in again]
     assert full.run.metrics["findings"] == second.run.metrics["findings"]
+
+
+def _sparse(path: Path, size: int) -> None:
+    with path.open("wb") as fh:
+        fh.truncate(size)
+
+
+def _head(path: str, n: int) -> bytes:
+    with Path(path).open("rb") as fh:
+        return fh.read(n)
 
 
 def _script(path: Path, body: str) -> str:
@@ -173,11 +194,14 @@ async def test_a_crashing_hanging_or_missing_analyzer_leaves_a_partial_run_with_
     )
     async with open_deps("code_quality", settings) as deps, CodeQualityService.open(deps, settings) as svc:
         out = await svc.analyze(str(sample_repo))
-    assert out.job is not None and out.job.status == "done"
-    assert out.run is not None and out.run.partial
+    assert out.job is not None
+    assert out.job.status == "done"
+    assert out.run is not None
+    assert out.run.partial
     outcomes = {o.analyzer: o for o in out.run.analyzers}
     assert outcomes["ruff"].status == "ok"
-    assert outcomes["semgrep"].status == status and outcomes["semgrep"].reason
+    assert outcomes["semgrep"].status == status
+    assert outcomes["semgrep"].reason
     assert any(e["item"] == "semgrep" for e in out.job.errors)
 
 
@@ -224,7 +248,8 @@ async def test_paths_outside_the_roots_symlink_escapes_and_missing_folders_are_r
         await svc.analyze(str(tmp_path / "nope"))
     with pytest.raises(InvalidInput, match="unknown analyzer"):
         await svc.analyze(str(tmp_path), analyzers=["pylint-ish"])
-    jobs = await svc.list_jobs(status=None, limit=10, cursor=None)
+    jobs = (await svc.list_jobs(status=None, limit=10, cursor=None)).jobs
+    assert jobs is not None
     assert jobs.total == 0
 
 
@@ -235,10 +260,10 @@ async def test_binary_only_folders_and_huge_files_are_listed_as_skips_with_reaso
     root.mkdir()
     (root / "blob.bin").write_bytes(bytes(range(256)) * 4)
     (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
-    with open(root / "huge.py", "wb") as fh:
-        fh.truncate(50 * 1024 * 1024)
+    _sparse(root / "huge.py", 50 * 1024 * 1024)
     out = await svc.analyze(str(root))
-    assert out.run is not None and out.job is not None
+    assert out.run is not None
+    assert out.job is not None
     reasons = {s.path: s.reason for s in out.run.skipped}
     assert reasons == {"blob.bin": "binary", "image.png": "binary", "huge.py": "too_large"}
     assert out.run.metrics["files"] == 0
@@ -260,13 +285,15 @@ async def test_a_cancelled_analysis_ends_cancelled_records_no_run_and_can_be_res
     )
     async with open_deps("code_quality", settings) as deps, CodeQualityService.open(deps, settings) as svc:
         started = await svc.analyze(str(sample_repo), wait_s=0)
-        assert started.job is not None and started.job.status == "running"
+        assert started.job is not None
+        assert started.job.status == "running"
         await svc.cancel(started.job.id)
         done = await svc.jobs.wait(started.job.id, timeout_s=20)
         assert done.status == "cancelled"
         assert (await svc.job_status(done.id)).run is None
         again = await svc.resume(done.id, wait_s=0)
-        assert again.job is not None and again.job.attempts == 2
+        assert again.job is not None
+        assert again.job.attempts == 2
         await svc.cancel(again.job.id)
 
 
@@ -291,17 +318,22 @@ async def test_gate_metrics_trend_hints_and_search_answer_from_the_runs(
     assert vs.counts["new"] == 0
 
     metrics = await svc.metrics(path=root, run_id=None, file_prefix="pkg/", trend="findings", limit=2, cursor=None)
-    assert metrics.files.items[0].path == "pkg/app.py" and metrics.files.truncated
-    assert metrics.trend is not None and [p.seq for p in metrics.trend.points] == [1, 2]
-    assert metrics.trend.chart_path and Path(metrics.trend.chart_path).read_bytes().startswith(b"\x89PNG")
+    assert metrics.files.items[0].path == "pkg/app.py"
+    assert metrics.files.truncated
+    assert metrics.trend is not None
+    assert [p.seq for p in metrics.trend.points] == [1, 2]
+    assert metrics.trend.chart_path
+    assert _head(metrics.trend.chart_path, 8) == b"\x89PNG\r\n\x1a\n"
 
-    hints = await svc.hints(path=root, run_id=None, limit=5)
-    assert hints.suggestions[0].path == "pkg/app.py" and hints.suggestions[0].fingerprints
-    tangled = next(h for h in hints.suggestions if h.symbol == "tangled")
+    hinted = await svc.metrics(path=root, run_id=None, file_prefix=None, trend=None, hints=5, limit=1, cursor=None)
+    assert hinted.hints[0].path == "pkg/app.py"
+    assert hinted.hints[0].fingerprints
+    tangled = next(h for h in hinted.hints if h.symbol == "tangled")
     assert (tangled.kind, tangled.line) == ("complex_function", 18)
 
     hits = await svc.search("F401 imported but unused", path=root, status=None, limit=5, cursor=None)
-    assert hits.items and hits.items[0].rule_id == "F401"
+    assert hits.items
+    assert hits.items[0].rule_id == "F401"
     assert len({h.fingerprint for h in hits.items}) == len(hits.items)
 
 
@@ -312,17 +344,20 @@ async def test_dependencies_without_a_reachable_source_never_read_as_clean(
     root.mkdir()
     (root / "requirements.txt").write_text("requests==2.0.0\nflask>=1\n")
     none = await svc.dependencies(str(root), None, 20)
-    assert none.status == "no_source" and "no advisory source" in none.reason
+    assert none.status == "no_source"
+    assert "no advisory source" in none.reason
     export = tmp_path / "osv"
     export.mkdir()
     unreachable = await svc.dependencies(str(root), str(export), 20)
-    assert unreachable.status == "unreachable" and not unreachable.vulnerabilities
+    assert unreachable.status == "unreachable"
+    assert not unreachable.vulnerabilities
     (export / "r.json").write_text(
         '{"id": "GHSA-x", "summary": "bad", "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},'
         ' "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.3.0"}]}]}]}'
     )
     ok = await svc.dependencies(str(root), str(export), 20)
-    assert ok.status == "ok" and [v.package for v in ok.vulnerabilities] == ["requests"]
+    assert ok.status == "ok"
+    assert [v.package for v in ok.vulnerabilities] == ["requests"]
     assert [u.name for u in ok.unchecked] == ["flask"]
     with pytest.raises(InvalidInput, match="outside"):
         await svc.dependencies(str(root), "/etc", 20)

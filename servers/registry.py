@@ -86,6 +86,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Documentation",
         "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams.",
     ),
+    ServerSpec(
+        "code_quality",
+        "Code quality",
+        "Static analysis of repositories as incremental jobs: findings with stable fingerprints and triage, run comparison, metrics and trends, quality gates, refactoring hints, vulnerable dependencies.",
+        requires=("ruff", "bandit", "lizard", "vulture", "radon", "detect_secrets", "matplotlib"),
+    ),
 )
 
 

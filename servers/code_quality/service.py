@@ -66,6 +66,7 @@ log = get_logger(__name__)
 KIND = "analyze"
 SCHEMA = "code_quality"
 MAX_SKIPPED_SHOWN = 50
+MAX_SKIPPED_RESOURCE = 5_000
 EMBED_BATCH = 64
 SEARCH_DEPTH = 100
 MAX_TREND_RUNS = 200
@@ -157,7 +158,7 @@ def _gaps(run: Mapping[str, Any]) -> set[tuple[str, str]]:
     return {(a, p) for a, p in run["gaps"]}
 
 
-def _summary(run: Mapping[str, Any]) -> RunSummary:
+def _summary(run: Mapping[str, Any], skipped: int = MAX_SKIPPED_SHOWN) -> RunSummary:
     outcomes = [
         OutcomeView(
             analyzer=o["analyzer"],
@@ -183,7 +184,7 @@ def _summary(run: Mapping[str, Any]) -> RunSummary:
         partial=run["partial"],
         analyzers=outcomes,
         metrics=run["metrics"],
-        skipped=[SkipView(**s) for s in run["skipped"][:MAX_SKIPPED_SHOWN]],
+        skipped=[SkipView(**s) for s in run["skipped"][:skipped]],
         skipped_total=len(run["skipped"]),
     )
 
@@ -336,7 +337,10 @@ class CodeQualityService:
         ctx.count("files", len(report.listing.files))
         ctx.count("skipped", len(report.listing.skipped))
         await ctx.step(message="embedding findings for search")
-        await self._embed_pending(root)
+        try:
+            await self._embed_pending(root)
+        except Exception as exc:  # the run is saved; search falls back to keywords until a later run embeds
+            log.warning("finding_embedding_failed", error=type(exc).__name__)
         partial = " (partial: see the analyzers' outcomes)" if report.result.partial else ""
         return f"Run {run_id}: {len(report.result.findings)} findings in {len(report.listing.files)} files{partial}."
 
@@ -465,7 +469,8 @@ class CodeQualityService:
         return row
 
     async def run_summary(self, run_id: str) -> RunSummary:
-        return _summary(await self.run(None, run_id))
+        """A run's summary with every skipped file (up to MAX_SKIPPED_RESOURCE) and why."""
+        return _summary(await self.run(None, run_id), MAX_SKIPPED_RESOURCE)
 
     async def _base_run(self, head: Mapping[str, Any], base: str | None) -> dict[str, Any] | None:
         """``base``: a run id, a baseline name, or None/'previous' for the run before ``head``."""

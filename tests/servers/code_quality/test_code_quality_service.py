@@ -13,6 +13,7 @@ import pytest
 
 from common.errors import InvalidInput, NotFound
 from common.runtime import open_deps
+from common.testing import wait_until
 from servers.code_quality.service import CodeQualityService
 from servers.code_quality.settings import Settings
 from tests.servers.code_quality.conftest import commit_all
@@ -361,3 +362,66 @@ async def test_dependencies_without_a_reachable_source_never_read_as_clean(
     assert [u.name for u in ok.unchecked] == ["flask"]
     with pytest.raises(InvalidInput, match="outside"):
         await svc.dependencies(str(root), "/etc", 20)
+
+
+async def test_an_analysis_interrupted_by_a_stopping_process_is_marked_and_resumes_from_the_cache(
+    make_settings: Callable[..., Any], tmp_path: Path, sample_repo: Path
+) -> None:
+    gate = tmp_path / "hold"
+    gate.write_text("")
+    semgrep = _script(
+        tmp_path / "semgrep",
+        f'case "$1" in --version) echo 1.0;; *) if [ -f {gate} ]; then exec sleep 30; '
+        """else echo '{"results": []}'; fi;; esac\n""",
+    )
+    settings = make_settings(
+        Settings,
+        allowed_roots=[tmp_path],
+        analyzers=["ruff", "semgrep"],
+        semgrep_executable=semgrep,
+        embedding_model="hash-384",
+        heartbeat_s=0.2,
+        job_stale_s=1.0,
+    )
+    async with open_deps("code_quality", settings) as deps:
+        async with CodeQualityService.open(deps, settings) as first:
+            started = await first.analyze(str(sample_repo), wait_s=0)
+            assert started.job is not None
+            job_id = started.job.id
+
+            async def ruff_done() -> bool:
+                return (await first.jobs.get(job_id)).done >= 3
+
+            await wait_until(ruff_done, timeout_s=30, what="ruff's progress")
+        # The service stopped with the job running, as a killed process leaves it.
+        gate.unlink()
+        async with CodeQualityService.open(deps, settings) as second:
+
+            async def interrupted() -> bool:
+                await second.jobs.recover()
+                return (await second.jobs.get(job_id)).status == "interrupted"
+
+            await wait_until(interrupted, timeout_s=15, what="the job to be marked interrupted")
+            resumed = await second.resume(job_id, wait_s=60)
+    assert resumed.job is not None
+    assert (resumed.job.status, resumed.job.attempts) == ("done", 2)
+    assert resumed.run is not None
+    assert not resumed.run.partial
+    ruff = next(o for o in resumed.run.analyzers if o.analyzer == "ruff")
+    assert (ruff.files_cached, ruff.files_analyzed) == (3, 0)
+
+
+async def test_changed_since_is_recorded_and_a_bad_ref_is_refused_before_any_job(
+    svc: CodeQualityService, sample_repo: Path
+) -> None:
+    (sample_repo / "pkg" / "util.py").write_text("import json\n")
+    out = await svc.analyze(str(sample_repo), analyzers=["ruff", "bandit"], changed_since_ref="HEAD")
+    assert out.run is not None
+    assert (out.run.changed_since, out.run.dirty) == ("HEAD", True)
+    bandit = next(o for o in out.run.analyzers if o.analyzer == "bandit")
+    assert bandit.files_analyzed == 1
+    with pytest.raises(InvalidInput, match="no commit named"):
+        await svc.analyze(str(sample_repo), changed_since_ref="no-such-branch")
+    jobs = (await svc.list_jobs(status=None, limit=10, cursor=None)).jobs
+    assert jobs is not None
+    assert jobs.total == 1

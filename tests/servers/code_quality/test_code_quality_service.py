@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -425,3 +426,28 @@ async def test_changed_since_is_recorded_and_a_bad_ref_is_refused_before_any_job
     jobs = (await svc.list_jobs(status=None, limit=10, cursor=None)).jobs
     assert jobs is not None
     assert jobs.total == 1
+
+
+async def test_search_finds_findings_by_meaning_with_the_real_model(
+    settings: Settings, sample_repo: Path, embedder: Any
+) -> None:
+    async with open_deps("code_quality", settings) as deps:
+        real = dataclasses.replace(deps, embedder=embedder)
+        async with CodeQualityService.open(real, settings) as svc:
+            await svc.analyze(str(sample_repo))
+            hits = await svc.search(
+                "secret credentials written into the program", path=None, status=None, limit=3, cursor=None
+            )
+            assert hits.items[0].rule_id == "S105"
+            shell = await svc.search(
+                "running an operating system command through a shell",
+                path=str(sample_repo),
+                status=None,
+                limit=3,
+                cursor=None,
+            )
+            assert shell.items[0].rule_id == "S602"
+            page = await svc.search("problem", path=None, status=None, limit=2, cursor=None)
+            assert page.truncated
+            rest = await svc.search("problem", path=None, status=None, limit=2, cursor=page.next_cursor)
+            assert not {h.fingerprint for h in page.items} & {h.fingerprint for h in rest.items}

@@ -313,18 +313,25 @@ class CodeQualityService:
                 progress=step,
                 exclude=params.get("exclude") or (),
                 max_bytes=self.settings.max_file_bytes,
+                max_files=self.settings.max_files,
                 changed_since_ref=params.get("changed_since"),
                 workers=self.settings.workers or None,
             )
         )
-        # A cancel is read by the heartbeat; this stops analyzer processes that report no progress meanwhile.
-        while not analysis.done():
-            await asyncio.wait({analysis}, timeout=0.5)
-            if ctx.cancel_requested and not analysis.done():
+        try:
+            # A cancel is read by the heartbeat; this stops analyzers that report no progress meanwhile.
+            while not analysis.done():
+                await asyncio.wait({analysis}, timeout=0.5)
+                if ctx.cancel_requested and not analysis.done():
+                    analysis.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await analysis
+                    await ctx.step()
+        finally:
+            if not analysis.done():  # this process is stopping: no analyzer may outlive the job
                 analysis.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await analysis
-                await ctx.step()
         report = analysis.result()
         for skipped in report.listing.skipped:
             ctx.error(skipped.path, f"skipped: {skipped.reason}{' (' + skipped.detail + ')' if skipped.detail else ''}")

@@ -451,3 +451,20 @@ async def test_search_finds_findings_by_meaning_with_the_real_model(
             assert page.truncated
             rest = await svc.search("problem", path=None, status=None, limit=2, cursor=page.next_cursor)
             assert not {h.fingerprint for h in page.items} & {h.fingerprint for h in rest.items}
+
+
+async def test_files_past_the_file_limit_are_listed_as_skipped(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(3):
+        (root / f"m{i}.py").write_text(f"V = {i}\n")
+    settings = make_settings(
+        Settings, allowed_roots=[tmp_path], analyzers=["ruff"], embedding_model="hash-384", max_files=2
+    )
+    async with open_deps("code_quality", settings) as deps, CodeQualityService.open(deps, settings) as svc:
+        out = await svc.analyze(str(root), wait_s=60)
+    assert out.run is not None
+    assert out.run.metrics["files"] == 2
+    assert [(s.path, s.reason) for s in out.run.skipped] == [("m2.py", "over_file_limit")]

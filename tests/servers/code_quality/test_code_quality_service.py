@@ -361,6 +361,9 @@ async def test_dependencies_without_a_reachable_source_never_read_as_clean(
     assert ok.status == "ok"
     assert [v.package for v in ok.vulnerabilities] == ["requests"]
     assert [u.name for u in ok.unchecked] == ["flask"]
+    down = await svc.dependencies(str(root), "http://127.0.0.1:9/v1/query", 20)
+    assert down.status == "unreachable"
+    assert "nothing was checked" in down.reason
     with pytest.raises(InvalidInput, match="outside"):
         await svc.dependencies(str(root), "/etc", 20)
 

@@ -130,3 +130,17 @@ async def test_dependencies_without_a_source_say_nothing_was_checked(settings: S
 async def test_the_allow_list_narrows_the_tools(make_settings: Callable[..., Any]) -> None:
     async with Client(build(make_settings(Settings, tools=["list_findings"]))) as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["list_findings"]
+
+
+async def test_analyze_code_reports_progress_while_it_waits(settings: Settings, sample_repo: Path) -> None:
+    seen: list[tuple[float, float | None]] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    async with Client(build(settings)) as client:
+        result = await client.call_tool(
+            "analyze_code", {"action": "start", "path": str(sample_repo)}, progress_callback=progress
+        )
+    assert not result.is_error
+    assert seen

@@ -191,7 +191,7 @@ FROM code_quality.findings f
 LEFT JOIN code_quality.finding_status s ON s.project_id = $2 AND s.fingerprint = f.fingerprint
 WHERE f.run_id = $1::uuid
   AND ($3::text IS NULL OR f.severity = $3) AND ($4::text IS NULL OR f.category = $4)
-  AND ($5::text IS NULL OR coalesce(s.status, 'open') = $5) AND ($6::text IS NULL OR f.path LIKE $6 || '%')
+  AND ($5::text IS NULL OR coalesce(s.status, 'open') = $5) AND ($6::text IS NULL OR left(f.path, length($6)) = $6)
   AND ($7::text IS NULL OR f.analyzer = $7)
 """
 LIST_FINDINGS = f"""
@@ -234,7 +234,7 @@ async def list_findings(
 
 LIST_FILE_METRICS = """
 SELECT path, lines, code_lines, functions, max_complexity, mean_complexity, maintainability, count(*) OVER () AS total
-FROM code_quality.file_metrics WHERE run_id = $1::uuid AND ($2::text IS NULL OR path LIKE $2 || '%')
+FROM code_quality.file_metrics WHERE run_id = $1::uuid AND ($2::text IS NULL OR left(path, length($2)) = $2)
 ORDER BY max_complexity DESC, code_lines DESC, path LIMIT $3 OFFSET $4
 """
 FILE_METRICS_OF = """

@@ -49,6 +49,10 @@ async def test_analyze_list_compare_gate_metrics_and_search_through_the_tools(
         more = await call_ok(client, "list_findings", {"path": root, "cursor": page["next_cursor"]})
         assert first["id"] not in {f["id"] for f in more["items"]}
 
+        assert (await call_ok(client, "list_findings", {"path": root, "file_prefix": "pkg/"}))["total"] == page["total"]
+        # A prefix is literal text, not a LIKE pattern.
+        assert (await call_ok(client, "list_findings", {"path": root, "file_prefix": "pk_/"}))["total"] == 0
+
         listed = await call_ok(client, "analyze_code", {"action": "list"})
         assert listed["jobs"]["total"] == 1
         status = await call_ok(client, "analyze_code", {"action": "status", "job_id": started["job"]["id"]})

@@ -47,9 +47,7 @@ from servers.code_quality.models import (
     GateCheckView,
     GateResult,
     MetricsResult,
-    OutcomeView,
     RunSummary,
-    SkipView,
     StatusResult,
     SuggestionView,
     Trend,
@@ -57,7 +55,8 @@ from servers.code_quality.models import (
 )
 from servers.code_quality.pipeline import TreeReport, analyze_tree
 from servers.code_quality.records import AnalyzerOutcome, FileMetrics, Finding, FunctionMetrics
-from servers.code_quality.runner import AnalysisResult, CacheKey
+from servers.code_quality.rows import PgResultCache, finding_from_row, finding_view, run_gaps, search_text, summary_of
+from servers.code_quality.runner import AnalysisResult
 from servers.code_quality.settings import Settings
 from servers.code_quality.suggest import suggest_refactorings
 
@@ -65,7 +64,6 @@ log = get_logger(__name__)
 
 KIND = "analyze"
 SCHEMA = "code_quality"
-MAX_SKIPPED_SHOWN = 50
 MAX_SKIPPED_RESOURCE = 5_000
 EMBED_BATCH = 64
 SEARCH_DEPTH = 100
@@ -96,101 +94,6 @@ def _check_run_id(run_id: str) -> str:
     if not _UUID.match(run_id):
         raise InvalidInput("run_id is not a run id (a UUID from analyze_code or a run summary).")
     return run_id.lower()
-
-
-class PgResultCache:
-    """The runner's ``ResultCache`` over table ``result_cache``: shared by every process and run."""
-
-    def __init__(self, deps: Deps) -> None:
-        self.db = deps.db
-
-    async def get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
-        return await store.cache_get(self.db, keys) if keys else {}
-
-    async def put_many(self, items: Mapping[CacheKey, dict[str, Any]]) -> None:
-        if items:
-            await store.cache_put(self.db, items)
-
-
-def _finding_from_row(row: Mapping[str, Any]) -> Finding:
-    return Finding(
-        analyzer=row["analyzer"],
-        rule_id=row["rule_id"],
-        severity=row["severity"],
-        category=row["category"],
-        path=row["path"],
-        line=row["line"],
-        message=row["message"],
-        end_line=row["end_line"],
-        column=row["col"],
-        context=row["context"],
-        symbol=row["symbol"],
-        signature=row["signature"],
-        anchor=row["anchor"],
-        fingerprint=row["fingerprint"],
-    )
-
-
-def _view(row: Mapping[str, Any]) -> FindingView:
-    return FindingView(
-        id=row["id"],
-        run_id=row["run_id"],
-        fingerprint=row["fingerprint"],
-        analyzer=row["analyzer"],
-        rule_id=row["rule_id"],
-        severity=row["severity"],
-        category=row["category"],
-        path=row["path"],
-        line=row["line"],
-        end_line=row["end_line"],
-        column=row["col"],
-        message=row["message"],
-        context=row["context"],
-        symbol=row["symbol"],
-        status=row.get("status") or "open",
-        status_by=row.get("actor") or None,
-        status_reason=row.get("reason") or None,
-        score=row.get("score"),
-    )
-
-
-def _gaps(run: Mapping[str, Any]) -> set[tuple[str, str]]:
-    return {(a, p) for a, p in run["gaps"]}
-
-
-def _summary(run: Mapping[str, Any], skipped: int = MAX_SKIPPED_SHOWN) -> RunSummary:
-    outcomes = [
-        OutcomeView(
-            analyzer=o["analyzer"],
-            status=o["status"],
-            reason=o["reason"],
-            version=o["version"],
-            files_analyzed=o["files_analyzed"],
-            files_cached=o["files_cached"],
-            files_failed=len(o["files_failed"]),
-            failed_examples=o["files_failed"][:10],
-        )
-        for o in run["outcomes"]
-    ]
-    return RunSummary(
-        id=run["id"],
-        root=run["root"],
-        seq=run["seq"],
-        created_at=run["created_at"],
-        git_commit=run["git_commit"],
-        branch=run["branch"],
-        dirty=run["dirty"],
-        changed_since=run["changed_since"],
-        partial=run["partial"],
-        analyzers=outcomes,
-        metrics=run["metrics"],
-        skipped=[SkipView(**s) for s in run["skipped"][:skipped]],
-        skipped_total=len(run["skipped"]),
-    )
-
-
-def _search_text(f: Finding) -> str:
-    return f"{f.rule_id} {f.category} {f.message}"
 
 
 class CodeQualityService:
@@ -268,7 +171,7 @@ class CodeQualityService:
         run_id = job.state.get("run_id")
         if run_id:
             row = await store.get_run(self.deps.db, run_id)
-            run = _summary(row) if row else None
+            run = summary_of(row) if row else None
         return AnalyzeResult(job=job.view(), run=run, joined=joined)
 
     async def job_status(self, job_id: str) -> AnalyzeResult:
@@ -368,7 +271,7 @@ class CodeQualityService:
             previous = await store.latest_run(conn, project_id)
             diff = None
             if previous is not None:
-                before = [_finding_from_row(r) for r in await store.run_findings(conn, previous["id"])]
+                before = [finding_from_row(r) for r in await store.run_findings(conn, previous["id"])]
                 diff = compare(before, findings, set(map(tuple, gaps)))  # type: ignore[arg-type]
             metrics["new_findings"] = len(diff.new) if diff else len(findings)
             metrics["fixed_findings"] = len(diff.fixed) if diff else 0
@@ -430,7 +333,7 @@ class CodeQualityService:
                 await store.carry_status(conn, project_id, diff.moved)
                 await store.mark_fixed(conn, project_id, [f.fingerprint for f in diff.fixed], f"gone in run {seq}")
             await store.reopen(conn, project_id, [f.fingerprint for f in findings], f"reported again in run {seq}")
-            await store.add_texts(conn, project_id, {f.fingerprint: _search_text(f) for f in findings})
+            await store.add_texts(conn, project_id, {f.fingerprint: search_text(f) for f in findings})
             return run_id
 
         run_id = await self.deps.db.run_in_transaction(write)
@@ -477,7 +380,7 @@ class CodeQualityService:
 
     async def run_summary(self, run_id: str) -> RunSummary:
         """A run's summary with every skipped file (up to MAX_SKIPPED_RESOURCE) and why."""
-        return _summary(await self.run(None, run_id), MAX_SKIPPED_RESOURCE)
+        return summary_of(await self.run(None, run_id), MAX_SKIPPED_RESOURCE)
 
     async def _base_run(self, head: Mapping[str, Any], base: str | None) -> dict[str, Any] | None:
         """``base``: a run id, a baseline name, or None/'previous' for the run before ``head``."""
@@ -496,7 +399,7 @@ class CodeQualityService:
         return await store.get_run(db, run_id)
 
     async def _findings(self, run: Mapping[str, Any]) -> list[Finding]:
-        return [_finding_from_row(r) for r in await store.run_findings(self.deps.db, run["id"])]
+        return [finding_from_row(r) for r in await store.run_findings(self.deps.db, run["id"])]
 
     async def _analysis(self, run: Mapping[str, Any]) -> tuple[AnalysisResult, DuplicationReport]:
         functions, dup = await store.run_detail(self.deps.db, run["id"])
@@ -542,13 +445,13 @@ class CodeQualityService:
         fp = fingerprint("findings", run["id"], filters)
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.list_findings(self.deps.db, run["id"], run["project_id"], filters, limit, offset)
-        return page_of([_view(r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
+        return page_of([finding_view(r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
 
     async def finding(self, finding_id: int) -> FindingView:
         row = await store.finding_by_id(self.deps.db, finding_id)
         if row is None:
             raise NotFound(f"No finding {finding_id}; list_findings shows the findings of a run.")
-        return _view(row)
+        return finding_view(row)
 
     async def set_status(
         self, path: str, fingerprints: Sequence[str], status: str, *, actor: str, reason: str
@@ -587,14 +490,14 @@ class CodeQualityService:
         base_run = await self._base_run(head, base)
         if base_run is None:
             raise NotFound("there is no earlier run to compare with; analyse the folder again after a change.")
-        diff = compare(await self._findings(base_run), await self._findings(head), _gaps(head))
+        diff = compare(await self._findings(base_run), await self._findings(head), run_gaps(head))
         groups = {"new": diff.new, "fixed": diff.fixed, "unchanged": diff.unchanged, "unknown": diff.unknown}
         chosen = groups[kind]
         # Fixed findings live in the base run; the others in the head run.
         source = base_run if kind in ("fixed", "unknown") else head
         rows = {r["fingerprint"]: r for r in await store.run_findings(self.deps.db, source["id"])}
         states = await store.statuses(self.deps.db, head["project_id"], [f.fingerprint for f in chosen])
-        views = [_view({**rows[f.fingerprint], **states.get(f.fingerprint, {})}) for f in chosen]
+        views = [finding_view({**rows[f.fingerprint], **states.get(f.fingerprint, {})}) for f in chosen]
         fp = fingerprint("compare", head["id"], base_run["id"], kind)
         return CompareResult(
             base_run=base_run["id"],
@@ -617,7 +520,7 @@ class CodeQualityService:
                 base_run=None,
                 head_run=head["id"],
             )
-        check = check_fixed(fingerprint_, await self._findings(base), await self._findings(head), _gaps(head))
+        check = check_fixed(fingerprint_, await self._findings(base), await self._findings(head), run_gaps(head))
         return FixCheckResult(
             fingerprint=fingerprint_,
             status=check.status,
@@ -732,7 +635,7 @@ class CodeQualityService:
         result, _dup = await self._analysis(head)
         new = None
         if base_run is not None:
-            new = compare(await self._findings(base_run), result.findings, _gaps(head)).new
+            new = compare(await self._findings(base_run), result.findings, run_gaps(head)).new
         metric_fields = {k: v for k, v in head["metrics"].items() if k not in ("new_findings", "fixed_findings")}
         gate = evaluate_gate(
             current, findings=result.findings, metrics=RunMetrics(**metric_fields), outcomes=result.outcomes, new=new
@@ -792,7 +695,7 @@ class CodeQualityService:
         ranked = sorted(scores, key=lambda k: -scores[k])
         found = await store.latest_occurrences(d.db, ranked)
         hits = [
-            _view({**found[k], "score": round(scores[k], 5)})
+            finding_view({**found[k], "score": round(scores[k], 5)})
             for k in ranked
             if k in found and (status is None or found[k]["status"] == status)
         ]

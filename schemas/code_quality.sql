@@ -205,6 +205,8 @@ CREATE UNIQUE INDEX projects_pkey ON code_quality.projects USING btree (id);
 
 CREATE UNIQUE INDEX projects_root_key ON code_quality.projects USING btree (root);
 
+CREATE INDEX result_cache_created_idx ON code_quality.result_cache USING btree (created_at);
+
 CREATE UNIQUE INDEX result_cache_pkey ON code_quality.result_cache USING btree (analyzer, version, config_hash, content_hash);
 
 CREATE UNIQUE INDEX runs_job_idx ON code_quality.runs USING btree (job_id) WHERE (job_id IS NOT NULL);

@@ -106,6 +106,7 @@ CREATE TABLE result_cache (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (analyzer, version, config_hash, content_hash)
 );
+CREATE INDEX result_cache_created_idx ON result_cache (created_at);
 
 CREATE TABLE jobs (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -28,6 +28,7 @@ from common.paging import Page, decode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, rrf
 from common.runtime import Deps
 from common.safefiles import Roots
+from common.workers import Periodic
 from servers.code_quality import store
 from servers.code_quality.advisories import OsvApi, OsvExport, check_advisories, dependency_files
 from servers.code_quality.analyzers import build_analyzers
@@ -113,9 +114,14 @@ class CodeQualityService:
         svc = cls(deps, settings)
         await svc.jobs.recover()
         try:
-            yield svc
+            async with Periodic("code-quality-cache-prune", svc.prune_cache, interval_s=3_600, run_first=True):
+                yield svc
         finally:
             await svc.jobs.close()
+
+    async def prune_cache(self) -> int:
+        """Drop cached analyzer results older than the setting; a dropped one only costs a re-analysis."""
+        return await store.prune_cache(self.deps.db, self.settings.cache_max_age_days)
 
     # ------------------------------------------------------------------------------ analysis jobs
 

@@ -35,6 +35,9 @@ class Settings(BaseServerSettings):
         description="OSV export (folder or zip under an allowed root) or OSV query URL for check_dependencies.",
     )
     charts_dir: Path | None = Field(default=None, description="Where trend charts go; default DATA_DIR/code_quality.")
+    cache_max_age_days: int = Field(
+        default=30, ge=1, le=3_650, description="Cached analyzer results older than this are pruned (hourly)."
+    )
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running job reports.")
 

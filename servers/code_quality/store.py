@@ -68,6 +68,9 @@ ON CONFLICT DO NOTHING
 """
 
 
+PRUNE_CACHE = "DELETE FROM code_quality.result_cache WHERE created_at < now() - make_interval(days => $1)"
+
+
 def _columns(keys: Sequence[CacheKey]) -> list[list[str]]:
     return [[k[i] for k in keys] for i in range(4)]
 
@@ -82,6 +85,11 @@ async def cache_get(db: Database, keys: Sequence[CacheKey]) -> dict[CacheKey, di
 async def cache_put(db: Database, items: Mapping[CacheKey, dict[str, Any]]) -> None:
     keys = list(items)
     await db.execute(CACHE_PUT, *_columns(keys), [json.dumps(items[k]) for k in keys])
+
+
+async def prune_cache(db: Database, max_age_days: int) -> int:
+    status = await db.execute(PRUNE_CACHE, max_age_days)
+    return int(status.split()[-1])
 
 
 # --- runs -----------------------------------------------------------------------------------------

@@ -155,6 +155,11 @@ async def test_a_rerun_after_changing_two_of_five_hundred_files_analyses_only_th
     key = [(f.fingerprint, f.rule_id, f.path, f.line, f.message) for f in incremental]
     assert key == [(f.fingerprint, f.rule_id, f.path, f.line, f.message) for f in again]
     assert full.run.metrics["findings"] == second.run.metrics["findings"]
+    await svc.deps.db.execute(
+        "UPDATE code_quality.result_cache SET created_at = now() - interval '40 days' WHERE content_hash < '8'"
+    )
+    pruned = await svc.prune_cache()
+    assert 0 < pruned < 500
 
 
 def _sparse(path: Path, size: int) -> None:

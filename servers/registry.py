@@ -98,6 +98,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Screenshots in headless Chromium with visual baselines and diffs, axe accessibility audits with deltas, and stored UI checks run as jobs.",
         requires=("playwright", "axe_playwright_python", "PIL", "numpy"),
     ),
+    ServerSpec(
+        "code_quality",
+        "Code quality",
+        "Static analysis of repositories as incremental jobs: findings with stable fingerprints and triage, run comparison, metrics and trends, quality gates, refactoring hints, vulnerable dependencies.",
+        requires=("ruff", "bandit", "lizard", "vulture", "radon", "detect_secrets", "matplotlib"),
+    ),
 )
 
 

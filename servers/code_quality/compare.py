@@ -28,6 +28,8 @@ class Comparison:
     fixed: list[Finding] = field(default_factory=list)
     unchanged: list[Finding] = field(default_factory=list)
     unknown: list[Finding] = field(default_factory=list)
+    # Head fingerprint -> base fingerprint for unchanged findings matched by anchor (the code near them moved).
+    moved: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def compare(
         if fp in base_by:
             result.unchanged.append(finding)
         elif loose.get(_anchor_key(finding)):
-            loose[_anchor_key(finding)].pop(0)
+            result.moved[fp] = loose[_anchor_key(finding)].pop(0).fingerprint
             result.unchanged.append(finding)
         else:
             result.new.append(finding)

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from servers.code_quality.analyzers.base import Analyzer
 from servers.code_quality.duplication import DuplicationReport, find_duplicates
-from servers.code_quality.files import DEFAULT_MAX_BYTES, FileListing, GitInfo, changed_since, git_info, list_files
+from servers.code_quality.files import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FILES,
+    FileListing,
+    GitInfo,
+    changed_since,
+    git_info,
+    list_files,
+)
 from servers.code_quality.metrics import RunMetrics, compute_metrics
 from servers.code_quality.runner import AnalysisResult, ProgressCallback, ResultCache, run_analysis
 
@@ -43,12 +51,13 @@ async def analyze_tree(
     progress: ProgressCallback | None = None,
     exclude: Sequence[str] = (),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_files: int = DEFAULT_MAX_FILES,
     changed_since_ref: str | None = None,
     scoped: Collection[str] = SLOW_ANALYZERS,
     workers: int | None = None,
 ) -> TreeReport:
     """Analyse the resolved folder ``root``; raises ``InvalidInput`` for a bad root or ref."""
-    listing = await asyncio.to_thread(list_files, root, exclude=exclude, max_bytes=max_bytes)
+    listing = await asyncio.to_thread(list_files, root, exclude=exclude, max_bytes=max_bytes, max_files=max_files)
     root = listing.root
     git = await asyncio.to_thread(git_info, root)
     changed = await asyncio.to_thread(changed_since, root, changed_since_ref) if changed_since_ref else None

@@ -1,0 +1,9 @@
+DROP TABLE jobs;
+DROP TABLE result_cache;
+DROP TABLE baselines;
+DROP TABLE finding_texts;
+DROP TABLE finding_status;
+DROP TABLE file_metrics;
+DROP TABLE findings;
+DROP TABLE runs;
+DROP TABLE projects;

@@ -1,0 +1,110 @@
+"""Rows of schema ``code_quality`` as records and views, and the runner's result cache over its table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from common.runtime import Deps
+from servers.code_quality import store
+from servers.code_quality.models import FindingView, OutcomeView, RunSummary, SkipView
+from servers.code_quality.records import Finding
+from servers.code_quality.runner import CacheKey
+
+#: Skipped files shown in a run summary a tool returns (the run resource shows more).
+MAX_SKIPPED_SHOWN = 50
+
+
+class PgResultCache:
+    """The runner's ``ResultCache`` over table ``result_cache``: shared by every process and run."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.db = deps.db
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
+        return await store.cache_get(self.db, keys) if keys else {}
+
+    async def put_many(self, items: Mapping[CacheKey, dict[str, Any]]) -> None:
+        if items:
+            await store.cache_put(self.db, items)
+
+
+def finding_from_row(row: Mapping[str, Any]) -> Finding:
+    return Finding(
+        analyzer=row["analyzer"],
+        rule_id=row["rule_id"],
+        severity=row["severity"],
+        category=row["category"],
+        path=row["path"],
+        line=row["line"],
+        message=row["message"],
+        end_line=row["end_line"],
+        column=row["col"],
+        context=row["context"],
+        symbol=row["symbol"],
+        signature=row["signature"],
+        anchor=row["anchor"],
+        fingerprint=row["fingerprint"],
+    )
+
+
+def finding_view(row: Mapping[str, Any]) -> FindingView:
+    return FindingView(
+        id=row["id"],
+        run_id=row["run_id"],
+        fingerprint=row["fingerprint"],
+        analyzer=row["analyzer"],
+        rule_id=row["rule_id"],
+        severity=row["severity"],
+        category=row["category"],
+        path=row["path"],
+        line=row["line"],
+        end_line=row["end_line"],
+        column=row["col"],
+        message=row["message"],
+        context=row["context"],
+        symbol=row["symbol"],
+        status=row.get("status") or "open",
+        status_by=row.get("actor") or None,
+        status_reason=row.get("reason") or None,
+        score=row.get("score"),
+    )
+
+
+def run_gaps(run: Mapping[str, Any]) -> set[tuple[str, str]]:
+    return {(a, p) for a, p in run["gaps"]}
+
+
+def summary_of(run: Mapping[str, Any], skipped: int = MAX_SKIPPED_SHOWN) -> RunSummary:
+    outcomes = [
+        OutcomeView(
+            analyzer=o["analyzer"],
+            status=o["status"],
+            reason=o["reason"],
+            version=o["version"],
+            files_analyzed=o["files_analyzed"],
+            files_cached=o["files_cached"],
+            files_failed=len(o["files_failed"]),
+            failed_examples=o["files_failed"][:10],
+        )
+        for o in run["outcomes"]
+    ]
+    return RunSummary(
+        id=run["id"],
+        root=run["root"],
+        seq=run["seq"],
+        created_at=run["created_at"],
+        git_commit=run["git_commit"],
+        branch=run["branch"],
+        dirty=run["dirty"],
+        changed_since=run["changed_since"],
+        partial=run["partial"],
+        analyzers=outcomes,
+        metrics=run["metrics"],
+        skipped=[SkipView(**s) for s in run["skipped"][:skipped]],
+        skipped_total=len(run["skipped"]),
+    )
+
+
+def search_text(f: Finding) -> str:
+    return f"{f.rule_id} {f.category} {f.message}"

@@ -1,0 +1,45 @@
+"""Settings of the code_quality server: the shared ones plus ``CODE_QUALITY_*``."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import BaseServerSettings
+from servers.code_quality.analyzers import DEFAULT_SET
+
+
+class Settings(BaseServerSettings):
+    """Limits exist so one repository or one call cannot flood the database or the client's context."""
+
+    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "CODE_QUALITY_"})
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders the server may analyse and read advisory exports from (JSON list). Empty: none.",
+    )
+    analyzers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SET),
+        description="Analyzers a run uses unless the call names others.",
+    )
+    analyzer_timeout_s: float = Field(default=300.0, gt=0, le=7_200, description="Limit per analyzer invocation.")
+    semgrep_executable: str | None = Field(default=None, description="Path of semgrep; unset: semgrep is missing.")
+    max_file_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000, description="Larger files are skipped.")
+    max_files: int = Field(default=50_000, ge=1, le=1_000_000, description="Files past this count are skipped.")
+    workers: int = Field(default=0, ge=0, le=64, description="Analyzer processes at once; 0: the CPU count.")
+    wait_s: float = Field(
+        default=20.0, ge=0, le=300, description="How long analyze_code waits for a run before returning the job."
+    )
+    advisory_source: str | None = Field(
+        default=None,
+        description="OSV export (folder or zip under an allowed root) or OSV query URL for check_dependencies.",
+    )
+    charts_dir: Path | None = Field(default=None, description="Where trend charts go; default DATA_DIR/code_quality.")
+    cache_max_age_days: int = Field(
+        default=30, ge=1, le=3_650, description="Cached analyzer results older than this are pruned (hourly)."
+    )
+    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
+    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running job reports.")
+
+    def chart_folder(self) -> Path:
+        return self.charts_dir or self.data_dir / "code_quality" / "charts"

@@ -1,0 +1,143 @@
+"""A server process killed mid-analysis (SIGKILL over stdio) leaves a job that the next process marks
+interrupted and resumes to one complete run, reusing the results the dead process had cached."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+
+from common.testing import call_ok, wait_until
+from servers.code_quality.server import build
+from servers.code_quality.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def _rpc(id_: int, method: str, params: dict[str, Any]) -> bytes:
+    return (json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}) + "\n").encode()
+
+
+async def _rows(url: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
+
+
+def _hold_script(path: Path, gate: Path) -> str:
+    # A semgrep stand-in that hangs while ``gate`` exists (bounded: the sleep ends by itself).
+    path.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in --version) echo 1.0;; *) if [ -f {gate} ]; then exec sleep 20; '
+        """else echo '{"results": []}'; fi;; esac\n"""
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_the_next_one(
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    sample_repo: Path,
+    make_settings: Callable[..., Any],
+) -> None:
+    gate = tmp_path / "hold"
+    gate.write_text("")
+    semgrep = _hold_script(tmp_path / "semgrep", gate)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "CODE_QUALITY_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        MCP_SUITE_DATA_DIR=str(tmp_path / "data"),
+        EMBEDDING_MODEL="hash-384",
+        CODE_QUALITY_ALLOWED_ROOTS=json.dumps([str(tmp_path)]),
+        CODE_QUALITY_ANALYZERS='["ruff","semgrep"]',
+        CODE_QUALITY_SEMGREP_EXECUTABLE=semgrep,
+        CODE_QUALITY_HEARTBEAT_S="0.1",
+        LOG_LEVEL="WARNING",
+    )
+    messages = [
+        _rpc(
+            1,
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+        ),
+        (json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n").encode(),
+        _rpc(2, "tools/call", {"name": "analyze_code", "arguments": {"action": "start", "path": str(sample_repo)}}),
+    ]
+    with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "servers", "serve", "code_quality"],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=err,
+            env=env,
+        )
+        try:
+            assert proc.stdin is not None
+            await proc.stdin.send(b"".join(messages))
+            done = 0
+            with anyio.fail_after(60):
+                while done < 3:  # ruff has analysed (and cached) the three files; semgrep hangs
+                    await anyio.sleep(0.05)
+                    try:
+                        rows = await _rows(database_url, "SELECT done FROM code_quality.jobs")
+                    except asyncpg.UndefinedTableError:
+                        continue  # migrations not applied yet
+                    done = rows[0]["done"] if rows else 0
+                    assert proc.returncode is None
+        finally:
+            proc.kill()
+            await proc.wait()
+            await proc.aclose()
+    job = (await _rows(database_url, "SELECT id::text, status FROM code_quality.jobs"))[0]
+    assert job["status"] == "running", "a killed process cannot have finished its job"
+    assert (await _rows(database_url, "SELECT count(*) AS n FROM code_quality.runs"))[0]["n"] == 0
+    gate.unlink()
+
+    settings = make_settings(
+        Settings,
+        allowed_roots=[tmp_path],
+        analyzers=["ruff", "semgrep"],
+        semgrep_executable=semgrep,
+        embedding_model="hash-384",
+        job_stale_s=0.5,
+        heartbeat_s=0.1,
+        wait_s=60.0,
+    )
+
+    async def aged() -> bool:  # the dead process's last heartbeat must age past job_stale_s
+        age = "SELECT now() - heartbeat_at > interval '0.6 s' AS old FROM code_quality.jobs"
+        return bool((await _rows(database_url, age))[0]["old"])
+
+    await wait_until(aged, timeout_s=10, what="the dead job's heartbeat to age")
+    async with Client(build(settings)) as client:
+        status = await call_ok(client, "analyze_code", {"action": "status", "job_id": job["id"]})
+        assert status["job"]["status"] == "interrupted"
+        resumed = await call_ok(client, "analyze_code", {"action": "resume", "job_id": job["id"]})
+        assert resumed["job"]["status"] == "done"
+        outcomes = {o["analyzer"]: o for o in resumed["run"]["analyzers"]}
+        assert (outcomes["ruff"]["files_cached"], outcomes["ruff"]["files_analyzed"]) == (3, 0)
+        assert outcomes["semgrep"]["status"] == "ok"
+        assert resumed["run"]["partial"] is False
+    runs = await _rows(database_url, "SELECT count(*) AS n FROM code_quality.runs")
+    dupes = await _rows(
+        database_url, "SELECT count(*) - count(DISTINCT (run_id, fingerprint)) AS d FROM code_quality.findings"
+    )
+    assert runs[0]["n"] == 1
+    assert dupes[0]["d"] == 0

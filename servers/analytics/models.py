@@ -35,8 +35,14 @@ class Registered(BaseModel):
     sample: list[dict[str, JSON]] = Field(default_factory=list, description="The first rows.")
 
 
-class Removed(BaseModel):
-    removed: bool
+class DatasetsOut(BaseModel):
+    """A page of the catalogue (list), or ``removed`` (remove)."""
+
+    items: list[DatasetInfo] = Field(default_factory=list)
+    total: int = 0
+    truncated: bool = False
+    next_cursor: str | None = None
+    removed: bool = False
 
 
 class ColumnProfileOut(BaseModel):
@@ -61,7 +67,6 @@ class ProfileOut(BaseModel):
     dataset: str
     rows: int
     approximate: bool = Field(description="Distinct counts and quantiles are estimates (large data).")
-    fingerprint: str
     cached: bool = Field(description="Read from the stored profile instead of recomputed.")
     columns: list[ColumnProfileOut]
 

@@ -391,7 +391,7 @@ class AnalyticsService:
             stored, fp = await store.get_profile(self.deps.db, name)
             if stored is not None and fp == row["fingerprint"]:
                 cols = [c for c in stored["columns"] if not columns or c["name"] in columns]
-                return ProfileOut(**{**stored, "columns": cols}, fingerprint=row["fingerprint"], cached=True)
+                return ProfileOut(**{**stored, "columns": cols}, cached=True)
         ds = make_dataset(name, Path(row["path"]), row["format"], row["sheet"])
 
         def run() -> dict[str, Any]:
@@ -409,7 +409,6 @@ class AnalyticsService:
             dataset=result["dataset"],
             rows=result["rows"],
             approximate=result["approximate"],
-            fingerprint=row["fingerprint"],
             cached=False,
             columns=[ColumnProfileOut(**c) for c in result["columns"]],
         )

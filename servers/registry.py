@@ -86,6 +86,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Documentation",
         "Private, versioned documentation and API specs: ingest folders, hybrid search, read sections, OpenAPI endpoints, generated references and diagrams.",
     ),
+    ServerSpec(
+        "analytics",
+        "Analytics",
+        "Datasets from files or PostgreSQL queries: profiles, read-only SQL, charts, stored predictions and patterns.",
+        requires=("duckdb", "pyarrow", "pandas", "sklearn", "statsmodels", "vl_convert", "openpyxl"),
+    ),
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -79,7 +80,7 @@ async def test_result_shapes_are_compact_and_paged(settings: Settings, data_dir:
         assert len(prof["columns"]) == 13
         assert len(json.dumps(prof)) < 12_000
         chart = await call_ok(client, "create_chart", {"source": "dia", "kind": "histogram", "x": "bmi"})
-        assert Path(chart["png_path"]).is_file()
+        assert await anyio.Path(chart["png_path"]).is_file()
         assert "vega" not in json.dumps(chart).lower() or len(json.dumps(chart)) < 2_000
         pred = await call_ok(client, "predict", {"source": "dia", "target": "target", "features": ["age", "s5"]})
         pid = pred["prediction"]["id"]

@@ -77,7 +77,6 @@ class QueryOut(BaseModel):
     total_rows: int = Field(description="Rows of the whole result.")
     truncated: bool = Field(description="More rows exist after this page.")
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page.")
-    elapsed_ms: int
     notes: list[str] = Field(default_factory=list)
 
 
@@ -86,17 +85,6 @@ class SavedQuery(BaseModel):
     sql: str
     description: str
     updated_at: datetime
-
-
-class SavedQueryResult(BaseModel):
-    """``query`` for save/get, ``items``/``total``/``truncated``/``next_cursor`` for list, ``deleted`` for delete."""
-
-    query: SavedQuery | None = None
-    items: list[SavedQuery] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
-    deleted: bool = False
 
 
 class HistoryEntry(BaseModel):
@@ -110,15 +98,27 @@ class HistoryEntry(BaseModel):
     at: datetime
 
 
+class SavedQueryResult(BaseModel):
+    """``query`` for save/get; ``items`` (list) or ``history`` with ``total``/``truncated``/``next_cursor``;
+    ``deleted`` for delete."""
+
+    query: SavedQuery | None = None
+    items: list[SavedQuery] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    total: int = 0
+    truncated: bool = False
+    next_cursor: str | None = None
+    deleted: bool = False
+
+
 class ChartOut(BaseModel):
-    id: str
+    """The files are named by the hash of the full Vega-Lite document, kept beside them as ``.vl.json``."""
+
     png_path: str
     svg_path: str
-    spec_path: str = Field(description="The full Vega-Lite document with its data.")
     spec: dict[str, JSON] = Field(description="The chart spec asked for.")
     description: str
-    points: int
-    truncated: bool
+    truncated: bool = Field(description="Only the first 5,000 rows were drawn.")
 
 
 class PredictionSummary(BaseModel):
@@ -142,6 +142,17 @@ class PredictionOut(BaseModel):
     predicted: list[dict[str, JSON]] = Field(description="A page of predicted rows: key, value (lower/upper, actual).")
     total: int
     truncated: bool
+    next_cursor: str | None = None
+
+
+class PredictionsOut(BaseModel):
+    """``items`` (list), or ``prediction`` with a page of ``predicted`` rows (get), or ``prediction`` (rescore)."""
+
+    items: list[PredictionSummary] = Field(default_factory=list)
+    prediction: PredictionSummary | None = None
+    predicted: list[dict[str, JSON]] = Field(default_factory=list)
+    total: int = 0
+    truncated: bool = False
     next_cursor: str | None = None
 
 

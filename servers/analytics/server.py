@@ -9,17 +9,15 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
-from common.paging import Page
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import P
 from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Hints, ToolSet
 from servers.analytics.models import (
     ChartOut,
     DatasetsOut,
-    HistoryEntry,
     PatternsOut,
     PredictionOut,
-    PredictionSummary,
+    PredictionsOut,
     ProfileOut,
     QueryOut,
     Registered,
@@ -82,10 +80,9 @@ async def manage_datasets(
 async def profile_dataset(
     name: DatasetName,
     ctx: Context,
-    columns: Columns = None,
 ) -> ProfileOut:
     """Per-column statistics of a dataset."""
-    return await (await _svc(ctx)).profile(name, columns=columns)
+    return await (await _svc(ctx)).profile(name)
 
 
 async def query_data(
@@ -106,11 +103,14 @@ async def manage_saved_query(
     sql: Annotated[str | None, P("SELECT to save.", max_length=20_000)] = None,
     limit: Annotated[int, P("Page size.", ge=1, le=100)] = 20,
     cursor: Cursor = None,
-) -> SavedQueryResult | Page[HistoryEntry]:
+) -> SavedQueryResult:
     """Saved queries, and the query history."""
     svc = await _svc(ctx)
     if action == "history":
-        return await svc.history(limit=limit, cursor=cursor)
+        page = await svc.history(limit=limit, cursor=cursor)
+        return SavedQueryResult(
+            history=page.items, total=page.total, truncated=page.truncated, next_cursor=page.next_cursor
+        )
     return await svc.saved_query(action, name=name, sql=sql, limit=limit, cursor=cursor)
 
 
@@ -163,22 +163,26 @@ async def predict(
 async def manage_predictions(
     action: Annotated[Literal["list", "get", "rescore"], P("Action.")],
     ctx: Context,
-    prediction_id: Annotated[int | None, P("For get, rescore.", ge=1)] = None,
-    actuals: Annotated[dict[str, Any] | list[Any] | None, P("Actual values.")] = None,
+    id: Annotated[int | None, P("Prediction, for get and rescore.", ge=1)] = None,
+    actuals: Annotated[dict[str, Any] | None, P("Actual values by predicted key.")] = None,
     limit: Annotated[int, P("Page size.", ge=1, le=500)] = 20,
     cursor: Cursor = None,
-) -> Page[PredictionSummary] | PredictionOut | PredictionSummary:
+) -> PredictionsOut:
     """List, read or rescore stored predictions."""
     svc = await _svc(ctx)
     if action == "list":
-        return await svc.list_predictions(source=None, limit=limit, cursor=cursor)
-    if prediction_id is None:
-        raise InvalidInput(f"action {action} needs prediction_id")
+        page = await svc.list_predictions(source=None, limit=limit, cursor=cursor)
+        return PredictionsOut(
+            items=page.items, total=page.total, truncated=page.truncated, next_cursor=page.next_cursor
+        )
+    if id is None:
+        raise InvalidInput(f"action {action} needs id")
     if action == "get":
-        return await svc.get_prediction(prediction_id, limit=limit, cursor=cursor)
+        got = await svc.get_prediction(id, limit=limit, cursor=cursor)
+        return PredictionsOut(**got.model_dump())
     if actuals is None:
         raise InvalidInput("action rescore needs actuals")
-    return await svc.rescore(prediction_id, actuals)
+    return PredictionsOut(prediction=await svc.rescore(id, actuals))
 
 
 async def find_patterns(

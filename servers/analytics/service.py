@@ -202,7 +202,16 @@ class AnalyticsService:
             self.deps.db, row["name"], row["path"], cols, info.row_count, info.byte_size, info.fingerprint
         )
         await self.deps.subscriptions.resource_updated(profile_uri(row["name"]))
+        if new is not None:
+            self.deps.background.spawn(self._reprofile(row["name"]), name=f"analytics-reprofile-{row['name']}")
         return new or row
+
+    async def _reprofile(self, name: str) -> None:
+        """Profile a dataset whose file changed, after the answer that noticed it."""
+        try:
+            await self.profile(name)
+        except SuiteError as exc:
+            log.warning("reprofile_failed", dataset=name, error=str(exc)[:200])
 
     async def _engine_for(self, sql: str, max_rows: int | None = None) -> Engine:
         """An engine over the registered datasets the statement names (a word equal to their name)."""
@@ -320,39 +329,48 @@ class AnalyticsService:
             raise NotFound(f"no connection named {connection[:40]!r}; configured: {known}")
         if len(sql) > 20_000:
             raise InvalidInput("sql is over 20000 characters")
-        body = _SQL_COMMENT.sub(" ", sql).strip().rstrip(";").strip()
-        if not _SELECT_START.match(body) or ";" in body:
+        if not _SELECT_START.match(_SQL_COMMENT.sub(" ", sql)):
             raise InvalidInput("sql must be exactly one SELECT (or WITH ... SELECT) statement")
-        cap = self.settings.fetch_max_rows
         try:
             conn = await asyncpg.connect(urls[connection].get_secret_value(), timeout=10)
         except (OSError, asyncpg.PostgresError) as exc:
             raise InvalidInput(f"cannot connect to {connection!r}: {type(exc).__name__}") from None
+        timeout_s = self.settings.fetch_timeout_s
         try:
-            async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                await conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.fetch_timeout_s * 1000)}")
-                stmt = await conn.prepare(body)
-                names = [a.name for a in stmt.get_attributes()]
-                if len(set(names)) != len(names):
-                    raise InvalidInput("the query's result has duplicate column names; alias them")
-                columns: list[list[Any]] = [[] for _ in names]
-                n = 0
-                async for rec in stmt.cursor(prefetch=2000):
-                    n += 1
-                    if n > cap:
-                        raise InvalidInput(
-                            f"the query returns more than {cap} rows; add a LIMIT or raise ANALYTICS_FETCH_MAX_ROWS"
-                        )
-                    for i, v in enumerate(rec):
-                        columns[i].append(v)
+            # The client-side bound also holds if the query turns the server-side timeout off (set_config).
+            with anyio.fail_after(timeout_s * 1.5 + 1):
+                names, columns = await self._read_only_rows(conn, sql)
+        except TimeoutError:
+            raise InvalidInput(f"the PostgreSQL query ran longer than {timeout_s:g} s and was stopped") from None
         except asyncpg.PostgresError as exc:
             message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise InvalidInput(f"PostgreSQL refused the query: {message}") from None
         finally:
-            await conn.close()
+            conn.terminate()
         target = self.extracts_dir / f"{name}-{uuid.uuid4().hex[:12]}.parquet"
         await self._in_thread(lambda: _write_parquet(target, names, columns))
         return target
+
+    async def _read_only_rows(self, conn: asyncpg.Connection, body: str) -> tuple[list[str], list[list[Any]]]:
+        """The rows of one statement (a prepared statement holds exactly one) in a READ ONLY transaction."""
+        cap = self.settings.fetch_max_rows
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            await conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.fetch_timeout_s * 1000)}")
+            stmt = await conn.prepare(body)
+            names = [a.name for a in stmt.get_attributes()]
+            if len(set(names)) != len(names):
+                raise InvalidInput("the query's result has duplicate column names; alias them")
+            columns: list[list[Any]] = [[] for _ in names]
+            n = 0
+            async for rec in stmt.cursor(prefetch=2000):
+                n += 1
+                if n > cap:
+                    raise InvalidInput(
+                        f"the query returns more than {cap} rows; add a LIMIT or raise ANALYTICS_FETCH_MAX_ROWS"
+                    )
+                for i, v in enumerate(rec):
+                    columns[i].append(v)
+        return names, columns
 
     async def list_datasets(self, *, limit: int, cursor: str | None) -> Page[DatasetInfo]:
         """The catalogue by name, a page at a time."""
@@ -449,7 +467,6 @@ class AnalyticsService:
             total_rows=result.total_rows,
             truncated=result.truncated,
             next_cursor=next_cursor,
-            elapsed_ms=result.elapsed_ms,
             notes=result.notes,
         )
 
@@ -538,13 +555,10 @@ class AnalyticsService:
             },
         )
         return ChartOut(
-            id=chart.id,
             png_path=chart.png_path,
             svg_path=chart.svg_path,
-            spec_path=chart.spec_path,
             spec=dataclasses.asdict(chart_spec),
             description=chart.description,
-            points=chart.points,
             truncated=chart.truncated,
         )
 

@@ -18,6 +18,7 @@ import pytest
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.runtime import open_deps
+from common.testing import wait_until
 from servers.analytics.service import AnalyticsService
 from servers.analytics.settings import Settings
 
@@ -97,9 +98,14 @@ async def test_a_changed_file_is_noticed_and_profiled_again(
     info = await svc.dataset("small")
     assert info.row_count == 80
     assert info.profiled is False
+
+    async def profiled() -> bool:
+        return (await svc.dataset("small")).profiled
+
+    await wait_until(profiled, timeout_s=20)
     prof = await svc.profile("small")
     assert prof.rows == 80
-    assert prof.cached is False
+    assert prof.cached is True
     assert (await svc.query("SELECT count(*) AS n FROM small")).rows == [[80]]
 
 
@@ -241,7 +247,7 @@ async def test_a_chart_is_a_png_of_the_requested_size_and_a_parseable_svg(
     assert "bmi" in chart.description
     assert chart.spec["kind"] == "scatter"
     again = await svc.chart("dia", spec)
-    assert again.id == chart.id
+    assert again.png_path == chart.png_path
     with pytest.raises(InvalidInput, match="nope"):
         await svc.chart("dia", {**spec, "y": "nope"})
 
@@ -294,6 +300,10 @@ async def test_bad_input_is_refused_clearly_and_nothing_is_half_written(
             connection="main",
             sql="WITH x AS (DELETE FROM analytics.saved_queries RETURNING 1) SELECT * FROM x",
         )
+    with pytest.raises(InvalidInput, match="multiple commands"):
+        await svc.register("bad_pg", connection="main", sql="SELECT 1; DELETE FROM analytics.saved_queries")
+    with pytest.raises(InvalidInput, match="read-only"):
+        await svc.register("bad_pg", connection="main", sql="SELECT 1 INTO TABLE analytics.stolen")
     with pytest.raises(NotFound, match="configured: main"):
         await svc.register("bad_pg", connection="other", sql="SELECT 1")
     after = _tree(svc.folder), [d.name for d in (await svc.list_datasets(limit=50, cursor=None)).items]
@@ -316,6 +326,9 @@ async def test_a_postgres_query_becomes_a_parquet_dataset_under_a_timeout(
     slow_svc = AnalyticsService(svc.deps, slow)
     with pytest.raises(InvalidInput, match="statement timeout"):
         await slow_svc.register("slow_pg", connection="main", sql="SELECT pg_sleep(3)")
+    sneaky = "SELECT set_config('statement_timeout', '0', true), pg_sleep(5)"
+    with pytest.raises(InvalidInput, match=r"statement timeout|ran longer than 0\.2 s"):
+        await slow_svc.register("slow_pg", connection="main", sql=sneaky)
     await svc.remove("series_pg")
     assert os.listdir(svc.extracts_dir) == []
 

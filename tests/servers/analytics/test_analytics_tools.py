@@ -60,7 +60,8 @@ async def test_read_only_bypass_attempts_are_refused_and_change_nothing(settings
         ok = await call_ok(client, "query_data", {"sql": "SELECT count(*) AS n FROM dia"})
         assert ok["rows"] == [[442]]
         history = await call_ok(client, "manage_saved_query", {"action": "history", "limit": 100})
-        assert history["result"]["total"] == len(BYPASSES) + 1
+        assert history["total"] == len(BYPASSES) + 1
+        assert history["history"][0]["ok"] is True
 
 
 async def test_result_shapes_are_compact_and_paged(settings: Settings, data_dir: Path) -> None:
@@ -86,16 +87,19 @@ async def test_result_shapes_are_compact_and_paged(settings: Settings, data_dir:
         pid = pred["prediction"]["id"]
         assert pred["prediction"]["metrics"]["r2"] is not None
         listed = await call_ok(client, "manage_predictions", {"action": "list"})
-        assert [p["id"] for p in listed["result"]["items"]] == [pid]
-        got = await call_ok(client, "manage_predictions", {"action": "get", "prediction_id": pid, "limit": 5})
-        assert len(got["result"]["predicted"]) == 5
-        assert got["result"]["truncated"] is True
+        assert [p["id"] for p in listed["items"]] == [pid]
+        got = await call_ok(client, "manage_predictions", {"action": "get", "id": pid, "limit": 5})
+        assert len(got["predicted"]) == 5
+        assert got["truncated"] is True
+        actuals = {str(r["key"]): r["actual"] for r in got["predicted"]}
+        rescored = await call_ok(client, "manage_predictions", {"action": "rescore", "id": pid, "actuals": actuals})
+        assert rescored["prediction"]["rescore"]["matched"] == 5
         found = await call_ok(client, "find_patterns", {"source": "dia", "columns": ["s1", "s2", "s3"]})
         assert found["total"] >= 1
         hits = await call_ok(client, "find_patterns", {"query": "correlation s1 s2"})
         assert hits["items"]
         saved = await call_ok(client, "manage_saved_query", {"action": "save", "name": "n", "sql": "SELECT 1 AS x"})
-        assert saved["result"]["query"]["name"] == "n"
+        assert saved["query"]["name"] == "n"
         ran = await call_ok(client, "query_data", {"saved": "n"})
         assert ran["rows"] == [[1]]
         removed = await call_ok(client, "manage_datasets", {"action": "remove", "name": "dia"})
@@ -116,8 +120,9 @@ async def test_result_shapes_are_compact_and_paged(settings: Settings, data_dir:
         ("create_chart", {"source": "SELECT 1 AS a", "kind": "pie", "x": "a"}, "kind"),
         ("create_chart", {"source": "SELECT 1 AS a", "kind": "bar", "x": "nope"}, "nope"),
         ("predict", {"source": "SELECT 1 AS a", "target": "a", "task": "forecast"}, "time_column"),
-        ("manage_predictions", {"action": "get"}, "prediction_id"),
-        ("manage_predictions", {"action": "get", "prediction_id": 999}, "no prediction 999"),
+        ("manage_predictions", {"action": "get"}, "needs id"),
+        ("manage_predictions", {"action": "rescore", "id": 1}, "needs actuals"),
+        ("manage_predictions", {"action": "get", "id": 999}, "no prediction 999"),
         ("find_patterns", {}, "give source"),
         ("find_patterns", {"source": "SELECT 1 AS a", "kinds": ["trend"]}, "time_column"),
         ("manage_datasets", {"action": "remove"}, "needs name"),

@@ -357,3 +357,18 @@ async def test_four_service_instances_at_once_lose_nothing(settings: Settings, d
         assert names == ["d0", "d1", "d2", "d3", "shared"]
         assert (await svc.list_predictions(source=None, limit=50, cursor=None)).total == 4
         assert (await svc.history(limit=50, cursor=None)).total == 4
+
+
+async def test_patterns_are_found_again_by_meaning_with_the_real_model(
+    make_settings: Callable[..., Any], data_dir: Path
+) -> None:
+    settings: Settings = make_settings(Settings, allowed_roots=[data_dir])
+    async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as svc:
+        await svc.register("dia", path=str(data_dir / "diabetes.parquet"))
+        found = await svc.find_patterns("dia", kinds=["correlations", "outliers"], columns=["s1", "s2", "s3", "s4"])
+        kinds = {p.kind for p in found.items}
+        assert {"correlation", "outliers"} <= kinds
+        hits = await svc.search_patterns("unusual extreme readings far from the others", limit=3)
+        assert hits.items[0].kind == "outliers"
+        hits = await svc.search_patterns("which measurements climb in step with each other", limit=3)
+        assert hits.items[0].kind == "correlation"

@@ -457,9 +457,13 @@ class AnalyticsService:
                 engine.close()
         except SuiteError as exc:
             ms = int((anyio.current_time() - started) * 1000)
-            await store.add_history(self.deps.db, sql, saved, False, str(exc)[:500], None, ms)
+            await store.add_history(
+                self.deps.db, sql, saved, False, str(exc)[:500], None, ms, self.settings.history_keep
+            )
             raise
-        await store.add_history(self.deps.db, sql, saved, True, None, result.total_rows, result.elapsed_ms)
+        await store.add_history(
+            self.deps.db, sql, saved, True, None, result.total_rows, result.elapsed_ms, self.settings.history_keep
+        )
         next_cursor = encode_cursor(fp, offset=result.next_offset) if result.next_offset is not None else None
         return QueryOut(
             columns=[ColumnOut(name=c.name, type=c.type) for c in result.columns],

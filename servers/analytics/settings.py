@@ -39,6 +39,8 @@ class Settings(BaseServerSettings):
         default=60.0, gt=0, le=3_600, description="statement_timeout of a PostgreSQL dataset query, in seconds."
     )
 
+    history_keep: int = Field(default=10_000, ge=10, le=10_000_000, description="Query history entries kept.")
+
     def data_folder(self) -> Path:
         """The folder charts and extracts live in."""
         return self.folder if self.folder is not None else self.data_dir / "analytics"

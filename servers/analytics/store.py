@@ -163,7 +163,9 @@ async def delete_query(db: Database, name: str) -> bool:
 
 ADD_HISTORY = """
 INSERT INTO analytics.query_history (sql, saved_name, ok, error, total_rows, elapsed_ms) VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id
 """
+TRIM_HISTORY = "DELETE FROM analytics.query_history WHERE id <= $1"
 LIST_HISTORY = """
 SELECT id, sql, saved_name, ok, error, total_rows, elapsed_ms, at, count(*) OVER () AS total
 FROM analytics.query_history ORDER BY id DESC LIMIT $1 OFFSET $2
@@ -172,9 +174,12 @@ COUNT_HISTORY = "SELECT count(*) FROM analytics.query_history"
 
 
 async def add_history(
-    db: Database, sql: str, saved: str | None, ok: bool, error: str | None, total: int | None, ms: int
+    db: Database, sql: str, saved: str | None, ok: bool, error: str | None, total: int | None, ms: int, keep: int
 ) -> None:
-    await db.execute(ADD_HISTORY, sql, saved, ok, error, total, ms)
+    """Record a query and forget entries older than the newest ``keep``."""
+    new_id: int = await db.fetchval(ADD_HISTORY, sql, saved, ok, error, total, ms)
+    if new_id > keep:
+        await db.execute(TRIM_HISTORY, new_id - keep)
 
 
 async def list_history(db: Database, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -149,13 +149,19 @@ async def test_a_million_row_result_is_capped_and_paging_returns_every_row_once(
     assert len(seen) == len(set(seen))
     with pytest.raises(InvalidInput, match="cursor"):
         await svc.query("SELECT n FROM big WHERE n < 5", cursor=first.next_cursor)
+    svc.settings = svc.settings.model_copy(update={"history_keep": 10})
+    for i in range(12):
+        await svc.query(f"SELECT {i} AS i")
+    assert (await svc.history(limit=50, cursor=None)).total == 10
     with pytest.raises(InvalidInput, match="nope"):
         await svc.query("SELECT nope FROM big")
+    await svc.query(sql, limit=1)
     history = await svc.history(limit=3, cursor=None)
-    assert history.total >= 3
-    assert history.items[0].ok is False
-    assert history.items[1].sql == sql
-    assert history.items[1].total_rows == len(seen)
+    assert history.total == 10
+    assert history.items[0].sql == sql
+    assert history.items[0].total_rows == len(seen)
+    assert history.items[1].ok is False
+    assert history.items[1].error is not None
 
 
 async def test_saved_queries_run_by_name(svc: AnalyticsService, data_dir: Path, diabetes: pd.DataFrame) -> None:

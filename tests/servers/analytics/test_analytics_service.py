@@ -378,3 +378,25 @@ async def test_patterns_are_found_again_by_meaning_with_the_real_model(
         assert hits.items[0].kind == "outliers"
         hits = await svc.search_patterns("which measurements climb in step with each other", limit=3)
         assert hits.items[0].kind == "correlation"
+
+
+async def test_tsv_json_ndjson_and_excel_files_register_with_their_rows_and_columns(
+    svc: AnalyticsService, data_dir: Path, diabetes: pd.DataFrame
+) -> None:
+    head = diabetes.head(30).drop(columns=["bmi"])
+    head.to_csv(data_dir / "d.tsv", sep="\t", index=False)
+    head.to_json(data_dir / "d.json", orient="records")
+    head.to_json(data_dir / "d.ndjson", orient="records", lines=True)
+    head.to_excel(data_dir / "d.xlsx", index=False)
+    for name, file, fmt in (
+        ("d_tsv", "d.tsv", "tsv"),
+        ("d_json", "d.json", "json"),
+        ("d_ndjson", "d.ndjson", "ndjson"),
+        ("d_xlsx", "d.xlsx", "excel"),
+    ):
+        reg = await svc.register(name, path=str(data_dir / file))
+        assert reg.dataset.format == fmt
+        assert reg.dataset.row_count == 30
+        assert [c.name for c in reg.dataset.columns] == list(head.columns)
+        total = await svc.query(f"SELECT sum(target) AS s FROM {name}")
+        assert total.rows[0][0] == pytest.approx(head["target"].sum())

@@ -10,7 +10,6 @@ fingerprint: a changed file is re-inspected and its stored profile dropped.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -46,6 +45,7 @@ from servers.analytics.models import (
     SavedQuery,
     SavedQueryResult,
 )
+from servers.analytics.pgfetch import fetch_to_parquet
 from servers.analytics.settings import Settings
 from servers.analytics.sources import Dataset, Format, check_name, make_dataset, quote_ident
 
@@ -55,8 +55,6 @@ T = TypeVar("T")
 PatternKind = Literal["correlations", "outliers", "trend", "change_points", "segments"]
 PATTERN_KINDS: tuple[str, ...] = ("correlations", "outliers", "trend", "change_points", "segments")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SELECT_START = re.compile(r"^\s*(\(\s*)*(select|with|values|table)\b", re.IGNORECASE)
-_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 CATALOGUE_URI = "analytics://datasets"
 
 
@@ -100,30 +98,6 @@ def _summary(row: dict[str, Any]) -> PredictionSummary:
 
 def _pattern(row: dict[str, Any], score: float | None = None) -> PatternOut:
     return PatternOut(**{k: row[k] for k in PatternOut.model_fields if k != "score"}, score=score)
-
-
-def _arrow_column(values: list[Any]) -> Any:
-    import pyarrow as pa  # heavy: only a PostgreSQL fetch needs it
-
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        # Types Arrow cannot hold as they are (uuid, intervals, ranges, mixed) are kept as their text.
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
-
-
-def _write_parquet(path: Path, names: list[str], columns: list[list[Any]]) -> int:
-    import pyarrow as pa  # heavy: only a PostgreSQL fetch needs it
-    import pyarrow.parquet as pq
-
-    table = pa.table({n: _arrow_column(c) for n, c in zip(names, columns, strict=True)})
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return int(table.num_rows)
 
 
 def _check_csv_layout(engine: Engine, ds: Dataset) -> None:
@@ -327,50 +301,14 @@ class AnalyticsService:
         if connection not in urls:
             known = ", ".join(sorted(urls)[:10]) or "none (set ANALYTICS_CONNECTIONS)"
             raise NotFound(f"no connection named {connection[:40]!r}; configured: {known}")
-        if len(sql) > 20_000:
-            raise InvalidInput("sql is over 20000 characters")
-        if not _SELECT_START.match(_SQL_COMMENT.sub(" ", sql)):
-            raise InvalidInput("sql must be exactly one SELECT (or WITH ... SELECT) statement")
-        try:
-            conn = await asyncpg.connect(urls[connection].get_secret_value(), timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise InvalidInput(f"cannot connect to {connection!r}: {type(exc).__name__}") from None
-        timeout_s = self.settings.fetch_timeout_s
-        try:
-            # The client-side bound also holds if the query turns the server-side timeout off (set_config).
-            with anyio.fail_after(timeout_s * 1.5 + 1):
-                names, columns = await self._read_only_rows(conn, sql)
-        except TimeoutError:
-            raise InvalidInput(f"the PostgreSQL query ran longer than {timeout_s:g} s and was stopped") from None
-        except asyncpg.PostgresError as exc:
-            message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise InvalidInput(f"PostgreSQL refused the query: {message}") from None
-        finally:
-            conn.terminate()
-        target = self.extracts_dir / f"{name}-{uuid.uuid4().hex[:12]}.parquet"
-        await self._in_thread(lambda: _write_parquet(target, names, columns))
-        return target
-
-    async def _read_only_rows(self, conn: asyncpg.Connection, body: str) -> tuple[list[str], list[list[Any]]]:
-        """The rows of one statement (a prepared statement holds exactly one) in a READ ONLY transaction."""
-        cap = self.settings.fetch_max_rows
-        async with conn.transaction(readonly=True, isolation="repeatable_read"):
-            await conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.fetch_timeout_s * 1000)}")
-            stmt = await conn.prepare(body)
-            names = [a.name for a in stmt.get_attributes()]
-            if len(set(names)) != len(names):
-                raise InvalidInput("the query's result has duplicate column names; alias them")
-            columns: list[list[Any]] = [[] for _ in names]
-            n = 0
-            async for rec in stmt.cursor(prefetch=2000):
-                n += 1
-                if n > cap:
-                    raise InvalidInput(
-                        f"the query returns more than {cap} rows; add a LIMIT or raise ANALYTICS_FETCH_MAX_ROWS"
-                    )
-                for i, v in enumerate(rec):
-                    columns[i].append(v)
-        return names, columns
+        return await fetch_to_parquet(
+            urls[connection].get_secret_value(),
+            connection,
+            sql,
+            self.extracts_dir / f"{name}-{uuid.uuid4().hex[:12]}.parquet",
+            max_rows=self.settings.fetch_max_rows,
+            timeout_s=self.settings.fetch_timeout_s,
+        )
 
     async def list_datasets(self, *, limit: int, cursor: str | None) -> Page[DatasetInfo]:
         """The catalogue by name, a page at a time."""

@@ -104,6 +104,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "Static analysis of repositories as incremental jobs: findings with stable fingerprints and triage, run comparison, metrics and trends, quality gates, refactoring hints, vulnerable dependencies.",
         requires=("ruff", "bandit", "lizard", "vulture", "radon", "detect_secrets", "matplotlib"),
     ),
+    ServerSpec(
+        "analytics",
+        "Analytics",
+        "Datasets from files or PostgreSQL queries: profiles, read-only SQL, charts, stored predictions and patterns.",
+        requires=("duckdb", "pyarrow", "pandas", "sklearn", "statsmodels", "vl_convert", "openpyxl"),
+    ),
 )
 
 

@@ -1,0 +1,6 @@
+DROP TABLE IF EXISTS patterns;
+DROP TABLE IF EXISTS predictions;
+DROP TABLE IF EXISTS charts;
+DROP TABLE IF EXISTS query_history;
+DROP TABLE IF EXISTS saved_queries;
+DROP TABLE IF EXISTS datasets;

@@ -289,6 +289,8 @@ class EventBus:
         #: Sending backends' roles by pid, briefly (a pid can be reused once its backend has ended).
         self._senders: dict[int, tuple[tuple[str, bool], float]] = {}
         self._checks: set[asyncio.Task[None]] = set()
+        #: NOTIFY payloads received (before the sender check), for health reports and tests.
+        self.notified = 0
 
     @classmethod
     async def start(
@@ -324,8 +326,8 @@ class EventBus:
                 self.published_redis += 1
                 # Nobody listening on Redis, or Redis just back, may mean a subscriber is between
                 # reconnects; NOTIFY covers it (subscribers drop the duplicate by event id).
-                since = self.conn.up_since
-                settled = since is not None and time.monotonic() - since >= REDIS_SETTLE_S
+                back = self.conn.recovered_at
+                settled = back is None or time.monotonic() - back >= REDIS_SETTLE_S
                 if (int(receivers) > 0 and settled) or self.pg_url is None:
                     return envelope
             except RedisUnavailable:
@@ -439,6 +441,7 @@ class EventBus:
         except ValueError as exc:
             log.warning("event_malformed", path="pg", error=str(exc))
             return
+        self.notified += 1
         task = asyncio.get_running_loop().create_task(self._deliver_if_genuine(conn, pid, event))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)

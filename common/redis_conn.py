@@ -75,8 +75,8 @@ class RedisConnection:
             client_name=f"mcp-{name}",
         )
         self._available = False
-        #: When Redis last became available (monotonic seconds), None while it is down.
-        self.up_since: float | None = None
+        #: When Redis last came back after an outage (monotonic seconds); None if it never went down.
+        self.recovered_at: float | None = None
         self._up = asyncio.Event()
         self._probe_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -149,7 +149,6 @@ class RedisConnection:
         if not self._available or self._closed:
             return
         self._available = False
-        self.up_since = None
         self._up.clear()
         self.outages += 1
         log.warning(
@@ -206,7 +205,6 @@ class RedisConnection:
 
     def _set_up(self) -> None:
         self._available = True
-        self.up_since = time.monotonic()
         self.last_error = None
         self._up.set()
 
@@ -227,6 +225,7 @@ class RedisConnection:
                 self.last_error = redact(str(exc)) or type(exc).__name__
                 continue
             self.recoveries += 1
+            self.recovered_at = time.monotonic()
             self._set_up()
             log.info("redis_recovered", redis=self.name, url=self.url_redacted)
             return

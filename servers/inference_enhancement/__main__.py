@@ -6,6 +6,7 @@ or out of the reference memory server's format without an MCP client: the migrat
 
 import asyncio
 import json
+import os
 import sys
 
 from servers.serve import serve
@@ -23,8 +24,15 @@ def transfer(command: str, path: str) -> int:
     from servers.inference_enhancement.service import NAME, GraphService
     from servers.registry import get
 
+    # The local user may name any file: its own folder is the one allowed root, and the file is still
+    # opened through the safe-files kit (no link, FIFO or device at that path; atomic export).
+    target = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        sys.stderr.write(f"Folder {folder[:80]!r} does not exist; create it or choose another path.\n")
+        return 1
     try:
-        settings = get(NAME).load_settings(tools=None)
+        settings = get(NAME).load_settings(tools=None, file_roots=[folder])
     except SettingsError as exc:
         sys.stderr.write(f"{exc.code}\n")
         return 2
@@ -33,7 +41,7 @@ def transfer(command: str, path: str) -> int:
     async def run() -> int:
         try:
             async with open_deps(NAME, settings) as deps, GraphService.open(deps, settings) as svc:
-                result = await (svc.import_jsonl(path=path) if command == "import" else svc.export_jsonl(path=path))
+                result = await (svc.import_jsonl(path=target) if command == "import" else svc.export_jsonl(path=target))
         except SuiteError as exc:
             sys.stderr.write(f"{exc}\n")
             return 1

@@ -1,46 +1,49 @@
-"""The memory.jsonl files of import and export: read with a size cap, written atomically."""
+"""The memory.jsonl files of import and export, only inside INFERENCE_ENHANCEMENT_FILE_ROOTS.
+
+Every path goes through ``common.safefiles``: it must resolve inside an allowed folder, is opened
+without following links, only a regular file is read (size checked before the first byte), and an
+export is written to a temp file and renamed, refusing a link, folder, FIFO or device at the target.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from common.errors import InvalidInput, NotFound
+from common import safefiles
+from common.errors import InvalidInput
+
+ROOTS_SETTING = "INFERENCE_ENHANCEMENT_FILE_ROOTS"
+SIZE_SETTING = "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES"
 
 
-def read_source(path: str | None, content: str | None, *, max_bytes: int) -> str:
-    """The text to import: ``content`` itself, or the UTF-8 file at ``path`` (exactly one of them)."""
+def read_source(path: str | None, content: str | None, roots: safefiles.Roots, *, max_bytes: int) -> str:
+    """The text to import: ``content`` itself, or the UTF-8 file at ``path`` inside ``roots`` (exactly one)."""
     if (path is None) == (content is None):
         raise InvalidInput("give exactly one of path (a memory.jsonl file) or content (its text).")
     if content is not None:
         return content
     assert path is not None
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise NotFound(f"No file at {str(file)!r}; give the path of the reference server's memory.jsonl.")
-    size = file.stat().st_size
-    if size > max_bytes:
-        raise InvalidInput(
-            f"{file} is {size} bytes; the limit is {max_bytes} (INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES)."
-        )
     try:
-        return file.read_text(encoding="utf-8")
+        data = safefiles.read_bytes(path, roots, max_bytes=max_bytes)
+    except InvalidInput as exc:
+        raise _with_size_hint(exc) from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InvalidInput(f"{file} is not UTF-8 text; nothing was imported.") from None
+        raise InvalidInput(f"{safefiles.shown(path)} is not UTF-8 text; nothing was imported.") from None
 
 
-def write_atomic(path: Path, data: str) -> Path:
-    """Write via a temporary file and rename, so a reader never sees half a file; the path written."""
-    target = path.expanduser().resolve()
-    if not target.parent.is_dir():
-        raise NotFound(f"Folder {str(target.parent)!r} does not exist; create it or choose another path.")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+def write_export(path: str, data: str, roots: safefiles.Roots, *, max_bytes: int) -> Path:
+    """Write the export to ``path`` inside ``roots`` atomically; the real path written."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        return safefiles.write_atomic(path, roots, data, max_bytes=max_bytes)
+    except InvalidInput as exc:
+        raise _with_size_hint(exc) from None
+
+
+def _with_size_hint(exc: InvalidInput) -> InvalidInput:
+    """The kit's size refusal with the setting that raises the limit named; other refusals unchanged."""
+    text = str(exc)
+    if "too large" in text or "grew past" in text or text.startswith("Refusing to write"):
+        return InvalidInput(f"{text} Raise {SIZE_SETTING} to allow more.")
+    return exc

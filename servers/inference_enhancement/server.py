@@ -128,7 +128,7 @@ async def open_nodes(names: Names, ctx: Context) -> Graph:
 
 async def import_memory_jsonl(
     ctx: Context,
-    path: Annotated[str | None, P("memory.jsonl file to read.")] = None,
+    path: Annotated[str | None, P("memory.jsonl file in an allowed folder.")] = None,
     content: Annotated[str | None, P("Or the file's text.")] = None,
 ) -> Imported:
     """Import a reference memory server's memory.jsonl, merging into the graph (all or nothing)."""
@@ -137,7 +137,7 @@ async def import_memory_jsonl(
 
 async def export_memory_jsonl(
     ctx: Context,
-    path: Annotated[str | None, P("File to write; omitted: return the text.")] = None,
+    path: Annotated[str | None, P("File in an allowed folder; omitted: return the text.")] = None,
 ) -> Exported:
     """Export the graph in the reference server's memory.jsonl format (to a file or inline if small)."""
     return await (await _svc(ctx)).export_jsonl(path=path)

@@ -28,6 +28,7 @@ from common.logging import get_logger
 from common.paging import decode_cursor, encode_cursor, fingerprint
 from common.retrieval import check_dimension
 from common.runtime import Deps
+from common.safefiles import Roots
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.workers import Periodic
@@ -108,6 +109,7 @@ class GraphService:
     def __init__(self, deps: Deps, settings: Settings) -> None:
         self.deps = deps
         self.settings = settings
+        self.roots = Roots(settings.file_roots, setting=files.ROOTS_SETTING)
         self._entity_words = keywords.KeywordPlanner("entities", scan_cap=settings.keyword_scan_cap)
         self._observation_words = keywords.KeywordPlanner("observations", scan_cap=settings.keyword_scan_cap)
         self._entity_grams = keywords.ElementStats("entities", "grams")
@@ -538,7 +540,7 @@ class GraphService:
     async def import_jsonl(self, *, path: str | None = None, content: str | None = None) -> Imported:
         """Merge a reference server's memory.jsonl (a file or its text) into the graph, all or nothing."""
         settings = self.settings
-        raw = await asyncio.to_thread(files.read_source, path, content, max_bytes=settings.import_max_bytes)
+        raw = await asyncio.to_thread(files.read_source, path, content, self.roots, max_bytes=settings.import_max_bytes)
         parsed = jsonl.parse(raw)
         problems: list[str] = []
         for e in parsed.entities:
@@ -607,6 +609,8 @@ class GraphService:
     async def export_jsonl(self, *, path: str | None = None) -> Exported:
         """The graph in the reference server's memory.jsonl format: written to ``path``, or inline if small."""
         inline_max = self.settings.export_inline_max_chars
+        if path is not None:
+            self.roots.normalise(path)  # a refused path fails before the whole graph is read
 
         async def read(conn: asyncpg.Connection) -> tuple[list[str], int, int]:
             lines: list[str] = []
@@ -652,7 +656,9 @@ class GraphService:
         data = jsonl.join(lines)
         if path is None:
             return Exported(entities=n_entities, relations=n_rel, path=None, content=data)
-        written = await asyncio.to_thread(files.write_atomic, FsPath(path), data)
+        written = await asyncio.to_thread(
+            files.write_export, path, data, self.roots, max_bytes=self.settings.import_max_bytes
+        )
         return Exported(entities=n_entities, relations=n_rel, path=str(written), content=None)
 
     # ----------------------------------------------------------------------------------- retrieval

@@ -1,5 +1,7 @@
 """Settings of the knowledge-graph server: the shared ones plus ``INFERENCE_ENHANCEMENT_*``."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -43,6 +45,13 @@ class Settings(BaseServerSettings):
     #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
     search_candidates: int = Field(default=40, ge=5, le=1_000)
     max_visited: int = Field(default=20_000, ge=100, le=1_000_000)
+    #: The only folders import_memory_jsonl reads and export_memory_jsonl writes (JSON list); empty: the
+    #: tools refuse file paths (``content`` still works). The command line uses the given file's folder.
+    file_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders the import/export tools may read and write (JSON list). Empty: no file paths.",
+    )
+    #: The largest memory.jsonl read by an import or written by an export (so an export can be imported back).
     import_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1_024)
     export_inline_max_chars: int = Field(default=200_000, ge=1_000, le=10_000_000)
 

@@ -299,6 +299,13 @@ def test_the_command_line_imports_a_reference_file_and_exports_it_unchanged(
     done = subprocess.run([*module, "export", str(target)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert target.read_text(encoding="utf-8") == original
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    refused = subprocess.run([*module, "export", str(link)], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert "symbolic link" in refused.stderr
+    assert link.is_symlink()
+    assert source.read_text(encoding="utf-8") == original
     bad = subprocess.run([*module, "import"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert "usage" in bad.stderr

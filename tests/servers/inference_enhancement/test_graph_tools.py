@@ -320,7 +320,7 @@ async def test_import_of_a_reference_file_with_1000_entities_round_trips_through
     original = "\n".join(lines)
     source = tmp_path / "memory.jsonl"
     source.write_text(original, encoding="utf-8")
-    async with Client(build(settings)) as c:
+    async with Client(build(settings.model_copy(update={"file_roots": [tmp_path]}))) as c:
         imported = await call(c, "import_memory_jsonl", {"path": str(source)})
         assert imported["entities_created"] == 1_000
         assert imported["observations_added"] == 3_000

@@ -190,31 +190,34 @@ async def test_as_of_hides_relations_outside_their_validity(graph: GraphService)
     assert (await graph.read_graph(as_of=now - timedelta(days=30))).entities == []
 
 
-async def test_import_merges_and_export_writes_the_reference_format(graph: GraphService, tmp_path: Any) -> None:
-    content = "\n".join(
-        [
-            '{"type":"entity","name":"Ada","entityType":"person","observations":["Prefers tea",""]}',
-            '{"type":"entity","name":"Billing","entityType":"team","observations":[]}',
-            '{"type":"relation","from":"Ada","to":"Billing","relationType":"leads"}',
-            '{"type":"relation","from":"Ada","to":"Ghost","relationType":"knows"}',
-        ]
-    )
-    imported = await graph.import_jsonl(content=content)
-    assert (imported.entities_created, imported.observations_added, imported.relations_created) == (2, 1, 1)
-    assert imported.relations_skipped == 1
-    assert any("Ghost" in p for p in imported.problems)
-    again = await graph.import_jsonl(content=content)
-    assert again.entities_created == again.observations_added == again.relations_created == 0
-    out = tmp_path / "out.jsonl"
-    exported = await graph.export_jsonl(path=str(out))
-    assert (exported.entities, exported.relations, exported.content) == (2, 1, None)
-    assert out.read_text(encoding="utf-8") == "\n".join(
-        [content.split("\n")[0].replace(',""', ""), *content.split("\n")[1:3]]
-    )
-    with pytest.raises(InvalidInput, match="exactly one"):
-        await graph.import_jsonl()
-    with pytest.raises(InvalidInput, match="line 1"):
-        await graph.import_jsonl(content="{bad")
+async def test_import_merges_and_export_writes_the_reference_format(
+    open_graph: OpenGraph, settings: Settings, tmp_path: Any
+) -> None:
+    async with open_graph(settings.model_copy(update={"file_roots": [tmp_path]})) as graph:
+        content = "\n".join(
+            [
+                '{"type":"entity","name":"Ada","entityType":"person","observations":["Prefers tea",""]}',
+                '{"type":"entity","name":"Billing","entityType":"team","observations":[]}',
+                '{"type":"relation","from":"Ada","to":"Billing","relationType":"leads"}',
+                '{"type":"relation","from":"Ada","to":"Ghost","relationType":"knows"}',
+            ]
+        )
+        imported = await graph.import_jsonl(content=content)
+        assert (imported.entities_created, imported.observations_added, imported.relations_created) == (2, 1, 1)
+        assert imported.relations_skipped == 1
+        assert any("Ghost" in p for p in imported.problems)
+        again = await graph.import_jsonl(content=content)
+        assert again.entities_created == again.observations_added == again.relations_created == 0
+        out = tmp_path / "out.jsonl"
+        exported = await graph.export_jsonl(path=str(out))
+        assert (exported.entities, exported.relations, exported.content) == (2, 1, None)
+        assert out.read_text(encoding="utf-8") == "\n".join(
+            [content.split("\n")[0].replace(',""', ""), *content.split("\n")[1:3]]
+        )
+        with pytest.raises(InvalidInput, match="exactly one"):
+            await graph.import_jsonl()
+        with pytest.raises(InvalidInput, match="line 1"):
+            await graph.import_jsonl(content="{bad")
 
 
 async def test_an_inline_export_over_the_limit_asks_for_a_path(open_graph: OpenGraph, make_settings: Any) -> None:

@@ -54,6 +54,7 @@ def settings(pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathF
             log_level="WARNING",
             embedding_model="hash-384",
             allowed_roots=[base / "allowed"],
+            allow_hosts=["127.0.0.1/32"],  # the test site runs on loopback
             check_wait_s=30,
             heartbeat_s=0.5,  # a cancel is read within half a second
         )

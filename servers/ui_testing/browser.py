@@ -179,6 +179,7 @@ class Browser:
             ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
             await ctx.route("**/*", self.net.router(file_guard))
+            await ctx.route_web_socket(lambda _url: True, self.net.web_socket)
             yield ctx
         finally:
             with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort

@@ -132,7 +132,7 @@ class UiTestingService:
         return True
 
     def _guard(self, *urls: str) -> FileGuard | None:
-        # Routing costs a round trip per request, so only pages opened from a file get the guard.
+        # Chromium refuses file: URLs to pages opened over http(s), so only pages opened from a file need it.
         return self.file_allowed if any(u.lower().startswith("file:") for u in urls) else None
 
     # ------------------------------------------------------------------------------- capture

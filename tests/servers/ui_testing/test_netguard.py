@@ -137,5 +137,17 @@ async def test_a_name_resolving_to_a_private_address_is_refused():
     guard = NetGuard(NetPolicy(), resolve=resolve)
     with pytest.raises(InvalidInput, match=r"resolves to 10\.1\.2\.3, which is a private"):
         await guard.check("https://rebind.example/")
-    assert await guard.refusal("data:text/html,hi") is None or True  # data: is never checked by refusal's callers
     await guard.check("file:///tmp/x.html")  # files are the allowed roots' business, not the network guard's
+
+
+async def test_a_web_socket_to_a_blocked_address_is_closed_before_it_connects(
+    browser: Browser, site: Site, trap: Trap, tmp_path: Path
+):
+    ws_url = trap.url.replace("http://", "ws://") + "/socket"
+    script = (
+        f"<script>const ws = new WebSocket('{ws_url}');"
+        "ws.onclose = () => { document.body.dataset.closed = 1; };</script><p>ws</p>"
+    )
+    url = site.put("/ws-blocked", page(script))
+    await capture(browser, CaptureSpec(url=url, viewport=SMALL, wait=WaitSpec(selector="body[data-closed]")), tmp_path)
+    assert trap.connections == 0

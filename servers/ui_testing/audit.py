@@ -162,6 +162,7 @@ async def audit(
 ) -> AuditResult:
     """Open ``url`` in a fresh context and audit it."""
     expand_tags(levels)  # fail fast, before a browser is started
+    await browser.net.check(url)
     async with browser.page(viewport) as page:
         await open_url(page, url, wait or WaitSpec())
         return await audit_page(page, levels, selectors_per_rule)

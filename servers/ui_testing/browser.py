@@ -14,19 +14,21 @@ import json
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from common.errors import SuiteError
 from common.logging import get_logger
+from common.netguard import NetPolicy
+from servers.ui_testing.netguard import FileGuard, NetGuard
 from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser as PWBrowser
-    from playwright.async_api import BrowserContext, Page, Playwright, Route
+    from playwright.async_api import BrowserContext, Page, Playwright
 
 log = get_logger(__name__)
 
@@ -63,25 +65,6 @@ _LAUNCH_ARGS = [
 ]
 
 
-#: Decides whether a page may load a ``file:`` URL (the server checks it against its allowed roots).
-FileGuard = Callable[[str], bool]
-
-
-def _is_file_url(url: str) -> bool:
-    return url.startswith("file:")
-
-
-def _guarded(allowed: FileGuard) -> Callable[[Route], Any]:
-    async def handle(route: Route) -> None:
-        if allowed(route.request.url):
-            await route.continue_()
-        else:
-            log.info("ui_testing.file_refused", url=route.request.url[:200])
-            await route.abort("accessdenied")
-
-    return handle
-
-
 class BrowserUnavailable(SuiteError):
     """Chromium cannot be found or started; the message says how to install or configure it."""
 
@@ -93,6 +76,7 @@ class BrowserOptions:
     executable_path: str | None = None  # None: ``chromium`` on PATH
     launch_timeout_s: float = 30.0
     navigation_timeout_s: float = 15.0
+    net_policy: NetPolicy = field(default_factory=NetPolicy)  # empty: public addresses only
 
 
 def find_chromium(options: BrowserOptions) -> str:
@@ -122,6 +106,8 @@ class Browser:
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: PWBrowser | None = None
+        #: Checks every request of every page (and, via ``check``, each URL before it is opened).
+        self.net = NetGuard(self.options.net_policy)
 
     async def __aenter__(self) -> Browser:
         return self
@@ -174,8 +160,9 @@ class Browser:
     async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
         """A fresh context with the reproducibility settings; closed (with its pages) on exit.
 
-        With ``file_guard``, every ``file:`` request (the page itself and what it loads) is passed to it
-        and aborted unless it returns True.
+        Every request goes through ``self.net``: http(s) ones to blocked addresses are aborted, and with
+        ``file_guard`` every ``file:`` request (the page itself and what it loads) is passed to it and
+        aborted unless it returns True.
         """
         browser = await self._ensure()
         ctx = await browser.new_context(
@@ -191,8 +178,8 @@ class Browser:
         try:
             ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
-            if file_guard is not None:
-                await ctx.route(_is_file_url, _guarded(file_guard))
+            await ctx.route("**/*", self.net.router(file_guard))
+            await ctx.route_web_socket(lambda _url: True, self.net.web_socket)
             yield ctx
         finally:
             with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort

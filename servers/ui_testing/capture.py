@@ -206,6 +206,7 @@ def _check_size(width: float, height: float, scale: float, max_height: int, what
 async def capture(browser: Browser, spec: CaptureSpec, root: Path) -> CaptureResult:
     """Open ``spec.url`` in a fresh context, wait, and store the screenshot under ``root``."""
     check_url(spec.url)
+    await browser.net.check(spec.url)
     async with browser.page(spec.viewport) as page:
         status = await open_url(page, spec.url, spec.wait)
         result = await shoot(

@@ -12,10 +12,11 @@ from common.db import Database
 from common.jobs import JobCancelled, JobContext
 from servers.ui_testing import store
 from servers.ui_testing.audit import AuditResult, Violation, delta
-from servers.ui_testing.browser import Browser, FileGuard
+from servers.ui_testing.browser import Browser
 from servers.ui_testing.capture import CaptureResult, short
 from servers.ui_testing.diff import compare
 from servers.ui_testing.inputs import viewport_key
+from servers.ui_testing.netguard import FileGuard
 from servers.ui_testing.scenario import RunResult, Scenario, run_scenario
 
 BROWSER = "chromium"

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common.errors import InvalidInput, SuiteError
 from servers.ui_testing.audit import AuditResult, audit_page, expand_tags
-from servers.ui_testing.browser import Browser, FileGuard, first_line
+from servers.ui_testing.browser import Browser, first_line
 from servers.ui_testing.capture import CaptureResult, WaitSpec, check_url, open_url, shoot, short, wait_visible
 from servers.ui_testing.images import Rect
+from servers.ui_testing.netguard import FileGuard, NetGuard
 from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ async def run_scenario(
             t0 = time.perf_counter()
             result = StepResult(index=index, action=step.action, status="passed")
             try:
-                result = await _run_step(page, step, result, scenario.viewport, root, recorder)
+                result = await _run_step(page, step, result, scenario.viewport, root, recorder, browser.net)
                 if result.capture is not None and on_capture is not None:
                     result = result.model_copy(update={"ref": await on_capture(index, result.capture)})
                 if result.audit is not None and on_audit is not None:
@@ -316,7 +317,7 @@ async def run_scenario(
 
 
 async def _run_step(
-    page: Page, step: _Step, result: StepResult, viewport: Viewport, root: Path, recorder: _Recorder
+    page: Page, step: _Step, result: StepResult, viewport: Viewport, root: Path, recorder: _Recorder, net: NetGuard
 ) -> StepResult:
     """Execute one step; raises ``StepFailed``/``SuiteError``/Playwright's ``Error`` when it does not hold."""
     # Heavy: playwright loads on first browser use only.
@@ -325,6 +326,7 @@ async def _run_step(
     t = step.timeout_ms
     match step:
         case Goto():
+            await net.check(step.url)
             await open_url(page, step.url, WaitSpec(until=step.until, timeout_ms=t), navigation_timeout_ms=t)
         case Click():
             await page.locator(step.selector).first.click(timeout=t)

@@ -21,12 +21,13 @@ from urllib.parse import unquote, urlsplit
 from common.errors import InvalidInput, NotFound, SuiteError
 from common.jobs import JobContext, Jobs, Progress
 from common.logging import get_logger
+from common.netguard import NetPolicy
 from common.paging import Page, decode_cursor, fingerprint
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.ui_testing import store
 from servers.ui_testing.audit import audit_page, delta, expand_tags
-from servers.ui_testing.browser import Browser, BrowserOptions, FileGuard, VersionReport, version_report
+from servers.ui_testing.browser import Browser, BrowserOptions, VersionReport, version_report
 from servers.ui_testing.capture import INLINE_HTML, check_url, open_url, shoot, short
 from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_audit
 from servers.ui_testing.diff import DiffResult, compare
@@ -55,6 +56,7 @@ from servers.ui_testing.models import (
     StepInfo,
     ViolationInfo,
 )
+from servers.ui_testing.netguard import FileGuard
 from servers.ui_testing.scenario import Goto, Scenario, parse_scenario
 from servers.ui_testing.settings import Settings
 
@@ -79,6 +81,7 @@ class UiTestingService:
                 executable_path=settings.chromium_path,
                 launch_timeout_s=settings.launch_timeout_s,
                 navigation_timeout_s=settings.navigation_timeout_s,
+                net_policy=NetPolicy.from_entries(settings.allow_hosts),
             )
         )
         self.jobs = Jobs(deps.db, "ui_testing", heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
@@ -129,7 +132,7 @@ class UiTestingService:
         return True
 
     def _guard(self, *urls: str) -> FileGuard | None:
-        # Routing costs a round trip per request, so only pages opened from a file get the guard.
+        # Chromium refuses file: URLs to pages opened over http(s), so only pages opened from a file need it.
         return self.file_allowed if any(u.lower().startswith("file:") for u in urls) else None
 
     # ------------------------------------------------------------------------------- capture
@@ -156,6 +159,7 @@ class UiTestingService:
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
         wait = wait_spec(wait_for, delay_ms, timeout_ms)
+        await self.browser.net.check(target)
         async with self.browser.page(vp, self._guard(target)) as page:
             status = await open_url(page, target, wait)
             shot = await shoot(
@@ -381,6 +385,7 @@ class UiTestingService:
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
         wait = wait_spec(wait_for, 0, timeout_ms)
+        await self.browser.net.check(target)
         async with self.browser.page(vp, self._guard(target)) as page:
             await open_url(page, target, wait)
             result = await audit_page(page, levels)

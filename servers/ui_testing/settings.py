@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.errors import InvalidInput
+from common.netguard import NetPolicy
 from common.settings import BaseServerSettings
 
 
@@ -16,6 +18,11 @@ class Settings(BaseServerSettings):
     allowed_roots: list[Path] = Field(
         default_factory=list,
         description="Folders whose local HTML files may be captured, audited or opened by checks (JSON list).",
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Loopback, private or link-local destinations the browser may open anyway: host names or CIDR "
+        'networks (JSON list, e.g. ["127.0.0.1/32"]). Empty: only public addresses.',
     )
     images_dir: Path | None = Field(
         default=None, description="Where screenshots, thumbnails and diff images go; unset: <data dir>/ui_testing."
@@ -37,6 +44,15 @@ class Settings(BaseServerSettings):
     )
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running check silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running check reports.")
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        try:
+            NetPolicy.from_entries(value)
+        except InvalidInput as exc:
+            raise ValueError(f"UI_TESTING_ALLOW_HOSTS: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _check_jobs(self) -> "Settings":

@@ -18,7 +18,8 @@ import anyio
 import httpx
 
 from common.errors import InvalidInput, SuiteError
-from servers.web_access.netguard import BlockedURL, GuardedTransport, NetPolicy, check_url
+from common.netguard import BlockedURL, NetPolicy, check_url
+from servers.web_access.netguard import GuardedTransport
 
 DEFAULT_USER_AGENT = "mcp-suite-web-access/0.1 (+model-initiated fetch)"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

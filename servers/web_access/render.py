@@ -22,7 +22,8 @@ import anyio
 
 from common.errors import SuiteError
 from common.logging import get_logger
-from servers.web_access.netguard import BlockedURL, GuardedBackend, NetPolicy, check_url
+from common.netguard import BlockedURL, NetPolicy, check_url
+from servers.web_access.netguard import GuardedBackend
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright, Route

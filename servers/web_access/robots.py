@@ -20,8 +20,8 @@ import httpx
 from protego import Protego
 
 from common.errors import InvalidInput
+from common.netguard import BlockedURL, NetPolicy
 from servers.web_access.fetcher import FetchFailed, TooManyRedirects, fetch
-from servers.web_access.netguard import BlockedURL, NetPolicy
 
 MAX_ROBOTS_BYTES = 500 * 1024
 

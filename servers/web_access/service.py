@@ -30,6 +30,7 @@ import httpx
 from common.errors import InvalidInput, NotFound, SuiteError
 from common.jobs import Jobs
 from common.logging import get_logger
+from common.netguard import NetPolicy, check_url
 from common.paging import decode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, rrf
 from common.runtime import Deps
@@ -54,7 +55,7 @@ from servers.web_access.models import (
     UsageReport,
     UsageRow,
 )
-from servers.web_access.netguard import GuardedTransport, NetPolicy, check_url
+from servers.web_access.netguard import GuardedTransport
 from servers.web_access.render import Renderer
 from servers.web_access.robots import RobotsAnswer, RobotsCache, robots_fetcher
 from servers.web_access.search import SearchFailed, configured_provider

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from servers.ui_testing.browser import Browser
+from common.netguard import NetPolicy
+from servers.ui_testing.browser import Browser, BrowserOptions
+
+#: The test site runs on loopback, which the browser refuses unless allow-listed.
+LOCAL = BrowserOptions(net_policy=NetPolicy.from_entries(["127.0.0.1/32"]))
 
 # No favicon request, and the default font pinned by the browser applies.
 HEAD = '<meta charset="utf-8"><link rel="icon" href="data:,"><title>t</title>'
@@ -26,10 +30,18 @@ class Site:
 
     def __init__(self) -> None:
         self.pages: dict[str, str] = {}
+        self.redirects: dict[str, str] = {}
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                target = site.redirects.get(self.path.split("?")[0])
+                if target is not None:
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = site.pages.get(self.path.split("?")[0])
                 data = (body or "not found").encode()
                 self.send_response(200 if body is not None else 404)
@@ -47,6 +59,11 @@ class Site:
     def put(self, path: str, html: str) -> str:
         """Serve ``html`` at ``path``; returns its URL."""
         self.pages[path] = html
+        return self.base + path
+
+    def redirect(self, path: str, location: str) -> str:
+        """Answer ``path`` with a 302 to ``location``; returns its URL."""
+        self.redirects[path] = location
         return self.base + path
 
 
@@ -71,5 +88,5 @@ def site() -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 async def browser(anyio_backend: str) -> AsyncIterator[Browser]:
-    async with Browser() as b:
+    async with Browser(LOCAL) as b:
         yield b

@@ -16,7 +16,7 @@ import pytest
 from common.testing import wait_until
 from servers.ui_testing.browser import Browser, BrowserOptions, BrowserUnavailable, launch_args, version_report
 from servers.ui_testing.viewport import Viewport
-from tests.servers.ui_testing.conftest import Site, page
+from tests.servers.ui_testing.conftest import LOCAL, Site, page
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +74,7 @@ def chromium_pids(pids: set[int]) -> set[int]:
 async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close(site: Site):
     url = site.put("/plain", page("<p>hi</p>"))
     before = descendants()
-    browser = Browser()
+    browser = Browser(LOCAL)
     assert not browser.started
     assert descendants() == before  # nothing starts until a page is needed
     async with browser:
@@ -96,7 +96,7 @@ async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close
 
 async def test_each_call_gets_a_fresh_context_and_a_page_font_wins_over_the_pinned_one(site: Site):
     url = site.put("/state", page("<style>body{font-family:serif}</style><p>x</p>"))
-    async with Browser() as browser:
+    async with Browser(LOCAL) as browser:
         async with browser.page(SMALL) as first:
             await first.goto(url)
             assert await first.evaluate("getComputedStyle(document.body).fontFamily") == "serif"

@@ -54,6 +54,7 @@ def settings(pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathF
             log_level="WARNING",
             embedding_model="hash-384",
             allowed_roots=[base / "allowed"],
+            allow_hosts=["127.0.0.1/32"],  # the test site runs on loopback
             check_wait_s=30,
             heartbeat_s=0.5,  # a cancel is read within half a second
         )
@@ -511,3 +512,15 @@ async def test_a_local_page_cannot_load_files_outside_the_allowed_roots(svc: UiT
     assert "ACCESS_DENIED" in run.failed_requests[0]
     assert svc.file_allowed((root / "inside.png").as_uri())
     assert not svc.file_allowed(secret.as_uri())
+
+
+async def test_capture_and_audit_of_cloud_metadata_are_refused_naming_the_allow_list(svc: UiTestingService):
+    with pytest.raises(InvalidInput, match=r"169\.254\.169\.254 is a link-local.*UI_TESTING_ALLOW_HOSTS"):
+        await svc.capture("http://169.254.169.254/latest/meta-data/")
+    with pytest.raises(InvalidInput, match="UI_TESTING_ALLOW_HOSTS"):
+        await svc.audit("http://10.0.0.1/")
+
+
+def test_a_bad_allow_list_entry_is_refused_at_start(settings: Settings):
+    with pytest.raises(ValueError, match="UI_TESTING_ALLOW_HOSTS"):
+        Settings(**{**settings.model_dump(), "allow_hosts": ["not a host!"]})

@@ -94,6 +94,7 @@ async def test_two_processes_capture_and_compare_at_once_over_stdio(
         ("capture_page", {"url": url, "page_key": "stdio", "viewport": "480x320", "compare": True}),
     ]
     env = server_env(database_url, redis_url, redis_prefix, tmp_path / "data")
+    env["UI_TESTING_ALLOW_HOSTS"] = '["127.0.0.1/32"]'  # the test site runs on loopback
     results = await asyncio.gather(
         *(asyncio.to_thread(_session, env, calls, tmp_path / f"err{n}.txt") for n in range(2))
     )

@@ -36,6 +36,7 @@ def settings(pg_cluster: Any, redis_url: str, tmp_path_factory: pytest.TempPathF
             log_level="WARNING",
             embedding_model="hash-384",
             allowed_roots=[base / "allowed"],
+            allow_hosts=["127.0.0.1/32"],  # the test site runs on loopback
         )
     finally:
         drop_database(pg_cluster, url)

@@ -14,8 +14,9 @@ import pytest
 from hishel import AsyncBaseStorage, Entry, Headers, Request, Response
 from hishel.httpx import AsyncCacheTransport
 
+from common.netguard import BlockedURL, NetPolicy
 from servers.web_access.fetcher import build_client, fetch
-from servers.web_access.netguard import BlockedURL, GuardedTransport, NetPolicy
+from servers.web_access.netguard import GuardedTransport
 from tests.servers.web_access.conftest import LocalServer, LoopbackDial, text
 from tests.servers.web_access.test_fetcher import endless
 

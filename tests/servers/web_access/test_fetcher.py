@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from common.errors import InvalidInput
+from common.netguard import NetPolicy
 from servers.web_access.fetcher import (
     FetchFailed,
     FetchResult,
@@ -20,7 +21,7 @@ from servers.web_access.fetcher import (
     build_client,
     fetch,
 )
-from servers.web_access.netguard import GuardedTransport, NetPolicy
+from servers.web_access.netguard import GuardedTransport
 from tests.servers.web_access.conftest import LocalServer, LoopbackDial, redirect, reply, text
 
 LOOPBACK = NetPolicy.from_entries(["127.0.0.1/32", "127.0.0.2/32"])

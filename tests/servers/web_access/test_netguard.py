@@ -13,16 +13,9 @@ import httpx
 import pytest
 
 from common.errors import InvalidInput
+from common.netguard import BlockedURL, NetPolicy, Resolver, blocked_reason, check_url, system_resolve
 from servers.web_access.fetcher import FetchFailed, FetchResult, build_client, fetch
-from servers.web_access.netguard import (
-    BlockedURL,
-    GuardedTransport,
-    NetPolicy,
-    Resolver,
-    blocked_reason,
-    check_url,
-    system_resolve,
-)
+from servers.web_access.netguard import GuardedTransport
 from tests.servers.web_access.conftest import LocalServer, LoopbackDial, redirect, text
 
 NO_ALLOW = NetPolicy()

@@ -9,9 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from common.netguard import NetPolicy
 from servers.web_access.fetcher import build_client
 from servers.web_access.links import extract_links, normalize_url, parse_sitemap
-from servers.web_access.netguard import GuardedTransport, NetPolicy
+from servers.web_access.netguard import GuardedTransport
 from servers.web_access.robots import RobotsAnswer, RobotsCache, decide, origin_of, robots_fetcher
 from tests.servers.web_access.conftest import LocalServer, LoopbackDial, redirect, reply, text
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from common.errors import InvalidInput, NotFound, SuiteError
+from common.netguard import BlockedURL
 from servers.web_access import store
-from servers.web_access.netguard import BlockedURL
 from tests.servers.web_access.conftest import LocalServer, reply, text
 from tests.servers.web_access.test_fetcher import endless, silent
 

@@ -1,0 +1,153 @@
+"""The browser reaches no loopback, private or link-local address unless UI_TESTING_ALLOW_HOSTS lists it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from socket import socket
+from typing import Any
+
+import pytest
+
+from common.errors import InvalidInput
+from common.netguard import NetPolicy
+from servers.ui_testing.browser import Browser
+from servers.ui_testing.capture import CaptureSpec, WaitSpec, capture
+from servers.ui_testing.netguard import NetGuard
+from servers.ui_testing.viewport import Viewport
+from tests.servers.ui_testing.conftest import Site, page
+
+pytestmark = pytest.mark.anyio
+
+SMALL = Viewport(width=400, height=300, scale=1)
+
+
+class Trap:
+    """An HTTP server that must never be reached: it counts every connection it accepts."""
+
+    def __init__(self, host: str) -> None:
+        trap = self
+        self.connections = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                data = b"secret"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def get_request(self) -> tuple[socket, Any]:
+                trap.connections += 1
+                return super().get_request()
+
+        self.server = Server((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def trap() -> Iterator[Trap]:
+    # 127.0.0.2 is loopback too, but the test allow-list names only 127.0.0.1/32.
+    t = Trap("127.0.0.2")
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="module")
+def trap_local() -> Iterator[Trap]:
+    t = Trap("127.0.0.1")
+    yield t
+    t.close()
+
+
+async def test_cloud_metadata_is_refused_before_the_browser_starts(browser: Browser, tmp_path: Path):
+    with pytest.raises(InvalidInput, match=r"link-local.*UI_TESTING_ALLOW_HOSTS"):
+        await capture(browser, CaptureSpec(url="http://169.254.169.254/latest/meta-data/", viewport=SMALL), tmp_path)
+
+
+async def test_loopback_is_refused_without_the_allow_list(trap_local: Trap, tmp_path: Path):
+    async with Browser() as strict:
+        with pytest.raises(InvalidInput, match=r"loopback address.*UI_TESTING_ALLOW_HOSTS"):
+            await capture(strict, CaptureSpec(url=trap_local.url + "/", viewport=SMALL), tmp_path)
+        assert not strict.started
+    assert trap_local.connections == 0
+
+
+async def test_ipv6_loopback_is_refused(browser: Browser, tmp_path: Path):
+    with pytest.raises(InvalidInput, match=r"::1 is a loopback address"):
+        await capture(browser, CaptureSpec(url="http://[::1]:8080/", viewport=SMALL), tmp_path)
+
+
+async def test_a_decimal_ip_is_refused_even_when_it_means_an_allowed_address(
+    browser: Browser, trap_local: Trap, tmp_path: Path
+):
+    port = trap_local.url.rsplit(":", 1)[1]
+    with pytest.raises(InvalidInput, match="non-standard notation"):
+        await capture(browser, CaptureSpec(url=f"http://2130706433:{port}/", viewport=SMALL), tmp_path)
+    assert trap_local.connections == 0
+
+
+async def test_a_redirect_from_an_allowed_page_to_a_blocked_address_is_aborted(
+    browser: Browser, site: Site, trap: Trap, tmp_path: Path
+):
+    url = site.redirect("/jump", trap.url + "/inside")
+    with pytest.raises(InvalidInput, match="ERR_BLOCKED_BY_CLIENT"):
+        await capture(browser, CaptureSpec(url=url, viewport=SMALL), tmp_path)
+    assert trap.connections == 0
+
+
+async def test_sub_resources_from_a_blocked_address_are_aborted_and_the_page_still_captures(
+    browser: Browser, site: Site, trap: Trap, tmp_path: Path
+):
+    body = (
+        f'<img src="{trap.url}/pixel.png" onerror="document.body.dataset.img = 1">'
+        f"<script>fetch('{trap.url}/api').catch(() => {{ document.body.dataset.fetch = 1; }});</script>"
+        "<p>allowed page</p>"
+    )
+    url = site.put("/loads-blocked", page(body))
+    wait = WaitSpec(selector="body[data-img][data-fetch]")
+    result = await capture(browser, CaptureSpec(url=url, viewport=SMALL, wait=wait), tmp_path)
+    assert result.status == 200
+    assert trap.connections == 0
+
+
+async def test_the_allow_list_opens_a_local_page(browser: Browser, site: Site, tmp_path: Path):
+    url = site.put("/ok", page("<p>hello</p>"))
+    result = await capture(browser, CaptureSpec(url=url, viewport=SMALL), tmp_path)
+    assert result.status == 200
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused():
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["93.184.215.14", "10.1.2.3"]
+
+    guard = NetGuard(NetPolicy(), resolve=resolve)
+    with pytest.raises(InvalidInput, match=r"resolves to 10\.1\.2\.3, which is a private"):
+        await guard.check("https://rebind.example/")
+    await guard.check("file:///tmp/x.html")  # files are the allowed roots' business, not the network guard's
+
+
+async def test_a_web_socket_to_a_blocked_address_is_closed_before_it_connects(
+    browser: Browser, site: Site, trap: Trap, tmp_path: Path
+):
+    ws_url = trap.url.replace("http://", "ws://") + "/socket"
+    script = (
+        f"<script>const ws = new WebSocket('{ws_url}');"
+        "ws.onclose = () => { document.body.dataset.closed = 1; };</script><p>ws</p>"
+    )
+    url = site.put("/ws-blocked", page(script))
+    await capture(browser, CaptureSpec(url=url, viewport=SMALL, wait=WaitSpec(selector="body[data-closed]")), tmp_path)
+    assert trap.connections == 0

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from common.browser_guard import FileGuard, NetGuard
 from common.errors import SuiteError
 from common.logging import get_logger
 from common.netguard import NetPolicy
-from servers.ui_testing.netguard import FileGuard, NetGuard
 from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class Browser:
         self._playwright: Playwright | None = None
         self._browser: PWBrowser | None = None
         #: Checks every request of every page (and, via ``check``, each URL before it is opened).
-        self.net = NetGuard(self.options.net_policy)
+        self.net = NetGuard(self.options.net_policy, setting="UI_TESTING_ALLOW_HOSTS")
 
     async def __aenter__(self) -> Browser:
         return self

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.browser_guard import FileGuard
 from common.db import Database
 from common.jobs import JobCancelled, JobContext
 from servers.ui_testing import store
@@ -16,7 +17,6 @@ from servers.ui_testing.browser import Browser
 from servers.ui_testing.capture import CaptureResult, short
 from servers.ui_testing.diff import compare
 from servers.ui_testing.inputs import viewport_key
-from servers.ui_testing.netguard import FileGuard
 from servers.ui_testing.scenario import RunResult, Scenario, run_scenario
 
 BROWSER = "chromium"

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.browser_guard import FileGuard, NetGuard
 from common.errors import InvalidInput, SuiteError
 from servers.ui_testing.audit import AuditResult, audit_page, expand_tags
 from servers.ui_testing.browser import Browser, first_line
 from servers.ui_testing.capture import CaptureResult, WaitSpec, check_url, open_url, shoot, short, wait_visible
 from servers.ui_testing.images import Rect
-from servers.ui_testing.netguard import FileGuard, NetGuard
 from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:

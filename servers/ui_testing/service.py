@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from common.browser_guard import FileGuard
 from common.errors import InvalidInput, NotFound, SuiteError
 from common.jobs import JobContext, Jobs, Progress
 from common.logging import get_logger
@@ -56,7 +57,6 @@ from servers.ui_testing.models import (
     StepInfo,
     ViolationInfo,
 )
-from servers.ui_testing.netguard import FileGuard
 from servers.ui_testing.scenario import Goto, Scenario, parse_scenario
 from servers.ui_testing.settings import Settings
 

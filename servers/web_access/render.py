@@ -1,10 +1,11 @@
 """Headless Chromium for screenshots and JS-rendered fetches, started on first use.
 
 Chromium does its own networking, out of the guarded transport's sight, so every request the page
-makes (the document, scripts, images, XHR) is checked first by a route handler: ``check_url``
-and the same DNS check the guard makes at connect. A name that resolves differently between that
-check and Chromium's own lookup could still slip through (DNS rebinding); the plain fetcher has
-no such gap. Service workers are blocked, and only http(s), data: and blob: URLs load.
+makes (the document, scripts, images, XHR, web sockets) goes through the shared browser guard
+(``common.browser_guard``): the URL rules and the address check, and for allowed requests each
+redirect hop checked before it is dialed. A name that resolves differently between that check and
+the request's own lookup could still slip through (DNS rebinding); the plain fetcher has no such gap.
+Service workers are blocked, and only http(s), data: and blob: URLs load.
 """
 
 from __future__ import annotations
@@ -20,19 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from common.browser_guard import NetGuard
 from common.errors import SuiteError
 from common.logging import get_logger
 from common.netguard import BlockedURL, NetPolicy, check_url
 from servers.web_access.netguard import GuardedBackend
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Playwright, Route
+    from playwright.async_api import Browser, Playwright
 
 log = get_logger(__name__)
 
 THUMB_WIDTH = 320
 THUMB_MAX_HEIGHT = 960
 MAX_FULL_PAGE_HEIGHT = 16_000
+
+
+def _no_files(url: str) -> bool:
+    """Rendered pages never load local files."""
+    return False
 
 
 class RenderFailed(SuiteError):
@@ -72,6 +79,9 @@ class Renderer:
         self.executable = executable
         self.user_agent = user_agent
         self._guard = GuardedBackend(policy)
+        # Chromium follows redirects without asking the route, so the shared guard makes each allowed
+        # request itself, hop by hop, and checks web sockets too.
+        self._net = NetGuard(policy, setting="WEB_ACCESS_ALLOW_HOSTS")
         self._lock = asyncio.Lock()
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
@@ -99,20 +109,6 @@ class Renderer:
                 raise RenderFailed(f"Chromium at {path} failed to start: {str(exc).splitlines()[0][:200]}") from None
             return self._browser
 
-    async def _route(self, route: Route) -> None:
-        url = route.request.url
-        if url.startswith(("data:", "blob:")):
-            await route.continue_()
-            return
-        try:
-            checked = check_url(url, self.policy)
-            await self._guard.addresses(checked.host, checked.port)
-        except Exception as exc:  # BlockedURL, a bad URL or a failed lookup: the request is not made
-            log.info("web_access.render_blocked", url=url[:80], error=str(exc)[:200])
-            await route.abort("blockedbyclient")
-            return
-        await route.continue_()
-
     @contextlib.asynccontextmanager
     async def _page(self, width: int, height: int, timeout_s: float) -> Any:
         browser = await self._ensure()
@@ -122,7 +118,8 @@ class Renderer:
         )  # fmt: skip
         try:
             ctx.set_default_timeout(timeout_s * 1000)
-            await ctx.route("**/*", self._route)
+            await ctx.route("**/*", self._net.router(_no_files))
+            await ctx.route_web_socket("**/*", self._net.web_socket)
             yield await ctx.new_page()
         finally:
             with contextlib.suppress(Exception):  # the browser may be gone already; closing is best effort

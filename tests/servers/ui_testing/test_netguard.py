@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from common.browser_guard import NetGuard
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
 from servers.ui_testing.browser import Browser
 from servers.ui_testing.capture import CaptureSpec, WaitSpec, capture
-from servers.ui_testing.netguard import NetGuard
 from servers.ui_testing.viewport import Viewport
 from tests.servers.ui_testing.conftest import Site, page
 
@@ -134,7 +134,7 @@ async def test_a_name_resolving_to_a_private_address_is_refused():
     async def resolve(host: str, port: int) -> list[str]:
         return ["93.184.215.14", "10.1.2.3"]
 
-    guard = NetGuard(NetPolicy(), resolve=resolve)
+    guard = NetGuard(NetPolicy(), setting="UI_TESTING_ALLOW_HOSTS", resolve=resolve)
     with pytest.raises(InvalidInput, match=r"resolves to 10\.1\.2\.3, which is a private"):
         await guard.check("https://rebind.example/")
     await guard.check("file:///tmp/x.html")  # files are the allowed roots' business, not the network guard's

@@ -13,7 +13,7 @@ from mcp import Client
 
 from common.testing import call_fails, call_ok
 from servers.web_access.server import build
-from tests.servers.web_access.conftest import LocalServer, text
+from tests.servers.web_access.conftest import LocalServer, redirect, text
 from tests.servers.web_access.test_fetcher import endless, silent
 
 pytestmark = pytest.mark.anyio
@@ -117,6 +117,24 @@ async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
     assert again["screenshot_id"] != shot["screenshot_id"]
     assert "base64" not in json.dumps(shot)
     assert private.seen == []
+    assert private.connections == 0
+
+
+async def test_a_page_in_the_browser_cannot_follow_a_redirect_to_a_blocked_address(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Chromium follows redirects without asking the route handler; the guard must make each hop itself.
+    private = serve({"/secret.png": text("x", "image/png")}, host="127.0.0.2")
+    server = serve(
+        {
+            "/hop.png": redirect(private.url("/secret.png")),
+            "/shot": text(PAGE.format("<h1>Hi</h1><img src='/hop.png'>"), "text/html"),
+        }
+    )
+    settings = web_settings(browser_path="/usr/bin/chromium", screenshots_dir=tmp_path / "shots", timeout_s=30)
+    async with Client(build(settings), raise_exceptions=True) as client:
+        shot = await call_ok(client, "screenshot_page", {"url": server.url("/shot"), "width": 400, "height": 300})
+    assert shot["width"] == 400
     assert private.connections == 0
 
 

@@ -1,8 +1,8 @@
-"""Which addresses the browser may reach: every request it makes passes through ``NetGuard``.
+"""Which addresses a headless browser may reach: every request it makes passes through ``NetGuard``.
 
 The rules are ``common.netguard``'s (the ones web_access fetches by): http(s) only, no ambiguous
 hosts, and no loopback, private, link-local (cloud metadata) or other non-public address unless the
-``UI_TESTING_ALLOW_HOSTS`` allow-list names it. Allowed requests are then made by Playwright (one
+server's allow-list setting names it. Allowed requests are then made by Playwright (one
 redirect hop at a time, since Chromium follows redirects without asking the route) and web sockets
 by Chromium; both resolve the name again themselves, so a name that answers differently on the
 second lookup (DNS rebinding) is the known gap. IP literals and stable names are held to the rules.
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-SETTING = "UI_TESTING_ALLOW_HOSTS"
 #: Schemes whose requests never leave the browser.
 LOCAL_SCHEMES = ("data:", "about:", "blob:")
 MAX_REDIRECTS = 10
@@ -56,8 +55,12 @@ def _short(text: str, limit: int = 80) -> str:
 class NetGuard:
     """Checks URLs against a ``NetPolicy``, resolving names with ``resolve`` (injectable for tests)."""
 
-    def __init__(self, policy: NetPolicy | None = None, *, resolve: Resolver = system_resolve) -> None:
+    def __init__(
+        self, policy: NetPolicy | None = None, *, setting: str = "ALLOW_HOSTS", resolve: Resolver = system_resolve
+    ) -> None:
+        """``setting`` names the allow-list setting in error messages (e.g. ``UI_TESTING_ALLOW_HOSTS``)."""
         self.policy = policy or NetPolicy()
+        self.setting = setting
         self._resolve = resolve
 
     async def refusal(self, url: str) -> str | None:
@@ -78,7 +81,7 @@ class NetGuard:
         why = await self.refusal(url)
         if why is not None:
             raise InvalidInput(
-                f"{why} Loopback, private and link-local addresses are opened only when {SETTING} lists them "
+                f"{why} Loopback, private and link-local addresses are opened only when {self.setting} lists them "
                 '(JSON list of hosts or CIDR networks, e.g. ["127.0.0.1/32"]).'
             )
 
@@ -95,11 +98,11 @@ class NetGuard:
                 if file_guard is None or file_guard(url):
                     await route.continue_()
                 else:
-                    log.info("ui_testing.file_refused", url=url[:200])
+                    log.info("browser_guard.file_refused", url=url[:200])
                     await route.abort("accessdenied")
                 return
             if not lower.startswith(("http://", "https://")):
-                log.warning("ui_testing.request_refused", url=url[:200], reason="not an http(s) URL")
+                log.warning("browser_guard.request_refused", url=url[:200], reason="not an http(s) URL")
                 await route.abort("blockedbyclient")
                 return
             await self._fetch(route, url)
@@ -114,8 +117,8 @@ class NetGuard:
         if why is None:
             ws.connect_to_server()
             return
-        log.warning("ui_testing.request_refused", url=url[:200], reason=why[:300])
-        await ws.close(code=1008, reason="blocked by the ui_testing network guard")
+        log.warning("browser_guard.request_refused", url=url[:200], reason=why[:300])
+        await ws.close(code=1008, reason="blocked by the network guard")
 
     async def _fetch(self, route: Route, url: str) -> None:
         """Make the request here, one redirect hop at a time, checking every hop before it is dialed.
@@ -129,13 +132,13 @@ class NetGuard:
         for _hop in range(MAX_REDIRECTS + 1):
             why = await self.refusal(url)
             if why is not None:
-                log.warning("ui_testing.request_refused", url=url[:200], reason=why[:300])
+                log.warning("browser_guard.request_refused", url=url[:200], reason=why[:300])
                 await route.abort("blockedbyclient")
                 return
             try:
                 response = await route.fetch(url=url, max_redirects=0)
             except PWError as exc:
-                log.info("ui_testing.request_failed", url=url[:200], error=str(exc)[:200])
+                log.info("browser_guard.request_failed", url=url[:200], error=str(exc)[:200])
                 await route.abort(_abort_code(str(exc)))
                 return
             location = response.headers.get("location")
@@ -143,5 +146,5 @@ class NetGuard:
                 await route.fulfill(response=response)
                 return
             url = urljoin(url, location)
-        log.info("ui_testing.too_many_redirects", url=url[:200])
+        log.info("browser_guard.too_many_redirects", url=url[:200])
         await route.abort("failed")

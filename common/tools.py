@@ -28,7 +28,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from common.errors import InvalidInput, SuiteError
 from common.logging import get_logger
@@ -71,6 +71,33 @@ def to_tool_error(tool: str, exc: BaseException) -> ToolError:
         f"Internal error in {tool} (incident {incident}); nothing was changed by the failed step. "
         "The details are in the server's log."
     )
+
+
+#: Argument problems spelled out in a validation error; the rest are counted (the SDK lists them all).
+MAX_LISTED_PROBLEMS = 3
+
+
+def validation_message(tool: str, exc: ValidationError) -> str:
+    """A short message for arguments that do not match ``tool``'s schema: a few problems, each clipped."""
+    problems = exc.errors(include_url=False, include_input=False)
+    listed = [
+        f"{'.'.join(str(part)[:40] for part in p['loc']) or 'arguments'}: {p['msg'][:160]}"
+        for p in problems[:MAX_LISTED_PROBLEMS]
+    ]
+    more = f" (and {len(problems) - len(listed)} more)" if len(problems) > len(listed) else ""
+    return f"Invalid arguments for {tool}: {'; '.join(listed)}{more}. Check them against the tool's input schema."
+
+
+class _Tool(Tool):
+    """An SDK tool whose argument-validation error stays short however many items were wrong."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        try:
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(validation_message(self.name, exc.__cause__)) from None
+            raise
 
 
 def _check_name(name: str) -> None:
@@ -166,7 +193,7 @@ class ToolSet:
         self.names.append(tool_name)
         if self.settings.tools is not None and tool_name not in self.settings.tools:
             return
-        tool = Tool.from_function(
+        tool = _Tool.from_function(
             wrap(fn, tool_name),
             name=tool_name,
             title=title,

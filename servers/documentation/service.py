@@ -528,7 +528,7 @@ class DocumentationService:
         doc = await store.get_document_by_path(db, project, version, path)
         if doc is None:
             await store.version_id(db, project, version)
-            raise NotFound(f"No document {path!r} in {project}@{version}; list_documents shows the paths.")
+            raise NotFound(f"No document {path[:80]!r} in {project}@{version}; list_documents shows the paths.")
         return doc
 
     async def read(
@@ -553,8 +553,8 @@ class DocumentationService:
                 None,
             )
             if match is None:
-                names = ", ".join(e["title"] for e in entries[:20]) or "none"
-                raise NotFound(f"No section {heading!r} in {doc['path']}. Sections: {names}.")
+                names = ", ".join(e["title"][:60] for e in entries[:10]) or "none"
+                raise NotFound(f"No section {heading[:80]!r} in {doc['path']}. Sections: {names}.")
             start, end, anchor = int(match["start"]), int(match["end"]), match["anchor"]
         cap = self.settings.read_max_chars
         size = min(length or cap, cap)

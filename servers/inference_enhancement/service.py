@@ -675,7 +675,7 @@ class GraphService:
         found = await store.entity_at(conn, name, as_of)
         if found is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
-            raise NotFound(f"No entity named {name!r}{when} ({what}). Use search_nodes to find the exact name.")
+            raise NotFound(f"No entity named {name[:80]!r}{when} ({what}). Use search_nodes to find the exact name.")
         return found
 
     async def neighbors(
@@ -815,7 +815,7 @@ class GraphService:
         async def read(conn: asyncpg.Connection) -> Provenance:
             e = await store.provenance_entity(conn, name)
             if e is None:
-                raise NotFound(f"No entity named {name!r}. Use search_nodes to find the exact name.")
+                raise NotFound(f"No entity named {name[:80]!r}. Use search_nodes to find the exact name.")
             obs = await store.provenance_observations(conn, e["id"], offset, limit + 1)
             rels = await store.provenance_relations(conn, e["id"], offset, limit + 1)
             more = len(obs) > limit or len(rels) > limit
@@ -867,7 +867,7 @@ class GraphService:
         async def read(conn: asyncpg.Connection) -> Graph:
             rows = await store.entities_by_name(conn, [name])
             if not rows:
-                raise NotFound(f"No entity named {name!r}.")
+                raise NotFound(f"No entity named {name[:80]!r}.")
             entities, rels, _ = await self._assemble(conn, [rows[0]["id"]], as_of=None, relations="touching")
             return Graph(entities=entities, relations=[relation(r) for r in rels])
 

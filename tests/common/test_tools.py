@@ -67,6 +67,19 @@ async def test_arguments_no_tool_could_store_get_a_clear_error(
         assert expected in result.content[0].text  # type: ignore[union-attr]
 
 
+async def test_arguments_of_the_wrong_shape_get_a_short_error_naming_a_few_problems(
+    settings: BaseServerSettings,
+) -> None:
+    async with Client(_server(settings)) as client:
+        result = await client.call_tool("echo", {"text": ["y" * 100_000] * 50, "n": "z" * 100_000})
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert result.is_error
+        assert text.startswith("Invalid arguments for echo: text: Input should be a valid string; n: ")
+        assert len(text) < 1024
+        assert "yyyy" not in text
+        assert "zzzz" not in text
+
+
 def test_deep_nesting_is_refused() -> None:
     value: Any = "x"
     for _ in range(40):

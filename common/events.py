@@ -289,6 +289,7 @@ class EventBus:
         #: Sending backends' roles by pid, briefly (a pid can be reused once its backend has ended).
         self._senders: dict[int, tuple[tuple[str, bool], float]] = {}
         self._checks: set[asyncio.Task[None]] = set()
+        self._listen_lock = asyncio.Lock()
         #: NOTIFY payloads received (before the sender check), for health reports and tests.
         self.notified = 0
 
@@ -457,7 +458,9 @@ class EventBus:
         role = cached[0] if cached is not None and time.monotonic() - cached[1] < SENDER_TTL_S else None
         if role is None:
             try:
-                row = await conn.fetchrow(SENDER_ROLE, pid, timeout=5)
+                # The LISTEN connection answers one statement at a time (its keep-alive shares it).
+                async with self._listen_lock:
+                    row = await conn.fetchrow(SENDER_ROLE, pid, timeout=5)
             except Exception as exc:  # the listener reconnects; an unverified event is dropped, not trusted
                 log.warning("event_sender_unknown", error=redact(str(exc))[:200])
                 return
@@ -498,7 +501,8 @@ class EventBus:
                         await asyncio.wait_for(lost.wait(), 5.0)
                     if not lost.is_set():
                         # A silently dropped TCP connection never fires the termination listener.
-                        await conn.execute("SELECT 1", timeout=5)
+                        async with self._listen_lock:
+                            await conn.execute("SELECT 1", timeout=5)
                 raise ConnectionError("the LISTEN connection was closed")
             except asyncio.CancelledError:
                 raise

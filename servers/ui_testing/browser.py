@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from common.browser_guard import FileGuard, NetGuard
+from common.chromium import close_quietly, launch_args
 from common.errors import SuiteError
 from common.logging import get_logger
 from common.netguard import NetPolicy
@@ -56,13 +56,8 @@ _INIT_SCRIPT = """(() => {
 })();"""
 
 # Stable colours and glyph rasterisation between runs and machines; no GPU in a headless server.
-_LAUNCH_ARGS = [
-    "--force-color-profile=srgb",
-    "--font-render-hinting=none",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-]
+#: Reproducible rendering on top of common.chromium's flags.
+_LAUNCH_ARGS = ("--force-color-profile=srgb", "--font-render-hinting=none")
 
 
 class BrowserUnavailable(SuiteError):
@@ -87,15 +82,6 @@ def find_chromium(options: BrowserOptions) -> str:
             "Chromium not found; install it (Debian: apt-get install chromium) or set the Chromium executable path."
         )
     return path
-
-
-def launch_args() -> list[str]:
-    """Command-line flags for Chromium in this process."""
-    args = list(_LAUNCH_ARGS)
-    # Chromium refuses to start its sandbox as root (typical in containers) and exits at once.
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--no-sandbox")
-    return args
 
 
 class Browser:
@@ -144,7 +130,7 @@ class Browser:
                 self._browser = await self._playwright.chromium.launch(
                     executable_path=executable,
                     headless=True,
-                    args=launch_args(),
+                    args=launch_args(_LAUNCH_ARGS),
                     timeout=self.options.launch_timeout_s * 1000,
                 )
             except PWError as exc:
@@ -199,12 +185,7 @@ class Browser:
     async def _shutdown(self) -> None:
         browser, pw = self._browser, self._playwright
         self._browser = self._playwright = None
-        if browser is not None:
-            with contextlib.suppress(Exception):
-                await browser.close()
-        if pw is not None:
-            with contextlib.suppress(Exception):
-                await pw.stop()
+        await close_quietly(browser, pw)
 
 
 def first_line(message: str, limit: int = 200) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import shutil
 import struct
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from common.browser_guard import NetGuard
+from common.chromium import close_quietly, launch_args
 from common.errors import SuiteError
 from common.logging import get_logger
 from common.netguard import BlockedURL, NetPolicy, check_url
@@ -63,14 +63,6 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def launch_args() -> list[str]:
-    args = ["--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars", "--mute-audio"]
-    # Chromium refuses to start its sandbox as root (typical in containers).
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--no-sandbox")
-    return args
-
-
 class Renderer:
     """One Chromium per process, shared by the calls, closed with the service."""
 
@@ -103,7 +95,9 @@ class Renderer:
 
             try:
                 self._pw = await async_playwright().start()
-                self._browser = await self._pw.chromium.launch(executable_path=path, headless=True, args=launch_args())
+                self._browser = await self._pw.chromium.launch(
+                    executable_path=path, headless=True, args=launch_args(["--mute-audio"])
+                )
             except PWError as exc:
                 await self._shutdown()
                 raise RenderFailed(f"Chromium at {path} failed to start: {str(exc).splitlines()[0][:200]}") from None
@@ -187,12 +181,7 @@ class Renderer:
     async def _shutdown(self) -> None:
         browser, pw = self._browser, self._pw
         self._browser = self._pw = None
-        if browser is not None:
-            with contextlib.suppress(Exception):
-                await browser.close()
-        if pw is not None:
-            with contextlib.suppress(Exception):
-                await pw.stop()
+        await close_quietly(browser, pw)
 
 
 __all__ = ["BlockedURL", "Capture", "RenderFailed", "Renderer", "png_size"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -25,7 +26,7 @@ from common.background import Background
 from common.errors import MigrationError, SuiteError
 from common.logging import get_logger, redact
 from common.settings import BaseServerSettings
-from common.tools import ToolSet
+from common.tools import Catalog, ToolSet
 
 if TYPE_CHECKING:
     from common.cache import Cache
@@ -146,6 +147,15 @@ async def open_deps(
 #: A server's service: an async context manager made from the Deps, entered after they are up and
 #: exited before they close; the value it yields is what tools get from :func:`service`.
 ServiceFactory = Callable[[Deps], AbstractAsyncContextManager[Any]]
+
+
+class OpensWithSettings(Protocol):
+    """A service class in the shape of docs/writing-a-server.md: ``Cls.open(deps, settings)``."""
+
+    @classmethod
+    def open(cls, deps: Deps, settings: Any) -> AbstractAsyncContextManager[Any]: ...
+
+
 #: Modules :func:`open_deps` needs, imported in a worker thread by :meth:`DepsGate._connect`.
 _CONNECT_MODULES = (
     "common.cache",
@@ -342,16 +352,21 @@ def create_server(
     settings: BaseServerSettings,
     *,
     title: str,
-    tools: ToolSet | None = None,
-    service: ServiceFactory | None = None,
+    tools: ToolSet | Catalog | None = None,
+    service: ServiceFactory | type[OpensWithSettings] | None = None,
     instructions: str | None = None,
     version: str = "0.1.0",
 ) -> MCPServer[Any]:
     """An MCPServer for schema ``name``: its tools, and a lifespan that connects Deps and enters ``service``.
 
-    Tools reach the service with :func:`service` (and the Deps with :func:`deps`). Resources and
+    ``service`` is a service class (opened with ``Cls.open(deps, settings)``) or any factory of an async
+    context manager. Tools reach the service with :func:`service` (and the Deps with :func:`deps`). Resources and
     prompts are added to the returned server with the SDK's decorators.
     """
+    if isinstance(tools, Catalog):
+        tools = tools.build(settings)
+    if isinstance(service, type):
+        service = functools.partial(cast("type[OpensWithSettings]", service).open, settings=settings)
     bridge = EventBridgeBus()
     gate = DepsGate(name, settings, bridge, service)
     server: MCPServer[Any] = MCPServer(

@@ -1,7 +1,9 @@
 """Tool registration: the tool rules of DESIGN.md applied once, for every server.
 
-A server's ``build`` lists its tool functions in a :class:`ToolSet` (``tools.add(fn, "Title", READ)``)
-and hands it to :func:`common.runtime.create_server`. Each tool is then:
+A server module declares each tool where it is defined (``@TOOLS.tool("Title", READ)`` on a
+:class:`Catalog`), forwards its validated arguments to one service method (:func:`args_of`), and its
+``build`` turns the catalog into a :class:`ToolSet` for :func:`common.runtime.create_server`. Each tool is
+then:
 
 - checked: a snake_case name of at most 40 characters, a docstring, all four annotation hints;
 - wrapped: every call is logged once (tool, duration, outcome) and every failure reaches the client
@@ -168,6 +170,53 @@ def wrap(fn: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitabl
     )
     wrapper.__annotations__ = hints
     return wrapper
+
+
+def args_of(values: dict[str, Any]) -> dict[str, Any]:
+    """A tool's arguments (its ``locals()``) as keywords for the service method of the same names.
+
+    The MCP context is left out: services never see it. Tools whose parameters are named as the
+    service's forward them in one line instead of repeating every name.
+    """
+    return {key: value for key, value in values.items() if not isinstance(value, Context)}
+
+
+@dataclass(frozen=True)
+class _Declared:
+    fn: Callable[..., Awaitable[Any]]
+    title: str
+    hints: Hints
+    name: str | None
+
+
+class Catalog:
+    """The tools a server module declares, in the order they are defined.
+
+    ``lean`` and ``outline_outputs`` are passed to the :class:`ToolSet` it builds.
+    """
+
+    def __init__(self, *, lean: bool = False, outline_outputs: bool = False) -> None:
+        self._declared: list[_Declared] = []
+        self.lean = lean
+        self.outline_outputs = outline_outputs
+
+    def tool(
+        self, title: str, hints: Hints, *, name: str | None = None
+    ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+        """Declare the decorated function a tool; it is returned unchanged (tests call it directly)."""
+
+        def declare(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            self._declared.append(_Declared(fn, title, hints, name))
+            return fn
+
+        return declare
+
+    def build(self, settings: BaseServerSettings) -> ToolSet:
+        """The declared tools as a :class:`ToolSet` for ``settings`` (its allow-list applies)."""
+        tools = ToolSet(settings, lean=self.lean, outline_outputs=self.outline_outputs)
+        for d in self._declared:
+            tools.add(d.fn, d.title, d.hints, name=d.name)
+        return tools
 
 
 class ToolSet:

@@ -11,7 +11,7 @@ from common.errors import InvalidInput
 from common.paging import Page
 from common.runtime import Deps, create_server, service
 from common.tool_schema import P
-from common.tools import APPEND, READ, READ_EXTERNAL, WRITE, ToolSet
+from common.tools import APPEND, READ, READ_EXTERNAL, WRITE, Catalog
 from servers.code_quality.models import (
     AnalyzeResult,
     CompareResult,
@@ -36,6 +36,11 @@ Severity = Annotated[Literal["high", "medium", "low", "info"] | None, P("Filter.
 Status = Annotated[Literal["open", "accepted", "false_positive", "fixed"] | None, P("Filter.")]
 
 
+INSTRUCTIONS = "Analyse repositories for lint, security, secrets, dead code and complexity; triage and compare."
+
+TOOLS = Catalog(lean=True, outline_outputs=True)
+
+
 async def _svc(ctx: Context) -> CodeQualityService:
     return await service(ctx, CodeQualityService)
 
@@ -46,6 +51,7 @@ def _need(value: str | None, what: str) -> str:
     return value
 
 
+@TOOLS.tool("Analyze code", APPEND)
 async def analyze_code(
     action: Annotated[Literal["start", "status", "cancel", "resume", "list"], P("What to do.")],
     ctx: Context,
@@ -83,6 +89,7 @@ async def analyze_code(
     return await svc.resume(job, wait_s=wait_s, progress=progress)
 
 
+@TOOLS.tool("List findings", READ)
 async def list_findings(
     ctx: Context,
     query: Annotated[str | None, P("Search all runs by meaning and keywords.", max_length=500)] = None,
@@ -114,6 +121,7 @@ async def list_findings(
     )
 
 
+@TOOLS.tool("Set finding status", WRITE)
 async def set_finding_status(
     path: Annotated[str, P("Analysed folder.", max_length=4096)],
     fingerprints: Annotated[list[Short], P("Finding fingerprints.", min_length=1, max_length=100)],
@@ -126,6 +134,7 @@ async def set_finding_status(
     return await (await _svc(ctx)).set_status(path, fingerprints, status, actor=actor, reason=reason)
 
 
+@TOOLS.tool("Compare runs", READ)
 async def compare_runs(
     ctx: Context,
     path: Path_ = None,
@@ -144,6 +153,7 @@ async def compare_runs(
     return await svc.compare_runs(path=path, head_run=run_id, base=base, kind=kind, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Code metrics", WRITE)
 async def code_metrics(
     ctx: Context,
     path: Path_ = None,
@@ -160,6 +170,7 @@ async def code_metrics(
     )
 
 
+@TOOLS.tool("Quality gate", WRITE)
 async def quality_gate(
     action: Annotated[Literal["evaluate", "set", "baseline"], P("What to do.")],
     path: Annotated[str, P("Analysed folder.", max_length=4096)],
@@ -178,6 +189,7 @@ async def quality_gate(
     )
 
 
+@TOOLS.tool("Check dependencies", READ_EXTERNAL)
 async def check_dependencies(
     path: Annotated[str, P("Folder.", max_length=4096)],
     ctx: Context,
@@ -190,21 +202,8 @@ async def check_dependencies(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The code_quality server."""
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
-    tools.add(analyze_code, "Analyze code", APPEND)
-    tools.add(list_findings, "List findings", READ)
-    tools.add(set_finding_status, "Set finding status", WRITE)
-    tools.add(compare_runs, "Compare runs", READ)
-    tools.add(code_metrics, "Code metrics", WRITE)
-    tools.add(quality_gate, "Quality gate", WRITE)
-    tools.add(check_dependencies, "Check dependencies", READ_EXTERNAL)
     server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: CodeQualityService.open(deps, settings),
-        instructions="Analyse repositories for lint, security, secrets, dead code and complexity; triage and compare.",
+        NAME, settings, title=TITLE, tools=TOOLS, service=CodeQualityService, instructions=INSTRUCTIONS
     )
 
     @server.resource("code-quality://runs/{run_id}", name="run", mime_type="application/json")

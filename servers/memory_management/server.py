@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import CursorArg, P
-from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, ToolSet
+from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, Catalog, args_of
 from servers.memory_management import bridge
 from servers.memory_management.models import (
     Consolidation,
@@ -50,11 +50,16 @@ Id = Annotated[uuid.UUID, P("Memory id.")]
 Tags = Annotated[list[str] | None, P("Labels.", max_length=MAX_TAGS)]
 HasTags = Annotated[list[str] | None, P("Has all these.", max_length=MAX_TAGS)]
 
+# Outputs are outlined (field names only; the docs give the nesting): clients check every result
+# against the output schema, and full recall hits cost that check dearly.
+TOOLS = Catalog(outline_outputs=True)
+
 
 async def _svc(ctx: Context) -> MemoryService:
     return await service(ctx, MemoryService)
 
 
+@TOOLS.tool("Store memory", WRITE)
 async def store_memory(
     content: Annotated[str, P("Self-contained text.")],
     ctx: Context,
@@ -69,19 +74,10 @@ async def store_memory(
 ) -> Ref:
     """Remember a durable fact, decision or preference. Text already stored returns the existing memory
     (created=false)."""
-    return await (await _svc(ctx)).store_one(
-        content,
-        workspace=workspace,
-        scope=scope,
-        parent_id=parent_id,
-        kind=kind,
-        tags=tags,
-        metadata=metadata,
-        importance=importance,
-        ttl_seconds=ttl_seconds,
-    )
+    return await (await _svc(ctx)).store_one(**args_of(locals()))
 
 
+@TOOLS.tool("Store memories", WRITE)
 async def store_memories(
     items: Annotated[list[MemoryIn], P("Memories to store.", min_length=1)],
     ctx: Context,
@@ -93,6 +89,7 @@ async def store_memories(
     return await (await _svc(ctx)).store_many(items, workspace=workspace, scope=scope)
 
 
+@TOOLS.tool("Recall memories", READ)
 async def recall(
     query: Annotated[str, P("What to look for.", max_length=2000)],
     ctx: Context,
@@ -108,21 +105,10 @@ async def recall(
     cursor: CursorArg = None,
 ) -> Recall:
     """Find memories relevant to a query, best first. Use before answering from past work."""
-    return await (await _svc(ctx)).recall(
-        query,
-        mode=mode,
-        workspace=workspace,
-        scopes=scope,
-        tags=tags,
-        kind=kind,
-        since=since,
-        until=until,
-        min_score=min_score,
-        limit=limit,
-        cursor=cursor,
-    )
+    return await (await _svc(ctx)).recall(**args_of(locals()))
 
 
+@TOOLS.tool("Build context", READ)
 async def build_context(
     query: Annotated[str, P("Task or question.", max_length=2000)],
     ctx: Context,
@@ -134,6 +120,7 @@ async def build_context(
     return await (await _svc(ctx)).build_context(query, workspace=workspace, budget=budget, tags=tags)
 
 
+@TOOLS.tool("Get memory", READ)
 async def get_memory(
     id: Id,
     ctx: Context,
@@ -143,6 +130,7 @@ async def get_memory(
     return await (await _svc(ctx)).get(id, children=children)
 
 
+@TOOLS.tool("Update memory", APPEND)
 async def update_memory(
     id: Id,
     ctx: Context,
@@ -155,18 +143,10 @@ async def update_memory(
     expected_version: Annotated[int | None, P("Fail unless this version.")] = None,
 ) -> Ref:
     """Correct a memory; the old version is kept in history."""
-    return await (await _svc(ctx)).update(
-        id,
-        content=content,
-        tags=tags,
-        metadata=metadata,
-        importance=importance,
-        kind=kind,
-        ttl_seconds=ttl_seconds,
-        expected_version=expected_version,
-    )
+    return await (await _svc(ctx)).update(**args_of(locals()))
 
 
+@TOOLS.tool("Forget memories", WRITE)
 async def forget(
     ctx: Context,
     ids: Annotated[list[uuid.UUID] | None, P("Memory ids.", max_length=1000)] = None,
@@ -177,15 +157,16 @@ async def forget(
     dry_run: Annotated[bool, P("false: archive.")] = True,
 ) -> Count:
     """Archive memories by id or filter (restorable). Only counts unless dry_run=false."""
-    svc = await _svc(ctx)
-    return await svc.forget(ids=ids, workspace=workspace, tags=tags, kind=kind, before=before, dry_run=dry_run)
+    return await (await _svc(ctx)).forget(**args_of(locals()))
 
 
+@TOOLS.tool("Restore memory", WRITE)
 async def restore_memory(id: Id, ctx: Context) -> Ref:
     """Bring back a forgotten (archived) memory."""
     return await (await _svc(ctx)).restore(id)
 
 
+@TOOLS.tool("Purge memories", DELETE)
 async def purge_memories(
     ctx: Context,
     ids: Annotated[list[uuid.UUID] | None, P("Archived memories to delete.", max_length=1000)] = None,
@@ -196,10 +177,10 @@ async def purge_memories(
 ) -> Count:
     """Permanently delete archived memories (by id or workspace). Cannot be undone; counts only unless
     dry_run=false."""
-    svc = await _svc(ctx)
-    return await svc.purge(ids=ids, workspace=workspace, archived_before=archived_before, dry_run=dry_run, limit=limit)
+    return await (await _svc(ctx)).purge(**args_of(locals()))
 
 
+@TOOLS.tool("Memory tree", READ)
 async def memory_tree(
     ctx: Context,
     workspace: WorkspaceArg = None,
@@ -208,9 +189,10 @@ async def memory_tree(
     limit: Annotated[int, P("Most nodes.", ge=1, le=500)] = 100,
 ) -> Tree:
     """The parent/child outline of a workspace or of one memory, depth first."""
-    return await (await _svc(ctx)).tree(workspace=workspace, root_id=root_id, depth=depth, limit=limit)
+    return await (await _svc(ctx)).tree(**args_of(locals()))
 
 
+@TOOLS.tool("Move memory", WRITE)
 async def move_memory(
     id: Id,
     ctx: Context,
@@ -220,6 +202,7 @@ async def move_memory(
     return await (await _svc(ctx)).move(id, parent_id)
 
 
+@TOOLS.tool("Rate memory", APPEND)
 async def rate_memory(
     id: Id,
     ctx: Context,
@@ -229,6 +212,7 @@ async def rate_memory(
     return await (await _svc(ctx)).rate(id, useful)
 
 
+@TOOLS.tool("Consolidate memories", APPEND)
 async def consolidate(
     ctx: Context,
     workspace: WorkspaceArg = None,
@@ -238,10 +222,10 @@ async def consolidate(
 ) -> Consolidation:
     """Find near-duplicate memories in a workspace and, with merge=true, fold each group into its best member
     (others archived, history kept)."""
-    svc = await _svc(ctx)
-    return await svc.consolidate(workspace=workspace, threshold=threshold, merge=merge, limit=limit)
+    return await (await _svc(ctx)).consolidate(**args_of(locals()))
 
 
+@TOOLS.tool("List workspaces", READ)
 async def list_workspaces(
     ctx: Context,
     limit: Annotated[int, P("Most workspaces.", ge=1, le=200)] = 50,
@@ -251,11 +235,13 @@ async def list_workspaces(
     return await (await _svc(ctx)).workspaces(limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Workspace stats", READ)
 async def workspace_stats(ctx: Context, workspace: WorkspaceArg = None) -> Stats:
     """Counts of one workspace by state, scope, kind, tag and embedding model."""
     return await (await _svc(ctx)).stats(workspace)
 
 
+@TOOLS.tool("Re-embed memories", WRITE)
 async def reembed_memories(
     ctx: Context,
     workspace: Annotated[str | None, P("Workspace; '*' or unset for all.")] = None,
@@ -264,10 +250,10 @@ async def reembed_memories(
 ) -> Reembedded:
     """After EMBEDDING_MODEL changed: embed memories that another model embedded with the current one, so
     semantic recall finds them again. Counts first (dry_run); call again while remaining > 0."""
-    svc = await _svc(ctx)
-    return await svc.reembed(workspace=workspace, dry_run=dry_run, max_items=max_items, progress=ctx.report_progress)
+    return await (await _svc(ctx)).reembed(**args_of(locals()), progress=ctx.report_progress)
 
 
+@TOOLS.tool("Import from Qdrant", EXTERNAL)
 async def import_qdrant(
     collection: Annotated[str, P("Collection name.", min_length=1, max_length=255)],
     ctx: Context,
@@ -278,14 +264,7 @@ async def import_qdrant(
 ) -> Imported:
     """Copy the memories of an mcp-server-qdrant collection into a workspace, re-embedded with this server's
     model. Re-running it skips what was imported before."""
-    return await (await _svc(ctx)).import_qdrant(
-        collection,
-        qdrant_path=qdrant_path,
-        qdrant_url=qdrant_url,
-        workspace=workspace,
-        kind=kind,
-        progress=ctx.report_progress,
-    )
+    return await (await _svc(ctx)).import_qdrant(**args_of(locals()), progress=ctx.report_progress)
 
 
 def recall_then_answer(question: str, workspace: str = "") -> str:
@@ -303,34 +282,7 @@ def recall_then_answer(question: str, workspace: str = "") -> str:
 def build(settings: Settings) -> MCPServer[Deps]:
     """The memory server: tools, resources, a prompt, and the service its lifespan starts."""
 
-    # Outputs are outlined (field names only; the README documents the nesting): clients check
-    # every result against the output schema, and full recall hits cost that check dearly.
-    tools = ToolSet(settings, outline_outputs=True)
-    tools.add(store_memory, "Store memory", WRITE)
-    tools.add(store_memories, "Store memories", WRITE)
-    tools.add(recall, "Recall memories", READ)
-    tools.add(build_context, "Build context", READ)
-    tools.add(get_memory, "Get memory", READ)
-    tools.add(update_memory, "Update memory", APPEND)
-    tools.add(forget, "Forget memories", WRITE)
-    tools.add(restore_memory, "Restore memory", WRITE)
-    tools.add(purge_memories, "Purge memories", DELETE)
-    tools.add(memory_tree, "Memory tree", READ)
-    tools.add(move_memory, "Move memory", WRITE)
-    tools.add(rate_memory, "Rate memory", APPEND)
-    tools.add(consolidate, "Consolidate memories", APPEND)
-    tools.add(list_workspaces, "List workspaces", READ)
-    tools.add(workspace_stats, "Workspace stats", READ)
-    tools.add(import_qdrant, "Import from Qdrant", EXTERNAL)
-    tools.add(reembed_memories, "Re-embed memories", WRITE)
-    server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: MemoryService.open(deps, settings),
-        instructions=INSTRUCTIONS,
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=MemoryService, instructions=INSTRUCTIONS)
 
     @server.resource(bridge.WORKSPACES_URI, name="workspaces", mime_type="application/json")
     async def workspaces_resource() -> str:

@@ -389,7 +389,7 @@ class MemoryService:
         *,
         mode: str = "hybrid",
         workspace: str | None = None,
-        scopes: Sequence[str] | None = None,
+        scope: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
         kind: str | None = None,
         since: datetime | None = None,
@@ -401,7 +401,7 @@ class MemoryService:
         """Memories relevant to ``query``, best first, a page at a time."""
         flt = store.RecallFilter(
             workspace=validate.workspace(workspace, self.settings.default_workspace, allow_all=True),
-            scopes=list(scopes) if scopes else None,
+            scopes=list(scope) if scope else None,
             tags=validate.tags(tags) or None,
             kind=kind,
             since=aware_utc(since),
@@ -475,7 +475,7 @@ class MemoryService:
 
     async def update(
         self,
-        memory_id: uuid.UUID,
+        id: uuid.UUID,
         *,
         content: str | None = None,
         tags: Sequence[str] | None = None,
@@ -487,7 +487,7 @@ class MemoryService:
     ) -> Ref:
         """Change a memory (new text is re-embedded); the old version goes to history."""
         d = self.deps
-        mid = str(memory_id)
+        mid = str(id)
         new_content = validate.content(content, self.settings.max_content_chars) if content is not None else None
         vector = (await self._embed([new_content]))[0] if new_content is not None else None
         new_tags = validate.tags(tags) if tags is not None else None

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from common.paging import Page
 from common.runtime import Deps, create_server, service
 from common.tool_schema import P
-from common.tools import READ, WRITE, Hints, ToolSet
+from common.tools import READ, WRITE, Catalog, Hints
 from servers.notes.models import Deleted, Note, SavedNote, SearchResult
 from servers.notes.service import NotesService, note_uri
 from servers.notes.settings import Settings
@@ -26,10 +26,16 @@ Title = Annotated[str, P("Unique title of the note.", min_length=1, max_length=2
 Tag = Annotated[str | None, P("Only notes carrying this tag.", max_length=50)]
 
 
+INSTRUCTIONS = "Example server: save short notes and find them again by meaning."
+
+TOOLS = Catalog()
+
+
 async def _svc(ctx: Context) -> NotesService:
     return await service(ctx, NotesService)
 
 
+@TOOLS.tool("Save note", WRITE)
 async def save_note(
     title: Title,
     body: Annotated[str, P("The note's text.", min_length=1)],
@@ -40,11 +46,13 @@ async def save_note(
     return await (await _svc(ctx)).save(title, body, tags)
 
 
+@TOOLS.tool("Get note", READ)
 async def get_note(title: Title, ctx: Context) -> Note:
     """Read one note by its exact title."""
     return await (await _svc(ctx)).get(title)
 
 
+@TOOLS.tool("Search notes", READ)
 async def search_notes(
     query: Annotated[str, P("What to look for.", min_length=1, max_length=2000)],
     ctx: Context,
@@ -56,6 +64,7 @@ async def search_notes(
     return await (await _svc(ctx)).search(query, limit=limit, tag=tag, min_score=min_score)
 
 
+@TOOLS.tool("List notes", READ)
 async def list_notes(
     ctx: Context,
     tag: Tag = None,
@@ -66,6 +75,7 @@ async def list_notes(
     return await (await _svc(ctx)).list(tag=tag, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Delete note", Hints(read_only=False, destructive=True, idempotent=False))
 async def delete_note(title: Title, ctx: Context) -> Deleted:
     """Delete a note for good."""
     await (await _svc(ctx)).delete(title)
@@ -75,20 +85,7 @@ async def delete_note(title: Title, ctx: Context) -> Deleted:
 def build(settings: Settings) -> MCPServer[Deps]:
     """The notes server: tools, a resource, and the service its lifespan starts."""
 
-    tools = ToolSet(settings)
-    tools.add(save_note, "Save note", WRITE)
-    tools.add(get_note, "Get note", READ)
-    tools.add(search_notes, "Search notes", READ)
-    tools.add(list_notes, "List notes", READ)
-    tools.add(delete_note, "Delete note", Hints(read_only=False, destructive=True, idempotent=False))
-    server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: NotesService.open(deps, settings),
-        instructions="Example server: save short notes and find them again by meaning.",
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=NotesService, instructions=INSTRUCTIONS)
 
     @server.resource("notes://notes/{title}", name="note", mime_type="application/json")
     async def note_resource(title: str, ctx: Context) -> str:

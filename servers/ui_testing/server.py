@@ -12,7 +12,7 @@ from pydantic import Field
 from common.errors import InvalidInput
 from common.runtime import Deps, create_server, service
 from common.tool_schema import P
-from common.tools import READ, Hints, ToolSet
+from common.tools import READ, Catalog, Hints, args_of
 from servers.ui_testing.images import Rect
 from servers.ui_testing.models import (
     AuditInfo,
@@ -43,10 +43,16 @@ Limit = Annotated[int, P("Most items.", ge=1, le=50)]
 Cursor = Annotated[str | None, P("From next_cursor.", max_length=512)]
 
 
+INSTRUCTIONS = "Screenshots with visual baselines, accessibility audits and scripted UI checks in Chromium."
+
+TOOLS = Catalog(lean=True, outline_outputs=True)
+
+
 async def _svc(ctx: Context) -> UiTestingService:
     return await service(ctx, UiTestingService)
 
 
+@TOOLS.tool("Capture page", BROWSE)
 async def capture_page(
     url: Url,
     ctx: Context,
@@ -80,6 +86,7 @@ async def capture_page(
     )
 
 
+@TOOLS.tool("Manage baselines", MANAGE)
 async def manage_baseline(
     action: Annotated[Literal["compare", "set", "approve", "list", "history", "delete"], P("What to do.")],
     ctx: Context,
@@ -109,6 +116,7 @@ async def manage_baseline(
     )
 
 
+@TOOLS.tool("Audit accessibility", BROWSE)
 async def audit_page(
     url: Url,
     ctx: Context,
@@ -122,16 +130,10 @@ async def audit_page(
     set_baseline: Annotated[bool, P("Make it the baseline (the first audit is).")] = False,
 ) -> AuditInfo:
     """Audit a page with axe: worst violations, and what is new or fixed since its baseline audit."""
-    return await (await _svc(ctx)).audit(
-        url,
-        page_key=page_key,
-        viewport=viewport,
-        levels=levels,
-        wait_for=wait_for,
-        set_baseline=set_baseline,
-    )
+    return await (await _svc(ctx)).audit(**args_of(locals()))
 
 
+@TOOLS.tool("Manage checks", MANAGE)
 async def manage_check(
     action: Annotated[Literal["save", "list", "get", "delete", "cancel"], P("What to do.")],
     ctx: Context,
@@ -163,6 +165,7 @@ async def manage_check(
     return await svc.delete_check(name)
 
 
+@TOOLS.tool("Run check", BROWSE)
 async def run_check(
     name: Annotated[str, P("A saved check.", min_length=1, max_length=100)],
     ctx: Context,
@@ -177,6 +180,7 @@ async def run_check(
     return await svc.run_check(name, wait_s=wait_s, progress=progress)
 
 
+@TOOLS.tool("List runs", READ)
 async def list_runs(
     ctx: Context,
     run_id: Annotated[int | None, P("One run's summary instead.", ge=1)] = None,
@@ -194,6 +198,7 @@ async def list_runs(
     return RunList(**page.model_dump())
 
 
+@TOOLS.tool("UI report", READ)
 async def ui_report(ctx: Context, limit: Limit = 15, cursor: Cursor = None) -> Report:
     """Latest visual and accessibility status per page key, check trends, Chromium version check."""
     return await (await _svc(ctx)).report(limit=limit, cursor=cursor)
@@ -202,21 +207,8 @@ async def ui_report(ctx: Context, limit: Limit = 15, cursor: Cursor = None) -> R
 def build(settings: Settings) -> MCPServer[Deps]:
     """The ui_testing server: tools, resources, and the service its lifespan starts."""
     # Outlined outputs and lean inputs keep tools/list under 8 KB; results are still validated models.
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
-    tools.add(capture_page, "Capture page", BROWSE)
-    tools.add(manage_baseline, "Manage baselines", MANAGE)
-    tools.add(audit_page, "Audit accessibility", BROWSE)
-    tools.add(manage_check, "Manage checks", MANAGE)
-    tools.add(run_check, "Run check", BROWSE)
-    tools.add(list_runs, "List runs", READ)
-    tools.add(ui_report, "UI report", READ)
     server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: UiTestingService.open(deps, settings),
-        instructions="Screenshots with visual baselines, accessibility audits and scripted UI checks in Chromium.",
+        NAME, settings, title=TITLE, tools=TOOLS, service=UiTestingService, instructions=INSTRUCTIONS
     )
 
     @server.resource("ui://runs/{run_id}", name="run", mime_type="application/json")

@@ -11,7 +11,7 @@ from common.errors import InvalidInput
 from common.jobs import check_job_id
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import P
-from common.tools import READ, READ_EXTERNAL, Hints, ToolSet
+from common.tools import READ, READ_EXTERNAL, Catalog, Hints
 from servers.web_access.models import (
     CrawlJobs,
     CrawlView,
@@ -42,6 +42,11 @@ CREATE_EXTERNAL = Hints(read_only=False, destructive=False, idempotent=False, op
 STORE_EXTERNAL = Hints(read_only=False, destructive=False, idempotent=True, open_world=True)
 
 
+INSTRUCTIONS = "Fetch, crawl and search the web through a shared cache; every request is in a usage ledger."
+
+TOOLS = Catalog(lean=True, outline_outputs=True)
+
+
 async def _svc(ctx: Context) -> WebAccessService:
     return await service(ctx, WebAccessService)
 
@@ -53,6 +58,7 @@ def _progress(ctx: Context) -> Callable[[float, float | None, str], Awaitable[No
     return report
 
 
+@TOOLS.tool("Fetch URL", READ_EXTERNAL)
 async def fetch_url(
     ctx: Context,
     url: Annotated[str | None, P("http(s) URL.", max_length=8192)] = None,
@@ -78,6 +84,7 @@ async def fetch_url(
     )  # fmt: skip
 
 
+@TOOLS.tool("List links", READ_EXTERNAL)
 async def list_links(
     url: Url,
     ctx: Context,
@@ -89,6 +96,7 @@ async def list_links(
     return await (await _svc(ctx)).list_links(url, which=which, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Crawl site", CREATE_EXTERNAL)
 async def crawl_site(
     url: Url,
     ctx: Context,
@@ -109,6 +117,7 @@ async def crawl_site(
     )  # fmt: skip
 
 
+@TOOLS.tool("Manage crawl", Hints(read_only=False, destructive=False, idempotent=False, open_world=True))
 async def manage_crawl(
     action: Annotated[Literal["status", "pages", "cancel", "resume", "list"], P("pages: every page and why.")],
     ctx: Context,
@@ -134,6 +143,7 @@ async def manage_crawl(
     return CrawlJobs(crawl=view)
 
 
+@TOOLS.tool("Web search", CREATE_EXTERNAL)
 async def web_search(
     query: Annotated[str, P("What to search the web for.", min_length=1, max_length=2000)],
     ctx: Context,
@@ -143,6 +153,7 @@ async def web_search(
     return await (await _svc(ctx)).web_search(query, limit=limit)
 
 
+@TOOLS.tool("Search history", READ)
 async def search_history(
     ctx: Context,
     query: Annotated[str | None, P("By meaning and words; none: newest.", max_length=2000)] = None,
@@ -153,6 +164,7 @@ async def search_history(
     return await (await _svc(ctx)).search_history(query, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Usage report", READ)
 async def usage_report(
     ctx: Context,
     days: Annotated[int, P("Days back.", ge=1, le=366)] = 7,
@@ -164,6 +176,7 @@ async def usage_report(
     return await (await _svc(ctx)).usage_report(days=days, provider=provider, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Screenshot page", STORE_EXTERNAL)
 async def screenshot_page(
     url: Url,
     ctx: Context,
@@ -177,24 +190,8 @@ async def screenshot_page(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The web_access server: tools, resources, and the service its lifespan starts."""
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
-    tools.add(fetch_url, "Fetch URL", READ_EXTERNAL)
-    tools.add(list_links, "List links", READ_EXTERNAL)
-    tools.add(crawl_site, "Crawl site", CREATE_EXTERNAL)
-    tools.add(
-        manage_crawl, "Manage crawl", Hints(read_only=False, destructive=False, idempotent=False, open_world=True)
-    )
-    tools.add(web_search, "Web search", CREATE_EXTERNAL)
-    tools.add(search_history, "Search history", READ)
-    tools.add(usage_report, "Usage report", READ)
-    tools.add(screenshot_page, "Screenshot page", STORE_EXTERNAL)
     server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: WebAccessService.open(deps, settings),
-        instructions="Fetch, crawl and search the web through a shared cache; every request is in a usage ledger.",
+        NAME, settings, title=TITLE, tools=TOOLS, service=WebAccessService, instructions=INSTRUCTIONS
     )
 
     @server.resource("web://pages/{page_id}", name="page", mime_type="text/markdown")

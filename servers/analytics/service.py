@@ -25,6 +25,7 @@ from common.errors import Conflict, InvalidInput, NotFound, SuiteError
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, encode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, check_dimension, rrf
+from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.analytics import store
@@ -63,41 +64,16 @@ def profile_uri(name: str) -> str:
 
 
 def _info(row: dict[str, Any]) -> DatasetInfo:
-    return DatasetInfo(
-        name=row["name"],
-        description=row["description"],
-        source_kind=row["source_kind"],
-        source=row["source"],
-        format=row["format"],
-        columns=[ColumnOut(**c) for c in row["columns"]],
-        row_count=row["row_count"],
-        byte_size=row["byte_size"],
-        fingerprint=row["fingerprint"],
-        profiled=row["profile_fingerprint"] == row["fingerprint"],
-        updated_at=row["updated_at"],
-    )
+    profiled = row["profile_fingerprint"] == row["fingerprint"]
+    return model_of(DatasetInfo, row, columns=[ColumnOut(**c) for c in row["columns"]], profiled=profiled)
 
 
 def _summary(row: dict[str, Any]) -> PredictionSummary:
-    return PredictionSummary(
-        id=row["id"],
-        source=row["source"],
-        task=row["task"],
-        model=row["model"],
-        target=row["target"],
-        features=row["features"],
-        parameters=row["parameters"],
-        data_fingerprint=row["data_fingerprint"],
-        metrics=row["metrics"],
-        predictions=row["n_predicted"],
-        rescore=row["rescore"],
-        notes=row["notes"],
-        created_at=row["created_at"],
-    )
+    return model_of(PredictionSummary, row, predictions=row["n_predicted"])
 
 
 def _pattern(row: dict[str, Any], score: float | None = None) -> PatternOut:
-    return PatternOut(**{k: row[k] for k in PatternOut.model_fields if k != "score"}, score=score)
+    return model_of(PatternOut, row, score=score)
 
 
 def _check_csv_layout(engine: Engine, ds: Dataset) -> None:

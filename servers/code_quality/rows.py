@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from common.rows import model_of
 from common.runtime import Deps
 from servers.code_quality import store
 from servers.code_quality.models import FindingView, OutcomeView, RunSummary, SkipView
@@ -30,44 +31,17 @@ class PgResultCache:
 
 
 def finding_from_row(row: Mapping[str, Any]) -> Finding:
-    return Finding(
-        analyzer=row["analyzer"],
-        rule_id=row["rule_id"],
-        severity=row["severity"],
-        category=row["category"],
-        path=row["path"],
-        line=row["line"],
-        message=row["message"],
-        end_line=row["end_line"],
-        column=row["col"],
-        context=row["context"],
-        symbol=row["symbol"],
-        signature=row["signature"],
-        anchor=row["anchor"],
-        fingerprint=row["fingerprint"],
-    )
+    return model_of(Finding, row, column=row["col"])
 
 
 def finding_view(row: Mapping[str, Any]) -> FindingView:
-    return FindingView(
-        id=row["id"],
-        run_id=row["run_id"],
-        fingerprint=row["fingerprint"],
-        analyzer=row["analyzer"],
-        rule_id=row["rule_id"],
-        severity=row["severity"],
-        category=row["category"],
-        path=row["path"],
-        line=row["line"],
-        end_line=row["end_line"],
+    return model_of(
+        FindingView,
+        row,
         column=row["col"],
-        message=row["message"],
-        context=row["context"],
-        symbol=row["symbol"],
         status=row.get("status") or "open",
         status_by=row.get("actor") or None,
         status_reason=row.get("reason") or None,
-        score=row.get("score"),
     )
 
 
@@ -77,30 +51,13 @@ def run_gaps(run: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 def summary_of(run: Mapping[str, Any], skipped: int = MAX_SKIPPED_SHOWN) -> RunSummary:
     outcomes = [
-        OutcomeView(
-            analyzer=o["analyzer"],
-            status=o["status"],
-            reason=o["reason"],
-            version=o["version"],
-            files_analyzed=o["files_analyzed"],
-            files_cached=o["files_cached"],
-            files_failed=len(o["files_failed"]),
-            failed_examples=o["files_failed"][:10],
-        )
+        model_of(OutcomeView, o, files_failed=len(o["files_failed"]), failed_examples=o["files_failed"][:10])
         for o in run["outcomes"]
     ]
-    return RunSummary(
-        id=run["id"],
-        root=run["root"],
-        seq=run["seq"],
-        created_at=run["created_at"],
-        git_commit=run["git_commit"],
-        branch=run["branch"],
-        dirty=run["dirty"],
-        changed_since=run["changed_since"],
-        partial=run["partial"],
+    return model_of(
+        RunSummary,
+        run,
         analyzers=outcomes,
-        metrics=run["metrics"],
         skipped=[SkipView(**s) for s in run["skipped"][:skipped]],
         skipped_total=len(run["skipped"]),
     )

@@ -27,6 +27,7 @@ from common.jobs import Job as KitJob
 from common.logging import get_logger
 from common.paging import decode_cursor, encode_cursor, fingerprint
 from common.retrieval import any_word_tsquery, check_dimension
+from common.rows import model_of
 from common.runtime import Deps
 from servers.documentation import generate, ingest, mermaid, openapi, store
 from servers.documentation.chunking import parse, slugify
@@ -134,17 +135,7 @@ def _endpoint(row: dict[str, Any], full: bool) -> Endpoint:
 
 
 def _generated(r: dict[str, Any]) -> Generated:
-    return Generated(
-        id=r["id"],
-        kind=r["kind"],
-        project=r["project"],
-        version=r["version"],
-        document_id=r["document_id"],
-        path=r["path"],
-        spec_id=r["spec_id"],
-        created_at=r["created_at"],
-        chars=r["chars"],
-    )
+    return model_of(Generated, r)
 
 
 def _sections(entries: list[dict[str, Any]]) -> list[Section]:
@@ -493,17 +484,7 @@ class DocumentationService:
         vid = await store.version_id(db, project, version)
         rows = await store.list_documents(db, vid, None, LIST_PAGE, offset)
         total = int(rows[0]["total"]) if rows else 0
-        docs = [
-            Doc(
-                id=r["id"],
-                path=r["path"],
-                title=r["title"],
-                kind=r["kind"],
-                chars=r["chars"],
-                toc=_sections(_toc(r)) if toc else None,
-            )
-            for r in rows
-        ]
+        docs = [model_of(Doc, r, toc=_sections(_toc(r)) if toc else None) for r in rows]
         return Page(
             citation=f"{project}@{version}",
             title=f"{total} documents",

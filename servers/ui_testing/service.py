@@ -24,6 +24,7 @@ from common.jobs import JobContext, Jobs, Progress
 from common.logging import get_logger
 from common.netguard import NetPolicy
 from common.paging import Page, decode_cursor, fingerprint
+from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.ui_testing import store
@@ -257,17 +258,7 @@ class UiTestingService:
 
     @staticmethod
     def _baseline(row: dict[str, Any]) -> BaselineInfo:
-        return BaselineInfo(
-            id=row["id"],
-            page_key=row["page_key"],
-            viewport=row["viewport"],
-            capture_id=row["capture_id"],
-            path=row["path"],
-            current=row["is_current"],
-            note=row["note"],
-            created_at=row["created_at"],
-            replaced_at=row["replaced_at"],
-        )
+        return model_of(BaselineInfo, row, current=row["is_current"])
 
     async def list_baselines(
         self,
@@ -580,18 +571,7 @@ class UiTestingService:
         fp = fingerprint("runs", kind, status, key)
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.list_runs(self.db, kind, status, key, limit, offset)
-        items = [
-            RunRow(
-                id=r["id"],
-                kind=r["kind"],
-                status=r["status"],
-                page_key=r["page_key"],
-                check=r["check_name"],
-                summary=short(r["summary"], 120),
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        items = [model_of(RunRow, r, check=r["check_name"], summary=short(r["summary"], 120)) for r in rows]
         return fit(items, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 100)
 
     async def get_run(self, run_id: int) -> RunInfo:

@@ -1,7 +1,7 @@
 """Jobs kit: long work (ingests, crawls, analyses, test runs) as persisted, cancellable, resumable jobs.
 
 Each server that runs jobs has a ``jobs`` table in its own schema with the columns of
-:data:`JOBS_DDL` (copy it into the server's migration). :class:`Jobs` creates, runs and manages
+:data:`JOBS_DDL` (a migration line `-- @include jobs` creates it). :class:`Jobs` creates, runs and manages
 rows of that table:
 
 - ``start`` records a job; one live (running) job per ``(kind, key)``, so two processes asked to do
@@ -38,36 +38,12 @@ from pydantic import BaseModel, Field
 from common.db import Database
 from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
+from common.migrate import kit_sql
 
 log = get_logger(__name__)
 
-#: The table every job-running server creates in its schema (in its own migration file).
-JOBS_DDL = """
-CREATE TABLE jobs (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(params) = 'object'),
-    status text NOT NULL DEFAULT 'running'
-        CHECK (status IN ('running', 'done', 'failed', 'cancelled', 'interrupted')),
-    cancel_requested boolean NOT NULL DEFAULT false,
-    done bigint NOT NULL DEFAULT 0,
-    total bigint,
-    counts jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(counts) = 'object'),
-    errors jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(errors) = 'array'),
-    errors_total integer NOT NULL DEFAULT 0,
-    state jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(state) = 'object'),
-    message text,
-    attempts integer NOT NULL DEFAULT 1,
-    owner text,
-    heartbeat_at timestamptz NOT NULL DEFAULT now(),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz
-);
-CREATE UNIQUE INDEX jobs_live_idx ON jobs (kind, key) WHERE status = 'running';
-CREATE INDEX jobs_status_idx ON jobs (status, heartbeat_at);
-CREATE INDEX jobs_created_idx ON jobs (kind, created_at DESC);
-"""
+#: The table every job-running server creates in its schema (its migration says ``-- @include jobs``).
+JOBS_DDL = kit_sql("jobs")
 
 #: Item errors kept in full per job; later ones are only counted (errors_total).
 MAX_ERRORS = 200

@@ -120,6 +120,30 @@ def _q(name: str) -> str:
     return '"' + validate_name(name) + '"'
 
 
+#: ``-- @include <kit>`` on a line of its own stands for ``migrations/kits/<kit>.sql``: DDL that several
+#: servers create in their own schemas (the jobs table) is written once. Checksums cover the expanded text.
+_INCLUDE = re.compile(r"^-- @include (?P<kit>[a-z_]+)\n", re.MULTILINE)
+
+
+def kit_sql(kit: str, migrations_dir: Path | None = None) -> str:
+    """The SQL of ``migrations/kits/<kit>.sql`` without its leading comment lines."""
+    path = _dir(migrations_dir) / "kits" / f"{kit}.sql"
+    if not path.is_file():
+        raise MigrationError(f"{path}: no such kit; `-- @include {kit}` names a file of migrations/kits/.")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    while lines and lines[0].startswith("--"):
+        lines.pop(0)
+    return "".join(lines)
+
+
+def read_up(path: Path, migrations_dir: Path | None = None) -> bytes:
+    """An up file's bytes with its ``-- @include`` lines expanded (what runs, and what is checksummed)."""
+    text = path.read_text(encoding="utf-8")
+    if "-- @include" not in text:
+        return text.encode("utf-8")
+    return _INCLUDE.sub(lambda m: kit_sql(m["kit"], migrations_dir), text).encode("utf-8")
+
+
 def _dir(migrations_dir: Path | None) -> Path:
     return migrations_dir if migrations_dir is not None else DEFAULT_MIGRATIONS_DIR
 
@@ -162,7 +186,7 @@ def discover(server: str, migrations_dir: Path | None = None) -> list[Migration]
                 description=description,
                 up_path=up,
                 down_path=downs[version][1],
-                sha256=hashlib.sha256(up.read_bytes()).hexdigest(),
+                sha256=hashlib.sha256(read_up(up, migrations_dir)).hexdigest(),
             )
         )
     return migrations
@@ -360,7 +384,7 @@ def _problems(
 
 async def _apply(conn: asyncpg.Connection, server: str, migration: Migration) -> None:
     """Run one up file and its ledger row in one transaction, as the server's role."""
-    data = migration.up_path.read_bytes()
+    data = read_up(migration.up_path, migration.up_path.parents[1])
     sha = hashlib.sha256(data).hexdigest()
     if sha != migration.sha256:
         raise MigrationError(f"{migration.up_path}: changed while migrating; run the migration again.")

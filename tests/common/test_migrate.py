@@ -206,3 +206,36 @@ async def test_server_names_that_are_not_safe_identifiers_are_refused(database_u
     for bad in ('x"; DROP SCHEMA public; --', "Notes", "public", "pg_x", "9lives"):
         with pytest.raises(MigrationError, match="Invalid server name"):
             await m.migrate(database_url, bad)
+
+
+async def test_an_include_line_runs_and_checksums_the_kit_and_a_changed_kit_is_a_changed_migration(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "kits").mkdir()
+    (tmp_path / "kits" / "t.sql").write_text("-- a shared table\nCREATE TABLE t (id int);\n")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "0001_ok.up.sql").write_text("SELECT 1;\n-- @include t\nSELECT 2;\n")
+    (folder / "0001_ok.down.sql").write_text("SELECT 1;")
+    up = folder / "0001_ok.up.sql"
+    assert m.read_up(up, tmp_path) == b"SELECT 1;\nCREATE TABLE t (id int);\nSELECT 2;\n"
+    first = m.discover("notes", tmp_path)[0].sha256
+    (tmp_path / "kits" / "t.sql").write_text("CREATE TABLE t (id bigint);\n")
+    assert m.discover("notes", tmp_path)[0].sha256 != first
+
+    up.write_text("-- @include missing\n")
+    with pytest.raises(MigrationError, match=r"no such kit; `-- @include missing`"):
+        m.discover("notes", tmp_path)
+
+
+def test_the_servers_that_include_the_jobs_kit_have_the_checksums_their_files_had_before_it() -> None:
+    # Existing databases recorded these when the DDL was written out in each file; they must still match.
+    expected = {
+        "code_quality": "64479824cc673627",
+        "ui_testing": "90bdab14bf6b712b",
+        "web_access": "4dfcc6b8ce09b08f",
+    }
+    for server, sha in expected.items():
+        first = m.discover(server)[0]
+        assert b"-- @include jobs" in first.up_path.read_bytes()
+        assert first.sha256.startswith(sha), server

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import asyncpg
 from pydantic import BaseModel
 
 T = TypeVar("T")
@@ -27,3 +29,14 @@ def model_of(model: type[T], row: Mapping[str, Any], **given: Any) -> T:
     keys = set(row.keys())
     values = {name: row[name] for name in _fields(model) if name in keys and name not in given}
     return model(**values, **given)
+
+
+def decoded(record: Mapping[str, Any] | asyncpg.Record | None, *json_columns: str) -> dict[str, Any] | None:
+    """A row as a dict with its JSON columns parsed (asyncpg returns json/jsonb as text); None stays None."""
+    if record is None:
+        return None
+    out = dict(record)
+    for name in json_columns:
+        if isinstance(out.get(name), str):
+            out[name] = json.loads(out[name])
+    return out

@@ -421,6 +421,27 @@ def write_atomic(
 _CharTest = Callable[[str], bool]
 
 
+def write_once(path: Path, data: bytes) -> bool:
+    """Store ``data`` at ``path`` in a folder the server owns, unless a file is already there; True if written.
+
+    For content-addressed files (the name is the data's hash, so an existing file is already right):
+    a temp file and a rename, so a concurrent reader never sees half a file and a crash leaves none.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}"
+    try:
+        with open(tmp, "xb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return True
+
+
 def _not_slash(c: str) -> bool:
     return c != "/"
 

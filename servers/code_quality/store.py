@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from common.db import Database
+from common.rows import decoded
 from servers.code_quality.runner import CacheKey
 
 Conn = asyncpg.Connection | Database
@@ -34,11 +35,7 @@ async def lock_project(conn: asyncpg.Connection, project_id: int) -> None:
 
 
 def _project(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    out = dict(row)
-    out["gate"] = json.loads(out["gate"])
-    return out
+    return decoded(row, "gate")
 
 
 async def project_by_root(db: Database, root: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import numpy as np
 from common.db import Database
 from common.errors import NotFound
 from common.keywords import KeywordPlan
+from common.rows import decoded
 
 # ------------------------------------------------------------------------------------------- projects
 
@@ -400,13 +401,7 @@ def _ep(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def get_spec(db: Database | asyncpg.Connection, version: int) -> dict[str, Any] | None:
-    row = await db.fetchrow(GET_SPEC, version)
-    if row is None:
-        return None
-    out = dict(row)
-    if isinstance(out["document"], str):
-        out["document"] = json.loads(out["document"])
-    return out
+    return decoded(await db.fetchrow(GET_SPEC, version), "document")
 
 
 async def previous_spec(conn: asyncpg.Connection, version: int) -> tuple[int, str] | None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from common.keywords import KeywordPlan
+from common.rows import decoded
 
 if TYPE_CHECKING:  # numpy and asyncpg load with the connection, after initialize (common.runtime.DepsGate)
     import asyncpg
@@ -47,12 +48,7 @@ def unique_violation() -> type[Exception]:
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    row = dict(record)
-    if isinstance(row.get("metadata"), str):
-        row["metadata"] = json.loads(row["metadata"])
-    return row
+    return decoded(record, "metadata")
 
 
 # ------------------------------------------------------------------------------------------- writes

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InvalidInput
+from common.safefiles import write_once
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -65,17 +64,7 @@ def store_png(data: bytes, root: Path) -> StoredImage:
     width, height = png_size(data)
     digest = hashlib.sha256(data).hexdigest()
     path = image_path(root, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A temporary file and a rename, so a concurrent reader never sees half a PNG.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    write_once(path, data)
     return StoredImage(path=str(path), sha256=digest, width=width, height=height, bytes=len(data))
 
 

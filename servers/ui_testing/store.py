@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from common.db import Database
+from common.rows import decoded
 
 Conn = asyncpg.Connection | Database
 
@@ -195,12 +196,8 @@ async def finish_run(
 
 
 def _run(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    values = dict(row)
-    if isinstance(values.get("details"), str):
-        values["details"] = json.loads(values["details"])
-    if values.get("job_id") is not None:
+    values = decoded(row, "details")
+    if values is not None and values.get("job_id") is not None:
         values["job_id"] = str(values["job_id"])
     return values
 
@@ -330,13 +327,7 @@ async def upsert_check(conn: Conn, name: str, scenario: dict[str, Any]) -> tuple
 
 
 async def get_check(conn: Conn, name: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(GET_CHECK, name)
-    if row is None:
-        return None
-    values = dict(row)
-    if isinstance(values["scenario"], str):
-        values["scenario"] = json.loads(values["scenario"])
-    return values
+    return decoded(await conn.fetchrow(GET_CHECK, name), "scenario")
 
 
 async def delete_check(conn: Conn, name: str) -> int | None:
@@ -345,12 +336,7 @@ async def delete_check(conn: Conn, name: str) -> int | None:
 
 
 async def list_checks(conn: Conn, name: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    rows = []
-    for r in await conn.fetch(LIST_CHECKS, name, limit, offset):
-        values = dict(r)
-        if isinstance(values["scenario"], str):
-            values["scenario"] = json.loads(values["scenario"])
-        rows.append(values)
+    rows = [decoded(r, "scenario") or {} for r in await conn.fetch(LIST_CHECKS, name, limit, offset)]
     return rows, int(rows[0]["total_rows"]) if rows else 0
 
 

@@ -10,11 +10,8 @@ extracted once per mode and stored, so paging with ``start`` reads the database,
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +31,7 @@ from common.netguard import NetPolicy, check_url
 from common.paging import decode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, rrf
 from common.runtime import Deps
+from common.safefiles import write_once
 from common.workers import Periodic
 from servers.web_access import store
 from servers.web_access.crawl import Crawler
@@ -538,16 +536,5 @@ class WebAccessService:
 
 def _write_pair(path: Path, data: bytes, thumb: Path, thumb_data: bytes) -> None:
     """Write both files atomically; the names are content hashes, so an existing file is already right."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, payload in ((path, data), (thumb, thumb_data)):
-        if target.exists():
-            continue
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(payload)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    write_once(path, data)
+    write_once(thumb, thumb_data)

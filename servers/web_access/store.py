@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from common.db import Database
+from common.rows import decoded
 
 Conn = asyncpg.Connection | Database
 
@@ -44,12 +45,7 @@ SET_RENDERED = "UPDATE web_access.pages SET rendered_sha256 = $2 WHERE id = $1"
 
 
 def _page(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    out = dict(row)
-    if isinstance(out["headers"], str):
-        out["headers"] = json.loads(out["headers"])
-    return out
+    return decoded(row, "headers")
 
 
 async def put_body(conn: Conn, sha256: str, body: bytes) -> None:
@@ -69,13 +65,7 @@ async def put_document(conn: Conn, sha256: str, mode: str, doc: dict[str, Any]) 
 
 
 async def get_document(db: Conn, sha256: str, mode: str) -> dict[str, Any] | None:
-    row = await db.fetchrow(GET_DOCUMENT, sha256, mode)
-    if row is None:
-        return None
-    out = dict(row)
-    if isinstance(out["notes"], str):
-        out["notes"] = json.loads(out["notes"])
-    return out
+    return decoded(await db.fetchrow(GET_DOCUMENT, sha256, mode), "notes")
 
 
 async def get_page_by_url(db: Conn, url: str) -> dict[str, Any] | None:

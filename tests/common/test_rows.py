@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from common.rows import model_of
+from common.rows import decoded, model_of
 
 
 class View(BaseModel):
@@ -35,3 +35,9 @@ def test_dataclasses_work_too_and_other_types_are_refused():
     assert model_of(Record, {"id": 2}) == Record(2)
     with pytest.raises(TypeError):
         model_of(dict, {"id": 1})
+
+
+def test_decoded_parses_the_named_json_columns_only_and_keeps_none():
+    row = {"a": '{"x": 1}', "b": '{"y": 2}', "c": {"already": True}}
+    assert decoded(row, "a", "c", "missing") == {"a": {"x": 1}, "b": '{"y": 2}', "c": {"already": True}}
+    assert decoded(None, "a") is None

@@ -185,14 +185,17 @@ class ToolSet:
         *,
         lean: bool = False,
         outline_outputs: bool = False,
+        typed_outputs: bool = False,
         bare_errors: bool = False,
     ) -> None:
         """``lean`` trims input schemas further (:func:`common.tool_schema.compact`); ``outline_outputs``
         advertises only the top-level fields of each result (the results are still validated models);
+        ``typed_outputs`` advertises each result's full types and ``required`` lists, without ``$ref``s;
         ``bare_errors`` sends a tool's error text alone, as a peer server it replaces words it."""
         self.settings = settings
         self.lean = lean
         self.outline_outputs = outline_outputs
+        self.typed_outputs = typed_outputs
         self.bare_errors = bare_errors
         self._tools: list[Tool] = []
         self.names: list[str] = []
@@ -235,6 +238,9 @@ class ToolSet:
         tool.parameters = params
         meta = tool.fn_metadata
         if meta.output_schema is not None:
+            if self.typed_outputs:
+                meta.output_schema = compact(inline(meta.output_schema), nullable_as_type=True, keep_required=True)
+                return
             out = compact(meta.output_schema, nullable_as_type=True)
             meta.output_schema = outline(out) if self.outline_outputs else out
 

@@ -79,6 +79,11 @@ class Graph(BaseModel):
     next_cursor: str | None = None
 
 
+class Nodes(BaseModel):
+    entities: list[Entity]
+    relations: list[Relation]
+
+
 class Entities(BaseModel):
     entities: list[Entity]
 

@@ -8,9 +8,9 @@ from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings, _shared
 
-#: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference server's nine tools plus
-#: neighbourhoods and prompt enrichment. All seventeen would pass the 8 KB a server's tools/list may cost
-#: the client's context on every turn; ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
+#: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference memory server's nine tools, so
+#: the default tools/list is the reference's (with typed results it is near the 8 KB a server's tools/list may
+#: cost the client's context on every turn). ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
 CORE_TOOLS = (
     "create_entities",
     "create_relations",
@@ -21,8 +21,6 @@ CORE_TOOLS = (
     "read_graph",
     "search_nodes",
     "open_nodes",
-    "get_neighbors",
-    "enhance_prompt",
 )
 
 

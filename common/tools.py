@@ -200,8 +200,17 @@ class ToolSet:
         self._tools: list[Tool] = []
         self.names: list[str] = []
 
-    def add(self, fn: Callable[..., Awaitable[Any]], title: str, hints: Hints, *, name: str | None = None) -> None:
-        """Register ``fn`` as a tool (unless the allow-list leaves it out)."""
+    def add(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        title: str,
+        hints: Hints,
+        *,
+        name: str | None = None,
+        typed: bool | None = None,
+    ) -> None:
+        """Register ``fn`` as a tool (unless the allow-list leaves it out); ``typed`` overrides the set's
+        ``typed_outputs`` for this tool."""
         tool_name = name or fn.__name__
         _check_name(tool_name)
         if not fn.__doc__:
@@ -226,10 +235,10 @@ class ToolSet:
         )
         assert isinstance(tool, _Tool)
         tool.bare_errors = self.bare_errors
-        self._compact(tool)
+        self._compact(tool, self.typed_outputs if typed is None else typed)
         self._tools.append(tool)
 
-    def _compact(self, tool: Tool) -> None:
+    def _compact(self, tool: Tool, typed: bool) -> None:
         params = compact(tool.parameters, nullable_as_type=False)
         if self.lean:
             lean = compact(params, nullable_as_type=False, lean=True)
@@ -238,7 +247,7 @@ class ToolSet:
         tool.parameters = params
         meta = tool.fn_metadata
         if meta.output_schema is not None:
-            if self.typed_outputs:
+            if typed:
                 meta.output_schema = compact(inline(meta.output_schema), nullable_as_type=True, keep_required=True)
                 return
             out = compact(meta.output_schema, nullable_as_type=True)

@@ -38,7 +38,7 @@ from servers.inference_enhancement.models import (
     RelationKey,
     Relations,
 )
-from servers.inference_enhancement.service import NAME, SUMMARY_URI, GraphService, entity_uri
+from servers.inference_enhancement.service import GRAPH_URI, NAME, SUMMARY_URI, GraphService, entity_uri
 from servers.inference_enhancement.settings import Settings
 
 TITLE = "Knowledge graph"
@@ -240,8 +240,10 @@ async def get_provenance(
 def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its service embeds new and changed entities in the background."""
 
-    # lean: the seventeen tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
-    tools = ToolSet(settings, lean=True, typed_outputs=True, bare_errors=True)
+    # lean: the tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
+    # The nine reference tools advertise typed results, as the reference does; the others outline theirs,
+    # so that all seventeen stay affordable in the client's context.
+    tools = ToolSet(settings, lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
     tools.add(create_entities, "Create entities", WRITE)
     tools.add(create_relations, "Create relations", WRITE)
     tools.add(add_observations, "Add observations", WRITE)
@@ -251,14 +253,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
     tools.add(read_graph, "Read graph", READ)
     tools.add(search_nodes, "Search nodes", READ)
     tools.add(open_nodes, "Open nodes", READ)
-    tools.add(import_memory_jsonl, "Import memory.jsonl", WRITE)
-    tools.add(export_memory_jsonl, "Export memory.jsonl", WRITE)
-    tools.add(get_neighbors, "Neighbours", READ)
-    tools.add(find_path, "Shortest path", READ)
-    tools.add(get_relevant_subgraph, "Relevant subgraph", READ)
-    tools.add(enhance_prompt, "Enhance prompt", READ)
-    tools.add(rank_passages, "Rank passages", READ)
-    tools.add(get_provenance, "Provenance", READ)
+    tools.add(import_memory_jsonl, "Import memory.jsonl", WRITE, typed=False)
+    tools.add(export_memory_jsonl, "Export memory.jsonl", WRITE, typed=False)
+    tools.add(get_neighbors, "Neighbours", READ, typed=False)
+    tools.add(find_path, "Shortest path", READ, typed=False)
+    tools.add(get_relevant_subgraph, "Relevant subgraph", READ, typed=False)
+    tools.add(enhance_prompt, "Enhance prompt", READ, typed=False)
+    tools.add(rank_passages, "Rank passages", READ, typed=False)
+    tools.add(get_provenance, "Provenance", READ, typed=False)
     server = create_server(
         NAME,
         settings,
@@ -270,6 +272,15 @@ def build(settings: Settings) -> MCPServer[Deps]:
             "known people, projects or facts; create_entities/add_observations to remember."
         ),
     )
+
+    @server.resource(GRAPH_URI, name="knowledge-graph", title="Knowledge Graph", mime_type="application/json")
+    async def graph_resource() -> str:
+        """The knowledge graph as read_graph's first page, in the reference server's text form."""
+        return wire.js_json(
+            (await (await server_service(server, GraphService)).read_graph()).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        )
 
     @server.resource(SUMMARY_URI, name="graph-summary", mime_type="application/json")
     async def summary_resource() -> str:

@@ -65,6 +65,8 @@ NAME = "inference_enhancement"
 EMBEDDING_DIM = 384
 EVENT = "graph.changed"
 SUMMARY_URI = "graph://summary"
+#: The reference server's one resource (the whole graph), kept so its clients' reads and subscriptions work.
+GRAPH_URI = "memory://knowledge-graph"
 #: Observations an entity's vector is made from (the model reads about 256 tokens anyway).
 EMBED_OBSERVATIONS = 20
 #: Entities embedded per batch when refreshing stale vectors.
@@ -246,7 +248,9 @@ class GraphService:
         for action, named in by_action.items():
             await self.deps.events.publish(EVENT, {"action": action, "names": sorted(named)[:200]})
             touched.update(named)
-        await self.deps.subscriptions.resources_updated([SUMMARY_URI, *(entity_uri(n) for n in sorted(touched))])
+        await self.deps.subscriptions.resources_updated(
+            [SUMMARY_URI, GRAPH_URI, *(entity_uri(n) for n in sorted(touched))]
+        )
 
     async def _assemble(
         self,

@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from common.testing import server_params as spawn_params
 from tests.servers.inference_enhancement.reference import ReferenceUnavailable, pinned_reference
@@ -28,6 +30,8 @@ from tests.servers.inference_enhancement.reference import ReferenceUnavailable, 
 pytestmark = pytest.mark.anyio
 
 Step = tuple[str, dict[str, Any], str | None]
+#: The reference's one resource, which this server serves too.
+GRAPH = "memory://knowledge-graph"
 
 
 @pytest.fixture(scope="module")
@@ -425,3 +429,67 @@ async def test_a_memory_file_the_reference_wrote_imports_to_the_same_graph(
         compare(
             step, Channels(await r.call_tool("open_nodes", step[1])), Channels(await o.call_tool("open_nodes", step[1]))
         )
+
+
+def _schema(schema: Any) -> Any:
+    """An output schema without what only documents it (descriptions, ``$schema``, closed objects)."""
+    if isinstance(schema, dict):
+        drop = {"description", "$schema", "additionalProperties"}
+        return {k: _schema(v) for k, v in sorted(schema.items()) if k not in drop}
+    if isinstance(schema, list):
+        return [_schema(s) for s in schema]
+    return schema
+
+
+class Updates:
+    """The ``notifications/resources/updated`` a handshake-era client receives."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.changed = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self.changed.set()
+
+    async def wait_for(self, uri: str) -> None:
+        with anyio.fail_after(20):
+            while uri not in self.uris:
+                self.changed = anyio.Event()
+                await self.changed.wait()
+
+
+async def test_a_handshake_era_client_gets_the_reference_tools_resource_and_subscriptions(
+    reference_script: Path, database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    ref_updates, our_updates = Updates(), Updates()
+    ref = Client(_reference(reference_script, tmp_path / "memory.jsonl"), mode="legacy", message_handler=ref_updates)
+    ours = Client(
+        _ours(database_url, redis_url, redis_prefix, tmp_path / "data"), mode="legacy", message_handler=our_updates
+    )
+    async with ref as r, ours as o:
+        for client in (r, o):
+            resources = client.server_capabilities.resources
+            assert resources is not None
+            assert resources.subscribe is True
+        ref_tools, our_tools = (await r.list_tools()).tools, (await o.list_tools()).tools
+        assert [t.name for t in our_tools] == [t.name for t in ref_tools]
+        for mine, theirs in zip(our_tools, ref_tools, strict=True):
+            assert mine.input_schema.get("required", []) == theirs.input_schema.get("required", []), mine.name
+            assert set(theirs.input_schema["properties"]) <= set(mine.input_schema["properties"]), mine.name
+            out = _schema(mine.output_schema)
+            if mine.name in ("read_graph", "search_nodes"):  # the one addition: a cursor when more pages exist
+                assert out["properties"].pop("next_cursor") == {"type": ["string", "null"]}
+            assert out == _schema(theirs.output_schema), mine.name
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)  # the handshake era's way, still what clients use
+            await r.subscribe_resource(GRAPH)
+            await o.subscribe_resource(GRAPH)
+        for client in (r, o):
+            await client.call_tool("create_entities", {"entities": [ent("Ada", "person", "Prefers tea")]})
+        await ref_updates.wait_for(GRAPH)
+        await our_updates.wait_for(GRAPH)
+        texts = [(await c.read_resource(GRAPH)).contents[0] for c in (r, o)]
+        assert [getattr(t, "text", None) for t in texts[1:]] == [getattr(texts[0], "text", None)]

@@ -584,9 +584,11 @@ class GraphService:
                 conn, names, [e.entity_type for e in entities], lcs, model, source, grams, sep
             )
             all_names = sorted({*names, *(n for rel in parsed.relations for n in rel[:2])})
-            ids = await store.lock_entities(conn, all_names)
-            # Exclusive: this import both creates entities and may store dangling relations.
+            await store.lock_entities(conn, all_names)
+            # Exclusive: this import both creates entities and may store dangling relations. Looked up again
+            # once held, so an entity another call created meanwhile is not taken for a dangling end.
             await store.lock_dangling(conn)
+            ids = await store.lock_entities(conn, all_names)
             await store.attach_relations(conn, sorted(made))
             pairs = [(ids[e.name], o) for e in entities for o in e.observations]
             inserted = await store.insert_observations(

@@ -345,3 +345,29 @@ async def test_the_lexical_statement_runs_while_the_query_is_embedded(settings: 
             db.runs = 0
             found = await svc.search_nodes("tea")
     assert found.entities[0].name == "Ada"
+
+
+async def test_a_dangling_end_and_its_entity_created_at_the_same_moment_always_meet(open_graph: OpenGraph) -> None:
+    """Relations to X and the entity X written at once by two services (two processes): each relation ends
+    attached to X, whichever committed first."""
+    async with open_graph() as one, open_graph() as two:
+        await one.create_entities([entity("Hub")])
+
+        async def relate(i: int) -> None:
+            await one.create_relations([rel("Hub", f"X{i}", "knows"), rel(f"Y{i}", f"X{i}", "knows")])
+
+        async def create(i: int) -> None:
+            await two.create_entities([entity(f"X{i}"), entity(f"Z{i}")])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(25):
+                tg.start_soon(relate, i)
+                tg.start_soon(create, i)
+        rows = await one.deps.db.fetch(
+            "SELECT r.to_name, r.to_id, e.id AS entity_id FROM inference_enhancement.relations r "
+            "LEFT JOIN inference_enhancement.entities e ON e.name = r.to_name"
+        )
+        assert len(rows) == 50
+        assert all(r["to_id"] == r["entity_id"] for r in rows), [dict(r) for r in rows if r["to_id"] is None][:3]
+        near = await one.neighbors("Hub")
+        assert sorted(e.name for e in near.entities) == sorted(["Hub", *(f"X{i}" for i in range(25))])

@@ -134,15 +134,18 @@ def _observations_optional(ref: Channels, ours: Channels) -> None:
 
 def _ranked_search(ref: Channels, ours: Channels) -> None:
     """search_nodes ranks its hits and adds keyword and meaning matches; it holds every entity the reference
-    finds, with the same content, and every relation the reference returns (same order among them)."""
+    finds, with the same content and ahead of the additions, and every relation the reference returns
+    (same order among them)."""
     assert not ref.is_error
     assert not ours.is_error
     assert ref.structured is not None
     assert ours.structured is not None
     assert ours.text == _js(ours.structured)
-    mine = ours.structured["entities"]
-    for e in ref.structured["entities"]:
+    mine, theirs = ours.structured["entities"], ref.structured["entities"]
+    for e in theirs:
         assert e in mine, e["name"]
+    # The reference's (substring) matches come first, then the additions.
+    assert sorted(e["name"] for e in mine[: len(theirs)]) == sorted(e["name"] for e in theirs)
     rels = [r for r in ours.structured["relations"] if r in ref.structured["relations"]]
     assert rels == ref.structured["relations"]
 

@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     from common.redis_conn import RedisConnection
     from common.vectors import VectorIndex
 
-from common.subscriptions import EventBridgeBus
+from common.sdk_adapter import lowlevel
+from common.subscriptions import EventBridgeBus, LegacySubscriptions
 
 log = get_logger(__name__)
 
@@ -380,6 +382,10 @@ def create_server(
         tools=tools.built() if tools is not None else None,
         middleware=[gate.middleware],
     )
+    legacy = LegacySubscriptions(bridge)
+    low = lowlevel(server)
+    low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)
+    low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, legacy.unsubscribe)
     _GATES[server] = gate
     return server
 

@@ -8,10 +8,12 @@ through the Redis/PostgreSQL :class:`~common.events.EventBus`, to the listen str
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mcp import types
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     PromptsListChanged,
@@ -110,3 +112,55 @@ class EventBridgeBus:
             return
         self.remote_delivered += 1
         await self._local.publish(make(data))
+
+
+class LegacySubscriptions:
+    """``resources/subscribe`` and ``resources/unsubscribe`` of the handshake-era protocol (2025 revisions).
+
+    Clients of those revisions (most desktop clients today) subscribe per URI and expect
+    ``notifications/resources/updated`` on their session; the 2026 revision's ``subscriptions/listen``
+    is served by the SDK itself. Each subscribed session gets a listener on the server's
+    :class:`EventBridgeBus`, so it hears changes made by any process. Registering these handlers is
+    also what makes ``initialize`` advertise ``resources.subscribe``.
+    """
+
+    def __init__(self, bus: EventBridgeBus) -> None:
+        self._bus = bus
+        self._sessions: dict[int, tuple[set[str], Callable[[], None]]] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        session = ctx.session
+        key = id(session)
+        if key not in self._sessions:
+            uris: set[str] = set()
+
+            def listener(event: ServerEvent) -> None:
+                if isinstance(event, ResourceUpdated) and event.uri in uris:
+                    task = asyncio.get_running_loop().create_task(self._send(key, session, event.uri))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+
+            self._sessions[key] = (uris, self._bus.subscribe(listener))
+        self._sessions[key][0].add(str(params.uri))
+        return types.EmptyResult()
+
+    async def unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        entry = self._sessions.get(id(ctx.session))
+        if entry is not None:
+            entry[0].discard(str(params.uri))
+            if not entry[0]:
+                self._drop(id(ctx.session))
+        return types.EmptyResult()
+
+    def _drop(self, key: int) -> None:
+        entry = self._sessions.pop(key, None)
+        if entry is not None:
+            entry[1]()
+
+    async def _send(self, key: int, session: Any, uri: str) -> None:
+        try:
+            await session.send_resource_updated(uri)
+        except Exception as exc:  # the client went away: stop listening for it
+            log.info("subscription_session_closed", error=type(exc).__name__)
+            self._drop(key)

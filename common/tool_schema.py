@@ -52,15 +52,17 @@ def _is_null(schema: Any) -> bool:
     return isinstance(schema, dict) and schema.get("type") == "null" and len(schema) == 1
 
 
-def compact(schema: Any, *, nullable_as_type: bool, lean: bool = False) -> Any:
+def compact(schema: Any, *, nullable_as_type: bool, lean: bool = False, keep_required: bool = False) -> Any:
     """A compact copy of ``schema`` (see the module docstring).
 
     ``lean`` also drops ``pattern`` (the pydantic model still enforces it; the description should
     say the shape) and defaults that say nothing (``False``, ``0``, ``""``), for servers whose many
-    tools would otherwise not fit the budget.
+    tools would otherwise not fit the budget. ``keep_required`` keeps the ``required`` lists of an
+    output schema (a typed result a client validates against).
     """
+    kw: dict[str, Any] = {"nullable_as_type": nullable_as_type, "lean": lean, "keep_required": keep_required}
     if isinstance(schema, list):
-        return [compact(s, nullable_as_type=nullable_as_type, lean=lean) for s in schema]
+        return [compact(s, **kw) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
@@ -77,12 +79,12 @@ def compact(schema: Any, *, nullable_as_type: bool, lean: bool = False) -> Any:
             continue  # the default
         if key == "format" and nullable_as_type:
             continue
-        if key == "required" and nullable_as_type:
+        if key == "required" and nullable_as_type and not keep_required:
             continue  # every output field is always present; listing them all again costs context
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {k: compact(v, nullable_as_type=nullable_as_type, lean=lean) for k, v in value.items()}
+            out[key] = {k: compact(v, **kw) for k, v in value.items()}
         else:
-            out[key] = compact(value, nullable_as_type=nullable_as_type, lean=lean)
+            out[key] = compact(value, **kw)
     options = out.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and any(_is_null(o) for o in options):
         other = next(o for o in options if not _is_null(o))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ValidationError
@@ -91,14 +91,20 @@ def validation_message(tool: str, exc: ValidationError) -> str:
 
 
 class _Tool(Tool):
-    """An SDK tool whose argument-validation error stays short however many items were wrong."""
+    """An SDK tool whose argument-validation error stays short however many items were wrong, and (with
+    ``bare_errors``) whose own errors reach the client without the SDK's "Error executing tool" prefix."""
+
+    bare_errors: bool = False
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(validation_message(self.name, exc.__cause__)) from None
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(validation_message(self.name, cause)) from None
+            if self.bare_errors and isinstance(cause, ToolError) and not isinstance(exc, UnexpectedToolError):
+                raise ToolError(str(cause)) from None
             raise
 
 
@@ -222,17 +228,38 @@ class Catalog:
 class ToolSet:
     """The tools of one server, collected by ``build`` and built into SDK ``Tool`` objects."""
 
-    def __init__(self, settings: BaseServerSettings, *, lean: bool = False, outline_outputs: bool = False) -> None:
+    def __init__(
+        self,
+        settings: BaseServerSettings,
+        *,
+        lean: bool = False,
+        outline_outputs: bool = False,
+        typed_outputs: bool = False,
+        bare_errors: bool = False,
+    ) -> None:
         """``lean`` trims input schemas further (:func:`common.tool_schema.compact`); ``outline_outputs``
-        advertises only the top-level fields of each result (the results are still validated models)."""
+        advertises only the top-level fields of each result (the results are still validated models);
+        ``typed_outputs`` advertises each result's full types and ``required`` lists, without ``$ref``s;
+        ``bare_errors`` sends a tool's error text alone, as a peer server it replaces words it."""
         self.settings = settings
         self.lean = lean
         self.outline_outputs = outline_outputs
+        self.typed_outputs = typed_outputs
+        self.bare_errors = bare_errors
         self._tools: list[Tool] = []
         self.names: list[str] = []
 
-    def add(self, fn: Callable[..., Awaitable[Any]], title: str, hints: Hints, *, name: str | None = None) -> None:
-        """Register ``fn`` as a tool (unless the allow-list leaves it out)."""
+    def add(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        title: str,
+        hints: Hints,
+        *,
+        name: str | None = None,
+        typed: bool | None = None,
+    ) -> None:
+        """Register ``fn`` as a tool (unless the allow-list leaves it out); ``typed`` overrides the set's
+        ``typed_outputs`` for this tool."""
         tool_name = name or fn.__name__
         _check_name(tool_name)
         if not fn.__doc__:
@@ -255,10 +282,12 @@ class ToolSet:
                 open_world_hint=hints.open_world,
             ),
         )
-        self._compact(tool)
+        assert isinstance(tool, _Tool)
+        tool.bare_errors = self.bare_errors
+        self._compact(tool, self.typed_outputs if typed is None else typed)
         self._tools.append(tool)
 
-    def _compact(self, tool: Tool) -> None:
+    def _compact(self, tool: Tool, typed: bool) -> None:
         params = compact(tool.parameters, nullable_as_type=False)
         if self.lean:
             lean = compact(params, nullable_as_type=False, lean=True)
@@ -267,6 +296,9 @@ class ToolSet:
         tool.parameters = params
         meta = tool.fn_metadata
         if meta.output_schema is not None:
+            if typed:
+                meta.output_schema = compact(inline(meta.output_schema), nullable_as_type=True, keep_required=True)
+                return
             out = compact(meta.output_schema, nullable_as_type=True)
             meta.output_schema = outline(out) if self.outline_outputs else out
 

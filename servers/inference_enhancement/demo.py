@@ -1,4 +1,5 @@
-"""The calls ``mcp-suite demo`` (and the stdio end-to-end test) make on this server, in order."""
+"""The calls ``mcp-suite demo`` (and the stdio end-to-end test) make on this server, in order (default tools
+only: the reference's nine)."""
 
 CALLS: list[tuple[str, dict[str, object]]] = [
     (
@@ -13,7 +14,6 @@ CALLS: list[tuple[str, dict[str, object]]] = [
     ("create_relations", {"relations": [{"from": "Ada", "to": "Billing", "relationType": "leads"}]}),
     ("add_observations", {"observations": [{"entityName": "Ada", "contents": ["Joined in 2021"]}]}),
     ("search_nodes", {"query": "who runs payments?"}),
-    ("get_neighbors", {"name": "Ada", "depth": 1}),
-    ("enhance_prompt", {"query": "Who should review the invoice retry change?", "max_tokens": 200}),
+    ("open_nodes", {"names": ["Ada"]}),
     ("read_graph", {}),
 ]

@@ -79,6 +79,11 @@ class Graph(BaseModel):
     next_cursor: str | None = None
 
 
+class Nodes(BaseModel):
+    entities: list[Entity]
+    relations: list[Relation]
+
+
 class Entities(BaseModel):
     entities: list[Entity]
 
@@ -106,7 +111,8 @@ class Imported(BaseModel):
     entities_merged: int
     observations_added: int
     relations_created: int
-    relations_skipped: int
+    relations_dangling: int
+    dangling: list[str]
     problems: list[str]
 
 

@@ -13,10 +13,12 @@ from typing import Annotated, Literal
 from urllib.parse import unquote
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
 
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import CursorArg, P
 from common.tools import DELETE, READ, WRITE, ToolSet
+from servers.inference_enhancement import wire
 from servers.inference_enhancement.models import (
     AddedAll,
     DeletionIn,
@@ -26,6 +28,7 @@ from servers.inference_enhancement.models import (
     Exported,
     Graph,
     Imported,
+    Nodes,
     ObservationsIn,
     Path,
     Prompt,
@@ -35,7 +38,7 @@ from servers.inference_enhancement.models import (
     RelationKey,
     Relations,
 )
-from servers.inference_enhancement.service import NAME, SUMMARY_URI, GraphService, entity_uri
+from servers.inference_enhancement.service import GRAPH_URI, NAME, SUMMARY_URI, GraphService, entity_uri
 from servers.inference_enhancement.settings import Settings
 
 TITLE = "Knowledge graph"
@@ -62,39 +65,45 @@ def _client(ctx: Context) -> str | None:
 # ------------------------------------------------------------------------------------------- the nine tools
 
 
-async def create_entities(entities: Annotated[list[EntityIn], P("New entities.")], ctx: Context) -> Entities:
+async def create_entities(
+    entities: Annotated[list[EntityIn], P("New entities.")], ctx: Context
+) -> Annotated[CallToolResult, Entities]:
     """Create entities with observations; returns those that were new."""
-    return await (await _svc(ctx)).create_entities(entities, client=_client(ctx))
+    return wire.listed(await (await _svc(ctx)).create_entities(entities, client=_client(ctx)), "entities")
 
 
 async def create_relations(
-    relations: Annotated[list[RelationIn], P("Active voice; validFrom/To optional.")],
+    relations: Annotated[list[RelationIn], P("Active voice.")],
     ctx: Context,
-) -> Relations:
-    """Relate existing entities; returns the new relations."""
-    return await (await _svc(ctx)).create_relations(relations, client=_client(ctx))
+) -> Annotated[CallToolResult, Relations]:
+    """Relate entities; returns the new relations."""
+    return wire.listed(await (await _svc(ctx)).create_relations(relations, client=_client(ctx)), "relations")
 
 
 async def add_observations(
     observations: Annotated[list[ObservationsIn], P("Texts per entity.")], ctx: Context
-) -> AddedAll:
+) -> Annotated[CallToolResult, AddedAll]:
     """Add observations to existing entities; returns what was new."""
-    return await (await _svc(ctx)).add_observations(observations, client=_client(ctx))
+    return wire.listed(await (await _svc(ctx)).add_observations(observations, client=_client(ctx)), "results")
 
 
-async def delete_entities(entityNames: Names, ctx: Context) -> Done:
+async def delete_entities(entityNames: Names, ctx: Context) -> Annotated[CallToolResult, Done]:
     """Delete entities and their relations."""
-    return await (await _svc(ctx)).delete_entities(entityNames)
+    return wire.done(await (await _svc(ctx)).delete_entities(entityNames))
 
 
-async def delete_observations(deletions: Annotated[list[DeletionIn], P("Texts per entity.")], ctx: Context) -> Done:
+async def delete_observations(
+    deletions: Annotated[list[DeletionIn], P("Texts per entity.")], ctx: Context
+) -> Annotated[CallToolResult, Done]:
     """Delete observations by exact text."""
-    return await (await _svc(ctx)).delete_observations(deletions)
+    return wire.done(await (await _svc(ctx)).delete_observations(deletions))
 
 
-async def delete_relations(relations: Annotated[list[RelationKey], P("Relations.")], ctx: Context) -> Done:
+async def delete_relations(
+    relations: Annotated[list[RelationKey], P("Relations.")], ctx: Context
+) -> Annotated[CallToolResult, Done]:
     """Delete relations."""
-    return await (await _svc(ctx)).delete_relations(relations)
+    return wire.done(await (await _svc(ctx)).delete_relations(relations))
 
 
 async def read_graph(
@@ -103,9 +112,11 @@ async def read_graph(
     cursor: CursorArg = None,
     names_only: Annotated[bool, P("Omit observations.")] = False,
     as_of: AsOf = None,
-) -> Graph:
+) -> Annotated[CallToolResult, Graph]:
     """Read the graph a page at a time; follow next_cursor."""
-    return await (await _svc(ctx)).read_graph(limit=limit, cursor=cursor, names_only=names_only, as_of=as_of)
+    return wire.graph(
+        await (await _svc(ctx)).read_graph(limit=limit, cursor=cursor, names_only=names_only, as_of=as_of)
+    )
 
 
 async def search_nodes(
@@ -113,14 +124,14 @@ async def search_nodes(
     ctx: Context,
     limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 10,
     cursor: CursorArg = None,
-) -> Graph:
+) -> Annotated[CallToolResult, Graph]:
     """Find entities by meaning, keywords and substrings, best first; next_cursor pages on."""
-    return await (await _svc(ctx)).search_nodes(query, limit=limit, cursor=cursor)
+    return wire.graph(await (await _svc(ctx)).search_nodes(query, limit=limit, cursor=cursor))
 
 
-async def open_nodes(names: Names, ctx: Context) -> Graph:
+async def open_nodes(names: Names, ctx: Context) -> Annotated[CallToolResult, Nodes]:
     """Read entities by exact name, with their relations."""
-    return await (await _svc(ctx)).open_nodes(names)
+    return wire.graph(await (await _svc(ctx)).open_nodes(names))
 
 
 # ------------------------------------------------------------------------------------------- import / export
@@ -229,8 +240,10 @@ async def get_provenance(
 def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its service embeds new and changed entities in the background."""
 
-    # lean: the seventeen tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
+    # lean: the tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
+    # The nine reference tools advertise typed results, as the reference does; the others outline theirs,
+    # so that all seventeen stay affordable in the client's context.
+    tools = ToolSet(settings, lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
     tools.add(create_entities, "Create entities", WRITE)
     tools.add(create_relations, "Create relations", WRITE)
     tools.add(add_observations, "Add observations", WRITE)
@@ -240,14 +253,14 @@ def build(settings: Settings) -> MCPServer[Deps]:
     tools.add(read_graph, "Read graph", READ)
     tools.add(search_nodes, "Search nodes", READ)
     tools.add(open_nodes, "Open nodes", READ)
-    tools.add(import_memory_jsonl, "Import memory.jsonl", WRITE)
-    tools.add(export_memory_jsonl, "Export memory.jsonl", WRITE)
-    tools.add(get_neighbors, "Neighbours", READ)
-    tools.add(find_path, "Shortest path", READ)
-    tools.add(get_relevant_subgraph, "Relevant subgraph", READ)
-    tools.add(enhance_prompt, "Enhance prompt", READ)
-    tools.add(rank_passages, "Rank passages", READ)
-    tools.add(get_provenance, "Provenance", READ)
+    tools.add(import_memory_jsonl, "Import memory.jsonl", WRITE, typed=False)
+    tools.add(export_memory_jsonl, "Export memory.jsonl", WRITE, typed=False)
+    tools.add(get_neighbors, "Neighbours", READ, typed=False)
+    tools.add(find_path, "Shortest path", READ, typed=False)
+    tools.add(get_relevant_subgraph, "Relevant subgraph", READ, typed=False)
+    tools.add(enhance_prompt, "Enhance prompt", READ, typed=False)
+    tools.add(rank_passages, "Rank passages", READ, typed=False)
+    tools.add(get_provenance, "Provenance", READ, typed=False)
     server = create_server(
         NAME,
         settings,
@@ -255,10 +268,19 @@ def build(settings: Settings) -> MCPServer[Deps]:
         tools=tools,
         service=lambda deps: GraphService.open(deps, settings),
         instructions=(
-            "Knowledge graph of entities, relations and observations. search_nodes or enhance_prompt before "
-            "answering about known people, projects or facts; create_entities/add_observations to remember."
+            "Knowledge graph of entities, relations and observations. search_nodes before answering about "
+            "known people, projects or facts; create_entities/add_observations to remember."
         ),
     )
+
+    @server.resource(GRAPH_URI, name="knowledge-graph", title="Knowledge Graph", mime_type="application/json")
+    async def graph_resource() -> str:
+        """The knowledge graph as read_graph's first page, in the reference server's text form."""
+        return wire.js_json(
+            (await (await server_service(server, GraphService)).read_graph()).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        )
 
     @server.resource(SUMMARY_URI, name="graph-summary", mime_type="application/json")
     async def summary_resource() -> str:

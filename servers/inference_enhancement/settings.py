@@ -1,15 +1,16 @@
 """Settings of the knowledge-graph server: the shared ones plus ``INFERENCE_ENHANCEMENT_*``."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings, _shared
 
-#: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference server's nine tools plus
-#: neighbourhoods and prompt enrichment. All seventeen would pass the 8 KB a server's tools/list may cost
-#: the client's context on every turn; ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
+#: Exposed unless INFERENCE_ENHANCEMENT_TOOLS says otherwise: the reference memory server's nine tools, so
+#: the default tools/list is the reference's (with typed results it is near the 8 KB a server's tools/list may
+#: cost the client's context on every turn). ``INFERENCE_ENHANCEMENT_TOOLS=all`` exposes every tool.
 CORE_TOOLS = (
     "create_entities",
     "create_relations",
@@ -20,8 +21,6 @@ CORE_TOOLS = (
     "read_graph",
     "search_nodes",
     "open_nodes",
-    "get_neighbors",
-    "enhance_prompt",
 )
 
 
@@ -45,6 +44,9 @@ class Settings(BaseServerSettings):
     #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
     search_candidates: int = Field(default=40, ge=5, le=1_000)
     max_visited: int = Field(default=20_000, ge=100, le=1_000_000)
+    #: create_relations naming an entity that does not exist: ``keep`` stores the relation dangling, as the
+    #: reference memory server does (a switching user's habits and files rely on it); ``refuse`` fails the call.
+    dangling_relations: Literal["keep", "refuse"] = "keep"
     #: The only folders import_memory_jsonl reads and export_memory_jsonl writes (JSON list); empty: the
     #: tools refuse file paths (``content`` still works). The command line uses the given file's folder.
     file_roots: list[Path] = Field(

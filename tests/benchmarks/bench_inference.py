@@ -261,6 +261,7 @@ async def measure_all(
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
         "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES": str(2 * 1024**3),
+        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),  # the import reads its files from here
         "DB_STATEMENT_TIMEOUT_MS": "600000",
         "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "600000",
     }

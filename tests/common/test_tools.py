@@ -130,3 +130,39 @@ async def test_schemas_are_compact_and_hints_explicit(settings: BaseServerSettin
     assert (tool.annotations.read_only_hint, tool.annotations.destructive_hint) == (True, False)
     assert tool.annotations.idempotent_hint is True
     assert tool.annotations.open_world_hint is False
+
+
+class Pair(BaseModel):
+    first: Echo
+    note: str | None = None
+
+
+async def pair(text: Annotated[str, P("Text.")]) -> Pair:
+    """Answer with a nested result; refuses 'no'."""
+    if text == "no":
+        raise InvalidInput("no is not an answer; say yes.")
+    return Pair(first=Echo(text=text, n=1))
+
+
+async def test_bare_errors_and_typed_outputs_are_per_set_and_per_tool(settings: BaseServerSettings) -> None:
+    tools = ToolSet(settings, outline_outputs=True, typed_outputs=True, bare_errors=True)
+    tools.add(pair, "Pair", READ)
+    tools.add(echo, "Echo", READ, typed=False)
+    async with Client(MCPServer("tools-test", tools=tools.built())) as client:
+        listed = {t.name: t.output_schema for t in (await client.list_tools()).tools}
+        failed = await client.call_tool("pair", {"text": "no"})
+    assert listed["pair"] == {
+        "type": "object",
+        "properties": {
+            "first": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "n": {"type": "integer"}},
+                "required": ["text", "n"],
+            },
+            "note": {"type": ["string", "null"]},
+        },
+        "required": ["first"],
+    }
+    assert listed["echo"] == {"type": "object", "properties": {"text": {}, "n": {}}}
+    assert failed.is_error
+    assert failed.content[0].text == "no is not an answer; say yes."  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
-"""The reference `@modelcontextprotocol/server-memory`, installed from npm for side-by-side runs.
+"""The reference `@modelcontextprotocol/server-memory` for side-by-side runs.
 
-Used by the compatibility test and by the benchmark; each decides what a failed install means
-(a visible skip, or the end of the benchmark).
+The compatibility suite runs the copy ``scripts/setup`` installs (pinned by
+``requirements/npm/package-lock.json``); the benchmark may install another version from npm. Each
+decides what a missing reference means.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ import subprocess
 from pathlib import Path
 
 PACKAGE = "@modelcontextprotocol/server-memory"
+#: The pinned copy installed by scripts/setup.
+PINNED = Path(__file__).resolve().parents[3] / "requirements" / "npm" / "node_modules" / PACKAGE
+
+
+def pinned_reference() -> Path:
+    """The entry script of the pinned reference server (``node <it>``; it reads MEMORY_FILE_PATH)."""
+    if shutil.which("node") is None:
+        raise ReferenceUnavailable("node is not installed, so the reference server cannot be run")
+    script = PINNED / "dist" / "index.js"
+    if not script.is_file():
+        raise ReferenceUnavailable(f"{script} is missing: run scripts/setup (it installs requirements/npm)")
+    return script
 
 
 class ReferenceUnavailable(Exception):

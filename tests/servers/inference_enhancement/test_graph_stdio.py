@@ -1,10 +1,10 @@
 """The knowledge-graph server as real stdio processes: four writers at once, cross-process resource
-notifications, and a compatibility replay against the reference memory server from npm."""
+notifications, search by meaning and the command line (the replay against the reference server is
+test_reference_compat.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -15,18 +15,14 @@ import anyio
 import asyncpg
 import pytest
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
 from common.testing import call_ok as call
 from common.testing import server_params as spawn_params
 from servers.inference_enhancement.server import entity_uri
-from tests.servers.inference_enhancement.reference import ReferenceUnavailable, install_reference
 
 pytestmark = pytest.mark.anyio
 
 PROCESSES = 4
-#: The reference versions replayed: the one the issue names, and the current one (structured results).
-REFERENCE_VERSIONS = ("0.6", "2026.8.31")
 
 
 def server_params(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **env: str) -> Any:
@@ -128,37 +124,6 @@ async def test_a_client_subscribed_on_one_process_hears_a_change_made_through_an
         assert summary["observations"] == 1
 
 
-# ------------------------------------------------------------------------------------------ compatibility
-
-
-@pytest.fixture(scope="module", params=REFERENCE_VERSIONS)
-def reference_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference server installed from npm into a private folder (its 0.6 releases keep memory.json there)."""
-    try:
-        return install_reference(tmp_path_factory.mktemp(f"refmem-{request.param}"), request.param, timeout_s=180)
-    except ReferenceUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-def _reference_result(result: Any) -> Any:
-    """The reference's answer as data: its structured content, else the JSON (or plain) text it sent."""
-    if result.structured_content is not None:
-        return result.structured_content
-    text = result.content[0].text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _entity(e: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
-    return e["name"], e["entityType"], tuple(e["observations"])
-
-
-def _relation(r: dict[str, Any]) -> tuple[str, str, str]:
-    return r["from"], r["to"], r["relationType"]
-
-
 SEQUENCE: list[tuple[str, dict[str, Any]]] = [
     (
         "create_entities",
@@ -210,39 +175,6 @@ SEQUENCE: list[tuple[str, dict[str, Any]]] = [
     ("open_nodes", {"names": ["Ada", "Postgres"]}),
     ("read_graph", {}),
 ]
-
-
-async def test_replaying_the_nine_tools_gives_the_reference_servers_results(
-    reference_server: Path, database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
-) -> None:
-    memory = tmp_path / "memory.jsonl"
-    stale = reference_server.parent / "memory.json"  # 0.6.x ignores MEMORY_FILE_PATH
-    stale.unlink(missing_ok=True)
-    ref_env = {**os.environ, "MEMORY_FILE_PATH": str(memory)}
-    ref = StdioServerParameters(command="node", args=[str(reference_server)], env=ref_env)
-    ours = server_params(database_url, redis_url, redis_prefix, tmp_path / "data")
-    async with Client(ref, read_timeout_seconds=60) as r, Client(ours, read_timeout_seconds=120) as o:
-        for tool, args in SEQUENCE:
-            expected = _reference_result(await r.call_tool(tool, args))
-            got = await call(o, tool, args)
-            where = f"{tool}({json.dumps(args, ensure_ascii=False)})"
-            if tool in ("create_entities", "create_relations", "add_observations"):
-                key = next(iter(got))
-                assert got[key] == (expected[key] if isinstance(expected, dict) else expected), where
-            elif tool.startswith("delete_"):
-                message = expected["message"] if isinstance(expected, dict) else expected
-                assert got == {"success": True, "message": message}, where
-            elif tool == "read_graph":
-                assert [_entity(e) for e in got["entities"]] == [_entity(e) for e in expected["entities"]], where
-                assert [_relation(x) for x in got["relations"]] == [_relation(x) for x in expected["relations"]]
-            else:  # search_nodes, open_nodes: everything the reference finds, with the same content
-                mine = {e["name"]: _entity(e) for e in got["entities"]}
-                for e in expected["entities"]:
-                    assert mine.get(e["name"]) == _entity(e), where
-                assert {_relation(x) for x in expected["relations"]} <= {_relation(x) for x in got["relations"]}
-                if tool == "open_nodes":
-                    assert [e["name"] for e in got["entities"]] == [e["name"] for e in expected["entities"]]
-    stale.unlink(missing_ok=True)
 
 
 async def test_a_reworded_question_finds_what_substring_search_misses(

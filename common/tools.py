@@ -193,35 +193,36 @@ class _Declared:
     title: str
     hints: Hints
     name: str | None
+    typed: bool | None
 
 
 class Catalog:
     """The tools a server module declares, in the order they are defined.
 
-    ``lean`` and ``outline_outputs`` are passed to the :class:`ToolSet` it builds.
+    ``options`` (``lean``, ``outline_outputs``, ``typed_outputs``, ``bare_errors``) are passed to the
+    :class:`ToolSet` it builds.
     """
 
-    def __init__(self, *, lean: bool = False, outline_outputs: bool = False) -> None:
+    def __init__(self, **options: bool) -> None:
         self._declared: list[_Declared] = []
-        self.lean = lean
-        self.outline_outputs = outline_outputs
+        self.options = options
 
     def tool(
-        self, title: str, hints: Hints, *, name: str | None = None
+        self, title: str, hints: Hints, *, name: str | None = None, typed: bool | None = None
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         """Declare the decorated function a tool; it is returned unchanged (tests call it directly)."""
 
         def declare(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            self._declared.append(_Declared(fn, title, hints, name))
+            self._declared.append(_Declared(fn, title, hints, name, typed))
             return fn
 
         return declare
 
     def build(self, settings: BaseServerSettings) -> ToolSet:
         """The declared tools as a :class:`ToolSet` for ``settings`` (its allow-list applies)."""
-        tools = ToolSet(settings, lean=self.lean, outline_outputs=self.outline_outputs)
+        tools = ToolSet(settings, **self.options)
         for d in self._declared:
-            tools.add(d.fn, d.title, d.hints, name=d.name)
+            tools.add(d.fn, d.title, d.hints, name=d.name, typed=d.typed)
         return tools
 
 

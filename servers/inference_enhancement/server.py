@@ -17,7 +17,7 @@ from mcp.types import CallToolResult
 
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import CursorArg, P
-from common.tools import DELETE, READ, WRITE, ToolSet
+from common.tools import DELETE, READ, WRITE, Catalog, args_of
 from servers.inference_enhancement import wire
 from servers.inference_enhancement.models import (
     AddedAll,
@@ -48,6 +48,15 @@ AsOf = Annotated[datetime | None, P("Graph as of this time.")]
 Types = Annotated[list[str] | None, P("Only these relation types.")]
 Direction = Annotated[Literal["out", "in", "both"], P("Relation direction.")]
 
+INSTRUCTIONS = (
+    "Knowledge graph of entities, relations and observations. search_nodes before answering about "
+    "known people, projects or facts; create_entities/add_observations to remember."
+)
+# lean: the tools' schemas must fit the client's context budget (see settings.CORE_TOOLS). The nine
+# reference tools advertise typed results, as the reference does; the others outline theirs (typed=False),
+# so that all seventeen stay affordable in the client's context.
+TOOLS = Catalog(lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
+
 
 async def _svc(ctx: Context) -> GraphService:
     return await service(ctx, GraphService)
@@ -65,6 +74,7 @@ def _client(ctx: Context) -> str | None:
 # ------------------------------------------------------------------------------------------- the nine tools
 
 
+@TOOLS.tool("Create entities", WRITE)
 async def create_entities(
     entities: Annotated[list[EntityIn], P("New entities.")], ctx: Context
 ) -> Annotated[CallToolResult, Entities]:
@@ -72,6 +82,7 @@ async def create_entities(
     return wire.listed(await (await _svc(ctx)).create_entities(entities, client=_client(ctx)), "entities")
 
 
+@TOOLS.tool("Create relations", WRITE)
 async def create_relations(
     relations: Annotated[list[RelationIn], P("Active voice.")],
     ctx: Context,
@@ -80,6 +91,7 @@ async def create_relations(
     return wire.listed(await (await _svc(ctx)).create_relations(relations, client=_client(ctx)), "relations")
 
 
+@TOOLS.tool("Add observations", WRITE)
 async def add_observations(
     observations: Annotated[list[ObservationsIn], P("Texts per entity.")], ctx: Context
 ) -> Annotated[CallToolResult, AddedAll]:
@@ -87,11 +99,13 @@ async def add_observations(
     return wire.listed(await (await _svc(ctx)).add_observations(observations, client=_client(ctx)), "results")
 
 
+@TOOLS.tool("Delete entities", DELETE)
 async def delete_entities(entityNames: Names, ctx: Context) -> Annotated[CallToolResult, Done]:
     """Delete entities and their relations."""
     return wire.done(await (await _svc(ctx)).delete_entities(entityNames))
 
 
+@TOOLS.tool("Delete observations", DELETE)
 async def delete_observations(
     deletions: Annotated[list[DeletionIn], P("Texts per entity.")], ctx: Context
 ) -> Annotated[CallToolResult, Done]:
@@ -99,6 +113,7 @@ async def delete_observations(
     return wire.done(await (await _svc(ctx)).delete_observations(deletions))
 
 
+@TOOLS.tool("Delete relations", DELETE)
 async def delete_relations(
     relations: Annotated[list[RelationKey], P("Relations.")], ctx: Context
 ) -> Annotated[CallToolResult, Done]:
@@ -106,6 +121,7 @@ async def delete_relations(
     return wire.done(await (await _svc(ctx)).delete_relations(relations))
 
 
+@TOOLS.tool("Read graph", READ)
 async def read_graph(
     ctx: Context,
     limit: Annotated[int, P("Page size.", ge=1, le=1_000)] = 200,
@@ -119,6 +135,7 @@ async def read_graph(
     )
 
 
+@TOOLS.tool("Search nodes", READ)
 async def search_nodes(
     query: Annotated[str, P("Words or a question.")],
     ctx: Context,
@@ -129,6 +146,7 @@ async def search_nodes(
     return wire.graph(await (await _svc(ctx)).search_nodes(query, limit=limit, cursor=cursor))
 
 
+@TOOLS.tool("Open nodes", READ)
 async def open_nodes(names: Names, ctx: Context) -> Annotated[CallToolResult, Nodes]:
     """Read entities by exact name, with their relations."""
     return wire.graph(await (await _svc(ctx)).open_nodes(names))
@@ -137,6 +155,7 @@ async def open_nodes(names: Names, ctx: Context) -> Annotated[CallToolResult, No
 # ------------------------------------------------------------------------------------------- import / export
 
 
+@TOOLS.tool("Import memory.jsonl", WRITE, typed=False)
 async def import_memory_jsonl(
     ctx: Context,
     path: Annotated[str | None, P("memory.jsonl file in an allowed folder.")] = None,
@@ -146,6 +165,7 @@ async def import_memory_jsonl(
     return await (await _svc(ctx)).import_jsonl(path=path, content=content)
 
 
+@TOOLS.tool("Export memory.jsonl", WRITE, typed=False)
 async def export_memory_jsonl(
     ctx: Context,
     path: Annotated[str | None, P("File in an allowed folder; omitted: return the text.")] = None,
@@ -157,6 +177,7 @@ async def export_memory_jsonl(
 # ------------------------------------------------------------------------------------------- retrieval
 
 
+@TOOLS.tool("Neighbours", READ, typed=False)
 async def get_neighbors(
     name: Annotated[str, P("Start entity.")],
     ctx: Context,
@@ -168,17 +189,10 @@ async def get_neighbors(
     cursor: CursorArg = None,
 ) -> Graph:
     """Entities within 1-3 hops of one entity, nearest first."""
-    return await (await _svc(ctx)).neighbors(
-        name,
-        depth=depth,
-        relation_types=relation_types,
-        direction=direction,
-        as_of=as_of,
-        limit=limit,
-        cursor=cursor,
-    )
+    return await (await _svc(ctx)).neighbors(**args_of(locals()))
 
 
+@TOOLS.tool("Shortest path", READ, typed=False)
 async def find_path(
     source: Annotated[str, P("From entity.")],
     target: Annotated[str, P("To entity.")],
@@ -194,6 +208,7 @@ async def find_path(
     )
 
 
+@TOOLS.tool("Relevant subgraph", READ, typed=False)
 async def get_relevant_subgraph(
     query: Annotated[str, P("What the subgraph should be about.")],
     ctx: Context,
@@ -205,6 +220,7 @@ async def get_relevant_subgraph(
     return await (await _svc(ctx)).relevant_subgraph(query, seeds=seeds, depth=depth, limit=limit)
 
 
+@TOOLS.tool("Enhance prompt", READ, typed=False)
 async def enhance_prompt(
     query: Annotated[str, P("The request.")],
     ctx: Context,
@@ -214,6 +230,7 @@ async def enhance_prompt(
     return await (await _svc(ctx)).enhance_prompt(query, max_tokens=max_tokens)
 
 
+@TOOLS.tool("Rank passages", READ, typed=False)
 async def rank_passages(
     query: Annotated[str, P("What the passages should answer.")],
     passages: Annotated[list[str], P("Candidate texts.", min_length=1, max_length=200)],
@@ -224,6 +241,7 @@ async def rank_passages(
     return await (await _svc(ctx)).rank_passages(query, passages, limit=limit)
 
 
+@TOOLS.tool("Provenance", READ, typed=False)
 async def get_provenance(
     name: Annotated[str, P("Entity name.")],
     ctx: Context,
@@ -240,38 +258,7 @@ async def get_provenance(
 def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its service embeds new and changed entities in the background."""
 
-    # lean: the tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
-    # The nine reference tools advertise typed results, as the reference does; the others outline theirs,
-    # so that all seventeen stay affordable in the client's context.
-    tools = ToolSet(settings, lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
-    tools.add(create_entities, "Create entities", WRITE)
-    tools.add(create_relations, "Create relations", WRITE)
-    tools.add(add_observations, "Add observations", WRITE)
-    tools.add(delete_entities, "Delete entities", DELETE)
-    tools.add(delete_observations, "Delete observations", DELETE)
-    tools.add(delete_relations, "Delete relations", DELETE)
-    tools.add(read_graph, "Read graph", READ)
-    tools.add(search_nodes, "Search nodes", READ)
-    tools.add(open_nodes, "Open nodes", READ)
-    tools.add(import_memory_jsonl, "Import memory.jsonl", WRITE, typed=False)
-    tools.add(export_memory_jsonl, "Export memory.jsonl", WRITE, typed=False)
-    tools.add(get_neighbors, "Neighbours", READ, typed=False)
-    tools.add(find_path, "Shortest path", READ, typed=False)
-    tools.add(get_relevant_subgraph, "Relevant subgraph", READ, typed=False)
-    tools.add(enhance_prompt, "Enhance prompt", READ, typed=False)
-    tools.add(rank_passages, "Rank passages", READ, typed=False)
-    tools.add(get_provenance, "Provenance", READ, typed=False)
-    server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: GraphService.open(deps, settings),
-        instructions=(
-            "Knowledge graph of entities, relations and observations. search_nodes before answering about "
-            "known people, projects or facts; create_entities/add_observations to remember."
-        ),
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=GraphService, instructions=INSTRUCTIONS)
 
     @server.resource(GRAPH_URI, name="knowledge-graph", title="Knowledge Graph", mime_type="application/json")
     async def graph_resource() -> str:

@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from common.errors import InvalidInput
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import P
-from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Hints, ToolSet
+from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Catalog, Hints
 from servers.analytics.models import (
     ChartOut,
     DatasetsOut,
@@ -36,10 +36,19 @@ Columns = Annotated[list[str] | None, P("Default: all.", max_length=100)]
 Cursor = Annotated[str | None, P("next_cursor.", max_length=512)]
 
 
+INSTRUCTIONS = (
+    "Register data files or PostgreSQL queries as datasets, then profile, query (read-only DuckDB SQL), "
+    "chart, predict and find patterns. Results are paged; charts are files."
+)
+
+TOOLS = Catalog(lean=True, outline_outputs=True)
+
+
 async def _svc(ctx: Context) -> AnalyticsService:
     return await service(ctx, AnalyticsService)
 
 
+@TOOLS.tool("Register dataset", EXTERNAL)
 async def register_dataset(
     name: DatasetName,
     ctx: Context,
@@ -60,6 +69,7 @@ async def register_dataset(
     )
 
 
+@TOOLS.tool("Datasets", DELETE)
 async def manage_datasets(
     ctx: Context,
     action: Annotated[Literal["list", "remove"], P("Action.")] = "list",
@@ -77,6 +87,7 @@ async def manage_datasets(
     return DatasetsOut(removed=await svc.remove(name))
 
 
+@TOOLS.tool("Profile dataset", WRITE)
 async def profile_dataset(
     name: DatasetName,
     ctx: Context,
@@ -85,6 +96,7 @@ async def profile_dataset(
     return await (await _svc(ctx)).profile(name)
 
 
+@TOOLS.tool("Query data", APPEND)
 async def query_data(
     ctx: Context,
     sql: Annotated[str | None, P("DuckDB SELECT.", max_length=20_000)] = None,
@@ -96,6 +108,7 @@ async def query_data(
     return await (await _svc(ctx)).query(sql, saved=saved, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Saved queries", Hints(read_only=False, destructive=True, idempotent=True))
 async def manage_saved_query(
     action: Annotated[Literal["save", "get", "list", "delete", "history"], P("Action.")],
     ctx: Context,
@@ -114,6 +127,7 @@ async def manage_saved_query(
     return await svc.saved_query(action, name=name, sql=sql, limit=limit, cursor=cursor)
 
 
+@TOOLS.tool("Create chart", WRITE)
 async def create_chart(
     source: Source,
     kind: Annotated[Literal["bar", "line", "area", "scatter", "histogram", "box", "heatmap"], P("Type.")],
@@ -138,6 +152,7 @@ async def create_chart(
     return await (await _svc(ctx)).chart(source, spec)
 
 
+@TOOLS.tool("Predict", APPEND)
 async def predict(
     source: Source,
     target: Annotated[str, P("Target column.", max_length=200)],
@@ -160,6 +175,7 @@ async def predict(
     )
 
 
+@TOOLS.tool("Predictions", WRITE)
 async def manage_predictions(
     action: Annotated[Literal["list", "get", "rescore"], P("Action.")],
     ctx: Context,
@@ -185,6 +201,7 @@ async def manage_predictions(
     return PredictionsOut(prediction=await svc.rescore(id, actuals))
 
 
+@TOOLS.tool("Find patterns", WRITE)
 async def find_patterns(
     ctx: Context,
     source: Annotated[str | None, P("Dataset or SELECT.", max_length=20_000)] = None,
@@ -214,26 +231,8 @@ async def find_patterns(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The analytics server: tools, the catalogue and profile resources, and the service."""
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
-    tools.add(register_dataset, "Register dataset", EXTERNAL)
-    tools.add(manage_datasets, "Datasets", DELETE)
-    tools.add(profile_dataset, "Profile dataset", WRITE)
-    tools.add(query_data, "Query data", APPEND)
-    tools.add(manage_saved_query, "Saved queries", Hints(read_only=False, destructive=True, idempotent=True))
-    tools.add(create_chart, "Create chart", WRITE)
-    tools.add(predict, "Predict", APPEND)
-    tools.add(manage_predictions, "Predictions", WRITE)
-    tools.add(find_patterns, "Find patterns", WRITE)
     server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: AnalyticsService.open(deps, settings),
-        instructions=(
-            "Register data files or PostgreSQL queries as datasets, then profile, query (read-only DuckDB SQL), "
-            "chart, predict and find patterns. Results are paged; charts are files."
-        ),
+        NAME, settings, title=TITLE, tools=TOOLS, service=AnalyticsService, instructions=INSTRUCTIONS
     )
 
     @server.resource("analytics://datasets", name="datasets", mime_type="application/json")

@@ -11,7 +11,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from common.errors import InvalidInput
 from common.runtime import Deps, create_server, service
 from common.tool_schema import CursorArg, P
-from common.tools import DELETE, READ, WRITE, Hints, ToolSet
+from common.tools import DELETE, READ, WRITE, Catalog, Hints
 from servers.documentation.models import Endpoints, GeneratedList, Hits, Jobs, Page, Projects, Saved, SpecImport
 from servers.documentation.service import DocumentationService
 from servers.documentation.settings import Settings
@@ -29,10 +29,19 @@ Limit = Annotated[int, P("Max items.", ge=1, le=50)]
 Cursor = CursorArg
 
 
+INSTRUCTIONS = (
+    "Private, versioned docs and API specs. search_docs before answering questions about a project's "
+    "APIs; cite results by their citation."
+)
+
+TOOLS = Catalog(lean=True, outline_outputs=True)
+
+
 async def _svc(ctx: Context) -> DocumentationService:
     return await service(ctx, DocumentationService)
 
 
+@TOOLS.tool("Manage projects", Hints(read_only=False, destructive=True, idempotent=False))
 async def manage_project(
     action: Annotated[Literal["create", "list", "describe", "delete", "reembed"], P("What to do.")],
     ctx: Context,
@@ -57,6 +66,7 @@ async def manage_project(
     return await svc.describe_project(project)
 
 
+@TOOLS.tool("Ingest folder", Hints(read_only=False, destructive=True, idempotent=False))
 async def ingest_folder(
     action: Annotated[Literal["start", "status", "list", "cancel", "resume"], P("start a job or manage one.")],
     ctx: Context,
@@ -86,6 +96,7 @@ async def ingest_folder(
     return await svc.job_status(job_id)
 
 
+@TOOLS.tool("Ingest text", DELETE)
 async def ingest_text(
     project: ProjectArg,
     version: VersionArg,
@@ -98,6 +109,7 @@ async def ingest_text(
     return await (await _svc(ctx)).ingest_text(project, version, title, content, path)
 
 
+@TOOLS.tool("Search docs", READ)
 async def search_docs(
     query: Annotated[str, P("What to look for.", min_length=1, max_length=2000)],
     ctx: Context,
@@ -110,6 +122,7 @@ async def search_docs(
     return await (await _svc(ctx)).search(query, project, version, limit, cursor)
 
 
+@TOOLS.tool("Read document", READ)
 async def read_document(
     ctx: Context,
     document_id: Annotated[int | None, P("Or project+version+path.")] = None,
@@ -128,6 +141,7 @@ async def read_document(
     return await svc.read(document_id, project, version, path, heading, offset, length, toc)
 
 
+@TOOLS.tool("Import API spec", DELETE)
 async def import_api_spec(
     project: ProjectArg,
     version: VersionArg,
@@ -139,6 +153,7 @@ async def import_api_spec(
     return await (await _svc(ctx)).import_spec(project, version, path, content)
 
 
+@TOOLS.tool("Find endpoints", READ)
 async def find_endpoints(
     ctx: Context,
     query: Annotated[str | None, P("Omit to list.", max_length=2000)] = None,
@@ -158,6 +173,7 @@ async def find_endpoints(
     return await svc.find_endpoints(query, project, version, tag, limit, cursor)
 
 
+@TOOLS.tool("Generate content", WRITE)
 async def generate_content(
     kind: Annotated[
         Literal["api_reference", "api_overview", "schema_diagram", "list"],
@@ -178,25 +194,8 @@ async def generate_content(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The documentation server; its service marks jobs left running by a dead process as interrupted."""
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
-    tools.add(manage_project, "Manage projects", Hints(read_only=False, destructive=True, idempotent=False))
-    tools.add(ingest_folder, "Ingest folder", Hints(read_only=False, destructive=True, idempotent=False))
-    tools.add(ingest_text, "Ingest text", DELETE)
-    tools.add(search_docs, "Search docs", READ)
-    tools.add(read_document, "Read document", READ)
-    tools.add(import_api_spec, "Import API spec", DELETE)
-    tools.add(find_endpoints, "Find endpoints", READ)
-    tools.add(generate_content, "Generate content", WRITE)
     server = create_server(
-        NAME,
-        settings,
-        title=TITLE,
-        tools=tools,
-        service=lambda deps: DocumentationService.open(deps, settings),
-        instructions=(
-            "Private, versioned docs and API specs. search_docs before answering questions about a project's "
-            "APIs; cite results by their citation."
-        ),
+        NAME, settings, title=TITLE, tools=TOOLS, service=DocumentationService, instructions=INSTRUCTIONS
     )
 
     @server.resource("docs://documents/{document_id}", name="document", mime_type="text/markdown")

@@ -189,3 +189,23 @@ def tree_peak_rss_mb(marker: str) -> float:
         except OSError:
             continue
     return total
+
+
+async def bare_round_trip_ms(calls: int = 200) -> list[float]:
+    """Times of a tool call to a bare MCPServer over stdio: what this machine gives before any of our code."""
+    import sys
+    import time
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    bare = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).with_name("bare_server.py"))])
+    async with Client(bare) as client:
+        for _ in range(20):
+            await client.call_tool("ping", {})
+        out = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await client.call_tool("ping", {})
+            out.append((time.perf_counter() - started) * 1000)
+    return out

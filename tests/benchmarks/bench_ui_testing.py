@@ -31,7 +31,15 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from common.testing import create_database, server_env, start_cluster
-from tests.benchmarks._util import drop_prefix, median, pct, print_table, run_prefix, tree_peak_rss_mb
+from tests.benchmarks._util import (
+    bare_round_trip_ms,
+    drop_prefix,
+    median,
+    pct,
+    print_table,
+    run_prefix,
+    tree_peak_rss_mb,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER = ROOT / "requirements" / "npm" / "node_modules" / ".bin" / "playwright-mcp"
@@ -54,7 +62,7 @@ def page(changed: bool = False) -> bytes:
         "<form id='f' onsubmit='return false'><label for='name'>Name</label><input id='name'>"
         "<button id='go' type='button'>Save</button></form><p id='out'>nothing yet</p>"
         f"{cards}</main><script>document.getElementById('go').onclick=function(){{"
-        "document.getElementById('out').textContent='Saved '+document.getElementById('name').value}}</script>"
+        "document.getElementById('out').textContent='Saved '+document.getElementById('name').value}</script>"
         "</body></html>"
     ).encode()
 
@@ -144,7 +152,7 @@ def scenario(site: Site) -> dict[str, Any]:
 
 
 async def measure_ours(params: StdioServerParameters, site: Site, samples: int, runs: int) -> dict[str, Any]:
-    r: dict[str, Any] = {}
+    r: dict[str, Any] = {"bare": await bare_round_trip_ms()}
     await spawn_times(params, 1)  # migrations on the first start
     r["spawn"] = await spawn_times(params, runs)
     url, changed = site.url("/page.html"), site.url("/changed.html")
@@ -252,7 +260,11 @@ def _fmt(values: list[float]) -> str:
 
 
 def report(ours: dict[str, Any], peer: dict[str, Any] | None) -> None:
-    rows: list[list[object]] = [["spawn to initialize", f"p50 {median(ours['spawn']):.0f} ms", "", "", ""]]
+    bare = ours["bare"]
+    rows: list[list[object]] = [
+        ["machine: bare MCP tool round trip", f"p50 {median(bare):.2f} ms, p95 {pct(bare, 95):.2f} ms", "", "", ""],
+        ["spawn to initialize", f"p50 {median(ours['spawn']):.0f} ms", "", "", ""],
+    ]
     t: Timer = ours["timer"]
     for label, ms in t.ms.items():
         structured = f"{max(t.structured[label]):,} B" if label in t.structured else ""

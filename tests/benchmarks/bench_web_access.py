@@ -37,7 +37,16 @@ from mcp.client.stdio import StdioServerParameters
 
 from common.testing import call_ok, create_database, server_env, start_cluster
 from tests.benchmarks import peer_fetch
-from tests.benchmarks._util import WORDS, children_peak_rss_mb, drop_prefix, median, pct, print_table, run_prefix
+from tests.benchmarks._util import (
+    WORDS,
+    bare_round_trip_ms,
+    children_peak_rss_mb,
+    drop_prefix,
+    median,
+    pct,
+    print_table,
+    run_prefix,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PIECE = 5_000
@@ -88,10 +97,10 @@ def long_page(chars: int, seed: int) -> bytes:
     return "".join(parts).encode()
 
 
-def site_page(i: int, n: int) -> bytes:
+def site_page(i: int, n: int, prefix: str) -> bytes:
     """Page ``i`` of an ``n``-page site: a binary tree of links plus a link home (a cycle)."""
     links = [c for c in (2 * i + 1, 2 * i + 2) if c < n] + [0]
-    anchors = "".join(f'<li><a href="/site/{c}.html">page {c}</a></li>' for c in links)
+    anchors = "".join(f'<li><a href="{prefix}{c}.html">page {c}</a></li>' for c in links)
     return (
         f"<!doctype html><html><head><title>Page {i}</title></head><body><h1>Page {i}</h1>"
         f"<p>{_sentence(random.Random(i), 40)}</p><ul>{anchors}</ul></body></html>"
@@ -264,34 +273,45 @@ async def measure_side(
     return r
 
 
+async def crawl(client: Client, site: Site, prefix: str, pages: int) -> dict[str, Any]:
+    """Crawl the ``pages``-page site under ``prefix`` without politeness delay; rate from the job's own times."""
+    paths = [f"{prefix}{i}.html" for i in range(pages)]
+    before = sum(site.count(p) for p in paths)
+    started = time.perf_counter()
+    args = {"url": site.url(paths[0]), "max_pages": pages, "max_depth": 10, "delay_s": 0}
+    job = (await call_ok(client, "crawl_site", args))["job"]
+    while job["status"] == "running":
+        await asyncio.sleep(0.2)
+        job = (await call_ok(client, "manage_crawl", {"action": "status", "job_id": job["id"]}))["crawl"]["job"]
+    waited = time.perf_counter() - started
+    view = (await call_ok(client, "manage_crawl", {"action": "status", "job_id": job["id"]}))["crawl"]
+    job = view["job"]
+    # The job's own start and end times, so the polling interval is not counted.
+    elapsed = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])).total_seconds()
+    return {
+        "s": elapsed if elapsed > 0 else waited,
+        "fetched": int(view["pages"]["fetched"]),
+        "requests": sum(site.count(p) for p in paths) - before,
+        "status": job["status"],
+    }
+
+
 async def crawl_and_shots(ours: Side, site: Site, crawl_pages: int, shots: int) -> dict[str, Any]:
-    r: dict[str, Any] = {}
+    r: dict[str, Any] = {"crawl": {}}
+    for width, prefix in ((1, "/site-a/"), (4, "/site-b/")):
+        env = {**(ours.params.env or {}), "WEB_ACCESS_CRAWL_CONCURRENCY": str(width)}
+        params = ours.params.model_copy(update={"env": env})
+        async with Client(params, read_timeout_seconds=300) as client:
+            r["crawl"][width] = await crawl(client, site, prefix, crawl_pages)
     async with Client(ours.params, read_timeout_seconds=300) as client:
-        before = sum(site.count(f"/site/{i}.html") for i in range(crawl_pages))
-        started = time.perf_counter()
-        out = await call_ok(
-            client, "crawl_site",
-            {"url": site.url("/site/0.html"), "max_pages": crawl_pages, "max_depth": 10, "delay_s": 0},
-        )  # fmt: skip
-        job = out["job"]
-        while job["status"] == "running":
-            await asyncio.sleep(0.2)
-            job = (await call_ok(client, "manage_crawl", {"action": "status", "job_id": job["id"]}))["crawl"]["job"]
-        waited = time.perf_counter() - started
-        view = (await call_ok(client, "manage_crawl", {"action": "status", "job_id": job["id"]}))["crawl"]
-        job = view["job"]
-        # The job's own start and end times, so the polling interval is not counted.
-        elapsed = (
-            datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
-        ).total_seconds()
-        elapsed = elapsed if elapsed > 0 else waited
-        fetched = int(view["pages"]["fetched"])
-        requests = sum(site.count(f"/site/{i}.html") for i in range(crawl_pages)) - before
-        r["crawl"] = {"s": elapsed, "fetched": fetched, "requests": requests, "status": job["status"]}
         if shots:
             url = site.url("/article.html")
             r["shot_cold"] = await timed(lambda: call_ok(client, "screenshot_page", {"url": url}))
             r["shots"] = [await timed(lambda: call_ok(client, "screenshot_page", {"url": url})) for _ in range(shots)]
+            small = site.url("/warm.html")
+            r["shots_small"] = [
+                await timed(lambda: call_ok(client, "screenshot_page", {"url": small})) for _ in range(shots)
+            ]
             r["shots_full"] = [
                 await timed(lambda: call_ok(client, "screenshot_page", {"url": url, "full_page": True}))
                 for _ in range(max(1, shots // 2))
@@ -310,8 +330,9 @@ def build_site(pages: list[peer_fetch.CorpusPage], crawl_pages: int) -> Site:
     }
     for p in pages:
         routes[f"/corpus/{p.name}.html"] = (p.html, "text/html")
-    for i in range(crawl_pages):
-        routes[f"/site/{i}.html"] = (site_page(i, crawl_pages), html)
+    for prefix in ("/site-a/", "/site-b/"):
+        for i in range(crawl_pages):
+            routes[f"{prefix}{i}.html"] = (site_page(i, crawl_pages, prefix), html)
     return Site(routes)
 
 
@@ -356,17 +377,23 @@ async def run(db_url: str, redis_url: str, tmp: Path, args: argparse.Namespace) 
             )
         )
     try:
+        bare = await bare_round_trip_ms()
         results = {s.name: await measure_side(s, site, pages, args.samples, args.starts) for s in sides}
         extra = await crawl_and_shots(ours, site, args.crawl_pages, args.shots)
     finally:
         site.close()
         await drop_prefix(redis_url, prefix)
-    report(results, extra, len(pages), args)
+    report(results, extra, len(pages), args, bare)
 
 
-def report(results: dict[str, dict[str, Any]], extra: dict[str, Any], n_pages: int, args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, dict[str, Any]], extra: dict[str, Any], n_pages: int, args: argparse.Namespace, bare: list[float]
+) -> None:
     names = list(results)
-    rows: list[list[object]] = []
+    blanks = [""] * (len(names) - 1)
+    rows: list[list[object]] = [
+        ["machine: bare MCP tool round trip", f"p50 {median(bare):.2f} ms, p95 {pct(bare, 95):.2f} ms", *blanks]
+    ]
 
     def row(label: str, fn: Callable[[dict[str, Any]], str]) -> None:
         rows.append([label, *(fn(results[n]) for n in names)])
@@ -399,26 +426,28 @@ def report(results: dict[str, dict[str, Any]], extra: dict[str, Any], n_pages: i
         lambda r: f"mean {sum(q[2] for q in r['quality']) / len(r['quality']):.3f}",
     )
     row("peak RSS of the server process", lambda r: f"{r['rss']:.0f} MB")
-    blanks = [""] * (len(names) - 1)
-    crawl = extra["crawl"]
-    rate = crawl["fetched"] / max(crawl["s"], 1e-9)
-    rows.append(
-        [
-            f"crawl {args.crawl_pages} local pages, delay 0",
-            f"{rate:.1f} pages/s ({crawl['fetched']} fetched, {crawl['requests']} requests, "
-            f"{crawl['s']:.2f} s, {crawl['status']})",
-            *blanks,
-        ]
-    )
+    for width, crawl in extra["crawl"].items():
+        rate = crawl["fetched"] / max(crawl["s"], 1e-9)
+        rows.append(
+            [
+                f"crawl {args.crawl_pages} local pages, delay 0, {width} at once",
+                f"{rate:.1f} pages/s ({crawl['fetched']} fetched, {crawl['requests']} requests, "
+                f"{crawl['s']:.2f} s, {crawl['status']})",
+                *blanks,
+            ]
+        )
     if "shots" in extra:
         rows.append(
             [
-                "screenshot 1280x800 (cold: browser start)",
+                "screenshot 1280x800 of the article (cold: browser start)",
                 f"cold {extra['shot_cold']:.0f} ms, warm p50 {median(extra['shots']):.0f} ms",
                 *blanks,
             ]
         )
-        rows.append(["screenshot, full page", f"p50 {median(extra['shots_full']):.0f} ms", *blanks])
+        rows.append(["screenshot 1280x800 of a 5 KB page", f"p50 {median(extra['shots_small']):.0f} ms", *blanks])
+        rows.append(
+            ["screenshot, full article page (cut at 16,000 px)", f"p50 {median(extra['shots_full']):.0f} ms", *blanks]
+        )
     rows.append(["peak RSS with crawl and screenshots (server only)", f"{extra['rss']:.0f} MB", *blanks])
     print_table(rows, ["measure", *names])
     if os.environ.get("BENCH_VERBOSE"):

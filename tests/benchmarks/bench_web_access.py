@@ -20,6 +20,7 @@ import functools
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -352,6 +353,7 @@ def main() -> None:
         asyncio.run(run(url, redis_url, tmp, args))
     finally:
         pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def run(db_url: str, redis_url: str, tmp: Path, args: argparse.Namespace) -> None:

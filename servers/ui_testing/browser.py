@@ -92,6 +92,9 @@ class Browser:
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: PWBrowser | None = None
+        self._spare: tuple[Viewport, BrowserContext, Page] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._closing = False
         #: Checks every request of every page (and, via ``check``, each URL before it is opened).
         self.net = NetGuard(self.options.net_policy, setting="UI_TESTING_ALLOW_HOSTS")
 
@@ -142,14 +145,7 @@ class Browser:
             log.info("ui_testing.browser_started", executable=executable, version=self._browser.version)
             return self._browser
 
-    @contextlib.asynccontextmanager
-    async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
-        """A fresh context with the reproducibility settings; closed (with its pages) on exit.
-
-        Every request goes through ``self.net``: http(s) ones to blocked addresses are aborted, and with
-        ``file_guard`` every ``file:`` request (the page itself and what it loads) is passed to it and
-        aborted unless it returns True.
-        """
+    async def _new_context(self, viewport: Viewport, file_guard: FileGuard | None) -> BrowserContext:
         browser = await self._ensure()
         ctx = await browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height},
@@ -166,6 +162,22 @@ class Browser:
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
             await ctx.route("**/*", self.net.router(file_guard))
             await ctx.route_web_socket(lambda _url: True, self.net.web_socket)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ctx.close()
+            raise
+        return ctx
+
+    @contextlib.asynccontextmanager
+    async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
+        """A fresh context with the reproducibility settings; closed (with its pages) on exit.
+
+        Every request goes through ``self.net``: http(s) ones to blocked addresses are aborted, and with
+        ``file_guard`` every ``file:`` request (the page itself and what it loads) is passed to it and
+        aborted unless it returns True.
+        """
+        ctx = await self._new_context(viewport, file_guard)
+        try:
             yield ctx
         finally:
             with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort
@@ -173,14 +185,84 @@ class Browser:
 
     @contextlib.asynccontextmanager
     async def page(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[Page]:
-        """A new page in a fresh context."""
+        """A new page in a fresh context.
+
+        Pages not opened from a file come from a spare: a fresh, unused context and page made in the
+        background after the previous call (a new context costs Chromium a renderer process), so a
+        call never sees anything an earlier one did.
+        """
+        spare = await self._take_spare(viewport) if file_guard is None else None
+        if spare is not None:
+            ctx, page = spare
+            try:
+                yield page
+            finally:
+                with contextlib.suppress(Exception):
+                    await ctx.close()
+                self._warm(viewport)
+            return
         async with self.context(viewport, file_guard) as ctx:
             yield await ctx.new_page()
+        if file_guard is None:
+            self._warm(viewport)
+
+    async def _take_spare(self, viewport: Viewport) -> tuple[BrowserContext, Page] | None:
+        await self.warmed()
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        made_for, ctx, page = spare
+        if made_for == viewport and self.started and not page.is_closed():
+            return ctx, page
+        with contextlib.suppress(Exception):
+            await ctx.close()
+        return None
+
+    async def warmed(self) -> None:
+        """Wait until the spare being made (if any) is ready, so its processes can be counted."""
+        warming = self._warming
+        if warming is not None and not warming.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(warming)
+
+    def _warm(self, viewport: Viewport) -> None:
+        """Make the next spare in the background (one at a time)."""
+        if self._closing or (self._warming is not None and not self._warming.done()):
+            return
+        self._warming = asyncio.get_running_loop().create_task(self._make_spare(viewport), name="ui_testing-spare")
+
+    async def _make_spare(self, viewport: Viewport) -> None:
+        try:
+            ctx = await self._new_context(viewport, None)
+            page = await ctx.new_page()
+        except Exception as exc:  # a spare is an optimisation: the next call makes its own context
+            log.info("ui_testing.spare_failed", error=str(exc)[:200])
+            return
+        old, self._spare = self._spare, (viewport, ctx, page)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old[1].close()
+
+    async def _drop_spare(self) -> None:
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            with contextlib.suppress(BaseException):
+                await warming
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(Exception):
+                await spare[1].close()
 
     async def close(self) -> None:
         """Close Chromium and the Playwright driver; safe to call twice."""
-        async with self._lock:
-            await self._shutdown()
+        self._closing = True
+        try:
+            await self._drop_spare()
+            async with self._lock:
+                await self._shutdown()
+        finally:
+            self._closing = False
 
     async def _shutdown(self) -> None:
         browser, pw = self._browser, self._playwright

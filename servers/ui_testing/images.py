@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +66,11 @@ def store_png(data: bytes, root: Path) -> StoredImage:
     width, height = png_size(data)
     digest = hashlib.sha256(data).hexdigest()
     path = image_path(root, digest)
-    write_once(path, data)
+    try:
+        # A reused image is fresh again, so the retention sweep's grace period protects it until its row lands.
+        os.utime(path)
+    except FileNotFoundError:
+        write_once(path, data)
     return StoredImage(path=str(path), sha256=digest, width=width, height=height, bytes=len(data))
 
 
@@ -107,3 +113,23 @@ def thumbnail(data: bytes, root: Path) -> StoredImage:
     if w > THUMB_WIDTH:
         image = image.resize((THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), PILImage.Resampling.LANCZOS)
     return store_png(encode_png(image), root)
+
+
+def prune_files(root: Path, referenced: set[str], grace_s: float) -> int:
+    """Delete the PNGs under ``root`` that no row points at and that were not written or reused within
+    ``grace_s`` seconds (a capture in flight has its image on disk before its row); how many went."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for path in root.glob("[0-9a-f][0-9a-f]/*.png"):
+        if str(path) in referenced:
+            continue
+        try:
+            # Read the time just before deleting, so an image reused a moment ago is kept.
+            if time.time() - path.stat().st_mtime < grace_s:
+                continue
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

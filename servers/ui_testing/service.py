@@ -27,13 +27,14 @@ from common.paging import Page, decode_cursor, fingerprint
 from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
+from common.workers import Periodic
 from servers.ui_testing import store
 from servers.ui_testing.audit import audit_page, delta, expand_tags
 from servers.ui_testing.browser import Browser, BrowserOptions, VersionReport, version_report
 from servers.ui_testing.capture import INLINE_HTML, check_url, open_url, shoot, short
 from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_audit
 from servers.ui_testing.diff import DiffResult, compare
-from servers.ui_testing.images import Rect
+from servers.ui_testing.images import Rect, prune_files
 from servers.ui_testing.inputs import (
     MAX_ANSWER,
     check_page_key,
@@ -95,10 +96,24 @@ class UiTestingService:
         svc = cls(deps, settings)
         await svc.recover()
         try:
-            yield svc
+            async with Periodic("ui_testing-prune", svc.prune_images, interval_s=settings.sweep_interval_s):
+                yield svc
         finally:
             await svc.jobs.close()
             await svc.browser.close()
+
+    async def prune_images(self, grace_s: float | None = None) -> tuple[int, int, int]:
+        """Retention: old captures that no baseline, recent capture or kept check run needs, old comparisons'
+        diff images, then every image file no row points at. (captures, diffs, files) removed."""
+        s = self.settings
+        grace = s.image_grace_s if grace_s is None else grace_s
+        captures = await store.prune_captures(self.db, s.keep_captures, s.keep_runs, grace)
+        diffs = await store.prune_diffs(self.db, s.keep_captures, grace)
+        referenced = await store.referenced_images(self.db)
+        files = await asyncio.to_thread(prune_files, self.root, referenced, grace)
+        if captures or diffs or files:
+            log.info("ui_testing.pruned", captures=captures, diffs=diffs, files=files)
+        return captures, diffs, files
 
     async def recover(self) -> list[int]:
         """Mark check runs whose process stopped as interrupted; their run ids."""

@@ -42,6 +42,16 @@ class Settings(BaseServerSettings):
     check_wait_s: float = Field(
         default=20.0, ge=0, le=120, description="How long run_check waits for its run before answering."
     )
+    keep_captures: int = Field(
+        default=20, ge=1, le=100_000, description="Newest captures kept per page key and viewport (baselines always)."
+    )
+    keep_runs: int = Field(
+        default=10, ge=1, le=100_000, description="Check runs per check whose captures are kept (and the last pass)."
+    )
+    image_grace_s: float = Field(
+        default=3600.0, ge=0, le=30 * 86_400, description="Images written or reused this recently are never pruned."
+    )
+    sweep_interval_s: float = Field(default=3600.0, ge=10, le=86_400, description="How often images are pruned.")
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running check silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running check reports.")
 

@@ -404,3 +404,56 @@ SELECT count(DISTINCT page_key) FROM latest WHERE status <> 'passed'
 async def failing_keys(conn: Conn) -> int:
     """Page keys whose latest comparison or latest audit did not pass."""
     return int(await conn.fetchval(FAILING_KEYS))
+
+
+# -------------------------------------------------------------------------------------- retention
+
+#: Captures no baseline points at, older than the grace period, that are neither among the newest
+#: $1 page captures of their (page key, viewport, browser) nor made by one of the newest $2 runs of
+#: their check or by its last passing run (what vs_last_pass compares with).
+PRUNE_CAPTURES = """
+WITH check_runs AS (
+    SELECT id, status, row_number() OVER (PARTITION BY coalesce(check_name, '') ORDER BY id DESC) AS rn,
+        max(id) FILTER (WHERE status = 'passed') OVER (PARTITION BY coalesce(check_name, '')) AS last_pass
+    FROM ui_testing.runs WHERE kind = 'check'
+), page_caps AS (
+    SELECT c.id, row_number() OVER (PARTITION BY c.page_key, c.viewport, c.browser ORDER BY c.id DESC) AS rn
+    FROM ui_testing.captures c
+    WHERE c.run_id IS NULL OR c.run_id NOT IN (SELECT id FROM check_runs)
+)
+DELETE FROM ui_testing.captures c
+WHERE c.created_at < now() - make_interval(secs => $3)
+  AND NOT EXISTS (SELECT 1 FROM ui_testing.baselines b WHERE b.capture_id = c.id)
+  AND (
+    c.id IN (SELECT id FROM page_caps WHERE rn > $1)
+    OR c.run_id IN (SELECT id FROM check_runs WHERE rn > $2 AND id IS DISTINCT FROM last_pass)
+  )
+RETURNING c.id
+"""
+#: Comparison runs beyond the newest $1 of their page key and viewport lose their diff image.
+PRUNE_DIFFS = """
+UPDATE ui_testing.runs r SET details = r.details - 'diff_path'
+FROM (
+    SELECT id, row_number() OVER (PARTITION BY page_key, viewport ORDER BY id DESC) AS rn
+    FROM ui_testing.runs WHERE kind = 'compare' AND details ? 'diff_path'
+) ranked
+WHERE r.id = ranked.id AND ranked.rn > $1 AND r.created_at < now() - make_interval(secs => $2)
+RETURNING r.id
+"""
+REFERENCED_IMAGES = """
+SELECT path FROM ui_testing.captures
+UNION SELECT thumb_path FROM ui_testing.captures WHERE thumb_path IS NOT NULL
+UNION SELECT details->>'diff_path' FROM ui_testing.runs WHERE details ? 'diff_path'
+"""
+
+
+async def prune_captures(conn: Conn, keep_captures: int, keep_runs: int, grace_s: float) -> int:
+    return len(await conn.fetch(PRUNE_CAPTURES, keep_captures, keep_runs, grace_s))
+
+
+async def prune_diffs(conn: Conn, keep: int, grace_s: float) -> int:
+    return len(await conn.fetch(PRUNE_DIFFS, keep, grace_s))
+
+
+async def referenced_images(conn: Conn) -> set[str]:
+    return {r[0] for r in await conn.fetch(REFERENCED_IMAGES) if r[0]}

@@ -4,8 +4,10 @@ after a restart without refetching the pages it finished.
 Each page URL is queued once per job (its normal form is the key), then ends fetched, skipped (and
 why: robots.txt, another origin, a pattern, the depth or page limit) or failed (and why). Pages
 go through :meth:`WebAccessService.acquire`, so they land in the page cache and the ledger. The
-crawl is sequential, with a politeness delay per host (the larger of the call's delay and the
+crawl is breadth first, with a politeness delay per host (the larger of the call's delay and the
 site's Crawl-delay); sitemap.xml entries (from robots.txt or /sitemap.xml) seed the frontier.
+Without a delay, up to ``crawl_concurrency`` queued pages are fetched at once (a host whose
+robots.txt sets a Crawl-delay still gets one at a time).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from common.concurrency import gather_all
 from common.errors import InvalidInput, SuiteError
 from common.jobs import JobContext
 from common.paging import decode_cursor, encode_cursor, fingerprint, page_of
@@ -34,6 +37,7 @@ KIND = "crawl"
 MAX_PATTERNS = 20
 MAX_SITEMAP_URLS = 10_000
 REASON_LIMIT = "not fetched: the crawl reached its page limit"
+Rows = list[dict[str, Any]]
 
 
 def compile_patterns(patterns: list[str]) -> list[re.Pattern[str]]:
@@ -157,6 +161,22 @@ class Crawler:
             if wait > 0:
                 await anyio.sleep(wait)
 
+    async def _one_per_delayed_host(self, queued: Rows) -> Rows:
+        """The queued pages to fetch at once: all of them, except that a host whose robots.txt sets a
+        Crawl-delay gets one page per batch (the delay is per host, between requests)."""
+        batch: Rows = []
+        delayed: set[str] = set()
+        for row in queued:
+            host = origin_of(row["url"])
+            if host in delayed:
+                continue
+            if self.svc.settings.obey_robots and await self.svc.robots.crawl_delay(
+                row["url"], self.svc.settings.user_agent
+            ):
+                delayed.add(host)
+            batch.append(row)
+        return batch
+
     async def _seed_sitemaps(self, ctx: JobContext, params: dict[str, Any], home: tuple[str, str, int]) -> None:
         svc = self.svc
         root = params["root"]
@@ -195,19 +215,24 @@ class Crawler:
             await self._seed_sitemaps(ctx, params, home)
             state["sitemap_done"] = True
             await ctx.step(state=state, message="sitemap read")
+        width = 1 if float(params["delay_s"]) > 0 else self.svc.settings.crawl_concurrency
         while True:
             counts = await store.crawl_counts(db, job_id)
             attempted = counts.get("fetched", 0) + counts.get("failed", 0)
-            batch = await store.next_queued(db, job_id, 1)
-            if not batch:
+            queued = await store.next_queued(db, job_id, max(1, min(width, params["max_pages"] - attempted)))
+            if not queued:
                 break
-            url, depth = batch[0]["url"], int(batch[0]["depth"])
             if attempted >= params["max_pages"]:
                 for rest in await store.next_queued(db, job_id, 100_000):
                     await store.mark(db, job_id, rest["url"], "skipped", REASON_LIMIT, None, None, None)
                 break
-            await ctx.step(done=attempted, total=params["max_pages"], message=f"fetching {url[:200]}", state=state)
-            await self._visit(ctx, params, home, url, depth)
+            batch = await self._one_per_delayed_host(queued)
+            first = batch[0]["url"]
+            more = f" and {len(batch) - 1} more" if len(batch) > 1 else ""
+            await ctx.step(
+                done=attempted, total=params["max_pages"], message=f"fetching {first[:200]}{more}", state=state
+            )
+            await gather_all(*(self._visit(ctx, params, home, r["url"], int(r["depth"])) for r in batch))
         counts = await store.crawl_counts(db, job_id)
         for name in ("fetched", "skipped", "failed"):
             ctx.counts[name] = counts.get(name, 0)

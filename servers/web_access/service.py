@@ -147,14 +147,25 @@ class WebAccessService:
         return timeout_s
 
     async def _fetch_robots(self, robots_url: str) -> RobotsAnswer:
+        """A robots.txt answer, shared by every process through the cache for ``robots_ttl_s``."""
         started = time.monotonic()
-        answer = await self._robots_get(robots_url)
         host = httpx.URL(robots_url).host
+        key = f"robots:{sha256(robots_url.encode())}"
+        shared = await self.deps.cache.get(key)
+        if isinstance(shared, dict) and isinstance(shared.get("status"), int) and isinstance(shared.get("body"), str):
+            answer = RobotsAnswer(shared["status"], shared["body"].encode("latin-1"))
+            await self.ledger.record("robots", host, "cache", status=answer.status, size=len(answer.body), latency_ms=0.0)  # fmt: skip
+            return answer
+        answer = await self._robots_get(robots_url)
         outcome = "error" if answer.status is None else "network"
         await self.ledger.record(
             "robots", host, outcome, status=answer.status, size=len(answer.body),
             latency_ms=(time.monotonic() - started) * 1000,
         )  # fmt: skip
+        # Only definite answers are shared: an unreachable site or a 429/5xx is asked again soon by each process.
+        if answer.status is not None and answer.status < 500 and answer.status != 429:
+            body = answer.body.decode("latin-1")
+            await self.deps.cache.set(key, {"status": answer.status, "body": body}, ttl_s=self.settings.robots_ttl_s)
         return answer
 
     async def robots_allow(self, url: str) -> bool:

@@ -41,6 +41,9 @@ class Settings(BaseServerSettings):
     crawl_max_pages: int = Field(default=1_000, ge=1, le=100_000, description="Ceiling of a crawl's page limit.")
     crawl_max_depth: int = Field(default=10, ge=0, le=100)
     crawl_delay_s: float = Field(default=1.0, ge=0, le=60, description="Politeness delay between requests to a host.")
+    crawl_concurrency: int = Field(
+        default=4, ge=1, le=32, description="Pages a crawl fetches at once when no politeness delay applies."
+    )
     crawl_wait_s: float = Field(default=10.0, ge=0, le=120, description="How long crawl_site waits before returning.")
     search_provider: Literal["searxng", "brave"] | None = Field(
         default=None, description="Web search provider; unset: the first configured one (SearXNG, then Brave)."

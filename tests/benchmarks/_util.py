@@ -163,3 +163,49 @@ async def machine_baseline(data_dir: Path, texts: Sequence[str]) -> list[list[ob
         ["machine: bare MCP tool round trip", f"p50 {median(pings):.2f} ms", f"p95 {pct(pings, 95):.2f} ms", "", ""],
         ["machine: one embedding (default model)", f"p50 {median(one):.2f} ms", f"p95 {pct(one, 95):.2f} ms", "", ""],
     ]
+
+
+def tree_peak_rss_mb(marker: str) -> float:
+    """Sum of the peak RSS (VmHWM, MB) of the running children whose command line contains ``marker``
+    and of all their descendants (a server and the browser it started), each process counted once."""
+    from pathlib import Path
+
+    import psutil
+
+    pids: set[int] = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if any(marker in part for part in proc.cmdline()):
+                pids.add(proc.pid)
+                pids.update(p.pid for p in proc.children(recursive=True))
+        except psutil.Error:
+            continue
+    total = 0.0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+async def bare_round_trip_ms(calls: int = 200) -> list[float]:
+    """Times of a tool call to a bare MCPServer over stdio: what this machine gives before any of our code."""
+    import sys
+    import time
+
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    bare = StdioServerParameters(command=sys.executable, args=[str(Path(__file__).with_name("bare_server.py"))])
+    async with Client(bare) as client:
+        for _ in range(20):
+            await client.call_tool("ping", {})
+        out = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await client.call_tool("ping", {})
+            out.append((time.perf_counter() - started) * 1000)
+    return out

@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from common.chromium import launch_args
 from common.testing import wait_until
-from servers.ui_testing.browser import Browser, BrowserOptions, BrowserUnavailable, launch_args, version_report
+from servers.ui_testing.browser import Browser, BrowserOptions, BrowserUnavailable, version_report
 from servers.ui_testing.viewport import Viewport
 from tests.servers.ui_testing.conftest import LOCAL, Site, page
 
@@ -106,6 +107,31 @@ async def test_each_call_gets_a_fresh_context_and_a_page_font_wins_over_the_pinn
             await second.goto(url)
             assert await second.context.cookies() == []
             assert await second.evaluate("localStorage.getItem('k')") is None
+
+
+async def test_the_next_call_takes_the_spare_page_made_in_the_background_and_it_is_clean(site: Site):
+    url = site.put("/spare", page("<p>x</p>"))
+    async with Browser(LOCAL) as browser:
+        async with browser.page(SMALL) as first:
+            await first.goto(url)
+            await first.evaluate("localStorage.setItem('k', 'v'); document.cookie = 'a=b'")
+        await browser.warmed()
+        spare = browser._spare
+        assert spare is not None
+        async with browser.page(SMALL) as second:
+            assert second is spare[2]
+            assert second.url == "about:blank"
+            await second.goto(url)
+            assert await second.context.cookies() == []
+            assert await second.evaluate("localStorage.getItem('k')") is None
+        await browser.warmed()
+        wide = Viewport(width=640, height=300, scale=1)
+        async with browser.page(wide) as third:
+            assert third.viewport_size == {"width": 640, "height": 300}
+        await browser.warmed()
+        assert browser._spare is not None
+    assert browser._spare is None
+    assert not browser.started
 
 
 async def spawn_child(mode: str) -> asyncio.subprocess.Process:

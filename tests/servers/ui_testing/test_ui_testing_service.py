@@ -351,6 +351,7 @@ async def test_four_service_instances_capture_and_compare_at_once_without_losing
     base = await svc.capture(url, page_key="shared", viewport=VIEW)
     await svc.set_baseline(capture_id=base.id)
     before_runs = await count(svc, "runs")
+    await svc.browser.warmed()  # the shared service's spare page is one of the processes counted
     before_chromium = chromium_children()
 
     async def worker(n: int) -> list[bool]:

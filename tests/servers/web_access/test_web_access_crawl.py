@@ -169,3 +169,64 @@ async def test_sitemaps_seed_the_crawl_and_the_sites_crawl_delay_spaces_its_requ
     assert view.job.counts["sitemap_urls"] == 2
     # Five pages, each at least 0.3 s after the previous one: four gaps.
     assert elapsed >= 4 * 0.3
+
+
+def overlapping(n: int, state: dict[str, int], lock: Any, arrived: Any) -> dict[str, Handler]:
+    """Pages /q/0../q/{n-1} (a tree) whose handlers record how many requests are in flight at once.
+
+    Each request waits (at most 2 s) for a second one to arrive, so fetches made at the same time
+    are seen overlapping; sequential fetches never are.
+    """
+
+    def page(i: int) -> Handler:
+        links = "".join(f'<a href="/q/{c}">{c}</a>' for c in (2 * i + 1, 2 * i + 2) if c < n)
+        body = f"<html><body><p>Page {i}</p>{links}</body></html>".encode()
+
+        def handle(h: BaseHTTPRequestHandler) -> None:
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+                if state["now"] >= 2:
+                    arrived.set()
+            arrived.wait(2)
+            with lock:
+                state["now"] -= 1
+            reply(h, 200, body, [("Content-Type", "text/html")])
+
+        return handle
+
+    return {f"/q/{i}": page(i) for i in range(n)}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("robots", "concurrent"), [("User-agent: *\nAllow: /\n", True), ("User-agent: *\nCrawl-delay: 0.05\n", False)])  # fmt: skip
+async def test_without_a_delay_pages_are_fetched_at_once_and_a_crawl_delay_keeps_them_one_at_a_time(
+    serve: Callable[..., LocalServer],
+    web_settings: Callable[..., Any],
+    open_service: Any,
+    robots: str,
+    concurrent: bool,
+) -> None:
+    import threading
+
+    state = {"now": 0, "most": 0}
+    arrived = threading.Event()
+    routes = overlapping(15, state, threading.Lock(), arrived)
+    routes["/robots.txt"] = text(robots)
+    server = serve(routes)
+    async with open_service(web_settings(crawl_concurrency=4)) as svc:
+        view = await svc.crawler.start(
+            server.url("/q/0"), max_pages=15, max_depth=10, include=[], exclude=[], same_origin=True,
+            use_sitemap=False, delay_s=0.0, wait_s=0.0, timeout_s=10.0,
+        )  # fmt: skip
+
+        async def finished() -> bool:
+            return bool((await svc.jobs.get(view.job.id)).status != "running")
+
+        await wait_until(finished, timeout_s=120, what="the crawl to end")
+        done = await svc.crawler.view(view.job.id)
+    assert done.job.status == "done", done.job.message
+    assert done.pages["fetched"] == 15
+    assert len({s.path for s in server.seen if s.path.startswith("/q/")}) == 15
+    assert (state["most"] >= 2) is concurrent
+    assert state["most"] <= 4

@@ -203,6 +203,31 @@ async def test_robots_txt_rules_for_the_configured_user_agent_are_obeyed_unless_
 
 
 @pytest.mark.anyio
+async def test_a_robots_txt_answer_is_shared_by_processes_and_an_unreachable_one_is_not(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/robots.txt": text("User-agent: *\nDisallow: /private\n"), "/a": text("a"), "/b": text("b")})
+    settings = web_settings()
+    async with open_service(settings) as first, open_service(settings) as second:
+        assert (await first.fetch_url(server.url("/a"))).content == "a"
+        assert (await second.fetch_url(server.url("/b"))).content == "b"
+        with pytest.raises(InvalidInput, match=r"robots\.txt"):
+            await second.fetch_url(server.url("/private/x"))
+        ledger = await first.deps.db.fetch(
+            "SELECT outcome, count(*) AS n FROM web_access.requests WHERE provider = 'robots' GROUP BY outcome"
+        )
+    assert [s.path for s in server.seen].count("/robots.txt") == 1
+    assert {r["outcome"]: r["n"] for r in ledger} == {"network": 1, "cache": 1}
+
+    broken = serve({"/robots.txt": lambda h: reply(h, 503, b"down"), "/c": text("c")})
+    async with open_service(settings) as first, open_service(settings) as second:
+        for svc in (first, second):
+            with pytest.raises(InvalidInput, match=r"robots\.txt"):
+                await svc.fetch_url(broken.url("/c"))
+    assert [s.path for s in broken.seen].count("/robots.txt") == 2
+
+
+@pytest.mark.anyio
 async def test_links_are_listed_a_page_at_a_time(
     serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
 ) -> None:

@@ -173,9 +173,15 @@ class GraphService:
         max_bytes = self.settings.import_max_bytes
 
         async def sync(conn: asyncpg.Connection) -> None:
+            await store.wait_without_timeout(conn)
             await store.lock_mirror(conn, key)
             try:
-                data = await asyncio.to_thread(mirror.read, path, max_bytes=max_bytes)
+                try:
+                    data = await asyncio.to_thread(mirror.read, path, max_bytes=max_bytes)
+                except InvalidInput as exc:  # no folder, not a regular file, too large: say so, keep serving
+                    self.mirror_broken = f"{mirror.SETTING} cannot be used: {str(exc)[:200]}"
+                    log.error("memory_file_unusable", path=key[-200:], error=self.mirror_broken)
+                    return
                 if data is not None and mirror.digest(data) != await store.mirror_hash(conn, key):
                     try:
                         result = await self._import_text(data.decode("utf-8-sig"), f"import:{path.name}")

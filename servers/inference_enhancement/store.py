@@ -48,7 +48,7 @@ ENTITY_LOCK_CLASS = 7_401
 RELATION_LOCK_CLASS = 7_402
 #: Session-level advisory lock per mirrored file (MEMORY_FILE_PATH): one process at a time reads,
 #: imports or rewrites it.
-MIRROR_LOCK_CLASS = 7_403
+MIRROR_LOCK_CLASS = 7_404
 #: Above this many keys a call inserts in sorted order instead (the lock table is small and shared).
 MAX_KEY_LOCKS = 100
 KEY_LOCKS = """
@@ -323,6 +323,7 @@ SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['inference_enhancem
 """
 
 EXPORT_ENTITIES = "SELECT id, name, entity_type FROM inference_enhancement.entities WHERE id > $1 ORDER BY id LIMIT $2"
+NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"
 MIRROR_LOCK = "SELECT pg_advisory_lock($1::int, hashtext($2))"
 MIRROR_UNLOCK = "SELECT pg_advisory_unlock($1::int, hashtext($2))"
 MIRROR_HASH = "SELECT sha256 FROM inference_enhancement.mirror_files WHERE path = $1"
@@ -666,6 +667,11 @@ async def export_entities(conn: Queries, after: int, limit: int) -> list[asyncpg
 async def export_relations(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
     """Relations with an id above ``after`` with their entities' names, by id."""
     return await conn.fetch(EXPORT_RELATIONS, after, limit)
+
+
+async def wait_without_timeout(conn: asyncpg.Connection) -> None:
+    """No statement timeout on this (dedicated) connection: waiting for the mirror lock may take long."""
+    await conn.execute(NO_STATEMENT_TIMEOUT)
 
 
 async def lock_mirror(conn: asyncpg.Connection, path: str) -> None:

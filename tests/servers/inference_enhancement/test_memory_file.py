@@ -144,3 +144,14 @@ async def test_a_file_that_cannot_be_imported_is_left_alone_and_the_server_still
         await svc.mirror_idle()
         assert (await svc.open_nodes(["Grace"])).entities
     assert memory.read_text(encoding="utf-8") == broken  # never overwritten: what is in it would be lost
+
+
+async def test_a_file_in_a_missing_folder_is_reported_and_the_server_still_works(
+    open_graph: OpenGraph, settings: Settings, tmp_path: Path
+) -> None:
+    async with open_graph(with_file(settings, tmp_path / "missing" / "memory.jsonl")) as svc:
+        assert svc.mirror_broken is not None
+        assert "does not exist" in svc.mirror_broken
+        await svc.create_entities([EntityIn(name="Grace", entityType="person", observations=[])])
+        await svc.mirror_idle()
+    assert not (tmp_path / "missing").exists()

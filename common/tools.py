@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ValidationError
@@ -89,14 +89,20 @@ def validation_message(tool: str, exc: ValidationError) -> str:
 
 
 class _Tool(Tool):
-    """An SDK tool whose argument-validation error stays short however many items were wrong."""
+    """An SDK tool whose argument-validation error stays short however many items were wrong, and (with
+    ``bare_errors``) whose own errors reach the client without the SDK's "Error executing tool" prefix."""
+
+    bare_errors: bool = False
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(validation_message(self.name, exc.__cause__)) from None
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(validation_message(self.name, cause)) from None
+            if self.bare_errors and isinstance(cause, ToolError) and not isinstance(exc, UnexpectedToolError):
+                raise ToolError(str(cause)) from None
             raise
 
 
@@ -173,12 +179,21 @@ def wrap(fn: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitabl
 class ToolSet:
     """The tools of one server, collected by ``build`` and built into SDK ``Tool`` objects."""
 
-    def __init__(self, settings: BaseServerSettings, *, lean: bool = False, outline_outputs: bool = False) -> None:
+    def __init__(
+        self,
+        settings: BaseServerSettings,
+        *,
+        lean: bool = False,
+        outline_outputs: bool = False,
+        bare_errors: bool = False,
+    ) -> None:
         """``lean`` trims input schemas further (:func:`common.tool_schema.compact`); ``outline_outputs``
-        advertises only the top-level fields of each result (the results are still validated models)."""
+        advertises only the top-level fields of each result (the results are still validated models);
+        ``bare_errors`` sends a tool's error text alone, as a peer server it replaces words it."""
         self.settings = settings
         self.lean = lean
         self.outline_outputs = outline_outputs
+        self.bare_errors = bare_errors
         self._tools: list[Tool] = []
         self.names: list[str] = []
 
@@ -206,6 +221,8 @@ class ToolSet:
                 open_world_hint=hints.open_world,
             ),
         )
+        assert isinstance(tool, _Tool)
+        tool.bare_errors = self.bare_errors
         self._compact(tool)
         self._tools.append(tool)
 

@@ -59,16 +59,20 @@ CREATE TABLE inference_enhancement.observations (
 
 CREATE TABLE inference_enhancement.relations (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
-    from_id bigint NOT NULL,
-    to_id bigint NOT NULL,
+    from_id bigint,
+    to_id bigint,
     relation_type text NOT NULL,
     valid_from timestamp with time zone,
     valid_to timestamp with time zone,
     source text DEFAULT ''::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    from_name text NOT NULL,
+    to_name text NOT NULL,
     CONSTRAINT relations_check CHECK (((valid_from IS NULL) OR (valid_to IS NULL) OR (valid_from < valid_to))),
     CONSTRAINT relations_from_id_fkey FOREIGN KEY (from_id) REFERENCES inference_enhancement.entities(id) ON DELETE CASCADE,
     CONSTRAINT relations_from_id_to_id_relation_type_key UNIQUE (from_id, to_id, relation_type),
+    CONSTRAINT relations_names_check CHECK ((((length(from_name) >= 1) AND (length(from_name) <= 500)) AND ((length(to_name) >= 1) AND (length(to_name) <= 500)))),
+    CONSTRAINT relations_names_key UNIQUE (from_name, to_name, relation_type),
     CONSTRAINT relations_pkey PRIMARY KEY (id),
     CONSTRAINT relations_relation_type_check CHECK (((length(relation_type) >= 1) AND (length(relation_type) <= 200))),
     CONSTRAINT relations_to_id_fkey FOREIGN KEY (to_id) REFERENCES inference_enhancement.entities(id) ON DELETE CASCADE
@@ -110,7 +114,13 @@ CREATE INDEX observations_tsv_idx ON inference_enhancement.observations USING gi
 
 CREATE UNIQUE INDEX observations_unique_idx ON inference_enhancement.observations USING btree (entity_id, md5(content));
 
+CREATE INDEX relations_dangling_from_idx ON inference_enhancement.relations USING btree (from_name) WHERE (from_id IS NULL);
+
+CREATE INDEX relations_dangling_to_idx ON inference_enhancement.relations USING btree (to_name) WHERE (to_id IS NULL);
+
 CREATE UNIQUE INDEX relations_from_id_to_id_relation_type_key ON inference_enhancement.relations USING btree (from_id, to_id, relation_type);
+
+CREATE UNIQUE INDEX relations_names_key ON inference_enhancement.relations USING btree (from_name, to_name, relation_type);
 
 CREATE UNIQUE INDEX relations_pkey ON inference_enhancement.relations USING btree (id);
 

@@ -11,6 +11,15 @@ MAX_NAME = 500
 MAX_TYPE = 200
 
 
+#: Longest part of a caller's value an error message repeats.
+SHOWN = 80
+
+
+def clip(value: str) -> str:
+    """A value as an error message may repeat it: its first SHOWN characters."""
+    return value if len(value) <= SHOWN else value[:SHOWN] + "..."
+
+
 def name(value: str, what: str = "name") -> str:
     """An entity name: not blank, at most MAX_NAME characters."""
     if not value.strip():
@@ -25,6 +34,13 @@ def type_(value: str, what: str) -> str:
     if len(value) > MAX_TYPE:
         raise InvalidInput(f"{what} has {len(value)} characters; the limit is {MAX_TYPE}. Nothing was written.")
     return value
+
+
+def relation_type(value: str) -> str:
+    """A relation type: not blank, at most MAX_TYPE characters."""
+    if not value.strip():
+        raise InvalidInput("relationType is empty; say how the entities relate. Nothing was written.")
+    return type_(value, "relationType")
 
 
 def batch(settings: Settings, items: Sequence[object], what: str) -> None:

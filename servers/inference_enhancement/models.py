@@ -106,7 +106,8 @@ class Imported(BaseModel):
     entities_merged: int
     observations_added: int
     relations_created: int
-    relations_skipped: int
+    relations_dangling: int
+    dangling: list[str]
     problems: list[str]
 
 

@@ -230,7 +230,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its service embeds new and changed entities in the background."""
 
     # lean: the seventeen tools' schemas must fit the client's context budget (see settings.CORE_TOOLS).
-    tools = ToolSet(settings, lean=True, outline_outputs=True)
+    tools = ToolSet(settings, lean=True, outline_outputs=True, bare_errors=True)
     tools.add(create_entities, "Create entities", WRITE)
     tools.add(create_relations, "Create relations", WRITE)
     tools.add(add_observations, "Add observations", WRITE)

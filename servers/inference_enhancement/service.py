@@ -472,9 +472,10 @@ class GraphService:
                 grams[len(lcs) :],
                 sep,
             )
+            await store.attach_relations(conn, sorted(made))
             return [e for e in unique.values() if e.name in made]
 
-        made = await self._tx(write, transaction=False)
+        made = await self._tx(write)
         if made:
             self._wake()
         await self._changed("created", [e.name for e in made])
@@ -483,38 +484,37 @@ class GraphService:
         )
 
     async def create_relations(self, relations: list[RelationIn], *, client: str | None = None) -> Relations:
-        """Relate existing entities; the relations that were new (all or nothing when an entity is unknown)."""
+        """Relate entities; the relations that were new. An end naming no entity is stored dangling (as the
+        reference does), or, with ``dangling_relations=refuse``, fails the whole call."""
         checks.batch(self.settings, relations, "relations")
         wanted: dict[tuple[str, str, str], RelationIn] = {}
         for r in relations:
             checks.name(r.from_, "from")
             checks.name(r.to, "to")
-            if not r.relationType.strip():
-                raise InvalidInput("relationType is empty; say how the entities relate. Nothing was written.")
-            checks.type_(r.relationType, "relationType")
+            checks.relation_type(r.relationType)
             r.validFrom, r.validTo = aware_utc(r.validFrom), aware_utc(r.validTo)
             if r.validFrom and r.validTo and r.validFrom >= r.validTo:
                 raise InvalidInput(f"validFrom must be before validTo ({r.from_} {r.relationType} {r.to}).")
             wanted[(r.from_, r.to, r.relationType)] = r
         source = self._source(client)
 
+        names = sorted({n for k in wanted for n in k[:2]})
+
         async def write(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
-            ids = await store.resolve(conn, [n for k in wanted for n in k[:2]])
-            locked = await store.lock_keys(
-                conn, store.RELATION_LOCK_CLASS, [f"{ids[k[0]]}:{ids[k[1]]}:{k[2]}" for k in wanted]
-            )
-            keys = list(wanted) if locked else sorted(wanted, key=lambda k: (ids[k[0]], ids[k[1]], k[2]))
+            ids = await store.existing(conn, names)
+            if len(ids) < len(names):
+                if self.settings.dangling_relations == "refuse":
+                    raise NotFound(store.unknown_message([n for n in names if n not in ids]))
+                # Exclusive: an entity of a missing name being created now is either seen by the second
+                # look or attaches this relation itself (store.DANGLING_LOCK_CLASS).
+                await store.lock_dangling(conn)
+                ids = await store.existing(conn, names)
+            locked = await store.lock_keys(conn, store.RELATION_LOCK_CLASS, ["\x1f".join(k) for k in wanted])
+            keys = list(wanted) if locked else sorted(wanted)
             rows = await store.upsert_relations(
-                conn,
-                [ids[k[0]] for k in keys],
-                [ids[k[1]] for k in keys],
-                [k[2] for k in keys],
-                [wanted[k].validFrom for k in keys],
-                [wanted[k].validTo for k in keys],
-                source,
+                conn, ids, keys, [wanted[k].validFrom for k in keys], [wanted[k].validTo for k in keys], source
             )
-            names = {v: n for n, v in ids.items()}
-            made = {(names[r["from_id"]], names[r["to_id"]], r["relation_type"]) for r in rows if r["created"]}
+            made = {(r["from_name"], r["to_name"], r["relation_type"]) for r in rows if r["created"]}
             return [k for k in wanted if k in made]
 
         made = await self._tx(write)
@@ -532,7 +532,10 @@ class GraphService:
         source = self._source(client)
 
         async def write(conn: asyncpg.Connection) -> tuple[list[Added], list[int]]:
-            ids = await store.resolve(conn, [o.entityName for o in observations], lock="update")
+            ids = await store.existing(conn, [o.entityName for o in observations], lock="update")
+            for o in observations:  # the reference's error, for the first unknown name in the caller's order
+                if o.entityName not in ids:
+                    raise NotFound(f"Entity with name {checks.clip(o.entityName)} not found")
             pairs = list(dict.fromkeys((ids[o.entityName], c) for o in observations for c in o.contents))
             inserted = set(
                 await store.insert_observations(
@@ -617,6 +620,10 @@ class GraphService:
             )
             more = kept < len(page) or len(rows) > limit
             nxt = encode_cursor(fp, after=page[kept - 1]["id"]) if more else None
+            if not more:  # relations from no entity belong to no page of entities: the last page lists them
+                rels = sorted(
+                    [*rels, *await store.relations_from_nobody(conn, as_of, RELATIONS_CAP)], key=lambda r: r.id
+                )
             return Graph(entities=entities, relations=[relation(r) for r in rels], next_cursor=nxt)
 
         return await self.deps.db.run(read)
@@ -665,6 +672,13 @@ class GraphService:
                 e.observations = [checks.observation(settings, o, e.name) for o in kept]
             except InvalidInput as exc:
                 raise InvalidInput(f"{exc} Nothing was imported.") from None
+        for f, t, ty in parsed.relations:
+            try:
+                checks.name(f, "from")
+                checks.name(t, "to")
+                checks.relation_type(ty)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{exc} Nothing was imported.") from None
         entities = parsed.entities
         source = settings.source or label
         self._check_dim()
@@ -679,32 +693,30 @@ class GraphService:
             )
             all_names = sorted({*names, *(n for rel in parsed.relations for n in rel[:2])})
             ids = await store.lock_entities(conn, all_names)
+            # Exclusive: this import both creates entities and may store dangling relations.
+            await store.lock_dangling(conn)
+            await store.attach_relations(conn, sorted(made))
             pairs = [(ids[e.name], o) for e in entities for o in e.observations]
             inserted = await store.insert_observations(
                 conn, [p[0] for p in pairs], [p[1] for p in pairs], [p[1].lower() for p in pairs], source
             )
             merged = sorted({eid for eid, _ in inserted} - set(made.values()))
             await store.bump_versions(conn, merged)
-            good = [r for r in parsed.relations if r[0] in ids and r[1] in ids]
-            for r in parsed.relations:
-                if (r[0] not in ids or r[1] not in ids) and len(problems) < 20:
-                    missing = r[0] if r[0] not in ids else r[1]
-                    problems.append(f"relation {r[0]!r} {r[2]!r} {r[1]!r} skipped: no entity {missing!r}")
-            rows = await store.upsert_relations(
-                conn,
-                [ids[r[0]] for r in good],
-                [ids[r[1]] for r in good],
-                [r[2] for r in good],
-                [None] * len(good),
-                [None] * len(good),
-                source,
-            )
+            # Relations naming no entity are kept, as the reference keeps them, and listed.
+            loose = [r for r in parsed.relations if r[0] not in ids or r[1] not in ids]
+            dangling = [
+                f"{r[0][:80]!r} {r[2][:80]!r} {r[1][:80]!r}: no entity {(r[0] if r[0] not in ids else r[1])[:80]!r}"
+                for r in loose[:20]
+            ]
+            n = len(parsed.relations)
+            rows = await store.upsert_relations(conn, ids, parsed.relations, [None] * n, [None] * n, source)
             return Imported(
                 entities_created=len(made),
                 entities_merged=len(merged),
                 observations_added=len(inserted),
                 relations_created=sum(1 for r in rows if r["created"]),
-                relations_skipped=len(parsed.relations) - len(good),
+                relations_dangling=len(loose),
+                dangling=dangling,
                 problems=problems,
             )
 
@@ -715,7 +727,7 @@ class GraphService:
             self._forget_stats()
         self._wake(wait=False)  # no read-your-writes wait: a big import is embedded over minutes
         await self._changed("imported", [e.name for e in entities][:200])
-        log.info("graph_imported", **result.model_dump(exclude={"problems"}))
+        log.info("graph_imported", **result.model_dump(exclude={"problems", "dangling"}))
         return result
 
     async def export_jsonl(self, *, path: str | None = None) -> Exported:

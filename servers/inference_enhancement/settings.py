@@ -1,6 +1,7 @@
 """Settings of the knowledge-graph server: the shared ones plus ``INFERENCE_ENHANCEMENT_*``."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseServerSettings):
     #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
     search_candidates: int = Field(default=40, ge=5, le=1_000)
     max_visited: int = Field(default=20_000, ge=100, le=1_000_000)
+    #: create_relations naming an entity that does not exist: ``keep`` stores the relation dangling, as the
+    #: reference memory server does (a switching user's habits and files rely on it); ``refuse`` fails the call.
+    dangling_relations: Literal["keep", "refuse"] = "keep"
     #: The only folders import_memory_jsonl reads and export_memory_jsonl writes (JSON list); empty: the
     #: tools refuse file paths (``content`` still works). The command line uses the given file's folder.
     file_roots: list[Path] = Field(

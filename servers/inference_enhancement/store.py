@@ -46,6 +46,10 @@ SELECT id, name FROM inference_enhancement.entities WHERE name = ANY($1::text[])
 #: another call inserting the same keys in another order. Class ids keep these apart from other locks.
 ENTITY_LOCK_CLASS = 7_401
 RELATION_LOCK_CLASS = 7_402
+#: One advisory key guarding dangling relation ends: a call storing a relation to an absent entity holds it
+#: exclusively, a call creating entities holds it shared, so the creator's attach step (a later statement)
+#: always sees the dangling relation, or the relation's writer sees the new entity.
+DANGLING_LOCK_CLASS = 7_403
 #: Session-level advisory lock per mirrored file (MEMORY_FILE_PATH): one process at a time reads,
 #: imports or rewrites it.
 MIRROR_LOCK_CLASS = 7_404
@@ -59,13 +63,15 @@ FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) 
 #: create_entities as one statement (one round trip, atomic without BEGIN/COMMIT): lock the names,
 #: insert the entities in the caller's order ($9 ordinals), then the observations of those created.
 CREATE_ENTITIES = """
-WITH locks AS (
+WITH dangling AS (
+    SELECT pg_advisory_xact_lock_shared($15::int, 0) AS d
+), locks AS (
     SELECT count(pg_advisory_xact_lock($1::int, k)) AS n
     FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
 ), input AS (
     SELECT u.n, u.t, u.l, u.g, u.v::vector AS v, u.ord
     FROM unnest($3::text[], $4::text[], $5::text[], $12::text[], $6::text[]) WITH ORDINALITY AS u(n, t, l, g, v, ord),
-         locks
+         dangling, locks
 ), ins AS (
     INSERT INTO inference_enhancement.entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
     SELECT n, t, l, string_to_array(g, $14), v, CASE WHEN v IS NULL THEN NULL ELSE $7 END,
@@ -109,17 +115,37 @@ BUMP_VERSIONS = """
 UPDATE inference_enhancement.entities SET version = version + 1, updated_at = now() WHERE id = ANY($1::bigint[])
 """
 
+#: A relation is its (from name, to name, type); an id is NULL while no entity has that name (dangling).
 UPSERT_RELATIONS = """
-INSERT INTO inference_enhancement.relations AS r (from_id, to_id, relation_type, valid_from, valid_to, source)
-SELECT f, t, ty, vf, vt, $6
-FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(f, t, ty, vf, vt)
-ON CONFLICT (from_id, to_id, relation_type) DO UPDATE
+INSERT INTO inference_enhancement.relations AS r (from_id, to_id, from_name, to_name, relation_type, valid_from, valid_to, source)
+SELECT f, t, fn, tn, ty, vf, vt, $8
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+     WITH ORDINALITY AS u(f, t, fn, tn, ty, vf, vt, ord)
+ORDER BY ord
+ON CONFLICT (from_name, to_name, relation_type) DO UPDATE
     SET valid_from = COALESCE(EXCLUDED.valid_from, r.valid_from), valid_to = COALESCE(EXCLUDED.valid_to, r.valid_to)
     WHERE EXCLUDED.valid_from IS NOT NULL OR EXCLUDED.valid_to IS NOT NULL
-RETURNING from_id, to_id, relation_type, (xmax = 0) AS created
+RETURNING from_name, to_name, relation_type, (xmax = 0) AS created
 """
 
-DELETE_ENTITIES = "DELETE FROM inference_enhancement.entities WHERE name = ANY($1::text[]) RETURNING name"
+#: Dangling ends named like the entities just created now point at them (run after the insert, as its
+#: own statement, while the shared dangling lock is held).
+ATTACH_RELATIONS = """
+UPDATE inference_enhancement.relations r SET
+    from_id = COALESCE(r.from_id, (SELECT e.id FROM inference_enhancement.entities e WHERE e.name = r.from_name)),
+    to_id = COALESCE(r.to_id, (SELECT e.id FROM inference_enhancement.entities e WHERE e.name = r.to_name))
+WHERE (r.from_id IS NULL AND r.from_name = ANY($1::text[])) OR (r.to_id IS NULL AND r.to_name = ANY($1::text[]))
+"""
+
+#: Deleting by name also deletes the relations naming it, dangling ones included (as the reference does);
+#: the relations of deleted entities cascade.
+DELETE_ENTITIES = """
+WITH loose AS (
+    DELETE FROM inference_enhancement.relations r
+    WHERE (r.from_id IS NULL AND r.from_name = ANY($1::text[])) OR (r.to_id IS NULL AND r.to_name = ANY($1::text[]))
+)
+DELETE FROM inference_enhancement.entities WHERE name = ANY($1::text[]) RETURNING name
+"""
 
 DELETE_OBSERVATIONS = """
 DELETE FROM inference_enhancement.observations o
@@ -130,8 +156,8 @@ RETURNING o.entity_id, e.name
 
 DELETE_RELATIONS = """
 DELETE FROM inference_enhancement.relations r
-USING inference_enhancement.entities f, inference_enhancement.entities t, unnest($1::text[], $2::text[], $3::text[]) AS d(f, t, ty)
-WHERE f.name = d.f AND t.name = d.t AND r.from_id = f.id AND r.to_id = t.id AND r.relation_type = d.ty
+USING unnest($1::text[], $2::text[], $3::text[]) AS d(f, t, ty)
+WHERE r.from_name = d.f AND r.to_name = d.t AND r.relation_type = d.ty
 RETURNING r.id
 """
 
@@ -157,22 +183,37 @@ ORDER BY entity_id, id
 
 _RELATION_AT = """($2::timestamptz IS NULL OR (r.created_at <= $2 AND f.created_at <= $2 AND t.created_at <= $2
     AND (r.valid_from IS NULL OR r.valid_from <= $2) AND (r.valid_to IS NULL OR r.valid_to > $2)))"""
+#: The same for relations whose ends may be dangling (a missing end is no reason to hide a relation).
+_LOOSE_RELATION_AT = """($2::timestamptz IS NULL OR (r.created_at <= $2
+    AND (r.from_id IS NULL OR (SELECT f.created_at FROM inference_enhancement.entities f WHERE f.id = r.from_id) <= $2)
+    AND (r.to_id IS NULL OR (SELECT t.created_at FROM inference_enhancement.entities t WHERE t.id = r.to_id) <= $2)
+    AND (r.valid_from IS NULL OR r.valid_from <= $2) AND (r.valid_to IS NULL OR r.valid_to > $2)))"""
+#: A relation row as :class:`Rel` (an absent end's id is 0: identities start at 1).
+_REL_COLUMNS = (
+    "r.id, COALESCE(r.from_id, 0) AS from_id, COALESCE(r.to_id, 0) AS to_id, r.from_name, r.to_name, r.relation_type"
+)
 
 RELATIONS_FROM = f"""
-SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
-WHERE r.from_id = ANY($1::bigint[]) AND {_RELATION_AT}
+SELECT {_REL_COLUMNS} FROM inference_enhancement.relations r
+WHERE r.from_id = ANY($1::bigint[]) AND {_LOOSE_RELATION_AT}
 ORDER BY r.id LIMIT $3
+"""
+
+#: Relations whose source entity does not exist (read_graph lists them on its last page), by id.
+RELATIONS_FROM_NOBODY = f"""
+SELECT {_REL_COLUMNS} FROM inference_enhancement.relations r
+WHERE r.from_id IS NULL AND {_LOOSE_RELATION_AT}
+ORDER BY r.id LIMIT $1
 """
 
 RELATIONS_TOUCHING = f"""
-SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
-WHERE (r.from_id = ANY($1::bigint[]) OR r.to_id = ANY($1::bigint[])) AND {_RELATION_AT}
+SELECT {_REL_COLUMNS} FROM inference_enhancement.relations r
+WHERE (r.from_id = ANY($1::bigint[]) OR r.to_id = ANY($1::bigint[])) AND {_LOOSE_RELATION_AT}
 ORDER BY r.id LIMIT $3
 """
 
-#: One breadth-first step: the relations leaving ($4 'out'), entering ('in') or touching ('both') a frontier.
+#: One breadth-first step: the relations leaving ($4 'out'), entering ('in') or touching ('both') a frontier
+#: (between two existing entities: a walk has nowhere to go from a dangling end).
 STEP = f"""
 SELECT r.id, r.from_id, r.to_id, f.name AS from_name, t.name AS to_name, r.relation_type
 FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
@@ -287,8 +328,8 @@ PROVENANCE_OBSERVATIONS = """
 SELECT content, source, created_at FROM inference_enhancement.observations WHERE entity_id = $1 ORDER BY id OFFSET $2 LIMIT $3
 """
 PROVENANCE_RELATIONS = """
-SELECT f.name AS from_name, t.name AS to_name, r.relation_type, r.source, r.created_at, r.valid_from, r.valid_to
-FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
+SELECT r.from_name, r.to_name, r.relation_type, r.source, r.created_at, r.valid_from, r.valid_to
+FROM inference_enhancement.relations r
 WHERE r.from_id = $1 OR r.to_id = $1 ORDER BY r.id OFFSET $2 LIMIT $3
 """
 
@@ -332,14 +373,16 @@ INSERT INTO inference_enhancement.mirror_files (path, sha256) VALUES ($1, $2)
 ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, synced_at = now()
 """
 EXPORT_RELATIONS = """
-SELECT r.id, f.name AS from_name, t.name AS to_name, r.relation_type
-FROM inference_enhancement.relations r JOIN inference_enhancement.entities f ON f.id = r.from_id JOIN inference_enhancement.entities t ON t.id = r.to_id
+SELECT r.id, r.from_name, r.to_name, r.relation_type
+FROM inference_enhancement.relations r
 WHERE r.id > $1 ORDER BY r.id LIMIT $2
 """
 
 
 @dataclass(frozen=True)
 class Rel:
+    """A relation; ``from_id``/``to_id`` are 0 when no entity has that name (a dangling end)."""
+
     id: int
     from_id: int
     to_id: int
@@ -352,20 +395,40 @@ def rels(rows: Sequence[asyncpg.Record]) -> list[Rel]:
     return [Rel(**dict(r)) for r in rows]
 
 
+async def existing(conn: asyncpg.Connection, names: Sequence[str], *, lock: str = "share") -> dict[str, int]:
+    """Ids of those of ``names`` that exist, locked against deletion (``share``) or change (``update``)."""
+    rows = await conn.fetch(LOCK_ENTITIES if lock == "update" else SHARE_ENTITIES, sorted(set(names)))
+    return {r["name"]: r["id"] for r in rows}
+
+
 async def resolve(conn: asyncpg.Connection, names: Sequence[str], *, lock: str = "share") -> dict[str, int]:
-    """Ids of ``names``, locked against deletion (``share``) or change (``update``); missing names fail the call."""
-    wanted = sorted(set(names))
-    rows = await conn.fetch(LOCK_ENTITIES if lock == "update" else SHARE_ENTITIES, wanted)
-    found = {r["name"]: r["id"] for r in rows}
-    missing = [n for n in wanted if n not in found]
+    """Ids of ``names``, locked as :func:`existing` locks them; missing names fail the call."""
+    found = await existing(conn, names, lock=lock)
+    missing = [n for n in sorted(set(names)) if n not in found]
     if missing:
-        shown = ", ".join(repr(n) for n in missing[:20])
-        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise NotFound(
-            f"Unknown entities: {shown}{more}. Create them first with create_entities (or check the spelling); "
-            "nothing was written."
-        )
+        raise NotFound(unknown_message(missing))
     return found
+
+
+def unknown_message(missing: Sequence[str]) -> str:
+    """The refusal of a write naming entities that do not exist (each name clipped)."""
+    shown = ", ".join(repr(n[:80]) for n in missing[:20])
+    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+    return (
+        f"Unknown entities: {shown}{more}. Create them first with create_entities (or check the spelling); "
+        "nothing was written."
+    )
+
+
+async def lock_dangling(conn: asyncpg.Connection) -> None:
+    """Hold the dangling-ends key exclusively until the transaction ends (see DANGLING_LOCK_CLASS)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1::int, 0)", DANGLING_LOCK_CLASS)
+
+
+async def attach_relations(conn: Queries, names: Sequence[str]) -> None:
+    """Point the dangling ends named ``names`` at the entities of those names (just created)."""
+    if names:
+        await conn.execute(ATTACH_RELATIONS, list(names))
 
 
 async def insert_observations(
@@ -452,6 +515,7 @@ async def create_entities(
         list(grams),
         list(obs_grams),
         sep,
+        DANGLING_LOCK_CLASS,
     )
     return {r["name"] for r in rows}
 
@@ -488,16 +552,24 @@ async def lock_entities(conn: Queries, names: Sequence[str]) -> dict[str, int]:
 
 async def upsert_relations(
     conn: Queries,
-    from_ids: Sequence[int],
-    to_ids: Sequence[int],
-    types: Sequence[str],
+    ids: dict[str, int],
+    keys: Sequence[tuple[str, str, str]],
     valid_from: Sequence[datetime | None],
     valid_to: Sequence[datetime | None],
     source: str,
 ) -> list[asyncpg.Record]:
-    """Insert relations (or widen their validity); rows of from_id, to_id, relation_type, created."""
+    """Insert relations ``(from, to, type)`` in order (or widen their validity); ``ids`` of the existing ends
+    (an end missing from it is stored dangling). Rows of from_name, to_name, relation_type, created."""
     return await conn.fetch(
-        UPSERT_RELATIONS, list(from_ids), list(to_ids), list(types), list(valid_from), list(valid_to), source
+        UPSERT_RELATIONS,
+        [ids.get(k[0]) for k in keys],
+        [ids.get(k[1]) for k in keys],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        list(valid_from),
+        list(valid_to),
+        source,
     )
 
 
@@ -594,6 +666,11 @@ async def entity_docs(
 async def relations_from(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:
     """Relations leaving the entities ``ids`` (as of a time), by id."""
     return rels(await conn.fetch(RELATIONS_FROM, list(ids), as_of, limit))
+
+
+async def relations_from_nobody(conn: Queries, as_of: datetime | None, limit: int) -> list[Rel]:
+    """Relations whose source entity does not exist (as of a time), by id."""
+    return rels(await conn.fetch(RELATIONS_FROM_NOBODY, limit, as_of))
 
 
 async def relations_touching(conn: Queries, ids: Sequence[int], as_of: datetime | None, limit: int) -> list[Rel]:

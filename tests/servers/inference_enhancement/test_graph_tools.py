@@ -119,8 +119,38 @@ async def test_entity_vectors_stay_in_the_row_rather_than_in_toast(settings: Set
     assert (row["embedded"], row["toasted"]) == (20, 0)
 
 
-async def test_relations_to_unknown_entities_fail_the_whole_call_and_write_nothing(settings: Settings) -> None:
+async def test_relations_to_unknown_entities_are_kept_and_attach_when_the_entity_is_created(settings: Settings) -> None:
     async with Client(build(settings)) as c:
+        await call(c, "create_entities", {"entities": PEOPLE})
+        rels = [
+            {"from": "Ada", "to": "Grace", "relationType": "mentors"},
+            {"from": "Ada", "to": "Zed", "relationType": "knows"},
+            {"from": "Yan", "to": "Grace", "relationType": "knows"},
+            {"from": "Yan", "to": "Zed", "relationType": "knows"},
+        ]
+        assert await call(c, "create_relations", {"relations": rels}) == {"relations": rels}
+        graph = await call(c, "read_graph")
+        assert graph["relations"] == rels
+        opened = await call(c, "open_nodes", {"names": ["Grace", "Zed"]})
+        assert opened["relations"] == [rels[0], rels[2]]
+        await call(c, "create_entities", {"entities": [{"name": "Zed", "entityType": "person", "observations": []}]})
+        near = await call(c, "get_neighbors", {"name": "Zed"})
+        assert [e["name"] for e in near["entities"]] == ["Zed", "Ada"]
+        assert (await call(c, "open_nodes", {"names": ["Zed"]}))["relations"] == [rels[1], rels[3]]
+        # Deleting by name removes the relations naming it, whether that entity exists or not.
+        await call(c, "delete_entities", {"entityNames": ["Yan"]})
+        assert (await call(c, "read_graph"))["relations"] == rels[:2]
+        text = await fail(
+            c,
+            "add_observations",
+            {"observations": [{"entityName": "Ada", "contents": ["x1"]}, {"entityName": "Q", "contents": ["x"]}]},
+        )
+        assert text == "Entity with name Q not found"
+        assert await _counts(settings) == (4, 4, 2)
+
+
+async def test_relations_to_unknown_entities_can_be_refused_instead(settings: Settings) -> None:
+    async with Client(build(settings.model_copy(update={"dangling_relations": "refuse"}))) as c:
         await call(c, "create_entities", {"entities": PEOPLE})
         before = await _counts(settings)
         text = await fail(
@@ -136,12 +166,6 @@ async def test_relations_to_unknown_entities_fail_the_whole_call_and_write_nothi
         )
         assert "'Yan', 'Zed'" in text
         assert "nothing was written" in text
-        text = await fail(
-            c,
-            "add_observations",
-            {"observations": [{"entityName": "Ada", "contents": ["x1"]}, {"entityName": "Q", "contents": ["x"]}]},
-        )
-        assert "'Q'" in text
         assert await _counts(settings) == before
 
 
@@ -335,7 +359,7 @@ async def test_import_of_a_reference_file_with_1000_entities_round_trips_through
         assert found["entities"][0]["name"] == "Entity 512"
 
 
-async def test_a_malformed_import_writes_nothing_and_dangling_relations_are_reported(settings: Settings) -> None:
+async def test_a_malformed_import_writes_nothing_and_dangling_relations_are_kept_and_listed(settings: Settings) -> None:
     async with Client(build(settings)) as c:
         bad = '{"type":"entity","name":"A","entityType":"t","observations":[]}\n{not json'
         assert "line 2" in await fail(c, "import_memory_jsonl", {"content": bad})
@@ -345,8 +369,10 @@ async def test_a_malformed_import_writes_nothing_and_dangling_relations_are_repo
             '{"type":"relation","from":"A","to":"Ghost","relationType":"knows"}'
         )
         result = await call(c, "import_memory_jsonl", {"content": dangling})
-        assert result["relations_skipped"] == 1
-        assert "Ghost" in result["problems"][0]
+        assert (result["relations_created"], result["relations_dangling"], result["problems"]) == (1, 1, [])
+        assert "Ghost" in result["dangling"][0]
+        graph = await call(c, "read_graph")
+        assert graph["relations"] == [{"from": "A", "to": "Ghost", "relationType": "knows"}]
 
 
 async def test_only_the_core_tools_are_listed_by_default(make_settings: Callable[..., Any]) -> None:

@@ -68,18 +68,19 @@ async def test_observations_and_relations_report_only_what_was_new(graph: GraphS
     assert [(r.from_, r.to) for r in opened.relations] == [("Ada", "Billing")]
 
 
-async def test_writes_naming_unknown_entities_fail_whole_and_write_nothing(graph: GraphService) -> None:
+async def test_observations_of_an_unknown_entity_fail_whole_and_relations_to_one_dangle(graph: GraphService) -> None:
     await graph.create_entities(PEOPLE)
-    with pytest.raises(NotFound, match="'Yan', 'Zed'"):
-        await graph.create_relations(
-            [rel("Ada", "Grace", "mentors"), rel("Ada", "Zed", "knows"), rel("Yan", "Grace", "knows")]
-        )
-    with pytest.raises(NotFound, match="'Q'"):
+    made = await graph.create_relations([rel("Ada", "Grace", "mentors"), rel("Yan", "Zed", "knows")])
+    assert [(r.from_, r.to) for r in made.relations] == [("Ada", "Grace"), ("Yan", "Zed")]
+    with pytest.raises(NotFound, match=r"^Entity with name Q not found$"):
         await graph.add_observations(
             [ObservationsIn(entityName="Ada", contents=["x1"]), ObservationsIn(entityName="Q", contents=["x"])]
         )
     summary = await graph.summary()
-    assert (summary["entities"], summary["observations"], summary["relations"]) == (3, 4, 0)
+    assert (summary["entities"], summary["observations"], summary["relations"]) == (3, 4, 2)
+    refusing = GraphService(graph.deps, graph.settings.model_copy(update={"dangling_relations": "refuse"}))
+    with pytest.raises(NotFound, match="'Yan', 'Zed'"):
+        await refusing.create_relations([rel("Yan", "Zed", "likes")])
 
 
 async def test_bad_values_are_refused_with_what_to_fix(graph: GraphService) -> None:
@@ -203,16 +204,16 @@ async def test_import_merges_and_export_writes_the_reference_format(
             ]
         )
         imported = await graph.import_jsonl(content=content)
-        assert (imported.entities_created, imported.observations_added, imported.relations_created) == (2, 1, 1)
-        assert imported.relations_skipped == 1
-        assert any("Ghost" in p for p in imported.problems)
+        assert (imported.entities_created, imported.observations_added, imported.relations_created) == (2, 1, 2)
+        assert imported.relations_dangling == 1
+        assert any("Ghost" in p for p in imported.dangling)
         again = await graph.import_jsonl(content=content)
         assert again.entities_created == again.observations_added == again.relations_created == 0
         out = tmp_path / "out.jsonl"
         exported = await graph.export_jsonl(path=str(out))
-        assert (exported.entities, exported.relations, exported.content) == (2, 1, None)
+        assert (exported.entities, exported.relations, exported.content) == (2, 2, None)
         assert out.read_text(encoding="utf-8") == "\n".join(
-            [content.split("\n")[0].replace(',""', ""), *content.split("\n")[1:3]]
+            [content.split("\n")[0].replace(',""', ""), *content.split("\n")[1:4]]
         )
         with pytest.raises(InvalidInput, match="exactly one"):
             await graph.import_jsonl()

@@ -86,7 +86,23 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("delete_entities", {"entityNames": ["Zoë 東京", "Nobody"]}),
     ("create_entities", {"entities": [{"name": "Zoë 東京", "entityType": "place", "observations": ["back again"]}]}),
     ("create_relations", {"relations": [{"from": "Zoë 東京", "to": "Ada", "relationType": "hosts"}]}),
+    # Dangling relations: ends that name no entity are kept, as the reference keeps them.
+    (
+        "create_relations",
+        {
+            "relations": [
+                {"from": "Ada", "to": "Nobody yet", "relationType": "knows"},
+                {"from": "Ghost", "to": "Zoë 東京", "relationType": "haunts"},
+                {"from": "Ghost", "to": "Wraith ☠", "relationType": "follows"},
+            ]
+        },
+    ),
+    ("create_entities", {"entities": [{"name": "Nobody yet", "entityType": "person", "observations": ["here now"]}]}),
+    ("delete_relations", {"relations": [{"from": "Ghost", "to": "Wraith ☠", "relationType": "follows"}]}),
+    ("create_relations", {"relations": [{"from": "Wraith ☠", "to": "Grace", "relationType": "scares"}]}),
 ]
+
+NAMES = ["Ada", 'Ωmega "quoted" name', "Grace", "Zoë 東京", "Nobody yet"]
 
 
 def reference_params(memory: Path) -> StdioServerParameters:
@@ -138,11 +154,13 @@ async def test_the_mirror_file_is_byte_for_byte_what_the_reference_writes(
 
             await wait_until(same, timeout_s=15, what=f"the mirror after call {step} ({tool})")
     assert read(our_file) == read(ref_file)
-    assert read(ref_file).count(b'"type":"entity"') == 4  # the sequence did reach the file
+    assert read(ref_file).count(b'"type":"entity"') == 5  # the sequence did reach the file
+    assert b'"from":"Ghost"' in read(ref_file)
     # The reference itself reads the mirror back as its own.
     async with Client(reference_params(our_file), read_timeout_seconds=60) as ref:
         graph = json.loads((await ref.call_tool("read_graph", {})).content[0].text)  # type: ignore[union-attr]
-    assert [e["name"] for e in graph["entities"]] == ["Ada", 'Ωmega "quoted" name', "Grace", "Zoë 東京"]
+    assert [e["name"] for e in graph["entities"]] == NAMES
+    assert ["Ghost", "Zoë 東京", "haunts"] in [[r["from"], r["to"], r["relationType"]] for r in graph["relations"]]
 
 
 async def test_a_file_the_reference_wrote_is_imported_on_start_and_left_byte_for_byte_as_it_was(
@@ -157,7 +175,9 @@ async def test_a_file_the_reference_wrote_is_imported_on_start_and_left_byte_for
     params = ours(database_url, redis_url, redis_prefix, tmp_path / "data", memory)
     async with Client(params, read_timeout_seconds=120) as mine:
         graph = await call(mine, "read_graph", {})
-        assert [e["name"] for e in graph["entities"]] == ["Ada", 'Ωmega "quoted" name', "Grace", "Zoë 東京"]
+        assert [e["name"] for e in graph["entities"]] == NAMES
+        assert {"from": "Ghost", "to": "Zoë 東京", "relationType": "haunts"} in graph["relations"]
+        assert {"from": "Wraith ☠", "to": "Grace", "relationType": "scares"} in graph["relations"]
         assert graph["entities"][0]["observations"] == [o for o in ODD if o != "Tab\there"] + [
             "Joined in 2021",
             "Tab\there",

@@ -3,8 +3,9 @@
 The reference memory server's nine operations (entities, relations, observations; read, search,
 open) plus import/export of its memory.jsonl, neighbourhoods, paths, relevant subgraphs, prompt
 enrichment, passage ranking and provenance. Vectors are made in the background: a write returns once
-its rows are committed, a :class:`~common.workers.Periodic` embedder is woken, and a search of this
-process waits (briefly) until its own writes are embedded.
+its rows are committed and a :class:`~common.workers.Periodic` embedder is woken; a search never
+waits for it (new entities are found by substring and keywords at once, by meaning once embedded).
+The reference's MEMORY_FILE_PATH is imported on start and mirrored back after changes.
 """
 
 from __future__ import annotations
@@ -281,8 +282,8 @@ class GraphService:
         return await self.deps.embedder.embed(texts) if texts else []
 
     def _wake(self, *, wait: bool = True) -> None:
-        """New or changed entities need vectors: wake this process's embedder (and, with ``wait``, make
-        this process's searches wait for them)."""
+        """New or changed entities need vectors: wake this process's embedder (and, with ``wait``, have a
+        stopping process finish them first: :meth:`vectors_ready`)."""
         self._wakes += 1
         if wait:
             self._idle.clear()

@@ -1,7 +1,7 @@
 """Knowledge-graph benchmark: ours and the reference memory server side by side, both over stdio.
 
 Run: ``.venv/bin/python -m tests.benchmarks.bench_inference [--sizes 1000,10000] [--with-100k]
-[--samples 50] [--ref-version 0.6] [--fake-embedder] [--concurrent [--rounds 40]]``.
+[--samples 50] [--ref-version 0.6] [--fake-embedder] [--concurrent [--rounds 40]] [--ours-src DIR]``.
 Starts its own embedded PostgreSQL in a temporary directory, uses Redis at REDIS_URL (default
 127.0.0.1:6379), installs the reference server from npm into a temporary folder. At each size the
 same synthetic graph (3 observations and 2 relations per entity) is loaded into both: a
@@ -109,8 +109,13 @@ def new_entity(tag: str, k: int) -> dict[str, Any]:
 
 
 def ours(env: dict[str, str]) -> StdioServerParameters:
+    # OURS_SRC (--ours-src) runs the server from another checkout, e.g. main, to compare before/after.
+    src = env.get("OURS_SRC") or str(ROOT)
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "servers", "serve", "inference_enhancement"], env=env, cwd=str(ROOT)
+        command=sys.executable,
+        args=["-m", "servers", "serve", "inference_enhancement"],
+        env={**env, "PYTHONPATH": src},
+        cwd=src,
     )
 
 
@@ -263,6 +268,7 @@ async def measure_concurrent(
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
+        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),
     }
     if fake:
         env["EMBEDDING_MODEL"] = "hash-384"
@@ -284,6 +290,12 @@ async def measure_concurrent(
         await searches_alone(mine, queries[:5])  # warm
         ours_alone = await searches_alone(mine, queries)
     ours_busy, ours_failed = await searches_while_writing(lambda: ours(env), queries, rounds, "busy")
+    # The same with MEMORY_FILE_PATH set, as for a user who only swapped the command: every process
+    # also rewrites the mirror file after its bursts of writes.
+    mirror_env = {**env, "MEMORY_FILE_PATH": str(tmp / "mirror.jsonl")}
+    async with Client(ours(mirror_env), read_timeout_seconds=3_600) as first:
+        await call(first, "search_nodes", {"query": "warm up"})  # imports nothing, writes the mirror once
+    mirror_busy, mirror_failed = await searches_while_writing(lambda: ours(mirror_env), queries, rounds, "mirror")
     memory = tmp / "memory.jsonl"
     place_reference_file(script, memory, text)
     async with Client(reference(script, memory), read_timeout_seconds=600) as ref:
@@ -298,10 +310,18 @@ async def measure_concurrent(
             *latency(ref_busy),
         ],
         [
-            "p99 ratio, 4 clients / 1 client",
+            f"search_nodes, 4 clients writing, mirror on ({mirror_failed} failed)",
+            *latency(mirror_busy),
             "",
             "",
-            f"{pct(ours_busy, 99) / pct(ours_alone, 99):.2f}x",
+            "",
+            "",
+        ],
+        [
+            "p99 ratio, 4 clients / 1 client (mirror on)",
+            "",
+            "",
+            f"{pct(ours_busy, 99) / pct(ours_alone, 99):.2f}x ({pct(mirror_busy, 99) / pct(ours_alone, 99):.2f}x)",
             "",
             "",
             "",
@@ -383,6 +403,7 @@ async def measure_all(
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
+        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),
         "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES": str(2 * 1024**3),
         "DB_STATEMENT_TIMEOUT_MS": "600000",
         "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "600000",
@@ -449,7 +470,10 @@ def main() -> None:
     parser.add_argument("--fake-embedder", action="store_true", help="hash embedder: measures the database only")
     parser.add_argument("--concurrent", action="store_true", help="only search latency while 4 clients write")
     parser.add_argument("--rounds", type=int, default=40, help="with --concurrent: create+search rounds per client")
+    parser.add_argument("--ours-src", help="run our server from this checkout (e.g. an export of main) instead")
     args = parser.parse_args()
+    if args.ours_src:
+        os.environ["OURS_SRC"] = str(Path(args.ours_src).resolve())
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | ({100_000} if args.with_100k else set()))
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     tmp = Path(tempfile.mkdtemp(prefix="mcp-bench-inference-"))

@@ -81,9 +81,8 @@ PENDING_FLUSH_AFTER = 64
 STALE_SWEEP_S = 30.0
 #: How long a stopping process keeps embedding its last writes.
 SHUTDOWN_DRAIN_S = 5.0
-#: Texts embedded per model call by the background embedder: a search's query embedding waits for the
-#: model between calls, so a small chunk keeps searches fast while others write.
-EMBED_CHUNK = 8
+#: Longest the background embedder yields to this process's searches before its next text.
+YIELD_TO_SEARCH_S = 0.5
 #: How long a stopping process may take to bring the mirrored memory file up to date.
 MIRROR_DRAIN_S = 30.0
 #: Relations read with a page of entities (the character budget cuts the page first).
@@ -125,6 +124,9 @@ class GraphService:
         self.embedder = Periodic("graph-embedder", self._embed_pass, interval_s=STALE_SWEEP_S)
         self._idle = asyncio.Event()  # set while this process has no write waiting for its vector
         self._idle.set()
+        self._searching = 0
+        self._no_search = asyncio.Event()  # set while no search of this process is running
+        self._no_search.set()
         self._wakes = 0
         #: The reference server's memory file (MEMORY_FILE_PATH), imported on start and, unless
         #: INFERENCE_ENHANCEMENT_MIRROR is off, rewritten after changes; None when not configured.
@@ -289,6 +291,23 @@ class GraphService:
             self._idle.clear()
         self.embedder.wake()
 
+    @contextlib.asynccontextmanager
+    async def _foreground(self) -> AsyncIterator[None]:
+        """A search of this process is running: the background embedder waits for it (briefly)."""
+        self._searching += 1
+        self._no_search.clear()
+        try:
+            yield
+        finally:
+            self._searching -= 1
+            if not self._searching:
+                self._no_search.set()
+
+    async def _searches_done(self) -> None:
+        if not self._no_search.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_search.wait(), YIELD_TO_SEARCH_S)
+
     async def vectors_ready(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until this process's writes are embedded; true if they are."""
         if not self._idle.is_set():
@@ -309,9 +328,13 @@ class GraphService:
         ids = [r["id"] for r in rows]
         obs = await store.first_observations(db, ids, EMBED_OBSERVATIONS)
         texts = [text.embedding_text(r["name"], r["entity_type"], obs.get(r["id"], [])) for r in rows]
+        self._check_dim()
         vectors: list[np.ndarray] = []
-        for k in range(0, len(texts), EMBED_CHUNK):
-            vectors.extend(await self._embed(texts[k : k + EMBED_CHUNK]))
+        for t in texts:
+            # One text at a time on one thread, after this process's searches: a search's query
+            # embedding waits for one text at most, and a core stays free for searches and PostgreSQL.
+            await self._searches_done()
+            vectors.append(await self.deps.embedder.embed_one(t, beside_work=True))
         await store.set_embeddings(
             db,
             ids,
@@ -401,6 +424,10 @@ class GraphService:
             raise InvalidInput("query is empty; say what to look for.")
         if len(query) > 2_000:
             raise InvalidInput(f"query has {len(query)} characters; the limit is 2000.")
+        async with self._foreground():
+            return await self._ranked(query, depth)
+
+    async def _ranked(self, query: str, depth: int) -> list[text.Fused]:
         d = self.deps
         lowered = query.lower()
 
@@ -633,10 +660,11 @@ class GraphService:
         """Entities by meaning, keywords and substrings, best first, with the relations touching them."""
         fp = fingerprint("search_nodes", query)
         offset = decode_cursor(cursor or None, fp).offset
-        ranked = await self._search(query, max(self.settings.search_candidates, offset + limit))
-        page = ranked[offset : offset + limit]
-        more = len(ranked) > offset + limit
-        entities, rels, _ = await self._assemble_on_two([f.id for f in page])
+        async with self._foreground():
+            ranked = await self._search(query, max(self.settings.search_candidates, offset + limit))
+            page = ranked[offset : offset + limit]
+            more = len(ranked) > offset + limit
+            entities, rels, _ = await self._assemble_on_two([f.id for f in page])
         return Graph(
             entities=entities,
             relations=[relation(r) for r in rels],

@@ -11,8 +11,9 @@ four processes write at once to each server and the lost writes are counted. Pri
 asserts nothing.
 
 ``--concurrent`` measures only search latency while others write: ``search_nodes`` from one client
-alone, then from each of four clients (four processes) that each create an entity and search in
-turn, so searches overlap other clients' writes and the background embedding they cause; the same
+alone (half before, half after), then from each of four clients (four processes) that each create a
+burst of 8 entities and search in turn, so searches overlap other clients' writes and the background
+embedding they cause; the same
 on the reference (whose processes share one file, as they would). Real model unless
 ``--fake-embedder``; a 1,000-entity graph, ``--rounds`` (default 40) per client.
 """
@@ -220,10 +221,15 @@ async def searches_alone(client: Client, queries: list[str]) -> list[float]:
     return [(await timed(client, "search_nodes", {"query": q}))[0] for q in queries]
 
 
-async def searches_while_writing(make: Any, queries: list[str], rounds: int, tag: str) -> tuple[list[float], int]:
-    """Four processes, each creating an entity then searching, ``rounds`` times, all at once.
+#: Entities each client creates before each of its searches under --concurrent (a burst of writes).
+BURST = 8
 
-    Returns the search latencies of all four and the number of failed calls.
+
+async def searches_while_writing(make: Any, queries: list[str], rounds: int, tag: str) -> tuple[list[float], int]:
+    """Four processes, each creating ``BURST`` entities then searching, ``rounds`` times, all at once.
+
+    Every search overlaps the other clients' writes and the background embedding of everyone's
+    bursts, its own included. Returns the search latencies of all four and the failed calls.
     """
     out: list[float] = []
     failed = 0
@@ -237,7 +243,8 @@ async def searches_while_writing(make: Any, queries: list[str], rounds: int, tag
             rng = random.Random(n)
             for i in range(rounds):
                 try:
-                    await call(client, "create_entities", {"entities": [new_entity(f"{tag}-c{n}", i)]})
+                    burst = [new_entity(f"{tag}-c{n}", i * BURST + k) for k in range(BURST)]
+                    await call(client, "create_entities", {"entities": burst})
                     ms, _ = await timed(client, "search_nodes", {"query": rng.choice(queries)})
                     out.append(ms)
                 except Exception:
@@ -288,8 +295,13 @@ async def measure_concurrent(
         await wait_embedded(url)
         await settle(url, [f"inference_enhancement.{t}" for t in ("entities", "observations", "relations")])
         await searches_alone(mine, queries[:5])  # warm
-        ours_alone = await searches_alone(mine, queries)
+        ours_alone = await searches_alone(mine, queries[: len(queries) // 2])
     ours_busy, ours_failed = await searches_while_writing(lambda: ours(env), queries, rounds, "busy")
+    async with Client(ours(env), read_timeout_seconds=3_600) as mine:
+        await wait_embedded(url)  # the busy phase's vectors are made: alone again
+        await searches_alone(mine, queries[:5])
+        # Half before the busy phase and half after, so a change in the machine's load weighs on both.
+        ours_alone += await searches_alone(mine, queries[len(queries) // 2 :])
     # The same with MEMORY_FILE_PATH set, as for a user who only swapped the command: every process
     # also rewrites the mirror file after its bursts of writes.
     mirror_env = {**env, "MEMORY_FILE_PATH": str(tmp / "mirror.jsonl")}

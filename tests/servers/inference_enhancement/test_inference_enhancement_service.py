@@ -258,10 +258,11 @@ async def test_provenance_pages_observations_with_a_cursor(graph: GraphService) 
 
 
 class _HeldEmbedder:
-    """The hash embedder whose batches (the background embedder's) wait until released; queries pass."""
+    """The hash embedder whose texts (the background embedder's) wait until released; queries pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, queries: set[str]) -> None:
         self._inner = HashEmbedder(384)
+        self.queries = queries
         self.release = anyio.Event()
 
     def __getattr__(self, name: str) -> Any:
@@ -271,11 +272,16 @@ class _HeldEmbedder:
         await self.release.wait()
         return await self._inner.embed(texts)
 
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> Any:
+        if text not in self.queries:
+            await self.release.wait()
+        return await self._inner.embed_one(text, beside_work=beside_work)
+
 
 async def test_written_entities_are_embedded_in_the_background_and_searches_do_not_wait_for_them(
     open_graph: OpenGraph,
 ) -> None:
-    held = _HeldEmbedder()
+    held = _HeldEmbedder({"schema"})
     async with open_graph(embedder=held) as graph:
         await graph.create_entities(PEOPLE)
         await graph.add_observations([ObservationsIn(entityName="Grace", contents=["Owns the schema"])])

@@ -210,7 +210,7 @@ async def call_fails(client: Any, tool: str, args: dict[str, Any], *expected: st
 
 
 #: Settings of the developer's shell that must not leak into a spawned test server.
-_SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_", "MCP_SUITE_")
+_SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_", "MCP_SUITE_", "MEMORY_FILE_PATH")
 #: Where spawned test servers keep the prepared default model: preparing it (common.embeddings,
 #: fold_model) takes ~6 s, so it is done once per machine rather than once per test's data dir.
 #: The preparation stamp makes a stale copy redo itself.

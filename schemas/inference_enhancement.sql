@@ -32,6 +32,16 @@ CREATE TABLE inference_enhancement.entities (
 ) WITH (toast_tuple_target=8160);
 -- owner: inference_enhancement
 
+CREATE TABLE inference_enhancement.mirror_files (
+    path text NOT NULL,
+    sha256 text NOT NULL,
+    synced_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT mirror_files_path_check CHECK (((length(path) >= 1) AND (length(path) <= 4096))),
+    CONSTRAINT mirror_files_pkey PRIMARY KEY (path),
+    CONSTRAINT mirror_files_sha256_check CHECK ((length(sha256) = 64))
+);
+-- owner: inference_enhancement
+
 CREATE TABLE inference_enhancement.observations (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
     entity_id bigint NOT NULL,
@@ -91,6 +101,8 @@ CREATE UNIQUE INDEX entities_pkey ON inference_enhancement.entities USING btree 
 CREATE INDEX entities_stale_idx ON inference_enhancement.entities USING btree (id) WHERE (embedded_version < version);
 
 CREATE INDEX entities_tsv_idx ON inference_enhancement.entities USING gin (tsv) WITH (gin_pending_list_limit='1024');
+
+CREATE UNIQUE INDEX mirror_files_pkey ON inference_enhancement.mirror_files USING btree (path);
 
 CREATE INDEX observations_entity_idx ON inference_enhancement.observations USING btree (entity_id, id);
 

@@ -3,8 +3,9 @@
 The reference memory server's nine operations (entities, relations, observations; read, search,
 open) plus import/export of its memory.jsonl, neighbourhoods, paths, relevant subgraphs, prompt
 enrichment, passage ranking and provenance. Vectors are made in the background: a write returns once
-its rows are committed, a :class:`~common.workers.Periodic` embedder is woken, and a search of this
-process waits (briefly) until its own writes are embedded.
+its rows are committed and a :class:`~common.workers.Periodic` embedder is woken; a search never
+waits for it (new entities are found by substring and keywords at once, by meaning once embedded).
+The reference's MEMORY_FILE_PATH is imported on start and mirrored back after changes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from common.safefiles import Roots
 from common.table_stats import StatsRefresher
 from common.timeutil import aware_utc
 from common.workers import Periodic
-from servers.inference_enhancement import checks, files, graph, jsonl, store, text
+from servers.inference_enhancement import checks, files, graph, jsonl, mirror, store, text
 from servers.inference_enhancement.assemble import facts_block, graph_part, relation
 from servers.inference_enhancement.models import (
     Added,
@@ -80,10 +81,12 @@ RARE_TRIGRAMS = 3
 PENDING_FLUSH_AFTER = 64
 #: How often the embedder looks for entities another process left without a current vector.
 STALE_SWEEP_S = 30.0
-#: How long a search waits for this process's pending vectors (read your own writes by meaning).
-SEARCH_WAIT_S = 2.0
 #: How long a stopping process keeps embedding its last writes.
 SHUTDOWN_DRAIN_S = 5.0
+#: Longest the background embedder yields to this process's searches before its next text.
+YIELD_TO_SEARCH_S = 0.5
+#: How long a stopping process may take to bring the mirrored memory file up to date.
+MIRROR_DRAIN_S = 30.0
 #: Relations read with a page of entities (the character budget cuts the page first).
 RELATIONS_CAP = 100_000
 _REFUSED = "cursor is not a next_cursor of this call with these arguments; repeat the call without it."
@@ -123,7 +126,20 @@ class GraphService:
         self.embedder = Periodic("graph-embedder", self._embed_pass, interval_s=STALE_SWEEP_S)
         self._idle = asyncio.Event()  # set while this process has no write waiting for its vector
         self._idle.set()
+        self._searching = 0
+        self._no_search = asyncio.Event()  # set while no search of this process is running
+        self._no_search.set()
         self._wakes = 0
+        #: The reference server's memory file (MEMORY_FILE_PATH), imported on start and, unless
+        #: INFERENCE_ENHANCEMENT_MIRROR is off, rewritten after changes; None when not configured.
+        self.memory_file = (
+            mirror.resolve(settings.memory_file_path, settings.data_dir) if settings.memory_file_path else None
+        )
+        self.mirror_loop = Periodic("graph-mirror", self._mirror_pass, interval_s=3_600)
+        self._mirror_db: Any = None  # one connection of its own: it holds the file's session-level lock
+        self._mirror_dirty = False
+        #: Why the file is left alone (it could not be read or imported); None while all is well.
+        self.mirror_broken: str | None = None
 
     @classmethod
     @asynccontextmanager
@@ -133,11 +149,103 @@ class GraphService:
         try:
             async with svc.embedder:
                 try:
+                    if svc.memory_file is not None:
+                        svc._mirror_db = await deps.db.open_background("mirror")
+                        await svc.sync_memory_file()
+                        svc.mirror_loop.start()
                     yield svc
                 finally:
+                    await svc._close_mirror()
                     await svc.vectors_ready(SHUTDOWN_DRAIN_S)
         finally:
             await svc.stats.close()
+
+    # ----------------------------------------------------------------------------------- the memory file
+
+    async def sync_memory_file(self) -> None:
+        """Bring the graph and MEMORY_FILE_PATH together, one process at a time.
+
+        A file that changed since this graph last imported or wrote it (another program edited it, or
+        it is new) is merged in first; then, with the mirror on, the graph is written to it in the
+        reference server's layout when that differs from what is there. The hash of the file's
+        content is recorded either way, so an unchanged file is never imported twice and a deletion
+        here is not undone by importing this server's own copy again.
+        """
+        path = self.memory_file
+        if path is None or self.mirror_broken is not None:
+            return
+        key = str(path)
+        max_bytes = self.settings.import_max_bytes
+
+        async def sync(conn: asyncpg.Connection) -> None:
+            await store.wait_without_timeout(conn)
+            await store.lock_mirror(conn, key)
+            try:
+                try:
+                    data = await asyncio.to_thread(mirror.read, path, max_bytes=max_bytes)
+                except InvalidInput as exc:  # no folder, not a regular file, too large: say so, keep serving
+                    self.mirror_broken = f"{mirror.SETTING} cannot be used: {str(exc)[:200]}"
+                    log.error("memory_file_unusable", path=key[-200:], error=self.mirror_broken)
+                    return
+                if data is not None and mirror.digest(data) != await store.mirror_hash(conn, key):
+                    try:
+                        result = await self._import_text(data.decode("utf-8-sig"), f"import:{path.name}")
+                    except (InvalidInput, UnicodeDecodeError) as exc:
+                        # Rewriting a file that could not be read would lose what is in it.
+                        self.mirror_broken = f"{mirror.SETTING} could not be imported: {str(exc)[:200]}"
+                        log.error("memory_file_unreadable", path=key[-200:], error=self.mirror_broken)
+                        return
+                    log.info("memory_file_imported", path=key[-200:], **result.model_dump(exclude={"problems"}))
+                    await store.set_mirror_hash(conn, key, mirror.digest(data))
+                if not self.settings.mirror:
+                    return
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    lines, _, _ = await self._export_lines(conn, None)
+                out = jsonl.join(lines).encode("utf-8")
+                if out != (data if data is not None else b""):
+                    await asyncio.to_thread(mirror.write, path, out, max_bytes=max_bytes)
+                await store.set_mirror_hash(conn, key, mirror.digest(out))
+            finally:
+                await store.unlock_mirror(conn, key)
+
+        await self._mirror_db.run(sync, retry=False)
+
+    async def _mirror_pass(self) -> None:
+        """After a burst of changes (``mirror_delay_ms`` long): one rewrite of the memory file."""
+        if not self._mirror_dirty:
+            return
+        await asyncio.sleep(self.settings.mirror_delay_ms / 1000)
+        self._mirror_dirty = False
+        try:
+            await self.sync_memory_file()
+        except BaseException:
+            self._mirror_dirty = True  # tried again on the next change or at exit
+            raise
+
+    def _mirror_changed(self) -> None:
+        if self.memory_file is not None and self.settings.mirror:
+            self._mirror_dirty = True
+            self.mirror_loop.wake()
+
+    async def mirror_idle(self) -> None:
+        """Write the memory file now if changes are waiting for the delay (tests, shutdown)."""
+        if self._mirror_dirty:
+            self._mirror_dirty = False
+            await self.sync_memory_file()
+
+    async def _close_mirror(self) -> None:
+        """Stop the mirror loop and write the last changes (bounded), then close its connection."""
+        await self.mirror_loop.stop()
+        if self._mirror_db is None:
+            return
+        try:
+            async with asyncio.timeout(MIRROR_DRAIN_S):
+                await self.mirror_idle()
+        except Exception as exc:  # a stopping process must stop; the next start writes the file
+            log.warning("memory_file_not_written", error=str(exc)[:300] or type(exc).__name__)
+        finally:
+            await self._mirror_db.close()
+            self._mirror_db = None
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -178,12 +286,29 @@ class GraphService:
         return await self.deps.embedder.embed(texts) if texts else []
 
     def _wake(self, *, wait: bool = True) -> None:
-        """New or changed entities need vectors: wake this process's embedder (and, with ``wait``, make
-        this process's searches wait for them)."""
+        """New or changed entities need vectors: wake this process's embedder (and, with ``wait``, have a
+        stopping process finish them first: :meth:`vectors_ready`)."""
         self._wakes += 1
         if wait:
             self._idle.clear()
         self.embedder.wake()
+
+    @contextlib.asynccontextmanager
+    async def _foreground(self) -> AsyncIterator[None]:
+        """A search of this process is running: the background embedder waits for it (briefly)."""
+        self._searching += 1
+        self._no_search.clear()
+        try:
+            yield
+        finally:
+            self._searching -= 1
+            if not self._searching:
+                self._no_search.set()
+
+    async def _searches_done(self) -> None:
+        if not self._no_search.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_search.wait(), YIELD_TO_SEARCH_S)
 
     async def vectors_ready(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until this process's writes are embedded; true if they are."""
@@ -205,7 +330,13 @@ class GraphService:
         ids = [r["id"] for r in rows]
         obs = await store.first_observations(db, ids, EMBED_OBSERVATIONS)
         texts = [text.embedding_text(r["name"], r["entity_type"], obs.get(r["id"], [])) for r in rows]
-        vectors = await self._embed(texts)
+        self._check_dim()
+        vectors: list[np.ndarray] = []
+        for t in texts:
+            # One text at a time on one thread, after this process's searches: a search's query
+            # embedding waits for one text at most, and a core stays free for searches and PostgreSQL.
+            await self._searches_done()
+            vectors.append(await self.deps.embedder.embed_one(t, beside_work=True))
         await store.set_embeddings(
             db,
             ids,
@@ -237,6 +368,7 @@ class GraphService:
         if names:
             self.stats.wrote(len(names))
             self.deps.background.batcher("graph-changed", self._announce).add([(action, list(names))])
+            self._mirror_changed()
 
     async def _announce(self, changes: list[tuple[str, list[str]]]) -> None:
         """The domain event for other servers (one per action of a burst of writes), and resource updates
@@ -296,7 +428,10 @@ class GraphService:
             raise InvalidInput("query is empty; say what to look for.")
         if len(query) > 2_000:
             raise InvalidInput(f"query has {len(query)} characters; the limit is 2000.")
-        await self.vectors_ready(SEARCH_WAIT_S)  # read your own writes
+        async with self._foreground():
+            return await self._ranked(query, depth)
+
+    async def _ranked(self, query: str, depth: int) -> list[text.Fused]:
         d = self.deps
         lowered = query.lower()
 
@@ -529,10 +664,11 @@ class GraphService:
         """Entities by meaning, keywords and substrings, best first, with the relations touching them."""
         fp = fingerprint("search_nodes", query)
         offset = decode_cursor(cursor or None, fp).offset
-        ranked = await self._search(query, max(self.settings.search_candidates, offset + limit))
-        page = ranked[offset : offset + limit]
-        more = len(ranked) > offset + limit
-        entities, rels, _ = await self._assemble_on_two([f.id for f in page])
+        async with self._foreground():
+            ranked = await self._search(query, max(self.settings.search_candidates, offset + limit))
+            page = ranked[offset : offset + limit]
+            more = len(ranked) > offset + limit
+            entities, rels, _ = await self._assemble_on_two([f.id for f in page])
         return Graph(
             entities=entities,
             relations=[relation(r) for r in rels],
@@ -552,6 +688,11 @@ class GraphService:
         """Merge a reference server's memory.jsonl (a file or its text) into the graph, all or nothing."""
         settings = self.settings
         raw = await asyncio.to_thread(files.read_source, path, content, self.roots, max_bytes=settings.import_max_bytes)
+        return await self._import_text(raw, f"import:{FsPath(path).name if path else 'content'}")
+
+    async def _import_text(self, raw: str, label: str) -> Imported:
+        """Merge the text of a memory.jsonl into the graph (``label``: the provenance unless configured)."""
+        settings = self.settings
         parsed = jsonl.parse(raw)
         problems: list[str] = []
         for e in parsed.entities:
@@ -572,7 +713,7 @@ class GraphService:
             except InvalidInput as exc:
                 raise InvalidInput(f"{exc} Nothing was imported.") from None
         entities = parsed.entities
-        source = settings.source or f"import:{FsPath(path).name if path else 'content'}"
+        source = settings.source or label
         self._check_dim()
         model = self.deps.embedder.model_name
         lcs = [text.entity_lc(e.name, e.entity_type) for e in entities]
@@ -630,45 +771,10 @@ class GraphService:
         if path is not None:
             self.roots.normalise(path)  # a refused path fails before the whole graph is read
 
-        async def read(conn: asyncpg.Connection) -> tuple[list[str], int, int]:
-            lines: list[str] = []
-            size = 0
-            after = 0
-            n_entities = 0
-            while True:
-                rows = await store.export_entities(conn, after, 2_000)
-                if not rows:
-                    break
-                obs = await store.observations_of(conn, [r["id"] for r in rows])
-                for r in rows:
-                    line = jsonl.entity_line(r["name"], r["entity_type"], obs[r["id"]])
-                    lines.append(line)
-                    size += len(line) + 1
-                n_entities += len(rows)
-                after = rows[-1]["id"]
-                if path is None and size > inline_max:
-                    raise InvalidInput(
-                        f"The graph is over {inline_max} characters as JSONL; pass path to write it to a file."
-                    )
-            after = 0
-            n_rel = 0
-            while True:
-                rrows = await store.export_relations(conn, after, 10_000)
-                if not rrows:
-                    break
-                for r in rrows:
-                    lines.append(jsonl.relation_line(r["from_name"], r["to_name"], r["relation_type"]))
-                    size += len(lines[-1]) + 1
-                n_rel += len(rrows)
-                after = rrows[-1]["id"]
-            if path is None and size > inline_max:
-                raise InvalidInput(f"The graph is {size} characters as JSONL; pass path to write it to a file.")
-            return lines, n_entities, n_rel
-
         # One snapshot: entities and relations of the same moment, even while others write.
         async def snapshot(conn: asyncpg.Connection) -> tuple[list[str], int, int]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return await read(conn)
+                return await self._export_lines(conn, None if path is not None else inline_max)
 
         lines, n_entities, n_rel = await self.deps.db.run(snapshot)
         data = jsonl.join(lines)
@@ -678,6 +784,44 @@ class GraphService:
             files.write_export, path, data, self.roots, max_bytes=self.settings.import_max_bytes
         )
         return Exported(entities=n_entities, relations=n_rel, path=str(written), content=None)
+
+    @staticmethod
+    async def _export_lines(conn: asyncpg.Connection, inline_max: int | None) -> tuple[list[str], int, int]:
+        """The graph's memory.jsonl lines (entities, then relations, each in creation order) and the counts;
+        refused past ``inline_max`` characters when that is given. Run inside a snapshot transaction."""
+        lines: list[str] = []
+        size = 0
+        after = 0
+        n_entities = 0
+        while True:
+            rows = await store.export_entities(conn, after, 2_000)
+            if not rows:
+                break
+            obs = await store.observations_of(conn, [r["id"] for r in rows])
+            for r in rows:
+                line = jsonl.entity_line(r["name"], r["entity_type"], obs[r["id"]])
+                lines.append(line)
+                size += len(line) + 1
+            n_entities += len(rows)
+            after = rows[-1]["id"]
+            if inline_max is not None and size > inline_max:
+                raise InvalidInput(
+                    f"The graph is over {inline_max} characters as JSONL; pass path to write it to a file."
+                )
+        after = 0
+        n_rel = 0
+        while True:
+            rrows = await store.export_relations(conn, after, 10_000)
+            if not rrows:
+                break
+            for r in rrows:
+                lines.append(jsonl.relation_line(r["from_name"], r["to_name"], r["relation_type"]))
+                size += len(lines[-1]) + 1
+            n_rel += len(rrows)
+            after = rrows[-1]["id"]
+        if inline_max is not None and size > inline_max:
+            raise InvalidInput(f"The graph is {size} characters as JSONL; pass path to write it to a file.")
+        return lines, n_entities, n_rel
 
     # ----------------------------------------------------------------------------------- retrieval
 

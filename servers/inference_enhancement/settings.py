@@ -56,6 +56,13 @@ class Settings(BaseServerSettings):
     #: The largest memory.jsonl read by an import or written by an export (so an export can be imported back).
     import_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1_024)
     export_inline_max_chars: int = Field(default=200_000, ge=1_000, le=10_000_000)
+    #: The reference server's own variable: the memory.jsonl imported on start and mirrored after
+    #: changes. Relative paths are taken in MCP_SUITE_DATA_DIR; unset means no file at all.
+    memory_file_path: str | None = Field(default=None, validation_alias=_shared("MEMORY_FILE_PATH"), max_length=4_096)
+    #: Write the graph back to MEMORY_FILE_PATH after changes, so the reference server can take over.
+    mirror: bool = True
+    #: Changes within this many milliseconds go to the mirror file in one write.
+    mirror_delay_ms: int = Field(default=500, ge=0, le=60_000)
 
     tools: list[str] | None = Field(
         default_factory=lambda: list(CORE_TOOLS),

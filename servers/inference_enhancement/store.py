@@ -50,6 +50,9 @@ RELATION_LOCK_CLASS = 7_402
 #: exclusively, a call creating entities holds it shared, so the creator's attach step (a later statement)
 #: always sees the dangling relation, or the relation's writer sees the new entity.
 DANGLING_LOCK_CLASS = 7_403
+#: Session-level advisory lock per mirrored file (MEMORY_FILE_PATH): one process at a time reads,
+#: imports or rewrites it.
+MIRROR_LOCK_CLASS = 7_404
 #: Above this many keys a call inserts in sorted order instead (the lock table is small and shared).
 MAX_KEY_LOCKS = 100
 KEY_LOCKS = """
@@ -361,6 +364,14 @@ SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['inference_enhancem
 """
 
 EXPORT_ENTITIES = "SELECT id, name, entity_type FROM inference_enhancement.entities WHERE id > $1 ORDER BY id LIMIT $2"
+NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"
+MIRROR_LOCK = "SELECT pg_advisory_lock($1::int, hashtext($2))"
+MIRROR_UNLOCK = "SELECT pg_advisory_unlock($1::int, hashtext($2))"
+MIRROR_HASH = "SELECT sha256 FROM inference_enhancement.mirror_files WHERE path = $1"
+SET_MIRROR_HASH = """
+INSERT INTO inference_enhancement.mirror_files (path, sha256) VALUES ($1, $2)
+ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, synced_at = now()
+"""
 EXPORT_RELATIONS = """
 SELECT r.id, r.from_name, r.to_name, r.relation_type
 FROM inference_enhancement.relations r
@@ -733,3 +744,27 @@ async def export_entities(conn: Queries, after: int, limit: int) -> list[asyncpg
 async def export_relations(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
     """Relations with an id above ``after`` with their entities' names, by id."""
     return await conn.fetch(EXPORT_RELATIONS, after, limit)
+
+
+async def wait_without_timeout(conn: asyncpg.Connection) -> None:
+    """No statement timeout on this (dedicated) connection: waiting for the mirror lock may take long."""
+    await conn.execute(NO_STATEMENT_TIMEOUT)
+
+
+async def lock_mirror(conn: asyncpg.Connection, path: str) -> None:
+    """Wait for the session-level lock of the mirrored file ``path`` (a connection of its own holds it)."""
+    await conn.execute(MIRROR_LOCK, MIRROR_LOCK_CLASS, path)
+
+
+async def unlock_mirror(conn: asyncpg.Connection, path: str) -> None:
+    await conn.execute(MIRROR_UNLOCK, MIRROR_LOCK_CLASS, path)
+
+
+async def mirror_hash(conn: asyncpg.Connection, path: str) -> str | None:
+    """The sha256 of ``path``'s content when the graph was last imported from or written to it."""
+    value: str | None = await conn.fetchval(MIRROR_HASH, path)
+    return value
+
+
+async def set_mirror_hash(conn: Queries, path: str, sha256: str) -> None:
+    await conn.execute(SET_MIRROR_HASH, path, sha256)

@@ -1,7 +1,7 @@
 """Knowledge-graph benchmark: ours and the reference memory server side by side, both over stdio.
 
 Run: ``.venv/bin/python -m tests.benchmarks.bench_inference [--sizes 1000,10000] [--with-100k]
-[--samples 50] [--ref-version 0.6] [--fake-embedder]``.
+[--samples 50] [--ref-version 0.6] [--fake-embedder] [--concurrent [--rounds 40]] [--ours-src DIR]``.
 Starts its own embedded PostgreSQL in a temporary directory, uses Redis at REDIS_URL (default
 127.0.0.1:6379), installs the reference server from npm into a temporary folder. At each size the
 same synthetic graph (3 observations and 2 relations per entity) is loaded into both: a
@@ -9,6 +9,13 @@ memory.jsonl for the reference, ``import_memory_jsonl`` for ours. Then it times 
 search_nodes and open_nodes on both, and the depth-2 neighbourhood and shortest path on ours; finally
 four processes write at once to each server and the lost writes are counted. Prints one table;
 asserts nothing.
+
+``--concurrent`` measures only search latency while others write: ``search_nodes`` from one client
+alone (half before, half after), then from each of four clients (four processes) that each create a
+burst of 8 entities and search in turn, so searches overlap other clients' writes and the background
+embedding they cause; the same
+on the reference (whose processes share one file, as they would). Real model unless
+``--fake-embedder``; a 1,000-entity graph, ``--rounds`` (default 40) per client.
 """
 
 from __future__ import annotations
@@ -103,8 +110,13 @@ def new_entity(tag: str, k: int) -> dict[str, Any]:
 
 
 def ours(env: dict[str, str]) -> StdioServerParameters:
+    # OURS_SRC (--ours-src) runs the server from another checkout, e.g. main, to compare before/after.
+    src = env.get("OURS_SRC") or str(ROOT)
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "servers", "serve", "inference_enhancement"], env=env, cwd=str(ROOT)
+        command=sys.executable,
+        args=["-m", "servers", "serve", "inference_enhancement"],
+        env={**env, "PYTHONPATH": src},
+        cwd=src,
     )
 
 
@@ -204,6 +216,137 @@ async def lost_writes(make: Any, per_process: int, tag: str) -> tuple[int, int]:
     return 4 * per_process, failed
 
 
+async def searches_alone(client: Client, queries: list[str]) -> list[float]:
+    """``search_nodes`` latencies of one client with nothing else running."""
+    return [(await timed(client, "search_nodes", {"query": q}))[0] for q in queries]
+
+
+#: Entities each client creates before each of its searches under --concurrent (a burst of writes).
+BURST = 8
+
+
+async def searches_while_writing(make: Any, queries: list[str], rounds: int, tag: str) -> tuple[list[float], int]:
+    """Four processes, each creating ``BURST`` entities then searching, ``rounds`` times, all at once.
+
+    Every search overlaps the other clients' writes and the background embedding of everyone's
+    bursts, its own included. Returns the search latencies of all four and the failed calls.
+    """
+    out: list[float] = []
+    failed = 0
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(make(), read_timeout_seconds=300)) for _ in range(4)]
+        for c in clients:  # each process loaded and warm before the clock starts
+            await call(c, "search_nodes", {"query": "warm up"})
+
+        async def worker(n: int, client: Client) -> None:
+            nonlocal failed
+            rng = random.Random(n)
+            for i in range(rounds):
+                try:
+                    burst = [new_entity(f"{tag}-c{n}", i * BURST + k) for k in range(BURST)]
+                    await call(client, "create_entities", {"entities": burst})
+                    ms, _ = await timed(client, "search_nodes", {"query": rng.choice(queries)})
+                    out.append(ms)
+                except Exception:
+                    failed += 1
+
+        await asyncio.gather(*(worker(n, c) for n, c in enumerate(clients)))
+    return out, failed
+
+
+def latency(values: list[float]) -> list[str]:
+    if not values:
+        return ["", "", "", ""]
+    return [f"{pct(values, 50):.1f}", f"{pct(values, 95):.1f}", f"{pct(values, 99):.1f}", f"n={len(values)}"]
+
+
+async def measure_concurrent(
+    url: str, redis_url: str, tmp: Path, rounds: int, version: str, fake: bool, prefix: str
+) -> None:
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("INFERENCE_ENHANCEMENT_", "EMBEDDING_", "MEMORY_FILE_PATH"))
+        },
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "MCP_SUITE_DATA_DIR": str(tmp / "data"),
+        "LOG_LEVEL": "WARNING",
+        "INFERENCE_ENHANCEMENT_TOOLS": "all",
+        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),
+    }
+    if fake:
+        env["EMBEDDING_MODEL"] = "hash-384"
+    size = 1_000
+    script = _install(tmp / "ref", version)
+    entities, relations = graph_parts(size)
+    text = "\n".join(entities + [ln for pair in relations for ln in pair])
+    source = tmp / "graph.jsonl"
+    source.write_text(text, encoding="utf-8")
+    rng = random.Random(3)
+    queries = [
+        rng.choice([entity_name(rng.randrange(size)), f"{rng.choice(VOCAB)} {rng.choice(VOCAB)}", rng.choice(VOCAB)])
+        for _ in range(rounds * 2)
+    ]
+    async with Client(ours(env), read_timeout_seconds=3_600) as mine:
+        await call(mine, "import_memory_jsonl", {"path": str(source)})
+        await wait_embedded(url)
+        await settle(url, [f"inference_enhancement.{t}" for t in ("entities", "observations", "relations")])
+        await searches_alone(mine, queries[:5])  # warm
+        ours_alone = await searches_alone(mine, queries[: len(queries) // 2])
+    ours_busy, ours_failed = await searches_while_writing(lambda: ours(env), queries, rounds, "busy")
+    async with Client(ours(env), read_timeout_seconds=3_600) as mine:
+        await wait_embedded(url)  # the busy phase's vectors are made: alone again
+        await searches_alone(mine, queries[:5])
+        # Half before the busy phase and half after, so a change in the machine's load weighs on both.
+        ours_alone += await searches_alone(mine, queries[len(queries) // 2 :])
+    # The same with MEMORY_FILE_PATH set, as for a user who only swapped the command: every process
+    # also rewrites the mirror file after its bursts of writes.
+    mirror_env = {**env, "MEMORY_FILE_PATH": str(tmp / "mirror.jsonl")}
+    async with Client(ours(mirror_env), read_timeout_seconds=3_600) as first:
+        await call(first, "search_nodes", {"query": "warm up"})  # imports nothing, writes the mirror once
+    mirror_busy, mirror_failed = await searches_while_writing(lambda: ours(mirror_env), queries, rounds, "mirror")
+    memory = tmp / "memory.jsonl"
+    place_reference_file(script, memory, text)
+    async with Client(reference(script, memory), read_timeout_seconds=600) as ref:
+        await searches_alone(ref, queries[:5])
+        ref_alone = await searches_alone(ref, queries)
+    ref_busy, ref_failed = await searches_while_writing(lambda: reference(script, memory), queries, rounds, "busy")
+    rows = [
+        ["search_nodes, 1 client alone", *latency(ours_alone), *latency(ref_alone)],
+        [
+            f"search_nodes, 4 clients writing ({ours_failed}/{ref_failed} calls failed)",
+            *latency(ours_busy),
+            *latency(ref_busy),
+        ],
+        [
+            f"search_nodes, 4 clients writing, mirror on ({mirror_failed} failed)",
+            *latency(mirror_busy),
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "p99 ratio, 4 clients / 1 client (mirror on)",
+            "",
+            "",
+            f"{pct(ours_busy, 99) / pct(ours_alone, 99):.2f}x ({pct(mirror_busy, 99) / pct(ours_alone, 99):.2f}x)",
+            "",
+            "",
+            "",
+            f"{pct(ref_busy, 99) / pct(ref_alone, 99):.2f}x",
+            "",
+        ],
+    ]
+    print_table(
+        rows,
+        ["search latency (ms), 1,000 entities", "ours p50", "p95", "p99", "", f"ref {version} p50", "p95", "p99", ""],
+    )
+
+
 async def wait_embedded(url: str, timeout_s: float = 3_600) -> str:
     """Wait until the background embedder has caught up with an import (measures after it, not during)."""
     conn = await asyncpg.connect(url)
@@ -241,10 +384,22 @@ def count_reference(files: list[Path], tag: str) -> int:
     return 0
 
 
-async def run(url: str, redis_url: str, tmp: Path, sizes: list[int], samples: int, version: str, fake: bool) -> None:
+async def run(
+    url: str,
+    redis_url: str,
+    tmp: Path,
+    sizes: list[int],
+    samples: int,
+    version: str,
+    fake: bool,
+    concurrent: int | None = None,
+) -> None:
     prefix = run_prefix("benchie")
     try:
-        await measure_all(url, redis_url, tmp, sizes, samples, version, fake, prefix)
+        if concurrent:
+            await measure_concurrent(url, redis_url, tmp, concurrent, version, fake, prefix)
+        else:
+            await measure_all(url, redis_url, tmp, sizes, samples, version, fake, prefix)
     finally:
         await drop_prefix(redis_url, prefix)
 
@@ -260,6 +415,7 @@ async def measure_all(
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
+        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),
         "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES": str(2 * 1024**3),
         "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),  # the import reads its files from here
         "DB_STATEMENT_TIMEOUT_MS": "600000",
@@ -325,14 +481,30 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--ref-version", default="0.6")
     parser.add_argument("--fake-embedder", action="store_true", help="hash embedder: measures the database only")
+    parser.add_argument("--concurrent", action="store_true", help="only search latency while 4 clients write")
+    parser.add_argument("--rounds", type=int, default=40, help="with --concurrent: create+search rounds per client")
+    parser.add_argument("--ours-src", help="run our server from this checkout (e.g. an export of main) instead")
     args = parser.parse_args()
+    if args.ours_src:
+        os.environ["OURS_SRC"] = str(Path(args.ours_src).resolve())
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | ({100_000} if args.with_100k else set()))
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     tmp = Path(tempfile.mkdtemp(prefix="mcp-bench-inference-"))
     server, cluster = start_cluster(tmp)
     try:
         url = create_database(cluster, "bench_inference")
-        asyncio.run(run(url, redis_url, tmp, sizes, args.samples, args.ref_version, args.fake_embedder))
+        asyncio.run(
+            run(
+                url,
+                redis_url,
+                tmp,
+                sizes,
+                args.samples,
+                args.ref_version,
+                args.fake_embedder,
+                args.rounds if args.concurrent else None,
+            )
+        )
     finally:
         server.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,9 @@ OpenGraph = Callable[..., AbstractAsyncContextManager[GraphService]]
 @pytest.fixture
 def settings(make_settings: Callable[..., Any]) -> Settings:
     """Every tool, the fast deterministic embedder (meaning is tested separately with the real model)."""
-    s: Settings = make_settings(Settings, tools=None, embedding_model="hash-384", min_similarity=0.2)
+    s: Settings = make_settings(
+        Settings, tools=None, embedding_model="hash-384", min_similarity=0.2, memory_file_path=None
+    )
     return s
 
 

@@ -14,7 +14,7 @@ from mcp import Client
 from common.runtime import resolve_admin_url
 from common.testing import call_fails as fail
 from common.testing import call_ok as call
-from common.testing import gin_pending_tuples
+from common.testing import gin_pending_tuples, wait_until
 from servers.inference_enhancement.server import build
 from servers.inference_enhancement.settings import CORE_TOOLS, Settings
 
@@ -387,14 +387,30 @@ async def test_after_embedding_many_entities_their_index_pending_lists_are_merge
     admin = resolve_admin_url(settings)
     async with Client(build(settings)) as client:
         await call(client, "create_entities", {"entities": PEOPLE})
-        await call(client, "search_nodes", {"query": "tea"})  # waits for this process's vectors
+        await wait_until(lambda: _embedded(admin), timeout_s=30, what="the background vectors", every_s=0.1)
         # A few vectors: their new row versions wait in the pending lists (merged later by vacuum).
         assert await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx") > 0
         many = [{"name": f"Service {i}", "entityType": "service", "observations": ["Nightly"]} for i in range(70)]
         await call(client, "create_entities", {"entities": many})
-        await call(client, "search_nodes", {"query": "nightly"})
-        assert await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx") == 0
-        assert await gin_pending_tuples(admin, "inference_enhancement.entities_tsv_idx") == 0
+
+        async def merged() -> bool:
+            grams = await gin_pending_tuples(admin, "inference_enhancement.entities_grams_idx")
+            return grams == 0 and await gin_pending_tuples(admin, "inference_enhancement.entities_tsv_idx") == 0
+
+        await wait_until(merged, timeout_s=30, what="the pending lists merged after the embedder's pass", every_s=0.25)
+        assert await _embedded(admin)
+
+
+async def _embedded(admin: str) -> bool:
+    """No entity waits for its vector."""
+    conn = await asyncpg.connect(admin)
+    try:
+        stale = await conn.fetchval(
+            "SELECT count(*) FROM inference_enhancement.entities WHERE embedded_version IS DISTINCT FROM version"
+        )
+    finally:
+        await conn.close()
+    return bool(stale == 0)
 
 
 def test_the_graph_ranks_200_keyword_matches_per_table_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:

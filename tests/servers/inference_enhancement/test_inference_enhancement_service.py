@@ -257,15 +257,41 @@ async def test_provenance_pages_observations_with_a_cursor(graph: GraphService) 
         await graph.entity("Nobody")
 
 
-async def test_written_entities_are_embedded_in_the_background_and_searches_wait_for_them(
-    graph: GraphService,
+class _HeldEmbedder:
+    """The hash embedder whose texts (the background embedder's) wait until released; queries pass."""
+
+    def __init__(self, queries: set[str]) -> None:
+        self._inner = HashEmbedder(384)
+        self.queries = queries
+        self.release = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def embed(self, texts: Any) -> Any:
+        await self.release.wait()
+        return await self._inner.embed(texts)
+
+    async def embed_one(self, text: str, *, beside_work: bool = False) -> Any:
+        if text not in self.queries:
+            await self.release.wait()
+        return await self._inner.embed_one(text, beside_work=beside_work)
+
+
+async def test_written_entities_are_embedded_in_the_background_and_searches_do_not_wait_for_them(
+    open_graph: OpenGraph,
 ) -> None:
-    await graph.create_entities(PEOPLE)
-    assert await graph.vectors_ready(10.0)
-    assert await _stale(graph) == 0
-    await graph.add_observations([ObservationsIn(entityName="Grace", contents=["Owns the schema"])])
-    await graph.search_nodes("schema")  # reads this process's writes: waits for the new vector
-    assert await _stale(graph) == 0
+    held = _HeldEmbedder({"schema"})
+    async with open_graph(embedder=held) as graph:
+        await graph.create_entities(PEOPLE)
+        await graph.add_observations([ObservationsIn(entityName="Grace", contents=["Owns the schema"])])
+        with anyio.fail_after(10):  # the vectors are held back: a search that waited for them would hang
+            found = await graph.search_nodes("schema")
+        assert [e.name for e in found.entities] == ["Grace"]
+        assert await _stale(graph) == 3
+        held.release.set()
+        assert await graph.vectors_ready(10.0)
+        assert await _stale(graph) == 0
 
 
 async def test_a_stopping_service_embeds_its_last_writes_first(open_graph: OpenGraph) -> None:

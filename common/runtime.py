@@ -78,7 +78,7 @@ async def open_deps(
     """Connect everything a server needs, and close it all again in reverse order."""
     from common.cache import Cache
     from common.db import Database, DbConfig, role_url
-    from common.embeddings import make_embedder
+    from common.embeddings import make_embedder, store_model
     from common.events import EventBus
     from common.migrate import ensure_migrated
     from common.redis_conn import RedisConnection
@@ -123,7 +123,16 @@ async def open_deps(
         stack.push_async_callback(bridge.detach)
         background = Background()
         stack.push_async_callback(background.drain)
-        embedder = make_embedder(settings, cache=cache, background=background)
+        # The store's recorded model wins over EMBEDDING_MODEL (common/embeddings/store_model.py).
+        embedder = await store_model.bind(
+            db,
+            name,
+            make_embedder(settings, cache=cache, background=background),
+            lambda model: make_embedder(
+                settings.model_copy(update={"embedding_model": model}), cache=cache, background=background
+            ),
+            settings.embedding_model_policy,
+        )
         vectors = make_vector_index(settings, db, name)
         stack.push_async_callback(vectors.close)
         deps = Deps(
@@ -392,6 +401,12 @@ async def service(ctx: Context[Any, Any], kind: type[S]) -> S:
     return svc
 
 
+def service_factory(server: MCPServer[Any]) -> ServiceFactory | None:
+    """The service factory a server made by :func:`create_server` enters (for commands that run it outside stdio)."""
+    gate = _GATES.get(server)
+    return None if gate is None else gate.service_factory
+
+
 async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     """The service of a server made by :func:`create_server`, for handlers the SDK gives no context."""
     gate = _GATES.get(server)
@@ -403,4 +418,4 @@ async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     return svc
 
 
-__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service"]
+__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service", "service_factory"]

@@ -385,9 +385,17 @@ def _gate(ctx: Context[Any, Any]) -> DepsGate:
     raise ToolError("The server is not ready yet; retry in a moment.")
 
 
+async def _call_begins(running: Running) -> Running:
+    """A tool call begins: the embedder of a store with a recorded model sees a switch, then keeps its model."""
+    begin = getattr(running.deps.embedder, "begin_call", None)
+    if begin is not None:
+        await begin()
+    return running
+
+
 async def deps(ctx: Context[Any, Any]) -> Deps:
     """The process's dependencies, from a tool's context (waits while they are still connecting)."""
-    return (await _gate(ctx).running()).deps
+    return (await _call_begins(await _gate(ctx).running())).deps
 
 
 S = TypeVar("S")
@@ -395,7 +403,7 @@ S = TypeVar("S")
 
 async def service(ctx: Context[Any, Any], kind: type[S]) -> S:
     """The server's service instance (of class ``kind``), from a tool's context."""
-    svc = (await _gate(ctx).running()).service
+    svc = (await _call_begins(await _gate(ctx).running())).service
     if not isinstance(svc, kind):
         raise ServerStartFailed(f"The server has no {kind.__name__} service.")
     return svc
@@ -412,7 +420,7 @@ async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     gate = _GATES.get(server)
     if gate is None:
         raise ServerStartFailed("The server is not running.")
-    svc = (await gate.running()).service
+    svc = (await _call_begins(await gate.running())).service
     if not isinstance(svc, kind):
         raise ServerStartFailed(f"The server has no {kind.__name__} service.")
     return svc

@@ -11,7 +11,8 @@ the process's embedder in a :class:`StoreEmbedder`, which always embeds with the
 - :func:`switch` is the one way to change a store's model: it records the target, re-embeds every
   row in batches through the server's step, then flips the row; run again, it resumes where it
   stopped (the step only picks rows not yet embedded with the target). Every process re-reads the
-  row at most every :data:`RECHECK_S` when it embeds, so all of them follow the flip.
+  row at most every :data:`RECHECK_S` (as a tool call begins, or when it embeds), so all of them
+  follow the flip.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -128,10 +130,12 @@ def mismatch_message(schema: str, store: str, configured: str) -> str:
 class StoreEmbedder:
     """The process's embedder for one store: it embeds with the store's model, whatever was configured.
 
-    ``model_name`` is the store's model; it changes (and the matching embedder is made on first use)
-    when a re-read of the store's row, at most every :attr:`recheck_s` and only when embedding,
-    finds the switch flipped. A call whose embedding straddles such a change is embedded again, so
-    the vectors it returns are always those of the ``model_name`` in force when it returns.
+    The store's row is re-read at most every :attr:`recheck_s`, when a tool call begins
+    (:meth:`begin_call`, from ``common.runtime``) and when work outside a tool call embeds. A tool
+    call keeps the model it began with to its end (a context variable), so the model it filters
+    rows by and the model of its vectors never differ, even when a switch flips meanwhile. Outside
+    a tool call, an embedding that straddles a flip is redone with the new model, so a caller that
+    reads ``model_name`` after ``embed`` labels its vectors right.
     """
 
     def __init__(
@@ -147,40 +151,50 @@ class StoreEmbedder:
         self.schema = schema
         self.configured = configured
         self.policy = policy
-        self.model_name = state.model
+        self._current = state.model
         #: The model a switch under way goes to (None when none is).
         self.switching_to = state.target
         self.recheck_s = RECHECK_S
         self._make = make
         self._embedders: dict[str, Embedder] = {configured.model_name: configured}
+        self._pinned: ContextVar[str | None] = ContextVar(f"store_model_{schema}", default=None)
         self._checked_at = time.monotonic()
         self._generation = 0
         self._warned = False
         self._note_mismatch()
 
+    @property
+    def model_name(self) -> str:
+        """The store's model: as the current tool call began, or as last read outside one."""
+        return self._pinned.get() or self._current
+
+    @model_name.setter
+    def model_name(self, model: str) -> None:
+        self._current = model
+
     def _note_mismatch(self) -> None:
-        if self.configured.model_name != self.model_name and self.policy == "follow" and not self._warned:
+        if self.configured.model_name != self._current and self.policy == "follow" and not self._warned:
             self._warned = True
             log.warning(
                 "embedding_model_follows_store",
                 schema=self.schema,
-                store_model=self.model_name,
+                store_model=self._current,
                 configured=self.configured.model_name,
             )
 
-    def _inner(self) -> Embedder:
-        inner = self._embedders.get(self.model_name)
+    def _inner(self, model: str) -> Embedder:
+        inner = self._embedders.get(model)
         if inner is None:
-            inner = self._embedders[self.model_name] = self._make(self.model_name)
+            inner = self._embedders[model] = self._make(model)
         return inner
 
     @property
     def dim(self) -> int:
-        return self._inner().dim
+        return self._inner(self.model_name).dim
 
     @property
     def loaded(self) -> bool:
-        return self._inner().loaded
+        return self._inner(self.model_name).loaded
 
     async def refresh(self, *, force: bool = False) -> None:
         """Re-read the store's model if the last read is older than :attr:`recheck_s` (or ``force``)."""
@@ -196,32 +210,43 @@ class StoreEmbedder:
         if state is None:
             return
         self.switching_to = state.target
-        if state.model != self.model_name:
-            log.info("store_model_changed", schema=self.schema, previous=self.model_name, model=state.model)
-            self.model_name = state.model
+        if state.model != self._current:
+            log.info("store_model_changed", schema=self.schema, previous=self._current, model=state.model)
+            self._current = state.model
             self._generation += 1
             self._note_mismatch()
 
-    def _allowed(self) -> Embedder:
-        if self.policy == "refuse" and self.configured.model_name != self.model_name:
-            raise Conflict(mismatch_message(self.schema, self.model_name, self.configured.model_name))
-        return self._inner()
+    async def begin_call(self) -> None:
+        """A tool call begins: see a flip (if the last read is old enough), then keep this model to its end."""
+        await self.refresh()
+        self._pinned.set(self._current)
+
+    def _allowed(self, model: str) -> Embedder:
+        if self.policy == "refuse" and self.configured.model_name != model:
+            raise Conflict(mismatch_message(self.schema, model, self.configured.model_name))
+        return self._inner(model)
 
     async def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Embed with the store's model (see the class docstring)."""
+        pinned = self._pinned.get()
+        if pinned is not None:
+            return await self._allowed(pinned).embed(texts)
         await self.refresh()
         while True:
             generation = self._generation
-            out = await self._allowed().embed(texts)
+            out = await self._allowed(self._current).embed(texts)
             if generation == self._generation:
                 return out
 
     async def embed_one(self, text: str, *, beside_work: bool = False) -> np.ndarray:
         """One text, with the store's model."""
+        pinned = self._pinned.get()
+        if pinned is not None:
+            return await self._allowed(pinned).embed_one(text, beside_work=beside_work)
         await self.refresh()
         while True:
             generation = self._generation
-            out = await self._allowed().embed_one(text, beside_work=beside_work)
+            out = await self._allowed(self._current).embed_one(text, beside_work=beside_work)
             if generation == self._generation:
                 return out
 

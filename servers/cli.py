@@ -137,7 +137,7 @@ def _db(args: argparse.Namespace) -> int:
 
 
 async def _reembed(args: argparse.Namespace) -> int:
-    from common.embeddings import make_embedder, store_model
+    from common.embeddings import DEFAULT_EMBEDDING_DIM, make_embedder, store_model
     from common.runtime import open_deps, service_factory
 
     spec = registry.get(args.server)
@@ -174,6 +174,9 @@ async def _reembed(args: argparse.Namespace) -> int:
                 cache=deps.cache,
                 background=deps.background,
             )
+            if target.dim != DEFAULT_EMBEDDING_DIM:  # every store's vector columns are vector(384)
+                _out(f"{args.model} makes {target.dim}-dimensional vectors; the stores hold {DEFAULT_EMBEDDING_DIM}.")
+                return 2
             done = await store_model.switch(deps.db, spec.name, target, step, batch=args.batch)
         _out(table([(done.schema, done.previous, done.model, done.reembedded)], ["store", "was", "now", "re-embedded"]))
     return 0

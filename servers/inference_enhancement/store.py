@@ -656,3 +656,16 @@ async def export_entities(conn: Queries, after: int, limit: int) -> list[asyncpg
 async def export_relations(conn: Queries, after: int, limit: int) -> list[asyncpg.Record]:
     """Relations with an id above ``after`` with their entities' names, by id."""
     return await conn.fetch(EXPORT_RELATIONS, after, limit)
+
+
+# ------------------------------------------------------------------------------------------- store model switch
+
+OTHER_MODEL = """
+SELECT id, version, name, entity_type FROM inference_enhancement.entities
+WHERE embedding_model IS DISTINCT FROM $1 ORDER BY id LIMIT $2
+"""
+
+
+async def other_model(db: Queries, model: str, limit: int) -> list[asyncpg.Record]:
+    """Entities whose vector another model made (or that have none), by id: what a model switch redoes."""
+    return await db.fetch(OTHER_MODEL, model, limit)

@@ -182,6 +182,13 @@ async def _reembed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of rows from 1 to 1024")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-suite", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("server", choices=registry.names())
     p.add_argument("--model", help="the model to switch to (run again to resume an interrupted switch)")
     p.add_argument("--cancel", action="store_true", help="drop a switch under way (the store keeps its model)")
-    p.add_argument("--batch", type=int, default=128, choices=range(1, 1025), metavar="N", help="rows per step")
+    p.add_argument("--batch", type=_batch, default=128, metavar="N", help="rows per step (1-1024)")
 
     p = sub.add_parser("config", help="client configuration for the registered servers")
     p.add_argument("client", choices=["claude"])

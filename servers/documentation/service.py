@@ -269,7 +269,7 @@ class DocumentationService:
         return Projects(projects=[], total=0, truncated=False, message=f"deleted {project}")
 
     async def reembed(self, project: str, version: str | None, progress: Progress | None = None) -> Projects:
-        """Re-embed a project's (or version's) chunks and endpoints with the configured model."""
+        """Re-embed a project's (or version's) chunks and endpoints left by another model with the store's model."""
         done = await self._reembed(project, version, progress)
         return await self.describe_project(
             project, f"re-embedded {done.chunks} chunks and {done.endpoints} endpoints with {done.model}"

@@ -746,7 +746,7 @@ class MemoryService:
         max_items: int = 2_000,
         progress: Progress | None = None,
     ) -> Reembedded:
-        """Embed memories another model embedded with the current one, in bounded steps; counts when ``dry_run``."""
+        """Embed memories another model embedded with the store's one, in bounded steps; counts when ``dry_run``."""
         d = self.deps
         ws = validate.workspace(workspace or "*", self.settings.default_workspace, allow_all=True)
         model = d.embedder.model_name

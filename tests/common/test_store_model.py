@@ -110,6 +110,7 @@ async def test_the_reembed_command_switches_each_vector_servers_store_and_every_
         assert rows
         assert set(rows) == {("hash-384:b", True)}
         row = await conn.fetchrow(f"SELECT model, target_model FROM {server}.store_model")
+        assert row is not None
         assert tuple(row) == ("hash-384:b", None)
     finally:
         await conn.close()

@@ -5,6 +5,7 @@ Behaviour tests use the deterministic hash embedder; meaning-dependent checks li
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -590,7 +591,7 @@ async def test_a_process_with_another_model_searches_with_the_store_model_and_a_
             )
 
         for client in (a, b):
-            await wait_until(lambda c=client: follows(c), timeout_s=15, what="the switch reaching the process")
+            await wait_until(functools.partial(follows, client), timeout_s=15, what="the switch reaching the process")
 
 
 async def test_rows_left_with_another_model_are_flagged_and_reembed_brings_them_to_the_store_model(

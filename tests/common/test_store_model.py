@@ -112,5 +112,10 @@ async def test_the_reembed_command_switches_each_vector_servers_store_and_every_
         row = await conn.fetchrow(f"SELECT model, target_model FROM {server}.store_model")
         assert row is not None
         assert tuple(row) == ("hash-384:b", None)
+        with anyio.fail_after(120):
+            doctor = await anyio.run_process(
+                [sys.executable, "-m", "servers", "doctor", "--skip-model"], env=env, check=False
+            )
+        assert "embeddings: hash-384:b (EMBEDDING_MODEL here: hash-384)" in doctor.stdout.decode()
     finally:
         await conn.close()

@@ -81,7 +81,7 @@ async def open_deps(
     """Connect everything a server needs, and close it all again in reverse order."""
     from common.cache import Cache
     from common.db import Database, DbConfig, role_url
-    from common.embeddings import make_embedder
+    from common.embeddings import make_embedder, store_model
     from common.events import EventBus
     from common.migrate import ensure_migrated
     from common.redis_conn import RedisConnection
@@ -126,7 +126,16 @@ async def open_deps(
         stack.push_async_callback(bridge.detach)
         background = Background()
         stack.push_async_callback(background.drain)
-        embedder = make_embedder(settings, cache=cache, background=background)
+        # The store's recorded model wins over EMBEDDING_MODEL (common/embeddings/store_model.py).
+        embedder = await store_model.bind(
+            db,
+            name,
+            make_embedder(settings, cache=cache, background=background),
+            lambda model: make_embedder(
+                settings.model_copy(update={"embedding_model": model}), cache=cache, background=background
+            ),
+            settings.embedding_model_policy,
+        )
         vectors = make_vector_index(settings, db, name)
         stack.push_async_callback(vectors.close)
         deps = Deps(
@@ -397,9 +406,17 @@ def _gate(ctx: Context[Any, Any]) -> DepsGate:
     raise ToolError("The server is not ready yet; retry in a moment.")
 
 
+async def _call_begins(running: Running) -> Running:
+    """A tool call begins: the embedder of a store with a recorded model sees a switch, then keeps its model."""
+    begin = getattr(running.deps.embedder, "begin_call", None)
+    if begin is not None:
+        await begin()
+    return running
+
+
 async def deps(ctx: Context[Any, Any]) -> Deps:
     """The process's dependencies, from a tool's context (waits while they are still connecting)."""
-    return (await _gate(ctx).running()).deps
+    return (await _call_begins(await _gate(ctx).running())).deps
 
 
 S = TypeVar("S")
@@ -407,10 +424,16 @@ S = TypeVar("S")
 
 async def service(ctx: Context[Any, Any], kind: type[S]) -> S:
     """The server's service instance (of class ``kind``), from a tool's context."""
-    svc = (await _gate(ctx).running()).service
+    svc = (await _call_begins(await _gate(ctx).running())).service
     if not isinstance(svc, kind):
         raise ServerStartFailed(f"The server has no {kind.__name__} service.")
     return svc
+
+
+def service_factory(server: MCPServer[Any]) -> ServiceFactory | None:
+    """The service factory a server made by :func:`create_server` enters (for commands that run it outside stdio)."""
+    gate = _GATES.get(server)
+    return None if gate is None else gate.service_factory
 
 
 async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
@@ -418,10 +441,10 @@ async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     gate = _GATES.get(server)
     if gate is None:
         raise ServerStartFailed("The server is not running.")
-    svc = (await gate.running()).service
+    svc = (await _call_begins(await gate.running())).service
     if not isinstance(svc, kind):
         raise ServerStartFailed(f"The server has no {kind.__name__} service.")
     return svc
 
 
-__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service"]
+__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service", "service_factory"]

@@ -49,6 +49,10 @@ class BaseServerSettings(BaseSettings):
         default="pgvector", validation_alias=_shared("VECTOR_BACKEND")
     )
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, validation_alias=_shared("EMBEDDING_MODEL"))
+    #: When a store's recorded model differs from EMBEDDING_MODEL: embed with the store's model, or refuse.
+    embedding_model_policy: Literal["follow", "refuse"] = Field(
+        default="follow", validation_alias=_shared("EMBEDDING_MODEL_POLICY")
+    )
     embedding_cache_dir: Path | None = Field(default=None, validation_alias=_shared("EMBEDDING_CACHE_DIR"))
     embedding_threads: int | None = Field(default=None, ge=1, le=64, validation_alias=_shared("EMBEDDING_THREADS"))
     embedding_batch_size: int = Field(default=64, ge=1, le=1024, validation_alias=_shared("EMBEDDING_BATCH_SIZE"))

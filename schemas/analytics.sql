@@ -122,6 +122,20 @@ CREATE TABLE analytics.schema_migrations (
 );
 -- owner: analytics
 
+CREATE TABLE analytics.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: analytics
+
 CREATE UNIQUE INDEX charts_pkey ON analytics.charts USING btree (id);
 
 CREATE UNIQUE INDEX datasets_pkey ON analytics.datasets USING btree (name);
@@ -145,3 +159,5 @@ CREATE UNIQUE INDEX query_history_pkey ON analytics.query_history USING btree (i
 CREATE UNIQUE INDEX saved_queries_pkey ON analytics.saved_queries USING btree (name);
 
 CREATE UNIQUE INDEX schema_migrations_pkey ON analytics.schema_migrations USING btree (version);
+
+CREATE UNIQUE INDEX store_model_pkey ON analytics.store_model USING btree (only_row);

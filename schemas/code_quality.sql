@@ -175,6 +175,20 @@ CREATE TABLE code_quality.schema_migrations (
 );
 -- owner: code_quality
 
+CREATE TABLE code_quality.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: code_quality
+
 CREATE UNIQUE INDEX baselines_pkey ON code_quality.baselines USING btree (project_id, name);
 
 CREATE UNIQUE INDEX file_metrics_pkey ON code_quality.file_metrics USING btree (run_id, path);
@@ -216,3 +230,5 @@ CREATE UNIQUE INDEX runs_pkey ON code_quality.runs USING btree (id);
 CREATE UNIQUE INDEX runs_project_id_seq_key ON code_quality.runs USING btree (project_id, seq);
 
 CREATE UNIQUE INDEX schema_migrations_pkey ON code_quality.schema_migrations USING btree (version);
+
+CREATE UNIQUE INDEX store_model_pkey ON code_quality.store_model USING btree (only_row);

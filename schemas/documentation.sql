@@ -177,6 +177,20 @@ CREATE TABLE documentation.specs (
 );
 -- owner: documentation
 
+CREATE TABLE documentation.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: documentation
+
 CREATE TABLE documentation.versions (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
     project_id bigint NOT NULL,
@@ -240,6 +254,8 @@ CREATE UNIQUE INDEX schema_migrations_pkey ON documentation.schema_migrations US
 CREATE UNIQUE INDEX specs_pkey ON documentation.specs USING btree (id);
 
 CREATE UNIQUE INDEX specs_version_id_key ON documentation.specs USING btree (version_id);
+
+CREATE UNIQUE INDEX store_model_pkey ON documentation.store_model USING btree (only_row);
 
 CREATE UNIQUE INDEX versions_pkey ON documentation.versions USING btree (id);
 

@@ -90,6 +90,20 @@ CREATE TABLE inference_enhancement.schema_migrations (
 );
 -- owner: inference_enhancement
 
+CREATE TABLE inference_enhancement.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: inference_enhancement
+
 CREATE INDEX entities_embedding_idx ON inference_enhancement.entities USING hnsw (embedding extensions.vector_cosine_ops);
 
 CREATE INDEX entities_grams_idx ON inference_enhancement.entities USING gin (grams) WITH (gin_pending_list_limit='1024');
@@ -127,3 +141,5 @@ CREATE UNIQUE INDEX relations_pkey ON inference_enhancement.relations USING btre
 CREATE INDEX relations_to_idx ON inference_enhancement.relations USING btree (to_id);
 
 CREATE UNIQUE INDEX schema_migrations_pkey ON inference_enhancement.schema_migrations USING btree (version);
+
+CREATE UNIQUE INDEX store_model_pkey ON inference_enhancement.store_model USING btree (only_row);

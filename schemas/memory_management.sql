@@ -72,6 +72,20 @@ CREATE TABLE memory_management.schema_migrations (
 );
 -- owner: memory_management
 
+CREATE TABLE memory_management.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: memory_management
+
 CREATE UNIQUE INDEX memories_dedupe_idx ON memory_management.memories USING btree (workspace, content_hash) WHERE (state = 'active'::text);
 
 CREATE INDEX memories_embedding_idx ON memory_management.memories USING hnsw (embedding extensions.vector_cosine_ops) WHERE indexed;
@@ -97,3 +111,5 @@ CREATE INDEX memory_history_memory_idx ON memory_management.memory_history USING
 CREATE UNIQUE INDEX memory_history_pkey ON memory_management.memory_history USING btree (id);
 
 CREATE UNIQUE INDEX schema_migrations_pkey ON memory_management.schema_migrations USING btree (version);
+
+CREATE UNIQUE INDEX store_model_pkey ON memory_management.store_model USING btree (only_row);

@@ -195,6 +195,20 @@ CREATE TABLE web_access.searches (
 );
 -- owner: web_access
 
+CREATE TABLE web_access.store_model (
+    only_row boolean DEFAULT true NOT NULL,
+    model text NOT NULL,
+    target_model text,
+    switch_started_at timestamp with time zone,
+    switch_done bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT store_model_only_row_check CHECK (only_row),
+    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
+    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
+);
+-- owner: web_access
+
 CREATE UNIQUE INDEX bodies_pkey ON web_access.bodies USING btree (sha256);
 
 CREATE UNIQUE INDEX crawl_pages_pkey ON web_access.crawl_pages USING btree (job_id, url);
@@ -240,3 +254,5 @@ CREATE INDEX searches_embedding_idx ON web_access.searches USING hnsw (embedding
 CREATE UNIQUE INDEX searches_pkey ON web_access.searches USING btree (id);
 
 CREATE INDEX searches_tsv_idx ON web_access.searches USING gin (tsv);
+
+CREATE UNIQUE INDEX store_model_pkey ON web_access.store_model USING btree (only_row);

@@ -1,4 +1,4 @@
-"""The ``mcp-suite`` command: serve, migrate, db, doctor, config, demo.
+"""The ``mcp-suite`` command: serve, migrate, db, reembed, doctor, config, demo.
 
 This is a command-line tool, not a server: its tables go to stdout. ``serve`` hands stdout to the
 MCP protocol and writes nothing there itself.
@@ -136,6 +136,59 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reembed(args: argparse.Namespace) -> int:
+    from common.embeddings import DEFAULT_EMBEDDING_DIM, make_embedder, store_model
+    from common.runtime import open_deps, service_factory
+
+    spec = registry.get(args.server)
+    settings = spec.load_settings()
+    async with open_deps(spec.name, settings) as deps:
+        state = await store_model.read(deps.db, spec.name)
+        if state is None:
+            _out(f"{spec.name} keeps no embedding model (it stores no vectors of its own); nothing to do.")
+            return 2
+        if args.cancel:
+            state = await store_model.cancel_switch(deps.db, spec.name) or state
+        if args.model is None:
+            rows = [
+                ("store model", state.model),
+                ("switching to", state.target or "-"),
+                ("rows re-embedded by the switch", state.done if state.target else "-"),
+                ("EMBEDDING_MODEL here", settings.embedding_model),
+                ("EMBEDDING_MODEL_POLICY", settings.embedding_model_policy),
+            ]
+            _out(table(rows, [spec.name, "value"]))
+            return 0
+        store_model.check_model_name(args.model)
+        factory = service_factory(spec.build(settings))
+        if factory is None:
+            _out(f"{spec.name} has no service to re-embed with.")
+            return 2
+        async with factory(deps) as svc:
+            step = getattr(svc, "reembed_step", None)
+            if step is None:
+                _out(f"{spec.name} cannot switch its model yet (its service has no reembed_step).")
+                return 2
+            target = make_embedder(
+                settings.model_copy(update={"embedding_model": args.model}),
+                cache=deps.cache,
+                background=deps.background,
+            )
+            if target.dim != DEFAULT_EMBEDDING_DIM:  # every store's vector columns are vector(384)
+                _out(f"{args.model} makes {target.dim}-dimensional vectors; the stores hold {DEFAULT_EMBEDDING_DIM}.")
+                return 2
+            done = await store_model.switch(deps.db, spec.name, target, step, batch=args.batch)
+        _out(table([(done.schema, done.previous, done.model, done.reembedded)], ["store", "was", "now", "re-embedded"]))
+    return 0
+
+
+def _batch(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a number of rows from 1 to 1024")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-suite", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check PostgreSQL, pgvector, migrations, Redis, the model, Qdrant")
     p.add_argument("--skip-model", action="store_true", help="do not load the embedding model")
+
+    p = sub.add_parser("reembed", help="show a store's embedding model, or switch it: re-embed every row, then flip")
+    p.add_argument("server", choices=registry.names())
+    p.add_argument("--model", help="the model to switch to (run again to resume an interrupted switch)")
+    p.add_argument("--cancel", action="store_true", help="drop a switch under way (the store keeps its model)")
+    p.add_argument("--batch", type=_batch, default=128, metavar="N", help="rows per step (1-1024)")
 
     p = sub.add_parser("config", help="client configuration for the registered servers")
     p.add_argument("client", choices=["claude"])
@@ -187,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(args))
         if args.command == "db":
             return _db(args)
+        if args.command == "reembed":
+            return asyncio.run(_reembed(args))
         if args.command == "doctor":
             from servers.doctor import run_doctor
 

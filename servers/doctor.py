@@ -75,7 +75,28 @@ async def _postgres(settings: BaseServerSettings, checks: list[Check]) -> str | 
     return url
 
 
-async def _migrations(url: str, checks: list[Check]) -> None:
+async def _store_model(url: str, name: str, configured: str) -> str:
+    """The store's embedding model (and a switch under way) as a note for its schema's check."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(f"SELECT model, target_model FROM {name}.store_model")
+    except asyncpg.UndefinedTableError:
+        return ""
+    finally:
+        await conn.close()
+    if row is None:
+        return "; no embedding model recorded yet"
+    note = f"; embeddings: {row['model']}"
+    if row["model"] != configured:
+        note += f" (EMBEDDING_MODEL here: {configured})"
+    if row["target_model"]:
+        note += f", switching to {row['target_model']}: resume with `mcp-suite reembed {name} --model {row['target_model']}`"
+    return note
+
+
+async def _migrations(url: str, checks: list[Check], configured: str) -> None:
     from common import migrate
 
     for name in registry.names():
@@ -99,7 +120,8 @@ async def _migrations(url: str, checks: list[Check]) -> None:
             detail = f"{len(applied)} applied, {len(pending)} pending"
             checks.append(Check(f"schema {name}", True, detail + " (applied when the server starts)"))
         else:
-            checks.append(Check(f"schema {name}", True, f"up to date ({len(applied)} migrations)"))
+            note = await _store_model(url, name, configured)
+            checks.append(Check(f"schema {name}", True, f"up to date ({len(applied)} migrations){note}"))
 
 
 async def _redis(settings: BaseServerSettings, checks: list[Check]) -> None:
@@ -175,7 +197,7 @@ async def collect(settings: BaseServerSettings, *, load_model: bool = True) -> l
     checks: list[Check] = []
     url = await _postgres(settings, checks)
     if url:
-        await _migrations(url, checks)
+        await _migrations(url, checks, settings.embedding_model)
     await _redis(settings, checks)
     if load_model:
         await _model(settings, checks)

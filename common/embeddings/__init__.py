@@ -23,14 +23,15 @@ from common.embeddings.fastembed_embedder import FastEmbedEmbedder
 from common.retrieval import check_dimension as require_dim
 from common.settings import BaseServerSettings
 
-_HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
+_HASH_MODEL = re.compile(r"^hash-(\d{1,5})(?::([a-z0-9]{1,16}))?$")
 
 
 def make_embedder(settings: BaseServerSettings, cache: object | None = None, background: Any = None) -> Embedder:
-    """``EMBEDDING_MODEL=hash-<dim>`` gives the fake :class:`HashEmbedder`; anything else fastembed."""
+    """``EMBEDDING_MODEL=hash-<dim>`` (or ``hash-<dim>:<variant>``) gives the fake :class:`HashEmbedder`;
+    anything else fastembed."""
     match = _HASH_MODEL.match(settings.embedding_model)
     if match:
-        return HashEmbedder(int(match.group(1)))
+        return HashEmbedder(int(match.group(1)), match.group(2) or "")
     return FastEmbedEmbedder(settings, cache, background)
 
 

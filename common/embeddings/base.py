@@ -78,11 +78,14 @@ class HashEmbedder:
     texts sharing words are more similar than texts that share none. No model, no threads.
     """
 
-    def __init__(self, dim: int = DEFAULT_EMBEDDING_DIM) -> None:
+    def __init__(self, dim: int = DEFAULT_EMBEDDING_DIM, variant: str = "") -> None:
         if dim < 8:
             raise ValueError("HashEmbedder needs dim >= 8")
         self._dim = dim
-        self.model_name = f"hash-{dim}"
+        #: A variant hashes every word differently: a second "model" of the same dimension for tests
+        #: of what happens when two models meet in one store (``hash-384:b``).
+        self.variant = variant
+        self.model_name = f"hash-{dim}:{variant}" if variant else f"hash-{dim}"
         self.calls = 0
         self.texts_embedded = 0
 
@@ -98,7 +101,7 @@ class HashEmbedder:
         vec = np.zeros(self._dim, dtype=np.float32)
         tokens = _TOKEN.findall(text.lower()) or [""]
         for token in tokens:
-            digest = hashlib.sha256(token.encode("utf-8")).digest()
+            digest = hashlib.sha256((self.variant + "\0" + token if self.variant else token).encode("utf-8")).digest()
             for k in range(2):
                 index = int.from_bytes(digest[4 * k : 4 * k + 4], "little") % self._dim
                 sign = 1.0 if digest[8 + k] & 1 else -1.0

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -49,6 +49,9 @@ from servers.analytics.models import (
 from servers.analytics.pgfetch import fetch_to_parquet
 from servers.analytics.settings import Settings
 from servers.analytics.sources import Dataset, Format, check_name, make_dataset, quote_ident
+
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -622,6 +625,16 @@ class AnalyticsService:
         rows = await store.patterns_by_id(self.deps.db, ids)
         items = [_pattern(rows[i]) for i in ids if i in rows]
         return PatternsOut(items=items[:limit], total=len(items), truncated=len(items) > limit, notes=notes)
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        patterns not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
+        rows = await store.other_model_patterns(self.deps.db, embedder.model_name, limit)
+        if rows:
+            vectors = await embedder.embed([r["description"] for r in rows])
+            updates = [(r["id"], v) for r, v in zip(rows, vectors, strict=True)]
+            await store.set_pattern_vectors(self.deps.db, updates, embedder.model_name)
+        return len(rows)
 
     async def search_patterns(self, query: str, *, source: str | None = None, limit: int = 10) -> PatternsOut:
         """Stored patterns by meaning and keywords (reciprocal rank fusion), best first."""

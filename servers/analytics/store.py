@@ -341,3 +341,19 @@ async def patterns_by_id(db: Database, ids: list[int]) -> dict[int, dict[str, An
         row["details"] = json.loads(row["details"])
         out[row["id"]] = row
     return out
+
+
+# --- store model switch ----------------------------------------------------------------------------
+
+OTHER_MODEL_PATTERNS = """
+SELECT id, description FROM analytics.patterns WHERE embedding_model IS DISTINCT FROM $1 ORDER BY id LIMIT $2
+"""
+SET_PATTERN_VECTOR = "UPDATE analytics.patterns SET embedding = $2, embedding_model = $3 WHERE id = $1"
+
+
+async def other_model_patterns(db: Database, model: str, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(OTHER_MODEL_PATTERNS, model, limit)]
+
+
+async def set_pattern_vectors(db: Database, rows: list[tuple[int, Any]], model: str) -> None:
+    await db.executemany(SET_PATTERN_VECTOR, [(pid, v, model) for pid, v in rows])

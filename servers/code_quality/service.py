@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -60,6 +60,9 @@ from servers.code_quality.rows import PgResultCache, finding_from_row, finding_v
 from servers.code_quality.runner import AnalysisResult
 from servers.code_quality.settings import Settings
 from servers.code_quality.suggest import suggest_refactorings
+
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 
@@ -359,6 +362,16 @@ class CodeQualityService:
             await store.set_embeddings(
                 self.deps.db, project["id"], [fp for fp, _ in batch], vectors, embedder.model_name
             )
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        finding texts not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
+        rows = await store.other_model_texts(self.deps.db, embedder.model_name, limit)
+        if rows:
+            vectors = await embedder.embed([r["text"] for r in rows])
+            updates = [(r["project_id"], r["fingerprint"], v) for r, v in zip(rows, vectors, strict=True)]
+            await store.set_embedding_rows(self.deps.db, updates, embedder.model_name)
+        return len(rows)
 
     # ------------------------------------------------------------------------------ runs and projects
 

@@ -413,3 +413,19 @@ async def get_baseline(db: Database, project_id: int, name: str) -> str | None:
 async def live_job(db: Database, kind: str, key: str) -> str | None:
     value: str | None = await db.fetchval(LIVE_JOB, kind, key)
     return value
+
+
+# --- store model switch ---------------------------------------------------------------------------
+
+OTHER_MODEL_TEXTS = """
+SELECT project_id, fingerprint, text FROM code_quality.finding_texts
+WHERE embedding_model IS DISTINCT FROM $1 ORDER BY project_id, fingerprint LIMIT $2
+"""
+
+
+async def other_model_texts(db: Database, model: str, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(OTHER_MODEL_TEXTS, model, limit)]
+
+
+async def set_embedding_rows(db: Database, rows: Sequence[tuple[int, str, Any]], model: str) -> None:
+    await db.executemany(SET_EMBEDDING, [(pid, fp, v, model) for pid, fp, v in rows])

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 import asyncpg
@@ -53,6 +53,9 @@ from servers.documentation.models import (
     Jobs as JobList,
 )
 from servers.documentation.settings import Settings
+
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 
@@ -140,6 +143,12 @@ def _generated(r: dict[str, Any]) -> Generated:
 
 def _sections(entries: list[dict[str, Any]]) -> list[Section]:
     return [Section(level=e["level"], title=e["title"], anchor=e["anchor"]) for e in entries]
+
+
+def _endpoint_text(r: dict[str, Any]) -> str:
+    """The text an endpoint is embedded from (re-embedding rebuilds it from the row)."""
+    parts = (f"{r['method']} {r['path']}", r["summary"], r["description"], " ".join(r["tags"]), r["operation_id"] or "")
+    return "\n".join(x for x in parts if x)
 
 
 class DocumentationService:
@@ -251,7 +260,7 @@ class DocumentationService:
         return Projects(projects=[], total=0, truncated=False, message=f"deleted {project}")
 
     async def reembed(self, project: str, version: str | None, progress: Progress | None = None) -> Projects:
-        """Re-embed a project's (or version's) chunks and endpoints with the configured model."""
+        """Re-embed a project's (or version's) chunks and endpoints left by another model with the store's model."""
         done = await self._reembed(project, version, progress)
         return await self.describe_project(
             project, f"re-embedded {done.chunks} chunks and {done.endpoints} endpoints with {done.model}"
@@ -272,26 +281,33 @@ class DocumentationService:
             if progress is not None:
                 await progress(float(chunks), None, "chunks")
         while eps := await store.stale_endpoints(d.db, versions, model, s.embed_batch):
-            texts = [
-                "\n".join(
-                    x
-                    for x in (
-                        f"{r['method']} {r['path']}",
-                        r["summary"],
-                        r["description"],
-                        " ".join(r["tags"]),
-                        r["operation_id"] or "",
-                    )
-                    if x
-                )
-                for r in eps
-            ]
-            vecs = await d.embedder.embed(texts)
+            vecs = await d.embedder.embed([_endpoint_text(r) for r in eps])
             await store.set_endpoint_vectors(d.db, [(r["id"], v, model) for r, v in zip(eps, vecs, strict=True)])
             endpoints += len(eps)
         await store.settle_documents_model(d.db, versions, model)
         await store.mark_reembed(d.db, model)
         return Reembedded(model=model, chunks=chunks, endpoints=endpoints)
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        chunks or endpoints not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
+        d, s = self.deps, self.settings
+        versions = await store.scope(d.db, None, None)
+        model = embedder.model_name
+        if rows := await store.stale_chunks(d.db, versions, model, limit):
+            check_dimension(embedder, DIM, SCHEMA)
+            texts = [ingest.embed_text(r["title"], [r["heading"]], r["content"], s.embed_chars) for r in rows]
+            vecs = await embedder.embed(texts)
+            await store.set_chunk_vectors(d.db, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)])
+            return len(rows)
+        if eps := await store.stale_endpoints(d.db, versions, model, limit):
+            check_dimension(embedder, DIM, SCHEMA)
+            vecs = await embedder.embed([_endpoint_text(r) for r in eps])
+            await store.set_endpoint_vectors(d.db, [(r["id"], v, model) for r, v in zip(eps, vecs, strict=True)])
+            return len(eps)
+        await store.settle_documents_model(d.db, versions, model)
+        await store.mark_reembed(d.db, model)
+        return 0
 
     # ------------------------------------------------------------------------------- folder ingest
 

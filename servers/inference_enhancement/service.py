@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path as FsPath
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import asyncpg
@@ -59,6 +59,9 @@ from servers.inference_enhancement.models import (
     Relations,
 )
 from servers.inference_enhancement.settings import Settings
+
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 
@@ -362,6 +365,21 @@ class GraphService:
         finally:
             if self._wakes == wakes:  # no write arrived meanwhile (else the woken loop runs again)
                 self._idle.set()
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        entities not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
+        db = self.deps.db
+        rows = await store.other_model(db, embedder.model_name, limit)
+        if rows:
+            check_dimension(embedder, EMBEDDING_DIM, NAME)
+            ids = [r["id"] for r in rows]
+            obs = await store.first_observations(db, ids, EMBED_OBSERVATIONS)
+            texts = [text.embedding_text(r["name"], r["entity_type"], obs.get(r["id"], [])) for r in rows]
+            vectors = await embedder.embed(texts)
+            versions = [r["version"] for r in rows]
+            await store.set_embeddings(db, ids, versions, [store.vector_text(v) for v in vectors], embedder.model_name)
+        return len(rows)
 
     async def _changed(self, action: str, names: Sequence[str]) -> None:
         """After a write: fresher statistics in time, and the change event (sent after the answer)."""

@@ -768,3 +768,14 @@ async def mirror_hash(conn: asyncpg.Connection, path: str) -> str | None:
 
 async def set_mirror_hash(conn: Queries, path: str, sha256: str) -> None:
     await conn.execute(SET_MIRROR_HASH, path, sha256)
+# ------------------------------------------------------------------------------------------- store model switch
+
+OTHER_MODEL = """
+SELECT id, version, name, entity_type FROM inference_enhancement.entities
+WHERE embedding_model IS DISTINCT FROM $1 ORDER BY id LIMIT $2
+"""
+
+
+async def other_model(db: Queries, model: str, limit: int) -> list[asyncpg.Record]:
+    """Entities whose vector another model made (or that have none), by id: what a model switch redoes."""
+    return await db.fetch(OTHER_MODEL, model, limit)

@@ -248,8 +248,8 @@ async def reembed_memories(
     dry_run: Annotated[bool, P("Only count.")] = True,
     max_items: Annotated[int, P("Most memories this call.", ge=1, le=REEMBED_MAX)] = 2_000,
 ) -> Reembedded:
-    """After EMBEDDING_MODEL changed: embed memories that another model embedded with the current one, so
-    semantic recall finds them again. Counts first (dry_run); call again while remaining > 0."""
+    """Embed memories another model left (recall warns of them) with the store's model, so semantic
+    recall finds them again. Counts first (dry_run); call again while remaining > 0."""
     return await (await _svc(ctx)).reembed(**args_of(locals()), progress=ctx.report_progress)
 
 

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from common.db import Database
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 
@@ -745,7 +746,7 @@ class MemoryService:
         max_items: int = 2_000,
         progress: Progress | None = None,
     ) -> Reembedded:
-        """Embed memories another model embedded with the current one, in bounded steps; counts when ``dry_run``."""
+        """Embed memories another model embedded with the store's one, in bounded steps; counts when ``dry_run``."""
         d = self.deps
         ws = validate.workspace(workspace or "*", self.settings.default_workspace, allow_all=True)
         model = d.embedder.model_name
@@ -776,6 +777,22 @@ class MemoryService:
             skipped=skipped,
             remaining=max(total - done - skipped, 0),
         )
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        memories not yet embedded by ``embedder``'s model with it; how many it picked (0: none left)."""
+        from common.retrieval import check_dimension
+
+        d, model = self.deps, embedder.model_name
+        rows = await store.stale_vectors(d.db, model, None, limit)
+        if rows:
+            check_dimension(embedder, EMBEDDING_DIM, NAME)
+            vectors = await embedder.embed([r["content"] for r in rows])
+            updates = [(r["id"], v, model, r["version"]) for r, v in zip(rows, vectors, strict=True)]
+            await d.db.run_in_transaction(functools.partial(store.set_vectors, rows=updates))
+            await bridge.publish(d, "reembedded", [r["id"] for r in rows], [])
+        self._other_model_checked_at = -float("inf")  # the next recall checks again
+        return len(rows)
 
     # ------------------------------------------------------------------------------------- import
 

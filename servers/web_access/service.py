@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import asyncpg
@@ -59,6 +59,9 @@ from servers.web_access.robots import RobotsAnswer, RobotsCache, robots_fetcher
 from servers.web_access.search import SearchFailed, configured_provider
 from servers.web_access.settings import Settings
 from servers.web_access.usage import Ledger
+
+if TYPE_CHECKING:
+    from common.embeddings import Embedder
 
 log = get_logger(__name__)
 
@@ -427,6 +430,16 @@ class WebAccessService:
             results=results,
             warning=warning,
         )
+
+    async def reembed_step(self, embedder: Embedder, limit: int) -> int:
+        """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
+        past searches not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
+        rows = await store.other_model_searches(self.deps.db, embedder.model_name, limit)
+        if rows:
+            vectors = await embedder.embed([" ".join([r["query"], *r["titles"]]) for r in rows])
+            updates = [(r["id"], list(v)) for r, v in zip(rows, vectors, strict=True)]
+            await store.set_search_vectors(self.deps.db, updates, embedder.model_name)
+        return len(rows)
 
     async def search_history(self, query: str | None, *, limit: int = 10, cursor: str | None = None) -> SearchHistory:
         """Past searches, newest first, or ranked by meaning and keywords when ``query`` is given."""

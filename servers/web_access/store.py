@@ -285,3 +285,22 @@ async def sweep(conn: Conn, page_days: int, usage_days: int) -> tuple[int, int, 
     bodies = int((await conn.execute(DELETE_ORPHAN_BODIES)).split()[-1])
     requests = int((await conn.execute(DELETE_OLD_REQUESTS, usage_days)).split()[-1])
     return pages, bodies, requests
+
+
+# --- store model switch ----------------------------------------------------------------------------
+
+#: A past search is embedded from its query and its first three results' titles (as search() does).
+OTHER_MODEL_SEARCHES = """
+SELECT s.id, s.query, ARRAY(SELECT r.title FROM web_access.search_results r WHERE r.search_id = s.id
+                            ORDER BY r.rank LIMIT 3) AS titles
+FROM web_access.searches s WHERE s.model IS DISTINCT FROM $1 ORDER BY s.id LIMIT $2
+"""
+SET_SEARCH_VECTOR = "UPDATE web_access.searches SET embedding = $2, model = $3 WHERE id = $1"
+
+
+async def other_model_searches(db: Database, model: str, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(OTHER_MODEL_SEARCHES, model, limit)]
+
+
+async def set_search_vectors(db: Database, rows: list[tuple[int, list[float]]], model: str) -> None:
+    await db.executemany(SET_SEARCH_VECTOR, [(sid, v, model) for sid, v in rows])

@@ -5,6 +5,7 @@ Behaviour tests use the deterministic hash embedder; meaning-dependent checks li
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +16,14 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from common.runtime import resolve_admin_url
+from common.embeddings import HashEmbedder, store_model
+from common.runtime import open_deps, resolve_admin_url
 from common.testing import call_fails as fails
 from common.testing import call_ok as call
+from common.testing import wait_until
 from servers.documentation import mermaid
 from servers.documentation.server import build
+from servers.documentation.service import DocumentationService
 from servers.documentation.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -539,7 +543,7 @@ async def test_read_pages_sections_toc_and_resources(settings: Settings) -> None
         await fails(client, "manage_project", {"action": "describe", "project": "m"}, "No project 'm'")
 
 
-async def test_a_model_change_marks_projects_for_reembedding_and_search_never_mixes_models(
+async def test_a_process_with_another_model_searches_with_the_store_model_and_a_switch_moves_every_process(
     settings: Settings, make_settings: Callable[..., Any], docs_root: Path
 ) -> None:
     async with Client(build(settings)) as client:
@@ -555,22 +559,60 @@ async def test_a_model_change_marks_projects_for_reembedding_and_search_never_mi
             },
         )
         await call(client, "import_api_spec", {"project": "p", "version": "1", "content": json.dumps(OPENAPI3)})
-    real = make_settings(Settings, allowed_roots=[docs_root])
-    async with Client(build(real)) as client:
+    # A second "model" of the same dimension (common.embeddings: the hash embedder's variant).
+    other = make_settings(Settings, embedding_model="hash-384:b", allowed_roots=[docs_root])
+    async with Client(build(settings)) as a, Client(build(other)) as b:
+        described = (await call(b, "manage_project", {"action": "describe", "project": "p"}))["projects"][0]
+        assert described["versions"][0]["needs_reembed"] is False
+        assert described["versions"][0]["models"] == ["hash-384"]
+        hits = await call(b, "search_docs", {"query": "exponential backoff jitter", "project": "p"})
+        assert hits["hits"][0]["citation"] == "p@1:retry.md#retry"
+        assert hits["notice"] is None
+
+        # What `mcp-suite reembed documentation --model hash-384:b` runs.
+        async with open_deps("documentation", other) as deps, DocumentationService.open(deps, other) as svc:
+            done = await store_model.switch(deps.db, "documentation", HashEmbedder(384, "b"), svc.reembed_step)
+        assert (done.previous, done.model, done.reembedded) == ("hash-384", "hash-384:b", 5)  # 1 chunk, 4 endpoints
+
+        async def follows(client: Client) -> bool:
+            # Until a process re-reads the store's model (RECHECK_S), its search refuses with a message.
+            result = await client.call_tool("search_docs", {"query": "exponential backoff jitter", "project": "p"})
+            if result.is_error:
+                return False
+            found = result.structured_content or {}
+            desc = await call(client, "manage_project", {"action": "describe", "project": "p"})
+            version = desc["projects"][0]["versions"][0]
+            return (
+                bool(found["hits"])
+                and found["hits"][0]["citation"] == "p@1:retry.md#retry"
+                and found["notice"] is None
+                and version["models"] == ["hash-384:b"]
+                and version["needs_reembed"] is False
+            )
+
+        for client in (a, b):
+            await wait_until(functools.partial(follows, client), timeout_s=15, what="the switch reaching the process")
+
+
+async def test_rows_left_with_another_model_are_flagged_and_reembed_brings_them_to_the_store_model(
+    settings: Settings,
+) -> None:
+    async with Client(build(settings)) as client:
+        await call(client, "manage_project", {"action": "create", "project": "p", "version": "1"})
+        await call(client, "import_api_spec", {"project": "p", "version": "1", "content": json.dumps(OPENAPI3)})
+    # e.g. a write that raced a switch's flip, or a switch dropped with `mcp-suite reembed --cancel`
+    await sql(settings, "UPDATE documentation.endpoints SET embedding_model = 'hash-384:old' WHERE method = 'GET'")
+    async with Client(build(settings)) as client:
         described = await call(client, "manage_project", {"action": "describe", "project": "p"})
         assert described["projects"][0]["versions"][0]["needs_reembed"] is True
         assert "reembed" in described["message"]
-        await fails(client, "search_docs", {"query": "backoff", "project": "p"}, "action='reembed'")
         done = await call(client, "manage_project", {"action": "reembed", "project": "p"})
-        assert "re-embedded 1 chunks and 4 endpoints" in done["message"]
-        again = (await call(client, "manage_project", {"action": "describe", "project": "p"}))["projects"][0][
-            "versions"
-        ][0]
-        assert again["needs_reembed"] is False
-        assert again["models"] == [real.embedding_model]
-        hits = await call(client, "search_docs", {"query": "how long to wait between retries", "project": "p"})
-        assert hits["hits"][0]["citation"] == "p@1:retry.md#retry"
-        assert hits["notice"] is None
+        assert "with hash-384" in done["message"]
+        again = (await call(client, "manage_project", {"action": "describe", "project": "p"}))["projects"][0]
+        assert again["versions"][0]["needs_reembed"] is False
+    assert await scalar(settings, "SELECT array_agg(DISTINCT embedding_model) FROM documentation.endpoints") == [
+        "hash-384"
+    ]
 
 
 async def test_two_server_processes_writing_at_once_lose_nothing_and_duplicate_nothing(settings: Settings) -> None:

@@ -385,20 +385,23 @@ def parse_select(
 
 
 class Engine:
-    """Runs checked SELECTs over a fixed set of datasets; holds no connection between calls."""
+    """Runs checked SELECTs over a fixed set of datasets; holds no query connection between calls."""
 
-    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits()) -> None:
+    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits(), parser: SqlParser | None = None) -> None:
         self._datasets = {d.name: d for d in datasets}
         if len(self._datasets) != len(datasets):
             raise InvalidInput("two datasets share a name; give each a distinct name")
         self.limits = limits
         self._excel: dict[str, tuple[str, pyarrow.Table]] = {}
         self._lock = threading.Lock()
-        self._parser = SqlParser()
+        # A shared parser saves opening a DuckDB database per call; it reads no files, so sharing is safe.
+        self._own_parser = parser is None
+        self._parser = parser or SqlParser()
 
     def close(self) -> None:
-        """Close the parser connection (query connections never outlive a call)."""
-        self._parser.close()
+        """Close the parser connection unless it is shared (query connections never outlive a call)."""
+        if self._own_parser:
+            self._parser.close()
 
     @property
     def names(self) -> list[str]:

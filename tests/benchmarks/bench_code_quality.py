@@ -1,6 +1,7 @@
 """code_quality benchmark: the server over stdio on a real repository, next to the analyzers run directly.
 
-Run: ``.venv/bin/python -m tests.benchmarks.bench_code_quality [--workers 2] [--max-files N] [--skip-concurrency]``.
+Run: ``.venv/bin/python -m tests.benchmarks.bench_code_quality [--workers 2] [--max-files N] [--skip-concurrency]
+[--analyzers ruff,lizard]``.
 
 The repository is the Django 5.1.4 source distribution (2,788 Python files, nobody here wrote it),
 downloaded once from PyPI by its pinned URL and checked against its SHA-256 into
@@ -9,7 +10,8 @@ temporary folder each run. ``--max-files`` keeps only the first N Python files (
 quicker look. The benchmark starts its own embedded PostgreSQL and uses Redis at REDIS_URL; the
 embedder is ``hash-384`` so that embedding the findings after a run does not compete with the next one.
 
-Measured, in one session: the default run (ruff, lizard, vulture) through ``analyze_code`` over stdio,
+Measured, in one session: the default run (ruff and lizard; ``--analyzers`` names others, e.g. adds
+vulture) through ``analyze_code`` over stdio,
 a re-run with nothing changed, a re-run after changing 10 files, the server's peak RSS and the largest
 analyzer process; then each analyzer run directly on the same files with the same options (one
 invocation each, as a user would type it), so the suite's overhead shows; and four server processes
@@ -158,11 +160,11 @@ def raw_run(argv: list[str], cwd: Path) -> tuple[float, float, bytes]:
     return elapsed, int(tail.strip() or 0) / 1024, done.stdout
 
 
-def raw_tools(root: Path) -> list[tuple[str, float, float, int]]:
-    """Each default analyzer once over the files it applies to, with the options the suite gives it."""
+def raw_tools(root: Path, names: list[str]) -> list[tuple[str, float, float, int]]:
+    """Each analyzer once over the files it applies to, with the options the suite gives it."""
     listing = list_files(root)
     out = []
-    for analyzer in build_analyzers(DEFAULT_SET):
+    for analyzer in build_analyzers(names, {"ruff": {"project_root": root}}):
         assert analyzer.executable is not None, analyzer.name
         paths = [f.path for f in listing.files if analyzer.applies_to(f)]
         argv = analyzer.command(analyzer.executable, paths)
@@ -188,7 +190,9 @@ async def concurrent_run(env: dict[str, str], path: Path, processes: int) -> tup
         return time.perf_counter() - started, [run["id"] for _, run in results]
 
 
-async def measure(url: str, redis_url: str, tmp: Path, root: Path, workers: int, concurrency: bool) -> None:
+async def measure(
+    url: str, redis_url: str, tmp: Path, root: Path, workers: int, concurrency: bool, analyzers: list[str]
+) -> None:
     prefix = run_prefix("benchcq")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CODE_QUALITY_")},
@@ -200,6 +204,7 @@ async def measure(url: str, redis_url: str, tmp: Path, root: Path, workers: int,
         "LOG_LEVEL": "WARNING",
         "CODE_QUALITY_ALLOWED_ROOTS": json.dumps([str(tmp)]),
         "CODE_QUALITY_WORKERS": str(workers),
+        "CODE_QUALITY_ANALYZERS": json.dumps(analyzers),
         "CODE_QUALITY_WAIT_S": "300",
         "CODE_QUALITY_ANALYZER_TIMEOUT_S": "1800",
     }
@@ -254,7 +259,7 @@ async def measure(url: str, redis_url: str, tmp: Path, root: Path, workers: int,
     finally:
         await drop_prefix(redis_url, prefix)
     # The same files as the last run, whose findings they are compared with.
-    raw = raw_tools(root)
+    raw = raw_tools(root, analyzers)
     total = sum(seconds for _, seconds, _, _ in raw)
     suite_counts = Counter(analyzer for analyzer, *_ in changed.elements())
     for name, seconds, rss, count in raw:
@@ -277,6 +282,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="CODE_QUALITY_WORKERS (cores used)")
     parser.add_argument("--max-files", type=int, default=0, help="keep only the first N Python files (0: all)")
     parser.add_argument("--skip-concurrency", action="store_true", help="leave out the four-process run")
+    parser.add_argument("--analyzers", default=",".join(DEFAULT_SET), help="comma-separated analyzers of the runs")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     sdist = fetch_sdist()
@@ -285,7 +291,8 @@ def main() -> None:
     try:
         root = unpack(sdist, tmp / "src", args.max_files or None)
         url = create_database(cluster, "bench_code_quality")
-        asyncio.run(measure(url, redis_url, tmp, root, args.workers, not args.skip_concurrency))
+        names = [n for n in args.analyzers.split(",") if n]
+        asyncio.run(measure(url, redis_url, tmp, root, args.workers, not args.skip_concurrency, names))
     finally:
         server.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -235,11 +235,12 @@ def _link_detail(root: Path, link: Path) -> str:
 
 def _code_lines(text: bytes, language: str) -> tuple[int, int]:
     lines = text.splitlines()
-    prefixes = _LINE_COMMENT.get(language, _SLASH_COMMENT if language not in ("markdown", "text") else ())
+    names = _LINE_COMMENT.get(language, _SLASH_COMMENT if language not in ("markdown", "text") else ())
+    prefixes = tuple(p.encode() for p in names)
     code = 0
     for raw in lines:
         stripped = raw.strip()
-        if stripped and not any(stripped.startswith(p.encode()) for p in prefixes):
+        if stripped and not stripped.startswith(prefixes):
             code += 1
     return len(lines), code
 

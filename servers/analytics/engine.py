@@ -554,12 +554,18 @@ class Engine:
             columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
             inner, ordered = self._stable_inner(text, ast, len(columns))
             order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
-            page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page} OFFSET {offset}"
-            count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
-            self._check_wrapped(page_sql, count_sql)
-            total_row = con.execute(count_sql).fetchone()
-            total = int(total_row[0]) if total_row else 0
+            # One row past the page says whether more follow; only then is the total counted separately.
+            page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page + 1} OFFSET {offset}"
+            self._check_wrapped(page_sql)
             rows = con.execute(page_sql).fetchall()
+            if 0 < len(rows) <= page or (offset == 0 and not rows):
+                total = offset + len(rows)
+            else:
+                count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
+                self._check_wrapped(count_sql)
+                total_row = con.execute(count_sql).fetchone()
+                total = int(total_row[0]) if total_row else 0
+            rows = rows[:page]
         end = offset + len(rows)
         truncated = end < total
         out: list[list[JSONValue]] = []

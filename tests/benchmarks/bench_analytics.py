@@ -8,8 +8,9 @@ plus a 10,000-point hourly series, in a temporary folder; starts its own embedde
 Redis at REDIS_URL. Through the server over stdio it measures register and first profile of each file,
 the p50 of a group-by aggregate and of a filtered scan on each file, the p50 of a chart render (a new
 size each time, so nothing is served from the chart store), a forecast on the 10,000 points and the
-server's peak RSS. The same SQL runs in the same session through DuckDB in this process (the floor:
-one connection, a view per file, the server's thread count) and through the peer
+server's peak RSS. The same SQL runs in the same session, the three taking turns on every sample,
+through our server, DuckDB in this process (the floor: one connection, a view per file, the server's
+thread count) and the peer
 ``mcp-server-motherduck`` over stdio (an in-memory database with the same views), which the benchmark
 installs from PyPI into its own virtual environment under ``$XDG_CACHE_HOME/mcp-suite-bench``
 (default ``~/.cache``), never into this project's environment. Prints one table; asserts nothing.
@@ -26,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -83,25 +85,17 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def floor_times(files: dict[str, Path], sqls: dict[str, str], samples: int) -> dict[str, list[float]]:
+class Floor:
     """The same SQL through DuckDB in this process: one connection, a view per file, fetched whole."""
-    con = duckdb.connect()
-    con.execute(f"SET threads = {THREADS}")
-    con.execute(f"CREATE VIEW sales AS SELECT * FROM read_parquet('{files['sales']}')")
-    con.execute(f"CREATE VIEW sales_csv AS SELECT * FROM read_csv('{files['sales_csv']}')")
-    out: dict[str, list[float]] = {}
-    try:
-        for key, sql in sqls.items():
-            con.execute(sql).fetchall()  # warm, as the server's first call is not counted either
-            times = []
-            for _ in range(samples):
-                started = time.perf_counter()
-                con.execute(sql).fetchall()
-                times.append((time.perf_counter() - started) * 1000)
-            out[key] = times
-    finally:
-        con.close()
-    return out
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.con = duckdb.connect()
+        self.con.execute(f"SET threads = {THREADS}")
+        self.con.execute(f"CREATE VIEW sales AS SELECT * FROM read_parquet('{files['sales']}')")
+        self.con.execute(f"CREATE VIEW sales_csv AS SELECT * FROM read_csv('{files['sales_csv']}')")
+
+    async def run(self, sql: str) -> None:
+        self.con.execute(sql).fetchall()
 
 
 def peer_python() -> Path | None:
@@ -124,13 +118,13 @@ def peer_version(python: Path) -> str:
     return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False).stdout.strip()
 
 
-async def peer_times(
-    files: dict[str, Path], sqls: dict[str, str], samples: int
-) -> tuple[dict[str, list[float]], str, float] | str:
-    """The same SQL through mcp-server-motherduck over stdio; (times, version note, peak RSS) or why not."""
+@asynccontextmanager
+async def peer_session(files: dict[str, Path]) -> AsyncIterator[tuple[Callable[[str], Awaitable[None]], str] | str]:
+    """mcp-server-motherduck over stdio with the same views: (run one SQL, name and version), or why not."""
     python = await asyncio.to_thread(peer_python)
     if python is None:
-        return f"{PEER} did not install from PyPI"
+        yield f"{PEER} did not install from PyPI"
+        return
     version = await asyncio.to_thread(peer_version, python)
     home = Path(tempfile.mkdtemp(prefix="mcp-bench-md-home-"))
     params = StdioServerParameters(
@@ -143,7 +137,8 @@ async def peer_times(
             tools = [t.name for t in (await client.list_tools()).tools]
             tool = next((t for t in ("execute_query", "query") if t in tools), None)
             if tool is None:
-                return f"{PEER} {version}: no query tool among {tools}"
+                yield f"{PEER} {version}: no query tool among {tools}"
+                return
             arg = "sql" if tool == "execute_query" else "query"
 
             async def run(sql: str) -> None:
@@ -154,12 +149,7 @@ async def peer_times(
             await run(f"SET threads = {THREADS}")
             await run(f"CREATE VIEW sales AS SELECT * FROM read_parquet('{files['sales']}')")
             await run(f"CREATE VIEW sales_csv AS SELECT * FROM read_csv('{files['sales_csv']}')")
-            out: dict[str, list[float]] = {}
-            for key, sql in sqls.items():
-                await run(sql)
-                out[key] = [await timed(lambda sql=sql: run(sql)) for _ in range(samples)]  # type: ignore[misc]
-            rss = children_peak_rss_mb(PEER)
-        return out, f"{PEER} {version}", rss
+            yield run, f"{PEER} {version}"
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -184,7 +174,7 @@ async def measure(url: str, redis_url: str, tmp: Path, files: dict[str, Path], s
         for q, sql in (("group-by", GROUP_BY), ("filtered scan", FILTERED))
     }
     rows: list[list[object]] = []
-    ours: dict[str, list[float]] = {}
+    peer_note = "peer not measured (--no-peer)"
     try:
         params = StdioServerParameters(command=sys.executable, args=ARGS, env=env, cwd=str(ROOT))
         async with Client(params, read_timeout_seconds=900) as client:
@@ -201,9 +191,6 @@ async def measure(url: str, redis_url: str, tmp: Path, files: dict[str, Path], s
                         "",
                     ]
                 )
-            for key, sql in sqls.items():
-                await call(client, "query_data", {"sql": sql})
-                ours[key] = [await timed(partial(call, client, "query_data", {"sql": sql})) for _ in range(samples)]
             charts = []
             for n in range(samples):
                 args = {
@@ -224,21 +211,33 @@ async def measure(url: str, redis_url: str, tmp: Path, files: dict[str, Path], s
                 ["forecast, 10,000 hourly points, horizon 24", f"p50 {median(forecast) / 1000:.2f} s", "", "", ""]
             )
             rss = children_peak_rss_mb("analytics")
+            # The three systems take turns on every sample, so a busy moment of the machine hits all alike.
+            systems: dict[str, Callable[[str], Awaitable[Any]]] = {
+                "suite": lambda sql: call(client, "query_data", {"sql": sql}),
+                "floor": Floor(files).run,
+            }
+            async with AsyncExitStack() as stack:
+                if peer:
+                    try:
+                        got = await stack.enter_async_context(peer_session(files))
+                    except Exception as exc:  # the peer's failure is reported in the table, not a reason to lose ours
+                        got = f"{PEER} failed: {type(exc).__name__}: {str(exc)[:200]}"
+                    if isinstance(got, str):
+                        peer_note = got
+                    else:
+                        systems["peer"], peer_note = got
+                times: dict[str, dict[str, list[float]]] = {name: {key: [] for key in sqls} for name in systems}
+                for key, sql in sqls.items():
+                    for run in systems.values():
+                        await run(sql)  # warm: the first call of each is not counted
+                    for n in range(samples):
+                        names = list(systems)
+                        for name in names[n % len(names) :] + names[: n % len(names)]:
+                            times[name][key].append(await timed(partial(systems[name], sql)))
+                peer_rss = children_peak_rss_mb(PEER) if "peer" in systems else 0.0
     finally:
         await drop_prefix(redis_url, prefix)
-    floor = floor_times(files, sqls, samples)
-    theirs: dict[str, list[float]] = {}
-    peer_note = "peer not measured (--no-peer)"
-    peer_rss = 0.0
-    if peer:
-        try:
-            got = await peer_times(files, sqls, samples)
-        except Exception as exc:  # the peer's failure is reported in the table, not a reason to lose ours
-            got = f"{PEER} failed: {type(exc).__name__}: {str(exc)[:200]}"
-        if isinstance(got, str):
-            peer_note = got
-        else:
-            theirs, peer_note, peer_rss = got
+    ours, floor, theirs = times["suite"], times["floor"], times.get("peer", {})
     met = True
     for key in sqls:
         suite, raw = median(ours[key]), median(floor[key])

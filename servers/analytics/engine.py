@@ -385,20 +385,23 @@ def parse_select(
 
 
 class Engine:
-    """Runs checked SELECTs over a fixed set of datasets; holds no connection between calls."""
+    """Runs checked SELECTs over a fixed set of datasets; holds no query connection between calls."""
 
-    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits()) -> None:
+    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits(), parser: SqlParser | None = None) -> None:
         self._datasets = {d.name: d for d in datasets}
         if len(self._datasets) != len(datasets):
             raise InvalidInput("two datasets share a name; give each a distinct name")
         self.limits = limits
         self._excel: dict[str, tuple[str, pyarrow.Table]] = {}
         self._lock = threading.Lock()
-        self._parser = SqlParser()
+        # A shared parser saves opening a DuckDB database per call; it reads no files, so sharing is safe.
+        self._own_parser = parser is None
+        self._parser = parser or SqlParser()
 
     def close(self) -> None:
-        """Close the parser connection (query connections never outlive a call)."""
-        self._parser.close()
+        """Close the parser connection unless it is shared (query connections never outlive a call)."""
+        if self._own_parser:
+            self._parser.close()
 
     @property
     def names(self) -> list[str]:
@@ -551,12 +554,18 @@ class Engine:
             columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
             inner, ordered = self._stable_inner(text, ast, len(columns))
             order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
-            page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page} OFFSET {offset}"
-            count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
-            self._check_wrapped(page_sql, count_sql)
-            total_row = con.execute(count_sql).fetchone()
-            total = int(total_row[0]) if total_row else 0
+            # One row past the page says whether more follow; only then is the total counted separately.
+            page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page + 1} OFFSET {offset}"
+            self._check_wrapped(page_sql)
             rows = con.execute(page_sql).fetchall()
+            if 0 < len(rows) <= page or (offset == 0 and not rows):
+                total = offset + len(rows)
+            else:
+                count_sql = f"SELECT count(*) FROM (\n{inner}\n) AS _q"
+                self._check_wrapped(count_sql)
+                total_row = con.execute(count_sql).fetchone()
+                total = int(total_row[0]) if total_row else 0
+            rows = rows[:page]
         end = offset + len(rows)
         truncated = end < total
         out: list[list[JSONValue]] = []

@@ -29,7 +29,7 @@ from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.analytics import store
-from servers.analytics.engine import Engine, Limits
+from servers.analytics.engine import Engine, Limits, SqlParser
 from servers.analytics.models import (
     ChartOut,
     ColumnOut,
@@ -105,6 +105,7 @@ class AnalyticsService:
         self.folder = settings.data_folder()
         self.charts_dir = self.folder / "charts"
         self.extracts_dir = self.folder / "extracts"
+        self.parser = SqlParser()
 
     @classmethod
     @asynccontextmanager
@@ -114,7 +115,10 @@ class AnalyticsService:
         svc = cls(deps, settings)
         svc.charts_dir.mkdir(parents=True, exist_ok=True)
         svc.extracts_dir.mkdir(parents=True, exist_ok=True)
-        yield svc
+        try:
+            yield svc
+        finally:
+            svc.parser.close()
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -142,7 +146,7 @@ class AnalyticsService:
         ds = make_dataset(row["name"], path, row["format"], row["sheet"])
 
         def look() -> Any:
-            engine = Engine([ds], self._limits())
+            engine = Engine([ds], self._limits(), parser=self.parser)
             try:
                 return inspect(engine, ds.name)
             finally:
@@ -174,7 +178,7 @@ class AnalyticsService:
         for row in rows:
             row = await self._fresh(row)
             datasets.append(make_dataset(row["name"], Path(row["path"]), row["format"], row["sheet"]))
-        return Engine(datasets, self._limits(max_rows))
+        return Engine(datasets, self._limits(max_rows), parser=self.parser)
 
     async def _source_sql(self, source: str) -> str:
         """A dataset name becomes ``SELECT *`` of it; anything else is taken as a SELECT."""
@@ -230,7 +234,7 @@ class AnalyticsService:
             kind, source, query = "postgres", connection, sql
 
         def look() -> Any:
-            engine = Engine([ds], self._limits())
+            engine = Engine([ds], self._limits(), parser=self.parser)
             try:
                 if ds.format in ("csv", "tsv"):
                     _check_csv_layout(engine, ds)
@@ -330,7 +334,7 @@ class AnalyticsService:
         ds = make_dataset(name, Path(row["path"]), row["format"], row["sheet"])
 
         def run() -> dict[str, Any]:
-            engine = Engine([ds], self._limits())
+            engine = Engine([ds], self._limits(), parser=self.parser)
             try:
                 return dataclasses.asdict(compute(engine, name, columns=columns))
             finally:

@@ -8,7 +8,6 @@ a worker thread.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -92,14 +91,16 @@ def find_duplicates(
         report.files_considered += 1
         kept.append((f.path, lines))
 
-    windows: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+    # Keys live only within this call, so Python's own (per-process) string hash is enough: each line is
+    # hashed once and a window is the hash of its lines' hashes.
+    windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for file_index, (_, lines) in enumerate(kept):
+        hashes = [hash(text) for _, text in lines]
         for start in range(len(lines) - min_lines + 1):
-            text = "\n".join(s for _, s in lines[start : start + min_lines])
-            windows[hashlib.blake2b(text.encode(), digest_size=12).digest()].append((file_index, start))
+            windows[hash(tuple(hashes[start : start + min_lines]))].append((file_index, start))
 
     marked: dict[int, set[int]] = defaultdict(set)
-    first_window: dict[tuple[int, int], bytes] = {}
+    first_window: dict[tuple[int, int], int] = {}
     for digest, places in windows.items():
         if len(places) < 2:
             continue
@@ -116,9 +117,12 @@ def find_duplicates(
             marked[file_index].update(range(start, start + min_lines))
     report.duplicated_lines = sum(len(v) for v in marked.values())
 
+    starts_of: dict[int, list[int]] = defaultdict(list)
+    for index, start in first_window:
+        starts_of[index].append(start)
     for file_index in sorted(marked):
         path, lines = kept[file_index]
-        starts = sorted(s for (f, s) in first_window if f == file_index)
+        starts = sorted(starts_of[file_index])
         run_start = prev = starts[0]
         for s in [*starts[1:], None]:
             if s is not None and s == prev + 1:

@@ -235,11 +235,12 @@ def _link_detail(root: Path, link: Path) -> str:
 
 def _code_lines(text: bytes, language: str) -> tuple[int, int]:
     lines = text.splitlines()
-    prefixes = _LINE_COMMENT.get(language, _SLASH_COMMENT if language not in ("markdown", "text") else ())
+    names = _LINE_COMMENT.get(language, _SLASH_COMMENT if language not in ("markdown", "text") else ())
+    prefixes = tuple(p.encode() for p in names)
     code = 0
     for raw in lines:
         stripped = raw.strip()
-        if stripped and not any(stripped.startswith(p.encode()) for p in prefixes):
+        if stripped and not stripped.startswith(prefixes):
             code += 1
     return len(lines), code
 
@@ -269,8 +270,12 @@ def _is_generated(rel: str, head: bytes, data: bytes, language: str) -> str | No
     return None
 
 
-def examine(root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> SourceFile | SkippedFile:
-    """Decide one file: a ``SourceFile`` with its hash and line counts, or a ``SkippedFile`` saying why."""
+def examine(
+    root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES, parents: dict[Path, Path | None] | None = None
+) -> SourceFile | SkippedFile:
+    """Decide one file: a ``SourceFile`` with its hash and line counts, or a ``SkippedFile`` saying why.
+
+    ``parents`` keeps folders already resolved during one listing (a folder holds many files)."""
     path = root / rel
     try:
         st = os.lstat(path)
@@ -284,9 +289,14 @@ def examine(root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sour
         return SkippedFile(rel + "/", "excluded", "a folder git lists as one entry (submodule); not analysed")
     if not stat.S_ISREG(st.st_mode):
         return SkippedFile(rel, "unreadable", "not a regular file")
-    try:
-        parent = path.parent.resolve(strict=True)
-    except (OSError, RuntimeError):
+    parents = {} if parents is None else parents
+    if path.parent not in parents:
+        try:
+            parents[path.parent] = path.parent.resolve(strict=True)
+        except (OSError, RuntimeError):
+            parents[path.parent] = None
+    parent = parents[path.parent]
+    if parent is None:
         return SkippedFile(rel, "unreadable", "parent folder cannot be resolved")
     if not parent.is_relative_to(root):
         return SkippedFile(rel, "symlink", "a parent folder is a symlink leaving the root; not followed")
@@ -339,6 +349,7 @@ def list_files(
         wanted = set(only)
         candidates = [c for c in candidates if c in wanted]
     kept = 0
+    parents: dict[Path, Path | None] = {}
     for rel in candidates:
         pattern = _matches(rel, exclude)
         if pattern is not None:
@@ -347,7 +358,7 @@ def list_files(
         if kept >= max_files:
             listing.skipped.append(SkippedFile(rel, "over_file_limit", f"more than {max_files} files"))
             continue
-        result = examine(root, rel, max_bytes=max_bytes)
+        result = examine(root, rel, max_bytes=max_bytes, parents=parents)
         if isinstance(result, SourceFile):
             listing.files.append(result)
             kept += 1

@@ -62,9 +62,15 @@ async def analyze_tree(
     git = await asyncio.to_thread(git_info, root)
     changed = await asyncio.to_thread(changed_since, root, changed_since_ref) if changed_since_ref else None
     scope = {a.name: changed for a in analyzers if a.name in scoped} if changed is not None else None
-    result = await run_analysis(
-        root, listing.files, analyzers, cache=cache, progress=progress, workers=workers, scope=scope
-    )
-    duplication = await asyncio.to_thread(find_duplicates, root, listing.files)
+    # The duplication search needs only the listing: it runs while the analyzers run or answer from the cache.
+    searching = asyncio.ensure_future(asyncio.to_thread(find_duplicates, root, listing.files))
+    try:
+        result = await run_analysis(
+            root, listing.files, analyzers, cache=cache, progress=progress, workers=workers, scope=scope
+        )
+    except BaseException:
+        searching.cancel()
+        raise
+    duplication = await searching
     metrics = compute_metrics(result, skipped=listing.skipped, duplication=duplication)
     return TreeReport(git, listing, result, duplication, metrics, changed)

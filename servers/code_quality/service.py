@@ -128,11 +128,13 @@ class CodeQualityService:
 
     # ------------------------------------------------------------------------------ analysis jobs
 
-    def _analyzers(self, names: Sequence[str]) -> list[Analyzer]:
+    def _analyzers(self, names: Sequence[str], root: Path | None = None) -> list[Analyzer]:
         timeout = {"timeout_s": self.settings.analyzer_timeout_s}
         options: dict[str, dict[str, Any]] = {n: dict(timeout) for n in names}
         if "semgrep" in options:
             options["semgrep"]["executable"] = self.settings.semgrep_executable
+        if "ruff" in options:
+            options["ruff"].update(project_root=root, isolated=self.settings.ruff_isolated)
         return build_analyzers(names, options)
 
     def resolve_root(self, path: str) -> Path:
@@ -220,7 +222,7 @@ class CodeQualityService:
         analysis = asyncio.ensure_future(
             analyze_tree(
                 root,
-                self._analyzers(params["analyzers"]),
+                self._analyzers(params["analyzers"], root),
                 cache=self.cache,
                 progress=step,
                 exclude=params.get("exclude") or (),

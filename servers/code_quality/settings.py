@@ -23,6 +23,10 @@ class Settings(BaseServerSettings):
         description="Analyzers a run uses unless the call names others.",
     )
     analyzer_timeout_s: float = Field(default=300.0, gt=0, le=7_200, description="Limit per analyzer invocation.")
+    ruff_isolated: bool = Field(
+        default=False,
+        description="True: ruff ignores the analysed folder's own ruff configuration and uses the suite's rules.",
+    )
     semgrep_executable: str | None = Field(default=None, description="Path of semgrep; unset: semgrep is missing.")
     max_file_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000, description="Larger files are skipped.")
     max_files: int = Field(default=50_000, ge=1, le=1_000_000, description="Files past this count are skipped.")

@@ -1,11 +1,12 @@
 """The analyzers and which of them run by default.
 
 Defaults keep a run over a couple of thousand files to seconds: ``ruff`` (lint plus its ``S`` security
-and ``C90`` complexity rule families), ``lizard`` (per-function complexity and size, in parallel
-batches) and ``vulture`` (dead code). The ``deep`` set adds ``bandit`` (most of it duplicates ruff's
-``S`` rules, at about seventy times the cost), ``detect-secrets`` (minutes on a large tree; worth it on
-changed files) and ``radon`` maintainability (very slow on big files, so capped per file). ``semgrep``
-runs only when a setting names its executable.
+and ``C90`` complexity rule families) and ``lizard`` (per-function complexity and size, in parallel
+batches). The ``deep`` set adds ``vulture`` (dead code: a whole-program analysis, so one changed file
+re-runs it over every file, longer than a small re-run should take), ``bandit`` (most of it duplicates
+ruff's ``S`` rules, at about seventy times the cost), ``detect-secrets`` (minutes on a large tree; worth
+it on changed files) and ``radon`` maintainability (very slow on big files, so capped per file).
+``semgrep`` runs only when a setting names its executable.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from servers.code_quality.analyzers.vulture import Vulture
 ANALYZERS: dict[str, type[Analyzer]] = {
     cls.name: cls for cls in (Ruff, Lizard, Vulture, Bandit, DetectSecrets, RadonMaintainability, Semgrep)
 }
-DEFAULT_SET = ("ruff", "lizard", "vulture")
-DEEP_SET = (*DEFAULT_SET, "bandit", "detect-secrets", "radon")
+DEFAULT_SET = ("ruff", "lizard")
+DEEP_SET = (*DEFAULT_SET, "vulture", "bandit", "detect-secrets", "radon")
 
 
 def build_analyzers(names: Iterable[str], options: dict[str, dict[str, Any]] | None = None) -> list[Analyzer]:

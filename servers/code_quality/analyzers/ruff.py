@@ -3,7 +3,10 @@ security and complexity findings for Python in about a second per two thousand f
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,35 @@ TEST_IGNORES = ("S101", "S105", "S106", "S107", "S108", "S311", "S603", "S607")
 # High: runs code or a shell from data, disables TLS checks, or fails at run time (undefined name).
 _HIGH = frozenset({"F821", "S102", "S307", "S506", "S602", "S604", "S605", "S501"})
 _LOW = frozenset({"S101", "S311", "S404", "S603", "S607", "S110", "S112", "F401", "F841", "F541"})
+# ruff's own order of precedence among the configuration files of one folder.
+CONFIG_FILES = (".ruff.toml", "ruff.toml", "pyproject.toml")
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _read_config(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError:
+        return None
+
+
+def project_config(root: Path) -> tuple[Path, str] | None:
+    """The folder's own ruff configuration (path, SHA-256 of its text), as ruff itself would pick it at
+    the top level; None when there is none (a pyproject.toml without ``[tool.ruff]`` does not count)."""
+    for name in CONFIG_FILES:
+        data = _read_config(root / name)
+        if data is None or len(data) > MAX_CONFIG_BYTES:
+            continue
+        if name == "pyproject.toml":
+            try:
+                if "ruff" not in tomllib.loads(data.decode()).get("tool", {}):
+                    continue
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue
+        return root / name, hashlib.sha256(data).hexdigest()
+    return None
 
 
 def classify(code: str) -> tuple[Severity, Category]:
@@ -59,14 +91,21 @@ class Ruff(Analyzer):
         select: Sequence[str] = DEFAULT_SELECT,
         max_complexity: int = 10,
         relax_tests: bool = True,
+        project_root: Path | None = None,
+        isolated: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.select = tuple(select)
         self.max_complexity = max_complexity
         self.relax_tests = relax_tests
+        # A user of ruff expects their own rules, ignores and excludes; without a configuration of theirs
+        # (or when isolated) the suite's selection applies.
+        self.config = None if isolated or project_root is None else project_config(project_root)
 
     def options(self) -> list[str]:
+        if self.config is not None:
+            return ["--config", str(self.config[0]), "--force-exclude"]
         options = [
             "--isolated",
             "--select",
@@ -79,6 +118,12 @@ class Ruff(Analyzer):
             table = ", ".join(f"{json.dumps(pattern)} = {ignores}" for pattern in TEST_FILES)
             options += ["--config", f"lint.per-file-ignores = {{{table}}}"]
         return options
+
+    def config_hash(self) -> str:
+        base = super().config_hash()
+        if self.config is None:
+            return base
+        return hashlib.sha256(f"{base}\0{self.config[1]}".encode()).hexdigest()[:16]
 
     def command(self, executable: str, paths: Sequence[str]) -> list[str]:
         return [

@@ -134,3 +134,22 @@ def test_a_query_near_the_size_caps_still_pages_with_its_order(tmp_path: Path) -
     assert len(sql) <= 400
     rows, _, total = _all_pages(engine, sql)
     assert (rows, total) == ([[3, "z"], [2, "x"], [2, "y"]], 3)
+
+
+@pytest.mark.parametrize(
+    ("sql", "limit", "offset", "rows", "total", "truncated"),
+    [
+        ("SELECT id FROM big WHERE id < 10", 10, 0, 10, 10, False),  # a page exactly full: nothing follows
+        ("SELECT id FROM big WHERE id < 10", 9, 0, 9, 10, True),
+        ("SELECT id FROM big WHERE id < 10", 4, 8, 2, 10, False),  # the last, partial page
+        ("SELECT id FROM big WHERE id < 10", 4, 10, 0, 10, False),  # just past the end
+        ("SELECT id FROM big WHERE id < 10", 4, 50, 0, 10, False),  # far past the end: counted
+        ("SELECT id FROM big WHERE id < 0", 4, 0, 0, 0, False),
+    ],
+)
+def test_the_total_is_exact_at_every_page_boundary(
+    big: Path, sql: str, limit: int, offset: int, rows: int, total: int, truncated: bool
+) -> None:
+    engine = Engine([make_dataset("big", big)], Limits(max_rows=1000))
+    page = engine.query(sql, limit=limit, offset=offset)
+    assert (len(page.rows), page.total_rows, page.truncated) == (rows, total, truncated)

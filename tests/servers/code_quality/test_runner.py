@@ -234,3 +234,40 @@ async def test_a_file_an_analyzer_cannot_parse_is_listed_as_failed_not_dropped(r
     assert ("vulture", "pkg/broken.py") in result.gaps()
     syntax = [f for f in result.findings if f.path == "pkg/broken.py"]
     assert {(f.analyzer, f.rule_id, f.severity) for f in syntax} == {("ruff", "invalid-syntax", "high")}
+
+
+@pytest.mark.parametrize("config_name", ["pyproject.toml", "ruff.toml"])
+async def test_ruff_follows_the_folders_own_configuration_unless_isolated(tmp_path: Path, config_name: str) -> None:
+    (tmp_path / "mod.py").write_text("import os\nvalue = 1   \n")  # F401 (suite rules) and W291 (theirs)
+    (tmp_path / "skip_me.py").write_text("value = 2   \n")
+    section = "[tool.ruff]\n" if config_name == "pyproject.toml" else ""
+    config = tmp_path / config_name
+    config.write_text(f'{section}extend-exclude = ["skip_me.py"]\nlint.select = ["W291"]\n')
+    files = list_files(tmp_path).files
+
+    async def rules(**options: object) -> tuple[set[tuple[str, str]], str]:
+        (ruff,) = build_analyzers(["ruff"], {"ruff": {"project_root": tmp_path, **options}})
+        result = await run_analysis(tmp_path, files, [ruff])
+        assert not result.partial, result.outcomes
+        return {(f.path, f.rule_id) for f in result.findings}, ruff.config_hash()
+
+    theirs, theirs_hash = await rules()
+    assert theirs == {("mod.py", "W291")}, "their selection and their excludes apply"
+    suite, suite_hash = await rules(isolated=True)
+    assert ("mod.py", "F401") in suite
+    assert ("mod.py", "W291") not in suite
+    assert ("skip_me.py", "W291") not in suite
+    assert theirs_hash != suite_hash
+    config.write_text(f'{section}lint.select = ["W291"]\n')
+    changed, changed_hash = await rules()
+    assert changed == {("mod.py", "W291"), ("skip_me.py", "W291")}
+    assert changed_hash != theirs_hash, "a changed configuration must not reuse cached results"
+
+
+async def test_a_pyproject_without_a_ruff_section_leaves_the_suites_rules(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "mod.py").write_text("import os\n")
+    (ruff,) = build_analyzers(["ruff"], {"ruff": {"project_root": tmp_path}})
+    assert getattr(ruff, "config", "missing") is None
+    result = await run_analysis(tmp_path, list_files(tmp_path).files, [ruff])
+    assert {f.rule_id for f in result.findings} == {"F401"}

@@ -31,6 +31,7 @@ from common.testing import create_database, start_cluster
 from servers.documentation.chunking import parse
 from servers.documentation.ingest import embed_text
 from servers.documentation.server import build
+from servers.documentation.service import RANK_WEIGHTS
 from servers.documentation.settings import Settings
 from tests.benchmarks._util import median, pct, print_table
 
@@ -197,6 +198,8 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
             0,
             settings.keyword_scan_cap,
             first.rank if first else None,
+            *RANK_WEIGHTS,
+            True,
         )
         return lat, f"keyword plan: {first}\n" + "\n".join(r[0] for r in explained)
     finally:
@@ -239,7 +242,7 @@ async def run(args: argparse.Namespace) -> None:
             for f in files:
                 text = await asyncio.to_thread(f.read_text)
                 p = parse("rst", text, str(f.relative_to(root)), settings.chunk_chars)
-                texts += [embed_text(p.title, c.heading_path, c.text, settings.embed_chars) for c in p.chunks]
+                texts += [embed_text(p.title, c.heading_path, c.text, settings.embed_chars, c.keys) for c in p.chunks]
             raw = FastEmbedEmbedder(settings)
             await raw.embed(["warm up"])
             started = time.perf_counter()

@@ -86,7 +86,9 @@ def test_embedded_text_is_plain_words_with_its_page_headings_and_api_names() -> 
     assert "memoizing callable, see functools.cache and typed." in body
     assert "New in version 3.2" in body
     assert "@lru_cache def f(): ..." in body, "code stays"
-    assert ":func:" not in body and "``" not in body and ".. " not in body
+    assert ":func:" not in body
+    assert "``" not in body
+    assert ".. " not in body
     assert len(ingest.embed_text("T", (), "word " * 1000, 100)) <= 101
     assert ingest.embed_text("Guide", (), "Body.", 100) == "Guide\nBody."
 

@@ -646,7 +646,8 @@ async def test_hits_are_one_per_document_with_anchor_other_sections_and_api_name
         assert made["path"] == "api.rst"
         assert made["names"] == ["hydrate_buffer"]
         assert "Fill a buffer with size items." in made["snippet"]
-        assert ".." not in made["snippet"] and ":func:" not in made["snippet"]
+        assert ".." not in made["snippet"]
+        assert ":func:" not in made["snippet"]
 
 
 async def test_vectors_of_an_older_chunking_version_are_marked_for_reembedding(settings: Settings) -> None:

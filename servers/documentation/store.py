@@ -250,56 +250,41 @@ WITH vec AS (
         SELECT c.id, c.embedding <=> $1 AS dist FROM documentation.chunks c
         WHERE c.embedding_model = $2 AND c.version_id = ANY($3::bigint[])
         ORDER BY c.embedding <=> $1 LIMIT $5) v
-), matched AS (
+), kw AS (
     -- $4 filters (the rarest words, or every word when all are common: common.keywords) and hands at
     -- most $8 rows to ranking by $9 (every word); the vector list carries meaning beyond them.
-    SELECT m.id, ts_rank(m.tsv, q) AS rank, ts_rank('{0,0,0,1}', m.tsv, q) AS head FROM (
-        SELECT c.id, c.tsv FROM documentation.chunks c
-        WHERE $4 <> '' AND c.tsv @@ to_tsquery('english', $4) AND c.embedding_model = $2
-          AND c.version_id = ANY($3::bigint[])
-        LIMIT $8) m, to_tsquery('english', coalesce($9, '')) q
-), kw AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (SELECT * FROM matched ORDER BY rank DESC LIMIT $5) k
-), heads AS (
-    -- Query words in the heading path or API names: the section is about them, not merely mentioning them.
-    SELECT id, row_number() OVER (ORDER BY head DESC, id) AS r FROM (
-        SELECT * FROM matched WHERE head > 0 ORDER BY head DESC LIMIT $5) h
+    SELECT id, row_number() OVER (ORDER BY rank DESC, id) AS r FROM (
+        SELECT m.id, ts_rank(m.tsv, to_tsquery('english', $9)) AS rank FROM (
+            SELECT c.id, c.tsv FROM documentation.chunks c
+            WHERE $4 <> '' AND c.tsv @@ to_tsquery('english', $4) AND c.embedding_model = $2
+              AND c.version_id = ANY($3::bigint[])
+            LIMIT $8) m
+        ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
     SELECT id, sum(w) AS score FROM (
-        SELECT id, $10::float8 / (60 + r) AS w FROM vec
-        UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw
-        UNION ALL SELECT id, $12::float8 / (60 + r) FROM heads) u
+        SELECT id, $10::float8 / (60 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw) u
     GROUP BY id
-), placed AS (
-    -- $15: one hit per document (its best chunk), else one per chunk.
-    SELECT f.id, f.score, c.document_id, CASE WHEN $15 THEN -c.document_id ELSE c.id END AS grp
-    FROM fused f JOIN documentation.chunks c ON c.id = f.id
 ), grouped AS (
-    SELECT id, score, document_id, grp, row_number() OVER (PARTITION BY grp ORDER BY score DESC, id) AS rn FROM placed
-), groups AS (
-    SELECT grp, document_id, max(score) AS best, sum(score) - max(score) AS rest FROM grouped GROUP BY grp, document_id
-), titled AS (
-    -- Page-level signal: query words in the document's title.
-    SELECT g.grp, row_number() OVER (ORDER BY ts_rank(to_tsvector('english', d.title), q) DESC, g.grp) AS r
-    FROM groups g JOIN documentation.documents d ON d.id = g.document_id, to_tsquery('english', coalesce($9, '')) q
-    WHERE to_tsvector('english', d.title) @@ q
-), ranked AS (
-    SELECT g.grp, g.best + $14::float8 * g.rest + coalesce($13::float8 / (60 + t.r), 0) AS score
-    FROM groups g LEFT JOIN titled t ON t.grp = g.grp
+    -- $12: one hit per document (its best chunk, ranked by that chunk's score), else one per chunk.
+    SELECT f.id, f.score, CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp,
+           row_number() OVER (PARTITION BY CASE WHEN $12 THEN -c.document_id ELSE c.id END
+                              ORDER BY f.score DESC, f.id) AS rn
+    FROM fused f JOIN documentation.chunks c ON c.id = f.id
 ), page AS (
-    SELECT r.grp, r.score, count(*) OVER () AS total FROM ranked r ORDER BY r.score DESC, r.grp LIMIT $6 OFFSET $7
+    SELECT g.id, g.grp, g.score, count(*) OVER () AS total FROM grouped g WHERE g.rn = 1
+    ORDER BY g.score DESC, g.id LIMIT $6 OFFSET $7
 )
 SELECT c.id, pg.score::float8 AS score, pg.total, c.content, c.heading_path, c.anchor, c.keys,
        d.id AS document_id, d.path, d.title, v.version, p.name AS project,
        ARRAY(SELECT o.anchor || chr(31) || array_to_string(o.heading_path, chr(30)) FROM grouped k
              JOIN documentation.chunks o ON o.id = k.id
              WHERE k.grp = pg.grp AND k.rn > 1 ORDER BY k.rn LIMIT 8) AS others
-FROM page pg JOIN grouped k ON k.grp = pg.grp AND k.rn = 1
-JOIN documentation.chunks c ON c.id = k.id
+FROM page pg
+JOIN documentation.chunks c ON c.id = pg.id
 JOIN documentation.documents d ON d.id = c.document_id
 JOIN documentation.versions v ON v.id = c.version_id
 JOIN documentation.projects p ON p.id = v.project_id
-ORDER BY pg.score DESC, pg.grp
+ORDER BY pg.score DESC, pg.id
 """
 MODEL_STATE = """
 SELECT EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model = $2)
@@ -322,17 +307,16 @@ async def search(
     limit: int,
     offset: int,
     pool: int = 500,
-    weights: Sequence[float] = (1.0, 1.0, 0.5, 0.5, 0.1),
+    weights: Sequence[float] = (1.0, 0.6),
     per_document: bool = True,
 ) -> list[dict[str, Any]]:
     """Hybrid search in one statement. The pool's sessions scan HNSW iteratively (common.db), so
     filtered vector search keeps going until enough rows pass the version/model filter, with
     pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan).
 
-    ``weights``: (meaning, keywords, heading/API-name matches, title matches, share of a document's
-    other matching chunks added to its best one)."""
+    ``weights``: the reciprocal-rank-fusion weights of the meaning and keyword lists."""
     match, rank = (keywords.match, keywords.rank) if keywords is not None else ("", "")
-    w_vec, w_kw, w_head, w_title, w_rest = weights
+    w_vec, w_kw = weights
     rows = await db.fetch(
         SEARCH,
         vector,
@@ -346,9 +330,6 @@ async def search(
         rank or None,
         w_vec,
         w_kw,
-        w_head,
-        w_title,
-        w_rest,
         per_document,
     )
     return [dict(r) for r in rows]

@@ -136,7 +136,7 @@ def pack(text: str, blocks: list[Block], title: str, limit: int, breaks: Iterabl
             continue
         while next_break < len(entry_starts) and entry_starts[next_break] < block.start:
             next_break += 1
-        if next_break < len(entry_starts) and entry_starts[next_break] < block.end and size() > limit // 4:
+        if next_break < len(entry_starts) and entry_starts[next_break] < block.end and size() > limit // 2:
             flush()
         length = block.end - block.start
         if block.kind == "para" and length > limit:

@@ -71,6 +71,8 @@ def test_sphinx_and_markdown_markup_leaves_headings() -> None:
     assert markup.heading(":ref:`the guide <guide-label>`") == "the guide"
     assert markup.unnumbered("6.4.1. Importing * From a Package") == "Importing * From a Package"
     assert markup.unnumbered("F.3. Appendix") == "Appendix"
+    signature = "def __init__(self, *args, **kwargs) -> None"
+    assert markup.heading(signature) == signature, "code in headings is not emphasis"
 
 
 def test_embedded_text_is_plain_words_with_its_page_headings_and_api_names() -> None:

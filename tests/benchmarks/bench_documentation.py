@@ -29,7 +29,7 @@ from mcp import Client
 from common.embeddings import FastEmbedEmbedder
 from common.testing import create_database, start_cluster
 from servers.documentation.chunking import parse
-from servers.documentation.ingest import embed_text
+from servers.documentation.ingest import embed_text, model_label
 from servers.documentation.server import build
 from servers.documentation.service import RANK_WEIGHTS
 from servers.documentation.settings import Settings
@@ -176,7 +176,7 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
     db = await Database.open(DbConfig(url=url, schema="documentation"))
     try:
         versions = await store.scope(db, "py", None)
-        model = settings.embedding_model
+        model = model_label(settings.embedding_model)  # what the chunks are stored under
         planner = KeywordPlanner("chunks", scan_cap=settings.keyword_scan_cap)
         lat = []
         for q in queries:

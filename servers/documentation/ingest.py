@@ -28,7 +28,7 @@ from common.errors import SuiteError
 from common.jobs import JobCancelled, JobContext
 from common.logging import get_logger
 from servers.documentation import store
-from servers.documentation.chunking import Parsed, kind_for_path, parse
+from servers.documentation.chunking import Parsed, kind_for_path, markup, parse
 from servers.documentation.settings import Settings
 
 log = get_logger(__name__)
@@ -39,7 +39,17 @@ DEFAULT_INCLUDE = ("**/*.md", "**/*.markdown", "**/*.rst", "**/*.txt", "**/*.htm
 ROOTS_SETTING = "DOCUMENTATION_ALLOWED_ROOTS"
 COUNTS = ("files_total", "files_done", "added", "updated", "unchanged", "deleted", "skipped", "failed", "chunks")
 
-ChunkRow = tuple[list[str], str, str, int, int, str, np.ndarray]
+ChunkRow = tuple[list[str], str, str, int, int, str, np.ndarray, str]
+
+#: Version of what chunks are and what the model sees of them. Stored with the model's name
+#: (``model_label``), so a change marks every version embedded before it ``needs_reembed``,
+#: exactly like a change of model, and a folder re-ingest re-chunks files whose hash is unchanged.
+EMBED_TEXT_VERSION = "text2"
+
+
+def model_label(model_name: str) -> str:
+    """The name stored with every vector: the model and the version of the text it embedded."""
+    return f"{model_name}+{EMBED_TEXT_VERSION}"
 
 
 @dataclass
@@ -69,15 +79,30 @@ def decode(data: bytes) -> str:
         raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
 
 
-def embed_text(title: str, heading_path: tuple[str, ...] | list[str], text: str, limit: int = 300) -> str:
-    """What the model sees: the heading path (context the text lacks) and the start of the chunk.
+def embed_text(
+    title: str,
+    heading_path: tuple[str, ...] | list[str],
+    text: str,
+    limit: int = 1200,
+    keys: tuple[str, ...] | list[str] = (),
+) -> str:
+    """What the model sees: page title, heading path and API names (context the text lacks), then the
+    chunk's text without markup, up to ``limit`` characters.
 
-    Only the start, because transformer cost grows with the square of the length, and the full text
-    stays searchable through the full-text half of hybrid search.
+    Headings lose their section numbers and markup (``6.4.1. Importing \\* From a Package`` reads
+    ``Importing * From a Package``), since neither is a word anyone searches with.
     """
-    context = " > ".join(heading_path) or title
-    body = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0]
-    return f"{context}\n{body}" if context else body
+    path = [markup.unnumbered(markup.heading(h)) for h in heading_path if h]
+    page = markup.heading(title)
+    first = path[0].lower() if path else ""
+    if page and not (first and (first in page.lower() or page.lower() in first)):
+        path.insert(0, page)
+    context = " > ".join(path)
+    names = " ".join(k for k in keys if k)
+    body = " ".join(markup.plain(text).split())
+    if len(body) > limit:
+        body = body[:limit].rsplit(" ", 1)[0]
+    return "\n".join(x for x in (context, names, body) if x)
 
 
 async def embed_batched(embedder: Embedder, texts: list[str], size: int) -> list[np.ndarray]:
@@ -100,7 +125,16 @@ def toc_of(parsed: Parsed) -> list[dict[str, Any]]:
 
 def chunk_rows(parsed: Parsed, vectors: list[np.ndarray]) -> list[ChunkRow]:
     return [
-        (list(c.heading_path), heading_of(parsed.title, c.heading_path), c.anchor, c.start, c.end, c.text, v)
+        (
+            list(c.heading_path),
+            heading_of(parsed.title, c.heading_path),
+            c.anchor,
+            c.start,
+            c.end,
+            c.text,
+            v,
+            " ".join(c.keys),
+        )
         for c, v in zip(parsed.chunks, vectors, strict=True)
     ]
 
@@ -169,7 +203,7 @@ class FolderIngest:
         self.root = str(params["root"])
         self.include: list[str] = list(params["include"])
         self.exclude: list[str] = list(params["exclude"])
-        self.model = embedder.model_name
+        self.model = model_label(embedder.model_name)
         self._writer: asyncio.Task[None] | None = None
 
     async def __call__(self, ctx: JobContext) -> str | None:
@@ -272,7 +306,9 @@ class FolderIngest:
         if not batch:
             return
         limit = self.settings.embed_chars
-        texts = [embed_text(p.parsed.title, c.heading_path, c.text, limit) for p in batch for c in p.parsed.chunks]
+        texts = [
+            embed_text(p.parsed.title, c.heading_path, c.text, limit, c.keys) for p in batch for c in p.parsed.chunks
+        ]
         vectors = await embed_batched(self.embedder, texts, self.settings.embed_batch)
         i = 0
         for item in batch:

@@ -61,13 +61,26 @@ class Saved(BaseModel):
     created: bool
 
 
+class Place(BaseModel):
+    """Another matching section of the same document."""
+
+    heading_path: list[str]
+    anchor: str
+
+
 class Hit(BaseModel):
     citation: str
     document_id: int
     path: str
     heading_path: list[str]
+    #: The section's anchor (an HTML id where the page had one); also at the end of ``citation``.
+    anchor: str
     snippet: str
     score: float
+    #: API names the matching chunk defines (``functools.lru_cache``).
+    names: list[str] = []
+    #: The document's other matching sections, best first (one hit per document).
+    sections: list[Place] = []
 
 
 class Hits(BaseModel):

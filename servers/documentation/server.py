@@ -117,9 +117,10 @@ async def search_docs(
     version: OptVersion = None,
     limit: Limit = 5,
     cursor: Cursor = None,
+    per_document: Annotated[bool, P("One hit per document, other sections listed.")] = True,
 ) -> Hits:
-    """Search docs by meaning and keywords; hits carry a citation and document_id."""
-    return await (await _svc(ctx)).search(query, project, version, limit, cursor)
+    """Search docs by meaning and keywords; hits carry a citation, section anchor and document_id."""
+    return await (await _svc(ctx)).search(query, project, version, limit, cursor, per_document)
 
 
 @TOOLS.tool("Read document", READ)

@@ -30,7 +30,7 @@ from common.retrieval import any_word_tsquery, check_dimension
 from common.rows import model_of
 from common.runtime import Deps
 from servers.documentation import generate, ingest, mermaid, openapi, store
-from servers.documentation.chunking import parse, slugify
+from servers.documentation.chunking import markup, parse, slugify
 from servers.documentation.models import (
     Doc,
     Endpoint,
@@ -41,6 +41,7 @@ from servers.documentation.models import (
     Hits,
     Job,
     Page,
+    Place,
     Project,
     Projects,
     Reembedded,
@@ -66,6 +67,27 @@ LIST_PAGE = 50
 MAX_ERRORS_SHOWN = 50
 GenerateKind = Literal["api_reference", "api_overview", "schema_diagram"]
 ParseAs = Literal["markdown", "rst", "text", "html", "python"]
+#: Reciprocal-rank-fusion weights of the meaning and keyword lists, chosen on the development
+#: questions (tests/eval/questions/python_dev.jsonl); heading-, title- and whole-page signals tried
+#: there all lowered recall (docs/benchmarks.md).
+RANK_WEIGHTS = (1.0, 0.6)
+#: Other sections of the same document listed with a hit.
+OTHER_SECTIONS = 3
+
+
+def _others(items: list[str], anchor: str) -> list[Place]:
+    """The distinct other sections (``anchor␟heading␞path`` strings from SQL), the hit's own left out."""
+    seen = {anchor}
+    out: list[Place] = []
+    for item in items:
+        other, _, path = item.partition("\x1f")
+        if other in seen:
+            continue
+        seen.add(other)
+        out.append(Place(heading_path=path.split("\x1e") if path else [], anchor=other))
+        if len(out) == OTHER_SECTIONS:
+            break
+    return out
 
 
 def citation(project: str, version: str, path: str, anchor: str = "") -> str:
@@ -74,8 +96,8 @@ def citation(project: str, version: str, path: str, anchor: str = "") -> str:
 
 
 def snippet(content: str, query: str) -> str:
-    """About 240 characters of ``content`` around the first query word found in it."""
-    text = " ".join(content.split())
+    """About 240 characters of ``content`` (markup removed) around the first query word found in it."""
+    text = " ".join(markup.plain(content).split())
     words = [w for w in re.findall(r"[^\W_]{3,}", query.lower())]
     lower = text.lower()
     hits = [i for w in words if (i := lower.find(w)) >= 0]
@@ -180,8 +202,13 @@ class DocumentationService:
     async def recover(self) -> list[str]:
         """Mark jobs whose process died as interrupted, and versions embedded with another model."""
         stale = await self.jobs.recover()
-        await store.mark_reembed(self.deps.db, self.deps.embedder.model_name)
+        await store.mark_reembed(self.deps.db, self.model)
         return stale
+
+    @property
+    def model(self) -> str:
+        """The label stored with vectors: the configured model and the version of the text it embeds."""
+        return ingest.model_label(self.deps.embedder.model_name)
 
     def _check_dim(self) -> None:
         check_dimension(self.deps.embedder, DIM, SCHEMA)
@@ -243,7 +270,7 @@ class DocumentationService:
         item = Project(name=project, description=description or "", versions=versions)
         if any(v.needs_reembed for v in versions):
             message = (
-                f"Some versions were embedded with another model than {self.deps.embedder.model_name}: "
+                f"Some versions were embedded with another model than {self.model}: "
                 "run manage_project(action='reembed')."
             )
         return Projects(projects=[item], total=1, truncated=False, message=message)
@@ -270,12 +297,10 @@ class DocumentationService:
         self._check_dim()
         d, s = self.deps, self.settings
         versions = await store.scope(d.db, project, version)
-        model = d.embedder.model_name
+        model = self.model
         chunks = endpoints = 0
         while rows := await store.stale_chunks(d.db, versions, model, s.embed_batch):
-            vecs = await d.embedder.embed(
-                [ingest.embed_text(r["title"], [r["heading"]], r["content"], s.embed_chars) for r in rows]
-            )
+            vecs = await d.embedder.embed(self._chunk_texts(rows))
             await store.set_chunk_vectors(d.db, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)])
             chunks += len(rows)
             if progress is not None:
@@ -288,16 +313,20 @@ class DocumentationService:
         await store.mark_reembed(d.db, model)
         return Reembedded(model=model, chunks=chunks, endpoints=endpoints)
 
+    def _chunk_texts(self, rows: list[Any]) -> list[str]:
+        """What the model sees of stored chunks (as ingest builds it)."""
+        limit = self.settings.embed_chars
+        return [ingest.embed_text(r["title"], r["heading_path"], r["content"], limit, r["keys"].split()) for r in rows]
+
     async def reembed_step(self, embedder: Embedder, limit: int) -> int:
         """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
         chunks or endpoints not yet embedded by ``embedder``'s model; how many it picked (0: none left)."""
-        d, s = self.deps, self.settings
+        d = self.deps
         versions = await store.scope(d.db, None, None)
-        model = embedder.model_name
+        model = ingest.model_label(embedder.model_name)
         if rows := await store.stale_chunks(d.db, versions, model, limit):
             check_dimension(embedder, DIM, SCHEMA)
-            texts = [ingest.embed_text(r["title"], [r["heading"]], r["content"], s.embed_chars) for r in rows]
-            vecs = await embedder.embed(texts)
+            vecs = await embedder.embed(self._chunk_texts(rows))
             await store.set_chunk_vectors(d.db, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)])
             return len(rows)
         if eps := await store.stale_endpoints(d.db, versions, model, limit):
@@ -345,7 +374,7 @@ class DocumentationService:
         # A folder is usually a large share of the chunks: fresh statistics keep search plans right.
         await store.analyze_chunks(d.db)
         self.chunk_words.forget_stats()
-        await store.mark_reembed(d.db, d.embedder.model_name)
+        await store.mark_reembed(d.db, self.model)
         return _job(ended)
 
     async def job_status(self, job_id: str) -> JobList:
@@ -409,7 +438,7 @@ class DocumentationService:
         self._check_dim()
         parsed = parse(parse_as, content, path, s.chunk_chars)
         parsed.title = title or parsed.title
-        texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, s.embed_chars) for c in parsed.chunks]
+        texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, s.embed_chars, c.keys) for c in parsed.chunks]
         vectors = await ingest.embed_batched(d.embedder, texts, s.embed_batch)
         digest = hashlib.sha256(content.encode()).hexdigest()
 
@@ -424,7 +453,7 @@ class DocumentationService:
                 root=None,
                 content=parsed.text,
                 content_hash=digest,
-                model=d.embedder.model_name,
+                model=self.model,
                 toc=ingest.toc_of(parsed),
                 chunks=ingest.chunk_rows(parsed, vectors),
             )
@@ -435,13 +464,20 @@ class DocumentationService:
     # ------------------------------------------------------------------------------- search and read
 
     async def search(
-        self, query: str, project: str | None, version: str | None, limit: int, cursor: str | None
+        self,
+        query: str,
+        project: str | None,
+        version: str | None,
+        limit: int,
+        cursor: str | None,
+        per_document: bool = True,
     ) -> Hits:
-        """Hybrid (meaning + keyword) search over the chunks in scope, best first."""
+        """Hybrid (meaning + keyword) search over the chunks in scope, best first; one hit per document
+        (its best section, the others listed) unless ``per_document`` is false."""
         d = self.deps
         self._check_dim()
-        fp, offset = _paging(cursor, "search_docs", query, project, version)
-        model = d.embedder.model_name
+        fp, offset = _paging(cursor, "search_docs", query, project, version, per_document)
+        model = self.model
 
         async def prepare() -> tuple[list[int], bool, bool, keywords.KeywordPlan | None]:
             versions = await store.scope(d.db, project, version)
@@ -472,7 +508,19 @@ class DocumentationService:
                 "Some chunks use another embedding model and were not searched; run manage_project(action='reembed')."
             )
         depth = max(self.settings.search_candidates, offset + limit)
-        rows = await store.search(d.db, vector, model, versions, plan, depth, limit, offset, self.chunk_words.scan_cap)
+        rows = await store.search(
+            d.db,
+            vector,
+            model,
+            versions,
+            plan,
+            depth,
+            limit,
+            offset,
+            self.chunk_words.scan_cap,
+            RANK_WEIGHTS,
+            per_document,
+        )
         self.chunk_words.learn_later(d.background, d.db)  # words met for the first time
         total = int(rows[0]["total"]) if rows else 0
         hits = [
@@ -481,8 +529,11 @@ class DocumentationService:
                 document_id=r["document_id"],
                 path=r["path"],
                 heading_path=list(r["heading_path"]),
+                anchor=r["anchor"],
                 snippet=snippet(r["content"], query),
                 score=round(r["score"], 5),
+                names=r["keys"].split(),
+                sections=_others(list(r["others"]), r["anchor"]),
             )
             for r in rows
         ]
@@ -654,9 +705,7 @@ class DocumentationService:
                 prev = await store.previous_spec(conn, vid)
                 old = await store.fingerprints(conn, prev[0]) if prev else {}
                 compared = f"{project}@{prev[1]}" if prev else None
-            spec_id = await store.replace_spec(
-                conn, vid, title, spec_version, source, digest, spec, rows, d.embedder.model_name
-            )
+            spec_id = await store.replace_spec(conn, vid, title, spec_version, source, digest, spec, rows, self.model)
             return spec_id, compared, old
 
         spec_id, compared, old = await d.db.run_in_transaction(write)
@@ -710,7 +759,7 @@ class DocumentationService:
             vector = await d.embedder.embed_one(query)
             depth = max(self.settings.search_candidates, offset + limit)
             rows = await store.search_endpoints(
-                d.db, vector, versions, d.embedder.model_name, tag, depth, any_word_tsquery(query), limit, offset
+                d.db, vector, versions, self.model, tag, depth, any_word_tsquery(query), limit, offset
             )
         else:
             rows = await store.list_endpoints(d.db, versions, tag, limit, offset)

@@ -22,7 +22,7 @@ class Settings(BaseServerSettings):
     max_text_chars: int = Field(default=2_000_000, ge=100, le=50_000_000)
     chunk_chars: int = Field(default=1_200, ge=200, le=20_000)
     embed_chars: int = Field(
-        default=300,
+        default=450,
         ge=50,
         le=20_000,
         description="Characters of each chunk (after its heading path) the model embeds; full-text sees all.",

@@ -152,8 +152,8 @@ DELETE_CHUNKS = "DELETE FROM documentation.chunks WHERE document_id = $1"
 INSERT_CHUNK = """
 INSERT INTO documentation.chunks
     (document_id, version_id, ordinal, heading_path, heading, anchor, start_offset, end_offset, content,
-     embedding, embedding_model)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     embedding, embedding_model, keys)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 DELETE_DOCS = """
 DELETE FROM documentation.documents WHERE version_id = $1 AND root = $2 AND source = 'folder' AND path = ANY($3::text[])
@@ -197,7 +197,7 @@ async def write_document(
     content_hash: str,
     model: str,
     toc: list[dict[str, Any]],
-    chunks: Sequence[tuple[list[str], str, str, int, int, str, np.ndarray]],
+    chunks: Sequence[tuple[list[str], str, str, int, int, str, np.ndarray, str]],
 ) -> tuple[int, bool]:
     """Replace a document and all its chunks; call inside one transaction so nobody sees half of it."""
     row = await conn.fetchrow(
@@ -210,8 +210,8 @@ async def write_document(
         await conn.executemany(
             INSERT_CHUNK,
             [
-                (doc_id, version, i, hp, heading, anchor, s, e, text, vec, model)
-                for i, (hp, heading, anchor, s, e, text, vec) in enumerate(chunks)
+                (doc_id, version, i, hp, heading, anchor, s, e, text, vec, model, keys)
+                for i, (hp, heading, anchor, s, e, text, vec, keys) in enumerate(chunks)
             ],
         )
     return doc_id, bool(row["created"])
@@ -262,15 +262,30 @@ WITH vec AS (
             LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
-    SELECT id, sum(1.0 / (60 + r)) AS score FROM (SELECT * FROM vec UNION ALL SELECT * FROM kw) u GROUP BY id
+    SELECT id, sum(w) AS score FROM (
+        SELECT id, $10::float8 / (60 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw) u
+    GROUP BY id
+), grouped AS (
+    -- $12: one hit per document (its best chunk, ranked by that chunk's score), else one per chunk.
+    SELECT f.id, f.score, CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp,
+           row_number() OVER (PARTITION BY CASE WHEN $12 THEN -c.document_id ELSE c.id END
+                              ORDER BY f.score DESC, f.id) AS rn
+    FROM fused f JOIN documentation.chunks c ON c.id = f.id
+), page AS (
+    SELECT g.id, g.grp, g.score, count(*) OVER () AS total FROM grouped g WHERE g.rn = 1
+    ORDER BY g.score DESC, g.id LIMIT $6 OFFSET $7
 )
-SELECT f.id, f.score::float8 AS score, count(*) OVER () AS total, c.content, c.heading_path, c.anchor,
-       d.id AS document_id, d.path, d.title, v.version, p.name AS project
-FROM fused f JOIN documentation.chunks c ON c.id = f.id
+SELECT c.id, pg.score::float8 AS score, pg.total, c.content, c.heading_path, c.anchor, c.keys,
+       d.id AS document_id, d.path, d.title, v.version, p.name AS project,
+       ARRAY(SELECT o.anchor || chr(31) || array_to_string(o.heading_path, chr(30)) FROM grouped k
+             JOIN documentation.chunks o ON o.id = k.id
+             WHERE k.grp = pg.grp AND k.rn > 1 ORDER BY k.rn LIMIT 8) AS others
+FROM page pg
+JOIN documentation.chunks c ON c.id = pg.id
 JOIN documentation.documents d ON d.id = c.document_id
 JOIN documentation.versions v ON v.id = c.version_id
 JOIN documentation.projects p ON p.id = v.project_id
-ORDER BY f.score DESC, f.id LIMIT $6 OFFSET $7
+ORDER BY pg.score DESC, pg.id
 """
 MODEL_STATE = """
 SELECT EXISTS (SELECT 1 FROM documentation.chunks WHERE version_id = ANY($1::bigint[]) AND embedding_model = $2)
@@ -293,12 +308,31 @@ async def search(
     limit: int,
     offset: int,
     pool: int = 500,
+    weights: Sequence[float] = (1.0, 0.6),
+    per_document: bool = True,
 ) -> list[dict[str, Any]]:
     """Hybrid search in one statement. The pool's sessions scan HNSW iteratively (common.db), so
     filtered vector search keeps going until enough rows pass the version/model filter, with
-    pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan)."""
+    pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan).
+
+    ``weights``: the reciprocal-rank-fusion weights of the meaning and keyword lists."""
     match, rank = (keywords.match, keywords.rank) if keywords is not None else ("", "")
-    rows = await db.fetch(SEARCH, vector, model, versions, match, candidates, limit, offset, pool, rank or None)
+    w_vec, w_kw = weights
+    rows = await db.fetch(
+        SEARCH,
+        vector,
+        model,
+        versions,
+        match,
+        candidates,
+        limit,
+        offset,
+        pool,
+        rank or None,
+        w_vec,
+        w_kw,
+        per_document,
+    )
     return [dict(r) for r in rows]
 
 
@@ -506,7 +540,8 @@ async def list_generated(db: Database, versions: list[int], limit: int, offset: 
 # ------------------------------------------------------------------------------------------- re-embedding
 
 STALE_CHUNKS = """
-SELECT c.id, c.content, c.heading, d.title FROM documentation.chunks c JOIN documentation.documents d ON d.id = c.document_id
+SELECT c.id, c.content, c.heading_path, c.keys, d.title FROM documentation.chunks c
+JOIN documentation.documents d ON d.id = c.document_id
 WHERE c.version_id = ANY($1::bigint[]) AND c.embedding_model <> $2 ORDER BY c.id LIMIT $3
 """
 UPDATE_CHUNK_VECTOR = "UPDATE documentation.chunks SET embedding = $2, embedding_model = $3 WHERE id = $1"

@@ -29,8 +29,9 @@ from mcp import Client
 from common.embeddings import FastEmbedEmbedder
 from common.testing import create_database, start_cluster
 from servers.documentation.chunking import parse
-from servers.documentation.ingest import embed_text
+from servers.documentation.ingest import embed_text, model_label
 from servers.documentation.server import build
+from servers.documentation.service import RANK_WEIGHTS
 from servers.documentation.settings import Settings
 from tests.benchmarks._util import median, pct, print_table
 
@@ -175,7 +176,7 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
     db = await Database.open(DbConfig(url=url, schema="documentation"))
     try:
         versions = await store.scope(db, "py", None)
-        model = settings.embedding_model
+        model = model_label(settings.embedding_model)  # what the chunks are stored under
         planner = KeywordPlanner("chunks", scan_cap=settings.keyword_scan_cap)
         lat = []
         for q in queries:
@@ -197,6 +198,8 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
             0,
             settings.keyword_scan_cap,
             first.rank if first else None,
+            *RANK_WEIGHTS,
+            True,
         )
         return lat, f"keyword plan: {first}\n" + "\n".join(r[0] for r in explained)
     finally:
@@ -239,7 +242,7 @@ async def run(args: argparse.Namespace) -> None:
             for f in files:
                 text = await asyncio.to_thread(f.read_text)
                 p = parse("rst", text, str(f.relative_to(root)), settings.chunk_chars)
-                texts += [embed_text(p.title, c.heading_path, c.text, settings.embed_chars) for c in p.chunks]
+                texts += [embed_text(p.title, c.heading_path, c.text, settings.embed_chars, c.keys) for c in p.chunks]
             raw = FastEmbedEmbedder(settings)
             await raw.embed(["warm up"])
             started = time.perf_counter()

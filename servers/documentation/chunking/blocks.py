@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 BlockKind = Literal["heading", "para", "code"]
@@ -20,6 +20,8 @@ class Block:
     end: int
     level: int = 0
     title: str = ""
+    #: An explicit anchor (an HTML id, a Markdown ``{#id}``); else one is made from the title.
+    anchor: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Chunk:
     start: int
     end: int
     text: str
+    #: API names defined in the chunk (``functools.lru_cache``): matched as exact keys by search.
+    keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -74,12 +78,27 @@ def _split_long(text: str, start: int, end: int, limit: int) -> Iterable[tuple[i
         yield pos, end
 
 
-def pack(text: str, blocks: list[Block], title: str, limit: int) -> Parsed:
+def assign_keys(parsed: Parsed, entries: list[tuple[int, str]]) -> None:
+    """Give each chunk the API names defined inside it; ``entries`` are (offset in the text, name)."""
+    if not entries:
+        return
+    entries = sorted(entries)
+    for i, chunk in enumerate(parsed.chunks):
+        names = tuple(dict.fromkeys(n for at, n in entries if chunk.start <= at < chunk.end))
+        if names:
+            parsed.chunks[i] = replace(chunk, keys=names)
+
+
+def pack(text: str, blocks: list[Block], title: str, limit: int, breaks: Iterable[int] = ()) -> Parsed:
     """Group blocks into chunks of about ``limit`` characters inside one section each.
 
     A code block is never split, even when longer than ``limit``: half a code sample answers
-    nothing. A paragraph longer than ``limit`` is cut at sentence ends.
+    nothing. A paragraph longer than ``limit`` is cut at sentence ends. A block starting at one of
+    ``breaks`` (an API entry) starts a new chunk unless the current one is still short, so an
+    entry's description is embedded with its name rather than with the end of the previous one.
     """
+    entry_starts = sorted(breaks)
+    next_break = 0
     parsed = Parsed(title=title, text=text)
     stack: list[tuple[int, str, str]] = []  # (level, title, slug)
     used: dict[str, int] = {}
@@ -108,13 +127,17 @@ def pack(text: str, blocks: list[Block], title: str, limit: int) -> Parsed:
             while open_headings and open_headings[-1][0] >= block.level:
                 lvl, t, sl, st = open_headings.pop()
                 parsed.headings.append(Heading(lvl, t, sl, st, block.start))
-            base = slugify(block.title)
+            base = block.anchor or slugify(block.title)
             n = used.get(base, 0)
             used[base] = n + 1
             slug = base if n == 0 else f"{base}-{n}"
             stack.append((block.level, block.title, slug))
             open_headings.append((block.level, block.title, slug, block.start))
             continue
+        while next_break < len(entry_starts) and entry_starts[next_break] < block.start:
+            next_break += 1
+        if next_break < len(entry_starts) and entry_starts[next_break] < block.end and size() > limit // 2:
+            flush()
         length = block.end - block.start
         if block.kind == "para" and length > limit:
             for s, e in _split_long(text, block.start, block.end, limit):

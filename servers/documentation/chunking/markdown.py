@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import re
 
+from servers.documentation.chunking import markup
 from servers.documentation.chunking.blocks import Block, Parsed, pack
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_ANCHOR = re.compile(r"\s*\{#([\w:.-]+)\}\s*$")
+
+
+def _heading(start: int, end: int, level: int, raw: str) -> Block:
+    """A heading block; a trailing ``{#id}`` (Markdown extra, and our HTML conversion) is its anchor."""
+    m = _ANCHOR.search(raw)
+    anchor = m.group(1) if m else ""
+    return Block(
+        "heading", start, end, level=level, title=markup.heading(raw[: m.start()] if m else raw), anchor=anchor
+    )
 
 
 def _lines(text: str) -> list[tuple[int, int, str]]:
@@ -46,12 +57,12 @@ def blocks(text: str) -> list[Block]:
         h = _ATX.match(line)
         if h:
             end_para()
-            out.append(Block("heading", start, end, level=len(h.group(1)), title=(h.group(2) or "").strip()))
+            out.append(_heading(start, end, len(h.group(1)), (h.group(2) or "").strip()))
             continue
         s = _SETEXT.match(line)
         if s and para and len(para) == 1 and para[0][2].strip():
             p_start, _, p_line = para.pop()
-            out.append(Block("heading", p_start, end, level=1 if s.group(1)[0] == "=" else 2, title=p_line.strip()))
+            out.append(_heading(p_start, end, 1 if s.group(1)[0] == "=" else 2, p_line.strip()))
             continue
         if not line.strip():
             end_para()
@@ -63,5 +74,5 @@ def blocks(text: str) -> list[Block]:
     return out
 
 
-def parse(text: str, title: str, limit: int) -> Parsed:
-    return pack(text, blocks(text), title, limit)
+def parse(text: str, title: str, limit: int, breaks: list[int] | None = None) -> Parsed:
+    return pack(text, blocks(text), title, limit, breaks or ())

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import re
 
-from servers.documentation.chunking.blocks import Block, Parsed, pack
+from servers.documentation.chunking import markup
+from servers.documentation.chunking.blocks import Block, Parsed, assign_keys, pack
 
 _ADORN = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}\s*$")
 _DIRECTIVE = re.compile(r"^\s*\.\.\s+[\w:-]+::")
 _CODE_DIRECTIVE = re.compile(r"^\s*\.\.\s+(code-block|code|sourcecode|doctest|literalinclude|productionlist)::")
 
 
-_ROLE = re.compile(r":[\w.:+-]+:`([^`]*)`")
+_API = re.compile(r"^[ \t]*(\.\.)[ \t]+([\w:-]+)::[ \t]*([A-Za-z_][\w.:-]*)", re.M)
 
 
 def clean_title(title: str) -> str:
-    """``:mod:`json` --- JSON`` reads as ``json --- JSON``."""
-    return _ROLE.sub(r"\1", title).replace("``", "").replace("`", "").strip()
+    """``:mod:`!json` --- JSON`` reads as ``json — JSON``."""
+    return markup.heading(title)
+
+
+def api_entries(text: str) -> list[tuple[int, str]]:
+    """(offset, name) of every API directive (``.. function:: name(...)``) in the text."""
+    return [(m.start(1), m.group(3)) for m in _API.finditer(text) if m.group(2).lower() in markup.API_DIRECTIVES]
 
 
 def _indent(line: str) -> int:
@@ -111,4 +117,7 @@ def blocks(text: str) -> list[Block]:
 
 
 def parse(text: str, title: str, limit: int) -> Parsed:
-    return pack(text, blocks(text), title, limit)
+    entries = api_entries(text)
+    parsed = pack(text, blocks(text), title, limit, [at for at, _ in entries])
+    assign_keys(parsed, entries)
+    return parsed

@@ -9,7 +9,7 @@ import pytest
 from common.errors import InvalidInput
 from common.safefiles import Roots, compile_globs
 from servers.documentation import ingest, mermaid, openapi
-from servers.documentation.chunking import kind_for_path, parse
+from servers.documentation.chunking import kind_for_path, markup, parse
 
 
 def test_markdown_chunks_follow_headings_and_never_split_a_code_fence() -> None:
@@ -57,7 +57,55 @@ def test_rst_sections_by_underline_style_and_literal_blocks_whole() -> None:
 
 def test_rst_roles_are_removed_from_titles() -> None:
     parsed = parse("rst", ":mod:`json` --- JSON encoder\n============================\n\nText.\n", "json.rst", 1000)
-    assert parsed.title == "json --- JSON encoder"
+    assert parsed.title == "json — JSON encoder"
+
+
+def test_sphinx_and_markdown_markup_leaves_headings() -> None:
+    assert markup.heading(r"!contextlib --- Utilities for !with\ -statement contexts") == (
+        "contextlib — Utilities for with-statement contexts"
+    )
+    assert markup.heading(r"Importing \* From a Package") == "Importing * From a Package"
+    assert (
+        markup.heading(":meth:`~socket.socket.recv` and **bold** [link](http://x/y) {#anchor}") == "recv and bold link"
+    )
+    assert markup.heading(":ref:`the guide <guide-label>`") == "the guide"
+    assert markup.unnumbered("6.4.1. Importing * From a Package") == "Importing * From a Package"
+    assert markup.unnumbered("F.3. Appendix") == "Appendix"
+    signature = "def __init__(self, *args, **kwargs) -> None"
+    assert markup.heading(signature) == signature, "code in headings is not emphasis"
+
+
+def test_embedded_text_is_plain_words_with_its_page_headings_and_api_names() -> None:
+    text = (
+        ".. function:: lru_cache(maxsize=128)\n\n   Wraps a function with a :term:`memoizing <memoize>` callable,"
+        " see :func:`functools.cache` and ``typed``.\n\n   .. versionadded:: 3.2\n\n   Example::\n\n"
+        "       @lru_cache\n       def f(): ...\n"
+    )
+    embedded = ingest.embed_text("functools", ("9.1. functools --- Tools", "Caching"), text, 1000, ("lru_cache",))
+    assert embedded.splitlines()[0] == "functools — Tools > Caching"
+    assert embedded.splitlines()[1] == "lru_cache"
+    body = embedded.splitlines()[2]
+    assert "memoizing callable, see functools.cache and typed." in body
+    assert "New in version 3.2" in body
+    assert "@lru_cache def f(): ..." in body, "code stays"
+    assert ":func:" not in body
+    assert "``" not in body
+    assert ".. " not in body
+    assert len(ingest.embed_text("T", (), "word " * 1000, 100)) <= 101
+    assert ingest.embed_text("Guide", (), "Body.", 100) == "Guide\nBody."
+
+
+def test_rst_api_directives_start_chunks_and_become_keys() -> None:
+    intro = "Intro text that is long enough to stand alone as a chunk of its own here. " * 3
+    text = (
+        f"Title\n=====\n\n{intro}\n\n.. function:: first(a)\n\n   Does the first thing.\n\n"
+        ".. class:: Second\n\n   The second thing.\n"
+    )
+    parsed = parse("rst", text, "m.rst", 400)
+    keyed = [c for c in parsed.chunks if c.keys]
+    assert keyed[0].keys[0] == "first"
+    assert keyed[0].text.startswith(".. function:: first(a)"), "an API entry starts its chunk"
+    assert "Second" in {k for c in parsed.chunks for k in c.keys}
 
 
 def test_html_keeps_headings_and_code_and_drops_scripts_and_navigation() -> None:
@@ -73,6 +121,32 @@ def test_html_keeps_headings_and_code_and_drops_scripts_and_navigation() -> None
     assert "Home" not in parsed.text
     assert "¶" not in parsed.text
     assert "```\nif x:\n    y()\n```" in parsed.text
+
+
+def test_html_anchors_are_the_pages_own_ids_and_api_entries_are_keys() -> None:
+    long = "<p>" + "Words about the module and what it does. " * 12 + "</p>"
+    html = (
+        "<html><head><title>mod — Python docs</title></head><body>"
+        "<section id='module-mod'><h1>mod — tools<a class='headerlink' href='#module-mod'>¶</a></h1>"
+        f"{long}<dl class='py function'><dt class='sig' id='mod.run'>mod.run(x)</dt><dd><p>Runs x.</p></dd></dl>"
+        "<section id='recipes'><h2>6.1. Recipes</h2><p>Some recipes.</p></section></section>"
+        "<div class='sect1' id='SQL-SELECT'><div class='titlepage'><div><h2 class='title'>2.2. Select</h2></div></div>"
+        "<p>Selecting rows.</p></div>"
+        "<h2><a id='inline-anchor'></a>Inline</h2><p>Text.</p></body></html>"
+    )
+    parsed = parse("html", html, "mod.html", 500)
+    assert [(h.title, h.slug) for h in parsed.headings] == [
+        ("mod — tools", "module-mod"),
+        ("6.1. Recipes", "recipes"),
+        ("2.2. Select", "SQL-SELECT"),
+        ("Inline", "inline-anchor"),
+    ]
+    entry = next(c for c in parsed.chunks if c.keys)
+    assert entry.keys == ("mod.run",)
+    assert entry.text.startswith("mod.run(x)"), "the entry starts its chunk"
+    assert entry.anchor == "module-mod"
+    assert "\x00" not in parsed.text
+    assert all(parsed.text[c.start : c.end].strip() == c.text for c in parsed.chunks)
 
 
 def test_python_docstrings_come_with_their_signatures() -> None:

@@ -21,7 +21,7 @@ from common.runtime import open_deps, resolve_admin_url
 from common.testing import call_fails as fails
 from common.testing import call_ok as call
 from common.testing import wait_until
-from servers.documentation import mermaid
+from servers.documentation import ingest, mermaid
 from servers.documentation.server import build
 from servers.documentation.service import DocumentationService
 from servers.documentation.settings import Settings
@@ -536,7 +536,7 @@ async def test_read_pages_sections_toc_and_resources(settings: Settings) -> None
         assert json.loads(toc.contents[0].text)[0]["headings"][2] == [2, "Usage", "usage"]  # type: ignore[union-attr]
         described = (await call(client, "manage_project", {"action": "describe", "project": "m"}))["projects"][0]
         assert described["versions"][0]["documents"] == 1
-        assert described["versions"][0]["models"] == ["hash-384"]
+        assert described["versions"][0]["models"] == [ingest.model_label("hash-384")]
         await call(client, "manage_project", {"action": "delete", "project": "m", "version": "1"})
         assert await scalar(small, "SELECT count(*) FROM documentation.chunks") == 0
         await call(client, "manage_project", {"action": "delete", "project": "m"})
@@ -611,7 +611,7 @@ async def test_rows_left_with_another_model_are_flagged_and_reembed_brings_them_
         again = (await call(client, "manage_project", {"action": "describe", "project": "p"}))["projects"][0]
         assert again["versions"][0]["needs_reembed"] is False
     assert await scalar(settings, "SELECT array_agg(DISTINCT embedding_model) FROM documentation.endpoints") == [
-        "hash-384"
+        ingest.model_label("hash-384")
     ]
 
 
@@ -650,3 +650,57 @@ async def test_a_pathological_include_glob_does_not_freeze_the_server(settings: 
         assert job["status"] == "done"
         assert job["counts"]["files_total"] == 0
         assert listed["total"] == 1
+
+
+async def test_hits_are_one_per_document_with_anchor_other_sections_and_api_names(
+    settings: Settings, docs_root: Path
+) -> None:
+    guide = (
+        "# Queue guide\n\n## Bounded queues {#bounded}\n\nA bounded queue blocks producers when it is full.\n\n"
+        "## Draining queues\n\nDraining a queue empties it before shutdown.\n\n## Unrelated\n\nNothing here.\n"
+    )
+    (docs_root / "api.rst").write_text(
+        "Buffers\n=======\n\n.. function:: hydrate_buffer(size)\n\n   Fill a buffer with :func:`size` items.\n"
+    )
+    async with Client(build(settings)) as client:
+        await call(client, "manage_project", {"action": "create", "project": "q", "version": "1"})
+        await call(client, "ingest_text", {"project": "q", "version": "1", "title": "Queue guide", "content": guide})
+        await call(client, "ingest_folder", {"action": "start", "project": "q", "version": "1", "path": str(docs_root)})
+        await call(
+            client, "ingest_text", {"project": "q", "version": "1", "title": "Other", "content": "# Other\n\nCats."}
+        )
+        hits = (await call(client, "search_docs", {"query": "queue bounded draining", "project": "q"}))["hits"]
+        paths = [h["path"] for h in hits]
+        assert len(paths) == len(set(paths)), "one hit per document by default"
+        top = next(h for h in hits if h["path"] == "queue-guide.md")
+        assert top["anchor"] in {"bounded", "draining-queues"}
+        assert top["citation"].endswith("#" + top["anchor"])
+        assert {s["anchor"] for s in top["sections"]} | {top["anchor"]} >= {"bounded", "draining-queues"}
+        assert all(s["anchor"] != top["anchor"] for s in top["sections"])
+        every = (
+            await call(
+                client, "search_docs", {"query": "queue bounded draining", "project": "q", "per_document": False}
+            )
+        )["hits"]
+        assert [h["path"] for h in every].count("queue-guide.md") >= 2
+        assert all(h["sections"] == [] for h in every)
+        made = (await call(client, "search_docs", {"query": "hydrate_buffer", "project": "q"}))["hits"][0]
+        assert made["path"] == "api.rst"
+        assert made["names"] == ["hydrate_buffer"]
+        assert "Fill a buffer with size items." in made["snippet"]
+        assert ".." not in made["snippet"]
+        assert ":func:" not in made["snippet"]
+
+
+async def test_vectors_of_an_older_chunking_version_are_marked_for_reembedding(settings: Settings) -> None:
+    async with Client(build(settings)) as client:
+        await call(client, "manage_project", {"action": "create", "project": "old", "version": "1"})
+        await call(client, "ingest_text", {"project": "old", "version": "1", "title": "T", "content": "# T\n\nText."})
+    # What a suite version before the embedded-text change stored: the bare model name.
+    await sql(settings, "UPDATE documentation.chunks SET embedding_model = 'hash-384'")
+    async with Client(build(settings)) as client:
+        described = (await call(client, "manage_project", {"action": "describe", "project": "old"}))["projects"][0]
+        assert described["versions"][0]["needs_reembed"] is True
+        await fails(client, "search_docs", {"query": "text", "project": "old"}, "action='reembed'")
+        await call(client, "manage_project", {"action": "reembed", "project": "old"})
+        assert (await call(client, "search_docs", {"query": "text", "project": "old"}))["hits"][0]["anchor"] == "t"

@@ -564,7 +564,7 @@ async def test_a_process_with_another_model_searches_with_the_store_model_and_a_
     async with Client(build(settings)) as a, Client(build(other)) as b:
         described = (await call(b, "manage_project", {"action": "describe", "project": "p"}))["projects"][0]
         assert described["versions"][0]["needs_reembed"] is False
-        assert described["versions"][0]["models"] == ["hash-384"]
+        assert described["versions"][0]["models"] == [ingest.model_label("hash-384")]
         hits = await call(b, "search_docs", {"query": "exponential backoff jitter", "project": "p"})
         assert hits["hits"][0]["citation"] == "p@1:retry.md#retry"
         assert hits["notice"] is None
@@ -586,7 +586,7 @@ async def test_a_process_with_another_model_searches_with_the_store_model_and_a_
                 bool(found["hits"])
                 and found["hits"][0]["citation"] == "p@1:retry.md#retry"
                 and found["notice"] is None
-                and version["models"] == ["hash-384:b"]
+                and version["models"] == [ingest.model_label("hash-384:b")]
                 and version["needs_reembed"] is False
             )
 

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from common.redis_conn import RedisConnection
     from common.vectors import VectorIndex
 
-from common.subscriptions import EventBridgeBus
+from common.sdk_adapter import serve_resource_subscriptions
+from common.subscriptions import EventBridgeBus, HandshakeSubscriptions
 
 log = get_logger(__name__)
 
@@ -366,6 +367,8 @@ def create_server(
         middleware=[gate.middleware],
     )
     _GATES[server] = gate
+    handshake = HandshakeSubscriptions(bridge)
+    serve_resource_subscriptions(server, handshake.subscribe, handshake.unsubscribe)
     return server
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import SecretStr
 
 from common.background import Background
 from common.errors import MigrationError, SuiteError
@@ -72,6 +73,19 @@ def resolve_admin_url(settings: BaseServerSettings) -> str:
     return ensure_embedded(settings.data_dir)
 
 
+#: The name of the event-signing key in the data directory's secrets file.
+EVENTS_KEY_NAME = "events_hmac_key"
+
+
+async def events_key(settings: BaseServerSettings) -> SecretStr:
+    """The key that signs events on Redis: ``EVENTS_SIGNING_KEY``, else the data directory's own."""
+    if settings.events_signing_key is not None:
+        return settings.events_signing_key
+    from common.suite_secrets import get_secret
+
+    return SecretStr(await asyncio.to_thread(get_secret, settings.data_dir, EVENTS_KEY_NAME))
+
+
 @asynccontextmanager
 async def open_deps(
     name: str, settings: BaseServerSettings, subscriptions: EventBridgeBus | None = None
@@ -117,7 +131,9 @@ async def open_deps(
         redis = await RedisConnection.connect(settings.redis_url.get_secret_value(), name=name)
         stack.push_async_callback(redis.close)
         cache = Cache(redis, prefix=settings.redis_prefix, server=name, default_ttl_s=settings.cache_ttl_s)
-        events = await EventBus.start(redis, prefix=settings.redis_prefix, server=name, pg_url=url)
+        events = await EventBus.start(
+            redis, prefix=settings.redis_prefix, server=name, pg_url=url, signing_key=await events_key(settings)
+        )
         stack.push_async_callback(events.close)
         bridge = subscriptions or EventBridgeBus()
         await bridge.attach(events)

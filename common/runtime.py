@@ -73,6 +73,19 @@ def resolve_admin_url(settings: BaseServerSettings) -> str:
     return ensure_embedded(settings.data_dir)
 
 
+def role_password(settings: BaseServerSettings, name: str) -> str | None:
+    """The password of server ``name``'s role: ``DB_ROLE_PASSWORD`` with a ``DATABASE_URL``, else its own.
+
+    The embedded PostgreSQL checks a password per role (see ``common.embedded_pg.secure``), kept in
+    the data directory's secrets file.
+    """
+    if settings.database_url is not None:
+        return settings.db_role_password.get_secret_value() if settings.db_role_password else None
+    from common.embedded_pg import role_password as embedded_role_password
+
+    return embedded_role_password(settings.data_dir, name)
+
+
 #: The name of the event-signing key in the data directory's secrets file.
 EVENTS_KEY_NAME = "events_hmac_key"
 
@@ -95,16 +108,19 @@ async def open_deps(
     from common.db import Database, DbConfig, role_url
     from common.embeddings import make_embedder
     from common.events import EventBus
-    from common.migrate import ensure_migrated
+    from common.migrate import ensure_migrated, set_role_password
     from common.redis_conn import RedisConnection
     from common.vectors import make_vector_index
 
     started = time.perf_counter()
     admin_url = await asyncio.to_thread(resolve_admin_url, settings)
-    password = settings.db_role_password.get_secret_value() if settings.db_role_password else None
+    password = await asyncio.to_thread(role_password, settings, name)
+    embedded = settings.database_url is None
     if settings.migrate_on_start:
-        outcome = await ensure_migrated(admin_url, name, role_password=password)
+        outcome = await ensure_migrated(admin_url, name, role_password=password, apply_password=embedded)
         log.info("migrations_checked", schema=name, outcome=outcome)
+    elif embedded and password is not None:
+        await set_role_password(admin_url, name, password)
     url = role_url(admin_url, name, password)
     on_lost = None
     if settings.database_url is None:  # the embedded PostgreSQL: a process that finds it dead restarts it

@@ -80,6 +80,8 @@ START_TIMEOUT_S = 30.0
 START_RETRY_S = 10.0
 #: How long a fast shutdown may take before PostgreSQL is told to stop at once (immediate mode).
 STOP_TIMEOUT_S = 10.0
+#: How long the last server leaving at exit waits for that shutdown; past it PostgreSQL finishes on its own.
+EXIT_STOP_WAIT_S = 1.0
 #: Seconds between a process's start time in the registry and psutil's for them to count as one.
 _START_TIME_SLACK_S = 1.0
 #: The same for the postmaster: postmaster.pid has its start time to the second.
@@ -555,8 +557,12 @@ def _pg_ctl(pgdata: Path, *args: str, timeout: float) -> None:
             raise PgCtlFailed(f"pg_ctl: {text[-300:] or exc}") from exc
 
 
-def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Fast shutdown by signal (no pg_ctl process), waited for; immediate after ``timeout_s``."""
+def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S, *, escalate: bool = True) -> bool:
+    """Fast shutdown by signal (no pg_ctl process), waited for; immediate after ``timeout_s``.
+
+    Without ``escalate`` (a process at exit) a shutdown still under way after ``timeout_s`` is left
+    to finish by itself: it needs nobody, and a start meanwhile waits for it.
+    """
     pm = read_postmaster(pgdata)
     proc = _postmaster_process(pm)
     if pm is None or proc is None:
@@ -564,6 +570,9 @@ def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     try:
         proc.send_signal(signal.SIGINT)  # fast shutdown: abort sessions, checkpoint, exit
         if not _wait_gone(proc, timeout_s):
+            if not escalate:
+                log.info("embedded_postgres_stopping", pgdata=str(pgdata), pid=pm.pid, waited_s=timeout_s)
+                return True
             log.warning("embedded_postgres_slow_stop", pid=pm.pid, waited_s=timeout_s)
             proc.send_signal(signal.SIGQUIT)  # immediate: the next start recovers from the WAL
             _wait_gone(proc, 2.0)
@@ -604,7 +613,7 @@ def _release_all_at_exit() -> None:
             signal.signal(sig, signal.SIG_IGN)
     for data_dir in list(_JOINED):
         try:
-            release(data_dir)
+            release(data_dir, stop_timeout_s=EXIT_STOP_WAIT_S, escalate=False)
         except BaseException as exc:  # at exit there is nobody left to raise to
             with contextlib.suppress(BaseException):  # stderr may already be gone
                 log.warning("embedded_postgres_release_failed", data_dir=str(data_dir), error=str(exc))
@@ -694,7 +703,11 @@ def connection_lost_handler(data_dir: Path) -> Callable[[], Awaitable[bool]]:
 
 
 def release(
-    data_dir: Path, *, lock_timeout_s: float = LEAVE_LOCK_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S
+    data_dir: Path,
+    *,
+    lock_timeout_s: float = LEAVE_LOCK_TIMEOUT_S,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+    escalate: bool = True,
 ) -> bool:
     """Stop holding the instance; the last holder of one not started by ``db start`` stops it.
 
@@ -710,7 +723,7 @@ def release(
         _save(data_dir, reg)
         if reg.holders or reg.detached:
             return False
-        return _stop_postmaster(pgdata_dir(data_dir), stop_timeout_s)
+        return _stop_postmaster(pgdata_dir(data_dir), stop_timeout_s, escalate=escalate)
 
 
 def install_sigterm_exit() -> None:

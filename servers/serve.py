@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import os
+import signal
 import sys
+import threading
+from typing import NoReturn
 
 from common.embedded_pg import install_sigterm_exit
 from common.errors import SuiteError
@@ -39,8 +45,30 @@ def serve(name: str) -> int:
     try:
         asyncio.run(run_stdio(server))
     except KeyboardInterrupt:
-        return 130
+        exit_now(130)
+    except SystemExit as exc:  # SIGTERM (install_sigterm_exit)
+        exit_now(exc.code if isinstance(exc.code, int) else 1)
     except SuiteError as exc:
         log.error("server_failed", error=str(exc)[:500])
-        return 1
-    return 0
+        exit_now(1)
+    exit_now(0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once the server has closed: exit handlers, flushed streams, no interpreter teardown.
+
+    The lifespan has closed every connection and the exit handlers leave the embedded PostgreSQL;
+    what remains is freeing a thousand modules one by one, which takes seconds when a client
+    closes many servers at once on a busy machine, and clients kill servers that are slow to go.
+    """
+    if threading.current_thread() is threading.main_thread():
+        # A client closing its servers may send SIGTERM now: it must not cut the exit handlers short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)

@@ -343,7 +343,8 @@ async def test_eight_holders_leaving_at_once_each_leave_within_a_second_and_only
     # Leaving is a few file operations under the lock; only the last one waits for PostgreSQL to stop.
     assert left[-1] < 1.0, left
     assert left[-2] < 0.5, left
-    assert sum("embedded_postgres_stopped" in e for e in errors) == 1
+    # Stopped by one of them (which waits a second for it at most, then lets it finish by itself).
+    assert sum("embedded_postgres_stopped" in e or "embedded_postgres_stopping" in e for e in errors) == 1
     # Whole processes, interpreter shutdown included (2 s on an idle machine; the CPU is shared here).
     assert elapsed < 4, elapsed
     await wait_until(lambda: _all_gone(cluster), 5, "PostgreSQL to stop")

@@ -22,7 +22,10 @@ log = get_logger(__name__)
 
 
 def serve(name: str) -> int:
-    """Run server ``name`` over stdio until the client closes stdin; the process's exit status."""
+    """Run server ``name`` over stdio until the client closes stdin, then end the process (see :func:`exit_now`).
+
+    Returns only for a usage error (unknown server, missing extra, bad settings): its exit status.
+    """
     try:
         spec = get(name)
     except KeyError as exc:
@@ -44,14 +47,27 @@ def serve(name: str) -> int:
     configure_logging(settings.log_level, settings.log_format, server=name)
     try:
         asyncio.run(run_stdio(server))
-    except KeyboardInterrupt:
-        exit_now(130)
-    except SystemExit as exc:  # SIGTERM (install_sigterm_exit)
-        exit_now(exc.code if isinstance(exc.code, int) else 1)
-    except SuiteError as exc:
-        log.error("server_failed", error=str(exc)[:500])
-        exit_now(1)
+    except BaseException as exc:
+        code = _exit_code(exc)
+        if code is None:  # a bug: Python prints the traceback
+            raise
+        exit_now(code)
     exit_now(0)
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit status for how the server stopped: SIGTERM, Ctrl-C, a start-up failure (also inside task groups)."""
+    if isinstance(exc, SystemExit):  # SIGTERM (install_sigterm_exit)
+        return exc.code if isinstance(exc.code, int) else 1
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, SuiteError):
+        log.error("server_failed", error=str(exc)[:500])
+        return 1
+    if isinstance(exc, BaseExceptionGroup):
+        codes = [_exit_code(e) for e in exc.exceptions]
+        return next((c for c in codes if c is not None), None)
+    return None
 
 
 def exit_now(code: int) -> NoReturn:

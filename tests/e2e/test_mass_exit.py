@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,21 @@ class Server:
             self.proc.stdin.close()
 
 
+def _env(data_dir: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """Servers without DATABASE_URL (so on the embedded PostgreSQL of ``data_dir``), logging INFO."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "MCP_SUITE_", "EMBEDDING_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        MCP_SUITE_DATA_DIR=str(data_dir),
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=redis_prefix,
+        EMBEDDING_MODEL="hash-384",
+        EMBEDDING_CACHE_DIR=str(TEST_MODEL_DIR),
+        LOG_LEVEL="INFO",
+    )
+    return env
+
+
 def _stopped_postgres(log: str) -> bool:
     return "embedded_postgres_stopped" in log or "embedded_postgres_stopping" in log
 
@@ -111,16 +127,7 @@ def data_dir() -> Iterator[Path]:
 async def test_sixteen_servers_closed_at_once_each_exit_within_two_seconds_of_eof(
     data_dir: Path, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "MCP_SUITE_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        MCP_SUITE_DATA_DIR=str(data_dir),
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        EMBEDDING_MODEL="hash-384",
-        EMBEDDING_CACHE_DIR=str(TEST_MODEL_DIR),
-        LOG_LEVEL="INFO",
-    )
+    env = _env(data_dir, redis_url, redis_prefix)
     kinds = registry.names()
     servers: list[Server] = []
     try:
@@ -158,3 +165,35 @@ async def test_sixteen_servers_closed_at_once_each_exit_within_two_seconds_of_eo
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_sigterms_arriving_while_a_server_exits_cut_nothing_short(
+    data_dir: Path, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    env = _env(data_dir, redis_url, redis_prefix)
+    server = Server("notes", env, tmp_path / "notes.log")
+    try:
+        server.send(INITIALIZE)
+        server.send(INITIALIZED)
+        await wait_until(server.ready, 120, "the server to be connected")
+        pm = embedded_pg.read_postmaster(embedded_pg.pgdata_dir(data_dir))
+        assert pm is not None
+        postmaster = psutil.Process(pm.pid)
+        server.close_stdin()
+
+        def terminated() -> bool:
+            # A client that closed stdin may also send SIGTERM, again and again, while the server exits.
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGTERM)
+            return server.exited_at is not None
+
+        await wait_until(terminated, 30, "the server to exit")
+        text = server.log.read_text(errors="replace")
+        assert server.proc.returncode in (0, 143), text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        assert "Exception ignored" not in text, text[-3000:]
+        # Its exit handlers ran to the end: it left the embedded PostgreSQL, which stopped.
+        assert embedded_pg.status(data_dir).handles == []
+        await wait_until(lambda: not postmaster.is_running() or postmaster.status() == "zombie", 10, "PostgreSQL")
+    finally:
+        server.stop()

@@ -23,7 +23,9 @@ from servers.notes.service import note_uri
 pytestmark = [
     pytest.mark.anyio,
     # The client warns that resources/(un)subscribe is gone from 2026-07-28; this test is about the older protocol.
-    pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed:mcp.shared.exceptions.MCPDeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:resources/(un)?subscribe is removed:mcp.shared.exceptions.MCPDeprecationWarning"
+    ),
 ]
 
 
@@ -61,7 +63,8 @@ async def test_a_2025_11_25_client_subscribes_and_hears_changes_made_by_another_
         stack.callback(updates.close)
         assert watcher.protocol_version == "2025-11-25"
         caps = watcher.session.initialize_result.capabilities  # type: ignore[union-attr]
-        assert caps.resources is not None and caps.resources.subscribe is True
+        assert caps.resources is not None
+        assert caps.resources.subscribe is True
         plan, other = note_uri("Plan"), note_uri("Other")
         await watcher.subscribe_resource(plan)
         await watcher.subscribe_resource(other)

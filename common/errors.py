@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+#: The most characters of a caller's value an error message repeats.
+MAX_SHOWN_CHARS = 60
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """A caller's value for an error message: quoted, cut to ``limit`` characters, non-printables as '?'.
+
+    Error texts go back to the model, so a huge or binary input must not be repeated whole.
+    """
+    raw = value if isinstance(value, str) else str(value)
+    head = "".join(c if c.isprintable() else "?" for c in raw[:limit])
+    more = f"… ({len(raw)} characters)" if len(raw) > limit else ""
+    return f"'{head}'{more}"
+
 
 class SuiteError(Exception):
     """Base for errors the client may see verbatim: their message must help the model fix the call."""

@@ -4,6 +4,11 @@ A server publishes "what changed" (so other processes drop cache entries or send
 notifications). Publishing goes over Redis while it is up and over ``pg_notify`` while it is not;
 subscribers listen on both paths at once and drop duplicates by event id, so an event is seen once
 whichever path carried it, including across the moments Redis goes down or comes back.
+
+Neither path can be forged by another local user or process: a NOTIFY is delivered only if the role
+that sent it is the server's own (PostgreSQL names the sending backend), and Redis, which says
+nothing about senders, carries events signed with an HMAC key that only the suite's processes can
+read (:func:`sign`); unsigned, forged or stale ones are dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -47,6 +54,11 @@ REDIS_SETTLE_S = 10.0
 #: How long a sending backend's role is trusted without asking again.
 SENDER_TTL_S = 30.0
 #: The role of the backend that sent a notification.
+#: Signed Redis payloads: ``v1:<hex HMAC-SHA256 of the envelope JSON>:<envelope JSON>``.
+SIGNED_PREFIX = "v1:"
+_MAC_HEX_CHARS = 64
+#: A signed event whose ``at`` is further than this from now is a replay (Redis delivers at once).
+REPLAY_WINDOW_S = 300.0
 SENDER_ROLE = """
 SELECT r.rolname, r.rolsuper FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid WHERE a.pid = $1
 """
@@ -108,6 +120,33 @@ class Event:
         return cls(event=obj["event"], server=obj["server"], id=obj["id"], at=obj["at"], data=data)
 
 
+def sign(key: bytes, envelope_json: str) -> str:
+    """The Redis payload of an envelope: its HMAC-SHA256 under ``key``, then the envelope."""
+    mac = hmac.new(key, envelope_json.encode(), hashlib.sha256).hexdigest()
+    return f"{SIGNED_PREFIX}{mac}:{envelope_json}"
+
+
+def verify(key: bytes, payload: str | bytes) -> Event:
+    """The event in a signed payload; raises ValueError when it is unsigned, forged or stale."""
+    text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
+    if not text.startswith(SIGNED_PREFIX):
+        raise ValueError("event is not signed")
+    mac, sep, body = text[len(SIGNED_PREFIX) :].partition(":")
+    if not sep or len(mac) != _MAC_HEX_CHARS:
+        raise ValueError("event signature is malformed")
+    expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, expected):
+        raise ValueError("event signature does not match")
+    event = Event.from_json(body)
+    try:
+        age = abs(time.time() - datetime.fromisoformat(event.at).timestamp())
+    except (ValueError, TypeError) as exc:
+        raise ValueError("event time is not an ISO timestamp") from exc
+    if age > REPLAY_WINDOW_S:
+        raise ValueError(f"event is {age:.0f}s away from now (a replay)")
+    return event
+
+
 def _set_event(event: asyncio.Event, _conn: Any) -> None:
     event.set()
 
@@ -145,6 +184,8 @@ class Subscription:
         self.duplicates = 0
         self.handler_errors = 0
         self.dropped = 0
+        #: Redis messages dropped as unsigned, forged, stale or malformed.
+        self.rejected = 0
         self._queue: asyncio.Queue[tuple[Event, Path]] = asyncio.Queue(max_queue)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedup_size = dedup_size
@@ -248,10 +289,12 @@ class Subscription:
             backoff = min(backoff * 2, 1.0)
 
     def _on_redis_message(self, data: Any) -> None:
+        key = self.bus.signing_key
         try:
-            event = Event.from_json(data)
+            event = verify(key, data) if key is not None else Event.from_json(data)
         except (ValueError, TypeError) as exc:
-            log.warning("event_malformed", path="redis", pattern=self.pattern, error=str(exc))
+            self.rejected += 1
+            log.warning("event_rejected", path="redis", pattern=self.pattern, error=str(exc)[:200])
             return
         self.offer(event, "redis")
 
@@ -268,8 +311,11 @@ class EventBus:
         pg_url: str | None,
         max_queue: int = 10_000,
         dedup_size: int = 4096,
+        signing_key: bytes | None = None,
     ) -> None:
         self.conn = conn
+        #: Signs what goes over Redis and is required of what comes from it; None: plain, unchecked JSON.
+        self.signing_key = signing_key
         self.prefix = _check("prefix", prefix, _PREFIX)
         self.server = _check("server", server, _SERVER)
         self.pg_url = pg_url
@@ -303,10 +349,24 @@ class EventBus:
         pg_url: str | SecretStr | None,
         max_queue: int = 10_000,
         dedup_size: int = 4096,
+        signing_key: bytes | SecretStr | None = None,
     ) -> EventBus:
-        """A bus for ``server``; ``pg_url`` (any role may LISTEN/NOTIFY) enables the PostgreSQL fallback."""
+        """A bus for ``server``; ``pg_url`` (any role may LISTEN/NOTIFY) enables the PostgreSQL fallback.
+
+        With ``signing_key`` (every server process of the suite passes the same one) Redis carries
+        only HMAC-signed events; without it, plain JSON that anyone who can publish could forge.
+        """
         raw = pg_url.get_secret_value() if isinstance(pg_url, SecretStr) else pg_url
-        return cls(conn, prefix=prefix, server=server, pg_url=raw, max_queue=max_queue, dedup_size=dedup_size)
+        key = signing_key.get_secret_value().encode() if isinstance(signing_key, SecretStr) else signing_key
+        return cls(
+            conn,
+            prefix=prefix,
+            server=server,
+            pg_url=raw,
+            max_queue=max_queue,
+            dedup_size=dedup_size,
+            signing_key=key,
+        )
 
     def channel(self, server: str, event: str) -> str:
         """The Redis channel of ``event`` from ``server``: ``<prefix>:<server>.<event>``."""
@@ -321,6 +381,8 @@ class EventBus:
         channel = self.channel(self.server, event)
         envelope = Event.new(self.server, event, data)
         payload = envelope.to_json()
+        if self.signing_key is not None:
+            payload = sign(self.signing_key, payload)
         if self.conn.available:
             try:
                 receivers = await self.conn.run(lambda r: r.publish(channel, payload))

@@ -221,6 +221,30 @@ def _bootstrap_files(migrations_dir: Path | None) -> list[Path]:
     return sorted(folder.glob("*.sql"))
 
 
+async def _set_password(conn: asyncpg.Connection, name: str, password: str) -> None:
+    """``ALTER ROLE name PASSWORD ...`` (the same value from many processes at once is harmless)."""
+    # The password is quoted by the server (format %L): utility statements take no parameters.
+    stmt = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", name, password)
+    try:
+        async with conn.transaction():
+            await conn.execute(stmt)
+    except asyncpg.exceptions.InternalServerError as exc:  # "tuple concurrently updated": another did it
+        log.debug("db_role_password_race", role=name, error=str(exc))
+
+
+async def set_role_password(admin_url: str, name: str, password: str) -> bool:
+    """Give the existing role ``name`` this password; false if there is no such role yet."""
+    validate_name(name)
+    conn = await _connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", name):
+            return False
+        await _set_password(conn, name, password)
+        return True
+    finally:
+        await conn.close()
+
+
 async def _ensure_role(conn: asyncpg.Connection, name: str, password: str | None, is_superuser: bool) -> None:
     """Create login role ``name`` unless it exists; roles are cluster-wide, so other databases may race us."""
     exists = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", name)
@@ -238,12 +262,7 @@ async def _ensure_role(conn: asyncpg.Connection, name: str, password: str | None
         except (asyncpg.exceptions.DuplicateObjectError, asyncpg.exceptions.UniqueViolationError):
             log.debug("db_role_created_concurrently", role=name)
     elif password is not None:
-        stmt = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", name, password)
-        try:
-            async with conn.transaction():
-                await conn.execute(stmt)
-        except asyncpg.exceptions.InternalServerError as exc:  # "tuple concurrently updated": another did it
-            log.debug("db_role_password_race", role=name, error=str(exc))
+        await _set_password(conn, name, password)
     if not is_superuser and not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", name):
         # A CREATEROLE admin must be able to SET ROLE to run migrations as the server's role.
         await conn.execute(await conn.fetchval("SELECT format('GRANT %I TO current_user', $1::text)", name))
@@ -517,9 +536,18 @@ async def migrate_all(
 
 
 async def ensure_migrated(
-    admin_url: str, server: str, *, role_password: str | None = None, migrations_dir: Path | None = None
+    admin_url: str,
+    server: str,
+    *,
+    role_password: str | None = None,
+    migrations_dir: Path | None = None,
+    apply_password: bool = False,
 ) -> Literal["up_to_date", "migrated"]:
-    """Start-up check: ONE query when the ledger already matches the files; otherwise bootstrap and migrate."""
+    """Start-up check: ONE query when the ledger already matches the files; otherwise bootstrap and migrate.
+
+    ``apply_password`` also sets ``role_password`` when nothing else needs doing (the embedded
+    PostgreSQL: a role from an older version, or restored from a dump, gets its password back).
+    """
     migrations = discover(server, migrations_dir)
     conn = await _connect(admin_url)
     try:
@@ -527,12 +555,14 @@ async def ensure_migrated(
             rows = await conn.fetch(f"SELECT version, sha256, success FROM {_q(server)}.schema_migrations")
         except (asyncpg.exceptions.InvalidSchemaNameError, asyncpg.exceptions.UndefinedTableError):
             rows = None
+        if rows is not None:
+            in_db = {(r["version"], r["sha256"]) for r in rows if r["success"]}
+            if len(in_db) == len(rows) and in_db == {(m.version, m.sha256) for m in migrations}:
+                if apply_password and role_password is not None:
+                    await _set_password(conn, server, role_password)
+                return "up_to_date"
     finally:
         await conn.close()
-    if rows is not None:
-        in_db = {(r["version"], r["sha256"]) for r in rows if r["success"]}
-        if len(in_db) == len(rows) and in_db == {(m.version, m.sha256) for m in migrations}:
-            return "up_to_date"
     await migrate(admin_url, server, role_password=role_password, migrations_dir=migrations_dir)
     return "migrated"
 

@@ -19,9 +19,9 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import SecretStr
 
 from common.background import Background
 from common.errors import MigrationError, SuiteError
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from common.redis_conn import RedisConnection
     from common.vectors import VectorIndex
 
-from common.sdk_adapter import lowlevel
-from common.subscriptions import EventBridgeBus, LegacySubscriptions
+from common.sdk_adapter import serve_resource_subscriptions
+from common.subscriptions import EventBridgeBus, HandshakeSubscriptions
 
 log = get_logger(__name__)
 
@@ -74,6 +74,32 @@ def resolve_admin_url(settings: BaseServerSettings) -> str:
     return ensure_embedded(settings.data_dir)
 
 
+def role_password(settings: BaseServerSettings, name: str) -> str | None:
+    """The password of server ``name``'s role: ``DB_ROLE_PASSWORD`` with a ``DATABASE_URL``, else its own.
+
+    The embedded PostgreSQL checks a password per role (see ``common.embedded_pg.secure``), kept in
+    the data directory's secrets file.
+    """
+    if settings.database_url is not None:
+        return settings.db_role_password.get_secret_value() if settings.db_role_password else None
+    from common.embedded_pg import role_password as embedded_role_password
+
+    return embedded_role_password(settings.data_dir, name)
+
+
+#: The name of the event-signing key in the data directory's secrets file.
+EVENTS_KEY_NAME = "events_hmac_key"
+
+
+async def events_key(settings: BaseServerSettings) -> SecretStr:
+    """The key that signs events on Redis: ``EVENTS_SIGNING_KEY``, else the data directory's own."""
+    if settings.events_signing_key is not None:
+        return settings.events_signing_key
+    from common.suite_secrets import get_secret
+
+    return SecretStr(await asyncio.to_thread(get_secret, settings.data_dir, EVENTS_KEY_NAME))
+
+
 @asynccontextmanager
 async def open_deps(
     name: str, settings: BaseServerSettings, subscriptions: EventBridgeBus | None = None
@@ -83,16 +109,19 @@ async def open_deps(
     from common.db import Database, DbConfig, role_url
     from common.embeddings import make_embedder, store_model
     from common.events import EventBus
-    from common.migrate import ensure_migrated
+    from common.migrate import ensure_migrated, set_role_password
     from common.redis_conn import RedisConnection
     from common.vectors import make_vector_index
 
     started = time.perf_counter()
     admin_url = await asyncio.to_thread(resolve_admin_url, settings)
-    password = settings.db_role_password.get_secret_value() if settings.db_role_password else None
+    password = await asyncio.to_thread(role_password, settings, name)
+    embedded = settings.database_url is None
     if settings.migrate_on_start:
-        outcome = await ensure_migrated(admin_url, name, role_password=password)
+        outcome = await ensure_migrated(admin_url, name, role_password=password, apply_password=embedded)
         log.info("migrations_checked", schema=name, outcome=outcome)
+    elif embedded and password is not None:
+        await set_role_password(admin_url, name, password)
     url = role_url(admin_url, name, password)
     on_lost = None
     if settings.database_url is None:  # the embedded PostgreSQL: a process that finds it dead restarts it
@@ -119,7 +148,9 @@ async def open_deps(
         redis = await RedisConnection.connect(settings.redis_url.get_secret_value(), name=name)
         stack.push_async_callback(redis.close)
         cache = Cache(redis, prefix=settings.redis_prefix, server=name, default_ttl_s=settings.cache_ttl_s)
-        events = await EventBus.start(redis, prefix=settings.redis_prefix, server=name, pg_url=url)
+        events = await EventBus.start(
+            redis, prefix=settings.redis_prefix, server=name, pg_url=url, signing_key=await events_key(settings)
+        )
         stack.push_async_callback(events.close)
         bridge = subscriptions or EventBridgeBus()
         await bridge.attach(events)
@@ -391,11 +422,9 @@ def create_server(
         tools=tools.built() if tools is not None else None,
         middleware=[gate.middleware],
     )
-    legacy = LegacySubscriptions(bridge)
-    low = lowlevel(server)
-    low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)
-    low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, legacy.unsubscribe)
     _GATES[server] = gate
+    handshake = HandshakeSubscriptions(bridge)
+    serve_resource_subscriptions(server, handshake.subscribe, handshake.unsubscribe)
     return server
 
 

@@ -81,6 +81,14 @@ class BaseServerSettings(BaseSettings):
         validation_alias=_shared("DB_ROLE_PASSWORD"),
         description="Password given to every per-server role (none needed for the embedded PostgreSQL).",
     )
+    events_signing_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_shared("EVENTS_SIGNING_KEY"),
+        description=(
+            "Key that signs events on Redis; by default one made in MCP_SUITE_DATA_DIR/secrets.json. Set the "
+            "same value for every server when they do not share a data directory."
+        ),
+    )
     cache_ttl_s: int = Field(default=300, ge=1, le=86_400 * 30, validation_alias=_shared("CACHE_TTL_S"))
 
     # Server-specific (these take the server's env prefix, e.g. MEMORY_MANAGEMENT_TOOLS).

@@ -97,6 +97,8 @@ class _Lines:
         self._source = source
         self._wire = wire
         self._max = max_line
+        #: A worker thread is inside ``readline`` (it holds the reader's lock until a line or EOF comes).
+        self.reading = False
 
     def _read(self) -> bytes | None:
         """The next line (None at end of input); an over-long one is consumed and returned empty."""
@@ -111,12 +113,19 @@ class _Lines:
             return b""
         return line
 
+    def _read_marked(self) -> bytes | None:
+        try:
+            return self._read()
+        finally:
+            self.reading = False
+
     def __aiter__(self) -> _Lines:
         return self
 
     async def __anext__(self) -> str:
         while True:
-            raw = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+            self.reading = True
+            raw = await anyio.to_thread.run_sync(self._read_marked, abandon_on_cancel=True)
             if raw is None:
                 raise StopAsyncIteration
             if raw == b"":
@@ -133,8 +142,17 @@ class _Lines:
             await self._wire.reply(error)
 
 
+class _Claimed:
+    """The protocol's private stdin and stdout, and the reader of the former once there is one."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes]) -> None:
+        self.source = source
+        self.sink = sink
+        self.lines: _Lines | None = None
+
+
 @contextlib.contextmanager
-def _claimed_stdio() -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+def _claimed_stdio() -> Iterator[_Claimed]:
     """Private copies of fds 0 and 1 for the protocol; fd 0 then reads /dev/null and fd 1 goes to stderr."""
     wire_in, wire_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -143,21 +161,25 @@ def _claimed_stdio() -> Iterator[tuple[IO[bytes], IO[bytes]]]:
     os.close(null)
     source = os.fdopen(wire_in, "rb", buffering=1 << 16)
     sink = os.fdopen(wire_out, "wb", buffering=0)
+    claimed = _Claimed(source, sink)
     try:
-        yield source, sink
+        yield claimed
     finally:
         for private, fd in ((wire_in, 0), (wire_out, 1)):
             with contextlib.suppress(OSError):
                 os.dup2(private, fd)
-        for f in (source, sink):
+        # Stopped by a signal while a thread waits in readline: closing the reader would wait for
+        # that thread's lock, forever if the client keeps stdin open. The process is ending; leave it.
+        busy = claimed.lines is not None and claimed.lines.reading
+        for f in (sink,) if busy else (source, sink):
             with contextlib.suppress(OSError, ValueError):
                 f.close()
 
 
 async def run_stdio(server: MCPServer[Any], *, max_line: int = MAX_LINE) -> None:
     """Serve ``server`` over this process's stdin and stdout until the client closes stdin."""
-    with _claimed_stdio() as (source, sink):
-        wire = _Wire(sink)
-        lines = _Lines(source, wire, max_line)
+    with _claimed_stdio() as claimed:
+        wire = _Wire(claimed.sink)
+        lines = claimed.lines = _Lines(claimed.source, wire, max_line)
         async with stdio_server(lines, wire) as (read_stream, write_stream):  # type: ignore[arg-type]
             await run_on_streams(server, read_stream, write_stream)

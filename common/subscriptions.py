@@ -9,11 +9,13 @@ through the Redis/PostgreSQL :class:`~common.events.EventBus`, to the listen str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mcp import types
+import anyio
+import mcp.types as types
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     PromptsListChanged,
@@ -22,8 +24,10 @@ from mcp.server.subscriptions import (
     ServerEvent,
     ToolsListChanged,
 )
+from mcp.shared.exceptions import MCPError
 
 from common.logging import get_logger
+from common.sdk_adapter import connection_of
 
 if TYPE_CHECKING:
     from common.events import Event, EventBus, Subscription
@@ -114,53 +118,105 @@ class EventBridgeBus:
         await self._local.publish(make(data))
 
 
-class LegacySubscriptions:
-    """``resources/subscribe`` and ``resources/unsubscribe`` of the handshake-era protocol (2025 revisions).
+#: The longest URI a handshake-era client may subscribe to, and how many one session may hold.
+MAX_SUBSCRIBED_URI_CHARS = 2048
+MAX_SUBSCRIBED_URIS = 1024
+#: Notifications waiting for a slow client; past it the oldest-waiting ones are dropped, not buffered.
+MAX_PENDING_UPDATES = 1024
 
-    Clients of those revisions (most desktop clients today) subscribe per URI and expect
-    ``notifications/resources/updated`` on their session; the 2026 revision's ``subscriptions/listen``
-    is served by the SDK itself. Each subscribed session gets a listener on the server's
-    :class:`EventBridgeBus`, so it hears changes made by any process. Registering these handlers is
-    also what makes ``initialize`` advertise ``resources.subscribe``.
+
+class _ConnectionUris:
+    """One client connection's subscribed URIs and the task that sends it their updates."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.uris: set[str] = set()
+        self.send, self.recv = anyio.create_memory_object_stream[str](MAX_PENDING_UPDATES)
+        self.unsubscribe: Callable[[], None] = lambda: None
+        self.task: asyncio.Task[None] | None = None
+
+    def deliver(self, event: ServerEvent) -> None:
+        """Bus listener (synchronous): queue the update if this connection subscribed to its URI."""
+        if not isinstance(event, ResourceUpdated) or event.uri not in self.uris:
+            return
+        try:
+            self.send.send_nowait(event.uri)
+        except anyio.WouldBlock:
+            log.warning("resource_update_dropped", uri=event.uri[:200], reason="the client is not reading")
+        except anyio.ClosedResourceError:
+            pass
+
+    async def pump(self) -> None:
+        """Send the updates, in order, until the client unsubscribes from everything or goes away."""
+        try:
+            async with self.recv:
+                async for uri in self.recv:
+                    await self.connection.send_resource_updated(uri)  # drops it, never raises, once the client is gone
+        finally:
+            self.unsubscribe()
+
+    async def close(self) -> None:
+        self.send.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+#: Where a connection keeps its subscriptions (``Connection.state`` is the SDK's per-connection scratch space).
+_STATE_KEY = "mcp_suite.resource_subscriptions"
+
+
+class HandshakeSubscriptions:
+    """``resources/subscribe`` and ``resources/unsubscribe`` for clients on the initialize handshake.
+
+    The SDK serves resource subscriptions only as ``subscriptions/listen`` streams (2026-07-28);
+    clients that negotiated 2025-11-25 or earlier subscribe per URI and expect
+    ``notifications/resources/updated``. This serves those methods from the same
+    :class:`EventBridgeBus`, so a change made in any process reaches them too. The subscriptions
+    live with the client's connection and end with it.
     """
 
     def __init__(self, bus: EventBridgeBus) -> None:
-        self._bus = bus
-        self._sessions: dict[int, tuple[set[str], Callable[[], None]]] = {}
-        self._sending: set[asyncio.Task[None]] = set()
+        self.bus = bus
 
     async def subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
-        session = ctx.session
-        key = id(session)
-        if key not in self._sessions:
-            uris: set[str] = set()
-
-            def listener(event: ServerEvent) -> None:
-                if isinstance(event, ResourceUpdated) and event.uri in uris:
-                    task = asyncio.get_running_loop().create_task(self._send(key, session, event.uri))
-                    self._sending.add(task)
-                    task.add_done_callback(self._sending.discard)
-
-            self._sessions[key] = (uris, self._bus.subscribe(listener))
-        self._sessions[key][0].add(str(params.uri))
+        uri = str(params.uri)
+        if len(uri) > MAX_SUBSCRIBED_URI_CHARS:
+            raise MCPError(types.INVALID_PARAMS, f"uri is over {MAX_SUBSCRIBED_URI_CHARS} characters")
+        await _connected(ctx)
+        connection = connection_of(ctx)
+        state = connection.state.get(_STATE_KEY)
+        if state is None:
+            state = _ConnectionUris(connection)
+            state.unsubscribe = self.bus.subscribe(state.deliver)
+            state.task = asyncio.create_task(state.pump(), name="resource-updates")
+            connection.state[_STATE_KEY] = state
+            connection.exit_stack.push_async_callback(state.close)
+        if uri not in state.uris and len(state.uris) >= MAX_SUBSCRIBED_URIS:
+            raise MCPError(
+                types.INVALID_PARAMS, f"this client holds {MAX_SUBSCRIBED_URIS} subscriptions; unsubscribe some first"
+            )
+        state.uris.add(uri)
         return types.EmptyResult()
 
     async def unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        entry = self._sessions.get(id(ctx.session))
-        if entry is not None:
-            entry[0].discard(str(params.uri))
-            if not entry[0]:
-                self._drop(id(ctx.session))
+        state = connection_of(ctx).state.get(_STATE_KEY)
+        if state is not None:
+            state.uris.discard(str(params.uri))
         return types.EmptyResult()
 
-    def _drop(self, key: int) -> None:
-        entry = self._sessions.pop(key, None)
-        if entry is not None:
-            entry[1]()
 
-    async def _send(self, key: int, session: Any, uri: str) -> None:
-        try:
-            await session.send_resource_updated(uri)
-        except Exception as exc:  # the client went away: stop listening for it
-            log.info("subscription_session_closed", error=type(exc).__name__)
-            self._drop(key)
+async def _connected(ctx: Any) -> None:
+    """Wait until the process listens for other processes' changes, so none made after this is missed.
+
+    A server that cannot connect still delivers its own process's changes; its tools report the failure.
+    """
+    gate = getattr(ctx, "lifespan_context", None)
+    running = getattr(gate, "running", None)
+    if running is None:
+        return
+    try:
+        await running()
+    except Exception as exc:
+        log.warning("resource_subscribe_not_connected", error=str(exc)[:200])

@@ -47,8 +47,10 @@ def _targets(server: str | None) -> list[str]:
     return [server]
 
 
-def _password(settings: BaseServerSettings) -> str | None:
-    return settings.db_role_password.get_secret_value() if settings.db_role_password else None
+def _password(settings: BaseServerSettings, name: str) -> str | None:
+    from common.runtime import role_password
+
+    return role_password(settings, name)
 
 
 async def _migrate(args: argparse.Namespace) -> int:
@@ -60,7 +62,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     rows: list[tuple[object, ...]] = []
     if action == "up":
         for name in _targets(args.server):
-            result = await migrate.migrate(url, name, role_password=_password(settings), target=args.to)
+            result = await migrate.migrate(url, name, role_password=_password(settings, name), target=args.to)
             rows.append((name, ", ".join(str(v) for v in result.applied) or "-", "ok"))
         _out(table(rows, ["server", "applied", "state"]))
     elif action == "status":

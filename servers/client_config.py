@@ -25,6 +25,7 @@ ENV_FIELDS = (
     "embedding_model",
     "data_dir",
     "db_role_password",
+    "events_signing_key",
 )
 
 

@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, shown
 
 _QUERY_START = re.compile(r"^\s*(\(\s*)*(select|with|values|table)\b", re.IGNORECASE)
 _SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
@@ -86,7 +86,7 @@ async def fetch_to_parquet(url: str, label: str, sql: str, target: Path, *, max_
     try:
         conn = await asyncpg.connect(url, timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise InvalidInput(f"cannot connect to {label!r}: {type(exc).__name__}") from None
+        raise InvalidInput(f"cannot connect to {shown(label)}: {type(exc).__name__}") from None
     try:
         # The client-side bound holds even if the server's timeout were lifted inside the query.
         with anyio.fail_after(timeout_s * 1.5 + 1):

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
-from common.errors import Conflict, InvalidInput, NotFound, SuiteError
+from common.errors import Conflict, InvalidInput, NotFound, SuiteError, shown
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, encode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, check_dimension, rrf
@@ -140,7 +140,9 @@ class AnalyticsService:
         try:
             fp = await self._in_thread(lambda: file_fingerprint(path))
         except OSError:
-            raise InvalidInput(f"the file of dataset {row['name']!r} is gone; register it again or remove it") from None
+            raise InvalidInput(
+                f"the file of dataset {shown(row['name'])} is gone; register it again or remove it"
+            ) from None
         if fp == row["fingerprint"]:
             return row
         ds = make_dataset(row["name"], path, row["format"], row["sheet"])
@@ -271,7 +273,9 @@ class AnalyticsService:
         if saved is None:
             if extract is not None:
                 extract.unlink(missing_ok=True)
-            raise Conflict(f"a dataset named {name!r} exists; pass replace=true to replace it or choose another name")
+            raise Conflict(
+                f"a dataset named {shown(name)} exists; pass replace=true to replace it or choose another name"
+            )
         if old is not None and old[1] == "postgres" and old[0] != str(ds.path):
             await anyio.Path(old[0]).unlink(missing_ok=True)
         await self.deps.subscriptions.resource_updated(CATALOGUE_URI)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound, shown
 
 if TYPE_CHECKING:
     import pyarrow
@@ -180,7 +180,7 @@ def read_excel(dataset: Dataset) -> pyarrow.Table:
         rows = ws.iter_rows(values_only=True)
         header = next(rows, None)
         if header is None:
-            raise InvalidInput(f"the sheet of {dataset.name} is empty")
+            raise InvalidInput(f"the sheet of {shown(dataset.name)} is empty")
         names = [str(h) if h not in (None, "") else f"column{i + 1}" for i, h in enumerate(header)]
         cols: list[list[Any]] = [[] for _ in names]
         for row in rows:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from common.errors import shown
+
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _LABEL = r'"[^"\n]*"'
 _FLOW = [
@@ -38,21 +40,21 @@ def check(source: str) -> list[str]:
     head = lines[0].split()
     rules = HEADERS.get(head[0]) if head else None
     if rules is None:
-        return [f"line 1: unknown diagram type {lines[0]!r}; expected one of {sorted(HEADERS)}"]
+        return [f"line 1: unknown diagram type {shown(lines[0])}; expected one of {sorted(HEADERS)}"]
     if head[0] in ("flowchart", "graph") and (len(head) != 2 or head[1] not in ("TB", "TD", "LR", "BT", "RL")):
-        return [f"line 1: flowchart needs a direction (TB, TD, LR, BT or RL), got {lines[0]!r}"]
+        return [f"line 1: flowchart needs a direction (TB, TD, LR, BT or RL), got {shown(lines[0])}"]
     problems: list[str] = []
     depth = 0
     for n, line in enumerate(lines[1:], start=2):
         if not any(r.match(line) for r in rules):
-            problems.append(f"line {n}: cannot parse {line!r}")
+            problems.append(f"line {n}: cannot parse {shown(line)}")
             continue
         if line.startswith("subgraph ") or line.endswith("{"):
             depth += 1
         elif line in ("end", "}"):
             depth -= 1
             if depth < 0:
-                problems.append(f"line {n}: {line!r} closes nothing")
+                problems.append(f"line {n}: {shown(line)} closes nothing")
                 depth = 0
     if depth:
         problems.append(f"{depth} block(s) never closed")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, shown
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_DEPTH = 12
@@ -157,7 +157,7 @@ def resolve(node: Any, spec: dict[str, Any], seen: tuple[str, ...] = (), depth: 
         try:
             target = _pointer(spec, ref)
         except KeyError:
-            raise InvalidInput(f"$ref {ref!r} points at nothing in the spec.") from None
+            raise InvalidInput(f"$ref {shown(ref)} points at nothing in the spec.") from None
         resolved = resolve(target, spec, (*seen, ref), depth + 1)
         extra = {k: v for k, v in node.items() if k != "$ref"}
         return {**resolved, **extra} if isinstance(resolved, dict) else resolved

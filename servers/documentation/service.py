@@ -576,7 +576,9 @@ class DocumentationService:
         doc = await store.get_document_by_path(db, project, version, path)
         if doc is None:
             await store.version_id(db, project, version)
-            raise NotFound(f"No document {path[:80]!r} in {project}@{version}; list_documents shows the paths.")
+            raise NotFound(
+                f"No document {path[:80]!r} in {project[:60]}@{version[:40]}; list_documents shows the paths."
+            )
         return doc
 
     async def read(

@@ -10,7 +10,7 @@ import asyncpg
 import numpy as np
 
 from common.db import Database
-from common.errors import NotFound
+from common.errors import NotFound, shown
 from common.keywords import KeywordPlan
 from common.rows import decoded
 
@@ -99,7 +99,7 @@ async def ensure_version(conn: asyncpg.Connection, project_id: int, version: str
 async def project_id(db: Database | asyncpg.Connection, name: str) -> int:
     value = await db.fetchval(PROJECT_ID, name)
     if value is None:
-        raise NotFound(f"No project {name!r}. Create it with manage_project(action='create') or list projects.")
+        raise NotFound(f"No project {shown(name)}. Create it with manage_project(action='create') or list projects.")
     return int(value)
 
 
@@ -107,7 +107,9 @@ async def version_id(db: Database | asyncpg.Connection, project: str, version: s
     value = await db.fetchval(VERSION_ID, project, version)
     if value is None:
         await project_id(db, project)
-        raise NotFound(f"Project {project!r} has no version {version!r}; manage_project(action='describe') lists them.")
+        raise NotFound(
+            f"Project {shown(project)} has no version {shown(version)}; manage_project(action='describe') lists them."
+        )
     return int(value)
 
 

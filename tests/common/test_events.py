@@ -1,14 +1,17 @@
+import functools
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from common.db import role_url
-from common.events import Event, EventBus, pg_channel_for
+from common.events import Event, EventBus, pg_channel_for, sign, verify
 from common.redis_conn import RedisConnection
 from common.testing import wait_until
 
@@ -213,3 +216,35 @@ def test_malformed_envelopes_are_rejected() -> None:
         Event.from_json('{"event": "a", "server": "b", "at": "t", "data": {}}')
     with pytest.raises(ValueError, match="not JSON"):
         Event.from_json("nope")
+
+
+async def test_a_forged_unsigned_or_replayed_publish_on_redis_is_not_delivered(
+    conn: RedisConnection, redis_prefix: str
+) -> None:
+    key = b"k" * 32
+    bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=None, signing_key=key)
+    got, handler = collector()
+    try:
+        sub = await bus.subscribe(handler)
+        channel = bus.channel("notes", "note.saved")
+        fake = Event.new("notes", "note.saved", {"title": "forged"})
+        stale = replace(Event.new("notes", "note.saved", {"title": "replayed"}), at="2020-01-01T00:00:00+00:00")
+        forged = [
+            fake.to_json(),  # unsigned: what anyone who can reach Redis could send
+            sign(b"not the key", fake.to_json()),
+            sign(key, fake.to_json()).replace("forged", "altered"),
+            sign(key, stale.to_json()),
+            "v1:" + "0" * 64,
+        ]
+        for payload in forged:
+            await conn.run(functools.partial(_publish, channel=channel, payload=payload))
+        genuine = await bus.publish("note.saved", {"title": "genuine"})
+        await wait_until(lambda: len(got) == 1 and sub.rejected == len(forged), what="the genuine event")
+    finally:
+        await bus.close()
+    assert got == [genuine]
+    assert verify(key, sign(key, genuine.to_json())) == genuine
+
+
+async def _publish(client: Any, *, channel: str, payload: str) -> Any:
+    return await client.publish(channel, payload)

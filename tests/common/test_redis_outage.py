@@ -99,8 +99,11 @@ async def test_cache_and_events_keep_working_through_a_redis_outage_and_return_t
         conn = await RedisConnection.connect(private_redis.url, name="publisher")
         listener_conn = await RedisConnection.connect(private_redis.url, name="listener")
         cache = Cache(conn, prefix=redis_prefix, server="notes", default_ttl_s=60)
-        bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=database_url)
-        listener_bus = await EventBus.start(listener_conn, prefix=redis_prefix, server="docs", pg_url=database_url)
+        key = b"the suite's events key"  # signed, as the servers' events are
+        bus = await EventBus.start(conn, prefix=redis_prefix, server="notes", pg_url=database_url, signing_key=key)
+        listener_bus = await EventBus.start(
+            listener_conn, prefix=redis_prefix, server="docs", pg_url=database_url, signing_key=key
+        )
         got: list[Event] = []
 
         async def handler(ev: Event) -> None:
@@ -155,6 +158,7 @@ async def test_cache_and_events_keep_working_through_a_redis_outage_and_return_t
             await wait_until(lambda: len(got) == 3, what="event after recovery")
             assert sub.via_redis == 2
             assert got == sent  # each event once, although NOTIFY carried copies while Redis settled
+            assert sub.rejected == 0
         finally:
             await bus.close()
             await listener_bus.close()

@@ -189,3 +189,17 @@ async def test_migration_0002_carries_old_jobs_over_and_back(database_url: str) 
         assert await conn.fetchval("SELECT count(*) FROM documentation.jobs") == 0
     finally:
         await conn.close()
+
+
+async def test_a_huge_or_binary_project_name_is_not_echoed_whole(svc: DocumentationService) -> None:
+    name = "\x1b[2Jevil" + "n" * 5000
+    with pytest.raises(NotFound) as err:
+        await svc.describe_project(name)
+    text = str(err.value)
+    assert len(text) < 300
+    assert "\x1b" not in text
+    assert "(5008 characters)" in text
+    await _project(svc, "p")
+    with pytest.raises(NotFound) as err:
+        await svc.read(None, "p", "v" * 5000, "a.md", None, 0, None, False)
+    assert len(str(err.value)) < 300

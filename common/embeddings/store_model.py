@@ -1,7 +1,7 @@
 """One embedding model per store: the model a server's schema is embedded with, and the switch to another.
 
-A schema whose rows carry vectors keeps a one-row table ``store_model`` (copy :data:`STORE_MODEL_DDL`
-into a migration, and seed it from the data's model). :func:`bind` (called by
+A schema whose rows carry vectors keeps a one-row table ``store_model`` (:data:`STORE_MODEL_DDL`: a
+migration line ``-- @include store_model`` creates it; the migration seeds it from the data's model). :func:`bind` (called by
 ``common.runtime.open_deps``) records the configured model in a store that has none yet, and wraps
 the process's embedder in a :class:`StoreEmbedder`, which always embeds with the store's model:
 
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from common.errors import Conflict, InvalidInput
 from common.logging import get_logger
+from common.migrate import kit_sql
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,18 +36,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-#: Copy into a server's migration (schema-local names, as the migration runs in the schema).
-STORE_MODEL_DDL = """
-CREATE TABLE store_model (
-    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    model text NOT NULL CHECK (length(model) BETWEEN 1 AND 200),
-    -- Set while a switch to another model is under way (mcp-suite reembed), NULL otherwise.
-    target_model text CHECK (length(target_model) BETWEEN 1 AND 200),
-    switch_started_at timestamptz,
-    switch_done bigint NOT NULL DEFAULT 0,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-"""
+#: The table's DDL (schema-local names); a server's migration creates it with ``-- @include store_model``.
+STORE_MODEL_DDL = kit_sql("store_model")
 
 #: Seconds a process trusts the store model it read last; the switch's flip reaches it within this.
 RECHECK_S = 2.0

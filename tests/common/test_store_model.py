@@ -17,6 +17,7 @@ import pytest
 from common import migrate
 from common.embeddings import HashEmbedder, make_embedder, store_model
 from common.errors import InvalidInput
+from common.migrate import read_up
 from common.settings import BaseServerSettings
 from common.testing import server_env
 
@@ -71,7 +72,8 @@ def test_every_store_model_migration_creates_the_kits_table() -> None:
     assert {f.parent.name for f in files} == {*SEEDS, "memory_management", "documentation"}
     ddl = store_model.STORE_MODEL_DDL.strip()
     for f in files:
-        assert ddl in f.read_text(), f"{f} does not create store_model as common/embeddings/store_model.py says"
+        assert "-- @include store_model" in f.read_text(), f"{f} does not include the store_model kit"
+        assert ddl in read_up(f).decode(), f"{f} does not create store_model as common/embeddings/store_model.py says"
 
 
 async def test_the_hash_embedders_variant_is_a_second_model_of_the_same_dimension(tmp_path: Path) -> None:

@@ -768,6 +768,8 @@ async def mirror_hash(conn: asyncpg.Connection, path: str) -> str | None:
 
 async def set_mirror_hash(conn: Queries, path: str, sha256: str) -> None:
     await conn.execute(SET_MIRROR_HASH, path, sha256)
+
+
 # ------------------------------------------------------------------------------------------- store model switch
 
 OTHER_MODEL = """

@@ -25,6 +25,7 @@ import asyncpg
 import numpy as np
 import psutil
 from mcp import Client
+from pydantic import SecretStr
 
 from common.embeddings import FastEmbedEmbedder
 from common.testing import create_database, start_cluster
@@ -217,8 +218,8 @@ async def run(args: argparse.Namespace) -> None:
         files = copy_docs(root, args.files)
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
-            database_url=url,
-            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            database_url=SecretStr(url),
+            redis_url=SecretStr(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")),
             redis_prefix=f"bench{uuid.uuid4().hex[:8]}",
             data_dir=tmp / "data",
             log_level="WARNING",
@@ -234,7 +235,7 @@ async def run(args: argparse.Namespace) -> None:
                     "ingest_folder", {"action": "start", "project": "py", "version": "3.11", "path": str(root)}
                 )
             ingest_s = time.perf_counter() - started
-            job = result.structured_content["jobs"][0]  # type: ignore[index]
+            job = result.structured_content["jobs"][0]
             chunks = job["counts"]["chunks"]
 
             # Raw fastembed on exactly the texts the pipeline embedded, in the same process and run.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import tempfile
@@ -81,7 +82,7 @@ def embedding_like(n: int, dim: int, rng: np.random.Generator, basis: np.ndarray
     latent = rng.normal(size=(n, basis.shape[0])).astype(np.float32)
     data = latent @ basis + 0.05 * rng.normal(size=(n, dim)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
-    return data
+    return np.asarray(data, dtype=np.float32)
 
 
 async def _exact(conn: Any, query: np.ndarray) -> list[Any]:
@@ -120,7 +121,7 @@ async def vectors(url: str, n: int, queries: int) -> dict[str, float]:
         recall += len({int(h.id) for h in hits} & set(exact[qi].tolist())) / 10
         if qi < 20:
             t = time.perf_counter()
-            await db.run_in_transaction(lambda c, q=qs[qi]: _exact(c, q))
+            await db.run_in_transaction(functools.partial(_exact, query=qs[qi]))
             exact_lat.append(time.perf_counter() - t)
     await db.close()
     return {

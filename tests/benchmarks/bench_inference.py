@@ -415,7 +415,6 @@ async def measure_all(
         "MCP_SUITE_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_ENHANCEMENT_TOOLS": "all",
-        "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),
         "INFERENCE_ENHANCEMENT_IMPORT_MAX_BYTES": str(2 * 1024**3),
         "INFERENCE_ENHANCEMENT_FILE_ROOTS": json.dumps([str(tmp)]),  # the import reads its files from here
         "DB_STATEMENT_TIMEOUT_MS": "600000",

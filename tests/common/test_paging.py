@@ -76,6 +76,6 @@ def test_keyset_pages_carry_the_last_key() -> None:
 
 def test_a_page_past_the_end_is_empty_and_final() -> None:
     fp = fingerprint("x")
-    page = page_of([], total=4, offset=10, limit=5, fp=fp)
+    page: Page[int] = page_of([], total=4, offset=10, limit=5, fp=fp)
     assert page == Page[int](items=[], total=4, truncated=False, next_cursor=None)
     assert decode_cursor(encode_cursor(fp, offset=7), fp).offset == 7

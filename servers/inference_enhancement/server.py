@@ -2,7 +2,7 @@
 
 The reference memory server's nine tools (same names, arguments and results) plus retrieval, prompt
 enrichment, provenance and as-of-time queries. Each tool validates its arguments, calls one service
-method and returns its model; ``build`` lists the tools and the two resources.
+method and returns its model; ``build`` adds the resources (the tools are declared on ``TOOLS``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Wiring of the memory server: thin tools over :class:`~servers.memory_management.service.MemoryService`.
 
 Each tool validates its arguments (the ``Annotated`` types), calls one service method and returns
-its model; ``build`` lists the tools, the resources and the prompt. Annotations are strings
-(``from __future__``) so the modules they name load with the connection, after the handshake.
+its model; ``build`` adds the resources and the prompt. Annotations are strings (``from __future__``)
+so the modules they name load with the connection, after the handshake.
 """
 
 from __future__ import annotations
@@ -281,7 +281,6 @@ def recall_then_answer(question: str, workspace: str = "") -> str:
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The memory server: tools, resources, a prompt, and the service its lifespan starts."""
-
     server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=MemoryService, instructions=INSTRUCTIONS)
 
     @server.resource(bridge.WORKSPACES_URI, name="workspaces", mime_type="application/json")

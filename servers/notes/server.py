@@ -1,7 +1,7 @@
 """Wiring of the notes server: thin tools over :class:`~servers.notes.service.NotesService`.
 
 Each tool validates its arguments (the ``Annotated`` types), calls one service method and returns
-its model; ``build`` lists the tools and the resource. Copy this shape for a new server.
+its model; each tool is declared on ``TOOLS`` where it is defined; ``build`` adds the resource. Copy this shape.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ each other's keys.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import tempfile
@@ -217,9 +218,13 @@ _SUITE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "QDRANT_", "EMBEDDING_", "VECTOR_"
 TEST_MODEL_DIR = Path(tempfile.gettempdir()) / f"mcp-suite-test-models-{os.getuid()}"
 
 
-def server_env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a server spawned by a test: this one's, minus suite settings, plus the test's services."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SUITE_ENV_PREFIXES)}
+def server_env(
+    database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, *, server_prefix: str = "", **extra: str
+) -> dict[str, str]:
+    """The environment of a server spawned by a test: this one's, minus suite settings (and the server's own,
+    ``server_prefix`` such as ``"WEB_ACCESS_"``), plus the test's services and ``extra``."""
+    drop = (*_SUITE_ENV_PREFIXES, server_prefix) if server_prefix else _SUITE_ENV_PREFIXES
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -240,6 +245,30 @@ def server_params(name: str, database_url: str, redis_url: str, redis_prefix: st
 
     env = server_env(database_url, redis_url, redis_prefix, data_dir, **extra)
     return StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)
+
+
+def rpc_conversation(*calls: tuple[str, dict[str, Any]]) -> bytes:
+    """What a client writes to a server's stdin: the handshake, then a ``tools/call`` per ``(tool, arguments)``
+    (ids 2, 3, ...), as newline-delimited JSON-RPC, for tests that drive a raw process (and kill it)."""
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    messages: list[dict[str, Any]] = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    for i, (tool, arguments) in enumerate(calls, start=2):
+        messages.append(
+            {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        )
+    return "".join(json.dumps(m) + "\n" for m in messages).encode()
+
+
+async def fetch_rows(url: str, query: str) -> list[asyncpg.Record]:
+    """The rows of one query on a connection of its own (for tests that look at a server's tables)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
 
 
 async def gin_pending_tuples(admin_url: str, index: str) -> int:

@@ -4,7 +4,6 @@ interrupted and resumes to one complete run, reusing the results the dead proces
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -17,23 +16,11 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from common.testing import call_ok, wait_until
+from common.testing import call_ok, fetch_rows, rpc_conversation, server_env, wait_until
 from servers.code_quality.server import build
 from servers.code_quality.settings import Settings
 
 pytestmark = pytest.mark.anyio
-
-
-def _rpc(id_: int, method: str, params: dict[str, Any]) -> bytes:
-    return (json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}) + "\n").encode()
-
-
-async def _rows(url: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query))
-    finally:
-        await conn.close()
 
 
 def _hold_script(path: Path, gate: Path) -> str:
@@ -58,28 +45,19 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
     gate = tmp_path / "hold"
     gate.write_text("")
     semgrep = _hold_script(tmp_path / "semgrep", gate)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "CODE_QUALITY_"))}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        MCP_SUITE_DATA_DIR=str(tmp_path / "data"),
+    env = server_env(
+        database_url,
+        redis_url,
+        redis_prefix,
+        tmp_path / "data",
+        server_prefix="CODE_QUALITY_",
         EMBEDDING_MODEL="hash-384",
         CODE_QUALITY_ALLOWED_ROOTS=json.dumps([str(tmp_path)]),
         CODE_QUALITY_ANALYZERS='["ruff","semgrep"]',
         CODE_QUALITY_SEMGREP_EXECUTABLE=semgrep,
         CODE_QUALITY_HEARTBEAT_S="0.1",
-        LOG_LEVEL="WARNING",
     )
-    messages = [
-        _rpc(
-            1,
-            "initialize",
-            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-        ),
-        (json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n").encode(),
-        _rpc(2, "tools/call", {"name": "analyze_code", "arguments": {"action": "start", "path": str(sample_repo)}}),
-    ]
+    conversation = rpc_conversation(("analyze_code", {"action": "start", "path": str(sample_repo)}))
     with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
         proc = await anyio.open_process(
             [sys.executable, "-m", "servers", "serve", "code_quality"],
@@ -90,13 +68,13 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
         )
         try:
             assert proc.stdin is not None
-            await proc.stdin.send(b"".join(messages))
+            await proc.stdin.send(conversation)
             done = 0
             with anyio.fail_after(60):
                 while done < 3:  # ruff has analysed (and cached) the three files; semgrep hangs
                     await anyio.sleep(0.05)
                     try:
-                        rows = await _rows(database_url, "SELECT done FROM code_quality.jobs")
+                        rows = await fetch_rows(database_url, "SELECT done FROM code_quality.jobs")
                     except asyncpg.UndefinedTableError:
                         continue  # migrations not applied yet
                     done = rows[0]["done"] if rows else 0
@@ -105,9 +83,9 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
             proc.kill()
             await proc.wait()
             await proc.aclose()
-    job = (await _rows(database_url, "SELECT id::text, status FROM code_quality.jobs"))[0]
+    job = (await fetch_rows(database_url, "SELECT id::text, status FROM code_quality.jobs"))[0]
     assert job["status"] == "running", "a killed process cannot have finished its job"
-    assert (await _rows(database_url, "SELECT count(*) AS n FROM code_quality.runs"))[0]["n"] == 0
+    assert (await fetch_rows(database_url, "SELECT count(*) AS n FROM code_quality.runs"))[0]["n"] == 0
     gate.unlink()
 
     settings = make_settings(
@@ -123,7 +101,7 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
 
     async def aged() -> bool:  # the dead process's last heartbeat must age past job_stale_s
         age = "SELECT now() - heartbeat_at > interval '0.6 s' AS old FROM code_quality.jobs"
-        return bool((await _rows(database_url, age))[0]["old"])
+        return bool((await fetch_rows(database_url, age))[0]["old"])
 
     await wait_until(aged, timeout_s=10, what="the dead job's heartbeat to age")
     async with Client(build(settings)) as client:
@@ -135,8 +113,8 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
         assert (outcomes["ruff"]["files_cached"], outcomes["ruff"]["files_analyzed"]) == (3, 0)
         assert outcomes["semgrep"]["status"] == "ok"
         assert resumed["run"]["partial"] is False
-    runs = await _rows(database_url, "SELECT count(*) AS n FROM code_quality.runs")
-    dupes = await _rows(
+    runs = await fetch_rows(database_url, "SELECT count(*) AS n FROM code_quality.runs")
+    dupes = await fetch_rows(
         database_url, "SELECT count(*) - count(DISTINCT (run_id, fingerprint)) AS d FROM code_quality.findings"
     )
     assert runs[0]["n"] == 1

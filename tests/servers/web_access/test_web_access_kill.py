@@ -3,8 +3,6 @@ process marks interrupted and resumes without fetching the finished pages again.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -17,7 +15,7 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from common.testing import call_ok, wait_until
+from common.testing import call_ok, fetch_rows, rpc_conversation, server_env, wait_until
 from servers.web_access.server import build
 from servers.web_access.settings import Settings
 from tests.servers.web_access.conftest import LocalServer
@@ -26,18 +24,6 @@ from tests.servers.web_access.test_web_access_crawl import site
 pytestmark = pytest.mark.anyio
 
 PAGES = 80
-
-
-def _rpc(id_: int, method: str, params: dict[str, Any]) -> bytes:
-    return (json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}) + "\n").encode()
-
-
-async def _rows(url: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query))
-    finally:
-        await conn.close()
 
 
 async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finished_pages(
@@ -49,28 +35,19 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
     make_settings: Callable[..., Any],
 ) -> None:
     server = serve(site(PAGES))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "WEB_ACCESS_"))}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        MCP_SUITE_DATA_DIR=str(tmp_path / "data"),
+    env = server_env(
+        database_url,
+        redis_url,
+        redis_prefix,
+        tmp_path / "data",
+        server_prefix="WEB_ACCESS_",
         EMBEDDING_MODEL="hash-384",
         WEB_ACCESS_ALLOW_HOSTS='["127.0.0.1/32"]',
         WEB_ACCESS_HEARTBEAT_S="0.05",
         WEB_ACCESS_CRAWL_WAIT_S="0",
-        LOG_LEVEL="WARNING",
     )
     crawl = {"url": server.url("/p/0"), "max_pages": PAGES, "max_depth": 10, "use_sitemap": False, "delay_s": 0.05}
-    messages = [
-        _rpc(
-            1,
-            "initialize",
-            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-        ),
-        (json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n").encode(),
-        _rpc(2, "tools/call", {"name": "crawl_site", "arguments": crawl}),
-    ]
+    conversation = rpc_conversation(("crawl_site", crawl))
     fetched_query = "SELECT url FROM web_access.crawl_pages WHERE state = 'fetched'"
     with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
         proc = await anyio.open_process(
@@ -82,13 +59,13 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
         )
         try:
             assert proc.stdin is not None
-            await proc.stdin.send(b"".join(messages))
+            await proc.stdin.send(conversation)
             done = 0
             with anyio.fail_after(60):
                 while done < 15:
                     await anyio.sleep(0.02)
                     try:
-                        done = len(await _rows(database_url, fetched_query))
+                        done = len(await fetch_rows(database_url, fetched_query))
                     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
                         continue  # migrations not applied yet
                     assert proc.returncode is None, (tmp_path / "err.txt").read_text()
@@ -96,9 +73,9 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
             proc.kill()
             await proc.wait()
             await proc.aclose()
-    finished_before = {r["url"] for r in await _rows(database_url, fetched_query)}
+    finished_before = {r["url"] for r in await fetch_rows(database_url, fetched_query)}
     hits_before = Counter(s.path for s in server.seen if s.path.startswith("/p/"))
-    job = (await _rows(database_url, "SELECT id::text, status FROM web_access.jobs"))[0]
+    job = (await fetch_rows(database_url, "SELECT id::text, status FROM web_access.jobs"))[0]
     assert job["status"] == "running", "a killed process cannot have finished its crawl"
     assert len(finished_before) < PAGES, "the crawl finished before the kill; make the site bigger"
 
@@ -106,7 +83,7 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
     stale = "SELECT now() - heartbeat_at > interval '0.4 s' AS old FROM web_access.jobs"
 
     async def aged() -> bool:
-        return bool((await _rows(database_url, stale))[0]["old"])
+        return bool((await fetch_rows(database_url, stale))[0]["old"])
 
     # The dead process's last heartbeat must age past job_stale_s.
     await wait_until(aged, timeout_s=10, what="the heartbeat to age")

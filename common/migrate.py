@@ -15,7 +15,8 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,7 @@ import asyncpg
 
 from common.errors import MigrationError
 from common.logging import get_logger, redact
-from common.schema_dump import dump_schema_on
+from common.schema_dump import SHARED_FILE, Snapshot, dump_schema_on, parse_shared, render_shared
 
 log = get_logger(__name__)
 
@@ -123,6 +124,7 @@ def _q(name: str) -> str:
 #: ``-- @include <kit>`` on a line of its own stands for ``migrations/kits/<kit>.sql``: DDL that several
 #: servers create in their own schemas (the jobs table) is written once. Checksums cover the expanded text.
 _INCLUDE = re.compile(r"^-- @include (?P<kit>[a-z_]+)\n", re.MULTILINE)
+_CREATE_TABLE = re.compile(r"^CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.MULTILINE)
 
 
 def kit_sql(kit: str, migrations_dir: Path | None = None) -> str:
@@ -705,17 +707,33 @@ async def repair(admin_url: str, server: str, version: int, *, lock_timeout_s: f
 # ---------------------------------------------------------------------------------------------- snapshots
 
 
-async def dump_schema(admin_url: str, server: str) -> str:
-    """The deterministic DDL snapshot of schema ``server`` (what ``schemas/<server>.sql`` holds)."""
-    validate_name(server)
-    conn = await _connect(admin_url)
+def shared_table_names(migrations_dir: Path | None = None) -> set[str]:
+    """Tables every schema may have alike: the migration ledger and those the kits create."""
+    kits = (_dir(migrations_dir) / "kits").glob("*.sql")
+    created = (_CREATE_TABLE.findall(path.read_text(encoding="utf-8")) for path in kits)
+    return {LEDGER, *(name for names in created for name in names)}
+
+
+def shared_tables(schemas_dir: Path | None = None) -> dict[str, str]:
+    """The committed shared tables (``schemas/shared.sql``); empty when there is none."""
+    path = (schemas_dir if schemas_dir is not None else DEFAULT_SCHEMAS_DIR) / SHARED_FILE
+    return parse_shared(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+async def _dump(url: str, server: str, shared: Mapping[str, str]) -> Snapshot:
+    conn = await _connect(url)
     try:
-        text = await dump_schema_on(conn, server)
+        snapshot = await dump_schema_on(conn, validate_name(server), shared)
     finally:
         await conn.close()
-    if text is None:
+    if snapshot is None:
         raise MigrationError(f"Schema {server} does not exist: run `mcp-suite migrate --server {server}` first.")
-    return text
+    return snapshot
+
+
+async def dump_schema(admin_url: str, server: str, *, schemas_dir: Path | None = None) -> str:
+    """The deterministic DDL snapshot of schema ``server`` (what ``schemas/<server>.sql`` holds)."""
+    return (await _dump(admin_url, server, shared_tables(schemas_dir))).text
 
 
 def _with_database(url: str, dbname: str) -> str:
@@ -723,10 +741,22 @@ def _with_database(url: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
+async def _render(url: str, names: list[str], migrations_dir: Path | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Each schema's snapshot and the shared tables, each the text most of ``names`` have."""
+    await migrate_all(url, names, migrations_dir=migrations_dir)
+    candidates = dict.fromkeys(shared_table_names(migrations_dir), "")
+    found = [(await _dump(url, n, candidates)).shared for n in names]
+    shared = {
+        table: Counter(texts[table] for texts in found if table in texts).most_common(1)[0][0]
+        for table in sorted({t for texts in found for t in texts})
+    }
+    return {n: (await _dump(url, n, shared)).text for n in names}, shared
+
+
 async def render_snapshots(
     admin_url: str, names: Iterable[str], *, migrations_dir: Path | None = None, scratch: bool = True
-) -> dict[str, str]:
-    """Migrate ``names`` and return each schema's snapshot text.
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Migrate ``names`` and return each schema's snapshot text and the shared tables' texts.
 
     With ``scratch`` (the default) this happens in a temporary database created next to the one in
     ``admin_url`` and dropped afterwards, so a developer's data is never touched; the per-server
@@ -734,18 +764,15 @@ async def render_snapshots(
     """
     names = [validate_name(n) for n in names]
     if not scratch:
-        await migrate_all(admin_url, names, migrations_dir=migrations_dir)
-        return {n: await dump_schema(admin_url, n) for n in names}
+        return await _render(admin_url, names, migrations_dir)
     dbname = f"mcp_snapshot_{uuid.uuid4().hex[:12]}"
     conn = await _connect(admin_url)
     try:
         await conn.execute(f'CREATE DATABASE "{dbname}"')
     finally:
         await conn.close()
-    url = _with_database(admin_url, dbname)
     try:
-        await migrate_all(url, names, migrations_dir=migrations_dir)
-        return {n: await dump_schema(url, n) for n in names}
+        return await _render(_with_database(admin_url, dbname), names, migrations_dir)
     finally:
         conn = await _connect(admin_url)
         try:
@@ -762,12 +789,16 @@ async def write_snapshots(
     schemas_dir: Path | None = None,
     scratch: bool = True,
 ) -> dict[str, Path]:
-    """Regenerate ``schemas/<name>.sql`` for ``names`` (``mcp-suite migrate snapshot``); returns the paths written."""
-    texts = await render_snapshots(admin_url, names, migrations_dir=migrations_dir, scratch=scratch)
+    """Regenerate ``schemas/<name>.sql`` and ``schemas/shared.sql`` (``mcp-suite migrate snapshot``).
+
+    ``names`` should be every server: a shared table is printed once, as most schemas have it, and
+    each schema's own file lists it by name or, where its copy differs, prints it in full.
+    """
+    texts, shared = await render_snapshots(admin_url, names, migrations_dir=migrations_dir, scratch=scratch)
     folder = schemas_dir if schemas_dir is not None else DEFAULT_SCHEMAS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, text in texts.items():
+    for name, text in {**texts, SHARED_FILE.removesuffix(".sql"): render_shared(shared)}.items():
         path = folder / f"{name}.sql"
         path.write_text(text, encoding="utf-8")
         written[name] = path

@@ -10,6 +10,8 @@ not shell out to ``pg_dump`` because its output changes between versions and it 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -67,10 +69,14 @@ SELECT co.conrelid AS rel, quote_ident(co.conname) AS name, pg_get_constraintdef
  WHERE n.nspname = $1 AND co.contype <> 'n'
 """
 
+# Indexes that back a constraint are implied by the constraint shown in the table.
 _INDEXES = """
-SELECT ic.relname, pg_get_indexdef(i.indexrelid) AS def
+SELECT ic.relname, tc.relname AS table, pg_get_indexdef(i.indexrelid) AS def
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
- WHERE n.nspname = $1
+  JOIN pg_class tc ON tc.oid = i.indrelid
+ WHERE n.nspname = $1 AND NOT EXISTS (
+       SELECT 1 FROM pg_constraint co
+        WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x'))
 """
 
 _SEQUENCES = f"""
@@ -149,7 +155,12 @@ def _column(col: Any) -> str:
     return " ".join(parts)
 
 
-def _relation(rel: Any, columns: list[Any], constraints: list[Any]) -> str:
+def _owner(owner: str, schema_owner: str) -> list[str]:
+    """An owner line, only for an object the schema's own role does not own."""
+    return [] if owner == schema_owner else [f"-- owner: {owner}"]
+
+
+def _relation(rel: Any, columns: list[Any], constraints: list[Any], schema_owner: str) -> str:
     kind = rel["kind"]
     qname = rel["qname"]
     if kind in ("v", "m"):
@@ -170,7 +181,7 @@ def _relation(rel: Any, columns: list[Any], constraints: list[Any]) -> str:
         if rel["options"]:
             text += " WITH (" + ", ".join(sorted(rel["options"])) + ")"
         text += ";"
-    extras = [f"-- owner: {rel['owner']}"]
+    extras = _owner(rel["owner"], schema_owner)
     if rel["rls"]:
         extras.append(f"ALTER TABLE {qname} ENABLE ROW LEVEL SECURITY;")
     if rel["force_rls"]:
@@ -178,7 +189,17 @@ def _relation(rel: Any, columns: list[Any], constraints: list[Any]) -> str:
     return "\n".join([text, *extras])
 
 
-def _sequence(seq: Any) -> str:
+_TYPE_MAX = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807}
+
+
+def _implied(seq: Any) -> bool:
+    """A column's own sequence with default options: its IDENTITY or ``nextval`` default says it all."""
+    defaults = (1, 1, _TYPE_MAX.get(seq["type"]), 1, 1, False)
+    options = (seq["seqstart"], seq["seqincrement"], seq["seqmax"], seq["seqmin"], seq["seqcache"], seq["seqcycle"])
+    return bool(seq["owned_by"]) and options == defaults
+
+
+def _sequence(seq: Any, schema_owner: str) -> str:
     text = (
         f"CREATE SEQUENCE {seq['qname']} AS {seq['type']} INCREMENT BY {seq['seqincrement']} "
         f"MINVALUE {seq['seqmin']} MAXVALUE {seq['seqmax']} START WITH {seq['seqstart']} CACHE {seq['seqcache']}"
@@ -186,10 +207,10 @@ def _sequence(seq: Any) -> str:
     )
     if seq["owned_by"]:
         text += f" OWNED BY {seq['owned_by']}"
-    return f"{text};\n-- owner: {seq['owner']}"
+    return "\n".join([text + ";", *_owner(seq["owner"], schema_owner)])
 
 
-def _type(t: Any) -> str:
+def _type(t: Any, schema_owner: str) -> str:
     if t["kind"] == "e":
         text = f"CREATE TYPE {t['qname']} AS ENUM ({', '.join(t['labels'])});"
     else:
@@ -199,13 +220,13 @@ def _type(t: Any) -> str:
         if t["notnull"]:
             text += " NOT NULL"
         text += "".join(f"\n    {c}" for c in t["checks"]) + ";"
-    return f"{text}\n-- owner: {t['owner']}"
+    return "\n".join([text, *_owner(t["owner"], schema_owner)])
 
 
-def _function(f: Any) -> str:
+def _function(f: Any, schema_owner: str) -> str:
     aggregate = f["kind"] == "a"
     text = f"-- aggregate {f['qname']}({f['args']})" if aggregate else f["def"].strip().rstrip(";") + ";"
-    return f"{text}\n-- owner: {f['owner']}"
+    return "\n".join([text, *_owner(f["owner"], schema_owner)])
 
 
 def _policy(p: Any, table: str) -> str:
@@ -218,12 +239,30 @@ def _policy(p: Any, table: str) -> str:
     return text + ";"
 
 
-async def dump_schema_on(conn: asyncpg.Connection, schema: str) -> str | None:
+#: Where a snapshot names the shared tables instead of repeating them.
+SHARED_FILE = "shared.sql"
+#: Stands for the schema's name in a shared table's text.
+PLACEHOLDER = "<schema>"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A schema's snapshot: its own objects, and the text of each shared table it has."""
+
+    text: str
+    shared: dict[str, str]
+
+
+async def dump_schema_on(
+    conn: asyncpg.Connection, schema: str, shared: Mapping[str, str] | None = None
+) -> Snapshot | None:
     """The snapshot of ``schema`` using an open admin connection; None when the schema does not exist.
 
-    Runs in a read-only transaction with ``search_path = pg_catalog`` so every name outside
-    ``pg_catalog`` (including the schema's own objects and ``extensions.vector``) is printed
-    schema-qualified, independent of the caller's settings.
+    A table named in ``shared`` whose text (with the schema's name as ``PLACEHOLDER``) equals the given
+    one is listed by name instead of printed: tables that migration kits and the migration ledger create
+    in every schema are written once, in ``schemas/shared.sql``. Runs in a read-only transaction with
+    ``search_path = pg_catalog`` so every name outside ``pg_catalog`` is printed schema-qualified,
+    independent of the caller's settings.
     """
     async with conn.transaction(readonly=True):
         await conn.execute("SET LOCAL search_path = pg_catalog")
@@ -241,6 +280,7 @@ async def dump_schema_on(conn: asyncpg.Connection, schema: str) -> str | None:
         policies = await conn.fetch(_POLICIES, schema)
         types = await conn.fetch(_TYPES, schema)
 
+    owner = head["owner"]
     cols_by_rel: dict[int, list[Any]] = defaultdict(list)
     for col in columns:
         cols_by_rel[col["rel"]].append(col)
@@ -249,22 +289,80 @@ async def dump_schema_on(conn: asyncpg.Connection, schema: str) -> str | None:
         cons_by_rel[con["rel"]].append(con)
     rel_qname = {r["relname"]: r["qname"] for r in relations}
 
+    def table_text(rel: Any) -> str:
+        name = rel["relname"]
+        parts = [_relation(rel, cols_by_rel[rel["oid"]], cons_by_rel[rel["oid"]], owner)]
+        parts += [i["def"] + ";" for i in sorted(indexes, key=lambda i: i["relname"]) if i["table"] == name]
+        parts += [t["def"] + ";" for t in sorted(triggers, key=lambda t: t["tgname"]) if t["relname"] == name]
+        parts += [
+            _policy(p, rel["qname"]) for p in sorted(policies, key=lambda p: p["polname"]) if p["relname"] == name
+        ]
+        return "\n".join(parts)
+
+    prefix = head["name"] + "."
+    wanted = shared or {}
+    texts = {
+        r["relname"]: table_text(r).replace(prefix, PLACEHOLDER + ".") for r in relations if r["relname"] in wanted
+    }
+    listed = sorted(name for name, text in texts.items() if wanted[name] == text)
+    # A shared table a schema extends is shown as the lines it adds to (or drops from) the shared text.
+    changed = sorted(name for name, text in texts.items() if wanted[name] and wanted[name] != text)
+    variants = [_variant(name, texts[name], wanted[name], head["name"]) for name in changed]
+
+    def own(relname: str) -> bool:
+        return relname not in listed and relname not in changed
+
     sections: list[list[str]] = [
-        [f"CREATE SCHEMA {head['name']} AUTHORIZATION {head['owner']};"],
+        [f"CREATE SCHEMA {head['name']} AUTHORIZATION {owner};"],
+        [f"-- shared tables (schemas/{SHARED_FILE} with {PLACEHOLDER} = {head['name']}): {', '.join(listed)}"]
+        if listed
+        else [],
+        variants,
         [f"-- extension {e['extname']}" for e in sorted(extensions, key=lambda e: e["extname"])],
-        [_type(t) for t in sorted(types, key=lambda t: t["typname"])],
-        [_sequence(s) for s in sorted(sequences, key=lambda s: s["relname"])],
+        [_type(t, owner) for t in sorted(types, key=lambda t: t["typname"])],
+        [_sequence(s, owner) for s in sorted(sequences, key=lambda s: s["relname"]) if not _implied(s)],
         [
-            _relation(r, cols_by_rel[r["oid"]], cons_by_rel[r["oid"]])
+            _relation(r, cols_by_rel[r["oid"]], cons_by_rel[r["oid"]], owner)
             for r in sorted(relations, key=lambda r: (r["kind"] in ("v", "m"), r["relname"]))
+            if own(r["relname"])
         ],
-        [i["def"] + ";" for i in sorted(indexes, key=lambda i: i["relname"])],
-        [_function(f) for f in sorted(functions, key=lambda f: (f["proname"], f["args"]))],
-        [t["def"] + ";" for t in sorted(triggers, key=lambda t: (t["relname"], t["tgname"]))],
+        [i["def"] + ";" for i in sorted(indexes, key=lambda i: i["relname"]) if own(i["table"])],
+        [_function(f, owner) for f in sorted(functions, key=lambda f: (f["proname"], f["args"]))],
+        [t["def"] + ";" for t in sorted(triggers, key=lambda t: (t["relname"], t["tgname"])) if own(t["relname"])],
         [
             _policy(p, rel_qname.get(p["relname"], p["relname"]))
             for p in sorted(policies, key=lambda p: (p["relname"], p["polname"]))
+            if own(p["relname"])
         ],
     ]
     blocks = [HEADER] + ["\n\n".join(section) for section in sections if section]
-    return "\n\n".join(blocks) + "\n"
+    return Snapshot("\n\n".join(blocks) + "\n", texts)
+
+
+def _variant(name: str, text: str, shared: str, schema: str) -> str:
+    ours, theirs = (
+        [line.rstrip(",") for line in t.replace(PLACEHOLDER + ".", schema + ".").splitlines()] for t in (text, shared)
+    )
+    added = [line for line in ours if line not in theirs]
+    dropped = [line for line in theirs if line not in ours]
+    lines = [f"-- table {schema}.{name}: as in schemas/{SHARED_FILE}, with these lines added", *added]
+    if dropped:
+        lines += ["-- and these dropped", *dropped]
+    return "\n".join(lines)
+
+
+def render_shared(tables: Mapping[str, str]) -> str:
+    """The text of ``schemas/shared.sql``: each shared table once, in name order."""
+    body = "\n\n".join(f"-- table {name}\n{text}" for name, text in sorted(tables.items()))
+    return (
+        f"{HEADER}\n-- The tables every schema that has them shares; {PLACEHOLDER} stands for the schema.\n\n{body}\n"
+    )
+
+
+def parse_shared(text: str) -> dict[str, str]:
+    """The tables of a ``render_shared`` text, by name."""
+    tables: dict[str, str] = {}
+    for block in text.split("\n\n-- table ")[1:]:
+        name, _, body = block.partition("\n")
+        tables[name] = body.rstrip("\n")
+    return tables

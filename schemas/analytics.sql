@@ -2,14 +2,7 @@
 
 CREATE SCHEMA analytics AUTHORIZATION analytics;
 
-CREATE SEQUENCE analytics.patterns_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY analytics.patterns.id;
--- owner: analytics
-
-CREATE SEQUENCE analytics.predictions_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY analytics.predictions.id;
--- owner: analytics
-
-CREATE SEQUENCE analytics.query_history_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY analytics.query_history.id;
--- owner: analytics
+-- shared tables (schemas/shared.sql with <schema> = analytics): schema_migrations, store_model
 
 CREATE TABLE analytics.charts (
     id text NOT NULL,
@@ -22,7 +15,6 @@ CREATE TABLE analytics.charts (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT charts_pkey PRIMARY KEY (id)
 );
--- owner: analytics
 
 CREATE TABLE analytics.datasets (
     name text NOT NULL,
@@ -45,7 +37,6 @@ CREATE TABLE analytics.datasets (
     CONSTRAINT datasets_pkey PRIMARY KEY (name),
     CONSTRAINT datasets_source_kind_check CHECK ((source_kind = ANY (ARRAY['file'::text, 'postgres'::text])))
 );
--- owner: analytics
 
 CREATE TABLE analytics.patterns (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -66,7 +57,6 @@ CREATE TABLE analytics.patterns (
     CONSTRAINT patterns_pkey PRIMARY KEY (id),
     CONSTRAINT patterns_source_data_fingerprint_kind_columns_key UNIQUE (source, data_fingerprint, kind, columns)
 );
--- owner: analytics
 
 CREATE TABLE analytics.predictions (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -85,7 +75,6 @@ CREATE TABLE analytics.predictions (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT predictions_pkey PRIMARY KEY (id)
 );
--- owner: analytics
 
 CREATE TABLE analytics.query_history (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -98,7 +87,6 @@ CREATE TABLE analytics.query_history (
     at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT query_history_pkey PRIMARY KEY (id)
 );
--- owner: analytics
 
 CREATE TABLE analytics.saved_queries (
     name text NOT NULL,
@@ -109,55 +97,11 @@ CREATE TABLE analytics.saved_queries (
     CONSTRAINT saved_queries_name_check CHECK (((length(name) >= 1) AND (length(name) <= 100))),
     CONSTRAINT saved_queries_pkey PRIMARY KEY (name)
 );
--- owner: analytics
-
-CREATE TABLE analytics.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: analytics
-
-CREATE TABLE analytics.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: analytics
-
-CREATE UNIQUE INDEX charts_pkey ON analytics.charts USING btree (id);
-
-CREATE UNIQUE INDEX datasets_pkey ON analytics.datasets USING btree (name);
 
 CREATE INDEX patterns_embedding_idx ON analytics.patterns USING hnsw (embedding extensions.vector_cosine_ops);
-
-CREATE UNIQUE INDEX patterns_pkey ON analytics.patterns USING btree (id);
-
-CREATE UNIQUE INDEX patterns_source_data_fingerprint_kind_columns_key ON analytics.patterns USING btree (source, data_fingerprint, kind, columns);
 
 CREATE INDEX patterns_tsv_idx ON analytics.patterns USING gin (tsv);
 
 CREATE INDEX predictions_created_idx ON analytics.predictions USING btree (created_at DESC);
 
-CREATE UNIQUE INDEX predictions_pkey ON analytics.predictions USING btree (id);
-
 CREATE INDEX query_history_at_idx ON analytics.query_history USING btree (at DESC);
-
-CREATE UNIQUE INDEX query_history_pkey ON analytics.query_history USING btree (id);
-
-CREATE UNIQUE INDEX saved_queries_pkey ON analytics.saved_queries USING btree (name);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON analytics.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX store_model_pkey ON analytics.store_model USING btree (only_row);

@@ -2,11 +2,7 @@
 
 CREATE SCHEMA code_quality AUTHORIZATION code_quality;
 
-CREATE SEQUENCE code_quality.findings_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY code_quality.findings.id;
--- owner: code_quality
-
-CREATE SEQUENCE code_quality.projects_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY code_quality.projects.id;
--- owner: code_quality
+-- shared tables (schemas/shared.sql with <schema> = code_quality): jobs, schema_migrations, store_model
 
 CREATE TABLE code_quality.baselines (
     project_id bigint NOT NULL,
@@ -18,7 +14,6 @@ CREATE TABLE code_quality.baselines (
     CONSTRAINT baselines_project_id_fkey FOREIGN KEY (project_id) REFERENCES code_quality.projects(id) ON DELETE CASCADE,
     CONSTRAINT baselines_run_id_fkey FOREIGN KEY (run_id) REFERENCES code_quality.runs(id) ON DELETE CASCADE
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.file_metrics (
     run_id uuid NOT NULL,
@@ -32,7 +27,6 @@ CREATE TABLE code_quality.file_metrics (
     CONSTRAINT file_metrics_pkey PRIMARY KEY (run_id, path),
     CONSTRAINT file_metrics_run_id_fkey FOREIGN KEY (run_id) REFERENCES code_quality.runs(id) ON DELETE CASCADE
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.finding_status (
     project_id bigint NOT NULL,
@@ -45,7 +39,6 @@ CREATE TABLE code_quality.finding_status (
     CONSTRAINT finding_status_project_id_fkey FOREIGN KEY (project_id) REFERENCES code_quality.projects(id) ON DELETE CASCADE,
     CONSTRAINT finding_status_status_check CHECK ((status = ANY (ARRAY['open'::text, 'accepted'::text, 'false_positive'::text, 'fixed'::text])))
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.finding_texts (
     project_id bigint NOT NULL,
@@ -57,7 +50,6 @@ CREATE TABLE code_quality.finding_texts (
     CONSTRAINT finding_texts_pkey PRIMARY KEY (project_id, fingerprint),
     CONSTRAINT finding_texts_project_id_fkey FOREIGN KEY (project_id) REFERENCES code_quality.projects(id) ON DELETE CASCADE
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.findings (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -81,35 +73,6 @@ CREATE TABLE code_quality.findings (
     CONSTRAINT findings_run_id_fkey FOREIGN KEY (run_id) REFERENCES code_quality.runs(id) ON DELETE CASCADE,
     CONSTRAINT findings_severity_check CHECK ((severity = ANY (ARRAY['high'::text, 'medium'::text, 'low'::text, 'info'::text])))
 );
--- owner: code_quality
-
-CREATE TABLE code_quality.jobs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    done bigint DEFAULT 0 NOT NULL,
-    total bigint,
-    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    errors_total integer DEFAULT 0 NOT NULL,
-    state jsonb DEFAULT '{}'::jsonb NOT NULL,
-    message text,
-    attempts integer DEFAULT 1 NOT NULL,
-    owner text,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
-    CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
-    CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text])))
-);
--- owner: code_quality
 
 CREATE TABLE code_quality.projects (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -121,7 +84,6 @@ CREATE TABLE code_quality.projects (
     CONSTRAINT projects_root_check CHECK (((length(root) >= 1) AND (length(root) <= 4096))),
     CONSTRAINT projects_root_key UNIQUE (root)
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.result_cache (
     analyzer text NOT NULL,
@@ -132,7 +94,6 @@ CREATE TABLE code_quality.result_cache (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT result_cache_pkey PRIMARY KEY (analyzer, version, config_hash, content_hash)
 );
--- owner: code_quality
 
 CREATE TABLE code_quality.runs (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -162,73 +123,13 @@ CREATE TABLE code_quality.runs (
     CONSTRAINT runs_project_id_seq_key UNIQUE (project_id, seq),
     CONSTRAINT runs_skipped_check CHECK ((jsonb_typeof(skipped) = 'array'::text))
 );
--- owner: code_quality
-
-CREATE TABLE code_quality.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: code_quality
-
-CREATE TABLE code_quality.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: code_quality
-
-CREATE UNIQUE INDEX baselines_pkey ON code_quality.baselines USING btree (project_id, name);
-
-CREATE UNIQUE INDEX file_metrics_pkey ON code_quality.file_metrics USING btree (run_id, path);
-
-CREATE UNIQUE INDEX finding_status_pkey ON code_quality.finding_status USING btree (project_id, fingerprint);
 
 CREATE INDEX finding_texts_embedding_idx ON code_quality.finding_texts USING hnsw (embedding extensions.vector_cosine_ops);
-
-CREATE UNIQUE INDEX finding_texts_pkey ON code_quality.finding_texts USING btree (project_id, fingerprint);
 
 CREATE INDEX finding_texts_search_idx ON code_quality.finding_texts USING gin (search);
 
 CREATE INDEX findings_fingerprint_idx ON code_quality.findings USING btree (fingerprint);
 
-CREATE UNIQUE INDEX findings_pkey ON code_quality.findings USING btree (id);
-
-CREATE UNIQUE INDEX findings_run_id_fingerprint_key ON code_quality.findings USING btree (run_id, fingerprint);
-
-CREATE INDEX jobs_created_idx ON code_quality.jobs USING btree (kind, created_at DESC);
-
-CREATE UNIQUE INDEX jobs_live_idx ON code_quality.jobs USING btree (kind, key) WHERE (status = 'running'::text);
-
-CREATE UNIQUE INDEX jobs_pkey ON code_quality.jobs USING btree (id);
-
-CREATE INDEX jobs_status_idx ON code_quality.jobs USING btree (status, heartbeat_at);
-
-CREATE UNIQUE INDEX projects_pkey ON code_quality.projects USING btree (id);
-
-CREATE UNIQUE INDEX projects_root_key ON code_quality.projects USING btree (root);
-
 CREATE INDEX result_cache_created_idx ON code_quality.result_cache USING btree (created_at);
 
-CREATE UNIQUE INDEX result_cache_pkey ON code_quality.result_cache USING btree (analyzer, version, config_hash, content_hash);
-
 CREATE UNIQUE INDEX runs_job_idx ON code_quality.runs USING btree (job_id) WHERE (job_id IS NOT NULL);
-
-CREATE UNIQUE INDEX runs_pkey ON code_quality.runs USING btree (id);
-
-CREATE UNIQUE INDEX runs_project_id_seq_key ON code_quality.runs USING btree (project_id, seq);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON code_quality.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX store_model_pkey ON code_quality.store_model USING btree (only_row);

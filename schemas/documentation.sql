@@ -2,26 +2,12 @@
 
 CREATE SCHEMA documentation AUTHORIZATION documentation;
 
-CREATE SEQUENCE documentation.chunks_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.chunks.id;
--- owner: documentation
+-- shared tables (schemas/shared.sql with <schema> = documentation): schema_migrations, store_model
 
-CREATE SEQUENCE documentation.documents_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.documents.id;
--- owner: documentation
-
-CREATE SEQUENCE documentation.endpoints_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.endpoints.id;
--- owner: documentation
-
-CREATE SEQUENCE documentation.generated_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.generated.id;
--- owner: documentation
-
-CREATE SEQUENCE documentation.projects_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.projects.id;
--- owner: documentation
-
-CREATE SEQUENCE documentation.specs_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.specs.id;
--- owner: documentation
-
-CREATE SEQUENCE documentation.versions_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY documentation.versions.id;
--- owner: documentation
+-- table documentation.jobs: as in schemas/shared.sql, with these lines added
+    version_id bigint GENERATED ALWAYS AS (((params ->> 'version_id'::text))::bigint) STORED
+    CONSTRAINT jobs_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
+CREATE INDEX jobs_version_idx ON documentation.jobs USING btree (version_id);
 
 CREATE TABLE documentation.chunks (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -43,7 +29,6 @@ CREATE TABLE documentation.chunks (
     CONSTRAINT chunks_pkey PRIMARY KEY (id),
     CONSTRAINT chunks_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
 );
--- owner: documentation
 
 CREATE TABLE documentation.documents (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -67,7 +52,6 @@ CREATE TABLE documentation.documents (
     CONSTRAINT documents_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE,
     CONSTRAINT documents_version_id_path_key UNIQUE (version_id, path)
 );
--- owner: documentation
 
 CREATE TABLE documentation.endpoints (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -92,7 +76,6 @@ CREATE TABLE documentation.endpoints (
     CONSTRAINT endpoints_spec_id_method_path_key UNIQUE (spec_id, method, path),
     CONSTRAINT endpoints_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
 );
--- owner: documentation
 
 CREATE TABLE documentation.generated (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -109,37 +92,6 @@ CREATE TABLE documentation.generated (
     CONSTRAINT generated_spec_id_fkey FOREIGN KEY (spec_id) REFERENCES documentation.specs(id) ON DELETE SET NULL,
     CONSTRAINT generated_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
 );
--- owner: documentation
-
-CREATE TABLE documentation.jobs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    done bigint DEFAULT 0 NOT NULL,
-    total bigint,
-    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    errors_total integer DEFAULT 0 NOT NULL,
-    state jsonb DEFAULT '{}'::jsonb NOT NULL,
-    message text,
-    attempts integer DEFAULT 1 NOT NULL,
-    owner text,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    version_id bigint GENERATED ALWAYS AS (((params ->> 'version_id'::text))::bigint) STORED,
-    CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
-    CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
-    CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text]))),
-    CONSTRAINT jobs_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE
-);
--- owner: documentation
 
 CREATE TABLE documentation.projects (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -150,18 +102,6 @@ CREATE TABLE documentation.projects (
     CONSTRAINT projects_name_key UNIQUE (name),
     CONSTRAINT projects_pkey PRIMARY KEY (id)
 );
--- owner: documentation
-
-CREATE TABLE documentation.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: documentation
 
 CREATE TABLE documentation.specs (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -176,21 +116,6 @@ CREATE TABLE documentation.specs (
     CONSTRAINT specs_version_id_fkey FOREIGN KEY (version_id) REFERENCES documentation.versions(id) ON DELETE CASCADE,
     CONSTRAINT specs_version_id_key UNIQUE (version_id)
 );
--- owner: documentation
-
-CREATE TABLE documentation.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: documentation
 
 CREATE TABLE documentation.versions (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -204,60 +129,17 @@ CREATE TABLE documentation.versions (
     CONSTRAINT versions_project_id_version_key UNIQUE (project_id, version),
     CONSTRAINT versions_version_check CHECK ((version ~ '^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$'::text))
 );
--- owner: documentation
-
-CREATE UNIQUE INDEX chunks_document_id_ordinal_key ON documentation.chunks USING btree (document_id, ordinal);
 
 CREATE INDEX chunks_embedding_idx ON documentation.chunks USING hnsw (embedding extensions.vector_cosine_ops);
-
-CREATE UNIQUE INDEX chunks_pkey ON documentation.chunks USING btree (id);
 
 CREATE INDEX chunks_tsv_idx ON documentation.chunks USING gin (tsv);
 
 CREATE INDEX chunks_version_idx ON documentation.chunks USING btree (version_id, embedding_model);
 
-CREATE UNIQUE INDEX documents_pkey ON documentation.documents USING btree (id);
-
 CREATE INDEX documents_root_idx ON documentation.documents USING btree (version_id, root) WHERE (root IS NOT NULL);
 
-CREATE UNIQUE INDEX documents_version_id_path_key ON documentation.documents USING btree (version_id, path);
-
 CREATE INDEX endpoints_embedding_idx ON documentation.endpoints USING hnsw (embedding extensions.vector_cosine_ops);
-
-CREATE UNIQUE INDEX endpoints_pkey ON documentation.endpoints USING btree (id);
-
-CREATE UNIQUE INDEX endpoints_spec_id_method_path_key ON documentation.endpoints USING btree (spec_id, method, path);
 
 CREATE INDEX endpoints_tags_idx ON documentation.endpoints USING gin (tags);
 
 CREATE INDEX endpoints_tsv_idx ON documentation.endpoints USING gin (tsv);
-
-CREATE UNIQUE INDEX generated_document_id_key ON documentation.generated USING btree (document_id);
-
-CREATE UNIQUE INDEX generated_pkey ON documentation.generated USING btree (id);
-
-CREATE INDEX jobs_created_idx ON documentation.jobs USING btree (kind, created_at DESC);
-
-CREATE UNIQUE INDEX jobs_live_idx ON documentation.jobs USING btree (kind, key) WHERE (status = 'running'::text);
-
-CREATE UNIQUE INDEX jobs_pkey ON documentation.jobs USING btree (id);
-
-CREATE INDEX jobs_status_idx ON documentation.jobs USING btree (status, heartbeat_at);
-
-CREATE INDEX jobs_version_idx ON documentation.jobs USING btree (version_id);
-
-CREATE UNIQUE INDEX projects_name_key ON documentation.projects USING btree (name);
-
-CREATE UNIQUE INDEX projects_pkey ON documentation.projects USING btree (id);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON documentation.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX specs_pkey ON documentation.specs USING btree (id);
-
-CREATE UNIQUE INDEX specs_version_id_key ON documentation.specs USING btree (version_id);
-
-CREATE UNIQUE INDEX store_model_pkey ON documentation.store_model USING btree (only_row);
-
-CREATE UNIQUE INDEX versions_pkey ON documentation.versions USING btree (id);
-
-CREATE UNIQUE INDEX versions_project_id_version_key ON documentation.versions USING btree (project_id, version);

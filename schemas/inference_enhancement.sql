@@ -2,14 +2,7 @@
 
 CREATE SCHEMA inference_enhancement AUTHORIZATION inference_enhancement;
 
-CREATE SEQUENCE inference_enhancement.entities_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY inference_enhancement.entities.id;
--- owner: inference_enhancement
-
-CREATE SEQUENCE inference_enhancement.observations_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY inference_enhancement.observations.id;
--- owner: inference_enhancement
-
-CREATE SEQUENCE inference_enhancement.relations_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY inference_enhancement.relations.id;
--- owner: inference_enhancement
+-- shared tables (schemas/shared.sql with <schema> = inference_enhancement): schema_migrations, store_model
 
 CREATE TABLE inference_enhancement.entities (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -30,7 +23,6 @@ CREATE TABLE inference_enhancement.entities (
     CONSTRAINT entities_name_key UNIQUE (name),
     CONSTRAINT entities_pkey PRIMARY KEY (id)
 ) WITH (toast_tuple_target=8160);
--- owner: inference_enhancement
 
 CREATE TABLE inference_enhancement.mirror_files (
     path text NOT NULL,
@@ -40,7 +32,6 @@ CREATE TABLE inference_enhancement.mirror_files (
     CONSTRAINT mirror_files_pkey PRIMARY KEY (path),
     CONSTRAINT mirror_files_sha256_check CHECK ((length(sha256) = 64))
 );
--- owner: inference_enhancement
 
 CREATE TABLE inference_enhancement.observations (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -55,7 +46,6 @@ CREATE TABLE inference_enhancement.observations (
     CONSTRAINT observations_entity_id_fkey FOREIGN KEY (entity_id) REFERENCES inference_enhancement.entities(id) ON DELETE CASCADE,
     CONSTRAINT observations_pkey PRIMARY KEY (id)
 );
--- owner: inference_enhancement
 
 CREATE TABLE inference_enhancement.relations (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -77,52 +67,18 @@ CREATE TABLE inference_enhancement.relations (
     CONSTRAINT relations_relation_type_check CHECK (((length(relation_type) >= 1) AND (length(relation_type) <= 200))),
     CONSTRAINT relations_to_id_fkey FOREIGN KEY (to_id) REFERENCES inference_enhancement.entities(id) ON DELETE CASCADE
 );
--- owner: inference_enhancement
-
-CREATE TABLE inference_enhancement.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: inference_enhancement
-
-CREATE TABLE inference_enhancement.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: inference_enhancement
 
 CREATE INDEX entities_embedding_idx ON inference_enhancement.entities USING hnsw (embedding extensions.vector_cosine_ops);
 
 CREATE INDEX entities_grams_idx ON inference_enhancement.entities USING gin (grams) WITH (gin_pending_list_limit='1024');
 
-CREATE UNIQUE INDEX entities_name_key ON inference_enhancement.entities USING btree (name);
-
-CREATE UNIQUE INDEX entities_pkey ON inference_enhancement.entities USING btree (id);
-
 CREATE INDEX entities_stale_idx ON inference_enhancement.entities USING btree (id) WHERE (embedded_version < version);
 
 CREATE INDEX entities_tsv_idx ON inference_enhancement.entities USING gin (tsv) WITH (gin_pending_list_limit='1024');
 
-CREATE UNIQUE INDEX mirror_files_pkey ON inference_enhancement.mirror_files USING btree (path);
-
 CREATE INDEX observations_entity_idx ON inference_enhancement.observations USING btree (entity_id, id);
 
 CREATE INDEX observations_grams_idx ON inference_enhancement.observations USING gin (grams) WITH (gin_pending_list_limit='1024');
-
-CREATE UNIQUE INDEX observations_pkey ON inference_enhancement.observations USING btree (id);
 
 CREATE INDEX observations_tsv_idx ON inference_enhancement.observations USING gin (tsv) WITH (gin_pending_list_limit='1024');
 
@@ -132,14 +88,4 @@ CREATE INDEX relations_dangling_from_idx ON inference_enhancement.relations USIN
 
 CREATE INDEX relations_dangling_to_idx ON inference_enhancement.relations USING btree (to_name) WHERE (to_id IS NULL);
 
-CREATE UNIQUE INDEX relations_from_id_to_id_relation_type_key ON inference_enhancement.relations USING btree (from_id, to_id, relation_type);
-
-CREATE UNIQUE INDEX relations_names_key ON inference_enhancement.relations USING btree (from_name, to_name, relation_type);
-
-CREATE UNIQUE INDEX relations_pkey ON inference_enhancement.relations USING btree (id);
-
 CREATE INDEX relations_to_idx ON inference_enhancement.relations USING btree (to_id);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON inference_enhancement.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX store_model_pkey ON inference_enhancement.store_model USING btree (only_row);

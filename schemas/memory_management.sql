@@ -2,8 +2,7 @@
 
 CREATE SCHEMA memory_management AUTHORIZATION memory_management;
 
-CREATE SEQUENCE memory_management.memory_history_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY memory_management.memory_history.id;
--- owner: memory_management
+-- shared tables (schemas/shared.sql with <schema> = memory_management): schema_migrations, store_model
 
 CREATE TABLE memory_management.memories (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -41,7 +40,6 @@ CREATE TABLE memory_management.memories (
     CONSTRAINT memories_state_check CHECK ((state = ANY (ARRAY['active'::text, 'archived'::text]))),
     CONSTRAINT memories_workspace_check CHECK ((workspace ~ '^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$'::text))
 ) WITH (fillfactor=80, toast_tuple_target=8160);
--- owner: memory_management
 
 CREATE TABLE memory_management.memory_history (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -59,32 +57,6 @@ CREATE TABLE memory_management.memory_history (
     CONSTRAINT memory_history_memory_id_fkey FOREIGN KEY (memory_id) REFERENCES memory_management.memories(id) ON DELETE CASCADE,
     CONSTRAINT memory_history_pkey PRIMARY KEY (id)
 );
--- owner: memory_management
-
-CREATE TABLE memory_management.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: memory_management
-
-CREATE TABLE memory_management.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: memory_management
 
 CREATE UNIQUE INDEX memories_dedupe_idx ON memory_management.memories USING btree (workspace, content_hash) WHERE (state = 'active'::text);
 
@@ -98,8 +70,6 @@ CREATE INDEX memories_model_idx ON memory_management.memories USING btree (embed
 
 CREATE INDEX memories_parent_idx ON memory_management.memories USING btree (parent_id) WHERE (parent_id IS NOT NULL);
 
-CREATE UNIQUE INDEX memories_pkey ON memory_management.memories USING btree (id);
-
 CREATE INDEX memories_tags_idx ON memory_management.memories USING gin (tags);
 
 CREATE INDEX memories_tsv_idx ON memory_management.memories USING gin (tsv);
@@ -107,9 +77,3 @@ CREATE INDEX memories_tsv_idx ON memory_management.memories USING gin (tsv);
 CREATE INDEX memories_unindexed_idx ON memory_management.memories USING btree (created_at) WHERE (NOT indexed);
 
 CREATE INDEX memory_history_memory_idx ON memory_management.memory_history USING btree (memory_id, id);
-
-CREATE UNIQUE INDEX memory_history_pkey ON memory_management.memory_history USING btree (id);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON memory_management.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX store_model_pkey ON memory_management.store_model USING btree (only_row);

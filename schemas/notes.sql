@@ -2,6 +2,8 @@
 
 CREATE SCHEMA notes AUTHORIZATION notes;
 
+-- shared tables (schemas/shared.sql with <schema> = notes): schema_migrations
+
 CREATE TABLE notes.notes (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     title text NOT NULL,
@@ -14,23 +16,5 @@ CREATE TABLE notes.notes (
     CONSTRAINT notes_title_check CHECK (((length(title) >= 1) AND (length(title) <= 200))),
     CONSTRAINT notes_title_key UNIQUE (title)
 );
--- owner: notes
-
-CREATE TABLE notes.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: notes
-
-CREATE UNIQUE INDEX notes_pkey ON notes.notes USING btree (id);
 
 CREATE INDEX notes_search_idx ON notes.notes USING gin (search);
-
-CREATE UNIQUE INDEX notes_title_key ON notes.notes USING btree (title);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON notes.schema_migrations USING btree (version);

@@ -2,20 +2,7 @@
 
 CREATE SCHEMA ui_testing AUTHORIZATION ui_testing;
 
-CREATE SEQUENCE ui_testing.audits_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY ui_testing.audits.id;
--- owner: ui_testing
-
-CREATE SEQUENCE ui_testing.baselines_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY ui_testing.baselines.id;
--- owner: ui_testing
-
-CREATE SEQUENCE ui_testing.captures_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY ui_testing.captures.id;
--- owner: ui_testing
-
-CREATE SEQUENCE ui_testing.checks_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY ui_testing.checks.id;
--- owner: ui_testing
-
-CREATE SEQUENCE ui_testing.runs_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY ui_testing.runs.id;
--- owner: ui_testing
+-- shared tables (schemas/shared.sql with <schema> = ui_testing): jobs, schema_migrations
 
 CREATE TABLE ui_testing.audit_baselines (
     page_key text NOT NULL,
@@ -24,7 +11,6 @@ CREATE TABLE ui_testing.audit_baselines (
     CONSTRAINT audit_baselines_audit_id_fkey FOREIGN KEY (audit_id) REFERENCES ui_testing.audits(id) ON DELETE CASCADE,
     CONSTRAINT audit_baselines_pkey PRIMARY KEY (page_key)
 );
--- owner: ui_testing
 
 CREATE TABLE ui_testing.audits (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -43,7 +29,6 @@ CREATE TABLE ui_testing.audits (
     CONSTRAINT audits_pkey PRIMARY KEY (id),
     CONSTRAINT audits_run_id_fkey FOREIGN KEY (run_id) REFERENCES ui_testing.runs(id) ON DELETE SET NULL
 );
--- owner: ui_testing
 
 CREATE TABLE ui_testing.baselines (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -58,7 +43,6 @@ CREATE TABLE ui_testing.baselines (
     CONSTRAINT baselines_capture_id_fkey FOREIGN KEY (capture_id) REFERENCES ui_testing.captures(id) ON DELETE CASCADE,
     CONSTRAINT baselines_pkey PRIMARY KEY (id)
 );
--- owner: ui_testing
 
 CREATE TABLE ui_testing.captures (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -83,7 +67,6 @@ CREATE TABLE ui_testing.captures (
     CONSTRAINT captures_run_id_fkey FOREIGN KEY (run_id) REFERENCES ui_testing.runs(id) ON DELETE SET NULL,
     CONSTRAINT captures_sha256_check CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text))
 );
--- owner: ui_testing
 
 CREATE TABLE ui_testing.checks (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -96,35 +79,6 @@ CREATE TABLE ui_testing.checks (
     CONSTRAINT checks_pkey PRIMARY KEY (id),
     CONSTRAINT checks_scenario_check CHECK ((jsonb_typeof(scenario) = 'object'::text))
 );
--- owner: ui_testing
-
-CREATE TABLE ui_testing.jobs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    done bigint DEFAULT 0 NOT NULL,
-    total bigint,
-    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    errors_total integer DEFAULT 0 NOT NULL,
-    state jsonb DEFAULT '{}'::jsonb NOT NULL,
-    message text,
-    attempts integer DEFAULT 1 NOT NULL,
-    owner text,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
-    CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
-    CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text])))
-);
--- owner: ui_testing
 
 CREATE TABLE ui_testing.runs (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -146,18 +100,6 @@ CREATE TABLE ui_testing.runs (
     CONSTRAINT runs_pkey PRIMARY KEY (id),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'passed'::text, 'failed'::text, 'error'::text, 'interrupted'::text, 'cancelled'::text])))
 );
--- owner: ui_testing
-
-CREATE TABLE ui_testing.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: ui_testing
 
 CREATE TABLE ui_testing.violations (
     audit_id bigint NOT NULL,
@@ -170,46 +112,19 @@ CREATE TABLE ui_testing.violations (
     CONSTRAINT violations_audit_id_fkey FOREIGN KEY (audit_id) REFERENCES ui_testing.audits(id) ON DELETE CASCADE,
     CONSTRAINT violations_pkey PRIMARY KEY (audit_id, rule)
 );
--- owner: ui_testing
-
-CREATE UNIQUE INDEX audit_baselines_pkey ON ui_testing.audit_baselines USING btree (page_key);
 
 CREATE INDEX audits_key_idx ON ui_testing.audits USING btree (page_key, id DESC);
-
-CREATE UNIQUE INDEX audits_pkey ON ui_testing.audits USING btree (id);
 
 CREATE UNIQUE INDEX baselines_current_idx ON ui_testing.baselines USING btree (page_key, viewport, browser) WHERE is_current;
 
 CREATE INDEX baselines_history_idx ON ui_testing.baselines USING btree (page_key, viewport, browser, id DESC);
 
-CREATE UNIQUE INDEX baselines_pkey ON ui_testing.baselines USING btree (id);
-
 CREATE INDEX captures_key_idx ON ui_testing.captures USING btree (page_key, viewport, browser, id DESC);
 
-CREATE UNIQUE INDEX captures_pkey ON ui_testing.captures USING btree (id);
-
 CREATE INDEX captures_run_idx ON ui_testing.captures USING btree (run_id) WHERE (run_id IS NOT NULL);
-
-CREATE UNIQUE INDEX checks_name_key ON ui_testing.checks USING btree (name);
-
-CREATE UNIQUE INDEX checks_pkey ON ui_testing.checks USING btree (id);
-
-CREATE INDEX jobs_created_idx ON ui_testing.jobs USING btree (kind, created_at DESC);
-
-CREATE UNIQUE INDEX jobs_live_idx ON ui_testing.jobs USING btree (kind, key) WHERE (status = 'running'::text);
-
-CREATE UNIQUE INDEX jobs_pkey ON ui_testing.jobs USING btree (id);
-
-CREATE INDEX jobs_status_idx ON ui_testing.jobs USING btree (status, heartbeat_at);
 
 CREATE INDEX runs_check_idx ON ui_testing.runs USING btree (check_id, id DESC);
 
 CREATE INDEX runs_created_idx ON ui_testing.runs USING btree (created_at DESC, id DESC);
 
 CREATE INDEX runs_key_idx ON ui_testing.runs USING btree (page_key, kind, id DESC);
-
-CREATE UNIQUE INDEX runs_pkey ON ui_testing.runs USING btree (id);
-
-CREATE UNIQUE INDEX schema_migrations_pkey ON ui_testing.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX violations_pkey ON ui_testing.violations USING btree (audit_id, rule);

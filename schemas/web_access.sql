@@ -2,23 +2,7 @@
 
 CREATE SCHEMA web_access AUTHORIZATION web_access;
 
-CREATE SEQUENCE web_access.crawl_pages_seq_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.crawl_pages.seq;
--- owner: web_access
-
-CREATE SEQUENCE web_access.pages_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.pages.id;
--- owner: web_access
-
-CREATE SEQUENCE web_access.requests_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.requests.id;
--- owner: web_access
-
-CREATE SEQUENCE web_access.screenshots_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.screenshots.id;
--- owner: web_access
-
-CREATE SEQUENCE web_access.search_results_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.search_results.id;
--- owner: web_access
-
-CREATE SEQUENCE web_access.searches_id_seq AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 OWNED BY web_access.searches.id;
--- owner: web_access
+-- shared tables (schemas/shared.sql with <schema> = web_access): jobs, schema_migrations, store_model
 
 CREATE TABLE web_access.bodies (
     sha256 text NOT NULL,
@@ -29,7 +13,6 @@ CREATE TABLE web_access.bodies (
     CONSTRAINT bodies_sha256_check CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT bodies_size_check CHECK ((size >= 0))
 );
--- owner: web_access
 
 CREATE TABLE web_access.crawl_pages (
     job_id uuid NOT NULL,
@@ -48,7 +31,6 @@ CREATE TABLE web_access.crawl_pages (
     CONSTRAINT crawl_pages_pkey PRIMARY KEY (job_id, url),
     CONSTRAINT crawl_pages_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'fetched'::text, 'skipped'::text, 'failed'::text])))
 );
--- owner: web_access
 
 CREATE TABLE web_access.documents (
     body_sha256 text NOT NULL,
@@ -67,35 +49,6 @@ CREATE TABLE web_access.documents (
     CONSTRAINT documents_notes_check CHECK ((jsonb_typeof(notes) = 'array'::text)),
     CONSTRAINT documents_pkey PRIMARY KEY (body_sha256, mode)
 );
--- owner: web_access
-
-CREATE TABLE web_access.jobs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    done bigint DEFAULT 0 NOT NULL,
-    total bigint,
-    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    errors_total integer DEFAULT 0 NOT NULL,
-    state jsonb DEFAULT '{}'::jsonb NOT NULL,
-    message text,
-    attempts integer DEFAULT 1 NOT NULL,
-    owner text,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
-    CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
-    CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text])))
-);
--- owner: web_access
 
 CREATE TABLE web_access.pages (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -120,7 +73,6 @@ CREATE TABLE web_access.pages (
     CONSTRAINT pages_rendered_sha256_fkey FOREIGN KEY (rendered_sha256) REFERENCES web_access.bodies(sha256),
     CONSTRAINT pages_url_key UNIQUE (url)
 );
--- owner: web_access
 
 CREATE TABLE web_access.requests (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -136,18 +88,6 @@ CREATE TABLE web_access.requests (
     CONSTRAINT requests_outcome_check CHECK ((outcome = ANY (ARRAY['network'::text, 'revalidated'::text, 'cache'::text, 'error'::text, 'refused'::text]))),
     CONSTRAINT requests_pkey PRIMARY KEY (id)
 );
--- owner: web_access
-
-CREATE TABLE web_access.schema_migrations (
-    version integer NOT NULL,
-    description text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL,
-    execution_ms integer NOT NULL,
-    success boolean NOT NULL,
-    CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
-);
--- owner: web_access
 
 CREATE TABLE web_access.screenshots (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -163,7 +103,6 @@ CREATE TABLE web_access.screenshots (
     CONSTRAINT screenshots_pkey PRIMARY KEY (id),
     CONSTRAINT screenshots_sha256_check CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text))
 );
--- owner: web_access
 
 CREATE TABLE web_access.search_results (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -177,7 +116,6 @@ CREATE TABLE web_access.search_results (
     CONSTRAINT search_results_search_id_fkey FOREIGN KEY (search_id) REFERENCES web_access.searches(id) ON DELETE CASCADE,
     CONSTRAINT search_results_search_id_rank_key UNIQUE (search_id, rank)
 );
--- owner: web_access
 
 CREATE TABLE web_access.searches (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -193,66 +131,19 @@ CREATE TABLE web_access.searches (
     CONSTRAINT searches_pkey PRIMARY KEY (id),
     CONSTRAINT searches_query_check CHECK (((length(query) >= 1) AND (length(query) <= 2000)))
 );
--- owner: web_access
-
-CREATE TABLE web_access.store_model (
-    only_row boolean DEFAULT true NOT NULL,
-    model text NOT NULL,
-    target_model text,
-    switch_started_at timestamp with time zone,
-    switch_done bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT store_model_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
-    CONSTRAINT store_model_only_row_check CHECK (only_row),
-    CONSTRAINT store_model_pkey PRIMARY KEY (only_row),
-    CONSTRAINT store_model_target_model_check CHECK (((length(target_model) >= 1) AND (length(target_model) <= 200)))
-);
--- owner: web_access
-
-CREATE UNIQUE INDEX bodies_pkey ON web_access.bodies USING btree (sha256);
-
-CREATE UNIQUE INDEX crawl_pages_pkey ON web_access.crawl_pages USING btree (job_id, url);
 
 CREATE INDEX crawl_pages_queue_idx ON web_access.crawl_pages USING btree (job_id, state, seq);
 
-CREATE UNIQUE INDEX documents_pkey ON web_access.documents USING btree (body_sha256, mode);
-
-CREATE INDEX jobs_created_idx ON web_access.jobs USING btree (kind, created_at DESC);
-
-CREATE UNIQUE INDEX jobs_live_idx ON web_access.jobs USING btree (kind, key) WHERE (status = 'running'::text);
-
-CREATE UNIQUE INDEX jobs_pkey ON web_access.jobs USING btree (id);
-
-CREATE INDEX jobs_status_idx ON web_access.jobs USING btree (status, heartbeat_at);
-
 CREATE INDEX pages_body_idx ON web_access.pages USING btree (body_sha256);
-
-CREATE UNIQUE INDEX pages_pkey ON web_access.pages USING btree (id);
-
-CREATE UNIQUE INDEX pages_url_key ON web_access.pages USING btree (url);
 
 CREATE INDEX requests_at_idx ON web_access.requests USING btree (at);
 
-CREATE UNIQUE INDEX requests_pkey ON web_access.requests USING btree (id);
-
 CREATE INDEX requests_provider_at_idx ON web_access.requests USING btree (provider, at);
 
-CREATE UNIQUE INDEX schema_migrations_pkey ON web_access.schema_migrations USING btree (version);
-
-CREATE UNIQUE INDEX screenshots_pkey ON web_access.screenshots USING btree (id);
-
 CREATE INDEX screenshots_sha_idx ON web_access.screenshots USING btree (sha256);
-
-CREATE UNIQUE INDEX search_results_pkey ON web_access.search_results USING btree (id);
-
-CREATE UNIQUE INDEX search_results_search_id_rank_key ON web_access.search_results USING btree (search_id, rank);
 
 CREATE INDEX searches_created_idx ON web_access.searches USING btree (created_at DESC, id DESC);
 
 CREATE INDEX searches_embedding_idx ON web_access.searches USING hnsw (embedding extensions.vector_cosine_ops);
 
-CREATE UNIQUE INDEX searches_pkey ON web_access.searches USING btree (id);
-
 CREATE INDEX searches_tsv_idx ON web_access.searches USING gin (tsv);
-
-CREATE UNIQUE INDEX store_model_pkey ON web_access.store_model USING btree (only_row);

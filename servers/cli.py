@@ -93,7 +93,8 @@ async def _migrate(args: argparse.Namespace) -> int:
         await migrate.repair(url, args.server, args.to)
         _out(f"{args.server}: version {args.to} is no longer marked dirty")
     elif action == "snapshot":
-        written = await migrate.write_snapshots(url, _targets(args.server))
+        # Shared tables are printed as most schemas have them, so every schema is rendered together.
+        written = await migrate.write_snapshots(url, registry.names())
         for path in written.values():
             _out(f"wrote {path}")
     return 0

@@ -89,3 +89,41 @@ CREATE INDEX relations_dangling_from_idx ON inference_enhancement.relations USIN
 CREATE INDEX relations_dangling_to_idx ON inference_enhancement.relations USING btree (to_name) WHERE (to_id IS NULL);
 
 CREATE INDEX relations_to_idx ON inference_enhancement.relations USING btree (to_id);
+
+CREATE OR REPLACE FUNCTION inference_enhancement.create_entities(lock_class integer, locked text[], names text[], types text[], lcs text[], vectors text[], model text, source text, obs_names text[], obs text[], obs_lcs text[], grams text[], obs_grams text[], sep text, dangling_class integer)
+ RETURNS SETOF text
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    key int;
+    made text[];
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(dangling_class, 0);
+    FOR key IN SELECT DISTINCT hashtext(x) FROM unnest(locked) AS x ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(lock_class, key);
+    END LOOP;
+    WITH ins AS (
+        INSERT INTO inference_enhancement.entities
+            (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
+        SELECT u.n, u.t, u.l, string_to_array(u.g, sep), u.v::extensions.vector,
+               CASE WHEN u.v IS NULL THEN NULL ELSE model END, CASE WHEN u.v IS NULL THEN 0 ELSE 1 END, source
+        FROM unnest(names, types, lcs, grams, vectors) WITH ORDINALITY AS u(n, t, l, g, v, ord)
+        ORDER BY u.ord
+        ON CONFLICT (name) DO NOTHING
+        RETURNING id, name
+    ), kept AS (
+        INSERT INTO inference_enhancement.observations (entity_id, content, lc, grams, source)
+        SELECT ins.id, o.c, o.l, string_to_array(o.g, sep), source
+        FROM ins JOIN unnest(obs_names, obs, obs_lcs, obs_grams) WITH ORDINALITY AS o(n, c, l, g, ord)
+             ON o.n = ins.name
+        ORDER BY o.ord
+        ON CONFLICT (entity_id, md5(content)) DO NOTHING
+    )
+    SELECT coalesce(array_agg(ins.name), '{}') INTO made FROM ins;
+    UPDATE inference_enhancement.relations r SET
+        from_id = COALESCE(r.from_id, (SELECT e.id FROM inference_enhancement.entities e WHERE e.name = r.from_name)),
+        to_id = COALESCE(r.to_id, (SELECT e.id FROM inference_enhancement.entities e WHERE e.name = r.to_name))
+    WHERE (r.from_id IS NULL AND r.from_name = ANY(made)) OR (r.to_id IS NULL AND r.to_name = ANY(made));
+    RETURN QUERY SELECT unnest(made);
+END
+$function$;

@@ -522,10 +522,9 @@ class GraphService:
                 grams[len(lcs) :],
                 sep,
             )
-            await store.attach_relations(conn, sorted(made))
             return [e for e in unique.values() if e.name in made]
 
-        made = await self._tx(write)
+        made = await self._tx(write, transaction=False)
         if made:
             self._wake()
         await self._changed("created", [e.name for e in made])

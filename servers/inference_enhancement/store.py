@@ -60,34 +60,15 @@ SELECT count(pg_advisory_xact_lock($1::int, k))
 FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
 """
 
-#: create_entities as one statement (one round trip, atomic without BEGIN/COMMIT): lock the names,
-#: insert the entities in the caller's order ($9 ordinals), then the observations of those created.
+#: create_entities in one round trip, atomic without BEGIN/COMMIT (the function of migration 0006): lock the
+#: names, insert the entities in the caller's order and the observations of those created, then link the
+#: dangling relations they complete.
 CREATE_ENTITIES = """
-WITH dangling AS (
-    SELECT pg_advisory_xact_lock_shared($15::int, 0) AS d
-), locks AS (
-    SELECT count(pg_advisory_xact_lock($1::int, k)) AS n
-    FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($2::text[]) AS x ORDER BY 1) AS keys
-), input AS (
-    SELECT u.n, u.t, u.l, u.g, u.v::vector AS v, u.ord
-    FROM unnest($3::text[], $4::text[], $5::text[], $12::text[], $6::text[]) WITH ORDINALITY AS u(n, t, l, g, v, ord),
-         dangling, locks
-), ins AS (
-    INSERT INTO inference_enhancement.entities (name, entity_type, lc, grams, embedding, embedding_model, embedded_version, source)
-    SELECT n, t, l, string_to_array(g, $14), v, CASE WHEN v IS NULL THEN NULL ELSE $7 END,
-           CASE WHEN v IS NULL THEN 0 ELSE 1 END, $8
-    FROM input ORDER BY ord
-    ON CONFLICT (name) DO NOTHING
-    RETURNING id, name
-), obs AS (
-    INSERT INTO inference_enhancement.observations (entity_id, content, lc, grams, source)
-    SELECT ins.id, o.c, o.l, string_to_array(o.g, $14), $8
-    FROM ins JOIN unnest($9::text[], $10::text[], $11::text[], $13::text[]) WITH ORDINALITY AS o(n, c, l, g, ord)
-         ON o.n = ins.name
-    ORDER BY o.ord
-    ON CONFLICT (entity_id, md5(content)) DO NOTHING
-)
-SELECT name FROM ins
+SELECT n AS name
+FROM inference_enhancement.create_entities(
+    $1::int, $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7, $8, $9::text[], $10::text[],
+    $11::text[], $12::text[], $13::text[], $14, $15::int
+) AS n
 """
 
 #: Entities with their vectors in one statement (embedding before inserting spares every row a second

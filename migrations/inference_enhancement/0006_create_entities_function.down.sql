@@ -1,0 +1,1 @@
+DROP FUNCTION create_entities(int, text[], text[], text[], text[], text[], text, text, text[], text[], text[], text[], text[], text, int);

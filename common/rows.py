@@ -21,7 +21,7 @@ def _fields(model: type[Any]) -> list[str]:
     raise TypeError(f"{model!r} is neither a pydantic model nor a dataclass")
 
 
-def model_of(model: type[T], row: Mapping[str, Any], **given: Any) -> T:
+def model_of(model: type[T], row: Mapping[str, Any] | asyncpg.Record, **given: Any) -> T:
     """``model`` built from ``row``: every field that is a column of the row, then ``given`` (which wins).
 
     Fields that are neither keep their defaults, so a query that leaves out an optional column is fine.

@@ -28,6 +28,7 @@ from common.errors import Conflict, InvalidInput, NotFound
 from common.logging import get_logger
 from common.paging import decode_cursor, encode_cursor, fingerprint
 from common.retrieval import check_dimension
+from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from common.table_stats import StatsRefresher
@@ -998,23 +999,13 @@ class GraphService:
             obs = await store.provenance_observations(conn, e["id"], offset, limit + 1)
             rels = await store.provenance_relations(conn, e["id"], offset, limit + 1)
             more = len(obs) > limit or len(rels) > limit
-            return Provenance(
-                name=e["name"],
+            return model_of(
+                Provenance,
+                e,
                 entityType=e["entity_type"],
-                source=e["source"],
-                created_at=e["created_at"],
-                updated_at=e["updated_at"],
-                observations=[
-                    Fact(text=o["content"], source=o["source"], created_at=o["created_at"]) for o in obs[:limit]
-                ],
+                observations=[model_of(Fact, o, text=o["content"]) for o in obs[:limit]],
                 relations=[
-                    Fact(
-                        text=f"{r['from_name']} {r['relation_type']} {r['to_name']}",
-                        source=r["source"],
-                        created_at=r["created_at"],
-                        valid_from=r["valid_from"],
-                        valid_to=r["valid_to"],
-                    )
+                    model_of(Fact, r, text=f"{r['from_name']} {r['relation_type']} {r['to_name']}")
                     for r in rels[:limit]
                 ],
                 next_cursor=encode_cursor(fp, offset=offset + limit) if more else None,

@@ -13,7 +13,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +25,10 @@ from common import keywords
 from common.background import Batcher
 from common.concurrency import gather_all
 from common.errors import Conflict, InvalidInput, NotFound
+from common.jobs import Progress
 from common.logging import get_logger
 from common.paging import decode_cursor, fingerprint, keyset_page, page_of
+from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from common.table_stats import StatsRefresher
@@ -72,9 +74,6 @@ SNIPPET = 160
 REEMBED_MAX = 20_000
 REEMBED_BATCH = 64
 
-#: ``await progress(done, total, message)``: how a long call reports how far it got (MCP progress).
-Progress = Callable[[float, float | None, str], Awaitable[None]]
-
 
 @dataclass(frozen=True)
 class Tuning:
@@ -97,16 +96,16 @@ def _ref(row: dict[str, Any]) -> Ref:
 
 def _hit(s: ranking.Scored) -> Hit:
     r = s.row
-    return Hit(
-        id=r["id"],
-        content=r["content"],
-        kind=r["kind"],
-        tags=r["tags"],
-        workspace=r["workspace"],
-        created_at=r["created_at"],
+
+    def rounded(value: Any, digits: int = 4) -> float | None:
+        return None if value is None else round(float(value), digits)
+
+    return model_of(
+        Hit,
+        r,
         score=round(s.score, 4),
-        similarity=None if r["similarity"] is None else round(float(r["similarity"]), 4),
-        keyword_rank=None if r["kw_score"] is None else round(float(r["kw_score"]), 4),
+        similarity=rounded(r["similarity"]),
+        keyword_rank=rounded(r["kw_score"]),
         recency=round(s.recency, 4),
         importance=round(float(r["importance"]), 3),
     )
@@ -723,17 +722,8 @@ class MemoryService:
         by: dict[str, dict[str, int]] = {"scope": {}, "kind": {}, "tag": {}, "model": {}}
         for g in groups:
             by[g["g"]][g["k"]] = int(g["n"])
-        return Stats(
-            workspace=ws,
-            active=head["active"],
-            archived=head["archived"],
-            expiring=head["expiring"],
-            by_scope=by["scope"],
-            by_kind=by["kind"],
-            top_tags=by["tag"],
-            models=by["model"],
-            oldest=head["oldest"],
-            newest=head["newest"],
+        return model_of(
+            Stats, head, workspace=ws, by_scope=by["scope"], by_kind=by["kind"], top_tags=by["tag"], models=by["model"]
         )
 
     # ------------------------------------------------------------------------------------- re-embed

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -405,6 +405,8 @@ def create_server(
     context manager. Tools reach the service with :func:`service` (and the Deps with :func:`deps`). Resources and
     prompts are added to the returned server with the SDK's decorators.
     """
+    if service is None and isinstance(tools, ServiceTools):
+        service = tools.kind
     if isinstance(tools, Catalog):
         tools = tools.build(settings)
     if isinstance(service, type):
@@ -459,6 +461,18 @@ async def service(ctx: Context[Any, Any], kind: type[S]) -> S:
     return svc
 
 
+class ServiceTools(Catalog, Generic[S]):
+    """A :class:`Catalog` whose tools reach one service class: ``await TOOLS.service(ctx)``."""
+
+    def __init__(self, kind: type[S], **options: bool) -> None:
+        super().__init__(**options)
+        self.kind = kind
+
+    async def service(self, ctx: Context[Any, Any]) -> S:
+        """The server's service instance, from a tool's context."""
+        return await service(ctx, self.kind)
+
+
 def service_factory(server: MCPServer[Any]) -> ServiceFactory | None:
     """The service factory a server made by :func:`create_server` enters (for commands that run it outside stdio)."""
     gate = _GATES.get(server)
@@ -476,4 +490,14 @@ async def server_service(server: MCPServer[Any], kind: type[S]) -> S:
     return svc
 
 
-__all__ = ["Deps", "DepsGate", "create_server", "deps", "open_deps", "server_service", "service", "service_factory"]
+__all__ = [
+    "Deps",
+    "DepsGate",
+    "ServiceTools",
+    "create_server",
+    "deps",
+    "open_deps",
+    "server_service",
+    "service",
+    "service_factory",
+]

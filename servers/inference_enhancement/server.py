@@ -15,9 +15,9 @@ from urllib.parse import unquote
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
-from common.runtime import Deps, create_server, server_service, service
+from common.runtime import Deps, ServiceTools, create_server, server_service
 from common.tool_schema import CursorArg, P
-from common.tools import DELETE, READ, WRITE, Catalog, args_of
+from common.tools import DELETE, READ, WRITE, args_of
 from servers.inference_enhancement import wire
 from servers.inference_enhancement.models import (
     AddedAll,
@@ -55,11 +55,7 @@ INSTRUCTIONS = (
 # lean: the tools' schemas must fit the client's context budget (see settings.CORE_TOOLS). The nine
 # reference tools advertise typed results, as the reference does; the others outline theirs (typed=False),
 # so that all seventeen stay affordable in the client's context.
-TOOLS = Catalog(lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
-
-
-async def _svc(ctx: Context) -> GraphService:
-    return await service(ctx, GraphService)
+TOOLS = ServiceTools(GraphService, lean=True, outline_outputs=True, typed_outputs=True, bare_errors=True)
 
 
 def _client(ctx: Context) -> str | None:
@@ -79,7 +75,7 @@ async def create_entities(
     entities: Annotated[list[EntityIn], P("New entities.")], ctx: Context
 ) -> Annotated[CallToolResult, Entities]:
     """Create entities with observations; returns those that were new."""
-    return wire.listed(await (await _svc(ctx)).create_entities(entities, client=_client(ctx)), "entities")
+    return wire.listed(await (await TOOLS.service(ctx)).create_entities(entities, client=_client(ctx)), "entities")
 
 
 @TOOLS.tool("Create relations", WRITE)
@@ -88,7 +84,7 @@ async def create_relations(
     ctx: Context,
 ) -> Annotated[CallToolResult, Relations]:
     """Relate entities; returns the new relations."""
-    return wire.listed(await (await _svc(ctx)).create_relations(relations, client=_client(ctx)), "relations")
+    return wire.listed(await (await TOOLS.service(ctx)).create_relations(relations, client=_client(ctx)), "relations")
 
 
 @TOOLS.tool("Add observations", WRITE)
@@ -96,13 +92,13 @@ async def add_observations(
     observations: Annotated[list[ObservationsIn], P("Texts per entity.")], ctx: Context
 ) -> Annotated[CallToolResult, AddedAll]:
     """Add observations to existing entities; returns what was new."""
-    return wire.listed(await (await _svc(ctx)).add_observations(observations, client=_client(ctx)), "results")
+    return wire.listed(await (await TOOLS.service(ctx)).add_observations(observations, client=_client(ctx)), "results")
 
 
 @TOOLS.tool("Delete entities", DELETE)
 async def delete_entities(entityNames: Names, ctx: Context) -> Annotated[CallToolResult, Done]:
     """Delete entities and their relations."""
-    return wire.done(await (await _svc(ctx)).delete_entities(entityNames))
+    return wire.done(await (await TOOLS.service(ctx)).delete_entities(entityNames))
 
 
 @TOOLS.tool("Delete observations", DELETE)
@@ -110,7 +106,7 @@ async def delete_observations(
     deletions: Annotated[list[DeletionIn], P("Texts per entity.")], ctx: Context
 ) -> Annotated[CallToolResult, Done]:
     """Delete observations by exact text."""
-    return wire.done(await (await _svc(ctx)).delete_observations(deletions))
+    return wire.done(await (await TOOLS.service(ctx)).delete_observations(deletions))
 
 
 @TOOLS.tool("Delete relations", DELETE)
@@ -118,7 +114,7 @@ async def delete_relations(
     relations: Annotated[list[RelationKey], P("Relations.")], ctx: Context
 ) -> Annotated[CallToolResult, Done]:
     """Delete relations."""
-    return wire.done(await (await _svc(ctx)).delete_relations(relations))
+    return wire.done(await (await TOOLS.service(ctx)).delete_relations(relations))
 
 
 @TOOLS.tool("Read graph", READ)
@@ -131,7 +127,7 @@ async def read_graph(
 ) -> Annotated[CallToolResult, Graph]:
     """Read the graph a page at a time; follow next_cursor."""
     return wire.graph(
-        await (await _svc(ctx)).read_graph(limit=limit, cursor=cursor, names_only=names_only, as_of=as_of)
+        await (await TOOLS.service(ctx)).read_graph(limit=limit, cursor=cursor, names_only=names_only, as_of=as_of)
     )
 
 
@@ -143,13 +139,13 @@ async def search_nodes(
     cursor: CursorArg = None,
 ) -> Annotated[CallToolResult, Graph]:
     """Find entities by meaning, keywords and substrings, best first; next_cursor pages on."""
-    return wire.graph(await (await _svc(ctx)).search_nodes(query, limit=limit, cursor=cursor))
+    return wire.graph(await (await TOOLS.service(ctx)).search_nodes(query, limit=limit, cursor=cursor))
 
 
 @TOOLS.tool("Open nodes", READ)
 async def open_nodes(names: Names, ctx: Context) -> Annotated[CallToolResult, Nodes]:
     """Read entities by exact name, with their relations."""
-    return wire.graph(await (await _svc(ctx)).open_nodes(names))
+    return wire.graph(await (await TOOLS.service(ctx)).open_nodes(names))
 
 
 # ------------------------------------------------------------------------------------------- import / export
@@ -162,7 +158,7 @@ async def import_memory_jsonl(
     content: Annotated[str | None, P("Or the file's text.")] = None,
 ) -> Imported:
     """Import a reference memory server's memory.jsonl, merging into the graph (all or nothing)."""
-    return await (await _svc(ctx)).import_jsonl(path=path, content=content)
+    return await (await TOOLS.service(ctx)).import_jsonl(path=path, content=content)
 
 
 @TOOLS.tool("Export memory.jsonl", WRITE, typed=False)
@@ -171,7 +167,7 @@ async def export_memory_jsonl(
     path: Annotated[str | None, P("File in an allowed folder; omitted: return the text.")] = None,
 ) -> Exported:
     """Export the graph in the reference server's memory.jsonl format (to a file or inline if small)."""
-    return await (await _svc(ctx)).export_jsonl(path=path)
+    return await (await TOOLS.service(ctx)).export_jsonl(path=path)
 
 
 # ------------------------------------------------------------------------------------------- retrieval
@@ -189,7 +185,7 @@ async def get_neighbors(
     cursor: CursorArg = None,
 ) -> Graph:
     """Entities within 1-3 hops of one entity, nearest first."""
-    return await (await _svc(ctx)).neighbors(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).neighbors(**args_of(locals()))
 
 
 @TOOLS.tool("Shortest path", READ, typed=False)
@@ -203,7 +199,7 @@ async def find_path(
     as_of: AsOf = None,
 ) -> Path:
     """Shortest chain of relations between two entities."""
-    return await (await _svc(ctx)).find_path(
+    return await (await TOOLS.service(ctx)).find_path(
         source, target, max_depth=max_depth, relation_types=relation_types, direction=direction, as_of=as_of
     )
 
@@ -217,7 +213,7 @@ async def get_relevant_subgraph(
     limit: Annotated[int, P("Most entities.", ge=1, le=200)] = 30,
 ) -> Graph:
     """The part of the graph most relevant to a query: best hybrid-search hits expanded by their relations."""
-    return await (await _svc(ctx)).relevant_subgraph(query, seeds=seeds, depth=depth, limit=limit)
+    return await (await TOOLS.service(ctx)).relevant_subgraph(query, seeds=seeds, depth=depth, limit=limit)
 
 
 @TOOLS.tool("Enhance prompt", READ, typed=False)
@@ -227,7 +223,7 @@ async def enhance_prompt(
     max_tokens: Annotated[int, P("Token budget.", ge=50, le=8_000)] = 800,
 ) -> Prompt:
     """Facts relevant to a query as a text block within a token budget, citing [entity]."""
-    return await (await _svc(ctx)).enhance_prompt(query, max_tokens=max_tokens)
+    return await (await TOOLS.service(ctx)).enhance_prompt(query, max_tokens=max_tokens)
 
 
 @TOOLS.tool("Rank passages", READ, typed=False)
@@ -238,7 +234,7 @@ async def rank_passages(
     limit: Annotated[int, P("Most passages returned.", ge=1, le=200)] = 20,
 ) -> Ranking:
     """Order candidate passages by semantic relevance to a query (embeddings, no LLM); scores are cosine."""
-    return await (await _svc(ctx)).rank_passages(query, passages, limit=limit)
+    return await (await TOOLS.service(ctx)).rank_passages(query, passages, limit=limit)
 
 
 @TOOLS.tool("Provenance", READ, typed=False)
@@ -249,7 +245,7 @@ async def get_provenance(
     cursor: CursorArg = None,
 ) -> Provenance:
     """When and by which source an entity, its observations and its relations were written, with validity."""
-    return await (await _svc(ctx)).provenance(name, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).provenance(name, limit=limit, cursor=cursor)
 
 
 # ------------------------------------------------------------------------------------------- build
@@ -258,7 +254,7 @@ async def get_provenance(
 def build(settings: Settings) -> MCPServer[Deps]:
     """The knowledge-graph server; its service embeds new and changed entities in the background."""
 
-    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=GraphService, instructions=INSTRUCTIONS)
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource(GRAPH_URI, name="knowledge-graph", title="Knowledge Graph", mime_type="application/json")
     async def graph_resource() -> str:
@@ -277,7 +273,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("graph://entities/{name}", name="entity", mime_type="application/json")
     async def entity_resource(name: str, ctx: Context) -> str:
         """One entity with its observations and relations (the same shape as open_nodes)."""
-        result = await (await _svc(ctx)).entity(unquote(name))
+        result = await (await TOOLS.service(ctx)).entity(unquote(name))
         return result.model_dump_json(by_alias=True, exclude={"next_cursor"})
 
     return server

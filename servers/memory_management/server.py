@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from common.runtime import Deps, create_server, server_service, service
+from common.runtime import Deps, ServiceTools, create_server, server_service
 from common.tool_schema import CursorArg, P
-from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, Catalog, args_of
+from common.tools import APPEND, DELETE, EXTERNAL, READ, WRITE, args_of
 from servers.memory_management import bridge
 from servers.memory_management.models import (
     Consolidation,
@@ -52,11 +52,7 @@ HasTags = Annotated[list[str] | None, P("Has all these.", max_length=MAX_TAGS)]
 
 # Outputs are outlined (field names only; the docs give the nesting): clients check every result
 # against the output schema, and full recall hits cost that check dearly.
-TOOLS = Catalog(outline_outputs=True)
-
-
-async def _svc(ctx: Context) -> MemoryService:
-    return await service(ctx, MemoryService)
+TOOLS = ServiceTools(MemoryService, outline_outputs=True)
 
 
 @TOOLS.tool("Store memory", WRITE)
@@ -74,7 +70,7 @@ async def store_memory(
 ) -> Ref:
     """Remember a durable fact, decision or preference. Text already stored returns the existing memory
     (created=false)."""
-    return await (await _svc(ctx)).store_one(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).store_one(**args_of(locals()))
 
 
 @TOOLS.tool("Store memories", WRITE)
@@ -86,7 +82,7 @@ async def store_memories(
 ) -> Stored:
     """Store many memories in one call (embedded in batches, written in one transaction). Use for imports
     and end-of-task summaries."""
-    return await (await _svc(ctx)).store_many(items, workspace=workspace, scope=scope)
+    return await (await TOOLS.service(ctx)).store_many(items, workspace=workspace, scope=scope)
 
 
 @TOOLS.tool("Recall memories", READ)
@@ -105,7 +101,7 @@ async def recall(
     cursor: CursorArg = None,
 ) -> Recall:
     """Find memories relevant to a query, best first. Use before answering from past work."""
-    return await (await _svc(ctx)).recall(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).recall(**args_of(locals()))
 
 
 @TOOLS.tool("Build context", READ)
@@ -117,7 +113,7 @@ async def build_context(
     tags: HasTags = None,
 ) -> ContextBlock:
     """The most relevant memories as one text block within a token budget, to prime a task."""
-    return await (await _svc(ctx)).build_context(query, workspace=workspace, budget=budget, tags=tags)
+    return await (await TOOLS.service(ctx)).build_context(query, workspace=workspace, budget=budget, tags=tags)
 
 
 @TOOLS.tool("Get memory", READ)
@@ -127,7 +123,7 @@ async def get_memory(
     children: Annotated[int, P("Children to list.", ge=0, le=50)] = 0,
 ) -> MemoryWithChildren:
     """Read one memory, optionally with its children."""
-    return await (await _svc(ctx)).get(id, children=children)
+    return await (await TOOLS.service(ctx)).get(id, children=children)
 
 
 @TOOLS.tool("Update memory", APPEND)
@@ -143,7 +139,7 @@ async def update_memory(
     expected_version: Annotated[int | None, P("Fail unless this version.")] = None,
 ) -> Ref:
     """Correct a memory; the old version is kept in history."""
-    return await (await _svc(ctx)).update(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).update(**args_of(locals()))
 
 
 @TOOLS.tool("Forget memories", WRITE)
@@ -157,13 +153,13 @@ async def forget(
     dry_run: Annotated[bool, P("false: archive.")] = True,
 ) -> Count:
     """Archive memories by id or filter (restorable). Only counts unless dry_run=false."""
-    return await (await _svc(ctx)).forget(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).forget(**args_of(locals()))
 
 
 @TOOLS.tool("Restore memory", WRITE)
 async def restore_memory(id: Id, ctx: Context) -> Ref:
     """Bring back a forgotten (archived) memory."""
-    return await (await _svc(ctx)).restore(id)
+    return await (await TOOLS.service(ctx)).restore(id)
 
 
 @TOOLS.tool("Purge memories", DELETE)
@@ -177,7 +173,7 @@ async def purge_memories(
 ) -> Count:
     """Permanently delete archived memories (by id or workspace). Cannot be undone; counts only unless
     dry_run=false."""
-    return await (await _svc(ctx)).purge(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).purge(**args_of(locals()))
 
 
 @TOOLS.tool("Memory tree", READ)
@@ -189,7 +185,7 @@ async def memory_tree(
     limit: Annotated[int, P("Most nodes.", ge=1, le=500)] = 100,
 ) -> Tree:
     """The parent/child outline of a workspace or of one memory, depth first."""
-    return await (await _svc(ctx)).tree(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).tree(**args_of(locals()))
 
 
 @TOOLS.tool("Move memory", WRITE)
@@ -199,7 +195,7 @@ async def move_memory(
     parent_id: Annotated[uuid.UUID | None, P("New parent; omit to make it a root.")] = None,
 ) -> Ref:
     """Put a memory under another parent in its workspace (or make it a root). Refuses cycles."""
-    return await (await _svc(ctx)).move(id, parent_id)
+    return await (await TOOLS.service(ctx)).move(id, parent_id)
 
 
 @TOOLS.tool("Rate memory", APPEND)
@@ -209,7 +205,7 @@ async def rate_memory(
     useful: Annotated[bool, P("true if it helped, false if not.")],
 ) -> Ref:
     """Tell the ranking whether a recalled memory helped; useful ones rank higher later."""
-    return await (await _svc(ctx)).rate(id, useful)
+    return await (await TOOLS.service(ctx)).rate(id, useful)
 
 
 @TOOLS.tool("Consolidate memories", APPEND)
@@ -222,7 +218,7 @@ async def consolidate(
 ) -> Consolidation:
     """Find near-duplicate memories in a workspace and, with merge=true, fold each group into its best member
     (others archived, history kept)."""
-    return await (await _svc(ctx)).consolidate(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).consolidate(**args_of(locals()))
 
 
 @TOOLS.tool("List workspaces", READ)
@@ -232,13 +228,13 @@ async def list_workspaces(
     cursor: CursorArg = None,
 ) -> Workspaces:
     """The workspaces that hold memories, with active and archived counts."""
-    return await (await _svc(ctx)).workspaces(limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).workspaces(limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Workspace stats", READ)
 async def workspace_stats(ctx: Context, workspace: WorkspaceArg = None) -> Stats:
     """Counts of one workspace by state, scope, kind, tag and embedding model."""
-    return await (await _svc(ctx)).stats(workspace)
+    return await (await TOOLS.service(ctx)).stats(workspace)
 
 
 @TOOLS.tool("Re-embed memories", WRITE)
@@ -250,7 +246,7 @@ async def reembed_memories(
 ) -> Reembedded:
     """Embed memories another model left (recall warns of them) with the store's model, so semantic
     recall finds them again. Counts first (dry_run); call again while remaining > 0."""
-    return await (await _svc(ctx)).reembed(**args_of(locals()), progress=ctx.report_progress)
+    return await (await TOOLS.service(ctx)).reembed(**args_of(locals()), progress=ctx.report_progress)
 
 
 @TOOLS.tool("Import from Qdrant", EXTERNAL)
@@ -264,7 +260,7 @@ async def import_qdrant(
 ) -> Imported:
     """Copy the memories of an mcp-server-qdrant collection into a workspace, re-embedded with this server's
     model. Re-running it skips what was imported before."""
-    return await (await _svc(ctx)).import_qdrant(**args_of(locals()), progress=ctx.report_progress)
+    return await (await TOOLS.service(ctx)).import_qdrant(**args_of(locals()), progress=ctx.report_progress)
 
 
 def recall_then_answer(question: str, workspace: str = "") -> str:
@@ -281,7 +277,7 @@ def recall_then_answer(question: str, workspace: str = "") -> str:
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The memory server: tools, resources, a prompt, and the service its lifespan starts."""
-    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=MemoryService, instructions=INSTRUCTIONS)
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource(bridge.WORKSPACES_URI, name="workspaces", mime_type="application/json")
     async def workspaces_resource() -> str:
@@ -291,7 +287,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("memory://memories/{memory_id}", name="memory", mime_type="application/json")
     async def memory_resource(memory_id: str, ctx: Context) -> str:
         """One memory."""
-        return (await (await _svc(ctx)).memory(memory_id)).model_dump_json()
+        return (await (await TOOLS.service(ctx)).memory(memory_id)).model_dump_json()
 
     server.prompt(name="recall_then_answer", title="Recall, then answer")(recall_then_answer)
     return server

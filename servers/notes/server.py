@@ -12,9 +12,9 @@ from urllib.parse import unquote
 from mcp.server.mcpserver import Context, MCPServer
 
 from common.paging import Page
-from common.runtime import Deps, create_server, service
+from common.runtime import Deps, ServiceTools, create_server
 from common.tool_schema import P
-from common.tools import READ, WRITE, Catalog, Hints
+from common.tools import READ, WRITE, Hints
 from servers.notes.models import Deleted, Note, SavedNote, SearchResult
 from servers.notes.service import NotesService, note_uri
 from servers.notes.settings import Settings
@@ -28,11 +28,7 @@ Tag = Annotated[str | None, P("Only notes carrying this tag.", max_length=50)]
 
 INSTRUCTIONS = "Example server: save short notes and find them again by meaning."
 
-TOOLS = Catalog()
-
-
-async def _svc(ctx: Context) -> NotesService:
-    return await service(ctx, NotesService)
+TOOLS = ServiceTools(NotesService)
 
 
 @TOOLS.tool("Save note", WRITE)
@@ -43,13 +39,13 @@ async def save_note(
     tags: Annotated[list[str], P("Optional labels.", max_length=20)] = [],  # noqa: B006
 ) -> SavedNote:
     """Save a note, or replace the note with the same title. Use for anything worth finding later."""
-    return await (await _svc(ctx)).save(title, body, tags)
+    return await (await TOOLS.service(ctx)).save(title, body, tags)
 
 
 @TOOLS.tool("Get note", READ)
 async def get_note(title: Title, ctx: Context) -> Note:
     """Read one note by its exact title."""
-    return await (await _svc(ctx)).get(title)
+    return await (await TOOLS.service(ctx)).get(title)
 
 
 @TOOLS.tool("Search notes", READ)
@@ -61,7 +57,7 @@ async def search_notes(
     min_score: Annotated[float, P("Drop hits below this similarity.", ge=0, le=1)] = 0.0,
 ) -> SearchResult:
     """Find notes by meaning, best first."""
-    return await (await _svc(ctx)).search(query, limit=limit, tag=tag, min_score=min_score)
+    return await (await TOOLS.service(ctx)).search(query, limit=limit, tag=tag, min_score=min_score)
 
 
 @TOOLS.tool("List notes", READ)
@@ -72,25 +68,25 @@ async def list_notes(
     cursor: Annotated[str | None, P("From next_cursor.", max_length=512)] = None,
 ) -> Page[Note]:
     """List notes by title, a page at a time."""
-    return await (await _svc(ctx)).list(tag=tag, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).list(tag=tag, limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Delete note", Hints(read_only=False, destructive=True, idempotent=False))
 async def delete_note(title: Title, ctx: Context) -> Deleted:
     """Delete a note for good."""
-    await (await _svc(ctx)).delete(title)
+    await (await TOOLS.service(ctx)).delete(title)
     return Deleted(deleted=True)
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The notes server: tools, a resource, and the service its lifespan starts."""
 
-    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, service=NotesService, instructions=INSTRUCTIONS)
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("notes://notes/{title}", name="note", mime_type="application/json")
     async def note_resource(title: str, ctx: Context) -> str:
         """One note as JSON; subscribe to hear when any process changes it."""
-        return (await (await _svc(ctx)).get(unquote(title))).model_dump_json()
+        return (await (await TOOLS.service(ctx)).get(unquote(title))).model_dump_json()
 
     return server
 

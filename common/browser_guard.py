@@ -35,7 +35,7 @@ FileGuard = Callable[[str], bool]
 FILE_URLS = re.compile(r"^file:", re.IGNORECASE)
 
 #: Chromium flags of a guarded browser: WebRTC may not open UDP around the proxy.
-GUARD_ARGS = ("--force-webrtc-ip-handling-policy=disable_non_proxied_udp",)
+GUARD_ARGS = ("--webrtc-ip-handling-policy=disable_non_proxied_udp",)
 
 _PROXY_FAILURE = "net::ERR_SOCKS_CONNECTION_FAILED"
 # A redirect hop or another host the page asked for: the proxy's record is under that host, not this URL's.

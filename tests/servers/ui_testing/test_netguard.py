@@ -240,3 +240,35 @@ async def test_names_that_rebind_to_loopback_after_the_check_are_refused_over_ht
     assert result.status == 200
     assert trap.connections == 0
     assert all(lookups[f"{sub}.rebind.example"] >= 2 for sub in "abcd")
+
+
+async def test_webrtc_sends_nothing_to_a_blocked_address_around_the_proxy(browser: Browser, trap: Trap):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.2", 0))
+    udp.setblocking(False)
+    port = udp.getsockname()[1]
+    tcp_port = trap.server.server_address[1]
+    gather = """async ([udp, tcp]) => {
+      const pc = new RTCPeerConnection({iceServers: [
+        {urls: `stun:127.0.0.2:${udp}`},
+        {urls: [`turn:127.0.0.2:${udp}?transport=udp`, `turn:127.0.0.2:${tcp}?transport=tcp`],
+         username: 'u', credential: 'p'}]});
+      pc.createDataChannel('d');
+      const done = new Promise(resolve => {
+        pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve(true); };
+        setTimeout(() => resolve(false), 8000);
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      const complete = await done;
+      pc.close();
+      return complete;
+    }"""
+    try:
+        async with browser.page(SMALL) as tab:
+            await tab.set_content("<p>webrtc</p>")
+            await tab.evaluate(gather, [port, tcp_port])
+        with pytest.raises(BlockingIOError):
+            udp.recv(2048)  # no STUN or TURN datagram arrived
+    finally:
+        udp.close()
+    assert trap.connections == 0

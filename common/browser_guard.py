@@ -1,55 +1,70 @@
-"""Which addresses a headless browser may reach: every request it makes passes through ``NetGuard``.
+"""Which addresses a headless browser may reach: every connection it opens passes through ``NetGuard``.
 
 The rules are ``common.netguard``'s (the ones web_access fetches by): http(s) only, no ambiguous
 hosts, and no loopback, private, link-local (cloud metadata) or other non-public address unless the
-server's allow-list setting names it. Allowed requests are then made by Playwright (one
-redirect hop at a time, since Chromium follows redirects without asking the route) and web sockets
-by Chromium; both resolve the name again themselves, so a name that answers differently on the
-second lookup (DNS rebinding) is the known gap. IP literals and stable names are held to the rules.
+server's allow-list setting names it. The browser is launched with ``NetGuard.launch_options``: all
+its traffic (http, https, ws, wss, redirect hops, sub-resources, loopback included) goes through
+the guard's local SOCKS5 proxy (``common.browser_proxy``), which resolves each name once, checks
+every address and connects to a checked address itself, so a name that answers differently on a
+later lookup (DNS rebinding) reaches nothing the check did not see. What the proxy cannot see,
+``file:`` URLs of pages opened from a file, goes through ``router`` and the server's allowed roots.
+WebRTC is held to proxied connections (no direct UDP).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from common.browser_proxy import BrowserProxy, last_failure
 from common.errors import InvalidInput
 from common.logging import get_logger
 from common.netguard import BlockedURL, NetPolicy, Resolver, check_url, checked_addresses, system_resolve
 
 if TYPE_CHECKING:
-    from playwright.async_api import Route, WebSocketRoute
+    from playwright.async_api import Route
 
 log = get_logger(__name__)
-
-#: Schemes whose requests never leave the browser.
-LOCAL_SCHEMES = ("data:", "about:", "blob:")
-MAX_REDIRECTS = 10
 
 #: Decides whether a page may load a ``file:`` URL (the server checks it against its allowed roots).
 FileGuard = Callable[[str], bool]
 
+#: The URLs ``router`` handles (Playwright matches the pattern itself, so other requests cost nothing).
+FILE_URLS = re.compile(r"^file:", re.IGNORECASE)
 
-# Playwright's fetch reports Node's socket errors; the page sees Chromium's matching net:: error.
-_ABORT_CODES = (
-    ("ECONNREFUSED", "connectionrefused"),
-    ("ECONNRESET", "connectionreset"),
-    ("ENOTFOUND", "namenotresolved"),
-    ("EAI_AGAIN", "namenotresolved"),
-    ("ETIMEDOUT", "timedout"),
-    ("Timeout", "timedout"),
-    ("EHOSTUNREACH", "addressunreachable"),
-    ("ENETUNREACH", "internetdisconnected"),
+#: Chromium flags of a guarded browser: WebRTC may not open UDP around the proxy.
+GUARD_ARGS = ("--webrtc-ip-handling-policy=disable_non_proxied_udp",)
+
+_PROXY_FAILURE = "net::ERR_SOCKS_CONNECTION_FAILED"
+# A redirect hop or another host the page asked for: the proxy's record is under that host, not this URL's.
+_UNKNOWN_FAILURE = (
+    "net::ERR_BLOCKED_BY_CLIENT or unreachable (the network guard refused or could not open a connection, "
+    "e.g. a redirect to a blocked address; the server log says which)"
 )
-
-
-def _abort_code(message: str) -> str:
-    return next((code for marker, code in _ABORT_CODES if marker in message), "failed")
 
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_reason(url: str, reason: str) -> str:
+    """``reason`` (a Playwright error naming a net:: code) with the proxy's account of why ``url`` failed.
+
+    Every connection goes through the proxy, so Chromium reports any refused or failed connection as
+    ``net::ERR_SOCKS_CONNECTION_FAILED``; the proxy remembers the real cause (the guard's refusal,
+    ``net::ERR_CONNECTION_REFUSED``, ...) by host and port.
+    """
+    if _PROXY_FAILURE not in reason:
+        return reason
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() in ("https", "wss") else 80)
+    except ValueError:
+        return reason
+    why = last_failure(parts.hostname or "", port) or _UNKNOWN_FAILURE
+    return reason.replace(_PROXY_FAILURE, why)
 
 
 class NetGuard:
@@ -62,6 +77,16 @@ class NetGuard:
         self.policy = policy or NetPolicy()
         self.setting = setting
         self._resolve = resolve
+        self.proxy = BrowserProxy(self.policy, resolve=resolve)
+
+    async def launch_options(self) -> dict[str, Any]:
+        """Playwright launch options that send all of the browser's traffic through the guard (starts the proxy)."""
+        await self.proxy.start()
+        return {"proxy": self.proxy.launch_option()}
+
+    async def close(self) -> None:
+        """Stop the proxy (after the browser closed); a later ``launch_options`` starts it again."""
+        await self.proxy.close()
 
     async def refusal(self, url: str) -> str | None:
         """Why the browser may not request the http(s) ``url`` (the URL or any address of its host is blocked)."""
@@ -85,66 +110,15 @@ class NetGuard:
                 '(JSON list of hosts or CIDR networks, e.g. ["127.0.0.1/32"]).'
             )
 
-    def router(self, file_guard: FileGuard | None) -> Callable[[Route], object]:
-        """A Playwright route handler: http(s) requests pass the rules, ``file:`` ones ``file_guard``, others abort."""
+    def router(self, file_guard: FileGuard) -> Callable[[Route], object]:
+        """A Playwright route handler for :data:`FILE_URLS`: a ``file:`` request loads only if ``file_guard`` allows it."""
 
         async def handle(route: Route) -> None:
             url = route.request.url
-            lower = url[:8].lower()
-            if lower.startswith(LOCAL_SCHEMES):
+            if file_guard(url):
                 await route.continue_()
-                return
-            if lower.startswith("file:"):
-                if file_guard is None or file_guard(url):
-                    await route.continue_()
-                else:
-                    log.info("browser_guard.file_refused", url=url[:200])
-                    await route.abort("accessdenied")
-                return
-            if not lower.startswith(("http://", "https://")):
-                log.warning("browser_guard.request_refused", url=url[:200], reason="not an http(s) URL")
-                await route.abort("blockedbyclient")
-                return
-            await self._fetch(route, url)
+            else:
+                log.info("browser_guard.file_refused", url=url[:200])
+                await route.abort("accessdenied")
 
         return handle
-
-    async def web_socket(self, ws: WebSocketRoute) -> None:
-        """A Playwright web-socket route handler: connects only when the http(s) form of its URL passes."""
-        url = ws.url
-        as_http = "http" + url[2:] if url[:3].lower() == "ws:" else "https" + url[3:]
-        why = await self.refusal(as_http)
-        if why is None:
-            ws.connect_to_server()
-            return
-        log.warning("browser_guard.request_refused", url=url[:200], reason=why[:300])
-        await ws.close(code=1008, reason="blocked by the network guard")
-
-    async def _fetch(self, route: Route, url: str) -> None:
-        """Make the request here, one redirect hop at a time, checking every hop before it is dialed.
-
-        Chromium follows redirects of a request it was allowed to make without asking the route again,
-        so the browser is never handed a 3xx: the final answer is fulfilled at the first URL.
-        """
-        # Heavy: playwright loads on first browser use only.
-        from playwright.async_api import Error as PWError
-
-        for _hop in range(MAX_REDIRECTS + 1):
-            why = await self.refusal(url)
-            if why is not None:
-                log.warning("browser_guard.request_refused", url=url[:200], reason=why[:300])
-                await route.abort("blockedbyclient")
-                return
-            try:
-                response = await route.fetch(url=url, max_redirects=0)
-            except PWError as exc:
-                log.info("browser_guard.request_failed", url=url[:200], error=str(exc)[:200])
-                await route.abort(_abort_code(str(exc)))
-                return
-            location = response.headers.get("location")
-            if not (300 <= response.status < 400 and location):
-                await route.fulfill(response=response)
-                return
-            url = urljoin(url, location)
-        log.info("browser_guard.too_many_redirects", url=url[:200])
-        await route.abort("failed")

@@ -136,6 +136,22 @@ def make_settings(tmp_path: Path, database_url: str, redis_url: str, redis_prefi
     return factory
 
 
+def loopback_hostname() -> str:
+    """This machine's host name, when the system resolver answers only 127.0.0.1 for it (else the test is skipped).
+
+    Browser-guard tests give the guard another answer for it, so a second lookup by Chromium itself
+    would reach 127.0.0.1 instead of the address the guard checked.
+    """
+    name = socket.gethostname().lower()
+    try:
+        answers = {info[4][0] for info in socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)}
+    except OSError:
+        answers = set()
+    if "." in name or answers != {"127.0.0.1"}:
+        pytest.skip("the system resolver does not answer 127.0.0.1 for this machine's plain host name")
+    return name
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

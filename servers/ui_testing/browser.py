@@ -19,11 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from common.browser_guard import FileGuard, NetGuard
+from common.browser_guard import FILE_URLS, GUARD_ARGS, FileGuard, NetGuard
 from common.chromium import close_quietly, launch_args
 from common.errors import SuiteError
 from common.logging import get_logger
-from common.netguard import NetPolicy
+from common.netguard import NetPolicy, Resolver, system_resolve
 from servers.ui_testing.viewport import Viewport
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class BrowserOptions:
     launch_timeout_s: float = 30.0
     navigation_timeout_s: float = 15.0
     net_policy: NetPolicy = field(default_factory=NetPolicy)  # empty: public addresses only
+    resolve: Resolver = system_resolve  # how the guard's proxy resolves names (tests inject one)
 
 
 def find_chromium(options: BrowserOptions) -> str:
@@ -95,8 +96,8 @@ class Browser:
         self._spare: tuple[Viewport, BrowserContext, Page] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._closing = False
-        #: Checks every request of every page (and, via ``check``, each URL before it is opened).
-        self.net = NetGuard(self.options.net_policy, setting="UI_TESTING_ALLOW_HOSTS")
+        #: Every connection of every page goes through its proxy (and, via ``check``, each URL before it is opened).
+        self.net = NetGuard(self.options.net_policy, setting="UI_TESTING_ALLOW_HOSTS", resolve=self.options.resolve)
 
     async def __aenter__(self) -> Browser:
         return self
@@ -133,10 +134,11 @@ class Browser:
                 self._browser = await self._playwright.chromium.launch(
                     executable_path=executable,
                     headless=True,
-                    args=launch_args(_LAUNCH_ARGS),
+                    args=launch_args((*_LAUNCH_ARGS, *GUARD_ARGS)),
                     timeout=self.options.launch_timeout_s * 1000,
+                    **await self.net.launch_options(),
                 )
-            except PWError as exc:
+            except (PWError, OSError) as exc:
                 await self._shutdown()
                 log.error("ui_testing.browser_launch_failed", executable=executable, error=str(exc)[:500])
                 raise BrowserUnavailable(
@@ -160,8 +162,8 @@ class Browser:
         try:
             ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
-            await ctx.route("**/*", self.net.router(file_guard))
-            await ctx.route_web_socket(lambda _url: True, self.net.web_socket)
+            if file_guard is not None:
+                await ctx.route(FILE_URLS, self.net.router(file_guard))
         except BaseException:
             with contextlib.suppress(Exception):
                 await ctx.close()
@@ -172,7 +174,7 @@ class Browser:
     async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
         """A fresh context with the reproducibility settings; closed (with its pages) on exit.
 
-        Every request goes through ``self.net``: http(s) ones to blocked addresses are aborted, and with
+        Every connection goes through ``self.net``'s proxy, which refuses blocked addresses; with
         ``file_guard`` every ``file:`` request (the page itself and what it loads) is passed to it and
         aborted unless it returns True.
         """
@@ -268,6 +270,7 @@ class Browser:
         browser, pw = self._browser, self._playwright
         self._browser = self._playwright = None
         await close_quietly(browser, pw)
+        await self.net.close()
 
 
 def first_line(message: str, limit: int = 200) -> str:

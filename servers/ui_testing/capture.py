@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.browser_guard import failure_reason
 from common.errors import InvalidInput, NotFound
 from servers.ui_testing.browser import REPRO_CSS, Browser, first_line
 from servers.ui_testing.images import Rect, StoredImage, blank_rects, store_png, thumbnail
@@ -101,7 +102,7 @@ async def open_url(page: Page, url: str, wait: WaitSpec, navigation_timeout_ms: 
         raise InvalidInput(f"{short(url)} did not finish loading ({wait.until}) in time; try until='load'.") from exc
     except PWError as exc:
         code = re.search(r"net::ERR_[A-Z_]+", str(exc))
-        reason = code.group(0) if code else first_line(str(exc))
+        reason = failure_reason(url, code.group(0)) if code else first_line(str(exc))
         raise InvalidInput(
             f"Could not load {short(url)}: {reason}. Check the address and that the site is up."
         ) from exc

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from common.browser_guard import FileGuard, NetGuard
+from common.browser_guard import FileGuard, NetGuard, failure_reason
 from common.errors import InvalidInput, SuiteError
 from servers.ui_testing.audit import AuditResult, audit_page, expand_tags
 from servers.ui_testing.browser import Browser, first_line
@@ -245,7 +245,7 @@ class _Recorder:
         self._add_console(ConsoleError(kind="exception", text=short(str(err.error), 300)))
 
     def _on_request_failed(self, request: Request) -> None:
-        failure = request.failure or "failed"
+        failure = failure_reason(request.url, request.failure or "failed")
         self._add_request(FailedRequest(url=short(request.url, 300), method=request.method, failure=failure[:100]))
 
     def _on_response(self, response: Response) -> None:

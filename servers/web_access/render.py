@@ -1,11 +1,10 @@
 """Headless Chromium for screenshots and JS-rendered fetches, started on first use.
 
-Chromium does its own networking, out of the guarded transport's sight, so every request the page
-makes (the document, scripts, images, XHR, web sockets) goes through the shared browser guard
-(``common.browser_guard``): the URL rules and the address check, and for allowed requests each
-redirect hop checked before it is dialed. A name that resolves differently between that check and
-the request's own lookup could still slip through (DNS rebinding); the plain fetcher has no such gap.
-Service workers are blocked, and only http(s), data: and blob: URLs load.
+Chromium does its own networking, out of the guarded transport's sight, so it is launched with all
+its traffic (the document, redirect hops, scripts, images, XHR, web sockets) going through the shared
+browser guard's proxy (``common.browser_guard``): each connection's host is resolved once, every
+address checked by the same rules, and the checked address dialed, so DNS rebinding is held there as
+it is in the plain fetcher. Service workers are blocked; pages never load local files.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from common.browser_guard import NetGuard
+from common.browser_guard import GUARD_ARGS, NetGuard, failure_reason
 from common.chromium import close_quietly, launch_args
 from common.errors import SuiteError
 from common.logging import get_logger
-from common.netguard import BlockedURL, NetPolicy, check_url
+from common.netguard import BlockedURL, NetPolicy, Resolver, check_url, system_resolve
 from servers.web_access.netguard import GuardedBackend
 
 if TYPE_CHECKING:
@@ -35,11 +34,6 @@ log = get_logger(__name__)
 THUMB_WIDTH = 320
 THUMB_MAX_HEIGHT = 960
 MAX_FULL_PAGE_HEIGHT = 16_000
-
-
-def _no_files(url: str) -> bool:
-    """Rendered pages never load local files."""
-    return False
 
 
 class RenderFailed(SuiteError):
@@ -66,14 +60,15 @@ def png_size(png: bytes) -> tuple[int, int]:
 class Renderer:
     """One Chromium per process, shared by the calls, closed with the service."""
 
-    def __init__(self, policy: NetPolicy, *, executable: str | None, user_agent: str) -> None:
+    def __init__(
+        self, policy: NetPolicy, *, executable: str | None, user_agent: str, resolve: Resolver = system_resolve
+    ) -> None:
         self.policy = policy
         self.executable = executable
         self.user_agent = user_agent
-        self._guard = GuardedBackend(policy)
-        # Chromium follows redirects without asking the route, so the shared guard makes each allowed
-        # request itself, hop by hop, and checks web sockets too.
-        self._net = NetGuard(policy, setting="WEB_ACCESS_ALLOW_HOSTS")
+        self._guard = GuardedBackend(policy, resolve=resolve)
+        # Every connection Chromium opens goes through the guard's proxy, started and stopped with it.
+        self._net = NetGuard(policy, setting="WEB_ACCESS_ALLOW_HOSTS", resolve=resolve)
         self._lock = asyncio.Lock()
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
@@ -96,9 +91,12 @@ class Renderer:
             try:
                 self._pw = await async_playwright().start()
                 self._browser = await self._pw.chromium.launch(
-                    executable_path=path, headless=True, args=launch_args(["--mute-audio"])
+                    executable_path=path,
+                    headless=True,
+                    args=launch_args(["--mute-audio", *GUARD_ARGS]),
+                    **await self._net.launch_options(),
                 )
-            except PWError as exc:
+            except (PWError, OSError) as exc:
                 await self._shutdown()
                 raise RenderFailed(f"Chromium at {path} failed to start: {str(exc).splitlines()[0][:200]}") from None
             return self._browser
@@ -112,8 +110,6 @@ class Renderer:
         )  # fmt: skip
         try:
             ctx.set_default_timeout(timeout_s * 1000)
-            await ctx.route("**/*", self._net.router(_no_files))
-            await ctx.route_web_socket("**/*", self._net.web_socket)
             yield await ctx.new_page()
         finally:
             with contextlib.suppress(Exception):  # the browser may be gone already; closing is best effort
@@ -127,7 +123,8 @@ class Renderer:
         try:
             response = await page.goto(str(checked.url), wait_until="load", timeout=timeout_s * 1000)
         except PWError as exc:
-            raise RenderFailed(f"The browser could not load {url[:80]!r}: {str(exc).splitlines()[0][:200]}") from None
+            why = failure_reason(url, str(exc).splitlines()[0])
+            raise RenderFailed(f"The browser could not load {url[:80]!r}: {why[:300]}") from None
         if response is None:
             raise RenderFailed(f"The browser got no response for {url[:80]!r}.")
         with contextlib.suppress(PWError):  # pages that keep connections open never go idle; load is enough
@@ -182,6 +179,7 @@ class Renderer:
         browser, pw = self._browser, self._pw
         self._browser = self._pw = None
         await close_quietly(browser, pw)
+        await self._net.close()
 
 
 __all__ = ["BlockedURL", "Capture", "RenderFailed", "Renderer", "png_size"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from socket import socket
 from typing import Any
 
 import pytest
@@ -14,7 +14,8 @@ import pytest
 from common.browser_guard import NetGuard
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
-from servers.ui_testing.browser import Browser
+from common.testing import loopback_hostname
+from servers.ui_testing.browser import Browser, BrowserOptions
 from servers.ui_testing.capture import CaptureSpec, WaitSpec, capture
 from servers.ui_testing.viewport import Viewport
 from tests.servers.ui_testing.conftest import Site, page
@@ -27,14 +28,16 @@ SMALL = Viewport(width=400, height=300, scale=1)
 class Trap:
     """An HTTP server that must never be reached: it counts every connection it accepts."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, port: int = 0, body: bytes = b"secret") -> None:
         trap = self
         self.connections = 0
+        self.body = body
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                data = b"secret"
+                data = trap.body
                 self.send_response(200)
+                self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -43,11 +46,11 @@ class Trap:
                 pass
 
         class Server(ThreadingHTTPServer):
-            def get_request(self) -> tuple[socket, Any]:
+            def get_request(self) -> tuple[socket.socket, Any]:
                 trap.connections += 1
                 return super().get_request()
 
-        self.server = Server((host, 0), Handler)
+        self.server = Server((host, port), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -150,4 +153,122 @@ async def test_a_web_socket_to_a_blocked_address_is_closed_before_it_connects(
     )
     url = site.put("/ws-blocked", page(script))
     await capture(browser, CaptureSpec(url=url, viewport=SMALL, wait=WaitSpec(selector="body[data-closed]")), tmp_path)
+    assert trap.connections == 0
+
+
+ALLOWED_ONLY = NetPolicy.from_entries(["127.0.0.2/32"])
+
+
+def pinned_pair() -> tuple[Trap, Trap]:
+    """A page server on 127.0.0.2 (allow-listed) and a trap on 127.0.0.1 (loopback, refused), on one port."""
+    for _ in range(50):
+        allowed = Trap("127.0.0.2")
+        port = allowed.server.server_address[1]
+        try:
+            return allowed, Trap("127.0.0.1", port)
+        except OSError:
+            allowed.close()
+    raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+async def test_the_browser_dials_the_address_the_guard_checked_not_its_own_lookup(tmp_path: Path):
+    # The guard's resolver answers the allow-listed 127.0.0.2; the system's (which Chromium or
+    # Playwright would use for a second lookup) answers 127.0.0.1, where the trap listens.
+    name = loopback_hostname()
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host != name:
+            raise OSError("unknown host")  # Chromium's own background requests
+        return ["127.0.0.2"]
+
+    allowed, trap = pinned_pair()
+    port = trap.server.server_address[1]
+    script = (
+        f"<script>const ws = new WebSocket('ws://{name}:{port}/socket');"
+        "ws.onclose = () => { document.body.dataset.ws = 1; };"
+        f"fetch('https://{name}:{port}/tls').catch(() => {{ document.body.dataset.tls = 1; }});</script><p>pinned</p>"
+    )
+    allowed.body = script.encode()
+    try:
+        async with Browser(BrowserOptions(net_policy=ALLOWED_ONLY, resolve=resolve)) as pinned:
+            wait = WaitSpec(selector="body[data-ws][data-tls]")
+            result = await capture(
+                pinned, CaptureSpec(url=f"http://{name}:{port}/", viewport=SMALL, wait=wait), tmp_path
+            )
+    finally:
+        allowed.close()
+        trap.close()
+    assert result.status == 200
+    assert trap.connections == 0
+    assert allowed.connections >= 3  # the page (http), the https tunnel and the web socket
+
+
+async def test_names_that_rebind_to_loopback_after_the_check_are_refused_over_http_https_and_ws(
+    tmp_path: Path,
+):
+    lookups: dict[str, int] = {}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if not host.endswith(".rebind.example"):
+            raise OSError("unknown host")  # Chromium's own background requests
+        lookups[host] = lookups.get(host, 0) + 1
+        return ["127.0.0.2"] if lookups[host] == 1 else ["127.0.0.1"]
+
+    allowed, trap = pinned_pair()
+    port = trap.server.server_address[1]
+    script = (
+        f"<img src='http://a.rebind.example:{port}/pixel.png' onerror='document.body.dataset.img = 1'>"
+        f"<script>fetch('https://b.rebind.example:{port}/api').catch(() => {{ document.body.dataset.tls = 1; }});"
+        f"const ws = new WebSocket('ws://c.rebind.example:{port}/socket');"
+        "ws.onclose = () => { document.body.dataset.ws = 1; };</script><p>page</p>"
+    )
+    allowed.body = script.encode()
+    try:
+        async with Browser(BrowserOptions(net_policy=ALLOWED_ONLY, resolve=resolve)) as guarded:
+            for sub in ("a", "b", "c"):  # the first lookup of each name: the allowed address
+                await guarded.net.check(f"http://{sub}.rebind.example:{port}/")
+            wait = WaitSpec(selector="body[data-img][data-tls][data-ws]")
+            result = await capture(
+                guarded, CaptureSpec(url=f"http://127.0.0.2:{port}/", viewport=SMALL, wait=wait), tmp_path
+            )
+            # A navigation whose check saw the allowed address and whose connection would see loopback.
+            with pytest.raises(InvalidInput, match=r"ERR_BLOCKED_BY_CLIENT.*127\.0\.0\.1, which is a loopback"):
+                await capture(guarded, CaptureSpec(url=f"http://d.rebind.example:{port}/", viewport=SMALL), tmp_path)
+    finally:
+        allowed.close()
+        trap.close()
+    assert result.status == 200
+    assert trap.connections == 0
+    assert all(lookups[f"{sub}.rebind.example"] >= 2 for sub in "abcd")
+
+
+async def test_webrtc_sends_nothing_to_a_blocked_address_around_the_proxy(browser: Browser, trap: Trap):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.2", 0))
+    udp.setblocking(False)
+    port = udp.getsockname()[1]
+    tcp_port = trap.server.server_address[1]
+    gather = """async ([udp, tcp]) => {
+      const pc = new RTCPeerConnection({iceServers: [
+        {urls: `stun:127.0.0.2:${udp}`},
+        {urls: [`turn:127.0.0.2:${udp}?transport=udp`, `turn:127.0.0.2:${tcp}?transport=tcp`],
+         username: 'u', credential: 'p'}]});
+      pc.createDataChannel('d');
+      const done = new Promise(resolve => {
+        pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve(true); };
+        setTimeout(() => resolve(false), 8000);
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      const complete = await done;
+      pc.close();
+      return complete;
+    }"""
+    try:
+        async with browser.page(SMALL) as tab:
+            await tab.set_content("<p>webrtc</p>")
+            await tab.evaluate(gather, [port, tcp_port])
+        with pytest.raises(BlockingIOError):
+            udp.recv(2048)  # no STUN or TURN datagram arrived
+    finally:
+        udp.close()
     assert trap.connections == 0

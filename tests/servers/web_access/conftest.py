@@ -30,7 +30,7 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         if ":" in host:
             self.address_family = socket.AF_INET6
-        super().__init__((host, 0), _Handler)
+        super().__init__((host, owner.port), _Handler)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         with self.owner.lock:
@@ -63,6 +63,7 @@ class LocalServer:
 
     host: str = "127.0.0.1"
     routes: dict[str, Handler] = field(default_factory=dict)
+    port: int = 0  # 0: any free port
     connections: int = 0
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)

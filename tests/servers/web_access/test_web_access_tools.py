@@ -123,7 +123,7 @@ async def test_screenshot_page_stores_a_png_and_a_thumbnail_by_content_hash(
 async def test_a_page_in_the_browser_cannot_follow_a_redirect_to_a_blocked_address(
     serve: Callable[..., LocalServer], web_settings: Callable[..., Any], tmp_path: Path
 ) -> None:
-    # Chromium follows redirects without asking the route handler; the guard must make each hop itself.
+    # Every redirect hop is a new connection through the guard's proxy, checked before it is dialed.
     private = serve({"/secret.png": text("x", "image/png")}, host="127.0.0.2")
     server = serve(
         {

@@ -69,6 +69,29 @@ CREATE TABLE web_access.documents (
 );
 -- owner: web_access
 
+CREATE TABLE web_access.http_entries (
+    id uuid NOT NULL,
+    key text NOT NULL,
+    method text NOT NULL,
+    url text NOT NULL,
+    request_headers jsonb NOT NULL,
+    status integer NOT NULL,
+    response_headers jsonb NOT NULL,
+    body_sha256 text NOT NULL,
+    stored_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone NOT NULL,
+    ttl_deadline timestamp with time zone,
+    tti_s double precision,
+    expires_at timestamp with time zone,
+    CONSTRAINT http_entries_body_sha256_fkey FOREIGN KEY (body_sha256) REFERENCES web_access.bodies(sha256),
+    CONSTRAINT http_entries_key_method_key UNIQUE (key, method),
+    CONSTRAINT http_entries_pkey PRIMARY KEY (id),
+    CONSTRAINT http_entries_request_headers_check CHECK ((jsonb_typeof(request_headers) = 'object'::text)),
+    CONSTRAINT http_entries_response_headers_check CHECK ((jsonb_typeof(response_headers) = 'object'::text)),
+    CONSTRAINT http_entries_tti_s_check CHECK ((tti_s >= (0)::double precision))
+);
+-- owner: web_access
+
 CREATE TABLE web_access.jobs (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     kind text NOT NULL,
@@ -106,16 +129,13 @@ CREATE TABLE web_access.pages (
     body_sha256 text NOT NULL,
     rendered_sha256 text,
     byte_size bigint NOT NULL,
-    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
     storable boolean NOT NULL,
-    fresh_until timestamp with time zone,
     fetched_at timestamp with time zone NOT NULL,
     checked_at timestamp with time zone NOT NULL,
     downloads integer DEFAULT 1 NOT NULL,
     revalidations integer DEFAULT 0 NOT NULL,
     CONSTRAINT pages_body_sha256_fkey FOREIGN KEY (body_sha256) REFERENCES web_access.bodies(sha256),
     CONSTRAINT pages_byte_size_check CHECK ((byte_size >= 0)),
-    CONSTRAINT pages_headers_check CHECK ((jsonb_typeof(headers) = 'object'::text)),
     CONSTRAINT pages_pkey PRIMARY KEY (id),
     CONSTRAINT pages_rendered_sha256_fkey FOREIGN KEY (rendered_sha256) REFERENCES web_access.bodies(sha256),
     CONSTRAINT pages_url_key UNIQUE (url)
@@ -216,6 +236,14 @@ CREATE UNIQUE INDEX crawl_pages_pkey ON web_access.crawl_pages USING btree (job_
 CREATE INDEX crawl_pages_queue_idx ON web_access.crawl_pages USING btree (job_id, state, seq);
 
 CREATE UNIQUE INDEX documents_pkey ON web_access.documents USING btree (body_sha256, mode);
+
+CREATE INDEX http_entries_body_idx ON web_access.http_entries USING btree (body_sha256);
+
+CREATE UNIQUE INDEX http_entries_key_method_key ON web_access.http_entries USING btree (key, method);
+
+CREATE UNIQUE INDEX http_entries_pkey ON web_access.http_entries USING btree (id);
+
+CREATE INDEX http_entries_url_idx ON web_access.http_entries USING btree (url);
 
 CREATE INDEX jobs_created_idx ON web_access.jobs USING btree (kind, created_at DESC);
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from hishel import Headers, Request, Response
+from hishel import Entry, Headers, Request, Response
 
 from common.testing import wait_until
 from servers.web_access.http_cache import PostgresStorage
@@ -36,113 +36,104 @@ async def read(stream: Any) -> bytes:
     return b"".join([part async for part in stream])
 
 
-async def test_an_entry_is_stored_when_its_stream_ends_and_read_back_by_another_storage(
-    web_settings: Callable[..., Any], open_service: Any
-) -> None:
-    async with open_service(web_settings()) as svc:
-        db = svc.deps.db
-        writer, reader = PostgresStorage(db), PostgresStorage(db)
-        entry = await writer.create_entry(request(), response(b"hello ", b"world", etag='"v1"'), "k1")
-        stream = entry.response.stream
-        assert await reader.get_entries("k1") == []
-        assert await read(stream) == b"hello world"
-        [back] = await reader.get_entries("k1")
-        assert back.id == entry.id
-        assert (back.request.method, back.request.url, back.request.headers["user-agent"]) == ("GET", URL, "test/1")
-        assert (back.response.status_code, back.response.headers["etag"]) == (200, '"v1"')
-        assert await read(back.response.stream) == b"hello world"
-        assert await db.fetchval("SELECT count(*) FROM web_access.bodies") == 1
+async def stored(storage: PostgresStorage, key: str, answer: Response, **limits: float) -> Entry:
+    """An entry created and its stream read to the end (which is when it is saved)."""
+    entry = await storage.create_entry(request(), answer, key, **limits)
+    await read(entry.response.stream)
+    return entry
 
 
-async def test_a_gzip_body_is_stored_decoded_once_per_hash_and_a_new_response_replaces_the_entry(
-    web_settings: Callable[..., Any], open_service: Any
-) -> None:
-    async with open_service(web_settings()) as svc:
-        db = svc.deps.db
-        storage = PostgresStorage(db)
-        packed = gzip.compress(b"same text")
-        first = await storage.create_entry(request(), response(packed, content_encoding="gzip"), "k")
-        assert await read(first.response.stream) == packed  # the reader gets what the origin sent
-        second = await storage.create_entry(request(), response(b"same text", etag='"b"'), "k")
-        await read(second.response.stream)
-        [entry] = await storage.get_entries("k")
-        other = await storage.create_entry(request(), response(b"same text"), "other")
-        await read(other.response.stream)
-        bodies = await db.fetchval("SELECT count(*) FROM web_access.bodies")
+@pytest.fixture
+async def svc(web_settings: Callable[..., Any], open_service: Any) -> AsyncIterator[Any]:
+    async with open_service(web_settings()) as opened:
+        yield opened
+
+
+async def test_an_entry_is_stored_when_its_stream_ends_and_read_back_by_another_storage(svc: Any) -> None:
+    db = svc.deps.db
+    writer, reader = PostgresStorage(db), PostgresStorage(db)
+    entry = await writer.create_entry(request(), response(b"hello ", b"world", etag='"v1"'), "k1")
+    stream = entry.response.stream
+    assert await reader.get_entries("k1") == []
+    assert await read(stream) == b"hello world"
+    [back] = await reader.get_entries("k1")
+    assert back.id == entry.id
+    assert (back.request.method, back.request.url, back.request.headers["user-agent"]) == ("GET", URL, "test/1")
+    assert (back.response.status_code, back.response.headers["etag"]) == (200, '"v1"')
+    assert await read(back.response.stream) == b"hello world"
+    assert await db.fetchval("SELECT count(*) FROM web_access.bodies") == 1
+
+
+async def test_a_gzip_body_is_stored_decoded_once_per_hash_and_a_new_response_replaces_the_entry(svc: Any) -> None:
+    db = svc.deps.db
+    storage = PostgresStorage(db)
+    packed = gzip.compress(b"same text")
+    first = await storage.create_entry(request(), response(packed, content_encoding="gzip"), "k")
+    assert await read(first.response.stream) == packed  # the reader gets what the origin sent
+    second = await stored(storage, "k", response(b"same text", etag='"b"'))
+    [entry] = await storage.get_entries("k")
+    await stored(storage, "other", response(b"same text"))
+    bodies = await db.fetchval("SELECT count(*) FROM web_access.bodies")
     assert entry.id == second.id
     assert entry.response.headers["etag"] == '"b"'
     assert await read(entry.response.stream) == b"same text"
     assert bodies == 1
 
 
-async def test_a_stream_closed_early_or_over_the_size_limit_stores_nothing_but_reads_whole(
-    web_settings: Callable[..., Any], open_service: Any
-) -> None:
-    async with open_service(web_settings()) as svc:
-        storage = PostgresStorage(svc.deps.db, max_stream_size=10)
-        big = await storage.create_entry(request(), response(b"0123456789", b"abc"), "big")
-        assert await read(big.response.stream) == b"0123456789abc"
-        cut = await storage.create_entry(request(), response(b"one", b"two"), "cut")
-        stream = cut.response.stream
-        assert isinstance(stream, AsyncIterator)
-        assert await stream.__anext__() == b"one"
-        await stream.aclose()  # type: ignore[attr-defined]
-        broken = await storage.create_entry(request(), response(b"not gzip", content_encoding="gzip"), "broken")
-        assert await read(broken.response.stream) == b"not gzip"
-        assert await storage.get_entries("big") == []
-        assert await storage.get_entries("cut") == []
-        assert await storage.get_entries("broken") == []
-        assert await svc.deps.db.fetchval("SELECT count(*) FROM web_access.http_entries") == 0
+async def test_a_stream_closed_early_or_over_the_size_limit_stores_nothing_but_reads_whole(svc: Any) -> None:
+    storage = PostgresStorage(svc.deps.db, max_stream_size=10)
+    big = await storage.create_entry(request(), response(b"0123456789", b"abc"), "big")
+    assert await read(big.response.stream) == b"0123456789abc"
+    cut = await storage.create_entry(request(), response(b"one", b"two"), "cut")
+    stream = cut.response.stream
+    assert isinstance(stream, AsyncIterator)
+    assert await stream.__anext__() == b"one"
+    await stream.aclose()  # type: ignore[attr-defined]
+    broken = await storage.create_entry(request(), response(b"not gzip", content_encoding="gzip"), "broken")
+    assert await read(broken.response.stream) == b"not gzip"
+    assert await storage.get_entries("big") == []
+    assert await storage.get_entries("cut") == []
+    assert await storage.get_entries("broken") == []
+    assert await svc.deps.db.fetchval("SELECT count(*) FROM web_access.http_entries") == 0
 
 
-async def test_headers_are_replaced_after_a_304_and_removed_or_expired_entries_are_not_returned(
-    web_settings: Callable[..., Any], open_service: Any
-) -> None:
-    async with open_service(web_settings()) as svc:
-        storage = PostgresStorage(svc.deps.db)
-        entry = await storage.create_entry(request(), response(b"x", cache_control="max-age=0", etag='"a"'), "k")
-        await read(entry.response.stream)
-        await storage.update_headers(entry.id, Headers({"cache-control": "max-age=600", "etag": '"a"'}))
-        [updated] = await storage.get_entries("k")
-        assert updated.response.headers["cache-control"] == "max-age=600"
-        assert await read(updated.response.stream) == b"x"
-        await storage.remove_entry(entry.id)
-        assert await storage.get_entries("k") == []
-        await storage.update_headers(entry.id, Headers({"etag": '"gone"'}))  # no entry: nothing happens
-        await storage.remove_entry(entry.id)
+async def test_headers_are_replaced_after_a_304_and_removed_or_expired_entries_are_not_returned(svc: Any) -> None:
+    storage = PostgresStorage(svc.deps.db)
+    entry = await stored(storage, "k", response(b"x", cache_control="max-age=0", etag='"a"'))
+    await storage.update_headers(entry.id, Headers({"cache-control": "max-age=600", "etag": '"a"'}))
+    [updated] = await storage.get_entries("k")
+    assert updated.response.headers["cache-control"] == "max-age=600"
+    assert await read(updated.response.stream) == b"x"
+    await storage.remove_entry(entry.id)
+    assert await storage.get_entries("k") == []
+    await storage.update_headers(entry.id, Headers({"etag": '"gone"'}))  # no entry: nothing happens
+    await storage.remove_entry(entry.id)
 
-        expired = await storage.create_entry(request(), response(b"y"), "ttl", ttl=0)
-        await read(expired.response.stream)
-        assert await storage.get_entries("ttl") == []
-        lasting = PostgresStorage(svc.deps.db, default_ttl=3600, default_tti=0.5)
-        idle = await lasting.create_entry(request(), response(b"z"), "tti")
-        await read(idle.response.stream)
-        assert len(await lasting.get_entries("tti")) == 1
+    await stored(storage, "ttl", response(b"y"), ttl=0)
+    assert await storage.get_entries("ttl") == []
+    lasting = PostgresStorage(svc.deps.db, default_ttl=3600, default_tti=0.5)
+    await stored(lasting, "tti", response(b"z"))
+    assert len(await lasting.get_entries("tti")) == 1
 
-        async def idled_out() -> bool:
-            # Read past the storage: each lookup through it would restart the idle time.
-            sql = "SELECT count(*) FROM web_access.http_entries WHERE key = 'tti' AND expires_at > now()"
-            return bool(await svc.deps.db.fetchval(sql) == 0)
+    async def idled_out() -> bool:
+        # Read past the storage: each lookup through it would restart the idle time.
+        sql = "SELECT count(*) FROM web_access.http_entries WHERE key = 'tti' AND expires_at > now()"
+        return bool(await svc.deps.db.fetchval(sql) == 0)
 
-        await wait_until(idled_out, timeout_s=10, what="the entry to expire after its idle time")
-        assert await lasting.get_entries("tti") == []
-        assert await storage.refreshing().get_entries("k") == []
+    await wait_until(idled_out, timeout_s=10, what="the entry to expire after its idle time")
+    assert await lasting.get_entries("tti") == []
+    assert await storage.refreshing().get_entries("k") == []
 
 
-async def test_the_sweep_deletes_expired_entries_and_then_their_unused_bodies(
-    web_settings: Callable[..., Any], open_service: Any
-) -> None:
-    async with open_service(web_settings()) as svc:
-        db = svc.deps.db
-        storage = PostgresStorage(db)
-        kept = await storage.create_entry(request(), response(b"kept"), "kept")
-        await read(kept.response.stream)
-        gone = await storage.create_entry(request(), response(b"gone"), "gone", ttl=0)
-        await read(gone.response.stream)
-        await db.execute("UPDATE web_access.bodies SET created_at = now() - interval '2 hours'")
-        await svc.sweep()
-        left = await db.fetch("SELECT key FROM web_access.http_entries")
-        bodies = await db.fetch("SELECT body FROM web_access.bodies")
+async def test_the_sweep_deletes_expired_entries_and_then_their_unused_bodies(svc: Any) -> None:
+    db = svc.deps.db
+    storage = PostgresStorage(db)
+    await stored(storage, "kept", response(b"kept"))
+    await stored(storage, "gone", response(b"gone"), ttl=0)
+    await db.execute("UPDATE web_access.bodies SET created_at = now() - interval '2 hours'")
+    await svc.sweep()
+    left = await db.fetch("SELECT key FROM web_access.http_entries")
+    bodies = await db.fetch("SELECT body FROM web_access.bodies")
     assert [r["key"] for r in left] == ["kept"]
     assert [bytes(r["body"]) for r in bodies] == [b"kept"]
 

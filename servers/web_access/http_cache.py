@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import Any
 
 import httpx
 from hishel import AsyncBaseStorage, CacheOptions, Entry, Headers, Request, Response
@@ -136,17 +135,13 @@ class PostgresStorage(AsyncBaseStorage):
         now = time.time()
         digest = hashlib.sha256(body).hexdigest()
 
-        async def write(conn: Any) -> None:
-            await store.put_body(conn, digest, body)
+        try:
             await store.put_entry(
-                conn, id=entry.id, key=key, method=entry.request.method, url=entry.request.url,
+                self.db, id=entry.id, key=key, method=entry.request.method, url=entry.request.url,
                 request_headers=_lists(entry.request.headers), status=entry.response.status_code,
-                response_headers=headers, sha256=digest, at=_at(now) or datetime.now(UTC),
+                response_headers=headers, sha256=digest, body=body, at=_at(now) or datetime.now(UTC),
                 ttl_deadline=_at(ttl_deadline), tti_s=tti, expires_at=_at(self._expires_at(ttl_deadline, tti, now)),
             )  # fmt: skip
-
-        try:
-            await self.db.run_in_transaction(write)
         except Exception as exc:  # a cache that cannot write serves the response uncached
             log.warning("web_access.http_cache_store_failed", url=entry.request.url[:200], error=str(exc)[:200])
 

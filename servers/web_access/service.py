@@ -249,12 +249,14 @@ class WebAccessService:
         digest = sha256(body)
         page: dict[str, Any] = {
             "url": key, "final_url": result.final_url, "status": result.status, "content_type": result.content_type,
-            "sha256": digest, "size": len(body), "storable": result.stored, "at": received,
+            "sha256": digest, "body": body, "storable": result.stored, "at": received,
         }  # fmt: skip
         if result.from_cache:
             row = await store.get_page_by_url(db, key)
             if row is None or row["body_sha256"] != digest or row["final_url"] != result.final_url:
-                row = await self._adopt(page, body, storable=True if row is None else bool(row["storable"]))
+                # Another process stored the entry and has not written this row yet, or the row was swept.
+                storable = True if row is None else bool(row["storable"])
+                row = await store.upsert_page(db, **{**page, "storable": storable}, download=False)
             if result.revalidated:
                 row = await store.refresh_page(db, row["id"], received) or row
                 await self.ledger.record(provider, host, "revalidated", status=304, latency_ms=latency)
@@ -262,23 +264,9 @@ class WebAccessService:
             await self.ledger.record(provider, host, "cache", status=row["status"])
             return Acquired(row, True, False)
 
-        async def write(conn: asyncpg.Connection) -> dict[str, Any]:
-            await store.put_body(conn, digest, body)
-            return await store.upsert_page(conn, **page)
-
-        new_row = await db.run_in_transaction(write)
+        new_row = await store.upsert_page(db, **page)
         await self.ledger.record(provider, host, "network", status=result.status, size=len(body), latency_ms=latency)
         return Acquired(new_row, False, False)
-
-    async def _adopt(self, page: dict[str, Any], body: bytes, *, storable: bool) -> dict[str, Any]:
-        """The page row of a response the HTTP cache holds but the row does not (yet) describe: another
-        process stored the entry and has not written its row, or the row was swept. No download counted."""
-
-        async def write(conn: asyncpg.Connection) -> dict[str, Any]:
-            await store.put_body(conn, page["sha256"], body)
-            return await store.upsert_page(conn, **{**page, "storable": storable}, download=False)
-
-        return await self.deps.db.run_in_transaction(write)
 
     async def document(self, sha: str, mode: str, content_type: str | None, url: str) -> dict[str, Any]:
         """The extracted document of body ``sha`` in ``mode``, made and stored on first use."""

@@ -30,10 +30,17 @@ PAGE_COLS = """id, url, final_url, status, content_type, body_sha256, rendered_s
     fetched_at, checked_at, downloads, revalidations"""
 GET_PAGE_BY_URL = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE url = $1"
 GET_PAGE = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE id = $1"
-# $9 is 1 for a download and 0 when a page is taken from an HTTP entry another process stored.
-UPSERT_PAGE = f"""INSERT INTO web_access.pages (url, final_url, status, content_type, body_sha256, byte_size,
+# The body and the page in one statement (one round trip); $9 is 1 for a download and 0 when a page
+# is taken from an HTTP entry another process stored.
+UPSERT_PAGE = f"""WITH body AS (
+    INSERT INTO web_access.bodies (sha256, body, size) VALUES ($5, $10::bytea, octet_length($10::bytea))
+    ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size RETURNING sha256
+)
+INSERT INTO web_access.pages (url, final_url, status, content_type, body_sha256, byte_size,
     storable, fetched_at, checked_at, downloads)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
+SELECT $1::text, $2::text, $3::integer, $4::text, body.sha256, $6::bigint, $7::boolean, $8::timestamptz,
+    $8::timestamptz, $9::integer
+FROM body
 ON CONFLICT (url) DO UPDATE SET final_url = EXCLUDED.final_url, status = EXCLUDED.status,
     content_type = EXCLUDED.content_type, body_sha256 = EXCLUDED.body_sha256,
     rendered_sha256 = CASE WHEN pages.body_sha256 = EXCLUDED.body_sha256 THEN pages.rendered_sha256 END,
@@ -79,11 +86,12 @@ async def get_page(db: Conn, page_id: int) -> dict[str, Any] | None:
 
 
 async def upsert_page(
-    conn: Conn, *, url: str, final_url: str, status: int, content_type: str | None, sha256: str, size: int,
+    conn: Conn, *, url: str, final_url: str, status: int, content_type: str | None, sha256: str, body: bytes,
     storable: bool, at: datetime, download: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
+    """The page row of ``url`` with its body (stored once per ``sha256``)."""
     row = await conn.fetchrow(
-        UPSERT_PAGE, url, final_url, status, content_type, sha256, size, storable, at, 1 if download else 0
+        UPSERT_PAGE, url, final_url, status, content_type, sha256, len(body), storable, at, 1 if download else 0, body
     )
     out = _page(row)
     assert out is not None
@@ -102,9 +110,16 @@ async def set_rendered(conn: Conn, page_id: int, sha256: str) -> None:
 
 ENTRY_COLS = """id, key, method, url, request_headers, status, response_headers, body_sha256, stored_at, used_at,
     ttl_deadline, tti_s, expires_at"""
-# One entry per key and method: a new response replaces the stored one (and gets the new id).
-PUT_ENTRY = f"""INSERT INTO web_access.http_entries ({ENTRY_COLS})
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb, $8, $9, $9, $10, $11, $12)
+# The body and the entry in one statement. One entry per key and method: a new response replaces the
+# stored one (and gets the new id).
+PUT_ENTRY = f"""WITH body AS (
+    INSERT INTO web_access.bodies (sha256, body, size) VALUES ($8, $13::bytea, octet_length($13::bytea))
+    ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size RETURNING sha256
+)
+INSERT INTO web_access.http_entries ({ENTRY_COLS})
+SELECT $1::uuid, $2::text, $3::text, $4::text, $5::jsonb, $6::integer, $7::jsonb, body.sha256, $9::timestamptz,
+    $9::timestamptz, $10::timestamptz, $11::float8, $12::timestamptz
+FROM body
 ON CONFLICT (key, method) DO UPDATE SET id = EXCLUDED.id, url = EXCLUDED.url,
     request_headers = EXCLUDED.request_headers, status = EXCLUDED.status,
     response_headers = EXCLUDED.response_headers, body_sha256 = EXCLUDED.body_sha256,
@@ -123,12 +138,13 @@ DELETE_ENTRY = "DELETE FROM web_access.http_entries WHERE id = $1"
 
 async def put_entry(
     conn: Conn, *, id: uuid.UUID, key: str, method: str, url: str, request_headers: dict[str, list[str]],
-    status: int, response_headers: dict[str, list[str]], sha256: str, at: datetime,
+    status: int, response_headers: dict[str, list[str]], sha256: str, body: bytes, at: datetime,
     ttl_deadline: datetime | None, tti_s: float | None, expires_at: datetime | None,
 ) -> None:  # fmt: skip
+    """An HTTP entry with its body (stored once per ``sha256``), replacing the one of its key and method."""
     await conn.execute(
         PUT_ENTRY, id, key, method, url, json.dumps(request_headers), status, json.dumps(response_headers), sha256,
-        at, ttl_deadline, tti_s, expires_at,
+        at, ttl_deadline, tti_s, expires_at, body,
     )  # fmt: skip
 
 

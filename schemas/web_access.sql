@@ -50,6 +50,28 @@ CREATE TABLE web_access.documents (
     CONSTRAINT documents_pkey PRIMARY KEY (body_sha256, mode)
 );
 
+CREATE TABLE web_access.http_entries (
+    id uuid NOT NULL,
+    key text NOT NULL,
+    method text NOT NULL,
+    url text NOT NULL,
+    request_headers jsonb NOT NULL,
+    status integer NOT NULL,
+    response_headers jsonb NOT NULL,
+    body_sha256 text NOT NULL,
+    stored_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone NOT NULL,
+    ttl_deadline timestamp with time zone,
+    tti_s double precision,
+    expires_at timestamp with time zone,
+    CONSTRAINT http_entries_body_sha256_fkey FOREIGN KEY (body_sha256) REFERENCES web_access.bodies(sha256),
+    CONSTRAINT http_entries_key_method_key UNIQUE (key, method),
+    CONSTRAINT http_entries_pkey PRIMARY KEY (id),
+    CONSTRAINT http_entries_request_headers_check CHECK ((jsonb_typeof(request_headers) = 'object'::text)),
+    CONSTRAINT http_entries_response_headers_check CHECK ((jsonb_typeof(response_headers) = 'object'::text)),
+    CONSTRAINT http_entries_tti_s_check CHECK ((tti_s >= (0)::double precision))
+);
+
 CREATE TABLE web_access.pages (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
     url text NOT NULL,
@@ -59,16 +81,13 @@ CREATE TABLE web_access.pages (
     body_sha256 text NOT NULL,
     rendered_sha256 text,
     byte_size bigint NOT NULL,
-    headers jsonb DEFAULT '{}'::jsonb NOT NULL,
     storable boolean NOT NULL,
-    fresh_until timestamp with time zone,
     fetched_at timestamp with time zone NOT NULL,
     checked_at timestamp with time zone NOT NULL,
     downloads integer DEFAULT 1 NOT NULL,
     revalidations integer DEFAULT 0 NOT NULL,
     CONSTRAINT pages_body_sha256_fkey FOREIGN KEY (body_sha256) REFERENCES web_access.bodies(sha256),
     CONSTRAINT pages_byte_size_check CHECK ((byte_size >= 0)),
-    CONSTRAINT pages_headers_check CHECK ((jsonb_typeof(headers) = 'object'::text)),
     CONSTRAINT pages_pkey PRIMARY KEY (id),
     CONSTRAINT pages_rendered_sha256_fkey FOREIGN KEY (rendered_sha256) REFERENCES web_access.bodies(sha256),
     CONSTRAINT pages_url_key UNIQUE (url)
@@ -133,6 +152,10 @@ CREATE TABLE web_access.searches (
 );
 
 CREATE INDEX crawl_pages_queue_idx ON web_access.crawl_pages USING btree (job_id, state, seq);
+
+CREATE INDEX http_entries_body_idx ON web_access.http_entries USING btree (body_sha256);
+
+CREATE INDEX http_entries_url_idx ON web_access.http_entries USING btree (url);
 
 CREATE INDEX pages_body_idx ON web_access.pages USING btree (body_sha256);
 

@@ -65,6 +65,8 @@ class FetchResult:
     elapsed_s: float
     redirects: list[Hop] = field(default_factory=list)
     from_cache: bool = False
+    revalidated: bool = False  # the cache asked the origin to confirm a stored response
+    stored: bool = False  # the cache stored this response
 
     @property
     def not_modified(self) -> bool:
@@ -102,10 +104,12 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
-def _from_cache(response: httpx.Response) -> bool:
-    """Whether a cache transport (hishel sets the ``caching`` extension) answered without the origin."""
+def _caching(response: httpx.Response) -> tuple[bool, bool, bool]:
+    """(from_cache, revalidated, stored) as a cache transport (hishel's ``caching`` extension) reports them."""
     status = response.extensions.get("caching")
-    return bool(status.get("from_cache")) if isinstance(status, Mapping) else False
+    if not isinstance(status, Mapping):
+        return False, False, False
+    return bool(status.get("from_cache")), bool(status.get("revalidated")), bool(status.get("stored"))
 
 
 def _declared_length(headers: httpx.Headers) -> int | None:
@@ -129,6 +133,7 @@ async def fetch(
     if_none_match: str | None = None,
     if_modified_since: str | None = None,
     refuse_oversize: bool = False,
+    extensions: Mapping[str, Any] | None = None,
 ) -> FetchResult:
     """Fetch ``url`` within ``timeout_s`` seconds in total, reading at most ``max_bytes`` of body.
 
@@ -136,6 +141,7 @@ async def fetch(
     ``check_url`` and, at connect, by the client's guarded transport. A body over ``max_bytes`` is
     cut there and marked ``truncated``, or refused with ``ResponseTooLarge`` when ``refuse_oversize``.
     The conditional headers go to the first hop only; a 304 comes back as a result with no body.
+    ``extensions`` go with every hop's request (a cache transport reads its per-request settings there).
     """
     if timeout_s <= 0 or max_bytes <= 0 or max_redirects < 0:
         raise InvalidInput("timeout_s and max_bytes must be positive and max_redirects not negative.")
@@ -155,7 +161,7 @@ async def fetch(
         with anyio.fail_after(timeout_s):
             return await _follow(
                 checked.url, client, policy, method, timeout_s, max_bytes, max_redirects, first_headers, base_headers,
-                refuse_oversize, started,
+                refuse_oversize, started, dict(extensions or {}),
             )  # fmt: skip
     except TimeoutError:
         raise FetchTimeout(
@@ -175,13 +181,16 @@ async def _follow(
     base_headers: httpx.Headers,
     refuse_oversize: bool,
     started: float,
+    extensions: dict[str, Any],
 ) -> FetchResult:
     asked = str(current)
     first_origin = _origin(current)
     hops: list[Hop] = []
     send_headers = first_headers
     while True:
-        request = client.build_request(method, current, headers=send_headers, timeout=httpx.Timeout(timeout_s))
+        request = client.build_request(
+            method, current, headers=send_headers, timeout=httpx.Timeout(timeout_s), extensions=dict(extensions)
+        )
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.TimeoutException:
@@ -218,6 +227,7 @@ async def _follow(
             body, truncated = await _read_bounded(response, max_bytes, refuse_oversize, str(current))
         finally:
             await response.aclose()
+        from_cache, revalidated, stored = _caching(response)
         return FetchResult(
             url=asked,
             final_url=str(current),
@@ -229,7 +239,9 @@ async def _follow(
             declared_length=_declared_length(response.headers),
             elapsed_s=time.monotonic() - started,
             redirects=hops,
-            from_cache=_from_cache(response),
+            from_cache=from_cache,
+            revalidated=revalidated,
+            stored=stored,
         )
 
 
@@ -240,7 +252,7 @@ async def _read_bounded(response: httpx.Response, max_bytes: int, refuse: bool, 
             f"{url[:80]!r} declares {declared} bytes, over the {max_bytes}-byte ceiling; "
             "raise max_bytes or fetch a smaller resource."
         )
-    body = _BoundedBody(max_bytes, response.headers.get("content-encoding", ""), url)
+    body = BoundedBody(max_bytes, response.headers.get("content-encoding", ""), url)
     truncated = False
     try:
         async for chunk in response.aiter_raw():
@@ -260,7 +272,7 @@ async def _read_bounded(response: httpx.Response, max_bytes: int, refuse: bool, 
     return body.value(), truncated
 
 
-class _BoundedBody:
+class BoundedBody:
     """Decodes gzip/deflate ourselves so a compression bomb never expands past the ceiling in memory."""
 
     def __init__(self, max_bytes: int, encoding: str, url: str) -> None:

@@ -1,11 +1,13 @@
 """The web_access service: fetching through the SSRF guard and a PostgreSQL page cache, links,
 crawls, web search with a searchable history, the usage ledger and screenshots. No MCP here.
 
-A fetch goes: canonical URL (``check_url``) and its normal form (the cache key) -> the stored page
-when the HTTP caching rules (``freshness``) or the caller's ``max_age`` allow it -> otherwise
-robots.txt, the quota, and one conditional request (ETag / Last-Modified) -> a 304 refreshes the
-row without a download, a 200 stores the body once per sha256. The readable document of a body is
-extracted once per mode and stored, so paging with ``start`` reads the database, never the site.
+A fetch goes: canonical URL (``check_url``) and its normal form (the page key) -> the stored page
+when the caller's ``max_age`` allows it -> otherwise the HTTP client, whose hishel cache
+(``http_cache``, in PostgreSQL) answers from a fresh entry, or revalidates a stale one (ETag /
+Last-Modified; a 304 refreshes it without a download), or downloads; robots.txt and the quota are
+checked only when a request is about to reach the network. The page row then records the answer (a
+download's body once per sha256). The readable document of a body is extracted once per mode and
+stored, so paging with ``start`` reads the database, never the site.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from servers.web_access import store
 from servers.web_access.crawl import Crawler
 from servers.web_access.extract import extract, page
 from servers.web_access.fetcher import build_client, fetch
-from servers.web_access.freshness import evaluate, kept_headers, merge_304, reusable
+from servers.web_access.http_cache import GATE, PostgresStorage, cache_transport
 from servers.web_access.links import extract_links, normalize_url
 from servers.web_access.models import (
     FetchedPage,
@@ -58,7 +60,7 @@ from servers.web_access.render import Renderer
 from servers.web_access.robots import RobotsAnswer, RobotsCache, robots_fetcher
 from servers.web_access.search import SearchFailed, configured_provider
 from servers.web_access.settings import Settings
-from servers.web_access.usage import Ledger
+from servers.web_access.usage import Ledger, QuotaExceeded
 
 if TYPE_CHECKING:
     from common.embeddings import Embedder
@@ -104,11 +106,16 @@ class WebAccessService:
         self.deps = deps
         self.settings = settings
         self.policy = NetPolicy.from_entries(settings.allow_hosts)
-        self.client = build_client(self.policy, transport=GuardedTransport(self.policy), user_agent=settings.user_agent)
+        self.http_cache = PostgresStorage(deps.db, max_stream_size=settings.max_bytes)
+        # hishel wraps the guarded transport, which stays the one that connects.
+        cached = cache_transport(GuardedTransport(self.policy), self.http_cache)
+        self.client = build_client(self.policy, transport=cached, user_agent=settings.user_agent)
+        # robots.txt has its own shared cache (Redis), so it is fetched past the HTTP cache.
+        self.direct_client = build_client(self.policy, user_agent=settings.user_agent)
         # Providers are operator-configured, so they go through a plain client (see search.py).
         self.search_client = httpx.AsyncClient(trust_env=False, follow_redirects=True, headers={"User-Agent": settings.user_agent})  # fmt: skip
         self.ledger = Ledger(deps.db, settings.quotas)
-        self._robots_get = robots_fetcher(self.client, self.policy, user_agent=settings.user_agent)
+        self._robots_get = robots_fetcher(self.direct_client, self.policy, user_agent=settings.user_agent)
         self.robots = RobotsCache(self._fetch_robots, ttl_s=settings.robots_ttl_s)
         self.jobs = Jobs(deps.db, SCHEMA, heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
         self.renderer = Renderer(self.policy, executable=settings.browser_path, user_agent=settings.user_agent)
@@ -120,7 +127,7 @@ class WebAccessService:
         """The running service: HTTP clients open, interrupted crawls marked; all closed on exit."""
         svc = cls(deps, settings)
         sweeper = Periodic("web_access-sweep", svc.sweep, interval_s=settings.sweep_interval_s)
-        async with svc.client, svc.search_client, sweeper:
+        async with svc.client, svc.direct_client, svc.search_client, sweeper:
             try:
                 await svc.jobs.recover()
                 yield svc
@@ -132,13 +139,13 @@ class WebAccessService:
         """Retention: old pages, unused bodies (their documents go with them) and old ledger rows."""
         s = self.settings
 
-        async def run(conn: asyncpg.Connection) -> tuple[int, int, int]:
+        async def run(conn: asyncpg.Connection) -> tuple[int, int, int, int]:
             return await store.sweep(conn, s.cache_days, s.usage_days)
 
-        counts = await self.deps.db.run_in_transaction(run)
-        if any(counts):
-            log.info("web_access.swept", pages=counts[0], bodies=counts[1], requests=counts[2])
-        return counts
+        pages, entries, bodies, requests = await self.deps.db.run_in_transaction(run)
+        if pages or entries or bodies or requests:
+            log.info("web_access.swept", pages=pages, http_entries=entries, bodies=bodies, requests=requests)
+        return pages, bodies, requests
 
     # ------------------------------------------------------------------------------- fetching
 
@@ -190,59 +197,74 @@ class WebAccessService:
         force_refresh: bool = False,
         obey_robots: bool = True,
     ) -> Acquired:
-        """The page row for ``url``: stored and still usable, revalidated (304), or downloaded now."""
+        """The page row for ``url``: stored and still usable, revalidated (304), or downloaded now.
+
+        hishel decides freshness and revalidation; ``max_age_s`` is the caller's own limit on top of
+        it (a page checked with its site at most that long ago is reused, else hishel must ask the
+        site: ``Cache-Control: no-cache``), and ``force_refresh`` downloads past the stored entry.
+        """
         timeout = self._timeout(timeout_s)
         key, host = self.cache_key(url)
         db = self.deps.db
-        row = None if force_refresh else await store.get_page_by_url(db, key)
-        now = utcnow()
-        if row is not None and reusable(
-            fresh_until=row["fresh_until"], checked_at=row["checked_at"], storable=row["storable"], now=now,
-            max_age_s=max_age_s,
-        ):  # fmt: skip
-            await self.ledger.record(provider, host, "cache", status=row["status"])
-            return Acquired(row, True, False)
-        if obey_robots and self.settings.obey_robots and not await self.robots_allow(key):
-            await self.ledger.record(provider, host, "refused", error="robots.txt")
-            raise RobotsDisallowed(
-                f"robots.txt of {host} disallows fetching {key[:80]!r}; it is not fetched "
-                "(an operator can set WEB_ACCESS_OBEY_ROBOTS=false)."
-            )
-        await self.ledger.check(provider, host)
-        headers = row["headers"] if row is not None else {}
+        if max_age_s is not None and not force_refresh:
+            row = await store.get_page_by_url(db, key)
+            if row is not None and row["storable"] and (utcnow() - row["checked_at"]).total_seconds() <= max_age_s:
+                await self.ledger.record(provider, host, "cache", status=row["status"])
+                return Acquired(row, True, False)
+        gated = False
+
+        async def gate(request: httpx.Request) -> None:
+            # Only a request about to reach the network is checked; a cache answer needs neither.
+            nonlocal gated
+            if gated:
+                return
+            gated = True
+            if obey_robots and self.settings.obey_robots and not await self.robots_allow(key):
+                await self.ledger.record(provider, host, "refused", error="robots.txt")
+                raise RobotsDisallowed(
+                    f"robots.txt of {host} disallows fetching {key[:80]!r}; it is not fetched "
+                    "(an operator can set WEB_ACCESS_OBEY_ROBOTS=false)."
+                )
+            await self.ledger.check(provider, host)
+
+        extensions: dict[str, Any] = {GATE: gate}
+        if force_refresh:
+            extensions["caching"] = {"storage": self.http_cache.refreshing()}
         started = time.monotonic()
         try:
             result = await fetch(
                 key, client=self.client, policy=self.policy, timeout_s=timeout, max_bytes=self.settings.max_bytes,
-                max_redirects=self.settings.max_redirects, if_none_match=headers.get("etag"),
-                if_modified_since=headers.get("last-modified"), refuse_oversize=True,
+                max_redirects=self.settings.max_redirects, refuse_oversize=True, extensions=extensions,
+                headers={"Cache-Control": "no-cache"} if max_age_s is not None else None,
             )  # fmt: skip
+        except (RobotsDisallowed, QuotaExceeded):
+            raise
         except SuiteError as exc:
             latency = (time.monotonic() - started) * 1000
-            await self.ledger.record(provider, host, "error", latency_ms=latency, error=str(exc))
+            await self.ledger.record(provider, host, "error", latency_ms=latency, error=str(exc)[:300])
             raise
         latency = (time.monotonic() - started) * 1000
         received = utcnow()
-        if result.status == 304 and row is not None:
-            merged = merge_304(row["headers"], dict(result.headers))
-            pol = evaluate(row["status"], merged, received)
-            refreshed = await store.refresh_page(db, row["id"], merged, pol.storable, pol.fresh_until, received)
-            await self.ledger.record(provider, host, "revalidated", status=304, latency_ms=latency)
-            return Acquired(refreshed or row, True, True)
         body = result.body
         digest = sha256(body)
-        kept = kept_headers(dict(result.headers))
-        pol = evaluate(result.status, kept, received)
+        page: dict[str, Any] = {
+            "url": key, "final_url": result.final_url, "status": result.status, "content_type": result.content_type,
+            "sha256": digest, "body": body, "storable": result.stored, "at": received,
+        }  # fmt: skip
+        if result.from_cache:
+            row = await store.get_page_by_url(db, key)
+            if row is None or row["body_sha256"] != digest or row["final_url"] != result.final_url:
+                # Another process stored the entry and has not written this row yet, or the row was swept.
+                storable = True if row is None else bool(row["storable"])
+                row = await store.upsert_page(db, **{**page, "storable": storable}, download=False)
+            if result.revalidated:
+                row = await store.refresh_page(db, row["id"], received) or row
+                await self.ledger.record(provider, host, "revalidated", status=304, latency_ms=latency)
+                return Acquired(row, True, True)
+            await self.ledger.record(provider, host, "cache", status=row["status"])
+            return Acquired(row, True, False)
 
-        async def write(conn: asyncpg.Connection) -> dict[str, Any]:
-            await store.put_body(conn, digest, body)
-            return await store.upsert_page(
-                conn, url=key, final_url=result.final_url, status=result.status, content_type=result.content_type,
-                sha256=digest, size=len(body), headers=kept, storable=pol.storable, fresh_until=pol.fresh_until,
-                at=received,
-            )  # fmt: skip
-
-        new_row = await db.run_in_transaction(write)
+        new_row = await store.upsert_page(db, **page)
         await self.ledger.record(provider, host, "network", status=result.status, size=len(body), latency_ms=latency)
         return Acquired(new_row, False, False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -25,27 +26,35 @@ PUT_DOCUMENT = """INSERT INTO web_access.documents
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) ON CONFLICT (body_sha256, mode) DO NOTHING"""
 GET_DOCUMENT = """SELECT kind, format, title, extractor, notes, content, chars FROM web_access.documents
 WHERE body_sha256 = $1 AND mode = $2"""
-PAGE_COLS = """id, url, final_url, status, content_type, body_sha256, rendered_sha256, byte_size, headers,
-    storable, fresh_until, fetched_at, checked_at, downloads, revalidations"""
+PAGE_COLS = """id, url, final_url, status, content_type, body_sha256, rendered_sha256, byte_size, storable,
+    fetched_at, checked_at, downloads, revalidations"""
 GET_PAGE_BY_URL = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE url = $1"
 GET_PAGE = f"SELECT {PAGE_COLS} FROM web_access.pages WHERE id = $1"
-UPSERT_PAGE = f"""INSERT INTO web_access.pages (url, final_url, status, content_type, body_sha256, byte_size, headers,
-    storable, fresh_until, fetched_at, checked_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $10)
+# The body and the page in one statement (one round trip); $9 is 1 for a download and 0 when a page
+# is taken from an HTTP entry another process stored.
+UPSERT_PAGE = f"""WITH body AS (
+    INSERT INTO web_access.bodies (sha256, body, size) VALUES ($5, $10::bytea, octet_length($10::bytea))
+    ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size RETURNING sha256
+)
+INSERT INTO web_access.pages (url, final_url, status, content_type, body_sha256, byte_size,
+    storable, fetched_at, checked_at, downloads)
+SELECT $1::text, $2::text, $3::integer, $4::text, body.sha256, $6::bigint, $7::boolean, $8::timestamptz,
+    $8::timestamptz, $9::integer
+FROM body
 ON CONFLICT (url) DO UPDATE SET final_url = EXCLUDED.final_url, status = EXCLUDED.status,
     content_type = EXCLUDED.content_type, body_sha256 = EXCLUDED.body_sha256,
     rendered_sha256 = CASE WHEN pages.body_sha256 = EXCLUDED.body_sha256 THEN pages.rendered_sha256 END,
-    byte_size = EXCLUDED.byte_size, headers = EXCLUDED.headers, storable = EXCLUDED.storable,
-    fresh_until = EXCLUDED.fresh_until, fetched_at = EXCLUDED.fetched_at, checked_at = EXCLUDED.checked_at,
-    downloads = pages.downloads + 1
+    byte_size = EXCLUDED.byte_size, storable = EXCLUDED.storable,
+    fetched_at = EXCLUDED.fetched_at, checked_at = EXCLUDED.checked_at,
+    downloads = pages.downloads + $9
 RETURNING {PAGE_COLS}"""
-REFRESH_PAGE = f"""UPDATE web_access.pages SET headers = $2::jsonb, storable = $3, fresh_until = $4, checked_at = $5,
-    revalidations = revalidations + 1 WHERE id = $1 RETURNING {PAGE_COLS}"""
+REFRESH_PAGE = f"""UPDATE web_access.pages SET checked_at = $2, revalidations = revalidations + 1
+WHERE id = $1 RETURNING {PAGE_COLS}"""
 SET_RENDERED = "UPDATE web_access.pages SET rendered_sha256 = $2 WHERE id = $1"
 
 
 def _page(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    return decoded(row, "headers")
+    return dict(row) if row is not None else None
 
 
 async def put_body(conn: Conn, sha256: str, body: bytes) -> None:
@@ -77,25 +86,85 @@ async def get_page(db: Conn, page_id: int) -> dict[str, Any] | None:
 
 
 async def upsert_page(
-    conn: Conn, *, url: str, final_url: str, status: int, content_type: str | None, sha256: str, size: int,
-    headers: dict[str, str], storable: bool, fresh_until: datetime | None, at: datetime,
+    conn: Conn, *, url: str, final_url: str, status: int, content_type: str | None, sha256: str, body: bytes,
+    storable: bool, at: datetime, download: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
+    """The page row of ``url`` with its body (stored once per ``sha256``)."""
     row = await conn.fetchrow(
-        UPSERT_PAGE, url, final_url, status, content_type, sha256, size, json.dumps(headers), storable, fresh_until, at
+        UPSERT_PAGE, url, final_url, status, content_type, sha256, len(body), storable, at, 1 if download else 0, body
     )
     out = _page(row)
     assert out is not None
     return out
 
 
-async def refresh_page(
-    conn: Conn, page_id: int, headers: dict[str, str], storable: bool, fresh_until: datetime | None, at: datetime
-) -> dict[str, Any] | None:
-    return _page(await conn.fetchrow(REFRESH_PAGE, page_id, json.dumps(headers), storable, fresh_until, at))
+async def refresh_page(conn: Conn, page_id: int, at: datetime) -> dict[str, Any] | None:
+    return _page(await conn.fetchrow(REFRESH_PAGE, page_id, at))
 
 
 async def set_rendered(conn: Conn, page_id: int, sha256: str) -> None:
     await conn.execute(SET_RENDERED, page_id, sha256)
+
+
+# ------------------------------------------------------------------------------------- HTTP entries (hishel)
+
+ENTRY_COLS = """id, key, method, url, request_headers, status, response_headers, body_sha256, stored_at, used_at,
+    ttl_deadline, tti_s, expires_at"""
+# The body and the entry in one statement. One entry per key and method: a new response replaces the
+# stored one (and gets the new id).
+PUT_ENTRY = f"""WITH body AS (
+    INSERT INTO web_access.bodies (sha256, body, size) VALUES ($8, $13::bytea, octet_length($13::bytea))
+    ON CONFLICT (sha256) DO UPDATE SET size = EXCLUDED.size RETURNING sha256
+)
+INSERT INTO web_access.http_entries ({ENTRY_COLS})
+SELECT $1::uuid, $2::text, $3::text, $4::text, $5::jsonb, $6::integer, $7::jsonb, body.sha256, $9::timestamptz,
+    $9::timestamptz, $10::timestamptz, $11::float8, $12::timestamptz
+FROM body
+ON CONFLICT (key, method) DO UPDATE SET id = EXCLUDED.id, url = EXCLUDED.url,
+    request_headers = EXCLUDED.request_headers, status = EXCLUDED.status,
+    response_headers = EXCLUDED.response_headers, body_sha256 = EXCLUDED.body_sha256,
+    stored_at = EXCLUDED.stored_at, used_at = EXCLUDED.used_at, ttl_deadline = EXCLUDED.ttl_deadline,
+    tti_s = EXCLUDED.tti_s, expires_at = EXCLUDED.expires_at"""
+GET_ENTRIES = """SELECT e.id, e.method, e.url, e.request_headers, e.status, e.response_headers, e.used_at,
+    e.ttl_deadline, e.tti_s, e.expires_at, b.body
+FROM web_access.http_entries e JOIN web_access.bodies b ON b.sha256 = e.body_sha256
+WHERE e.key = $1 AND (e.expires_at IS NULL OR e.expires_at > $2)"""
+# The expiry condition keeps a touch from bringing back an entry that expired or was removed meanwhile.
+TOUCH_ENTRY = """UPDATE web_access.http_entries SET used_at = $2, expires_at = $3
+WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)"""
+SET_ENTRY_HEADERS = "UPDATE web_access.http_entries SET response_headers = $2::jsonb, used_at = $3 WHERE id = $1"
+DELETE_ENTRY = "DELETE FROM web_access.http_entries WHERE id = $1"
+
+
+async def put_entry(
+    conn: Conn, *, id: uuid.UUID, key: str, method: str, url: str, request_headers: dict[str, list[str]],
+    status: int, response_headers: dict[str, list[str]], sha256: str, body: bytes, at: datetime,
+    ttl_deadline: datetime | None, tti_s: float | None, expires_at: datetime | None,
+) -> None:  # fmt: skip
+    """An HTTP entry with its body (stored once per ``sha256``), replacing the one of its key and method."""
+    await conn.execute(
+        PUT_ENTRY, id, key, method, url, json.dumps(request_headers), status, json.dumps(response_headers), sha256,
+        at, ttl_deadline, tti_s, expires_at, body,
+    )  # fmt: skip
+
+
+async def get_entries(db: Conn, key: str, now: datetime) -> list[dict[str, Any]]:
+    return [
+        d for r in await db.fetch(GET_ENTRIES, key, now) if (d := decoded(r, "request_headers", "response_headers"))
+    ]
+
+
+async def touch_entry(db: Conn, entry_id: uuid.UUID, now: datetime, expires_at: datetime | None) -> bool:
+    """Whether the entry was still there to touch."""
+    return (await db.execute(TOUCH_ENTRY, entry_id, now, expires_at)).split()[-1] != "0"
+
+
+async def set_entry_headers(db: Conn, entry_id: uuid.UUID, headers: dict[str, list[str]], now: datetime) -> None:
+    await db.execute(SET_ENTRY_HEADERS, entry_id, json.dumps(headers), now)
+
+
+async def delete_entry(db: Conn, entry_id: uuid.UUID) -> None:
+    await db.execute(DELETE_ENTRY, entry_id)
 
 
 # ------------------------------------------------------------------------------------- usage
@@ -273,18 +342,31 @@ async def insert_screenshot(
 
 # ------------------------------------------------------------------------------------- retention
 
-DELETE_OLD_PAGES = """DELETE FROM web_access.pages WHERE checked_at < now() - make_interval(days => $1)"""
+# A page deleted takes the HTTP entries of its URL and final URL with it; an entry also goes when it
+# expired (its storage TTL/TTI) or went unused for as long as a page may go unchecked.
+DELETE_OLD_PAGES_AND_ENTRIES = """WITH gone AS (
+    DELETE FROM web_access.pages WHERE checked_at < now() - make_interval(days => $1) RETURNING url, final_url
+), dropped AS (
+    DELETE FROM web_access.http_entries e
+    WHERE e.expires_at < now() OR e.used_at < now() - make_interval(days => $1)
+        OR e.url IN (SELECT url FROM gone UNION SELECT final_url FROM gone)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS pages, (SELECT count(*) FROM dropped) AS entries"""
 DELETE_ORPHAN_BODIES = """DELETE FROM web_access.bodies b WHERE b.created_at < now() - interval '1 hour'
-    AND NOT EXISTS (SELECT 1 FROM web_access.pages p WHERE p.body_sha256 = b.sha256 OR p.rendered_sha256 = b.sha256)"""
+    AND NOT EXISTS (SELECT 1 FROM web_access.pages p WHERE p.body_sha256 = b.sha256 OR p.rendered_sha256 = b.sha256)
+    AND NOT EXISTS (SELECT 1 FROM web_access.http_entries e WHERE e.body_sha256 = b.sha256)"""
 DELETE_OLD_REQUESTS = "DELETE FROM web_access.requests WHERE at < now() - make_interval(days => $1)"
 
 
-async def sweep(conn: Conn, page_days: int, usage_days: int) -> tuple[int, int, int]:
-    """Delete pages unchecked for ``page_days``, bodies no page uses, ledger rows older than ``usage_days``."""
-    pages = int((await conn.execute(DELETE_OLD_PAGES, page_days)).split()[-1])
+async def sweep(conn: Conn, page_days: int, usage_days: int) -> tuple[int, int, int, int]:
+    """Delete pages unchecked for ``page_days`` (with their HTTP entries), unused or expired HTTP entries,
+    bodies nothing uses, ledger rows older than ``usage_days``: (pages, entries, bodies, requests)."""
+    row = await conn.fetchrow(DELETE_OLD_PAGES_AND_ENTRIES, page_days)
+    assert row is not None
     bodies = int((await conn.execute(DELETE_ORPHAN_BODIES)).split()[-1])
     requests = int((await conn.execute(DELETE_OLD_REQUESTS, usage_days)).split()[-1])
-    return pages, bodies, requests
+    return int(row["pages"]), int(row["entries"]), bodies, requests
 
 
 # --- store model switch ----------------------------------------------------------------------------

@@ -1,108 +1,77 @@
-"""hishel's cache transport sits on the guarded transport; the fetcher's rules still hold through it.
-
-The storage here is a small in-memory one that follows ``AsyncBaseStorage``'s contract; the server
-will use a PostgreSQL storage behind the same interface.
-"""
+"""hishel's cache transport with our PostgreSQL storage sits on the guarded transport; the fetcher's
+rules still hold through it."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
-from hishel import AsyncBaseStorage, Entry, Headers, Request, Response
-from hishel.httpx import AsyncCacheTransport
 
+from common.db import Database
 from common.netguard import BlockedURL, NetPolicy
 from servers.web_access.fetcher import build_client, fetch
+from servers.web_access.http_cache import PostgresStorage, cache_transport
 from servers.web_access.netguard import GuardedTransport
-from tests.servers.web_access.conftest import LocalServer, LoopbackDial, text
+from tests.servers.web_access.conftest import LocalServer, LoopbackDial, reply
 from tests.servers.web_access.test_fetcher import endless
 
 LOOPBACK = NetPolicy.from_entries(["127.0.0.1/32"])
 
 
-class MemoryStorage(AsyncBaseStorage):
-    def __init__(self) -> None:
-        super().__init__()
-        self.complete: dict[str, list[tuple[Entry, bytes]]] = {}
-
-    async def create_entry(
-        self, request: Request, response: Response, key: str, *, ttl: float | None = None, tti: float | None = None
-    ) -> Entry:
-        entry = Entry(uuid.uuid4(), request, response)
-        source = response.stream
-        assert isinstance(source, AsyncIterator)
-
-        async def saving() -> AsyncIterator[bytes]:
-            parts = []
-            async for part in source:
-                parts.append(part)
-                yield part
-            self.complete.setdefault(key, []).append((entry, b"".join(parts)))
-
-        return Entry(entry.id, request, Response(response.status_code, response.headers, saving()))
-
-    async def get_entries(self, key: str) -> list[Entry]:
-        async def replay(body: bytes) -> AsyncIterator[bytes]:
-            yield body
-
-        return [
-            Entry(e.id, e.request, Response(e.response.status_code, e.response.headers, replay(body)))
-            for e, body in self.complete.get(key, [])
-        ]
-
-    async def update_headers(self, id: uuid.UUID, headers: Headers) -> None:
-        pass
-
-    async def remove_entry(self, id: uuid.UUID) -> None:
-        for key, entries in self.complete.items():
-            self.complete[key] = [(e, b) for e, b in entries if e.id != id]
-
-
-def _client(storage: MemoryStorage, policy: NetPolicy = LOOPBACK) -> httpx.AsyncClient:
+def _client(db: Database, policy: NetPolicy = LOOPBACK) -> httpx.AsyncClient:
     guard = GuardedTransport(policy, dial=LoopbackDial())
-    return build_client(policy, transport=AsyncCacheTransport(next_transport=guard, storage=storage))
+    return build_client(policy, transport=cache_transport(guard, PostgresStorage(db)))
+
+
+async def _entries(db: Database) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM web_access.http_entries"))
+
+
+def fresh(body: bytes) -> Callable[..., None]:
+    return lambda h: reply(h, 200, body, [("Cache-Control", "max-age=600")])
 
 
 @pytest.mark.anyio
-async def test_a_second_fetch_is_answered_from_the_cache_over_the_guard(serve: Callable[..., LocalServer]) -> None:
-    server = serve({"/page": text("cached body")})
-    storage = MemoryStorage()
-    client = _client(storage)
-    async with client:
+async def test_a_second_fetch_is_answered_from_the_cache_over_the_guard(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/page": fresh(b"cached body")})
+    async with open_service(web_settings()) as svc, _client(svc.deps.db) as client:
         first = await fetch(server.url("/page"), client=client, policy=LOOPBACK)
         second = await fetch(server.url("/page"), client=client, policy=LOOPBACK)
-    assert (first.body, first.from_cache) == (b"cached body", False)
+        entries = await _entries(svc.deps.db)
+    assert (first.body, first.from_cache, first.stored) == (b"cached body", False, True)
     assert (second.body, second.from_cache) == (b"cached body", True)
     assert len(server.seen) == 1
+    assert entries == 1
 
 
 @pytest.mark.anyio
 async def test_a_body_cut_at_the_ceiling_is_not_stored_and_the_ceiling_holds_through_the_cache(
-    serve: Callable[..., LocalServer],
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
 ) -> None:
     server = serve({"/endless": endless})
-    storage = MemoryStorage()
-    client = _client(storage)
-    async with client:
+    async with open_service(web_settings()) as svc, _client(svc.deps.db) as client:
         result = await fetch(server.url("/endless"), client=client, policy=LOOPBACK, max_bytes=50_000)
+        entries = await _entries(svc.deps.db)
     assert result.truncated
     assert len(result.body) == 50_000
-    assert storage.complete == {}
+    assert entries == 0
 
 
 @pytest.mark.anyio
-async def test_the_cache_never_answers_for_a_url_the_rules_refuse(serve: Callable[..., LocalServer]) -> None:
-    server = serve({"/page": text("secret")})
-    storage = MemoryStorage()
-    opened = _client(storage)
-    async with opened:
-        await fetch(server.url("/page"), client=opened, policy=LOOPBACK)
+async def test_the_cache_never_answers_for_a_url_the_rules_refuse(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/page": fresh(b"secret")})
     strict = NetPolicy()
-    closed = _client(storage, strict)
-    async with closed:
-        with pytest.raises(BlockedURL):
-            await fetch(server.url("/page"), client=closed, policy=strict)
+    async with open_service(web_settings()) as svc:
+        async with _client(svc.deps.db) as opened:
+            await fetch(server.url("/page"), client=opened, policy=LOOPBACK)
+        assert await _entries(svc.deps.db) == 1
+        async with _client(svc.deps.db, strict) as closed:
+            with pytest.raises(BlockedURL):
+                await fetch(server.url("/page"), client=closed, policy=strict)
     assert len(server.seen) == 1

@@ -3,13 +3,14 @@ written to CSV and Parquet, and engines over it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from servers.analytics.engine import Engine, Limits
-from servers.analytics.sources import make_dataset
+from servers.analytics.engine import ConnectionPool, Engine, Limits
+from servers.analytics.sources import fingerprint, make_dataset
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +34,15 @@ def data_dir(tmp_path: Path, diabetes: pd.DataFrame) -> Path:
     return folder
 
 
-@pytest.fixture
-def engine(data_dir: Path) -> Engine:
-    return Engine(
-        [make_dataset("data", data_dir / "diabetes.csv"), make_dataset("pq", data_dir / "diabetes.parquet")],
-        Limits(timeout_s=20),
-    )
+@pytest.fixture(params=["fresh", "pooled"])
+def engine(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An engine over the CSV and the Parquet file: one connection per call, or leased from a pool
+    (the server's way), so every guard test holds on a reused connection too."""
+    datasets = [make_dataset("data", data_dir / "diabetes.csv"), make_dataset("pq", data_dir / "diabetes.parquet")]
+    if request.param == "fresh":
+        yield Engine(datasets, Limits(timeout_s=20))
+        return
+    pool = ConnectionPool(max_idle=2)
+    versions = {d.name: fingerprint(d.path) for d in datasets}
+    yield Engine(datasets, Limits(timeout_s=20), pool=pool, versions=versions)
+    pool.close()

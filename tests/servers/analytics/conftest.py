@@ -3,13 +3,17 @@ written to CSV and Parquet, and engines over it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+from common.runtime import open_deps
 from servers.analytics.engine import ConnectionPool, Engine, Limits
+from servers.analytics.service import AnalyticsService
+from servers.analytics.settings import Settings
 from servers.analytics.sources import fingerprint, make_dataset
 
 
@@ -46,3 +50,27 @@ def engine(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
     versions = {d.name: fingerprint(d.path) for d in datasets}
     yield Engine(datasets, Limits(timeout_s=20), pool=pool, versions=versions)
     pool.close()
+
+
+@pytest.fixture
+async def svc(settings: Settings) -> AsyncIterator[AnalyticsService]:
+    """The service over the test database, with the ``settings`` fixture of the test module."""
+    async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as service:
+        yield service
+
+
+@pytest.fixture
+def service_settings(make_settings: Callable[..., Any], data_dir: Path, database_url: str) -> Callable[..., Settings]:
+    """Settings of a service reading ``data_dir`` and the test database (connection ``main``), plus ``extra``."""
+
+    def make(**extra: Any) -> Settings:
+        s: Settings = make_settings(
+            Settings,
+            embedding_model="hash-384",
+            allowed_roots=[data_dir],
+            connections={"main": database_url},
+            **extra,
+        )
+        return s
+
+    return make

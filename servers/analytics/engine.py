@@ -570,7 +570,8 @@ class Engine:
                 if d.format == "excel":
                     con.register(d.name, self._excel_table(d))
                 else:
-                    con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan_sql(d)}")
+                    scan = (self._pinned_csv(con, d) if self._pool is not None else None) or scan_sql(d)
+                    con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan}")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             state = con.execute(
@@ -586,6 +587,56 @@ class Engine:
             con.close()
             raise
         return con
+
+    @staticmethod
+    def _pinned_csv(con: duckdb.DuckDBPyConnection, d: Dataset) -> str | None:
+        """For a CSV or TSV, the ``read_csv`` call with the layout DuckDB's sniffer settles on, so that a
+        pooled connection (which lives while the file is unchanged) does not sniff the file on every
+        query; None (keep auto-detection) when the sniffer fails or the pinned call reads differently.
+
+        Built from the sniffer's fields with this module's own quoting, never from its ``Prompt`` text,
+        since column names come from the file.
+        """
+        import duckdb  # heavy: the engine loads it on first use
+
+        auto = scan_sql(d)
+        try:
+            cur = con.execute(f"SELECT * FROM sniff_csv({auto.removeprefix('read_csv(')}")
+            names = [str(c[0]) for c in cur.description or []]
+            row = cur.fetchone()
+            if row is None:
+                return None
+            sniffed = dict(zip(names, row, strict=True))
+
+            def text(key: str) -> str:
+                value = sniffed.get(key)
+                return sql_string("" if value in (None, "(empty)") else str(value))
+
+            columns = ", ".join(
+                f"{sql_string(str(c['name']))}: {sql_string(str(c['type']))}" for c in sniffed["Columns"]
+            )
+            options = [
+                "auto_detect = false",
+                f"delim = {text('Delimiter')}",
+                f"quote = {text('Quote')}",
+                f"escape = {text('Escape')}",
+                f"new_line = {text('NewLineDelimiter')}",
+                f"comment = {text('Comment')}",
+                f"skip = {int(sniffed['SkipRows'])}",
+                f"header = {'true' if sniffed['HasHeader'] else 'false'}",
+                f"columns = {{{columns}}}",
+            ]
+            for key, option in (("DateFormat", "dateformat"), ("TimestampFormat", "timestampformat")):
+                if sniffed.get(key):
+                    options.append(f"{option} = {text(key)}")
+            pinned = f"read_csv({sql_string(str(d.path))}, {', '.join(options)})"
+            same = (
+                con.execute(f"DESCRIBE SELECT * FROM {pinned}").fetchall()
+                == con.execute(f"DESCRIBE SELECT * FROM {auto}").fetchall()
+            )
+        except (duckdb.Error, KeyError, TypeError, ValueError):
+            return None
+        return pinned if same else None
 
     @contextmanager
     def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -109,3 +109,27 @@ def test_the_pool_keeps_at_most_its_idle_limit_and_closes_the_rest(tmp_path: Pat
 def test_a_pooled_engine_needs_every_fingerprint(pool: ConnectionPool, data_dir: Path) -> None:
     with pytest.raises(ValueError, match="fingerprint"):
         Engine([make_dataset("data", data_dir / "diabetes.csv")], pool=pool, versions={})
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("q.csv", 'when,"it\'s","a""b"\n2020-01-05,"x, y",1.5\n2021-03-04,z,\n'),
+        ("t.tsv", 'a\tb c\n1\tx\n2\t"q"\n'),
+        ("evil.csv", "\"x'}) , read_text('/etc/passwd') --\",b\n1,2\n"),
+    ],
+)
+def test_a_pooled_csv_reads_exactly_as_an_auto_detected_one(
+    pool: ConnectionPool, tmp_path: Path, file: str, text: str
+) -> None:
+    """Pooled connections pin the sniffed CSV layout (built with the engine's own quoting); the rows
+    and types must equal a fresh auto-detecting connection's."""
+    path = tmp_path / file
+    path.write_text(text)
+    fresh = Engine([make_dataset("data", path)])
+    pooled = _engine(pool, path)
+    sql = "SELECT * FROM data"
+    a, b = fresh.query(sql), pooled.query(sql)
+    assert (a.columns, a.rows) == (b.columns, b.rows)
+    view = pooled.run_trusted("SELECT sql FROM duckdb_views() WHERE view_name = 'data'").rows[0][0]
+    assert "auto_detect = false" in str(view)

@@ -388,7 +388,11 @@ class AnalyticsService:
             await ctx.step(message=f"running the query on {p['connection']}")
             # Named after the job, so a resumed registration overwrites what an interrupted one left.
             extract = self.extracts_dir / f"{name}-{ctx.job.id[:12]}.parquet"
-            await self._watch_async(ctx, self._fetch_postgres(p["connection"], p["sql"], extract))
+            try:
+                await self._watch_async(ctx, self._fetch_postgres(p["connection"], p["sql"], extract))
+            except BaseException:
+                extract.unlink(missing_ok=True)
+                raise
             ds = make_dataset(name, extract, "parquet")
             kind, source, query = "postgres", str(p["connection"]), str(p["sql"])
 

@@ -270,6 +270,11 @@ class Jobs:
         assert row is not None
         return Job.from_row(row)
 
+    async def live(self, kind: str, key: str) -> str | None:
+        """The id of the job running ``(kind, key)``, if any."""
+        value: str | None = await self.db.fetchval(self._sql["live"], kind, key)
+        return value
+
     async def get(self, job_id: str) -> Job:
         """The job ``job_id``; NotFound if there is none."""
         row = await self.db.fetchrow(self._sql["get"], check_job_id(job_id))

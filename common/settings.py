@@ -114,6 +114,13 @@ class BaseServerSettings(BaseSettings):
         return self
 
 
+class JobServerSettings(BaseServerSettings):
+    """The settings of a server that runs jobs of the shared kit (``common.jobs``)."""
+
+    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
+    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running job reports.")
+
+
 class SettingsError(SystemExit):
     """Start-up stops here: the message names the variable and says what to fix."""
 

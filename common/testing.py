@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import asyncpg
 import pytest
 
@@ -276,6 +279,52 @@ def rpc_conversation(*calls: tuple[str, dict[str, Any]]) -> bytes:
             {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
         )
     return "".join(json.dumps(m) + "\n" for m in messages).encode()
+
+
+async def kill_when(
+    server: str,
+    env: dict[str, str],
+    conversation: bytes,
+    logs: Path,
+    ready: Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float = 60.0,
+) -> None:
+    """Start ``server`` over stdio with ``env``, write ``conversation`` (see ``rpc_conversation``) and
+    SIGKILL the process once ``ready()`` holds, for kill-and-resume tests.
+
+    ``ready`` is polled; ``asyncpg.UndefinedTableError`` from it means the migrations are still running.
+    The process's stdout and stderr go to ``logs``/out.txt and err.txt; exiting on its own fails.
+    """
+    with (logs / "out.txt").open("wb") as out, (logs / "err.txt").open("wb") as err:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "servers", "serve", server], stdin=subprocess.PIPE, stdout=out, stderr=err, env=env
+        )
+        try:
+            assert proc.stdin is not None
+            await proc.stdin.send(conversation)
+            with anyio.fail_after(timeout_s):
+                while True:
+                    await anyio.sleep(0.05)
+                    assert proc.returncode is None, (logs / "err.txt").read_text()[-2000:]
+                    try:
+                        if await ready():
+                            return
+                    except asyncpg.UndefinedTableError:
+                        continue
+        finally:
+            proc.kill()
+            await proc.wait()
+            await proc.aclose()
+
+
+async def heartbeats_older_than(url: str, table: str, seconds: float) -> bool:
+    """True when every job in ``table`` (``schema.jobs``) last beat more than ``seconds`` ago: a killed
+    process's job is then stale for a server whose ``job_stale_s`` is below ``seconds``."""
+    rows = await fetch_rows(
+        url, f"SELECT bool_and(now() - heartbeat_at > make_interval(secs => {float(seconds)})) AS old FROM {table}"
+    )
+    return bool(rows[0]["old"])
 
 
 async def fetch_rows(url: str, query: str) -> list[asyncpg.Record]:

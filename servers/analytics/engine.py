@@ -1,4 +1,4 @@
-"""A read-only SQL engine over registered datasets: DuckDB in memory, one fresh connection per call.
+"""A read-only SQL engine over registered datasets: DuckDB in memory, locked-down connections reused.
 
 Two guards, both required (each alone leaves a hole the other closes):
 
@@ -18,8 +18,15 @@ Two guards, both required (each alone leaves a hole the other closes):
    allow-list instead. ``allowed_paths`` still permits writing the registered files themselves
    (``COPY ... TO`` inside an allowed directory is let through), which is why layer 2 is required.
 
-Paging: every page re-runs the query in a fresh connection, so the order must be total and the
-same each time. A query without a top-level ORDER BY is ordered by all its columns
+Reuse: a :class:`ConnectionPool` keeps locked connections between calls, one key per exact set of
+datasets (name, path, format, sheet, file fingerprint) and engine settings, so a connection only
+ever reaches the files its key names and a changed file gets a new connection. One thread uses a
+connection at a time. Nothing a query leaves behind survives into the next: guard 2 admits only a
+SELECT (no temporary tables, ``SET``, variables, prepared statements or sequences) and denies the
+functions with connection state (``setseed``); the timeout's interrupt can only reach the query it
+was armed for.
+
+Paging: every page re-runs the query, so the order must be total and the same each time. A query without a top-level ORDER BY is ordered by all its columns
 (``ORDER BY 1, 2, ..., k``); one with an ORDER BY keeps it and gets the column positions appended
 as tie-breakers (rewritten in the AST, rendered back by ``json_deserialize_sql``). Rows equal in every
 column are indistinguishable, so each page boundary is exact and every row is returned once.
@@ -36,7 +43,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -82,6 +90,8 @@ DENIED_FUNCTIONS = frozenset(
         "write_log",
         "nextval",
         "currval",
+        # Seeds the connection's random state, which a reused connection would carry to the next query.
+        "setseed",
         "json_serialize_sql",
         "json_deserialize_sql",
         "json_serialize_plan",
@@ -384,14 +394,125 @@ def parse_select(
     return ast
 
 
-class Engine:
-    """Runs checked SELECTs over a fixed set of datasets; holds no query connection between calls."""
+Opener = Callable[[], "duckdb.DuckDBPyConnection"]
 
-    def __init__(self, datasets: Sequence[Dataset], limits: Limits = Limits(), parser: SqlParser | None = None) -> None:
+
+class ConnectionPool:
+    """Idle locked-down connections by key (see the module docstring), the least recently used closed first.
+
+    DuckDB connections are not safe to share between threads at once, so ``lease`` hands a
+    connection to one caller and takes it back afterwards; a connection DuckDB reports broken
+    (fatal or internal error) is closed instead.
+    """
+
+    def __init__(self, max_idle: int = 4) -> None:
+        self.max_idle = max_idle
+        self.opened = 0
+        self._idle: OrderedDict[Hashable, list[duckdb.DuckDBPyConnection]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _take(self, key: Hashable) -> duckdb.DuckDBPyConnection | None:
+        with self._lock:
+            free = self._idle.get(key)
+            if not free:
+                return None
+            con = free.pop()
+            if not free:
+                del self._idle[key]
+            return con
+
+    def _give_back(self, key: Hashable, con: duckdb.DuckDBPyConnection) -> None:
+        evicted: list[duckdb.DuckDBPyConnection] = []
+        with self._lock:
+            if self._closed or self.max_idle < 1:
+                evicted.append(con)
+            else:
+                self._idle.setdefault(key, []).append(con)
+                self._idle.move_to_end(key)
+                while sum(len(v) for v in self._idle.values()) > self.max_idle:
+                    oldest = next(iter(self._idle))
+                    evicted.append(self._idle[oldest].pop(0))
+                    if not self._idle[oldest]:
+                        del self._idle[oldest]
+        for old in evicted:
+            _close_quietly(old)
+
+    @contextmanager
+    def lease(self, key: Hashable, opener: Opener) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An idle connection of ``key``, or a new one from ``opener``; returned to the pool afterwards."""
+        import duckdb  # heavy: the engine loads it on first use
+
+        con = self._take(key)
+        if con is None:
+            con = opener()
+            with self._lock:
+                self.opened += 1
+        keep = False
+        try:
+            yield con
+            keep = True
+        except (duckdb.FatalException, duckdb.InternalException):
+            raise
+        except Exception:
+            keep = True
+            raise
+        finally:
+            if keep:
+                self._give_back(key, con)
+            else:
+                _close_quietly(con)
+
+    def idle(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle connection; connections out on lease are closed when they come back."""
+        with self._lock:
+            self._closed = True
+            idle = [c for v in self._idle.values() for c in v]
+            self._idle.clear()
+        for con in idle:
+            _close_quietly(con)
+
+
+def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb  # heavy: the engine loads it on first use
+
+    with contextlib.suppress(duckdb.Error):
+        con.close()
+
+
+class Engine:
+    """Runs checked SELECTs over a fixed set of datasets.
+
+    With a ``pool`` its connections are leased from it under a key of the datasets, their
+    ``versions`` (file fingerprints) and the connection settings; without one each call opens a
+    connection and closes it.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        limits: Limits = Limits(),
+        parser: SqlParser | None = None,
+        *,
+        pool: ConnectionPool | None = None,
+        versions: Mapping[str, str] | None = None,
+    ) -> None:
         self._datasets = {d.name: d for d in datasets}
         if len(self._datasets) != len(datasets):
             raise InvalidInput("two datasets share a name; give each a distinct name")
         self.limits = limits
+        self._pool = pool
+        if pool is not None and (versions is None or any(d.name not in versions for d in datasets)):
+            raise ValueError("a pooled engine needs the fingerprint of every dataset")
+        self._key = (
+            tuple(sorted((d.name, str(d.path), d.format, d.sheet, (versions or {}).get(d.name)) for d in datasets)),
+            limits.threads,
+            limits.memory_limit,
+        )
         self._excel: dict[str, tuple[str, pyarrow.Table]] = {}
         self._lock = threading.Lock()
         # A shared parser saves opening a DuckDB database per call; it reads no files, so sharing is safe.
@@ -449,7 +570,8 @@ class Engine:
                 if d.format == "excel":
                     con.register(d.name, self._excel_table(d))
                 else:
-                    con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan_sql(d)}")
+                    scan = (self._pinned_csv(con, d) if self._pool is not None else None) or scan_sql(d)
+                    con.execute(f"CREATE VIEW {quote_ident(d.name)} AS SELECT * FROM {scan}")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             state = con.execute(
@@ -466,23 +588,69 @@ class Engine:
             raise
         return con
 
+    @staticmethod
+    def _pinned_csv(con: duckdb.DuckDBPyConnection, d: Dataset) -> str | None:
+        """For a CSV or TSV, the ``read_csv`` call with the layout DuckDB's sniffer settles on, so that a
+        pooled connection (which lives while the file is unchanged) does not sniff the file on every
+        query; None (keep auto-detection) when the sniffer fails or the pinned call reads differently.
+
+        Built from the sniffer's fields with this module's own quoting, never from its ``Prompt`` text,
+        since column names come from the file.
+        """
+        import duckdb  # heavy: the engine loads it on first use
+
+        auto = scan_sql(d)
+        try:
+            cur = con.execute(f"SELECT * FROM sniff_csv({auto.removeprefix('read_csv(')}")
+            names = [str(c[0]) for c in cur.description or []]
+            row = cur.fetchone()
+            if row is None:
+                return None
+            sniffed = dict(zip(names, row, strict=True))
+
+            def text(key: str) -> str:
+                value = sniffed.get(key)
+                return sql_string("" if value in (None, "(empty)") else str(value))
+
+            columns = ", ".join(
+                f"{sql_string(str(c['name']))}: {sql_string(str(c['type']))}" for c in sniffed["Columns"]
+            )
+            options = [
+                "auto_detect = false",
+                f"delim = {text('Delimiter')}",
+                f"quote = {text('Quote')}",
+                f"escape = {text('Escape')}",
+                f"new_line = {text('NewLineDelimiter')}",
+                f"comment = {text('Comment')}",
+                f"skip = {int(sniffed['SkipRows'])}",
+                f"header = {'true' if sniffed['HasHeader'] else 'false'}",
+                f"columns = {{{columns}}}",
+            ]
+            for key, option in (("DateFormat", "dateformat"), ("TimestampFormat", "timestampformat")):
+                if sniffed.get(key):
+                    options.append(f"{option} = {text(key)}")
+            pinned = f"read_csv({sql_string(str(d.path))}, {', '.join(options)})"
+            same = (
+                con.execute(f"DESCRIBE SELECT * FROM {pinned}").fetchall()
+                == con.execute(f"DESCRIBE SELECT * FROM {auto}").fetchall()
+            )
+        except (duckdb.Error, KeyError, TypeError, ValueError):
+            return None
+        return pinned if same else None
+
     @contextmanager
     def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A locked connection whose statements together must finish within ``timeout_s``."""
         import duckdb  # heavy: the engine loads it on first use
 
-        con = self._open()
-
-        def interrupt() -> None:
-            # The timer may fire just as the connection closes; there is then nothing to stop.
-            with contextlib.suppress(duckdb.Error):
-                con.interrupt()
-
-        timer = threading.Timer(self.limits.timeout_s, interrupt)
-        timer.daemon = True
-        timer.start()
+        leased: contextlib.AbstractContextManager[duckdb.DuckDBPyConnection] = (
+            self._pool.lease(self._key, self._open) if self._pool is not None else contextlib.closing(self._open())
+        )
         try:
-            yield con
+            # The deadline sits inside the lease so that the pool sees DuckDB's own error and can
+            # tell a broken connection from a failed query.
+            with leased as con, self._deadline(con):
+                yield con
         except duckdb.InterruptException as exc:
             raise QueryTimeout(
                 f"the query ran longer than {self.limits.timeout_s:g} s and was stopped; "
@@ -493,9 +661,31 @@ class Engine:
             if "CSV Error" in message:
                 message += " (the file is not well-formed CSV there: check its delimiter, quoting and column count)"
             raise InvalidInput(f"the query failed: {message}") from exc
+
+    @contextmanager
+    def _deadline(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Interrupt ``con`` once ``timeout_s`` has passed, unless the block is over by then."""
+        import duckdb  # heavy: the engine loads it on first use
+
+        armed = threading.Lock()
+        active = [True]
+
+        def interrupt() -> None:
+            # Under the lock the block is either still running or over: a late timer never
+            # reaches the next user of a pooled connection.
+            with armed, contextlib.suppress(duckdb.Error):
+                if active[0]:
+                    con.interrupt()
+
+        timer = threading.Timer(self.limits.timeout_s, interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
         finally:
             timer.cancel()
-            con.close()
+            with armed:
+                active[0] = False
 
     def check(self, sql: str) -> dict[str, Any]:
         """Guard 2 only: the AST of ``sql`` if it is allowed here (see ``parse_select``)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.jobs import JobView
+
 JSON = Any
 
 
@@ -30,9 +32,10 @@ class DatasetInfo(BaseModel):
 
 
 class Registered(BaseModel):
-    dataset: DatasetInfo
-    created: bool = Field(description="False when an existing dataset was replaced.")
+    dataset: DatasetInfo | None = Field(default=None, description="Unset while the job still runs.")
+    created: bool = Field(default=False, description="False when an existing dataset was replaced.")
     sample: list[dict[str, JSON]] = Field(default_factory=list, description="The first rows.")
+    job: JobView | None = Field(default=None, description="The job, when it did not finish within the wait.")
 
 
 class DatasetsOut(BaseModel):
@@ -43,6 +46,8 @@ class DatasetsOut(BaseModel):
     truncated: bool = False
     next_cursor: str | None = None
     removed: bool = False
+    job: JobView | None = None
+    jobs: list[JobView] = Field(default_factory=list)
 
 
 class ColumnProfileOut(BaseModel):
@@ -65,10 +70,11 @@ class ColumnProfileOut(BaseModel):
 
 class ProfileOut(BaseModel):
     dataset: str
-    rows: int
-    approximate: bool = Field(description="Distinct counts and quantiles are estimates (large data).")
-    cached: bool = Field(description="Read from the stored profile instead of recomputed.")
-    columns: list[ColumnProfileOut]
+    rows: int = 0
+    approximate: bool = Field(default=False, description="Distinct counts and quantiles are estimates (large data).")
+    cached: bool = Field(default=False, description="Read from the stored profile instead of recomputed.")
+    columns: list[ColumnProfileOut] = Field(default_factory=list)
+    job: JobView | None = Field(default=None, description="The job, when it did not finish within the wait.")
 
 
 class QueryOut(BaseModel):
@@ -138,11 +144,14 @@ class PredictionSummary(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    prediction: PredictionSummary
-    predicted: list[dict[str, JSON]] = Field(description="A page of predicted rows: key, value (lower/upper, actual).")
-    total: int
-    truncated: bool
+    prediction: PredictionSummary | None = Field(default=None, description="Unset while the job still runs.")
+    predicted: list[dict[str, JSON]] = Field(
+        default_factory=list, description="A page of predicted rows: key, value (lower/upper, actual)."
+    )
+    total: int = 0
+    truncated: bool = False
     next_cursor: str | None = None
+    job: JobView | None = Field(default=None, description="The job, when it did not finish within the wait.")
 
 
 class PredictionsOut(BaseModel):

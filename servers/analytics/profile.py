@@ -8,6 +8,7 @@ Above ``exact_limit`` rows, distinct counts and quantiles use DuckDB's approxima
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,9 +119,13 @@ def profile(
     top_k: int = 5,
     bins: int = 10,
     exact_limit: int = 1_000_000,
+    report: Callable[[int, int | None, str], None] | None = None,
 ) -> Profile:
     """Profile every column (or ``columns``) of ``dataset``: counts, range, moments, quartiles,
-    top values for non-measures, an equal-width histogram for measures, and a semantic type."""
+    top values for non-measures, an equal-width histogram for measures, and a semantic type.
+
+    ``report(done, total, message)`` is called before each pass; an exception it raises (a cancel)
+    stops the profile there."""
     if not 1 <= bins <= 100 or not 0 <= top_k <= 50:
         raise InvalidInput("bins must be 1-100 and top_k 0-50")
     view = quote_ident(engine.dataset(dataset).name)
@@ -132,6 +137,8 @@ def profile(
             if missing:
                 raise InvalidInput(f"unknown columns {missing[:5]}; the dataset has {sorted(known)[:30]}")
             schema = [(n, t) for n, t in schema if n in set(columns)]
+        if report is not None:
+            report(0, len(schema) + 1, "counting rows and aggregating every column")
         total = int(str(run(f"SELECT count(*) FROM {view}").rows[0][0]))
         approx = total > exact_limit
         exprs = [e for n, t in schema for e in _aggregates(n, t, approx)]
@@ -139,6 +146,8 @@ def profile(
         flat = agg.rows[0]
         out: list[ColumnProfile] = []
         for i, (name, type_) in enumerate(schema):
+            if report is not None:
+                report(i + 1, len(schema) + 1, f"column {name[:80]}")
             cnt, dist, lo, hi, mean, std, quart = flat[i * 7 : i * 7 + 7]
             count, distinct = int(str(cnt)), int(str(dist))
             q = quote_ident(name)

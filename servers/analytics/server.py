@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
+from common.jobs import Progress
 from common.runtime import Deps, create_server, server_service, service
 from common.tool_schema import P
 from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Catalog, Hints
@@ -31,7 +32,7 @@ TITLE = "Analytics"
 
 DatasetName = Annotated[str, P("Dataset name.", max_length=63)]
 Source = Annotated[str, P("Dataset or SELECT.", max_length=20_000)]
-Column = Annotated[str, P("Column name.", max_length=200)]
+Column = Annotated[str, P("X column.", max_length=200)]
 Columns = Annotated[list[str] | None, P("Default: all.", max_length=100)]
 Cursor = Annotated[str | None, P("next_cursor.", max_length=512)]
 
@@ -48,17 +49,24 @@ async def _svc(ctx: Context) -> AnalyticsService:
     return await service(ctx, AnalyticsService)
 
 
-@TOOLS.tool("Register dataset", EXTERNAL)
+def _progress(ctx: Context) -> Progress:
+    async def progress(done: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return progress
+
+
+@TOOLS.tool("Register", EXTERNAL)
 async def register_dataset(
     name: DatasetName,
     ctx: Context,
     path: Annotated[str | None, P("File path.", max_length=4096)] = None,
-    connection: Annotated[str | None, P("PostgreSQL connection.", max_length=100)] = None,
+    connection: Annotated[str | None, P("Connection name.", max_length=100)] = None,
     sql: Annotated[str | None, P("SELECT on it.", max_length=20_000)] = None,
     description: Annotated[str, P("What it is.", max_length=2000)] = "",
     replace: Annotated[bool, P("Replace.")] = False,
 ) -> Registered:
-    """Register a data file (CSV, Parquet, JSON, Excel) or a PostgreSQL query result."""
+    """Register a CSV, Parquet, JSON or Excel file, or a PostgreSQL query."""
     return await (await _svc(ctx)).register(
         name,
         path=path,
@@ -66,37 +74,55 @@ async def register_dataset(
         sql=sql,
         description=description,
         replace=replace,
+        progress=_progress(ctx),
     )
 
 
 @TOOLS.tool("Datasets", DELETE)
 async def manage_datasets(
     ctx: Context,
-    action: Annotated[Literal["list", "remove"], P("Action.")] = "list",
+    action: Annotated[Literal["list", "remove", "job", "cancel", "resume"], P("Action.")] = "list",
     name: Annotated[str | None, P("Dataset name.", max_length=63)] = None,
+    job_id: Annotated[str | None, P("Job id.", max_length=36)] = None,
     limit: Annotated[int, P("Page size.", ge=1, le=100)] = 20,
     cursor: Cursor = None,
 ) -> DatasetsOut:
-    """List or unregister datasets."""
+    """List or remove datasets; jobs: list, follow, cancel, resume."""
     svc = await _svc(ctx)
     if action == "list":
         page = await svc.list_datasets(limit=limit, cursor=cursor)
         return DatasetsOut(items=page.items, total=page.total, truncated=page.truncated, next_cursor=page.next_cursor)
-    if not name:
-        raise InvalidInput("action remove needs name")
-    return DatasetsOut(removed=await svc.remove(name))
+    if action == "job" and not job_id:
+        jobs = await svc.list_jobs(limit=limit, cursor=cursor)
+        return DatasetsOut(
+            jobs=[j.view(5) for j in jobs.items],
+            total=jobs.total,
+            truncated=jobs.truncated,
+            next_cursor=jobs.next_cursor,
+        )
+    if action == "remove":
+        if not name:
+            raise InvalidInput("action remove needs name")
+        return DatasetsOut(removed=await svc.remove(name))
+    if not job_id:
+        raise InvalidInput(f"action {action} needs job_id (a job's id from action=jobs or a tool's answer)")
+    if action == "job":
+        return DatasetsOut(job=(await svc.job_status(job_id)).view())
+    if action == "cancel":
+        return DatasetsOut(job=(await svc.cancel_job(job_id)).view())
+    return DatasetsOut(job=(await svc.resume_job(job_id, _progress(ctx))).view())
 
 
-@TOOLS.tool("Profile dataset", WRITE)
+@TOOLS.tool("Profile", WRITE)
 async def profile_dataset(
     name: DatasetName,
     ctx: Context,
 ) -> ProfileOut:
     """Per-column statistics of a dataset."""
-    return await (await _svc(ctx)).profile(name)
+    return await (await _svc(ctx)).profile(name, progress=_progress(ctx))
 
 
-@TOOLS.tool("Query data", APPEND)
+@TOOLS.tool("Query", APPEND)
 async def query_data(
     ctx: Context,
     sql: Annotated[str | None, P("DuckDB SELECT.", max_length=20_000)] = None,
@@ -104,7 +130,7 @@ async def query_data(
     limit: Annotated[int | None, P("Rows per page.", ge=1, le=100_000)] = None,
     cursor: Cursor = None,
 ) -> QueryOut:
-    """Run one read-only SELECT over datasets, paged."""
+    """One read-only SELECT over datasets, paged."""
     return await (await _svc(ctx)).query(sql, saved=saved, limit=limit, cursor=cursor)
 
 
@@ -117,7 +143,7 @@ async def manage_saved_query(
     limit: Annotated[int, P("Page size.", ge=1, le=100)] = 20,
     cursor: Cursor = None,
 ) -> SavedQueryResult:
-    """Saved queries, and the query history."""
+    """Saved queries and query history."""
     svc = await _svc(ctx)
     if action == "history":
         page = await svc.history(limit=limit, cursor=cursor)
@@ -127,7 +153,7 @@ async def manage_saved_query(
     return await svc.saved_query(action, name=name, sql=sql, limit=limit, cursor=cursor)
 
 
-@TOOLS.tool("Create chart", WRITE)
+@TOOLS.tool("Chart", WRITE)
 async def create_chart(
     source: Source,
     kind: Annotated[Literal["bar", "line", "area", "scatter", "histogram", "box", "heatmap"], P("Type.")],
@@ -136,8 +162,8 @@ async def create_chart(
     y: Annotated[str | None, P("Y column.", max_length=200)] = None,
     color: Annotated[str | None, P("Colour by.", max_length=200)] = None,
     aggregate: Annotated[Literal["none", "count", "sum", "mean", "median", "min", "max"], P("Of y per x.")] = "none",
-    width: Annotated[int, P("Pixels.", ge=50, le=4000)] = 640,
-    height: Annotated[int, P("Pixels.", ge=50, le=4000)] = 400,
+    width: Annotated[int, P("px.", ge=50, le=4000)] = 640,
+    height: Annotated[int, P("px.", ge=50, le=4000)] = 400,
 ) -> ChartOut:
     """Chart data to PNG and SVG files."""
     spec = {
@@ -159,7 +185,7 @@ async def predict(
     ctx: Context,
     task: Annotated[Literal["forecast", "auto", "regression", "classification"], P("Kind.")] = "auto",
     time_column: Annotated[str | None, P("Time column.", max_length=200)] = None,
-    horizon: Annotated[int, P("Forecast steps.", ge=1, le=1000)] = 12,
+    horizon: Annotated[int, P("Steps ahead.", ge=1, le=1000)] = 12,
     features: Columns = None,
     model: Annotated[Literal["linear", "forest"], P("Model.")] = "linear",
 ) -> PredictionOut:
@@ -172,6 +198,7 @@ async def predict(
         horizon=horizon,
         features=features,
         model=model,
+        progress=_progress(ctx),
     )
 
 
@@ -179,8 +206,8 @@ async def predict(
 async def manage_predictions(
     action: Annotated[Literal["list", "get", "rescore"], P("Action.")],
     ctx: Context,
-    id: Annotated[int | None, P("Prediction, for get and rescore.", ge=1)] = None,
-    actuals: Annotated[dict[str, Any] | None, P("Actual values by predicted key.")] = None,
+    id: Annotated[int | None, P("Prediction id.", ge=1)] = None,
+    actuals: Annotated[dict[str, Any] | None, P("Actuals by key.")] = None,
     limit: Annotated[int, P("Page size.", ge=1, le=500)] = 20,
     cursor: Cursor = None,
 ) -> PredictionsOut:
@@ -201,19 +228,19 @@ async def manage_predictions(
     return PredictionsOut(prediction=await svc.rescore(id, actuals))
 
 
-@TOOLS.tool("Find patterns", WRITE)
+@TOOLS.tool("Patterns", WRITE)
 async def find_patterns(
     ctx: Context,
     source: Annotated[str | None, P("Dataset or SELECT.", max_length=20_000)] = None,
-    query: Annotated[str | None, P("Search stored patterns instead.", max_length=2000)] = None,
+    query: Annotated[str | None, P("Search stored ones.", max_length=2000)] = None,
     kinds: Annotated[
         list[Literal["correlations", "outliers", "trend", "change_points", "segments"]] | None,
-        P("Default: correlations, outliers."),
+        P("Default: the first two."),
     ] = None,
     columns: Columns = None,
     time_column: Annotated[str | None, P("Trend of columns[0].", max_length=200)] = None,
 ) -> PatternsOut:
-    """Detect and store patterns in data, or search stored ones."""
+    """Detect and store patterns, or search them."""
     svc = await _svc(ctx)
     if query is not None:
         return await svc.search_patterns(query, source=source, limit=10)

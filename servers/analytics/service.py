@@ -4,15 +4,24 @@ The catalogue and everything derived (profiles, saved queries, history, charts, 
 patterns) live in schema ``analytics``; the data stays in its files. Every DuckDB, pandas,
 scikit-learn and statsmodels call runs in a worker thread so the event loop keeps serving. An
 engine is built per call over the datasets the statement names, after checking each file's
-fingerprint: a changed file is re-inspected and its stored profile dropped.
+fingerprint: a changed file is re-inspected and its stored profile dropped. Its DuckDB
+connections come from the service's pool, keyed by the datasets and their fingerprints.
+
+Registering, profiling and predicting run as jobs of the shared kit (``common.jobs``): the call
+waits up to ``wait_s`` and then answers with the result, or with the job (followed, cancelled and
+resumed through ``manage_datasets``). A failure in this process raises the same error the call
+would have raised without the job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import re
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -22,6 +31,7 @@ import anyio.to_thread
 import asyncpg
 
 from common.errors import Conflict, InvalidInput, NotFound, SuiteError, shown
+from common.jobs import Job, JobCancelled, JobContext, Jobs, Progress, check_job_id
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, encode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, check_dimension, rrf
@@ -29,11 +39,10 @@ from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from servers.analytics import store
-from servers.analytics.engine import Engine, Limits, SqlParser
+from servers.analytics.engine import ConnectionPool, Engine, Limits, SqlParser
 from servers.analytics.models import (
     ChartOut,
     ColumnOut,
-    ColumnProfileOut,
     DatasetInfo,
     HistoryEntry,
     PatternOut,
@@ -55,11 +64,17 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 T = TypeVar("T")
+Report = Callable[[int, int | None, str], None]
+JOB_KINDS = ("register", "profile", "predict")
+# Failures kept for the caller that follows a job in this process; older ones are dropped.
+_MAX_FAILURES = 100
 
 PatternKind = Literal["correlations", "outliers", "trend", "change_points", "segments"]
 PATTERN_KINDS: tuple[str, ...] = ("correlations", "outliers", "trend", "change_points", "segments")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CATALOGUE_URI = "analytics://datasets"
+# Idle DuckDB connections kept between calls: one per dataset set in use, a few for concurrent calls.
+POOL_IDLE = 4
 
 
 def profile_uri(name: str) -> str:
@@ -106,18 +121,24 @@ class AnalyticsService:
         self.charts_dir = self.folder / "charts"
         self.extracts_dir = self.folder / "extracts"
         self.parser = SqlParser()
+        self.pool = ConnectionPool(POOL_IDLE)
+        self.jobs = Jobs(deps.db, "analytics", heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
+        self._failures: dict[str, SuiteError] = {}
 
     @classmethod
     @asynccontextmanager
     async def open(cls, deps: Deps, settings: Settings) -> AsyncIterator[AnalyticsService]:
-        """The running service (no background work: every call is bounded by its own timeout)."""
+        """The running service; jobs still running at exit keep their checkpoint and can be resumed."""
         check_dimension(deps.embedder, 384, "analytics")
         svc = cls(deps, settings)
         svc.charts_dir.mkdir(parents=True, exist_ok=True)
         svc.extracts_dir.mkdir(parents=True, exist_ok=True)
+        await svc.jobs.recover()
         try:
             yield svc
         finally:
+            await svc.jobs.close()
+            svc.pool.close()
             svc.parser.close()
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -163,7 +184,7 @@ class AnalyticsService:
         await self.deps.subscriptions.resource_updated(profile_uri(row["name"]))
         if new is not None:
             self.deps.background.spawn(self._reprofile(row["name"]), name=f"analytics-reprofile-{row['name']}")
-        return new or row
+        return new or {**row, "fingerprint": info.fingerprint}
 
     async def _reprofile(self, name: str) -> None:
         """Profile a dataset whose file changed, after the answer that noticed it."""
@@ -177,10 +198,12 @@ class AnalyticsService:
         words = {w.lower() for w in _WORD.findall(sql)}
         rows = [r for r in await store.all_datasets(self.deps.db) if r["name"] in words]
         datasets: list[Dataset] = []
+        versions: dict[str, str] = {}
         for row in rows:
             row = await self._fresh(row)
             datasets.append(make_dataset(row["name"], Path(row["path"]), row["format"], row["sheet"]))
-        return Engine(datasets, self._limits(max_rows), parser=self.parser)
+            versions[row["name"]] = row["fingerprint"]
+        return Engine(datasets, self._limits(max_rows), parser=self.parser, pool=self.pool, versions=versions)
 
     async def _source_sql(self, source: str) -> str:
         """A dataset name becomes ``SELECT *`` of it; anything else is taken as a SELECT."""
@@ -202,6 +225,116 @@ class AnalyticsService:
             raise NotFound(f"no dataset named {name[:63]!r}; list_datasets shows the registered ones")
         return row
 
+    # --- jobs --------------------------------------------------------------------------------------
+
+    async def _job(
+        self, kind: str, key: str, params: dict[str, Any], progress: Progress | None, *, join: bool = False
+    ) -> Job:
+        """Start a job (or, with ``join``, follow the one already running on ``key``) and wait for it."""
+        try:
+            job = await self.jobs.start(kind, key, params)
+        except Conflict:
+            live = await self.jobs.live(kind, key) if join else None
+            if live is None:
+                raise
+            job = await self.jobs.get(live)
+        else:
+            self.jobs.spawn(job, self._work)
+        return await self._follow(job.id, progress)
+
+    async def _follow(self, job_id: str, progress: Progress | None) -> Job:
+        """The job after at most ``wait_s``; the error of a job that failed in this process is raised."""
+        job = await self.jobs.wait(job_id, timeout_s=self.settings.wait_s, progress=progress)
+        failure = self._failures.pop(job.id, None)
+        if job.status == "failed" and failure is not None:
+            raise failure
+        if job.status in ("failed", "cancelled", "interrupted"):
+            raise Conflict(f"job {job.id} is {job.status}: {job.message or ''}".strip()[:500])
+        return job
+
+    async def _work(self, ctx: JobContext) -> str | None:
+        works: dict[str, Callable[[JobContext], Awaitable[str]]] = {
+            "register": self._register_work,
+            "profile": self._profile_work,
+            "predict": self._predict_work,
+        }
+        try:
+            return await works[ctx.job.kind](ctx)
+        except SuiteError as exc:
+            if len(self._failures) >= _MAX_FAILURES:
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[ctx.job.id] = exc
+            raise
+
+    async def _watch(self, ctx: JobContext, work: Callable[[Report], T]) -> T:
+        """Run ``work(report)`` in a worker thread, passing its progress to the job; a cancel stops it at
+        its next report (the DuckDB statement under way is bounded by the query timeout)."""
+        latest: list[tuple[int, int | None, str] | None] = [None]
+        stop = threading.Event()
+
+        def report(done: int, total: int | None, message: str) -> None:
+            if stop.is_set():
+                raise JobCancelled
+            latest[0] = (done, total, message)
+
+        task = asyncio.ensure_future(anyio.to_thread.run_sync(lambda: work(report)))
+        try:
+            while True:
+                finished, _ = await asyncio.wait({task}, timeout=0.25)
+                news, latest[0] = latest[0], None
+                if news is not None:
+                    await ctx.step(done=news[0], total=news[1], message=news[2])
+                else:
+                    await ctx.step()
+                if finished:
+                    return task.result()
+        except asyncio.CancelledError:
+            stop.set()  # the process is stopping: the thread ends at its next report, unawaited
+            raise
+        except BaseException:
+            stop.set()
+            if not task.done():  # let the thread stop before the job records its end
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+            raise
+
+    async def _watch_async(self, ctx: JobContext, work: Awaitable[T]) -> T:
+        """Await ``work`` while stepping the job, so that a cancel stops it."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                finished, _ = await asyncio.wait({task}, timeout=0.25)
+                if finished:
+                    return task.result()
+                await ctx.step()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def job_status(self, job_id: str) -> Job:
+        await self.jobs.recover()
+        return await self.jobs.get(check_job_id(job_id))
+
+    async def cancel_job(self, job_id: str) -> Job:
+        return await self.jobs.cancel(check_job_id(job_id))
+
+    async def resume_job(self, job_id: str, progress: Progress | None = None) -> Job:
+        """Run an interrupted, failed or cancelled job again from its parameters; the job after ``wait_s``."""
+        job = await self.jobs.claim_resume(check_job_id(job_id))
+        self.jobs.spawn(job, self._work)
+        job = await self.jobs.wait(job.id, timeout_s=self.settings.wait_s, progress=progress)
+        self._failures.pop(job.id, None)
+        return job
+
+    async def list_jobs(self, *, limit: int, cursor: str | None) -> Page[Job]:
+        await self.jobs.recover()
+        fp = fingerprint("jobs")
+        offset = decode_cursor(cursor, fp).offset
+        jobs, total = await self.jobs.find(limit=limit, offset=offset)
+        return page_of(jobs, total=total, offset=offset, limit=limit, fp=fp)
+
     # --- datasets ----------------------------------------------------------------------------------
 
     async def register(
@@ -215,29 +348,58 @@ class AnalyticsService:
         format: Format | None = None,
         sheet: str | None = None,
         replace: bool = False,
+        progress: Progress | None = None,
     ) -> Registered:
-        """Register a file under the allowed roots, or the result of a read-only PostgreSQL query."""
-        from servers.analytics.sources import inspect
+        """Register a file under the allowed roots, or the result of a read-only PostgreSQL query (a job)."""
+        from servers.analytics.pgfetch import check_query
 
         check_name(name)
         if (path is None) == (connection is None):
             raise InvalidInput("give either path (a file) or connection and sql (a PostgreSQL query), not both")
-        extract: Path | None = None
+        params: dict[str, Any] = {"name": name, "description": description, "replace": replace}
         if path is not None:
-            resolved = self.roots.resolve(path, kind="file")
-            ds = make_dataset(name, resolved, format, sheet)
-            kind, source, query = "file", str(resolved), None
+            ds = make_dataset(name, self.roots.resolve(path, kind="file"), format, sheet)
+            params.update(path=str(ds.path), format=ds.format, sheet=ds.sheet)
         else:
             assert connection is not None
             if not sql:
                 raise InvalidInput("a PostgreSQL dataset needs sql: one read-only SELECT")
-            extract = await self._fetch_postgres(name, connection, sql)
-            ds = make_dataset(name, extract, "parquet")
-            kind, source, query = "postgres", connection, sql
+            self._connection_url(connection)
+            check_query(sql)
+            params.update(connection=connection, sql=sql)
+        job = await self._job("register", name, params, progress)
+        if job.status == "running":
+            return Registered(job=job.view())
+        row = await self._dataset_row(name)
+        return Registered(
+            dataset=_info(row), created=bool(job.state.get("created")), sample=job.state.get("sample", [])
+        )
 
-        def look() -> Any:
+    async def _register_work(self, ctx: JobContext) -> str:
+        from servers.analytics.sources import inspect
+
+        p = ctx.job.params
+        name = str(p["name"])
+        extract: Path | None = None
+        if p.get("path"):
+            ds = make_dataset(name, Path(p["path"]), p.get("format"), p.get("sheet"))
+            kind, source, query = "file", str(ds.path), None
+        else:
+            await ctx.step(message=f"running the query on {p['connection']}")
+            # Named after the job, so a resumed registration overwrites what an interrupted one left.
+            extract = self.extracts_dir / f"{name}-{ctx.job.id[:12]}.parquet"
+            try:
+                await self._watch_async(ctx, self._fetch_postgres(p["connection"], p["sql"], extract))
+            except BaseException:
+                extract.unlink(missing_ok=True)
+                raise
+            ds = make_dataset(name, extract, "parquet")
+            kind, source, query = "postgres", str(p["connection"]), str(p["sql"])
+
+        def look(report: Report) -> Any:
             engine = Engine([ds], self._limits(), parser=self.parser)
             try:
+                report(0, None, "reading the schema and counting rows")
                 if ds.format in ("csv", "tsv"):
                     _check_csv_layout(engine, ds)
                 return inspect(engine, name)
@@ -245,10 +407,10 @@ class AnalyticsService:
                 engine.close()
 
         try:
-            info = await self._in_thread(look)
+            info = await self._watch(ctx, look)
             row = {
                 "name": name,
-                "description": description,
+                "description": p.get("description", ""),
                 "source_kind": kind,
                 "source": source,
                 "source_query": query,
@@ -263,7 +425,7 @@ class AnalyticsService:
 
             async def write(conn: asyncpg.Connection) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
                 old = await store.old_path(conn, name)
-                return await store.upsert_dataset(conn, row, replace), old
+                return await store.upsert_dataset(conn, row, bool(p.get("replace"))), old
 
             saved, old = await self.deps.db.run_in_transaction(write)
         except BaseException:
@@ -278,21 +440,25 @@ class AnalyticsService:
             )
         if old is not None and old[1] == "postgres" and old[0] != str(ds.path):
             await anyio.Path(old[0]).unlink(missing_ok=True)
+        ctx.state = {"created": bool(saved["created"]), "sample": info.sample[:5]}
         await self.deps.subscriptions.resource_updated(CATALOGUE_URI)
         await self.deps.events.publish("dataset.registered", {"name": name})
-        return Registered(dataset=_info(saved), created=bool(saved["created"]), sample=info.sample[:5])
+        return f"registered {name}: {info.row_count} rows"
 
-    async def _fetch_postgres(self, name: str, connection: str, sql: str) -> Path:
-        """Run one read-only SELECT on a configured connection and keep its rows as Parquet."""
+    def _connection_url(self, connection: str) -> str:
         urls = self.settings.connections
         if connection not in urls:
             known = ", ".join(sorted(urls)[:10]) or "none (set ANALYTICS_CONNECTIONS)"
             raise NotFound(f"no connection named {connection[:40]!r}; configured: {known}")
+        return urls[connection].get_secret_value()
+
+    async def _fetch_postgres(self, connection: str, sql: str, target: Path) -> Path:
+        """Run one read-only SELECT on a configured connection and keep its rows as Parquet."""
         return await fetch_to_parquet(
-            urls[connection].get_secret_value(),
+            self._connection_url(connection),
             connection,
             sql,
-            self.extracts_dir / f"{name}-{uuid.uuid4().hex[:12]}.parquet",
+            target,
             max_rows=self.settings.fetch_max_rows,
             timeout_s=self.settings.fetch_timeout_s,
         )
@@ -318,10 +484,16 @@ class AnalyticsService:
         await self.deps.subscriptions.resource_updated(CATALOGUE_URI)
         return True
 
-    async def profile(self, name: str, *, columns: list[str] | None = None, refresh: bool = False) -> ProfileOut:
-        """The stored profile when it matches the file, else a fresh one (stored when it covers every column)."""
-        from servers.analytics.profile import profile as compute
-
+    async def profile(
+        self,
+        name: str,
+        *,
+        columns: list[str] | None = None,
+        refresh: bool = False,
+        progress: Progress | None = None,
+    ) -> ProfileOut:
+        """The stored profile when it matches the file, else a fresh one: of every column as a job (and
+        stored), of some ``columns`` right away (not stored)."""
         row = await self._fresh(await self._dataset_row(name))
         if columns:
             known = {c["name"] for c in row["columns"]}
@@ -335,26 +507,36 @@ class AnalyticsService:
             if stored is not None and fp == row["fingerprint"]:
                 cols = [c for c in stored["columns"] if not columns or c["name"] in columns]
                 return ProfileOut(**{**stored, "columns": cols}, cached=True)
+        if columns:
+            result = await self._in_thread(lambda: self._compute_profile(row, columns, None))
+            return ProfileOut(**result, cached=False)
+        job = await self._job("profile", name, {"name": name}, progress, join=True)
+        if job.status == "running":
+            return ProfileOut(dataset=name, job=job.view())
+        stored, fp = await store.get_profile(self.deps.db, name)
+        if stored is None or fp != job.state.get("fingerprint"):
+            raise Conflict(f"the file of {shown(name)} changed while it was profiled; profile it again")
+        return ProfileOut(**stored, cached=False)
+
+    def _compute_profile(self, row: dict[str, Any], columns: list[str] | None, report: Report | None) -> dict[str, Any]:
+        from servers.analytics.profile import profile as compute
+
+        name = row["name"]
         ds = make_dataset(name, Path(row["path"]), row["format"], row["sheet"])
+        engine = Engine([ds], self._limits(), parser=self.parser, pool=self.pool, versions={name: row["fingerprint"]})
+        try:
+            return dataclasses.asdict(compute(engine, name, columns=columns, report=report))
+        finally:
+            engine.close()
 
-        def run() -> dict[str, Any]:
-            engine = Engine([ds], self._limits(), parser=self.parser)
-            try:
-                return dataclasses.asdict(compute(engine, name, columns=columns))
-            finally:
-                engine.close()
-
-        result = await self._in_thread(run)
-        if not columns:
-            await store.set_profile(self.deps.db, name, result, row["fingerprint"])
-            await self.deps.subscriptions.resource_updated(profile_uri(name))
-        return ProfileOut(
-            dataset=result["dataset"],
-            rows=result["rows"],
-            approximate=result["approximate"],
-            cached=False,
-            columns=[ColumnProfileOut(**c) for c in result["columns"]],
-        )
+    async def _profile_work(self, ctx: JobContext) -> str:
+        name = str(ctx.job.params["name"])
+        row = await self._fresh(await self._dataset_row(name))
+        result = await self._watch(ctx, lambda report: self._compute_profile(row, None, report))
+        await store.set_profile(self.deps.db, name, result, row["fingerprint"])
+        ctx.state = {"fingerprint": row["fingerprint"]}
+        await self.deps.subscriptions.resource_updated(profile_uri(name))
+        return f"profiled {len(result['columns'])} columns of {result['rows']} rows"
 
     # --- queries -----------------------------------------------------------------------------------
 
@@ -508,28 +690,63 @@ class AnalyticsService:
         test_size: float = 0.25,
         seed: int = 0,
         limit: int = 50,
+        progress: Progress | None = None,
     ) -> PredictionOut:
-        """Forecast a series, or fit and score a model on a held-out split; the prediction is stored."""
-        from servers.analytics import predict as p
-
+        """Forecast a series, or fit and score a model on a held-out split, as a job; the prediction is stored."""
         if task == "forecast" and not time_column:
             raise InvalidInput("a forecast needs time_column (the dates or step numbers)")
-        frame, total = await self._frame(source)
-        if task == "forecast":
-            assert time_column is not None
+        params = {
+            "source": source,
+            "target": target,
+            "task": task,
+            "time_column": time_column,
+            "horizon": horizon,
+            "season_length": season_length,
+            "level": level,
+            "features": features,
+            "model": model,
+            "test_size": test_size,
+            "seed": seed,
+        }
+        job = await self._job("predict", uuid.uuid4().hex, params, progress)
+        if job.status == "running":
+            return PredictionOut(job=job.view())
+        return await self.get_prediction(int(job.state["prediction_id"]), limit=limit, cursor=None)
 
-            def run() -> Any:
-                return p.forecast(frame, time_column, target, horizon, season_length=season_length, level=level)
-        else:
+    async def _predict_work(self, ctx: JobContext) -> str:
+        from servers.analytics import predict as p
 
-            def run() -> Any:
-                return p.fit_supervised(frame, target, features, task=task, model=model, test_size=test_size, seed=seed)
+        a = ctx.job.params
+        await ctx.step(message="loading the data")
+        frame, total = await self._frame(a["source"])
 
-        result = await self._in_thread(run)
+        def run(report: Report) -> Any:
+            report(0, None, f"fitting on {len(frame)} rows")
+            if a["task"] == "forecast":
+                return p.forecast(
+                    frame,
+                    a["time_column"],
+                    a["target"],
+                    a["horizon"],
+                    season_length=a["season_length"],
+                    level=a["level"],
+                )
+            return p.fit_supervised(
+                frame,
+                a["target"],
+                a["features"],
+                task=a["task"],
+                model=a["model"],
+                test_size=a["test_size"],
+                seed=a["seed"],
+            )
+
+        result = await self._watch(ctx, run)
         if total > len(frame):
             result.notes.append(f"fitted on the first {len(frame)} of {total} rows (ANALYTICS_MODEL_ROWS)")
-        added = await store.add_prediction(self.deps.db, source[:2000], result.to_dict())
-        return await self.get_prediction(int(added["id"]), limit=limit, cursor=None)
+        added = await store.add_prediction(self.deps.db, str(a["source"])[:2000], result.to_dict())
+        ctx.state = {"prediction_id": int(added["id"])}
+        return f"prediction {added['id']} stored"
 
     async def get_prediction(self, pid: int, *, limit: int, cursor: str | None) -> PredictionOut:
         """A stored prediction and a page of its predicted rows."""

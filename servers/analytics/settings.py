@@ -5,10 +5,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseServerSettings
+from common.settings import BaseServerSettings, JobServerSettings
 
 
-class Settings(BaseServerSettings):
+class Settings(JobServerSettings):
     """Limits exist so one query or one file cannot flood the machine or the client's context."""
 
     model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "ANALYTICS_"})
@@ -39,6 +39,12 @@ class Settings(BaseServerSettings):
         default=60.0, gt=0, le=3_600, description="statement_timeout of a PostgreSQL dataset query, in seconds."
     )
 
+    wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="How long register_dataset, profile_dataset and predict wait for their job before returning it.",
+    )
     history_keep: int = Field(default=10_000, ge=10, le=10_000_000, description="Query history entries kept.")
 
     def data_folder(self) -> Path:

@@ -7,7 +7,7 @@ import math
 import os
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +26,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Any], data_dir: Path, database_url: str) -> Settings:
-    s: Settings = make_settings(
-        Settings,
-        embedding_model="hash-384",
-        allowed_roots=[data_dir],
-        connections={"main": database_url},
-        max_rows=500,
-    )
-    return s
-
-
-@pytest.fixture
-async def svc(settings: Settings) -> AsyncIterator[AnalyticsService]:
-    async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as service:
-        yield service
+def settings(service_settings: Callable[..., Settings]) -> Settings:
+    return service_settings(max_rows=500)
 
 
 def _tree(folder: Path) -> dict[str, int]:
@@ -54,6 +41,7 @@ async def test_registered_csv_and_parquet_have_pandas_schema_counts_and_profile(
         reg = await svc.register(name, path=str(data_dir / file), description="sklearn diabetes")
         assert reg.created is True
         ds = reg.dataset
+        assert ds is not None
         assert [c.name for c in ds.columns] == list(diabetes.columns)
         assert ds.row_count == len(diabetes)
         assert ds.byte_size == (data_dir / file).stat().st_size
@@ -116,6 +104,7 @@ async def test_a_name_taken_is_a_conflict_unless_replaced(svc: AnalyticsService,
     assert (await svc.dataset("dia")).format == "csv"
     replaced = await svc.register("dia", path=str(data_dir / "diabetes.parquet"), replace=True)
     assert replaced.created is False
+    assert replaced.dataset is not None
     assert replaced.dataset.format == "parquet"
     assert await svc.remove("dia") is True
     with pytest.raises(NotFound):
@@ -199,6 +188,7 @@ async def test_forecast_recovers_a_known_trend_and_season(svc: AnalyticsService,
     assert np.max(np.abs(got - truth)) < 4
     inside = [r["lower"] <= v <= r["upper"] for r, v in zip(out.predicted, truth, strict=True)]
     assert sum(inside) >= 11
+    assert out.prediction is not None
     assert out.prediction.parameters
     assert out.prediction.data_fingerprint
 
@@ -217,6 +207,7 @@ async def test_regression_metrics_equal_scikit_learn_and_read_back_equal(
         diabetes[features], diabetes["target"], test_size=0.25, random_state=0
     )
     pred = LinearRegression().fit(x_train, y_train).predict(x_test)
+    assert out.prediction is not None
     m = out.prediction.metrics
     assert m["r2"] == pytest.approx(r2_score(y_test, pred), rel=1e-9)
     assert m["mae"] == pytest.approx(mean_absolute_error(y_test, pred), rel=1e-9)
@@ -224,6 +215,7 @@ async def test_regression_metrics_equal_scikit_learn_and_read_back_equal(
 
     back = await svc.get_prediction(out.prediction.id, limit=500, cursor=None)
     assert back.predicted == out.predicted
+    assert back.prediction is not None
     assert back.prediction.metrics == m
     assert back.prediction.features == features
     listed = await svc.list_predictions(source="dia", limit=10, cursor=None)
@@ -233,7 +225,9 @@ async def test_regression_metrics_equal_scikit_learn_and_read_back_equal(
     rescored = await svc.rescore(out.prediction.id, actuals)
     assert rescored.rescore is not None
     assert rescored.rescore["matched"] == len(actuals)
-    assert (await svc.get_prediction(out.prediction.id, limit=1, cursor=None)).prediction.rescore == rescored.rescore
+    again = (await svc.get_prediction(out.prediction.id, limit=1, cursor=None)).prediction
+    assert again is not None
+    assert again.rescore == rescored.rescore
 
 
 async def test_a_chart_is_a_png_of_the_requested_size_and_a_parseable_svg(
@@ -322,6 +316,7 @@ async def test_a_postgres_query_becomes_a_parquet_dataset_under_a_timeout(
 ) -> None:
     sql = "SELECT g AS n, g * 2 AS twice, md5(g::text) AS h, gen_random_uuid() AS u FROM generate_series(1, 500) g"
     reg = await svc.register("series_pg", connection="main", sql=sql, description="fetched")
+    assert reg.dataset is not None
     assert reg.dataset.source_kind == "postgres"
     assert reg.dataset.row_count == 500
     assert [c.name for c in reg.dataset.columns] == ["n", "twice", "h", "u"]
@@ -395,6 +390,7 @@ async def test_tsv_json_ndjson_and_excel_files_register_with_their_rows_and_colu
         ("d_xlsx", "d.xlsx", "excel"),
     ):
         reg = await svc.register(name, path=str(data_dir / file))
+        assert reg.dataset is not None
         assert reg.dataset.format == fmt
         assert reg.dataset.row_count == 30
         assert [c.name for c in reg.dataset.columns] == list(head.columns)

@@ -1,0 +1,3 @@
+-- Long work (registering a PostgreSQL query or a large file, profiling, training a prediction) runs as
+-- jobs of the shared kit (common/jobs.py): persisted progress, cancel, and resume after a restart.
+-- @include jobs

@@ -2,7 +2,7 @@
 
 CREATE SCHEMA analytics AUTHORIZATION analytics;
 
--- shared tables (schemas/shared.sql with <schema> = analytics): schema_migrations, store_model
+-- shared tables (schemas/shared.sql with <schema> = analytics): jobs, schema_migrations, store_model
 
 CREATE TABLE analytics.charts (
     id text NOT NULL,
@@ -37,34 +37,6 @@ CREATE TABLE analytics.datasets (
     CONSTRAINT datasets_pkey PRIMARY KEY (name),
     CONSTRAINT datasets_source_kind_check CHECK ((source_kind = ANY (ARRAY['file'::text, 'postgres'::text])))
 );
-
-CREATE TABLE analytics.jobs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    kind text NOT NULL,
-    key text NOT NULL,
-    params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    status text DEFAULT 'running'::text NOT NULL,
-    cancel_requested boolean DEFAULT false NOT NULL,
-    done bigint DEFAULT 0 NOT NULL,
-    total bigint,
-    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    errors_total integer DEFAULT 0 NOT NULL,
-    state jsonb DEFAULT '{}'::jsonb NOT NULL,
-    message text,
-    attempts integer DEFAULT 1 NOT NULL,
-    owner text,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_counts_check CHECK ((jsonb_typeof(counts) = 'object'::text)),
-    CONSTRAINT jobs_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_params_check CHECK ((jsonb_typeof(params) = 'object'::text)),
-    CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_state_check CHECK ((jsonb_typeof(state) = 'object'::text)),
-    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'done'::text, 'failed'::text, 'cancelled'::text, 'interrupted'::text])))
-);
--- owner: analytics
 
 CREATE TABLE analytics.patterns (
     id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -125,14 +97,6 @@ CREATE TABLE analytics.saved_queries (
     CONSTRAINT saved_queries_name_check CHECK (((length(name) >= 1) AND (length(name) <= 100))),
     CONSTRAINT saved_queries_pkey PRIMARY KEY (name)
 );
-
-CREATE INDEX jobs_created_idx ON analytics.jobs USING btree (kind, created_at DESC);
-
-CREATE UNIQUE INDEX jobs_live_idx ON analytics.jobs USING btree (kind, key) WHERE (status = 'running'::text);
-
-CREATE UNIQUE INDEX jobs_pkey ON analytics.jobs USING btree (id);
-
-CREATE INDEX jobs_status_idx ON analytics.jobs USING btree (status, heartbeat_at);
 
 CREATE INDEX patterns_embedding_idx ON analytics.patterns USING hnsw (embedding extensions.vector_cosine_ops);
 

@@ -71,9 +71,6 @@ ParseAs = Literal["markdown", "rst", "text", "html", "python"]
 #: questions (tests/eval/questions/python_dev.jsonl); heading-, title- and whole-page signals tried
 #: there all lowered recall (docs/benchmarks.md).
 RANK_WEIGHTS = (1.0, 0.6)
-#: The keyword list's weight when choosing a document's section (store.search): none, so among a
-#: document's matching chunks the one nearest in meaning is its hit (chosen on the development questions).
-SECTION_KEYWORD_WEIGHT = 0.0
 #: Other sections of the same document listed with a hit.
 OTHER_SECTIONS = 3
 
@@ -523,7 +520,6 @@ class DocumentationService:
             self.chunk_words.scan_cap,
             RANK_WEIGHTS,
             per_document,
-            SECTION_KEYWORD_WEIGHT,
         )
         self.chunk_words.learn_later(d.background, d.db)  # words met for the first time
         total = int(rows[0]["total"]) if rows else 0

@@ -264,18 +264,15 @@ WITH vec AS (
             LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
-    -- score ranks documents; pick (the keyword list weighted $13 instead of $11) chooses a document's section.
-    SELECT id, sum(w) AS score, sum(p) AS pick FROM (
-        SELECT id, $10::float8 / (60 + r) AS w, $10::float8 / (60 + r) AS p FROM vec
-        UNION ALL SELECT id, $11::float8 / (60 + r), $13::float8 / (60 + r) FROM kw) u
+    SELECT id, sum(w) AS score FROM (
+        SELECT id, $10::float8 / (60 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw) u
     GROUP BY id
 ), grouped AS (
-    -- $12: one hit per document (ranked by its best chunk's score, its section the chunk with the best
-    -- pick), else one per chunk.
-    SELECT f.id, max(f.score) OVER w AS score, CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp,
-           row_number() OVER (w ORDER BY f.pick DESC, f.score DESC, f.id) AS rn
+    -- $12: one hit per document (its best chunk, ranked by that chunk's score), else one per chunk.
+    SELECT f.id, f.score, CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp,
+           row_number() OVER (PARTITION BY CASE WHEN $12 THEN -c.document_id ELSE c.id END
+                              ORDER BY f.score DESC, f.id) AS rn
     FROM fused f JOIN documentation.chunks c ON c.id = f.id
-    WINDOW w AS (PARTITION BY CASE WHEN $12 THEN -c.document_id ELSE c.id END)
 ), page AS (
     SELECT g.id, g.grp, g.score, count(*) OVER () AS total FROM grouped g WHERE g.rn = 1
     ORDER BY g.score DESC, g.id LIMIT $6 OFFSET $7
@@ -315,14 +312,12 @@ async def search(
     pool: int = 500,
     weights: Sequence[float] = (1.0, 0.6),
     per_document: bool = True,
-    section_keyword_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Hybrid search in one statement. The pool's sessions scan HNSW iteratively (common.db), so
     filtered vector search keeps going until enough rows pass the version/model filter, with
     pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan).
 
-    ``weights``: the reciprocal-rank-fusion weights of the meaning and keyword lists; ``section_keyword_weight``:
-    the keyword list's weight when choosing a document's section (its best chunk by that fusion)."""
+    ``weights``: the reciprocal-rank-fusion weights of the meaning and keyword lists."""
     match, rank = (keywords.match, keywords.rank) if keywords is not None else ("", "")
     w_vec, w_kw = weights
     rows = await db.fetch(
@@ -339,7 +334,6 @@ async def search(
         w_vec,
         w_kw,
         per_document,
-        section_keyword_weight,
     )
     return [dict(r) for r in rows]
 

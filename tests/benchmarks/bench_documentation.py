@@ -32,7 +32,7 @@ from common.testing import create_database, start_cluster
 from servers.documentation.chunking import parse
 from servers.documentation.ingest import embed_text, model_label
 from servers.documentation.server import build
-from servers.documentation.service import RANK_WEIGHTS, SECTION_KEYWORD_WEIGHT
+from servers.documentation.service import RANK_WEIGHTS
 from servers.documentation.settings import Settings
 from tests.benchmarks._util import median, pct, print_table
 
@@ -201,7 +201,6 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
             first.rank if first else None,
             *RANK_WEIGHTS,
             True,
-            SECTION_KEYWORD_WEIGHT,
         )
         return lat, f"keyword plan: {first}\n" + "\n".join(r[0] for r in explained)
     finally:

@@ -10,9 +10,9 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
 from common.jobs import Progress
-from common.runtime import Deps, create_server, server_service, service
+from common.runtime import Deps, ServiceTools, create_server, server_service
 from common.tool_schema import P
-from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Catalog, Hints
+from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Hints
 from servers.analytics.models import (
     ChartOut,
     DatasetsOut,
@@ -42,11 +42,7 @@ INSTRUCTIONS = (
     "chart, predict and find patterns. Results are paged; charts are files."
 )
 
-TOOLS = Catalog(lean=True, outline_outputs=True)
-
-
-async def _svc(ctx: Context) -> AnalyticsService:
-    return await service(ctx, AnalyticsService)
+TOOLS = ServiceTools(AnalyticsService, lean=True, outline_outputs=True)
 
 
 def _progress(ctx: Context) -> Progress:
@@ -67,7 +63,7 @@ async def register_dataset(
     replace: Annotated[bool, P("Replace.")] = False,
 ) -> Registered:
     """Register a CSV, Parquet, JSON or Excel file, or a PostgreSQL query."""
-    return await (await _svc(ctx)).register(
+    return await (await TOOLS.service(ctx)).register(
         name,
         path=path,
         connection=connection,
@@ -88,7 +84,7 @@ async def manage_datasets(
     cursor: Cursor = None,
 ) -> DatasetsOut:
     """List or remove datasets; jobs: list, follow, cancel, resume."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "list":
         page = await svc.list_datasets(limit=limit, cursor=cursor)
         return DatasetsOut(items=page.items, total=page.total, truncated=page.truncated, next_cursor=page.next_cursor)
@@ -119,7 +115,7 @@ async def profile_dataset(
     ctx: Context,
 ) -> ProfileOut:
     """Per-column statistics of a dataset."""
-    return await (await _svc(ctx)).profile(name, progress=_progress(ctx))
+    return await (await TOOLS.service(ctx)).profile(name, progress=_progress(ctx))
 
 
 @TOOLS.tool("Query", APPEND)
@@ -131,7 +127,7 @@ async def query_data(
     cursor: Cursor = None,
 ) -> QueryOut:
     """One read-only SELECT over datasets, paged."""
-    return await (await _svc(ctx)).query(sql, saved=saved, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).query(sql, saved=saved, limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Saved queries", Hints(read_only=False, destructive=True, idempotent=True))
@@ -144,7 +140,7 @@ async def manage_saved_query(
     cursor: Cursor = None,
 ) -> SavedQueryResult:
     """Saved queries and query history."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "history":
         page = await svc.history(limit=limit, cursor=cursor)
         return SavedQueryResult(
@@ -175,7 +171,7 @@ async def create_chart(
         "width": width,
         "height": height,
     }
-    return await (await _svc(ctx)).chart(source, spec)
+    return await (await TOOLS.service(ctx)).chart(source, spec)
 
 
 @TOOLS.tool("Predict", APPEND)
@@ -190,7 +186,7 @@ async def predict(
     model: Annotated[Literal["linear", "forest"], P("Model.")] = "linear",
 ) -> PredictionOut:
     """Forecast, or fit a model scored on held-out rows."""
-    return await (await _svc(ctx)).predict(
+    return await (await TOOLS.service(ctx)).predict(
         source,
         target,
         task=task,
@@ -212,7 +208,7 @@ async def manage_predictions(
     cursor: Cursor = None,
 ) -> PredictionsOut:
     """List, read or rescore stored predictions."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "list":
         page = await svc.list_predictions(source=None, limit=limit, cursor=cursor)
         return PredictionsOut(
@@ -241,7 +237,7 @@ async def find_patterns(
     time_column: Annotated[str | None, P("Trend of columns[0].", max_length=200)] = None,
 ) -> PatternsOut:
     """Detect and store patterns, or search them."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if query is not None:
         return await svc.search_patterns(query, source=source, limit=10)
     if source is None:
@@ -258,9 +254,7 @@ async def find_patterns(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The analytics server: tools, the catalogue and profile resources, and the service."""
-    server = create_server(
-        NAME, settings, title=TITLE, tools=TOOLS, service=AnalyticsService, instructions=INSTRUCTIONS
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("analytics://datasets", name="datasets", mime_type="application/json")
     async def catalogue_resource() -> str:
@@ -271,7 +265,7 @@ def build(settings: Settings) -> MCPServer[Deps]:
     @server.resource("analytics://datasets/{name}/profile", name="profile", mime_type="application/json")
     async def profile_resource(name: str, ctx: Context) -> str:
         """One dataset's profile (stored, or computed now)."""
-        return (await (await _svc(ctx)).profile(name)).model_dump_json()
+        return (await (await TOOLS.service(ctx)).profile(name)).model_dump_json()
 
     return server
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
-from common.runtime import Deps, create_server, service
+from common.runtime import Deps, ServiceTools, create_server
 from common.tool_schema import CursorArg, P
-from common.tools import DELETE, READ, WRITE, Catalog, Hints
+from common.tools import DELETE, READ, WRITE, Hints
 from servers.documentation.models import Endpoints, GeneratedList, Hits, Jobs, Page, Projects, Saved, SpecImport
 from servers.documentation.service import DocumentationService
 from servers.documentation.settings import Settings
@@ -34,11 +34,7 @@ INSTRUCTIONS = (
     "APIs; cite results by their citation."
 )
 
-TOOLS = Catalog(lean=True, outline_outputs=True)
-
-
-async def _svc(ctx: Context) -> DocumentationService:
-    return await service(ctx, DocumentationService)
+TOOLS = ServiceTools(DocumentationService, lean=True, outline_outputs=True)
 
 
 @TOOLS.tool("Manage projects", Hints(read_only=False, destructive=True, idempotent=False))
@@ -52,7 +48,7 @@ async def manage_project(
     cursor: Cursor = None,
 ) -> Projects:
     """Create, list, describe, delete or re-embed documentation projects and versions."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "list":
         return await svc.list_projects(limit, cursor)
     if project is None:
@@ -80,7 +76,7 @@ async def ingest_folder(
     cursor: Cursor = None,
 ) -> Jobs:
     """Ingest a folder as a job (progress; re-runs redo only changed files); or status/list/cancel/resume it."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "start":
         if not (project and version and path):
             raise InvalidInput("ingest_folder(action='start') needs project, version and path.")
@@ -106,7 +102,7 @@ async def ingest_text(
     path: Annotated[str | None, P("Default: from title.", max_length=1000)] = None,
 ) -> Saved:
     """Store a document from text (replaces the same path)."""
-    return await (await _svc(ctx)).ingest_text(project, version, title, content, path)
+    return await (await TOOLS.service(ctx)).ingest_text(project, version, title, content, path)
 
 
 @TOOLS.tool("Search docs", READ)
@@ -120,7 +116,7 @@ async def search_docs(
     per_document: Annotated[bool, P("One hit per document, other sections listed.")] = True,
 ) -> Hits:
     """Search docs by meaning and keywords; hits carry a citation, section anchor and document_id."""
-    return await (await _svc(ctx)).search(query, project, version, limit, cursor, per_document)
+    return await (await TOOLS.service(ctx)).search(query, project, version, limit, cursor, per_document)
 
 
 @TOOLS.tool("Read document", READ)
@@ -136,7 +132,7 @@ async def read_document(
     toc: Annotated[bool, P("Add headings.")] = False,
 ) -> Page:
     """Read a document or section by pages (next_offset). Only project+version: list its documents."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if document_id is None and path is None and project and version:
         return await svc.list_documents(project, version, offset, toc)
     return await svc.read(document_id, project, version, path, heading, offset, length, toc)
@@ -151,7 +147,7 @@ async def import_api_spec(
     content: Annotated[str | dict[str, Any] | None, P("Or the spec: JSON/YAML.")] = None,
 ) -> SpecImport:
     """Import an OpenAPI 3 / Swagger 2 spec into a version; returns the endpoint diff vs the previous spec."""
-    return await (await _svc(ctx)).import_spec(project, version, path, content)
+    return await (await TOOLS.service(ctx)).import_spec(project, version, path, content)
 
 
 @TOOLS.tool("Find endpoints", READ)
@@ -168,7 +164,7 @@ async def find_endpoints(
     cursor: Cursor = None,
 ) -> Endpoints:
     """Search API endpoints by meaning, list them by tag, or get one with schemas."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if operation_id or method or path:
         return await svc.get_endpoint(project, version, operation_id, method, path)
     return await svc.find_endpoints(query, project, version, tag, limit, cursor)
@@ -187,7 +183,7 @@ async def generate_content(
     cursor: Cursor = None,
 ) -> GeneratedList:
     """Generate an API reference or Mermaid diagram from a version's spec and store it; or list them."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if kind == "list":
         return await svc.list_generated(project, version, limit, cursor)
     return await svc.generate(kind, project, version)
@@ -195,18 +191,16 @@ async def generate_content(
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The documentation server; its service marks jobs left running by a dead process as interrupted."""
-    server = create_server(
-        NAME, settings, title=TITLE, tools=TOOLS, service=DocumentationService, instructions=INSTRUCTIONS
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("docs://documents/{document_id}", name="document", mime_type="text/markdown")
     async def document_resource(document_id: str, ctx: Context) -> str:
         """A stored document's text (bounded to DOCUMENTATION_READ_MAX_CHARS; read_document pages further)."""
-        return await (await _svc(ctx)).document_text(document_id)
+        return await (await TOOLS.service(ctx)).document_text(document_id)
 
     @server.resource("docs://projects/{project}/{version}/toc", name="toc", mime_type="application/json")
     async def toc_resource(project: str, version: str, ctx: Context) -> str:
         """A project version's table of contents: documents and their headings."""
-        return await (await _svc(ctx)).toc_json(project, version)
+        return await (await TOOLS.service(ctx)).toc_json(project, version)
 
     return server

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 
 from common.errors import InvalidInput
 from common.jobs import check_job_id
-from common.runtime import Deps, create_server, server_service, service
+from common.runtime import Deps, ServiceTools, create_server, server_service
 from common.tool_schema import P
-from common.tools import READ, READ_EXTERNAL, Catalog, Hints
+from common.tools import READ, READ_EXTERNAL, Hints
 from servers.web_access.models import (
     CrawlJobs,
     CrawlView,
@@ -44,18 +43,7 @@ STORE_EXTERNAL = Hints(read_only=False, destructive=False, idempotent=True, open
 
 INSTRUCTIONS = "Fetch, crawl and search the web through a shared cache; every request is in a usage ledger."
 
-TOOLS = Catalog(lean=True, outline_outputs=True)
-
-
-async def _svc(ctx: Context) -> WebAccessService:
-    return await service(ctx, WebAccessService)
-
-
-def _progress(ctx: Context) -> Callable[[float, float | None, str], Awaitable[None]]:
-    async def report(done: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
-    return report
+TOOLS = ServiceTools(WebAccessService, lean=True, outline_outputs=True)
 
 
 @TOOLS.tool("Fetch URL", READ_EXTERNAL)
@@ -72,7 +60,7 @@ async def fetch_url(
     render: Annotated[bool, P("Browser if no text.")] = False,
 ) -> FetchedPage:
     """Read a page (url or search result_id) as markdown, text or html; cached. Page on with start=next_start."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if (url is None) == (result_id is None):
         raise InvalidInput("Give exactly one of url or result_id.")
     if result_id is not None:
@@ -93,7 +81,7 @@ async def list_links(
     cursor: Cursor = None,
 ) -> LinkList:
     """List a page's distinct links (absolute, normalised), internal or external."""
-    return await (await _svc(ctx)).list_links(url, which=which, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).list_links(url, which=which, limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Crawl site", CREATE_EXTERNAL)
@@ -109,11 +97,11 @@ async def crawl_site(
     delay_s: Annotated[float | None, P("Seconds between hits on a host.", ge=0, le=60)] = None,
 ) -> CrawlView:
     """Crawl a site into the cache as a background job (obeys robots.txt); follow it with manage_crawl."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     return await svc.crawler.start(
         url, max_pages=max_pages, max_depth=max_depth, include=include or [], exclude=exclude or [], same_origin=same_origin,
         use_sitemap=use_sitemap, delay_s=delay_s, wait_s=svc.settings.crawl_wait_s, timeout_s=None,
-        progress=_progress(ctx),
+        progress=ctx.report_progress,
     )  # fmt: skip
 
 
@@ -127,7 +115,7 @@ async def manage_crawl(
     cursor: Cursor = None,
 ) -> CrawlJobs:
     """A crawl's status, its pages (fetched/skipped/failed and why), cancel, resume; or list crawls."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     await svc.jobs.recover()
     if action == "list":
         return await svc.crawler.list(limit, cursor)
@@ -138,7 +126,7 @@ async def manage_crawl(
         await svc.jobs.cancel(job_id)
         return CrawlJobs(crawl=await svc.crawler.view(job_id))
     if action == "resume":
-        return CrawlJobs(crawl=await svc.crawler.resume(job_id, svc.settings.crawl_wait_s, _progress(ctx)))
+        return CrawlJobs(crawl=await svc.crawler.resume(job_id, svc.settings.crawl_wait_s, ctx.report_progress))
     view = await svc.crawler.view(job_id, state=state, limit=limit if action == "pages" else 0, cursor=cursor)
     return CrawlJobs(crawl=view)
 
@@ -150,7 +138,7 @@ async def web_search(
     limit: Annotated[int, P("Most results.", ge=1, le=50)] = 10,
 ) -> SearchAnswer:
     """Search the web (SearXNG or Brave, as configured); results get ids for fetch_result. Every search is kept."""
-    return await (await _svc(ctx)).web_search(query, limit=limit)
+    return await (await TOOLS.service(ctx)).web_search(query, limit=limit)
 
 
 @TOOLS.tool("Search history", READ)
@@ -161,7 +149,7 @@ async def search_history(
     cursor: Cursor = None,
 ) -> SearchHistory:
     """Find earlier web searches and their results without searching again."""
-    return await (await _svc(ctx)).search_history(query, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).search_history(query, limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Usage report", READ)
@@ -173,7 +161,7 @@ async def usage_report(
     cursor: Cursor = None,
 ) -> UsageReport:
     """Requests, bytes, cache hits, errors, latency per day and provider; quotas; top hosts."""
-    return await (await _svc(ctx)).usage_report(days=days, provider=provider, limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).usage_report(days=days, provider=provider, limit=limit, cursor=cursor)
 
 
 @TOOLS.tool("Screenshot page", STORE_EXTERNAL)
@@ -185,21 +173,19 @@ async def screenshot_page(
     height: Annotated[int, P("Viewport height.", ge=200, le=2160)] = 800,
 ) -> Screenshot:
     """Screenshot a page in headless Chromium; returns file paths (PNG and thumbnail), not image data."""
-    return await (await _svc(ctx)).screenshot(url, full_page=full_page, width=width, height=height)
+    return await (await TOOLS.service(ctx)).screenshot(url, full_page=full_page, width=width, height=height)
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The web_access server: tools, resources, and the service its lifespan starts."""
-    server = create_server(
-        NAME, settings, title=TITLE, tools=TOOLS, service=WebAccessService, instructions=INSTRUCTIONS
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("web://pages/{page_id}", name="page", mime_type="text/markdown")
     async def page_resource(page_id: str, ctx: Context) -> str:
         """A cached page's markdown (first slice; fetch_url pages further)."""
         if not page_id.isdigit() or len(page_id) > 18:
             raise InvalidInput("page id must be a number (fetch_url returns page_id).")
-        return (await (await _svc(ctx)).get_page(int(page_id))).content
+        return (await (await TOOLS.service(ctx)).get_page(int(page_id))).content
 
     @server.resource("web://usage", name="usage", mime_type="application/json")
     async def usage_resource() -> str:

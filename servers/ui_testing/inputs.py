@@ -69,12 +69,24 @@ def wait_spec(wait_for: str | None, delay_ms: int, timeout_ms: int) -> WaitSpec:
     )
 
 
+#: What the SDK adds to every tool result (a version string of up to 20 characters allowed for).
+_SERVER_INFO = {
+    "io.modelcontextprotocol/serverInfo": {"name": "mcp-suite-ui-testing", "title": "UI testing", "version": "0" * 20}
+}
+
+
 def sent_bytes(answer: BaseModel) -> int:
     """Bytes of ``answer`` on the wire: the JSON-RPC response with its structured content and, as the
     server's tools send it (``compact_text``), the same JSON without nulls as text."""
     structured = answer.model_dump(mode="json")
-    result = {"content": [{"type": "text", "text": compact_json(structured)}], "structuredContent": structured}
-    message = {"jsonrpc": "2.0", "id": 10**9, "result": {**result, "isError": False}}
+    result = {
+        "_meta": _SERVER_INFO,
+        "content": [{"type": "text", "text": compact_json(structured)}],
+        "structuredContent": structured,
+        "isError": False,
+        "resultType": "complete",
+    }
+    message = {"jsonrpc": "2.0", "id": 10**9, "result": result}
     return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
 
 

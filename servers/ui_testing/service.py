@@ -97,10 +97,13 @@ def _audit_with_fewer_items(info: AuditInfo) -> AuditInfo | None:
 
 
 def _run_with_fewer_items(info: RunInfo) -> RunInfo | None:
-    """``info`` without its oldest step shown and its last extra console error and failed request (the totals
-    stay); then without the last console error and failed request, the last step's copy of the run's
-    error, and the last step (``failed_step`` and ``error`` still say what failed). None when nothing is
-    left to drop."""
+    """``info`` a little smaller, losing the least first: the failed step's copy of the run's ``error``, then
+    the oldest step shown and the extra console errors and failed requests (one of each stays), then those
+    last ones, then the last step (``failed_step`` and ``error`` still say what failed); the totals always
+    stay. None when nothing is left to drop."""
+    if info.error is not None and any(step.error == info.error for step in info.steps):
+        steps = [step.model_copy(update={"error": None}) if step.error == info.error else step for step in info.steps]
+        return info.model_copy(update={"steps": steps})
     if len(info.steps) > 1 or len(info.console_errors) > 1 or len(info.failed_requests) > 1:
         return info.model_copy(
             update={
@@ -111,8 +114,6 @@ def _run_with_fewer_items(info: RunInfo) -> RunInfo | None:
         )
     if info.console_errors or info.failed_requests:
         return info.model_copy(update={"console_errors": [], "failed_requests": []})
-    if info.steps and info.steps[0].error is not None and info.steps[0].error == info.error:
-        return info.model_copy(update={"steps": [info.steps[0].model_copy(update={"error": None})]})
     if info.steps:
         return info.model_copy(update={"steps": []})
     return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import time
 import typing
 import uuid
@@ -29,7 +30,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from common.errors import InvalidInput, SuiteError
@@ -90,15 +91,31 @@ def validation_message(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: {'; '.join(listed)}{more}. Check them against the tool's input schema."
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def compact_json(structured: dict[str, Any]) -> str:
+    """The text content sent beside ``structured``: the same JSON without indentation and without null fields,
+    so a client that reads only text gets the whole answer at less than half the SDK's indented copy."""
+    return json.dumps(_without_nulls(structured), separators=(",", ":"), ensure_ascii=False)
+
+
 class _Tool(Tool):
-    """An SDK tool whose argument-validation error stays short however many items were wrong, and (with
-    ``bare_errors``) whose own errors reach the client without the SDK's "Error executing tool" prefix."""
+    """An SDK tool whose argument-validation error stays short however many items were wrong, (with
+    ``bare_errors``) whose own errors reach the client without the SDK's "Error executing tool" prefix,
+    and (with ``compact_text``) whose text content is :func:`compact_json` of its structured content."""
 
     bare_errors: bool = False
+    compact_text: bool = False
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         try:
-            return await super().run(arguments, context, convert_result)
+            result = await super().run(arguments, context, convert_result)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
@@ -106,6 +123,9 @@ class _Tool(Tool):
             if self.bare_errors and isinstance(cause, ToolError) and not isinstance(exc, UnexpectedToolError):
                 raise ToolError(str(cause)) from None
             raise
+        if self.compact_text and isinstance(result, CallToolResult) and result.structured_content is not None:
+            result.content = [TextContent(type="text", text=compact_json(result.structured_content))]
+        return result
 
 
 def _check_name(name: str) -> None:
@@ -199,7 +219,7 @@ class _Declared:
 class Catalog:
     """The tools a server module declares, in the order they are defined.
 
-    ``options`` (``lean``, ``outline_outputs``, ``typed_outputs``, ``bare_errors``) are passed to the
+    ``options`` (``lean``, ``outline_outputs``, ``typed_outputs``, ``bare_errors``, ``compact_text``) are passed to the
     :class:`ToolSet` it builds.
     """
 
@@ -237,16 +257,20 @@ class ToolSet:
         outline_outputs: bool = False,
         typed_outputs: bool = False,
         bare_errors: bool = False,
+        compact_text: bool = False,
     ) -> None:
         """``lean`` trims input schemas further (:func:`common.tool_schema.compact`); ``outline_outputs``
         advertises only the top-level fields of each result (the results are still validated models);
         ``typed_outputs`` advertises each result's full types and ``required`` lists, without ``$ref``s;
-        ``bare_errors`` sends a tool's error text alone, as a peer server it replaces words it."""
+        ``bare_errors`` sends a tool's error text alone, as a peer server it replaces words it;
+        ``compact_text`` sends :func:`compact_json` of the structured content as the text content instead of
+        the SDK's indented copy (for servers whose every answer must stay small as sent)."""
         self.settings = settings
         self.lean = lean
         self.outline_outputs = outline_outputs
         self.typed_outputs = typed_outputs
         self.bare_errors = bare_errors
+        self.compact_text = compact_text
         self._tools: list[Tool] = []
         self.names: list[str] = []
 
@@ -285,6 +309,7 @@ class ToolSet:
         )
         assert isinstance(tool, _Tool)
         tool.bare_errors = self.bare_errors
+        tool.compact_text = self.compact_text
         self._compact(tool, self.typed_outputs if typed is None else typed)
         self._tools.append(tool)
 

@@ -74,10 +74,10 @@ def store_png(data: bytes, root: Path) -> StoredImage:
     return StoredImage(path=str(path), sha256=digest, width=width, height=height, bytes=len(data))
 
 
-def encode_png(image: Image) -> bytes:
+def encode_png(image: Image, compress_level: int = 6) -> bytes:
     """PNG bytes of a PIL image with no metadata, so equal pixels always give equal bytes."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=6)
+    image.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

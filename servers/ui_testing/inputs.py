@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
 from common.errors import InvalidInput
 from common.paging import Page, page_of
+from common.tools import compact_json
 from servers.ui_testing.capture import WaitSpec, short
 from servers.ui_testing.viewport import PRESETS, Viewport, resolve_viewport
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_VIEWPORT = "laptop"
-MAX_ANSWER = 2000  # bytes of JSON in a default answer
+#: Bytes of a default answer as sent: the whole JSON-RPC response line, structured content and text.
+MAX_SENT = 2048
 _VIEWPORT = re.compile(r"^(\d{1,6})x(\d{1,6})(?:@(\d{1,2}(?:\.\d{1,3})?))?$")
 
 
@@ -62,10 +69,51 @@ def wait_spec(wait_for: str | None, delay_ms: int, timeout_ms: int) -> WaitSpec:
     )
 
 
-def fit(items: list[T], *, total: int, offset: int, limit: int, fp: str, room: int = MAX_ANSWER - 200) -> Page[T]:
-    """A page of at most ``limit`` items whose JSON stays within ``room`` bytes (the next cursor follows the last)."""
+#: What the SDK adds to every tool result (a version string of up to 20 characters allowed for).
+_SERVER_INFO = {
+    "io.modelcontextprotocol/serverInfo": {"name": "mcp-suite-ui-testing", "title": "UI testing", "version": "0" * 20}
+}
+
+
+def sent_bytes(answer: BaseModel) -> int:
+    """Bytes of ``answer`` on the wire: the JSON-RPC response with its structured content and, as the
+    server's tools send it (``compact_text``), the same JSON without nulls as text."""
+    structured = answer.model_dump(mode="json")
+    result = {
+        "_meta": _SERVER_INFO,
+        "content": [{"type": "text", "text": compact_json(structured)}],
+        "structuredContent": structured,
+        "isError": False,
+        "resultType": "complete",
+    }
+    message = {"jsonrpc": "2.0", "id": 10**9, "result": result}
+    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def trimmed(answer: M, shrink: Callable[[M], M | None]) -> M:
+    """``answer`` made smaller by ``shrink`` (None once nothing more can go) until it fits in MAX_SENT bytes as sent."""
+    while sent_bytes(answer) > MAX_SENT:
+        smaller = shrink(answer)
+        if smaller is None:
+            break
+        answer = smaller
+    return answer
+
+
+def fit(
+    items: list[T],
+    *,
+    total: int,
+    offset: int,
+    limit: int,
+    fp: str,
+    answer: Callable[[Page[T]], BaseModel] | None = None,
+    room: int = MAX_SENT,
+) -> Page[T]:
+    """A page of at most ``limit`` items whose ``answer`` (default: the page itself) stays within ``room``
+    bytes as sent (:func:`sent_bytes`); the next cursor follows the last item shown."""
     page = page_of(items, total=total, offset=offset, limit=limit, fp=fp)
-    while len(page.model_dump_json()) > room and len(page.items) > 1:
+    while sent_bytes(answer(page) if answer else page) > room and len(page.items) > 1:
         shown = page.items[:-1]
         page = page_of(shown, total=total, offset=offset, limit=len(shown), fp=fp)
     return page

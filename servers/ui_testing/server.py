@@ -45,7 +45,7 @@ Cursor = Annotated[str | None, P("From next_cursor.", max_length=512)]
 
 INSTRUCTIONS = "Screenshots with visual baselines, accessibility audits and scripted UI checks in Chromium."
 
-TOOLS = Catalog(lean=True, outline_outputs=True)
+TOOLS = Catalog(lean=True, outline_outputs=True, compact_text=True)
 
 
 async def _svc(ctx: Context) -> UiTestingService:
@@ -101,8 +101,9 @@ async def manage_baseline(
     approve (old kept in history), list, history, delete."""
     svc = await _svc(ctx)
     if action == "compare":
-        result = await svc.compare(capture_id=capture_id, page_key=page_key, viewport=viewport, max_ratio=max_ratio)
-        return BaselineResult(action="compare", baselines=[], total=0, compare=result, message=result.summary)
+        return await svc.compare_baseline(
+            capture_id=capture_id, page_key=page_key, viewport=viewport, max_ratio=max_ratio
+        )
     if action in ("set", "approve"):
         return await svc.set_baseline(
             capture_id=capture_id, page_key=page_key, viewport=viewport, approve=action == "approve"
@@ -193,7 +194,7 @@ async def list_runs(
     """Runs (comparisons, audits, checks), newest first; or one run: failing step, console errors, diff figures."""
     svc = await _svc(ctx)
     if run_id is not None:
-        return RunList(items=[], total=1, truncated=False, run=await svc.get_run(run_id))
+        return await svc.run_summary(run_id)
     page = await svc.list_runs(kind=kind, status=status, key=key, limit=limit, cursor=cursor)
     return RunList(**page.model_dump())
 

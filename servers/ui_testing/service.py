@@ -36,11 +36,11 @@ from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_aud
 from servers.ui_testing.diff import DiffResult, compare
 from servers.ui_testing.images import Rect, prune_files
 from servers.ui_testing.inputs import (
-    MAX_ANSWER,
     check_page_key,
     default_page_key,
     fit,
     parse_viewport,
+    trimmed,
     viewport_key,
     wait_spec,
 )
@@ -55,6 +55,7 @@ from servers.ui_testing.models import (
     FindingInfo,
     Report,
     RunInfo,
+    RunList,
     RunRow,
     StepInfo,
     ViolationInfo,
@@ -65,8 +66,57 @@ from servers.ui_testing.settings import Settings
 log = get_logger(__name__)
 
 SHOWN = 5  # boxes, violations and findings in a default answer
+REPORT_CHECKS = 5  # checks (with their trend) in the report; manage_check list pages through all of them
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _fewer_boxes(compare: CompareInfo | None) -> CompareInfo | None:
+    """``compare`` without its last (smallest) box shown, ``regions_total`` unchanged; None when it shows none."""
+    if compare is None or not compare.boxes:
+        return None
+    return compare.model_copy(update={"boxes": compare.boxes[:-1]})
+
+
+def _capture_with_fewer_boxes(info: CaptureInfo) -> CaptureInfo | None:
+    fewer = _fewer_boxes(info.compare)
+    return info.model_copy(update={"compare": fewer}) if fewer else None
+
+
+def _baseline_with_fewer_boxes(answer: BaselineResult) -> BaselineResult | None:
+    fewer = _fewer_boxes(answer.compare)
+    return answer.model_copy(update={"compare": fewer}) if fewer else None
+
+
+def _audit_with_fewer_items(info: AuditInfo) -> AuditInfo | None:
+    """``info`` without the last item of its longest list (the totals stay); None when one item is left."""
+    if len(info.violations) + len(info.new) + len(info.fixed) <= 1:
+        return None
+    name = max(("fixed", "new", "violations"), key=lambda n: len(getattr(info, n)))
+    return info.model_copy(update={name: getattr(info, name)[:-1]})
+
+
+def _run_with_fewer_items(info: RunInfo) -> RunInfo | None:
+    """``info`` a little smaller, losing the least first: the failed step's copy of the run's ``error``, then
+    the oldest step shown and the extra console errors and failed requests (one of each stays), then those
+    last ones, then the last step (``failed_step`` and ``error`` still say what failed); the totals always
+    stay. None when nothing is left to drop."""
+    if info.error is not None and any(step.error == info.error for step in info.steps):
+        steps = [step.model_copy(update={"error": None}) if step.error == info.error else step for step in info.steps]
+        return info.model_copy(update={"steps": steps})
+    if len(info.steps) > 1 or len(info.console_errors) > 1 or len(info.failed_requests) > 1:
+        return info.model_copy(
+            update={
+                "steps": info.steps[1:] if len(info.steps) > 1 else info.steps,
+                "console_errors": info.console_errors[:-1] or info.console_errors[:1],
+                "failed_requests": info.failed_requests[:-1] or info.failed_requests[:1],
+            }
+        )
+    if info.console_errors or info.failed_requests:
+        return info.model_copy(update={"console_errors": [], "failed_requests": []})
+    if info.steps:
+        return info.model_copy(update={"steps": []})
+    return None
 
 
 class UiTestingService:
@@ -220,6 +270,7 @@ class UiTestingService:
         )
         if compare_baseline:
             info.compare = await self.compare(capture_id=capture_id, max_ratio=max_ratio)
+            return trimmed(info, _capture_with_fewer_boxes)
         return info
 
     async def _capture_row(self, capture_id: int | None, page_key: str | None, viewport: str | None) -> dict[str, Any]:
@@ -289,15 +340,19 @@ class UiTestingService:
         fp = fingerprint("baselines", page_key, vkey, history)
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.list_baselines(self.db, page_key, vkey, history, limit, offset)
-        page = fit([self._baseline(r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
-        return BaselineResult(
-            action="history" if history else "list",
-            baselines=page.items,
-            total=page.total,
-            truncated=page.truncated,
-            next_cursor=page.next_cursor,
-            message=f"{total} baseline(s).",
-        )
+
+        def answer(page: Page[BaselineInfo]) -> BaselineResult:
+            return BaselineResult(
+                action="history" if history else "list",
+                baselines=page.items,
+                total=page.total,
+                truncated=page.truncated,
+                next_cursor=page.next_cursor,
+                message=f"{total} baseline(s).",
+            )
+
+        items = [self._baseline(r) for r in rows]
+        return answer(fit(items, total=total, offset=offset, limit=limit, fp=fp, answer=answer))
 
     async def delete_baselines(self, page_key: str, viewport: str | None = None) -> BaselineResult:
         """Delete the baselines of a page key (one viewport, or all), history included."""
@@ -372,6 +427,19 @@ class UiTestingService:
             summary=result.summary,
         )
 
+    async def compare_baseline(
+        self,
+        *,
+        capture_id: int | None = None,
+        page_key: str | None = None,
+        viewport: str | None = None,
+        max_ratio: float | None = None,
+    ) -> BaselineResult:
+        """:meth:`compare` as manage_baseline answers it."""
+        result = await self.compare(capture_id=capture_id, page_key=page_key, viewport=viewport, max_ratio=max_ratio)
+        answer = BaselineResult(action="compare", baselines=[], total=0, compare=result, message=result.summary)
+        return trimmed(answer, _baseline_with_fewer_boxes)
+
     # ------------------------------------------------------------------------------- audit
 
     async def audit(
@@ -429,7 +497,7 @@ class UiTestingService:
             audit_id = await store_audit(conn, result, key, viewport_key(vp), run_id, None)
             await store.set_run_details(conn, run_id, {"audit_id": audit_id})
             await store.set_audit_baseline(conn, key, audit_id, only_if_none=not set_baseline)
-        return AuditInfo(
+        info = AuditInfo(
             run_id=run_id,
             audit_id=audit_id,
             page_key=key,
@@ -437,7 +505,11 @@ class UiTestingService:
             violations_total=len(result.violations),
             violations=[
                 ViolationInfo(
-                    rule=v.rule, impact=v.impact, help=short(v.help, 100), nodes=v.nodes, selectors=v.selectors[:2]
+                    rule=v.rule,
+                    impact=v.impact,
+                    help=short(v.help, 100),
+                    nodes=v.nodes,
+                    selectors=[short(sel, 100) for sel in v.selectors[:2]],
                 )
                 for v in result.violations[:SHOWN]
             ],
@@ -447,6 +519,7 @@ class UiTestingService:
             fixed_total=len(d.fixed),
             summary=summary,
         )
+        return trimmed(info, _audit_with_fewer_items)
 
     # ------------------------------------------------------------------------------- checks
 
@@ -495,15 +568,18 @@ class UiTestingService:
             )
             for r in rows
         ]
-        page = fit(items, total=total, offset=offset, limit=limit, fp=fp)
-        return CheckResult(
-            action="list",
-            checks=page.items,
-            total=page.total,
-            truncated=page.truncated,
-            next_cursor=page.next_cursor,
-            message=f"{total} check(s).",
-        )
+
+        def answer(page: Page[CheckInfo]) -> CheckResult:
+            return CheckResult(
+                action="list",
+                checks=page.items,
+                total=page.total,
+                truncated=page.truncated,
+                next_cursor=page.next_cursor,
+                message=f"{total} check(s).",
+            )
+
+        return answer(fit(items, total=total, offset=offset, limit=limit, fp=fp, answer=answer))
 
     async def get_check(self, name: str) -> CheckResult:
         """One check with its steps."""
@@ -511,7 +587,9 @@ class UiTestingService:
         if row is None:
             raise NotFound(f"No check named {short(name, 60)!r}; list the checks to see their names.")
         listed = await self.list_checks(name=name)
-        return listed.model_copy(update={"action": "get", "scenario": row["scenario"], "message": f"Check {name}."})
+        # Defaults left out: the steps as written, without every step's implied options.
+        steps = parse_scenario(row["scenario"]).model_dump(mode="json", exclude_defaults=True)
+        return listed.model_copy(update={"action": "get", "scenario": steps, "message": f"Check {name}."})
 
     async def delete_check(self, name: str) -> CheckResult:
         """Delete a check; its past runs stay listed under its name."""
@@ -587,7 +665,16 @@ class UiTestingService:
         offset = decode_cursor(cursor, fp).offset
         rows, total = await store.list_runs(self.db, kind, status, key, limit, offset)
         items = [model_of(RunRow, r, check=r["check_name"], summary=short(r["summary"], 120)) for r in rows]
-        return fit(items, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 100)
+        return fit(items, total=total, offset=offset, limit=limit, fp=fp, answer=lambda p: RunList(**p.model_dump()))
+
+    async def run_summary(self, run_id: int) -> RunList:
+        """:meth:`get_run` as list_runs answers it."""
+
+        def smaller(answer: RunList) -> RunList | None:
+            run = _run_with_fewer_items(answer.run) if answer.run else None
+            return answer.model_copy(update={"run": run}) if run else None
+
+        return trimmed(RunList(items=[], total=1, truncated=False, run=await self.get_run(run_id)), smaller)
 
     async def get_run(self, run_id: int) -> RunInfo:
         """One run's summary: steps, console errors and failed requests for checks; figures for the others."""
@@ -628,18 +715,7 @@ class UiTestingService:
                 "vs_last_pass": d.get("vs_last_pass"),
             }
         )
-        # A default answer stays under 2 KB: drop the oldest steps and extra events until it fits.
-        while len(info.model_dump_json()) > MAX_ANSWER and (
-            len(info.steps) > 1 or len(info.console_errors) > 1 or len(info.failed_requests) > 1
-        ):
-            info = info.model_copy(
-                update={
-                    "steps": info.steps[1:] if len(info.steps) > 1 else info.steps,
-                    "console_errors": info.console_errors[:-1] or info.console_errors[:1],
-                    "failed_requests": info.failed_requests[:-1] or info.failed_requests[:1],
-                }
-            )
-        return info
+        return trimmed(info, _run_with_fewer_items)
 
     # ------------------------------------------------------------------------------- report
 
@@ -667,18 +743,22 @@ class UiTestingService:
                 parts.append(f"a11y {a.get('new') or 0} new of {a.get('total') or 0} rules failing")
                 bad = bad or bool(a.get("new"))
             lines.append(f"{'FAIL' if bad else 'ok'} {short(r['page_key'], 80)}: {', '.join(parts)}")
-        page = fit(lines, total=total, offset=offset, limit=limit, fp=fp, room=MAX_ANSWER - 600)
-        checks = await self.list_checks(limit=10)
+        checks = await self.list_checks(limit=REPORT_CHECKS)
         vr = await self.browser_report()
-        return Report(
-            pages=page.items,
-            pages_total=total,
-            checks=[f"{c.name}: {c.trend or 'never run'}" for c in checks.checks],
-            failing=await store.failing_keys(self.db),
-            browser=f"Chromium {vr.installed or '?'} (Playwright expects {vr.expected or '?'}): {vr.note}",
-            truncated=page.truncated,
-            next_cursor=page.next_cursor,
-        )
+        failing = await store.failing_keys(self.db)
+
+        def answer(page: Page[str]) -> Report:
+            return Report(
+                pages=page.items,
+                pages_total=total,
+                checks=[f"{short(c.name, 60)}: {c.trend or 'never run'}" for c in checks.checks],
+                failing=failing,
+                browser=f"Chromium {vr.installed or '?'} (Playwright expects {vr.expected or '?'}): {vr.note}",
+                truncated=page.truncated,
+                next_cursor=page.next_cursor,
+            )
+
+        return answer(fit(lines, total=total, offset=offset, limit=limit, fp=fp, answer=answer))
 
 
 __all__ = ["UiTestingService"]

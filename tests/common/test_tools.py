@@ -166,3 +166,18 @@ async def test_bare_errors_and_typed_outputs_are_per_set_and_per_tool(settings: 
     assert listed["echo"] == {"type": "object", "properties": {"text": {}, "n": {}}}
     assert failed.is_error
     assert failed.content[0].text == "no is not an answer; say yes."  # type: ignore[union-attr]
+
+
+async def test_compact_text_sends_the_structured_content_as_compact_json_without_nulls(
+    settings: BaseServerSettings,
+) -> None:
+    plain, compact = ToolSet(settings), ToolSet(settings, compact_text=True)
+    for tools in (plain, compact):
+        tools.add(pair, "Pair", READ)
+    async with Client(MCPServer("tools-test", tools=plain.built())) as client:
+        indented = await client.call_tool("pair", {"text": "hi"})
+    async with Client(MCPServer("tools-test", tools=compact.built())) as client:
+        short = await client.call_tool("pair", {"text": "hi"})
+    assert short.structured_content == indented.structured_content == {"first": {"text": "hi", "n": 1}, "note": None}
+    assert short.content[0].text == '{"first":{"text":"hi","n":1}}'  # type: ignore[union-attr]
+    assert len(short.content[0].text) < len(indented.content[0].text) / 2  # type: ignore[union-attr]

@@ -51,10 +51,24 @@ def test_two_separate_changes_give_two_boxes_and_a_stored_diff_image(tmp_path: P
     assert result.diff_path is not None
     assert result.diff_sha256 is not None
     assert result.diff_sha256 in result.diff_path
-    with Image.open(result.diff_path) as diff:
-        assert diff.size == (300, 200)
-        assert diff.getpixel((15, 15)) == (255, 0, 0)
-        assert diff.getpixel((100, 100)) != (255, 0, 0)
+    with Image.open(result.diff_path) as opened:
+        diff = opened.convert("RGB")
+    assert diff.size == (300, 200)
+    assert diff.getpixel((15, 15)) == (255, 0, 0)
+    assert diff.getpixel((100, 100)) == (255, 255, 255)  # white stays white, faded
+    assert diff.getpixel((160, 20)) != (255, 0, 0)
+
+
+def test_one_baseline_against_several_captures_gives_each_its_own_result(tmp_path: Path):
+    base = png(tmp_path, "a", white())
+    first, second = white(), white()
+    first[10:20, 10:30] = 0
+    second[100:105, 100:110] = 0
+    a = compare(base, png(tmp_path, "b1", first), tmp_path)
+    b = compare(base, png(tmp_path, "b2", second), tmp_path)  # the decoded baseline is reused
+    assert (a.changed_pixels, a.boxes[0].x) == (200, 6)
+    assert (b.changed_pixels, b.boxes[0].x) == (50, 96)
+    assert compare(base, base, tmp_path).changed_pixels == 0
 
 
 def test_nearby_changes_merge_into_one_box(tmp_path: Path):

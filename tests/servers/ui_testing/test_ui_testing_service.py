@@ -19,6 +19,8 @@ from common.errors import Conflict, InvalidInput, NotFound
 from common.runtime import open_deps
 from common.testing import create_database, drop_database, free_port, wait_until
 from servers.ui_testing import store
+from servers.ui_testing.inputs import sent_bytes
+from servers.ui_testing.models import RunList
 from servers.ui_testing.service import UiTestingService
 from servers.ui_testing.settings import Settings
 from tests.servers.ui_testing.conftest import Site, page
@@ -469,7 +471,7 @@ async def test_a_noisy_failing_check_still_answers_in_under_2_kb(svc: UiTestingS
     assert run.steps[-1].status == "failed"
     assert run.console_errors_total >= 20  # the 404s are console errors too
     assert run.failed_requests_total >= 20
-    assert len(run.model_dump_json()) <= 2048
+    assert sent_bytes(run) <= 2048
 
 
 async def test_long_runs_shrink_the_page_to_2_kb_and_the_cursor_skips_nothing(svc: UiTestingService):
@@ -484,7 +486,7 @@ async def test_long_runs_shrink_the_page_to_2_kb_and_the_cursor_skips_nothing(sv
     cursor = None
     for _ in range(12):
         page = await svc.list_runs(key=key, cursor=cursor)
-        assert len(page.model_dump_json()) <= 2048
+        assert sent_bytes(RunList(**page.model_dump())) <= 2048
         seen += [r.summary[:2] for r in page.items]
         cursor = page.next_cursor
         if cursor is None:

@@ -10,9 +10,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from common.errors import InvalidInput
-from common.runtime import Deps, create_server, service
+from common.runtime import Deps, ServiceTools, create_server
 from common.tool_schema import P
-from common.tools import READ, Catalog, Hints, args_of
+from common.tools import READ, Hints, args_of
 from servers.ui_testing.images import Rect
 from servers.ui_testing.models import (
     AuditInfo,
@@ -45,11 +45,7 @@ Cursor = Annotated[str | None, P("From next_cursor.", max_length=512)]
 
 INSTRUCTIONS = "Screenshots with visual baselines, accessibility audits and scripted UI checks in Chromium."
 
-TOOLS = Catalog(lean=True, outline_outputs=True, compact_text=True)
-
-
-async def _svc(ctx: Context) -> UiTestingService:
-    return await service(ctx, UiTestingService)
+TOOLS = ServiceTools(UiTestingService, lean=True, outline_outputs=True, compact_text=True)
 
 
 @TOOLS.tool("Capture page", BROWSE)
@@ -71,7 +67,7 @@ async def capture_page(
     compare: Annotated[bool, P("Compare with the baseline.")] = False,
 ) -> CaptureInfo:
     """Screenshot a page reproducibly, stored by hash; returns path and id."""
-    return await (await _svc(ctx)).capture(
+    return await (await TOOLS.service(ctx)).capture(
         url,
         page_key=page_key,
         viewport=viewport,
@@ -99,7 +95,7 @@ async def manage_baseline(
 ) -> BaselineResult:
     """Visual baselines per page and viewport: compare a capture (default: latest) with its baseline, set,
     approve (old kept in history), list, history, delete."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "compare":
         return await svc.compare_baseline(
             capture_id=capture_id, page_key=page_key, viewport=viewport, max_ratio=max_ratio
@@ -131,7 +127,7 @@ async def audit_page(
     set_baseline: Annotated[bool, P("Make it the baseline (the first audit is).")] = False,
 ) -> AuditInfo:
     """Audit a page with axe: worst violations, and what is new or fixed since its baseline audit."""
-    return await (await _svc(ctx)).audit(**args_of(locals()))
+    return await (await TOOLS.service(ctx)).audit(**args_of(locals()))
 
 
 @TOOLS.tool("Manage checks", MANAGE)
@@ -150,7 +146,7 @@ async def manage_check(
     cursor: Cursor = None,
 ) -> CheckResult:
     """Stored UI checks: save, list with pass/fail trend, get, delete, cancel a running run."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if action == "list":
         return await svc.list_checks(limit=limit, cursor=cursor)
     if not name:
@@ -173,12 +169,7 @@ async def run_check(
     wait_s: Annotated[float | None, P("Seconds to wait (default 20).", ge=0, le=120)] = None,
 ) -> RunInfo:
     """Run a saved check as a job; returns the run (steps, errors, change since last pass) or its progress."""
-    svc = await _svc(ctx)
-
-    async def progress(done: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
-    return await svc.run_check(name, wait_s=wait_s, progress=progress)
+    return await (await TOOLS.service(ctx)).run_check(**args_of(locals()), progress=ctx.report_progress)
 
 
 @TOOLS.tool("List runs", READ)
@@ -192,7 +183,7 @@ async def list_runs(
     cursor: Cursor = None,
 ) -> RunList:
     """Runs (comparisons, audits, checks), newest first; or one run: failing step, console errors, diff figures."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if run_id is not None:
         return await svc.run_summary(run_id)
     page = await svc.list_runs(kind=kind, status=status, key=key, limit=limit, cursor=cursor)
@@ -202,27 +193,25 @@ async def list_runs(
 @TOOLS.tool("UI report", READ)
 async def ui_report(ctx: Context, limit: Limit = 15, cursor: Cursor = None) -> Report:
     """Latest visual and accessibility status per page key, check trends, Chromium version check."""
-    return await (await _svc(ctx)).report(limit=limit, cursor=cursor)
+    return await (await TOOLS.service(ctx)).report(limit=limit, cursor=cursor)
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The ui_testing server: tools, resources, and the service its lifespan starts."""
     # Outlined outputs and lean inputs keep tools/list under 8 KB; results are still validated models.
-    server = create_server(
-        NAME, settings, title=TITLE, tools=TOOLS, service=UiTestingService, instructions=INSTRUCTIONS
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("ui://runs/{run_id}", name="run", mime_type="application/json")
     async def run_resource(run_id: str, ctx: Context) -> str:
         """One run's summary as JSON."""
         if not run_id.isdigit():
             raise InvalidInput("run id must be a number.")
-        return (await (await _svc(ctx)).get_run(int(run_id))).model_dump_json()
+        return (await (await TOOLS.service(ctx)).get_run(int(run_id))).model_dump_json()
 
     @server.resource("ui://baselines/{page_key}", name="baseline", mime_type="application/json")
     async def baseline_resource(page_key: str, ctx: Context) -> str:
         """The current baselines of a page key (every viewport) as JSON."""
-        found = await (await _svc(ctx)).list_baselines(page_key=unquote(page_key), limit=20)
+        found = await (await TOOLS.service(ctx)).list_baselines(page_key=unquote(page_key), limit=20)
         return json.dumps(found.model_dump(mode="json"))
 
     return server

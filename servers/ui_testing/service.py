@@ -29,7 +29,8 @@ from common.runtime import Deps
 from common.safefiles import Roots
 from common.workers import Periodic
 from servers.ui_testing import store
-from servers.ui_testing.audit import audit_page, delta, expand_tags
+from servers.ui_testing.audit import audit as audit_url
+from servers.ui_testing.audit import delta, expand_tags
 from servers.ui_testing.browser import Browser, BrowserOptions, VersionReport, version_report
 from servers.ui_testing.capture import INLINE_HTML, check_url, open_url, shoot, short
 from servers.ui_testing.checkrun import BROWSER, CheckRun, load_audit, store_audit
@@ -459,10 +460,7 @@ class UiTestingService:
         target = self.target(url)
         key = check_page_key(page_key) if page_key else default_page_key(target)
         wait = wait_spec(wait_for, 0, timeout_ms)
-        await self.browser.net.check(target)
-        async with self.browser.page(vp, self._guard(target)) as page:
-            await open_url(page, target, wait)
-            result = await audit_page(page, levels)
+        result = await audit_url(self.browser, target, vp, levels, wait, file_guard=self._guard(target))
         baseline_id = await store.audit_baseline(self.db, key)
         base = await load_audit(self.db, baseline_id) if baseline_id is not None else None
         if base is None:

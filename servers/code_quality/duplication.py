@@ -2,17 +2,24 @@
 
 Lines are compared with whitespace removed; blank lines, comment-only lines, imports and lines of three
 characters or fewer (a lone brace) are ignored, so a block is a run of at least ``min_lines``
-meaningful lines that occurs again elsewhere (or elsewhere in the same file). Blocking I/O: call it from
-a worker thread.
+meaningful lines that occurs again elsewhere (or elsewhere in the same file). What a file contributes
+(its meaningful lines' numbers and 64-bit hashes, ``FileLines``) depends on its content only, so callers
+cache it by content hash (``LINES_KEY``) and pass it back as ``known``. Blocking I/O: call it from a
+worker thread.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from servers.code_quality.files import SourceFile
 
@@ -21,6 +28,13 @@ DEFAULT_MAX_LINES = 500_000
 DEFAULT_MAX_BLOCKS = 200
 _NOT_CODE = frozenset({"other", "markdown", "text", "json", "yaml", "toml", "config", "html", "css", "sql"})
 _SKIP_PREFIXES = ("#", "//", "/*", "*", "--", "import ", "from ", "#include", "using ", "package ", "require ")
+#: (version, config) of cached ``FileLines``: changes whenever what counts as a line or its hash changes.
+LINES_KEY = ("lines-1", hashlib.sha256(repr((_SKIP_PREFIXES, 3, "blake2b-8")).encode()).hexdigest()[:16])
+# Odd multipliers mixing a window's line hashes into one (arithmetic wraps at 64 bits).
+_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD],
+    dtype=np.uint64,
+)
 
 
 @dataclass(frozen=True)
@@ -46,15 +60,47 @@ class DuplicationReport:
         return round(self.duplicated_lines / self.total_lines, 4) if self.total_lines else 0.0
 
 
-def _meaningful(data: bytes) -> list[tuple[int, str]]:
-    out = []
+@dataclass(frozen=True)
+class FileLines:
+    """A file's meaningful lines: their 1-based numbers and stable 64-bit hashes of their squashed text."""
+
+    numbers: np.ndarray
+    hashes: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numbers": base64.b64encode(self.numbers.astype("<u4").tobytes()).decode(),
+            "hashes": base64.b64encode(self.hashes.astype("<u8").tobytes()).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FileLines | None:
+        """None when ``data`` is not what ``to_dict`` wrote (the caller then reads the file again)."""
+        try:
+            numbers = np.frombuffer(base64.b64decode(data["numbers"], validate=True), dtype="<u4")
+            hashes = np.frombuffer(base64.b64decode(data["hashes"], validate=True), dtype="<u8")
+        except (KeyError, TypeError, ValueError):
+            return None
+        if len(numbers) != len(hashes):
+            return None
+        return cls(numbers.astype(np.int64), hashes.astype(np.uint64))
+
+
+def considered(f: SourceFile) -> bool:
+    """Whether ``f`` is searched for duplicates at all (code, not data or prose)."""
+    return f.language not in _NOT_CODE
+
+
+def file_lines(data: bytes) -> FileLines:
+    numbers: list[int] = []
+    hashes: list[bytes] = []
     for number, raw in enumerate(data.decode(errors="replace").splitlines(), start=1):
         squashed = "".join(raw.split())
-        stripped = raw.strip()
-        if len(squashed) <= 3 or stripped.startswith(_SKIP_PREFIXES):
+        if len(squashed) <= 3 or raw.strip().startswith(_SKIP_PREFIXES):
             continue
-        out.append((number, squashed))
-    return out
+        numbers.append(number)
+        hashes.append(hashlib.blake2b(squashed.encode(), digest_size=8).digest())
+    return FileLines(np.array(numbers, dtype=np.int64), np.frombuffer(b"".join(hashes), dtype="<u8").astype(np.uint64))
 
 
 def _read(root: Path, rel: str) -> bytes | None:
@@ -66,6 +112,15 @@ def _read(root: Path, rel: str) -> bytes | None:
         return None
 
 
+def _windows(hashes: np.ndarray, min_lines: int) -> np.ndarray:
+    """One 64-bit hash per run of ``min_lines`` consecutive meaningful lines."""
+    count = len(hashes) - min_lines + 1
+    out = hashes[:count].copy()
+    for k in range(1, min_lines):
+        out = out * _MIX[(k - 1) % len(_MIX)] + hashes[k : k + count]
+    return out
+
+
 def find_duplicates(
     root: Path,
     files: Sequence[SourceFile],
@@ -73,39 +128,40 @@ def find_duplicates(
     min_lines: int = DEFAULT_MIN_LINES,
     max_lines: int = DEFAULT_MAX_LINES,
     max_blocks: int = DEFAULT_MAX_BLOCKS,
+    known: Mapping[str, FileLines] | None = None,
+    learned: MutableMapping[str, FileLines] | None = None,
 ) -> DuplicationReport:
-    """Blocks of ``min_lines`` or more meaningful lines that occur at least twice among ``files``."""
+    """Blocks of ``min_lines`` or more meaningful lines that occur at least twice among ``files``.
+
+    ``known`` maps content hashes (``SourceFile.sha256``) to lines computed earlier; the files read
+    instead are added to ``learned`` under their hash when their content is still the listed one."""
     report = DuplicationReport(min_lines=min_lines)
-    kept: list[tuple[str, list[tuple[int, str]]]] = []
+    known = known or {}
+    kept: list[tuple[str, FileLines]] = []
     for f in sorted(files, key=lambda f: f.path):
-        if f.language in _NOT_CODE:
+        if not considered(f):
             continue
-        data = _read(root, f.path)
-        if data is None:
-            continue
-        lines = _meaningful(data)
-        if report.total_lines + len(lines) > max_lines:
+        lines = known.get(f.sha256)
+        if lines is None:
+            data = _read(root, f.path)
+            if data is None:
+                continue
+            lines = file_lines(data)
+            if learned is not None and hashlib.sha256(data).hexdigest() == f.sha256:
+                learned[f.sha256] = lines
+        if report.total_lines + len(lines.numbers) > max_lines:
             report.truncated = True
             break
-        report.total_lines += len(lines)
+        report.total_lines += len(lines.numbers)
         report.files_considered += 1
         kept.append((f.path, lines))
 
-    # Keys live only within this call, so Python's own (per-process) string hash is enough: each line is
-    # hashed once and a window is the hash of its lines' hashes.
-    windows: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for file_index, (_, lines) in enumerate(kept):
-        hashes = [hash(text) for _, text in lines]
-        for start in range(len(lines) - min_lines + 1):
-            windows[hash(tuple(hashes[start : start + min_lines]))].append((file_index, start))
-
+    windows = _repeated_windows([lines.hashes for _, lines in kept], min_lines)
     marked: dict[int, set[int]] = defaultdict(set)
     first_window: dict[tuple[int, int], int] = {}
     for digest, places in windows.items():
-        if len(places) < 2:
-            continue
         distinct: list[tuple[int, int]] = []
-        for place in sorted(places):
+        for place in places:
             if distinct and distinct[-1][0] == place[0] and place[1] - distinct[-1][1] < min_lines:
                 continue  # overlaps the previous copy in the same file: a run of repeated lines
             distinct.append(place)
@@ -130,11 +186,15 @@ def find_duplicates(
                 continue
             digest = first_window[(file_index, run_start)]
             others = tuple(
-                (kept[f][0], kept[f][1][st][0]) for f, st in windows[digest] if (f, st) != (file_index, run_start)
+                (kept[f][0], int(kept[f][1].numbers[st]))
+                for f, st in windows[digest]
+                if (f, st) != (file_index, run_start)
             )
             end = prev + min_lines - 1
             report.blocks.append(
-                DuplicateBlock(path, lines[run_start][0], lines[end][0], end - run_start + 1, others[:10])
+                DuplicateBlock(
+                    path, int(lines.numbers[run_start]), int(lines.numbers[end]), end - run_start + 1, others[:10]
+                )
             )
             if s is not None:
                 run_start = prev = s
@@ -143,3 +203,26 @@ def find_duplicates(
         report.blocks = report.blocks[:max_blocks]
         report.truncated = True
     return report
+
+
+def _repeated_windows(per_file: Sequence[np.ndarray], min_lines: int) -> dict[int, list[tuple[int, int]]]:
+    """Window hash -> its (file index, start) places in order, for the hashes found more than once."""
+    parts = [(index, _windows(hashes, min_lines)) for index, hashes in enumerate(per_file) if len(hashes) >= min_lines]
+    if not parts:
+        return {}
+    digests = np.concatenate([w for _, w in parts])
+    owners = np.concatenate([np.full(len(w), index, dtype=np.int64) for index, w in parts])
+    starts = np.concatenate([np.arange(len(w), dtype=np.int64) for _, w in parts])
+    order = np.argsort(digests, kind="stable")  # stable: each group keeps (file, start) order
+    ordered = digests[order]
+    same = ordered[1:] == ordered[:-1]
+    repeated = np.zeros(len(ordered), dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    picked = order[repeated]
+    out: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for digest, owner, start in zip(
+        digests[picked].tolist(), owners[picked].tolist(), starts[picked].tolist(), strict=True
+    ):
+        out[digest].append((owner, start))
+    return out

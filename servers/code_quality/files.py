@@ -5,19 +5,29 @@ work tree and walks the folder otherwise. Every file it does not keep is reporte
 reason: nothing is left out silently. Symlinks are never followed (files are opened with
 ``O_NOFOLLOW`` and a path whose resolved form leaves the root is refused). The root must already be a
 resolved, permitted path (the tool layer checks it). Blocking I/O: call it from a worker thread.
+
+A ``StampCache`` lets a listing skip reading a file whose ``lstat`` (size, mtime, ctime, inode, device)
+is the one an earlier listing read it with, as git's index does. Like git it guards against racy
+timestamps: an entry read less than ``RACY_NS`` after the file's last change is never trusted, since
+a later write within the same timestamp tick could leave every stat field as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
+import json
 import os
+import re
 import stat
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from common.errors import InvalidInput
 
@@ -87,6 +97,10 @@ _LINE_COMMENT = {
     "lua": ("--",),
 }
 _SLASH_COMMENT = ("//", "/*", "*")
+# Coarser than any timestamp granularity met in practice (FAT keeps 2 s): a file changed this recently
+# before it was read may change again without a visible change of its stat.
+RACY_NS = 2_000_000_000
+_STAMP_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,100 @@ class FileListing:
     source: Literal["git", "walk"]
     files: list[SourceFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    #: Files decided from a ``StampCache`` entry without reading them.
+    reused: int = 0
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+@dataclass
+class StampCache:
+    """What earlier listings of one root decided about each file, with the ``lstat`` it was read under.
+
+    ``entries`` maps a root-relative path to ``[size, mtime_ns, ctime_ns, inode, device, read_ns, sha256,
+    lines, code_lines, skip_reason, skip_detail]`` (``sha256`` empty for a binary or generated file, whose
+    skip reason and detail are kept instead); ``read_ns`` is the wall-clock time just before the
+    ``lstat`` that preceded the read. A listing reads ``entries`` and fills ``fresh``; ``settle`` then
+    keeps what the listing saw. An entry read less than ``racy_ns`` after the file's mtime or ctime is
+    not trusted (the file is read again).
+    """
+
+    entries: dict[str, list[Any]] = field(default_factory=dict)
+    fresh: dict[str, list[Any]] = field(default_factory=dict)
+    hits: int = 0
+    racy_ns: int = RACY_NS
+
+    def decided(self, rel: str, st: os.stat_result) -> SourceFile | SkippedFile | None:
+        """The earlier decision for ``rel`` when its stat is unchanged and was not racy; None otherwise."""
+        entry = self.entries.get(rel)
+        if entry is None or entry[:5] != _stamp(st):
+            return None
+        if entry[5] - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_ns:
+            return None
+        self.fresh[rel] = entry
+        self.hits += 1
+        if not entry[6]:
+            return SkippedFile(rel, entry[9], entry[10])
+        return SourceFile(rel, language_of(rel), st.st_size, entry[6], entry[7], entry[8])
+
+    def record(self, rel: str, st: os.stat_result, read_ns: int, result: SourceFile | SkippedFile) -> None:
+        if isinstance(result, SourceFile):
+            self.fresh[rel] = [*_stamp(st), read_ns, result.sha256, result.lines, result.code_lines, "", ""]
+        elif result.reason in ("binary", "generated"):
+            self.fresh[rel] = [*_stamp(st), read_ns, "", 0, 0, result.reason, result.detail]
+
+    def settle(self, listed: Iterable[str] | None) -> None:
+        """Keep the entries this listing made or confirmed: all of them when it covered every file
+        (``listed`` None), else those plus the earlier ones of files outside ``listed``."""
+        if listed is None:
+            self.entries = self.fresh
+        else:
+            for rel in listed:
+                self.entries.pop(rel, None)
+            self.entries.update(self.fresh)
+        self.fresh = {}
+
+
+def load_stamps(path: Path, root: Path) -> StampCache:
+    """The stamp cache saved for ``root`` at ``path``; empty when there is none or it cannot be used."""
+    try:
+        saved = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return StampCache()
+    if not isinstance(saved, dict) or saved.get("format") != _STAMP_FORMAT or saved.get("root") != str(root):
+        return StampCache()
+    entries = saved.get("entries")
+    if not isinstance(entries, dict):
+        return StampCache()
+    return StampCache({rel: entry for rel, entry in entries.items() if _valid_entry(entry)})
+
+
+def _valid_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 11
+        and all(type(v) is int for v in entry[:6] + entry[7:9])
+        and isinstance(entry[6], str)
+        and ((entry[6] == "" and entry[9] in ("binary", "generated")) or (len(entry[6]) == 64 and entry[9] == ""))
+        and isinstance(entry[10], str)
+    )
+
+
+def save_stamps(path: Path, root: Path, cache: StampCache) -> None:
+    """Write ``cache`` for ``root`` to ``path`` atomically (a reader sees the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"format": _STAMP_FORMAT, "root": str(root), "entries": cache.entries}, separators=(",", ":"))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stamps-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def language_of(path: str) -> str:
@@ -207,11 +315,13 @@ def _candidates_git(root: Path) -> list[str]:
 
 def _candidates_walk(root: Path, skipped: list[SkippedFile]) -> list[str]:
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = Path(dirpath).relative_to(root)
+    base = str(root)
+    cut = len(base) if base.endswith(os.sep) else len(base) + 1
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        prefix = "" if dirpath == base else dirpath[cut:].replace(os.sep, "/") + "/"
         keep: list[str] = []
         for d in sorted(dirnames):
-            rel = (rel_dir / d).as_posix()
+            rel = prefix + d
             if d in _WALK_PRUNE:
                 skipped.append(SkippedFile(rel + "/", "excluded", "tool or dependency folder"))
             elif os.path.islink(os.path.join(dirpath, d)):
@@ -219,7 +329,7 @@ def _candidates_walk(root: Path, skipped: list[SkippedFile]) -> list[str]:
             else:
                 keep.append(d)
         dirnames[:] = keep
-        found.extend((rel_dir / f).as_posix() for f in filenames)
+        found.extend(prefix + f for f in filenames)
     return sorted(found)
 
 
@@ -233,19 +343,28 @@ def _link_detail(root: Path, link: Path) -> str:
     return "symlink pointing outside the root; not followed"
 
 
+def _code_line_pattern(prefixes: Sequence[str]) -> re.Pattern[bytes]:
+    # A line whose first non-blank characters start no comment prefix (bytes.strip's blanks, bar newlines).
+    ahead = b"(?!" + b"|".join(re.escape(p.encode()) for p in prefixes) + b")" if prefixes else b""
+    return re.compile(rb"^[ \t\x0b\x0c]*" + ahead + rb"[^ \t\x0b\x0c\n]", re.MULTILINE)
+
+
+_CODE_LINE = {
+    language: _code_line_pattern(names)
+    for language, names in {**_LINE_COMMENT, "markdown": (), "text": (), "": _SLASH_COMMENT}.items()
+}
+
+
 def _code_lines(text: bytes, language: str) -> tuple[int, int]:
-    lines = text.splitlines()
-    names = _LINE_COMMENT.get(language, _SLASH_COMMENT if language not in ("markdown", "text") else ())
-    prefixes = tuple(p.encode() for p in names)
-    code = 0
-    for raw in lines:
-        stripped = raw.strip()
-        if stripped and not stripped.startswith(prefixes):
-            code += 1
-    return len(lines), code
+    """(lines, non-blank lines that are not only a comment), lines split as ``bytes.splitlines`` does."""
+    if b"\r" in text:
+        text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = text.count(b"\n") + (1 if text and not text.endswith(b"\n") else 0)
+    pattern = _CODE_LINE.get(language, _CODE_LINE[""])
+    return lines, len(pattern.findall(text))
 
 
-def _read_nofollow(path: Path, limit: int) -> bytes:
+def _read_nofollow(path: str, limit: int) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
         with os.fdopen(fd, "rb", closefd=False) as fh:
@@ -270,13 +389,55 @@ def _is_generated(rel: str, head: bytes, data: bytes, language: str) -> str | No
     return None
 
 
+def _folder_inside(root: str, folder: str, known: dict[str, bool | None]) -> bool | None:
+    """Whether ``folder`` (a path under ``root``) stays inside ``root`` once links are resolved; None
+    when it cannot be resolved. Each folder costs one ``lstat``: its parent's answer is reused."""
+    if folder in known:
+        return known[folder]
+    result: bool | None
+    if folder == root:
+        result = True
+    elif len(folder) <= len(root):
+        result = None
+    else:
+        result = _folder_inside(root, os.path.dirname(folder), known)
+        if result:
+            try:
+                st = os.lstat(folder)
+            except OSError:
+                result = None
+            else:
+                if stat.S_ISLNK(st.st_mode):
+                    result = _resolves_inside(root, folder)
+                elif not stat.S_ISDIR(st.st_mode):
+                    result = None
+    known[folder] = result
+    return result
+
+
+def _resolves_inside(root: str, link: str) -> bool | None:
+    try:
+        target = os.path.realpath(link, strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return target == root or target.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
 def examine(
-    root: Path, rel: str, *, max_bytes: int = DEFAULT_MAX_BYTES, parents: dict[Path, Path | None] | None = None
+    root: Path,
+    rel: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    parents: dict[str, bool | None] | None = None,
+    stamps: StampCache | None = None,
 ) -> SourceFile | SkippedFile:
     """Decide one file: a ``SourceFile`` with its hash and line counts, or a ``SkippedFile`` saying why.
 
-    ``parents`` keeps folders already resolved during one listing (a folder holds many files)."""
-    path = root / rel
+    ``parents`` keeps folders already checked during one listing (a folder holds many files);
+    ``stamps`` answers for files unchanged since an earlier listing and learns the others."""
+    base = str(root)
+    path = os.path.join(base, rel)
+    read_ns = time.time_ns()
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -284,24 +445,30 @@ def examine(
     except OSError as exc:
         return SkippedFile(rel, "unreadable", exc.strerror or type(exc).__name__)
     if stat.S_ISLNK(st.st_mode):
-        return SkippedFile(rel, "symlink", _link_detail(root, path))
+        return SkippedFile(rel, "symlink", _link_detail(root, Path(path)))
     if stat.S_ISDIR(st.st_mode):
         return SkippedFile(rel + "/", "excluded", "a folder git lists as one entry (submodule); not analysed")
     if not stat.S_ISREG(st.st_mode):
         return SkippedFile(rel, "unreadable", "not a regular file")
-    parents = {} if parents is None else parents
-    if path.parent not in parents:
-        try:
-            parents[path.parent] = path.parent.resolve(strict=True)
-        except (OSError, RuntimeError):
-            parents[path.parent] = None
-    parent = parents[path.parent]
-    if parent is None:
+    inside = _folder_inside(base, os.path.dirname(path), {} if parents is None else parents)
+    if inside is None:
         return SkippedFile(rel, "unreadable", "parent folder cannot be resolved")
-    if not parent.is_relative_to(root):
+    if not inside:
         return SkippedFile(rel, "symlink", "a parent folder is a symlink leaving the root; not followed")
     if st.st_size > max_bytes:
         return SkippedFile(rel, "too_large", f"{st.st_size} bytes > limit {max_bytes}")
+    if stamps is not None:
+        known = stamps.decided(rel, st)
+        if known is not None:
+            return known
+        result = _decide(path, rel, max_bytes)
+        stamps.record(rel, st, read_ns, result)
+        return result
+    return _decide(path, rel, max_bytes)
+
+
+def _decide(path: str, rel: str, max_bytes: int) -> SourceFile | SkippedFile:
+    """Read one regular file (already checked by ``examine``) and decide it by its content."""
     try:
         data = _read_nofollow(path, max_bytes)
     except OSError as exc:
@@ -333,11 +500,14 @@ def list_files(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_files: int = DEFAULT_MAX_FILES,
     only: Iterable[str] | None = None,
+    stamps: StampCache | None = None,
 ) -> FileListing:
     """The files of ``root`` to analyse and every file left out with its reason.
 
     ``exclude`` holds glob patterns on the root-relative path or the file name (``tests/*``, ``*.lock``,
     ``vendor/``); ``only`` restricts the listing to these root-relative paths (e.g. ``changed_since``).
+    ``stamps`` (from ``load_stamps``) spares reading files unchanged since it was filled; the listing
+    updates it (entries of files no longer listed are dropped) for ``save_stamps``.
     """
     if not root.is_absolute() or not root.is_dir():
         raise InvalidInput("the root must be an existing folder given as an absolute path")
@@ -349,7 +519,8 @@ def list_files(
         wanted = set(only)
         candidates = [c for c in candidates if c in wanted]
     kept = 0
-    parents: dict[Path, Path | None] = {}
+    parents: dict[str, bool | None] = {}
+    hits = stamps.hits if stamps is not None else 0
     for rel in candidates:
         pattern = _matches(rel, exclude)
         if pattern is not None:
@@ -358,10 +529,13 @@ def list_files(
         if kept >= max_files:
             listing.skipped.append(SkippedFile(rel, "over_file_limit", f"more than {max_files} files"))
             continue
-        result = examine(root, rel, max_bytes=max_bytes, parents=parents)
+        result = examine(root, rel, max_bytes=max_bytes, parents=parents, stamps=stamps)
         if isinstance(result, SourceFile):
             listing.files.append(result)
             kept += 1
         else:
             listing.skipped.append(result)
+    if stamps is not None:
+        listing.reused = stamps.hits - hits
+        stamps.settle(None if only is None else candidates)
     return listing

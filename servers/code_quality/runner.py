@@ -137,7 +137,7 @@ def _batches(items: Sequence[SourceFile], size: int, workers: int) -> list[list[
     return [list(items[i : i + step]) for i in range(0, len(items), step)]
 
 
-async def _cache_get(cache: ResultCache, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
+async def read_cache(cache: ResultCache, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
     # The cache only saves time: when it fails, the run analyses everything instead of failing.
     try:
         return await cache.get_many(keys)
@@ -146,7 +146,7 @@ async def _cache_get(cache: ResultCache, keys: Sequence[CacheKey]) -> dict[Cache
         return {}
 
 
-async def _cache_put(cache: ResultCache, items: Mapping[CacheKey, dict[str, Any]]) -> None:
+async def write_cache(cache: ResultCache, items: Mapping[CacheKey, dict[str, Any]]) -> None:
     if not items:
         return
     try:
@@ -241,7 +241,7 @@ class _Run:
     ) -> None:
         config = outcome.config_hash
         keys = {f.path: CacheKey(analyzer.name, version, config, _file_hash(f)) for f in files}
-        hits = await _cache_get(self.cache, list(set(keys.values())))
+        hits = await read_cache(self.cache, list(set(keys.values())))
         misses = []
         for f in files:
             hit = hits.get(keys[f.path])
@@ -268,7 +268,7 @@ class _Run:
                     return
             done = self._unparsed(outcome, out, chunk)
             entries = await asyncio.to_thread(self.split, analyzer, done, out)
-            await _cache_put(
+            await write_cache(
                 self.cache, {keys[p]: e for p, e in entries.items() if p in keys and not e.get("uncacheable")}
             )
             self.entries.extend(entries.items())
@@ -285,7 +285,7 @@ class _Run:
         if not files:
             return
         key = CacheKey(analyzer.name, version, outcome.config_hash, _whole_hash(files))
-        hit = (await _cache_get(self.cache, [key])).get(key)
+        hit = (await read_cache(self.cache, [key])).get(key)
         if hit is not None:
             self.entries.extend((p, e) for p, e in hit["files"].items())
             outcome.files_cached = len(files)
@@ -302,7 +302,7 @@ class _Run:
         done = self._unparsed(outcome, out, files)
         entries = await asyncio.to_thread(self.split, analyzer, done, out)
         if not any(e.get("uncacheable") for e in entries.values()) and len(done) == len(files):
-            await _cache_put(self.cache, {key: {"files": entries}})
+            await write_cache(self.cache, {key: {"files": entries}})
         self.entries.extend(entries.items())
         outcome.files_analyzed = len(done)
         await self.advance(len(files), f"{analyzer.name}: analysed")

@@ -230,6 +230,7 @@ class CodeQualityService:
                 max_files=self.settings.max_files,
                 changed_since_ref=params.get("changed_since"),
                 workers=self.settings.workers or None,
+                stamps_file=self.settings.stamps_file(root),
             )
         )
         try:

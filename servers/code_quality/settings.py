@@ -1,5 +1,6 @@
 """Settings of the code_quality server: the shared ones plus ``CODE_QUALITY_*``."""
 
+import hashlib
 from pathlib import Path
 
 from pydantic import Field
@@ -47,3 +48,8 @@ class Settings(BaseServerSettings):
 
     def chart_folder(self) -> Path:
         return self.charts_dir or self.data_dir / "code_quality" / "charts"
+
+    def stamps_file(self, root: Path) -> Path:
+        """Where the listing of the folder ``root`` keeps what it learnt of each file between runs."""
+        name = hashlib.sha256(str(root).encode()).hexdigest()[:32]
+        return self.data_dir / "code_quality" / "stamps" / f"{name}.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.runtime import open_deps
 from common.testing import wait_until
+from servers.code_quality.files import load_stamps
 from servers.code_quality.service import CodeQualityService
 from servers.code_quality.settings import Settings
 from tests.servers.code_quality.conftest import commit_all
@@ -145,6 +147,10 @@ async def test_a_rerun_after_changing_two_of_five_hundred_files_analyses_only_th
     assert second.run is not None
     outcome = second.run.analyzers[0]
     assert (outcome.files_analyzed, outcome.files_cached) == (2, 498)
+    real = svc.resolve_root(str(root))
+    stamps = load_stamps(settings.stamps_file(real), real)  # what the next listing starts from
+    assert len(stamps.entries) == 500
+    assert stamps.entries["d8/m14.py"][6] == hashlib.sha256(b"V = 14\n").hexdigest()
     incremental = await _findings(svc, root)
     # A service on a fresh cache table analyses everything: its findings must be the same.
     await svc.deps.db.execute("TRUNCATE code_quality.result_cache")

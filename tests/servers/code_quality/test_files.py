@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from common.errors import InvalidInput
-from servers.code_quality.files import changed_since, git_info, list_files
+from servers.code_quality.files import (
+    RACY_NS,
+    StampCache,
+    changed_since,
+    git_info,
+    list_files,
+    load_stamps,
+    save_stamps,
+)
 from tests.servers.code_quality.conftest import commit_all, git
 
 
@@ -121,3 +132,106 @@ def test_a_tracked_file_deleted_in_the_work_tree_is_reported_as_deleted(sample_r
     (sample_repo / "pkg" / "util.py").unlink()
     listing = list_files(sample_repo)
     assert _reasons(listing) == {"pkg/util.py": "deleted"}
+
+
+def test_a_tracked_folder_replaced_by_a_symlink_is_not_followed_out_of_the_root(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "util.py").write_text("SECRET = 1\n")
+    (outside / "app.py").write_text("x = 1\n")
+    (outside / "config.py").write_text("y = 1\n")
+    shutil.rmtree(sample_repo / "pkg")
+    os.symlink(outside, sample_repo / "pkg")
+    listing = list_files(sample_repo)
+    reasons = _reasons(listing)
+    # git lists the link itself (untracked) and the tracked files behind it; none of them is read.
+    assert reasons["pkg/util.py"] == "symlink"
+    assert {f.path for f in listing.files}.isdisjoint({"pkg/util.py", "pkg/app.py", "pkg/config.py"})
+    inside = sample_repo / "real"
+    inside.mkdir()
+    (inside / "util.py").write_text("z = 1\n")
+    os.unlink(sample_repo / "pkg")
+    os.symlink(inside, sample_repo / "pkg")
+    again = list_files(sample_repo)
+    assert "pkg/util.py" in {f.path for f in again.files}  # a link that stays inside the root is fine
+
+
+def _same(a: Sequence[object], b: Sequence[object]) -> bool:
+    return [vars(x) for x in a] == [vars(x) for x in b]
+
+
+def test_stamps_spare_reading_unchanged_files_and_a_changed_file_is_read_again(sample_repo: Path) -> None:
+    (sample_repo / "logo.png").write_bytes(b"\x89PNG\0" + bytes(32))
+    stamps = StampCache(racy_ns=0)  # every entry trusted at once: the racy guard has its own tests
+    first = list_files(sample_repo, stamps=stamps)
+    assert first.reused == 0
+    assert set(stamps.entries) == {"pkg/app.py", "pkg/config.py", "pkg/util.py", "logo.png"}
+    second = list_files(sample_repo, stamps=stamps)
+    assert second.reused == 4
+    assert _same(second.files, first.files)
+    assert _same(second.skipped, first.skipped)
+    (sample_repo / "pkg" / "util.py").write_text("def used():\n    return 2\n")
+    (sample_repo / "pkg" / "config.py").unlink()
+    third = list_files(sample_repo, stamps=stamps)
+    assert third.reused == 2  # app.py and logo.png
+    util = next(f for f in third.files if f.path == "pkg/util.py")
+    assert util.sha256 == hashlib.sha256(b"def used():\n    return 2\n").hexdigest()
+    assert _reasons(third) == {"logo.png": "binary", "pkg/config.py": "deleted"}
+    assert "pkg/config.py" not in stamps.entries
+    (sample_repo / "pkg" / "app.py").write_bytes(bytes(2_000))
+    assert _reasons(list_files(sample_repo, max_bytes=1_000, stamps=stamps))["pkg/app.py"] == "too_large"
+
+
+def test_a_same_size_rewrite_with_its_old_mtime_put_back_is_still_read_again(sample_repo: Path) -> None:
+    path = sample_repo / "pkg" / "util.py"
+    stamps = StampCache()
+    list_files(sample_repo, stamps=stamps)
+    before = os.stat(path)
+    old = path.read_bytes()
+    path.write_bytes(old.replace(b"return 1", b"return 7"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    listing = list_files(sample_repo, stamps=stamps)
+    util = next(f for f in listing.files if f.path == "pkg/util.py")
+    assert util.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() != hashlib.sha256(old).hexdigest()
+
+
+def test_a_racy_entry_is_not_trusted_even_when_every_stat_field_matches(sample_repo: Path) -> None:
+    # A file system with coarse timestamps can give two writes in one tick identical stat fields; this
+    # is simulated by writing the rewritten file's stat into the entry made before the rewrite.
+    path = sample_repo / "pkg" / "util.py"
+    stamps = StampCache()
+    list_files(sample_repo, stamps=stamps)
+    entry = stamps.entries["pkg/util.py"]
+    path.write_bytes(path.read_bytes().replace(b"return 1", b"return 7"))
+    st = os.lstat(path)
+    entry[:5] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    entry[5] = max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS - 1  # read within the racy window
+    listing = list_files(sample_repo, stamps=stamps)
+    util = next(f for f in listing.files if f.path == "pkg/util.py")
+    assert util.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert stamps.entries["pkg/util.py"][5] > entry[5] - RACY_NS  # re-recorded from the new read
+    # Outside the window the same entry is trusted: that is what spares reading unchanged files.
+    stale = stamps.entries["pkg/util.py"] = [*entry[:5], entry[5] + 1, "0" * 64, 1, 1, "", ""]
+    trusted = list_files(sample_repo, stamps=stamps)
+    assert next(f for f in trusted.files if f.path == "pkg/util.py").sha256 == stale[6]
+
+
+def test_stamps_are_saved_atomically_and_a_bad_or_foreign_file_is_ignored(sample_repo: Path, tmp_path: Path) -> None:
+    stamps = StampCache()
+    list_files(sample_repo, stamps=stamps)
+    target = tmp_path / "state" / "stamps.json"
+    save_stamps(target, sample_repo, stamps)
+    assert load_stamps(target, sample_repo).entries == stamps.entries
+    assert [p.name for p in target.parent.iterdir()] == ["stamps.json"]
+    assert load_stamps(target, tmp_path).entries == {}  # saved for another root
+    data = json.loads(target.read_text())
+    data["entries"]["pkg/app.py"][6] = 42
+    target.write_text(json.dumps(data))
+    assert set(load_stamps(target, sample_repo).entries) == set(stamps.entries) - {"pkg/app.py"}
+    target.write_text("{not json")
+    assert load_stamps(target, sample_repo).entries == {}
+    assert load_stamps(tmp_path / "missing.json", sample_repo).entries == {}

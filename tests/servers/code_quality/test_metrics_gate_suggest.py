@@ -8,14 +8,15 @@ import pytest
 
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.compare import compare
-from servers.code_quality.duplication import find_duplicates
+from servers.code_quality.duplication import considered, find_duplicates
 from servers.code_quality.files import SkippedFile, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
 from servers.code_quality.metrics import RunMetrics, compute_metrics, diff_metrics
+from servers.code_quality.pipeline import DUPLICATION, measure_duplication
 from servers.code_quality.records import AnalyzerOutcome
-from servers.code_quality.runner import AnalysisResult, run_analysis
+from servers.code_quality.runner import AnalysisResult, MemoryCache, run_analysis
 from servers.code_quality.suggest import suggest_refactorings
-from tests.servers.code_quality.conftest import APP, commit_all
+from tests.servers.code_quality.conftest import APP, commit_all, git
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,35 @@ def test_duplicate_blocks_are_found_with_their_other_location_and_share(copied: 
     assert 0 < report.share < 0.5
     bounded = find_duplicates(copied, listing.files, min_lines=5, max_lines=10)
     assert bounded.truncated
+
+
+async def test_duplication_takes_each_files_lines_from_the_cache_and_reads_only_changed_files(copied: Path) -> None:
+    listing = list_files(copied)
+    cache = MemoryCache()
+    first = await measure_duplication(copied, listing.files, cache)
+    assert first.blocks
+    assert first == find_duplicates(copied, listing.files)
+    stored = {k for k in cache.data if k.analyzer == DUPLICATION}
+    assert {k.content_hash for k in stored} == {f.sha256 for f in listing.files if considered(f)}
+    # With every file gone, the cached lines alone give the same report: nothing was read again.
+    for f in listing.files:
+        (copied / f.path).unlink()
+    assert await measure_duplication(copied, listing.files, cache) == first
+    git(copied, "checkout", "--", ".")
+    (copied / "pkg" / "b.py").write_text("Y = 2\n")
+    changed = list_files(copied)
+    assert await measure_duplication(copied, changed.files, cache) == find_duplicates(copied, changed.files)
+    assert not find_duplicates(copied, changed.files).blocks
+    assert len({k for k in cache.data if k.analyzer == DUPLICATION}) == len(stored) + 1
+
+
+async def test_an_unusable_cached_entry_means_the_file_is_read_again(copied: Path) -> None:
+    listing = list_files(copied)
+    cache = MemoryCache()
+    first = await measure_duplication(copied, listing.files, cache)
+    for key in cache.data:
+        cache.data[key] = {"numbers": "not base64!", "hashes": ""}
+    assert await measure_duplication(copied, listing.files, cache) == first
 
 
 async def test_metrics_count_size_complexity_duplication_and_findings_by_kind(copied: Path) -> None:

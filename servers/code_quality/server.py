@@ -9,9 +9,9 @@ from pydantic import StringConstraints
 
 from common.errors import InvalidInput
 from common.paging import Page
-from common.runtime import Deps, create_server, service
+from common.runtime import Deps, ServiceTools, create_server
 from common.tool_schema import P
-from common.tools import APPEND, READ, READ_EXTERNAL, WRITE, Catalog
+from common.tools import APPEND, READ, READ_EXTERNAL, WRITE
 from servers.code_quality.models import (
     AnalyzeResult,
     CompareResult,
@@ -38,11 +38,7 @@ Status = Annotated[Literal["open", "accepted", "false_positive", "fixed"] | None
 
 INSTRUCTIONS = "Analyse repositories for lint, security, secrets, dead code and complexity; triage and compare."
 
-TOOLS = Catalog(lean=True, outline_outputs=True)
-
-
-async def _svc(ctx: Context) -> CodeQualityService:
-    return await service(ctx, CodeQualityService)
+TOOLS = ServiceTools(CodeQualityService, lean=True, outline_outputs=True)
 
 
 def _need(value: str | None, what: str) -> str:
@@ -65,11 +61,8 @@ async def analyze_code(
     wait_s: Annotated[float | None, P("Seconds to wait.", ge=0, le=300)] = None,
 ) -> AnalyzeResult:
     """Analyse a folder or git repository as a job (incremental), or follow, cancel, resume or list analyses."""
-    svc = await _svc(ctx)
-
-    async def progress(done: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
+    svc = await TOOLS.service(ctx)
+    progress = ctx.report_progress
     if action == "start":
         return await svc.analyze(
             _need(path, "path"),
@@ -105,7 +98,7 @@ async def list_findings(
     cursor: Cursor = None,
 ) -> Page[FindingView]:
     """Findings of a run, most severe first, with their triage status; or, with query, a search of all runs."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if query:
         return await svc.search(query, path=path, status=status, limit=limit, cursor=cursor)
     return await svc.list_findings(
@@ -131,7 +124,7 @@ async def set_finding_status(
     actor: Annotated[str, P("Who decided.", max_length=100)] = "user",
 ) -> StatusResult:
     """Accept, mark false positive or reopen findings; kept across runs."""
-    return await (await _svc(ctx)).set_status(path, fingerprints, status, actor=actor, reason=reason)
+    return await (await TOOLS.service(ctx)).set_status(path, fingerprints, status, actor=actor, reason=reason)
 
 
 @TOOLS.tool("Compare runs", READ)
@@ -147,7 +140,7 @@ async def compare_runs(
 ) -> CompareResult:
     """New, fixed and unchanged findings between a run and an earlier run or baseline; or whether one
     finding is fixed in the latest run."""
-    svc = await _svc(ctx)
+    svc = await TOOLS.service(ctx)
     if fingerprint:
         return CompareResult(check=await svc.check_finding(_need(path, "path"), fingerprint, run_id))
     return await svc.compare_runs(path=path, head_run=run_id, base=base, kind=kind, limit=limit, cursor=cursor)
@@ -165,7 +158,7 @@ async def code_metrics(
     cursor: Cursor = None,
 ) -> MetricsResult:
     """Run totals, per-file metrics, a trend chart (PNG path) and ranked refactoring hints linked to findings."""
-    return await (await _svc(ctx)).metrics(
+    return await (await TOOLS.service(ctx)).metrics(
         path=path, run_id=run_id, file_prefix=file_prefix, trend=trend, hints=hints, limit=limit, cursor=cursor
     )
 
@@ -184,7 +177,7 @@ async def quality_gate(
     name: Annotated[str | None, P("Baseline name.", pattern=r"^[\w.-]{1,64}$")] = None,
 ) -> GateResult:
     """Pass/fail a run against thresholds with reasons; set thresholds; name a baseline run."""
-    return await (await _svc(ctx)).gate(
+    return await (await TOOLS.service(ctx)).gate(
         action=action, path=path, thresholds=thresholds, run_id=run_id, base=base, name=name
     )
 
@@ -197,26 +190,24 @@ async def check_dependencies(
     limit: Limit = 50,
 ) -> DependencyReport:
     """Check pinned dependencies against an OSV source; status says if nothing was checked."""
-    return await (await _svc(ctx)).dependencies(path, source, limit)
+    return await (await TOOLS.service(ctx)).dependencies(path, source, limit)
 
 
 def build(settings: Settings) -> MCPServer[Deps]:
     """The code_quality server."""
-    server = create_server(
-        NAME, settings, title=TITLE, tools=TOOLS, service=CodeQualityService, instructions=INSTRUCTIONS
-    )
+    server = create_server(NAME, settings, title=TITLE, tools=TOOLS, instructions=INSTRUCTIONS)
 
     @server.resource("code-quality://runs/{run_id}", name="run", mime_type="application/json")
     async def run_resource(run_id: str, ctx: Context) -> str:
         """A run's summary: git state, analyzer outcomes, metrics and skipped files."""
-        return (await (await _svc(ctx)).run_summary(run_id)).model_dump_json()
+        return (await (await TOOLS.service(ctx)).run_summary(run_id)).model_dump_json()
 
     @server.resource("code-quality://findings/{finding_id}", name="finding", mime_type="application/json")
     async def finding_resource(finding_id: str, ctx: Context) -> str:
         """One finding by id, with its status."""
         if not finding_id.isdigit() or len(finding_id) > 18:
             raise InvalidInput("a finding id is a number (from list_findings).")
-        return (await (await _svc(ctx)).finding(int(finding_id))).model_dump_json()
+        return (await (await TOOLS.service(ctx)).finding(int(finding_id))).model_dump_json()
 
     return server
 

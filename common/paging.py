@@ -33,6 +33,14 @@ _KEY_TYPES = (str, int, float)
 _REFUSED = "cursor is not a next_cursor of this call with these arguments; repeat the call without it."
 
 
+class Paged(BaseModel):
+    """The paging fields of a list or search result; a tool's result model adds its items under its own name."""
+
+    total: int = 0
+    truncated: bool = False
+    next_cursor: str | None = None
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list or search result."""
 

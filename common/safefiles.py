@@ -424,11 +424,18 @@ _CharTest = Callable[[str], bool]
 def write_once(path: Path, data: bytes) -> bool:
     """Store ``data`` at ``path`` in a folder the server owns, unless a file is already there; True if written.
 
-    For content-addressed files (the name is the data's hash, so an existing file is already right):
-    a temp file and a rename, so a concurrent reader never sees half a file and a crash leaves none.
+    For content-addressed files (the name is the data's hash, so an existing file is already right).
     """
     if path.exists():
         return False
+    replace_file(path, data)
+    return True
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in a folder the server owns (made if missing) through a temp file and a
+    rename, so a concurrent reader sees the old file or the new one, never half of one, and a crash leaves
+    no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{secrets.token_hex(8)}"
     try:
@@ -439,7 +446,6 @@ def write_once(path: Path, data: bytes) -> bool:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    return True
 
 
 def _not_slash(c: str) -> bool:

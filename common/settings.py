@@ -1,7 +1,8 @@
 """Settings shared by every server.
 
 Shared variables are unprefixed (``DATABASE_URL``); a server's own are ``<NAME>_*``. Each
-server subclasses :class:`BaseServerSettings` and sets ``env_prefix``; the shared fields carry
+server subclasses :class:`BaseServerSettings` with ``env_prefix`` as a class keyword
+(``class Settings(BaseServerSettings, env_prefix="NOTES_")``); the shared fields carry
 a ``validation_alias`` so the prefix never applies to them.
 """
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from common.jobs import JobView
+from common.paging import Paged
 
 JSON = Any
 
@@ -38,13 +39,10 @@ class Registered(BaseModel):
     job: JobView | None = Field(default=None, description="The job, when it did not finish within the wait.")
 
 
-class DatasetsOut(BaseModel):
+class DatasetsOut(Paged):
     """A page of the catalogue (list), or ``removed`` (remove)."""
 
     items: list[DatasetInfo] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
     removed: bool = False
     job: JobView | None = None
     jobs: list[JobView] = Field(default_factory=list)
@@ -104,16 +102,13 @@ class HistoryEntry(BaseModel):
     at: datetime
 
 
-class SavedQueryResult(BaseModel):
+class SavedQueryResult(Paged):
     """``query`` for save/get; ``items`` (list) or ``history`` with ``total``/``truncated``/``next_cursor``;
     ``deleted`` for delete."""
 
     query: SavedQuery | None = None
     items: list[SavedQuery] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
     deleted: bool = False
 
 
@@ -143,26 +138,20 @@ class PredictionSummary(BaseModel):
     created_at: datetime
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(Paged):
     prediction: PredictionSummary | None = Field(default=None, description="Unset while the job still runs.")
     predicted: list[dict[str, JSON]] = Field(
         default_factory=list, description="A page of predicted rows: key, value (lower/upper, actual)."
     )
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
     job: JobView | None = Field(default=None, description="The job, when it did not finish within the wait.")
 
 
-class PredictionsOut(BaseModel):
+class PredictionsOut(Paged):
     """``items`` (list), or ``prediction`` with a page of ``predicted`` rows (get), or ``prediction`` (rescore)."""
 
     items: list[PredictionSummary] = Field(default_factory=list)
     prediction: PredictionSummary | None = None
     predicted: list[dict[str, JSON]] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
 
 
 class PatternOut(BaseModel):
@@ -178,9 +167,6 @@ class PatternOut(BaseModel):
     score: float | None = Field(default=None, description="Search rank score (higher is better).")
 
 
-class PatternsOut(BaseModel):
+class PatternsOut(Paged):
     items: list[PatternOut]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
     notes: list[str] = Field(default_factory=list)

@@ -3,15 +3,12 @@
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
-from common.settings import BaseServerSettings, JobServerSettings
+from common.settings import JobServerSettings
 
 
-class Settings(JobServerSettings):
+class Settings(JobServerSettings, env_prefix="ANALYTICS_"):
     """Limits exist so one query or one file cannot flood the machine or the client's context."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "ANALYTICS_"})
 
     allowed_roots: list[Path] = Field(
         default_factory=list,

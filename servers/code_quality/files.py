@@ -14,7 +14,6 @@ a later write within the same timestamp tick could leave every stat field as it 
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hashlib
 import json
@@ -22,7 +21,6 @@ import os
 import re
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from common.errors import InvalidInput
+from common.safefiles import replace_file
 
 SkipReason = Literal[
     "too_large", "binary", "generated", "excluded", "symlink", "unreadable", "deleted", "over_file_limit"
@@ -221,17 +220,8 @@ def _valid_entry(entry: object) -> bool:
 
 def save_stamps(path: Path, root: Path, cache: StampCache) -> None:
     """Write ``cache`` for ``root`` to ``path`` atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps({"format": _STAMP_FORMAT, "root": str(root), "entries": cache.entries}, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stamps-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data.encode())
 
 
 def language_of(path: str) -> str:

@@ -4,16 +4,13 @@ import hashlib
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
 from servers.code_quality.analyzers import DEFAULT_SET
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="CODE_QUALITY_"):
     """Limits exist so one repository or one call cannot flood the database or the client's context."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "CODE_QUALITY_"})
 
     allowed_roots: list[Path] = Field(
         default_factory=list,

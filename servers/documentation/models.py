@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from common.paging import Paged
+
 
 class Version(BaseModel):
     version: str
@@ -23,11 +25,8 @@ class Project(BaseModel):
     versions: list[Version]
 
 
-class Projects(BaseModel):
+class Projects(Paged):
     projects: list[Project]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
     message: str | None = None
 
 
@@ -47,11 +46,8 @@ class Job(BaseModel):
     finished_at: datetime | None
 
 
-class Jobs(BaseModel):
+class Jobs(Paged):
     jobs: list[Job]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
 
 
 class Saved(BaseModel):
@@ -83,11 +79,8 @@ class Hit(BaseModel):
     sections: list[Place] = []
 
 
-class Hits(BaseModel):
+class Hits(Paged):
     hits: list[Hit]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
     notice: str | None = None
 
 
@@ -118,11 +111,8 @@ class Page(BaseModel):
     documents: list[Doc] | None = None
 
 
-class Docs(BaseModel):
+class Docs(Paged):
     documents: list[Doc]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
 
 
 class SpecImport(BaseModel):
@@ -151,11 +141,8 @@ class Endpoint(BaseModel):
     responses: dict[str, Any] | None = None
 
 
-class Endpoints(BaseModel):
+class Endpoints(Paged):
     endpoints: list[Endpoint]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
 
 
 class Generated(BaseModel):
@@ -171,11 +158,8 @@ class Generated(BaseModel):
     preview: str | None = None
 
 
-class GeneratedList(BaseModel):
+class GeneratedList(Paged):
     items: list[Generated]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
 
 
 class Reembedded(BaseModel):

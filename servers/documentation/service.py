@@ -141,22 +141,10 @@ def _job(job: KitJob) -> Job:
 
 
 def _endpoint(row: dict[str, Any], full: bool) -> Endpoint:
-    ep = Endpoint(
-        project=row["project"],
-        version=row["version"],
-        method=row["method"],
-        path=row["path"],
-        operation_id=row["operation_id"],
-        summary=row["summary"],
-        tags=list(row["tags"]),
-        score=round(row["score"], 5) if row.get("score") is not None else None,
-    )
-    if full:
-        ep.description = row["description"]
-        ep.parameters = row["parameters"]
-        ep.request_body = row["request_body"]
-        ep.responses = row["responses"]
-    return ep
+    """An endpoint from its row; its description, parameters, body and responses only when ``full``."""
+    hidden = {} if full else dict.fromkeys(("description", "parameters", "request_body", "responses"))
+    score = round(row["score"], 5) if row.get("score") is not None else None
+    return model_of(Endpoint, row, tags=list(row["tags"]), score=score, **hidden)
 
 
 def _generated(r: dict[str, Any]) -> Generated:

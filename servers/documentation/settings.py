@@ -3,15 +3,12 @@
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="DOCUMENTATION_"):
     """Limits exist so one folder or one call cannot flood the database or the client's context."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "DOCUMENTATION_"})
 
     allowed_roots: list[Path] = Field(
         default_factory=list,

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings, _shared
 
@@ -24,10 +23,8 @@ CORE_TOOLS = (
 )
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="INFERENCE_ENHANCEMENT_"):
     """Bounds exist so one call can neither flood the client's context nor hold the database for long."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "INFERENCE_ENHANCEMENT_"})
 
     #: Recorded as the provenance of every write; empty means the client's name from the MCP handshake.
     source: str = Field(default="", max_length=100)

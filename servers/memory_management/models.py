@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.paging import Paged
+
 Scope = Literal["session", "project", "global"]
 State = Literal["active", "archived"]
 Mode = Literal["hybrid", "semantic", "keyword"]
@@ -79,11 +81,8 @@ class Hit(Out):
     importance: float
 
 
-class Recall(Out):
+class Recall(Out, Paged):
     hits: list[Hit]
-    total: int
-    truncated: bool
-    next_cursor: str | None
     warning: str | None
 
 
@@ -139,11 +138,8 @@ class Workspace(Out):
     last_updated: datetime | None
 
 
-class Workspaces(Out):
+class Workspaces(Out, Paged):
     workspaces: list[Workspace]
-    total: int
-    truncated: bool
-    next_cursor: str | None
 
 
 class Stats(Out):

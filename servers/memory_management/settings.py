@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
 
@@ -12,10 +11,8 @@ from common.settings import BaseServerSettings
 CORE_TOOLS = ("store_memory", "recall", "build_context", "get_memory", "update_memory", "forget")
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="MEMORY_MANAGEMENT_"):
     """Bounds and defaults; every limit exists so one call cannot flood the client's context or the database."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "MEMORY_MANAGEMENT_"})
 
     max_content_chars: int = Field(default=8_000, ge=100, le=1_000_000)
     default_workspace: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,99}$")

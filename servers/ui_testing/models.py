@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.paging import Paged
 from servers.ui_testing.diff import Box
 
 
@@ -57,14 +58,11 @@ class BaselineInfo(BaseModel):
     replaced_at: datetime | None = None
 
 
-class BaselineResult(BaseModel):
+class BaselineResult(Paged):
     """What manage_baseline did or found."""
 
     action: str
     baselines: list[BaselineInfo]
-    total: int
-    truncated: bool = False
-    next_cursor: str | None = None
     compare: CompareInfo | None = None
     message: str
 
@@ -114,14 +112,11 @@ class CheckInfo(BaseModel):
     updated_at: datetime
 
 
-class CheckResult(BaseModel):
+class CheckResult(Paged):
     """What manage_check did or found."""
 
     action: str
     checks: list[CheckInfo]
-    total: int
-    truncated: bool = False
-    next_cursor: str | None = None
     scenario: dict[str, Any] | None = Field(default=None, description="The saved steps (action get).")
     message: str
 
@@ -172,13 +167,10 @@ class RunInfo(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict, description="Comparison or audit figures.")
 
 
-class RunList(BaseModel):
+class RunList(Paged):
     """A page of runs, or (with run_id) one run."""
 
     items: list[RunRow]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
     run: RunInfo | None = None
 
 

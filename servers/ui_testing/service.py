@@ -680,16 +680,7 @@ class UiTestingService:
         if row is None:
             raise NotFound(f"No run {run_id}; list_runs shows recent runs.")
         d: dict[str, Any] = row["details"]
-        info = RunInfo(
-            id=row["id"],
-            kind=row["kind"],
-            status=row["status"],
-            page_key=row["page_key"],
-            check=row["check_name"],
-            summary=row["summary"],
-            duration_ms=row["duration_ms"],
-            created_at=row["created_at"],
-        )
+        info = model_of(RunInfo, row, check=row["check_name"], details={})
         if row["kind"] != "check":
             keep = {k: v for k, v in d.items() if k != "boxes"}
             if d.get("boxes"):

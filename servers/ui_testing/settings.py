@@ -3,17 +3,14 @@
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
 from common.settings import BaseServerSettings
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="UI_TESTING_"):
     """Where Chromium and the images are, how long a page may take, and when a comparison fails."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "UI_TESTING_"})
 
     allowed_roots: list[Path] = Field(
         default_factory=list,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from common.jobs import JobView
+from common.paging import Paged
 
 
 class FetchedPage(BaseModel):
@@ -40,17 +41,14 @@ class LinkItem(BaseModel):
     internal: bool
 
 
-class LinkList(BaseModel):
+class LinkList(Paged):
     """A page's links, a page at a time."""
 
     page_id: int
     url: str
     items: list[LinkItem]
-    total: int
     internal_count: int
     external_count: int
-    truncated: bool
-    next_cursor: str | None = None
     from_cache: bool
 
 
@@ -64,25 +62,19 @@ class CrawlPage(BaseModel):
     title: str | None
 
 
-class CrawlView(BaseModel):
+class CrawlView(Paged):
     """A crawl job: its state, counts by page state, and (for action=pages) one page of its pages."""
 
     job: JobView
     pages: dict[str, int] = Field(description="Pages by state: queued, fetched, skipped, failed.")
     items: list[CrawlPage] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
 
 
-class CrawlJobs(BaseModel):
+class CrawlJobs(Paged):
     """manage_crawl's answer: one crawl (status, pages, cancel, resume) or the recent crawls (list)."""
 
     crawl: CrawlView | None = None
     items: list[JobView] = Field(default_factory=list)
-    total: int = 0
-    truncated: bool = False
-    next_cursor: str | None = None
 
 
 class SearchHit(BaseModel):
@@ -112,11 +104,8 @@ class PastSearch(BaseModel):
     results: list[SearchHit] = Field(description="Its first results.")
 
 
-class SearchHistory(BaseModel):
+class SearchHistory(Paged):
     items: list[PastSearch]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
 
 
 class UsageRow(BaseModel):
@@ -146,12 +135,9 @@ class HostUsage(BaseModel):
     bytes: int
 
 
-class UsageReport(BaseModel):
+class UsageReport(Paged):
     days: int
     items: list[UsageRow]
-    total: int
-    truncated: bool
-    next_cursor: str | None = None
     quotas: list[QuotaState]
     top_hosts: list[HostUsage]
 

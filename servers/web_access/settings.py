@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from common.settings import BaseServerSettings
 from servers.web_access.fetcher import DEFAULT_USER_AGENT
@@ -19,10 +18,8 @@ class Quota(BaseModel):
     hard: int | None = Field(default=None, ge=1)
 
 
-class Settings(BaseServerSettings):
+class Settings(BaseServerSettings, env_prefix="WEB_ACCESS_"):
     """Ceilings exist so one call cannot hang the server, flood the database or the client's context."""
-
-    model_config = SettingsConfigDict(**{**BaseServerSettings.model_config, "env_prefix": "WEB_ACCESS_"})
 
     allow_hosts: list[str] = Field(
         default_factory=list,

@@ -67,6 +67,8 @@ class FetchResult:
     from_cache: bool = False
     revalidated: bool = False  # the cache asked the origin to confirm a stored response
     stored: bool = False  # the cache stored this response
+    #: Set instead of ``body`` when a cached body was left unread (``defer_cached_body``): its sha256.
+    body_sha256: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -104,6 +106,10 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+#: Put on a response the HTTP cache read back from storage: the sha256 its stored body is kept under.
+BODY_SHA_HEADER = "x-web-access-body-sha256"
+
+
 def _caching(response: httpx.Response) -> tuple[bool, bool, bool]:
     """(from_cache, revalidated, stored) as a cache transport (hishel's ``caching`` extension) reports them."""
     status = response.extensions.get("caching")
@@ -134,6 +140,7 @@ async def fetch(
     if_modified_since: str | None = None,
     refuse_oversize: bool = False,
     extensions: Mapping[str, Any] | None = None,
+    defer_cached_body: bool = False,
 ) -> FetchResult:
     """Fetch ``url`` within ``timeout_s`` seconds in total, reading at most ``max_bytes`` of body.
 
@@ -142,6 +149,8 @@ async def fetch(
     cut there and marked ``truncated``, or refused with ``ResponseTooLarge`` when ``refuse_oversize``.
     The conditional headers go to the first hop only; a 304 comes back as a result with no body.
     ``extensions`` go with every hop's request (a cache transport reads its per-request settings there).
+    With ``defer_cached_body`` a body the cache serves from storage is not read: ``body`` is empty and
+    ``body_sha256`` names the stored body.
     """
     if timeout_s <= 0 or max_bytes <= 0 or max_redirects < 0:
         raise InvalidInput("timeout_s and max_bytes must be positive and max_redirects not negative.")
@@ -161,7 +170,7 @@ async def fetch(
         with anyio.fail_after(timeout_s):
             return await _follow(
                 checked.url, client, policy, method, timeout_s, max_bytes, max_redirects, first_headers, base_headers,
-                refuse_oversize, started, dict(extensions or {}),
+                refuse_oversize, started, dict(extensions or {}), defer_cached_body,
             )  # fmt: skip
     except TimeoutError:
         raise FetchTimeout(
@@ -182,6 +191,7 @@ async def _follow(
     refuse_oversize: bool,
     started: float,
     extensions: dict[str, Any],
+    defer_cached_body: bool,
 ) -> FetchResult:
     asked = str(current)
     first_origin = _origin(current)
@@ -224,10 +234,14 @@ async def _follow(
                         send_headers.pop(name, None)
                 current = next_url
                 continue
-            body, truncated = await _read_bounded(response, max_bytes, refuse_oversize, str(current))
+            from_cache, revalidated, stored = _caching(response)
+            stored_sha = response.headers.get(BODY_SHA_HEADER) if defer_cached_body and from_cache else None
+            if stored_sha is not None:
+                body, truncated = b"", False
+            else:
+                body, truncated = await _read_bounded(response, max_bytes, refuse_oversize, str(current))
         finally:
             await response.aclose()
-        from_cache, revalidated, stored = _caching(response)
         return FetchResult(
             url=asked,
             final_url=str(current),
@@ -242,6 +256,7 @@ async def _follow(
             from_cache=from_cache,
             revalidated=revalidated,
             stored=stored,
+            body_sha256=stored_sha,
         )
 
 

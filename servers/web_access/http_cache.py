@@ -34,7 +34,7 @@ from hishel.httpx import AsyncCacheTransport
 from common.db import Database
 from common.logging import get_logger
 from servers.web_access import store
-from servers.web_access.fetcher import BoundedBody, FetchFailed
+from servers.web_access.fetcher import BODY_SHA_HEADER, BoundedBody, FetchFailed
 
 log = get_logger(__name__)
 
@@ -61,6 +61,11 @@ def _lists(headers: Headers) -> dict[str, list[str]]:
 
 async def _replay(body: bytes) -> AsyncIterator[bytes]:
     yield body
+
+
+async def _stored_body(db: Database, sha: str) -> AsyncIterator[bytes]:
+    """A stored body, read from the database only if the response is read at all."""
+    yield await store.get_body(db, sha) or b""
 
 
 class PostgresStorage(AsyncBaseStorage):
@@ -167,13 +172,15 @@ class PostgresStorage(AsyncBaseStorage):
                 except Exception as exc:
                     log.warning("web_access.http_cache_touch_failed", error=str(exc)[:200])
             request = Request(row["method"], row["url"], Headers(row["request_headers"]))
-            response = Response(row["status"], Headers(row["response_headers"]), _replay(bytes(row["body"])))
+            headers = Headers({**row["response_headers"], BODY_SHA_HEADER: [row["body_sha256"]]})
+            response = Response(row["status"], headers, _stored_body(self.db, row["body_sha256"]))
             entries.append(Entry(uuid.UUID(bytes=row["id"].bytes), request, response))
         return entries
 
     async def update_headers(self, id: uuid.UUID, headers: Headers) -> None:
+        kept = {name: values for name, values in _lists(headers).items() if name.lower() != BODY_SHA_HEADER}
         try:
-            await store.set_entry_headers(self.db, id, _lists(headers), datetime.now(UTC))
+            await store.set_entry_headers(self.db, id, kept, datetime.now(UTC))
         except Exception as exc:
             log.warning("web_access.http_cache_update_failed", error=str(exc)[:200])
 

@@ -235,7 +235,7 @@ class WebAccessService:
             result = await fetch(
                 key, client=self.client, policy=self.policy, timeout_s=timeout, max_bytes=self.settings.max_bytes,
                 max_redirects=self.settings.max_redirects, refuse_oversize=True, extensions=extensions,
-                headers={"Cache-Control": "no-cache"} if max_age_s is not None else None,
+                headers={"Cache-Control": "no-cache"} if max_age_s is not None else None, defer_cached_body=True,
             )  # fmt: skip
         except (RobotsDisallowed, QuotaExceeded):
             raise
@@ -246,7 +246,7 @@ class WebAccessService:
         latency = (time.monotonic() - started) * 1000
         received = utcnow()
         body = result.body
-        digest = sha256(body)
+        digest = result.body_sha256 or sha256(body)
         page: dict[str, Any] = {
             "url": key, "final_url": result.final_url, "status": result.status, "content_type": result.content_type,
             "sha256": digest, "body": body, "storable": result.stored, "at": received,
@@ -256,6 +256,8 @@ class WebAccessService:
             if row is None or row["body_sha256"] != digest or row["final_url"] != result.final_url:
                 # Another process stored the entry and has not written this row yet, or the row was swept.
                 storable = True if row is None else bool(row["storable"])
+                if result.body_sha256 is not None:  # the cache left its stored body unread
+                    page["body"] = await store.get_body(db, digest) or b""
                 row = await store.upsert_page(db, **{**page, "storable": storable}, download=False)
             if result.revalidated:
                 row = await store.refresh_page(db, row["id"], received) or row

@@ -126,8 +126,8 @@ ON CONFLICT (key, method) DO UPDATE SET id = EXCLUDED.id, url = EXCLUDED.url,
     stored_at = EXCLUDED.stored_at, used_at = EXCLUDED.used_at, ttl_deadline = EXCLUDED.ttl_deadline,
     tti_s = EXCLUDED.tti_s, expires_at = EXCLUDED.expires_at"""
 GET_ENTRIES = """SELECT e.id, e.method, e.url, e.request_headers, e.status, e.response_headers, e.used_at,
-    e.ttl_deadline, e.tti_s, e.expires_at, b.body
-FROM web_access.http_entries e JOIN web_access.bodies b ON b.sha256 = e.body_sha256
+    e.ttl_deadline, e.tti_s, e.expires_at, e.body_sha256
+FROM web_access.http_entries e
 WHERE e.key = $1 AND (e.expires_at IS NULL OR e.expires_at > $2)"""
 # The expiry condition keeps a touch from bringing back an entry that expired or was removed meanwhile.
 TOUCH_ENTRY = """UPDATE web_access.http_entries SET used_at = $2, expires_at = $3

@@ -3,6 +3,7 @@ rules still hold through it."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,26 @@ async def test_a_second_fetch_is_answered_from_the_cache_over_the_guard(
     assert (second.body, second.from_cache) == (b"cached body", True)
     assert len(server.seen) == 1
     assert entries == 1
+
+
+@pytest.mark.anyio
+async def test_a_cached_body_can_be_left_unread_and_is_named_by_its_hash(
+    serve: Callable[..., LocalServer], web_settings: Callable[..., Any], open_service: Any
+) -> None:
+    server = serve({"/page": fresh(b"kept body")})
+    async with open_service(web_settings()) as svc, _client(svc.deps.db) as client:
+        first = await fetch(server.url("/page"), client=client, policy=LOOPBACK, defer_cached_body=True)
+        deferred = await fetch(server.url("/page"), client=client, policy=LOOPBACK, defer_cached_body=True)
+        read = await fetch(server.url("/page"), client=client, policy=LOOPBACK)
+    # A response from the network is always read; a stored one is only named unless asked for.
+    assert (first.body, first.from_cache, first.body_sha256) == (b"kept body", False, None)
+    assert (deferred.body, deferred.from_cache, deferred.body_sha256) == (
+        b"",
+        True,
+        hashlib.sha256(b"kept body").hexdigest(),
+    )
+    assert (read.body, read.from_cache, read.body_sha256) == (b"kept body", True, None)
+    assert len(server.seen) == 1
 
 
 @pytest.mark.anyio

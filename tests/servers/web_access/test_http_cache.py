@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from hishel import Entry, Headers, Request, Response
 
 from common.testing import wait_until
+from servers.web_access.fetcher import BODY_SHA_HEADER
 from servers.web_access.http_cache import PostgresStorage
 from tests.servers.web_access.conftest import LocalServer, reply
 
@@ -100,10 +102,16 @@ async def test_a_stream_closed_early_or_over_the_size_limit_stores_nothing_but_r
 async def test_headers_are_replaced_after_a_304_and_removed_or_expired_entries_are_not_returned(svc: Any) -> None:
     storage = PostgresStorage(svc.deps.db)
     entry = await stored(storage, "k", response(b"x", cache_control="max-age=0", etag='"a"'))
-    await storage.update_headers(entry.id, Headers({"cache-control": "max-age=600", "etag": '"a"'}))
+    [before] = await storage.get_entries("k")
+    # hishel hands back the stored headers it read (the body's hash among them) with the 304's merged in.
+    merged = {name: list(before.response.headers.get_list(name) or []) for name in before.response.headers}
+    await storage.update_headers(entry.id, Headers({**merged, "cache-control": ["max-age=600"]}))
     [updated] = await storage.get_entries("k")
     assert updated.response.headers["cache-control"] == "max-age=600"
+    assert updated.response.headers[BODY_SHA_HEADER] == hashlib.sha256(b"x").hexdigest()
     assert await read(updated.response.stream) == b"x"
+    kept = await svc.deps.db.fetchval("SELECT response_headers FROM web_access.http_entries WHERE key = 'k'")
+    assert BODY_SHA_HEADER not in kept  # added on every read, never stored
     await storage.remove_entry(entry.id)
     assert await storage.get_entries("k") == []
     await storage.update_headers(entry.id, Headers({"etag": '"gone"'}))  # no entry: nothing happens

@@ -293,7 +293,7 @@ async def kill_when(
     """Start ``server`` over stdio with ``env``, write ``conversation`` (see ``rpc_conversation``) and
     SIGKILL the process once ``ready()`` holds, for kill-and-resume tests.
 
-    ``ready`` is polled; ``asyncpg.UndefinedTableError`` from it means the migrations are still running.
+    ``ready`` is polled; a missing table or schema from it means the migrations are still running.
     The process's stdout and stderr go to ``logs``/out.txt and err.txt; exiting on its own fails.
     """
     with (logs / "out.txt").open("wb") as out, (logs / "err.txt").open("wb") as err:
@@ -310,7 +310,7 @@ async def kill_when(
                     try:
                         if await ready():
                             return
-                    except asyncpg.UndefinedTableError:
+                    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
                         continue
         finally:
             proc.kill()

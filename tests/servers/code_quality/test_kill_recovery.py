@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-import asyncpg
 import pytest
 from mcp import Client
 
-from common.testing import call_ok, fetch_rows, rpc_conversation, server_env, wait_until
+from common.testing import (
+    call_ok,
+    fetch_rows,
+    heartbeats_older_than,
+    kill_when,
+    rpc_conversation,
+    server_env,
+    wait_until,
+)
 from servers.code_quality.server import build
 from servers.code_quality.settings import Settings
 
@@ -58,31 +62,12 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
         CODE_QUALITY_HEARTBEAT_S="0.1",
     )
     conversation = rpc_conversation(("analyze_code", {"action": "start", "path": str(sample_repo)}))
-    with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "servers", "serve", "code_quality"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
-        try:
-            assert proc.stdin is not None
-            await proc.stdin.send(conversation)
-            done = 0
-            with anyio.fail_after(60):
-                while done < 3:  # ruff has analysed (and cached) the three files; semgrep hangs
-                    await anyio.sleep(0.05)
-                    try:
-                        rows = await fetch_rows(database_url, "SELECT done FROM code_quality.jobs")
-                    except asyncpg.UndefinedTableError:
-                        continue  # migrations not applied yet
-                    done = rows[0]["done"] if rows else 0
-                    assert proc.returncode is None
-        finally:
-            proc.kill()
-            await proc.wait()
-            await proc.aclose()
+
+    async def cached() -> bool:  # ruff has analysed (and cached) the three files; semgrep hangs
+        rows = await fetch_rows(database_url, "SELECT done FROM code_quality.jobs")
+        return bool(rows and rows[0]["done"] >= 3)
+
+    await kill_when("code_quality", env, conversation, tmp_path, cached)
     job = (await fetch_rows(database_url, "SELECT id::text, status FROM code_quality.jobs"))[0]
     assert job["status"] == "running", "a killed process cannot have finished its job"
     assert (await fetch_rows(database_url, "SELECT count(*) AS n FROM code_quality.runs"))[0]["n"] == 0
@@ -99,11 +84,11 @@ async def test_an_analysis_killed_with_its_process_is_recovered_and_resumed_by_t
         wait_s=60.0,
     )
 
-    async def aged() -> bool:  # the dead process's last heartbeat must age past job_stale_s
-        age = "SELECT now() - heartbeat_at > interval '0.6 s' AS old FROM code_quality.jobs"
-        return bool((await fetch_rows(database_url, age))[0]["old"])
-
-    await wait_until(aged, timeout_s=10, what="the dead job's heartbeat to age")
+    await wait_until(
+        lambda: heartbeats_older_than(database_url, "code_quality.jobs", 0.6),
+        timeout_s=10,
+        what="the dead job's heartbeat to age past job_stale_s",
+    )
     async with Client(build(settings)) as client:
         status = await call_ok(client, "analyze_code", {"action": "status", "job_id": job["id"]})
         assert status["job"]["status"] == "interrupted"

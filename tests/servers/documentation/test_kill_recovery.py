@@ -4,19 +4,15 @@ that the next process marks interrupted and resumes to completion, with no dupli
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-import asyncpg
 import pytest
 from mcp import Client
 
 from common.testing import call_ok as call
-from common.testing import fetch_rows, rpc_conversation, server_env
+from common.testing import fetch_rows, heartbeats_older_than, kill_when, rpc_conversation, server_env, wait_until
 from servers.documentation.chunking import parse
 from servers.documentation.server import build
 from servers.documentation.settings import Settings
@@ -50,33 +46,12 @@ async def test_a_job_killed_mid_ingest_is_recovered_and_completes_without_duplic
         ("manage_project", {"action": "create", "project": "p"}),
         ("ingest_folder", {"action": "start", "project": "p", "version": "1", "path": str(root)}),
     )
-    with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "servers", "serve", "documentation"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
-        try:
-            assert proc.stdin is not None
-            await proc.stdin.send(conversation)
-            progress = 0
-            with anyio.fail_after(60):
-                while progress < 20:
-                    await anyio.sleep(0.02)
-                    try:
-                        rows = await fetch_rows(
-                            database_url, "SELECT (counts->>'files_done')::int AS n FROM documentation.jobs"
-                        )
-                    except asyncpg.UndefinedTableError:
-                        continue  # migrations not applied yet
-                    progress = (rows[0]["n"] or 0) if rows else 0
-                    assert proc.returncode is None, (tmp_path / "err.txt").read_text()
-        finally:
-            proc.kill()
-            await proc.wait()
-            await proc.aclose()
+
+    async def under_way() -> bool:
+        rows = await fetch_rows(database_url, "SELECT (counts->>'files_done')::int AS n FROM documentation.jobs")
+        return bool(rows and (rows[0]["n"] or 0) >= 20)
+
+    await kill_when("documentation", env, conversation, tmp_path, under_way)
     job = (
         await fetch_rows(
             database_url, "SELECT id::text, status, (counts->>'files_done')::int AS n FROM documentation.jobs"
@@ -86,12 +61,11 @@ async def test_a_job_killed_mid_ingest_is_recovered_and_completes_without_duplic
     assert job["n"] < FILES, "the job finished before the kill; make the tree bigger"
 
     settings = make_settings(Settings, embedding_model="hash-384", allowed_roots=[root], job_stale_s=0.3)
-    with anyio.fail_after(10):  # the dead process's last heartbeat must age past job_stale_s
-        while True:
-            age = "SELECT now() - heartbeat_at > interval '0.4 s' AS old FROM documentation.jobs"
-            if (await fetch_rows(database_url, age))[0]["old"]:
-                break
-            await anyio.sleep(0.05)
+    await wait_until(
+        lambda: heartbeats_older_than(database_url, "documentation.jobs", 0.4),
+        timeout_s=10,
+        what="the dead job's heartbeat to age past job_stale_s",
+    )
     async with Client(build(settings)) as client:
         status = (await call(client, "ingest_folder", {"action": "status", "job_id": job["id"]}))["jobs"][0]
         assert status["status"] == "interrupted"

@@ -3,19 +3,23 @@ process marks interrupted and resumes without fetching the finished pages again.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
-import asyncpg
 import pytest
 from mcp import Client
 
-from common.testing import call_ok, fetch_rows, rpc_conversation, server_env, wait_until
+from common.testing import (
+    call_ok,
+    fetch_rows,
+    heartbeats_older_than,
+    kill_when,
+    rpc_conversation,
+    server_env,
+    wait_until,
+)
 from servers.web_access.server import build
 from servers.web_access.settings import Settings
 from tests.servers.web_access.conftest import LocalServer
@@ -49,30 +53,11 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
     crawl = {"url": server.url("/p/0"), "max_pages": PAGES, "max_depth": 10, "use_sitemap": False, "delay_s": 0.05}
     conversation = rpc_conversation(("crawl_site", crawl))
     fetched_query = "SELECT url FROM web_access.crawl_pages WHERE state = 'fetched'"
-    with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "servers", "serve", "web_access"],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
-        try:
-            assert proc.stdin is not None
-            await proc.stdin.send(conversation)
-            done = 0
-            with anyio.fail_after(60):
-                while done < 15:
-                    await anyio.sleep(0.02)
-                    try:
-                        done = len(await fetch_rows(database_url, fetched_query))
-                    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-                        continue  # migrations not applied yet
-                    assert proc.returncode is None, (tmp_path / "err.txt").read_text()
-        finally:
-            proc.kill()
-            await proc.wait()
-            await proc.aclose()
+
+    async def under_way() -> bool:
+        return len(await fetch_rows(database_url, fetched_query)) >= 15
+
+    await kill_when("web_access", env, conversation, tmp_path, under_way)
     finished_before = {r["url"] for r in await fetch_rows(database_url, fetched_query)}
     hits_before = Counter(s.path for s in server.seen if s.path.startswith("/p/"))
     job = (await fetch_rows(database_url, "SELECT id::text, status FROM web_access.jobs"))[0]
@@ -80,13 +65,11 @@ async def test_a_crawl_killed_with_its_process_resumes_without_refetching_finish
     assert len(finished_before) < PAGES, "the crawl finished before the kill; make the site bigger"
 
     settings = make_settings(Settings, embedding_model="hash-384", allow_hosts=["127.0.0.1/32"], job_stale_s=0.3, heartbeat_s=0.05, crawl_wait_s=30)  # fmt: skip
-    stale = "SELECT now() - heartbeat_at > interval '0.4 s' AS old FROM web_access.jobs"
-
-    async def aged() -> bool:
-        return bool((await fetch_rows(database_url, stale))[0]["old"])
-
-    # The dead process's last heartbeat must age past job_stale_s.
-    await wait_until(aged, timeout_s=10, what="the heartbeat to age")
+    await wait_until(
+        lambda: heartbeats_older_than(database_url, "web_access.jobs", 0.4),
+        timeout_s=10,
+        what="the dead crawl's heartbeat to age past job_stale_s",
+    )
     async with Client(build(settings)) as client:
         status = await call_ok(client, "manage_crawl", {"action": "status", "job_id": job["id"]})
         assert status["crawl"]["job"]["status"] == "interrupted"

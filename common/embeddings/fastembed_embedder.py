@@ -70,9 +70,9 @@ class FastEmbedEmbedder:
         self._model: Any = None
         self._bulk: Any = None
         #: Parallel one-thread runs for many texts: small inputs parallelise poorly inside one run, so
-        #: two one-thread runs side by side embedded 550 texts/s here where one two-thread run did 370.
-        #: A single text keeps the multi-threaded session (1.8 vs 2.3 ms for a short query alone),
-        #: unless the caller keeps the other core busy meanwhile (``embed_one(beside_work=True)``).
+        #: one-thread runs side by side embed a batch faster than one multi-threaded run. A single text
+        #: keeps the multi-threaded session (it answers sooner alone), unless the caller keeps the other
+        #: core busy meanwhile (``embed_one(beside_work=True)``).
         self.workers = min(os.cpu_count() or 1, MAX_PARALLEL_RUNS) if settings.embedding_threads is None else 1
         self._dim: int | None = DEFAULT_EMBEDDING_DIM if self.model_name == DEFAULT_EMBEDDING_MODEL else None
         # threading locks, not asyncio ones: the work happens in worker threads, and the same

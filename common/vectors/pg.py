@@ -233,8 +233,8 @@ class PgVectorIndex:
             if model is not None and model != have_model:
                 raise mismatch(name, dim, have_model, dim, model)
             query = as_vector(name, vector, dim, have_model)
-            # HNSW returns at most ef_search candidates. pgvector's default (40) gave recall@10 of
-            # 0.75 on 2,000 random 384-d vectors; 100 gave 0.95 at the same ~1.5 ms per query.
+            # HNSW returns at most ef_search candidates, and pgvector's default (40) misses too many
+            # true neighbours for a top 10 (docs/benchmarks.md has the recall figures).
             await conn.execute("SELECT set_config('hnsw.ef_search', $1, true)", str(ef_search(limit)))
             if conditions:
                 await conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")

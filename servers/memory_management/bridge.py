@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from common.logging import get_logger
 from common.runtime import Deps
 
-if TYPE_CHECKING:  # redis (the event bus) costs 90 ms to import; the server connects it after initialize
+if TYPE_CHECKING:  # redis (the event bus) is slow to import; the server connects it after initialize
     from common.events import Event
 
 log = get_logger(__name__)

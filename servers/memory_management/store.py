@@ -545,7 +545,7 @@ async def index_vectors(db: Database, ids: Sequence[str]) -> None:
 
 
 #: Merge the text and tag indexes' pending entries (each stored or flipped row adds some, and every
-#: keyword search reads the whole pending list: 42 pages cost a lookup 0.2 ms at 100k memories).
+#: keyword search reads the whole pending list, so a long one slows every lookup).
 FLUSH_PENDING = """
 SELECT gin_clean_pending_list(i::regclass) FROM unnest(ARRAY['memories_tsv_idx', 'memories_tags_idx']) AS i
 """

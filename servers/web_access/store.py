@@ -200,6 +200,11 @@ async def insert_request(
     await db.execute(INSERT_REQUEST, provider, host, outcome, status, size, latency_ms, error)
 
 
+async def insert_requests(db: Conn, rows: list[tuple[Any, ...]]) -> None:
+    """Ledger rows (provider, host, outcome, status, bytes, latency_ms, error) in one round trip."""
+    await db.executemany(INSERT_REQUEST, rows)
+
+
 async def count_today(db: Conn, provider: str) -> int:
     return int(await db.fetchval(COUNT_TODAY, provider))
 

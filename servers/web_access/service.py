@@ -210,6 +210,7 @@ class WebAccessService:
         hishel decides freshness and revalidation; ``max_age_s`` is the caller's own limit on top of
         it (a page checked with its site at most that long ago is reused, else hishel must ask the
         site: ``Cache-Control: no-cache``), and ``force_refresh`` downloads past the stored entry.
+        The Redis hot copy of the page row answers first while the entry it came from is fresh (``hot.py``).
         """
         timeout = self._timeout(timeout_s)
         key, host = self.cache_key(url)

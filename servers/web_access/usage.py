@@ -12,6 +12,7 @@ when the service closes.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from common.background import BATCH_DELAY_S, Background
@@ -63,7 +64,7 @@ class Ledger:
     def record_later(self, provider: str, host: str, outcome: str, *, status: int | None = None, size: int = 0) -> None:
         """One ledger row written after the answer (see the module docstring); without a Background
         it is written at the next ``flush``."""
-        self._pending.append((provider, host[:255], outcome, status, size, 0, None))
+        self._pending.append((provider, host[:255], outcome, status, size, 0, None, datetime.now(UTC)))
         if self.background is not None and not self._scheduled:
             self._scheduled = True
             self.background.spawn(self._flush_soon(), name="web_access-ledger")

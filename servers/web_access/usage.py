@@ -5,8 +5,8 @@ and errors, not cache answers. From ``warn`` on, calls still run and their answe
 warning; at ``hard`` the call is refused before anything is sent, with the figures.
 
 Cache answers count toward no quota, so their rows are written after the answer (``record_later``):
-collected for a moment and written together, before any read of the ledger by this process and
-when the service closes.
+collected for a moment and written together, before this process's usage report and when the
+service closes. A killed process loses those of its last moment.
 """
 
 from __future__ import annotations

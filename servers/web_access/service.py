@@ -8,6 +8,9 @@ Last-Modified; a 304 refreshes it without a download), or downloads; robots.txt 
 checked only when a request is about to reach the network. The page row then records the answer (a
 download's body once per sha256). The readable document of a body is extracted once per mode and
 stored, so paging with ``start`` reads the database, never the site.
+
+The answer's page row is also kept in Redis until its HTTP entry would go stale (``hot.py``), so a
+repeated fetch of a fresh page is one Redis GET; its ledger row is written after the answer.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ from common.retrieval import any_word_tsquery, rrf
 from common.runtime import Deps
 from common.safefiles import write_once
 from common.workers import Periodic
-from servers.web_access import store
+from servers.web_access import hot, store
 from servers.web_access.crawl import Crawler
 from servers.web_access.extract import extract, page
-from servers.web_access.fetcher import build_client, fetch
+from servers.web_access.fetcher import FetchResult, build_client, fetch
 from servers.web_access.http_cache import GATE, PostgresStorage, cache_transport
 from servers.web_access.links import extract_links, normalize_url
 from servers.web_access.models import (
@@ -75,6 +78,8 @@ MAX_LINKS = 5_000
 EMBED_DIM = 384
 #: Largest document kept in the Redis hot copy.
 HOT_MAX_CHARS = 1_000_000
+#: Characters of extracted documents one process keeps in memory (by body hash, so never stale).
+LOCAL_DOCS_MAX_CHARS = 8_000_000
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
@@ -97,6 +102,7 @@ class Acquired:
     row: dict[str, Any]
     from_cache: bool
     revalidated: bool
+    hot: bool = False  # answered from the Redis hot copy of the page row
 
 
 class WebAccessService:
@@ -114,7 +120,8 @@ class WebAccessService:
         self.direct_client = build_client(self.policy, user_agent=settings.user_agent)
         # Providers are operator-configured, so they go through a plain client (see search.py).
         self.search_client = httpx.AsyncClient(trust_env=False, follow_redirects=True, headers={"User-Agent": settings.user_agent})  # fmt: skip
-        self.ledger = Ledger(deps.db, settings.quotas)
+        self.ledger = Ledger(deps.db, settings.quotas, deps.background)
+        self.local_docs = hot.LocalDocuments(LOCAL_DOCS_MAX_CHARS)
         self._robots_get = robots_fetcher(self.direct_client, self.policy, user_agent=settings.user_agent)
         self.robots = RobotsCache(self._fetch_robots, ttl_s=settings.robots_ttl_s)
         self.jobs = Jobs(deps.db, SCHEMA, heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
@@ -134,6 +141,7 @@ class WebAccessService:
             finally:
                 await svc.jobs.close()
                 await svc.renderer.close()
+                await svc.ledger.flush()
 
     async def sweep(self) -> tuple[int, int, int]:
         """Retention: old pages, unused bodies (their documents go with them) and old ledger rows."""
@@ -164,7 +172,7 @@ class WebAccessService:
         shared = await self.deps.cache.get(key)
         if isinstance(shared, dict) and isinstance(shared.get("status"), int) and isinstance(shared.get("body"), str):
             answer = RobotsAnswer(shared["status"], shared["body"].encode("latin-1"))
-            await self.ledger.record("robots", host, "cache", status=answer.status, size=len(answer.body), latency_ms=0.0)  # fmt: skip
+            self.ledger.record_later("robots", host, "cache", status=answer.status, size=len(answer.body))
             return answer
         answer = await self._robots_get(robots_url)
         outcome = "error" if answer.status is None else "network"
@@ -202,15 +210,24 @@ class WebAccessService:
         hishel decides freshness and revalidation; ``max_age_s`` is the caller's own limit on top of
         it (a page checked with its site at most that long ago is reused, else hishel must ask the
         site: ``Cache-Control: no-cache``), and ``force_refresh`` downloads past the stored entry.
+        The Redis hot copy of the page row answers first while the entry it came from is fresh (``hot.py``).
         """
         timeout = self._timeout(timeout_s)
         key, host = self.cache_key(url)
         db = self.deps.db
+        if not force_refresh:
+            kept = await self._hot_page(key)
+            if kept is not None:
+                row, until = kept
+                usable = hot.is_fresh(until) if max_age_s is None else self._checked_within(row, max_age_s)
+                if usable:
+                    self.ledger.record_later(provider, host, "cache", status=row["status"])
+                    return Acquired(row, True, False, hot=True)
         if max_age_s is not None and not force_refresh:
-            row = await store.get_page_by_url(db, key)
-            if row is not None and row["storable"] and (utcnow() - row["checked_at"]).total_seconds() <= max_age_s:
-                await self.ledger.record(provider, host, "cache", status=row["status"])
-                return Acquired(row, True, False)
+            stored = await store.get_page_by_url(db, key)
+            if stored is not None and self._checked_within(stored, max_age_s):
+                self.ledger.record_later(provider, host, "cache", status=stored["status"])
+                return Acquired(stored, True, False)
         gated = False
 
         async def gate(request: httpx.Request) -> None:
@@ -243,7 +260,13 @@ class WebAccessService:
             latency = (time.monotonic() - started) * 1000
             await self.ledger.record(provider, host, "error", latency_ms=latency, error=str(exc)[:300])
             raise
-        latency = (time.monotonic() - started) * 1000
+        acquired = await self._record_fetch(key, host, provider, result, (time.monotonic() - started) * 1000)
+        await self._keep_hot_page(key, acquired.row, result)
+        return acquired
+
+    async def _record_fetch(self, key: str, host: str, provider: str, result: FetchResult, latency: float) -> Acquired:
+        """The page row of a fetch through the HTTP cache, written as the answer requires, and its ledger row."""
+        db = self.deps.db
         received = utcnow()
         body = result.body
         digest = result.body_sha256 or sha256(body)
@@ -263,21 +286,57 @@ class WebAccessService:
                 row = await store.refresh_page(db, row["id"], received) or row
                 await self.ledger.record(provider, host, "revalidated", status=304, latency_ms=latency)
                 return Acquired(row, True, True)
-            await self.ledger.record(provider, host, "cache", status=row["status"])
+            self.ledger.record_later(provider, host, "cache", status=row["status"])
             return Acquired(row, True, False)
 
         new_row = await store.upsert_page(db, **page)
         await self.ledger.record(provider, host, "network", status=result.status, size=len(body), latency_ms=latency)
         return Acquired(new_row, False, False)
 
+    @staticmethod
+    def _checked_within(row: dict[str, Any], max_age_s: float) -> bool:
+        """Whether a stored page may answer a call's ``max_age_s`` (it was checked that recently)."""
+        return bool(row["storable"]) and (utcnow() - row["checked_at"]).total_seconds() <= max_age_s
+
+    async def _hot_page(self, key: str) -> tuple[dict[str, Any], float] | None:
+        """The Redis hot copy of page ``key``'s row and until when its HTTP entry is fresh, if kept."""
+        if not self.settings.hot_ttl_s:
+            return None
+        return hot.decode(await self.deps.cache.get(hot.page_key(key)))
+
+    async def _keep_hot_page(self, key: str, row: dict[str, Any], result: FetchResult) -> None:
+        """Keep the row a fetch through the HTTP cache answered with for as long as hishel would
+        answer again without asking the site; otherwise make sure no older copy answers instead."""
+        if not self.settings.hot_ttl_s:
+            return
+        now = time.time()
+        until = None
+        # A redirect hop or a response the cache did not keep is not answered from storage next time.
+        if not result.redirects and (result.from_cache or result.stored):
+            until = hot.fresh_until(result.headers, now)
+        if until is None:
+            await self.deps.cache.delete(hot.page_key(key))
+            return
+        ttl = min(until - now, float(self.settings.hot_ttl_s))
+        await self.deps.cache.set(hot.page_key(key), hot.encode(row, until), ttl_s=ttl)
+
+    async def forget_hot_page(self, key: str) -> None:
+        """Drop page ``key``'s hot copy, so the next fetch reads the database (its row changed)."""
+        if self.settings.hot_ttl_s:
+            await self.deps.cache.delete(hot.page_key(key))
+
     async def document(self, sha: str, mode: str, content_type: str | None, url: str) -> dict[str, Any]:
         """The extracted document of body ``sha`` in ``mode``, made and stored on first use."""
         db = self.deps.db
         hot_key = f"doc:{sha}:{mode}"
         if self.settings.hot_ttl_s:
-            hot = await self.deps.cache.get(hot_key)
-            if isinstance(hot, dict):
-                return hot
+            local = self.local_docs.get(hot_key)
+            if local is not None:
+                return local
+            shared = await self.deps.cache.get(hot_key)
+            if isinstance(shared, dict):
+                self.local_docs.put(hot_key, shared)
+                return shared
         doc = await store.get_document(db, sha, mode)
         if doc is not None:
             await self._keep_hot(hot_key, doc)
@@ -297,6 +356,7 @@ class WebAccessService:
     async def _keep_hot(self, key: str, doc: dict[str, Any]) -> None:
         # Documents are addressed by content hash, so a hot copy never needs invalidating.
         if self.settings.hot_ttl_s and len(doc["content"]) <= HOT_MAX_CHARS:
+            self.local_docs.put(key, doc)
             await self.deps.cache.set(key, doc, ttl_s=self.settings.hot_ttl_s)
 
     async def _rendered(self, row: dict[str, Any], limit_s: float) -> str:
@@ -319,6 +379,7 @@ class WebAccessService:
             await store.set_rendered(conn, row["id"], digest)
 
         await self.deps.db.run_in_transaction(write)
+        await self.forget_hot_page(row["url"])  # its hot copy lacks the rendered body
         return digest
 
     async def fetch_url(
@@ -342,13 +403,23 @@ class WebAccessService:
         acquired: Acquired | None = None
         if start > 0 and not force_refresh:
             key, host = self.cache_key(url)
-            row = await store.get_page_by_url(self.deps.db, key)
+            kept = await self._hot_page(key)
+            row = kept[0] if kept is not None else await store.get_page_by_url(self.deps.db, key)
             if row is not None:
-                await self.ledger.record("fetch", host, "cache", status=row["status"])
-                acquired = Acquired(row, True, False)
+                self.ledger.record_later("fetch", host, "cache", status=row["status"])
+                acquired = Acquired(row, True, False, hot=kept is not None)
         if acquired is None:
             acquired = await self.acquire(url, timeout_s=timeout_s, max_age_s=max_age_s, force_refresh=force_refresh)
-        return await self._answer(acquired, mode, limit, start, render, timeout_s or self.settings.render_timeout_s)
+        limit_s = timeout_s or self.settings.render_timeout_s
+        try:
+            return await self._answer(acquired, mode, limit, start, render, limit_s)
+        except NotFound:
+            if not acquired.hot:
+                raise
+        # The hot copy outlived its page (swept meanwhile): the database decides.
+        await self.forget_hot_page(acquired.row["url"])
+        acquired = await self.acquire(url, timeout_s=timeout_s, max_age_s=max_age_s, force_refresh=force_refresh)
+        return await self._answer(acquired, mode, limit, start, render, limit_s)
 
     async def _answer(
         self, acquired: Acquired, mode: str, limit: int, start: int, render: bool, limit_s: float
@@ -527,6 +598,7 @@ class WebAccessService:
         fp = fingerprint("usage_report", days, provider)
         offset = decode_cursor(cursor, fp).offset
         db = self.deps.db
+        await self.ledger.flush()  # this process's cache answers are in the report
         rows, total = await store.usage_report(db, days, provider, limit, offset)
         paged = page_of([UsageRow(**r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
         quotas = []

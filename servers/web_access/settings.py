@@ -62,7 +62,10 @@ class Settings(BaseServerSettings, env_prefix="WEB_ACCESS_"):
         default=None, description="Where screenshots are written; unset: <MCP_SUITE_DATA_DIR>/web_access/screenshots."
     )
     hot_ttl_s: int = Field(
-        default=600, ge=0, le=86_400, description="Seconds a document stays in the Redis hot copy; 0 turns it off."
+        default=600,
+        ge=0,
+        le=86_400,
+        description="Seconds a document (at most: a page row) stays in the Redis hot copy; 0: off.",
     )
     cache_days: int = Field(default=30, ge=1, le=3650, description="Pages unchecked this many days are deleted.")
     usage_days: int = Field(default=400, ge=1, le=3650, description="Ledger rows older than this are deleted.")

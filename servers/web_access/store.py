@@ -171,6 +171,8 @@ async def delete_entry(db: Conn, entry_id: uuid.UUID) -> None:
 
 INSERT_REQUEST = """INSERT INTO web_access.requests (provider, host, outcome, status, bytes, latency_ms, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+INSERT_REQUEST_AT = """INSERT INTO web_access.requests (provider, host, outcome, status, bytes, latency_ms, error, at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"""
 COUNT_TODAY = """SELECT count(*) FROM web_access.requests
 WHERE provider = $1 AND outcome <> 'cache' AND outcome <> 'refused' AND at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"""
 USAGE_REPORT = """SELECT (at AT TIME ZONE 'UTC')::date AS day, provider,
@@ -198,6 +200,11 @@ async def insert_request(
     db: Conn, provider: str, host: str, outcome: str, status: int | None, size: int, latency_ms: int, error: str | None
 ) -> None:
     await db.execute(INSERT_REQUEST, provider, host, outcome, status, size, latency_ms, error)
+
+
+async def insert_requests(db: Database, rows: list[tuple[Any, ...]]) -> None:
+    """Ledger rows (provider, host, outcome, status, bytes, latency_ms, error, at) in one transaction."""
+    await db.executemany(INSERT_REQUEST_AT, rows)
 
 
 async def count_today(db: Conn, provider: str) -> int:

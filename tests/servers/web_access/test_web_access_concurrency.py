@@ -51,6 +51,8 @@ async def test_four_instances_fetching_and_crawling_lose_and_double_count_nothin
                 return bool((await svc.jobs.get(job_id)).status != "running")
 
             await wait_until(ended, timeout_s=60, what="crawls to end")
+        for svc in services:
+            await svc.ledger.flush()  # cache answers' rows are written after the answer
         db = services[0].deps.db
         pages = await db.fetchval("SELECT count(*) FROM web_access.pages")
         downloads = await db.fetchval("SELECT sum(downloads) FROM web_access.pages")

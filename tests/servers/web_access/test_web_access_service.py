@@ -213,6 +213,7 @@ async def test_a_robots_txt_answer_is_shared_by_processes_and_an_unreachable_one
         assert (await second.fetch_url(server.url("/b"))).content == "b"
         with pytest.raises(InvalidInput, match=r"robots\.txt"):
             await second.fetch_url(server.url("/private/x"))
+        await second.ledger.flush()  # cache answers' rows are written after the answer
         ledger = await first.deps.db.fetch(
             "SELECT outcome, count(*) AS n FROM web_access.requests WHERE provider = 'robots' GROUP BY outcome"
         )

@@ -4,10 +4,11 @@ and the extracted documents this process used last.
 A fetch of a URL whose stored response is still fresh needs nothing from PostgreSQL: hishel would
 answer from its entry without asking the site, and the page row would not change. So whenever a
 fetch goes through the HTTP cache, the page row it answered with is kept in Redis (one JSON value
-per page key, shared by every process) with ``fresh_until``, computed by hishel's own freshness
-rules from the response headers; until then a repeated fetch is answered from that value with one
-GET. Responses hishel would revalidate anyway (``no-cache``, ``Vary`` on a header a request of ours
-could change, no freshness lifetime) and redirected fetches get no such value.
+per page key, shared by every process) with the stored response's status and headers; a repeated
+fetch reads that value with one GET and asks hishel's own state machine (its public sans-I/O
+``IdleClient``) whether it would answer from storage now. Responses it would not (``no-cache``, no
+freshness lifetime, stale), those that vary on a header a request of ours could change, and
+redirected fetches get no such value.
 
 Documents are addressed by body hash and mode, so a copy never goes stale; this process keeps the
 ones it used last, up to a character budget.
@@ -16,23 +17,20 @@ ones it used last, up to a character budget.
 from __future__ import annotations
 
 import hashlib
-import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
-from hishel import Headers, Response
-from hishel._core._headers import parse_cache_control
-from hishel._core._spec import get_freshness_lifetime
-from hishel._utils import parse_date
+from hishel import CacheOptions, Entry, FromCache, Headers, IdleClient, Request, Response
 
 #: Request headers of ours a stored response may vary on and still be reused as is: every fetch
 #: of this server sends the same value.
 SAME_EVERY_REQUEST = frozenset({"accept-encoding"})
-#: A value kept for less than this is not worth a write.
-MIN_HOT_S = 1.0
+#: The options of the HTTP cache's transport (``http_cache.cache_transport``): a private cache.
+OPTIONS = CacheOptions(shared=False)
 _DATES = ("fetched_at", "checked_at")
 
 
@@ -41,41 +39,55 @@ def page_key(url: str) -> str:
     return f"page:{hashlib.sha256(url.encode()).hexdigest()}"
 
 
-def fresh_until(headers: httpx.Headers, now: float) -> float | None:
-    """Until when hishel (a private cache) would answer with this response without asking the site;
-    None when it would revalidate now or on every request."""
+def header_lists(headers: httpx.Headers) -> dict[str, list[str]] | None:
+    """A response's headers as a hot value keeps them, or None when a later request of ours could
+    get a different answer from storage (``Vary`` on a header it may change) or the response has no
+    ``Date`` (the age hishel computes would then never grow)."""
     lists: dict[str, list[str]] = {}
     for name, value in headers.multi_items():
         lists.setdefault(name.lower(), []).append(value)
-    response = Response(200, Headers(lists))
-    if parse_cache_control(response.headers.get("cache-control")).no_cache:
-        return None
     vary = {v.strip().lower() for v in ",".join(lists.get("vary", [])).split(",") if v.strip()}
-    if not vary <= SAME_EVERY_REQUEST:
+    if "date" not in lists or not vary <= SAME_EVERY_REQUEST:
         return None
-    date = parse_date(response.headers.get("date", ""))
-    lifetime = get_freshness_lifetime(response, is_cache_shared=False)
-    if date is None or lifetime is None:
-        return None
-    # hishel counts a response as fresh while int(now - Date) < lifetime.
-    until = float(date + lifetime)
-    return until if until - now >= MIN_HOT_S else None
+    return lists
 
 
-def encode(row: Mapping[str, Any], until: float) -> dict[str, Any]:
-    """The JSON value of a page row that stays fresh until ``until`` (epoch seconds)."""
+def answers_unasked(url: str, status: int, headers: Mapping[str, list[str]]) -> bool:
+    """Whether hishel would now answer a GET of ``url`` from a stored response with ``status`` and
+    ``headers`` without asking the site (its own state machine decides: freshness, age, no-cache)."""
+    request = Request(method="GET", url=url, headers=Headers({}))
+    entry = Entry(
+        id=uuid.uuid4(), request=request, response=Response(status_code=status, headers=Headers(dict(headers)))
+    )
+    return isinstance(IdleClient(options=OPTIONS).next(request, [entry]), FromCache)
+
+
+def encode(row: Mapping[str, Any], status: int, headers: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The JSON value of a page row with the stored response it came from (status and headers)."""
     return {
-        "fresh_until": until,
+        "status": status,
+        "headers": dict(headers),
         "row": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()},
     }
 
 
-def decode(value: Any) -> tuple[dict[str, Any], float] | None:
-    """(page row, fresh_until) of a hot value, or None when it is not one."""
+class Hot(NamedTuple):
+    """A decoded hot value: the page row and the stored response it came from."""
+
+    row: dict[str, Any]
+    status: int
+    headers: dict[str, list[str]]
+
+    def answers_unasked(self, url: str) -> bool:
+        return answers_unasked(url, self.status, self.headers)
+
+
+def decode(value: Any) -> Hot | None:
+    """The page row and stored response of a hot value, or None when it is not one."""
     if not isinstance(value, dict) or not isinstance(value.get("row"), dict):
         return None
-    until = value.get("fresh_until")
-    if not isinstance(until, int | float):
+    status, headers = value.get("status"), value.get("headers")
+    if not isinstance(status, int) or not isinstance(headers, dict):
         return None
     row = dict(value["row"])
     try:
@@ -83,11 +95,7 @@ def decode(value: Any) -> tuple[dict[str, Any], float] | None:
             row[name] = datetime.fromisoformat(row[name])
     except (KeyError, TypeError, ValueError):
         return None
-    return row, float(until)
-
-
-def is_fresh(until: float) -> bool:
-    return time.time() < until
+    return Hot(row, status, headers)
 
 
 class LocalDocuments:

@@ -218,8 +218,8 @@ class WebAccessService:
         if not force_refresh:
             kept = await self._hot_page(key)
             if kept is not None:
-                row, until = kept
-                usable = hot.is_fresh(until) if max_age_s is None else self._checked_within(row, max_age_s)
+                row = kept.row
+                usable = kept.answers_unasked(key) if max_age_s is None else self._checked_within(row, max_age_s)
                 if usable:
                     self.ledger.record_later(provider, host, "cache", status=row["status"])
                     return Acquired(row, True, False, hot=True)
@@ -298,8 +298,8 @@ class WebAccessService:
         """Whether a stored page may answer a call's ``max_age_s`` (it was checked that recently)."""
         return bool(row["storable"]) and (utcnow() - row["checked_at"]).total_seconds() <= max_age_s
 
-    async def _hot_page(self, key: str) -> tuple[dict[str, Any], float] | None:
-        """The Redis hot copy of page ``key``'s row and until when its HTTP entry is fresh, if kept."""
+    async def _hot_page(self, key: str) -> hot.Hot | None:
+        """The Redis hot copy of page ``key``'s row and the stored response it came from, if kept."""
         if not self.settings.hot_ttl_s:
             return None
         return hot.decode(await self.deps.cache.get(hot.page_key(key)))
@@ -309,16 +309,15 @@ class WebAccessService:
         answer again without asking the site; otherwise make sure no older copy answers instead."""
         if not self.settings.hot_ttl_s:
             return
-        now = time.time()
-        until = None
+        headers = None
         # A redirect hop or a response the cache did not keep is not answered from storage next time.
         if not result.redirects and (result.from_cache or result.stored):
-            until = hot.fresh_until(result.headers, now)
-        if until is None:
+            headers = hot.header_lists(result.headers)
+        if headers is None or not hot.answers_unasked(key, result.status, headers):
             await self.deps.cache.delete(hot.page_key(key))
             return
-        ttl = min(until - now, float(self.settings.hot_ttl_s))
-        await self.deps.cache.set(hot.page_key(key), hot.encode(row, until), ttl_s=ttl)
+        value = hot.encode(row, result.status, headers)
+        await self.deps.cache.set(hot.page_key(key), value, ttl_s=float(self.settings.hot_ttl_s))
 
     async def forget_hot_page(self, key: str) -> None:
         """Drop page ``key``'s hot copy, so the next fetch reads the database (its row changed)."""

@@ -3,6 +3,7 @@ cache answers' ledger rows written after the answer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from servers.web_access import hot
 from tests.servers.web_access.conftest import LocalServer, redirect, reply
 
-NOW = 1_800_000_000.0
+URL = "http://127.0.0.1/a"
 
 
 def fresh(body: str, max_age: int = 600) -> Callable[..., None]:
@@ -24,19 +25,27 @@ def hits(server: LocalServer, path: str) -> int:
     return len([s for s in server.seen if s.path == path])
 
 
-def headers(**values: str) -> httpx.Headers:
-    return httpx.Headers({"Date": formatdate(NOW, usegmt=True), **{k.replace("_", "-"): v for k, v in values.items()}})
+def kept(age_s: float = 0, **values: str) -> dict[str, list[str]] | None:
+    """The header lists a hot value keeps of a response dated ``age_s`` ago, or None."""
+    date = formatdate(time.time() - age_s, usegmt=True)
+    return hot.header_lists(httpx.Headers({"Date": date, **{k.replace("_", "-"): v for k, v in values.items()}}))
+
+
+def unasked(lists: dict[str, list[str]] | None, status: int = 200) -> bool:
+    assert lists is not None
+    return hot.answers_unasked(URL, status, lists)
 
 
 def test_a_response_stays_hot_as_long_as_hishel_would_answer_it_without_asking_the_site() -> None:
-    assert hot.fresh_until(headers(Cache_Control="max-age=600"), NOW) == NOW + 600
-    assert hot.fresh_until(headers(Expires=formatdate(NOW + 120, usegmt=True)), NOW) == NOW + 120
-    assert hot.fresh_until(headers(Cache_Control="max-age=600", Vary="Accept-Encoding"), NOW) == NOW + 600
-    assert hot.fresh_until(headers(Cache_Control="max-age=600", Vary="Cookie"), NOW) is None
-    assert hot.fresh_until(headers(Cache_Control="no-cache, max-age=600"), NOW) is None
-    assert hot.fresh_until(headers(Cache_Control="max-age=0"), NOW) is None
-    assert hot.fresh_until(headers(), NOW) is None
-    assert hot.fresh_until(httpx.Headers({"Cache-Control": "max-age=600"}), NOW) is None  # no Date
+    assert unasked(kept(Cache_Control="max-age=600"))
+    assert not unasked(kept(700, Cache_Control="max-age=600"))  # stale by now
+    assert unasked(kept(Expires=formatdate(time.time() + 120, usegmt=True)))
+    assert unasked(kept(Cache_Control="max-age=600", Vary="Accept-Encoding"))
+    assert not unasked(kept(Cache_Control="no-cache, max-age=600"))
+    assert not unasked(kept(Cache_Control="max-age=0"))
+    assert not unasked(kept())  # no freshness lifetime
+    assert kept(Cache_Control="max-age=600", Vary="Cookie") is None
+    assert hot.header_lists(httpx.Headers({"Cache-Control": "max-age=600"})) is None  # no Date
 
 
 @pytest.mark.anyio

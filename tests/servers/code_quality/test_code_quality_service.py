@@ -477,8 +477,9 @@ async def test_the_findings_are_embedded_in_the_background_after_the_job(
     texts = "SELECT count(*), count(embedding) FROM code_quality.finding_texts"
 
     async def embedded() -> bool:
-        total, with_vector = await svc.deps.db.fetchrow(texts)
-        return bool(total > 0 and with_vector == total)
+        row = await svc.deps.db.fetchrow(texts)
+        assert row is not None
+        return bool(row[0] > 0 and row[1] == row[0])
 
     await wait_until(embedded, timeout_s=30, what="the findings' vectors", every_s=0.05)
 

@@ -71,7 +71,7 @@ KIND = "analyze"
 SCHEMA = "code_quality"
 MAX_SKIPPED_RESOURCE = 5_000
 EMBED_BATCH = 64
-#: How often the background embedder retries projects a failed pass left behind.
+#: How often the background embedder looks for texts a failed pass or a stopped process left unembedded.
 EMBED_RETRY_S = 600.0
 SEARCH_DEPTH = 100
 MAX_TREND_RUNS = 200
@@ -115,7 +115,8 @@ class CodeQualityService:
         #: Projects whose finding texts a run added and the embedder has not yet embedded.
         self._to_embed: set[int] = set()
         self._embedding = asyncio.Lock()
-        self.embedder = Periodic("code-quality-embed", self.embed_pending, interval_s=EMBED_RETRY_S)
+        #: Woken by each saved run; its first pass and the periodic ones also embed what a stopped process left.
+        self.embedder = Periodic("code-quality-embed", self.embed_pending, interval_s=EMBED_RETRY_S, run_first=True)
 
     @classmethod
     @asynccontextmanager
@@ -362,10 +363,12 @@ class CodeQualityService:
         return run_id, project_id
 
     async def embed_pending(self) -> None:
-        """Embed the finding texts of the projects recent runs added to (one pass of :attr:`embedder`);
-        returns once every project queued before the call is embedded, or raises and keeps it queued."""
+        """Embed the finding texts of the projects recent runs added to, and every text not yet embedded
+        (one pass of :attr:`embedder`); returns once all of them are embedded, or raises and keeps the
+        project queued."""
         async with self._embedding:
             embedder = self.deps.embedder
+            self._to_embed |= await store.unembedded_projects(self.deps.db)
             while self._to_embed:
                 project_id = min(self._to_embed)
                 while batch := await store.unembedded(self.deps.db, project_id, embedder.model_name, EMBED_BATCH):

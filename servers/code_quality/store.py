@@ -357,6 +357,7 @@ UNEMBEDDED = """
 SELECT fingerprint, text FROM code_quality.finding_texts
 WHERE project_id = $1 AND (embedding IS NULL OR embedding_model <> $2) LIMIT $3
 """
+UNEMBEDDED_PROJECTS = "SELECT DISTINCT project_id FROM code_quality.finding_texts WHERE embedding IS NULL"
 SET_EMBEDDING = """
 UPDATE code_quality.finding_texts SET embedding = $3, embedding_model = $4 WHERE project_id = $1 AND fingerprint = $2
 """
@@ -390,6 +391,10 @@ async def add_texts(conn: asyncpg.Connection, project_id: int, texts: Mapping[st
 
 async def unembedded(db: Database, project_id: int, model: str, limit: int) -> list[tuple[str, str]]:
     return [(r["fingerprint"], r["text"]) for r in await db.fetch(UNEMBEDDED, project_id, model, limit)]
+
+
+async def unembedded_projects(db: Database) -> set[int]:
+    return {r["project_id"] for r in await db.fetch(UNEMBEDDED_PROJECTS)}
 
 
 async def set_embeddings(

@@ -482,6 +482,12 @@ async def test_the_findings_are_embedded_in_the_background_after_the_job(
         return bool(row[0] > 0 and row[1] == row[0])
 
     await wait_until(embedded, timeout_s=30, what="the findings' vectors", every_s=0.05)
+    # Texts a stopped process left without a vector are embedded by the next process's first pass.
+    await svc.embedder.stop()
+    await svc.deps.db.execute("UPDATE code_quality.finding_texts SET embedding = NULL, embedding_model = NULL")
+    assert not await embedded()
+    async with CodeQualityService.open(svc.deps, svc.settings):
+        await wait_until(embedded, timeout_s=30, what="the left-behind vectors", every_s=0.05)
 
 
 async def test_files_past_the_file_limit_are_listed_as_skipped(

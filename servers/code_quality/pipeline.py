@@ -10,6 +10,7 @@ from the result cache by content hash, so an unchanged tree is neither re-read n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,17 @@ async def analyze_tree(
     """Analyse the resolved folder ``root``; raises ``InvalidInput`` for a bad root or ref.
 
     ``stamps_file`` keeps what the listing learnt of each file (``files.StampCache``) between runs."""
-    listing = await asyncio.to_thread(_list, root, exclude, max_bytes, max_files, stamps_file)
+    # The analyzers' version checks are child processes: they run while the files are listed (a failed
+    # one is not kept, and fails again in run_analysis with its reason).
+    versions = asyncio.gather(*(a.version(root) for a in analyzers), return_exceptions=True)
+    try:
+        listing = await asyncio.to_thread(_list, root, exclude, max_bytes, max_files, stamps_file)
+    except BaseException:
+        versions.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await versions
+        raise
+    await versions
     root = listing.root
     git = await asyncio.to_thread(git_info, root)
     changed = await asyncio.to_thread(changed_since, root, changed_since_ref) if changed_since_ref else None

@@ -32,6 +32,8 @@ log = get_logger(__name__)
 
 ProgressCallback = Callable[[int, int, str], Awaitable[None] | None]
 WHOLE = "*"
+#: Fewer files than this are not worth a process of their own.
+MIN_BATCH_FILES = 10
 
 
 class CacheKey(NamedTuple):
@@ -128,13 +130,36 @@ def _whole_hash(files: Sequence[SourceFile]) -> str:
     return digest.hexdigest()
 
 
-def _batches(items: Sequence[SourceFile], size: int, workers: int) -> list[list[SourceFile]]:
-    # Enough batches to keep every core busy, none larger than the analyzer's batch size.
+def plan_batches(
+    items: Sequence[SourceFile], size: int, workers: int, threaded: bool = False
+) -> list[list[SourceFile]]:
+    """``items`` in batches of at most ``size`` files, one tool process each.
+
+    A ``threaded`` tool spreads one process over the cores itself, so only ``size`` splits its files.
+    Otherwise each batch takes a share of the bytes still left (a batch's time follows its bytes), so
+    the first batches are large (few process start-ups) and the last ones small, and no worker is left
+    running a long batch alone at the end; no batch is cut to fewer than ``MIN_BATCH_FILES`` files."""
     if not items:
         return []
-    count = max(-(-len(items) // size), min(workers, -(-len(items) // 10)))
-    step = -(-len(items) // count)
-    return [list(items[i : i + step]) for i in range(0, len(items), step)]
+    if threaded:
+        step = -(-len(items) // -(-len(items) // size))
+        return [list(items[i : i + step]) for i in range(0, len(items), step)]
+    left = sum(f.size + 1 for f in items)
+    floor = left / (4 * workers)
+    out: list[list[SourceFile]] = []
+    batch: list[SourceFile] = []
+    taken = 0
+    for n, f in enumerate(items, start=1):
+        batch.append(f)
+        taken += f.size + 1
+        enough = taken >= max(left / (2 * workers), floor) and min(len(batch), len(items) - n) >= MIN_BATCH_FILES
+        if len(batch) >= size or enough:
+            out.append(batch)
+            left -= taken
+            batch, taken = [], 0
+    if batch:
+        out.append(batch)
+    return out
 
 
 async def read_cache(cache: ResultCache, keys: Sequence[CacheKey]) -> dict[CacheKey, dict[str, Any]]:
@@ -276,7 +301,7 @@ class _Run:
             await self.advance(len(chunk), f"{analyzer.name}: {outcome.files_analyzed}/{len(misses)} files analysed")
 
         async with asyncio.TaskGroup() as group:
-            for chunk in _batches(misses, analyzer.batch_size, self.workers):
+            for chunk in plan_batches(misses, analyzer.batch_size, self.workers, analyzer.threaded):
                 group.create_task(batch(chunk))
 
     async def _whole(

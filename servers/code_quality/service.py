@@ -4,6 +4,7 @@ A run is written once, when its analysis ends, in one transaction with its findi
 the status changes it implies (findings gone from an analysed file become ``fixed``, ones that return
 are reopened, a triage follows a finding whose fingerprint changed because the code near it moved).
 One live analysis per folder (the jobs kit's unique key): a second caller follows the running job.
+The findings' search vectors are made in the background once the run is recorded and its job done.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ KIND = "analyze"
 SCHEMA = "code_quality"
 MAX_SKIPPED_RESOURCE = 5_000
 EMBED_BATCH = 64
+#: How often the background embedder looks for texts a failed pass or a stopped process left unembedded.
+EMBED_RETRY_S = 600.0
 SEARCH_DEPTH = 100
 MAX_TREND_RUNS = 200
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -109,6 +112,11 @@ class CodeQualityService:
         self.roots = Roots(settings.allowed_roots, "CODE_QUALITY_ALLOWED_ROOTS")
         self.jobs = Jobs(deps.db, SCHEMA, heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
         self.cache = PgResultCache(deps)
+        #: Projects whose finding texts a run added and the embedder has not yet embedded.
+        self._to_embed: set[int] = set()
+        self._embedding = asyncio.Lock()
+        #: Woken by each saved run; its first pass and the periodic ones also embed what a stopped process left.
+        self.embedder = Periodic("code-quality-embed", self.embed_pending, interval_s=EMBED_RETRY_S, run_first=True)
 
     @classmethod
     @asynccontextmanager
@@ -117,7 +125,10 @@ class CodeQualityService:
         svc = cls(deps, settings)
         await svc.jobs.recover()
         try:
-            async with Periodic("code-quality-cache-prune", svc.prune_cache, interval_s=3_600, run_first=True):
+            async with (
+                Periodic("code-quality-cache-prune", svc.prune_cache, interval_s=3_600, run_first=True),
+                svc.embedder,
+            ):
                 yield svc
         finally:
             await svc.jobs.close()
@@ -253,32 +264,31 @@ class CodeQualityService:
         for outcome in report.result.outcomes:
             if outcome.status != "ok":
                 ctx.error(outcome.analyzer, f"{outcome.status}: {outcome.reason}")
-        run_id = await self._save(ctx.job.id, root, params, report)
+        run_id, project_id = await self._save(ctx.job.id, root, params, report)
         ctx.state = {"run_id": run_id}
         ctx.count("findings", len(report.result.findings))
         ctx.count("files", len(report.listing.files))
         ctx.count("skipped", len(report.listing.skipped))
-        await ctx.step(message="embedding findings for search")
-        try:
-            await self._embed_pending(root)
-        except Exception as exc:  # the run is saved; search falls back to keywords until a later run embeds
-            log.warning("finding_embedding_failed", error=type(exc).__name__)
+        # The run is complete without vectors (search falls back to keywords), so the job need not wait.
+        self._to_embed.add(project_id)
+        self.embedder.wake()
         partial = " (partial: see the analyzers' outcomes)" if report.result.partial else ""
         return f"Run {run_id}: {len(report.result.findings)} findings in {len(report.listing.files)} files{partial}."
 
-    async def _save(self, job_id: str, root: Path, params: Mapping[str, Any], report: TreeReport) -> str:
+    async def _save(self, job_id: str, root: Path, params: Mapping[str, Any], report: TreeReport) -> tuple[str, int]:
+        """Record the run; (its id, its project's id)."""
         result = report.result
         findings = result.findings
         gaps = sorted(report.gaps())
         metrics = report.metrics.to_dict()
         duplication = asdict(report.duplication)
 
-        async def write(conn: asyncpg.Connection) -> str:
+        async def write(conn: asyncpg.Connection) -> tuple[str, int]:
             project_id = await store.upsert_project(conn, str(root))
             await store.lock_project(conn, project_id)
             done = await store.run_for_job(conn, job_id)
             if done is not None:
-                return done
+                return done, project_id
             seq = await store.next_seq(conn, project_id)
             previous = await store.latest_run(conn, project_id)
             diff = None
@@ -346,25 +356,27 @@ class CodeQualityService:
                 await store.mark_fixed(conn, project_id, [f.fingerprint for f in diff.fixed], f"gone in run {seq}")
             await store.reopen(conn, project_id, [f.fingerprint for f in findings], f"reported again in run {seq}")
             await store.add_texts(conn, project_id, {f.fingerprint: search_text(f) for f in findings})
-            return run_id
+            return run_id, project_id
 
-        run_id = await self.deps.db.run_in_transaction(write)
+        run_id, project_id = await self.deps.db.run_in_transaction(write)
         await self.deps.subscriptions.resource_updated(run_uri(run_id))
-        return run_id
+        return run_id, project_id
 
-    async def _embed_pending(self, root: Path) -> None:
-        project = await store.project_by_root(self.deps.db, str(root))
-        if project is None:
-            return
-        embedder = self.deps.embedder
-        while True:
-            batch = await store.unembedded(self.deps.db, project["id"], embedder.model_name, EMBED_BATCH)
-            if not batch:
-                return
-            vectors = await embedder.embed([text for _, text in batch])
-            await store.set_embeddings(
-                self.deps.db, project["id"], [fp for fp, _ in batch], vectors, embedder.model_name
-            )
+    async def embed_pending(self) -> None:
+        """Embed the finding texts of the projects recent runs added to, and every text not yet embedded
+        (one pass of :attr:`embedder`); returns once all of them are embedded, or raises and keeps the
+        project queued."""
+        async with self._embedding:
+            embedder = self.deps.embedder
+            self._to_embed |= await store.unembedded_projects(self.deps.db)
+            while self._to_embed:
+                project_id = min(self._to_embed)
+                while batch := await store.unembedded(self.deps.db, project_id, embedder.model_name, EMBED_BATCH):
+                    vectors = await embedder.embed([text for _, text in batch])
+                    await store.set_embeddings(
+                        self.deps.db, project_id, [fp for fp, _ in batch], vectors, embedder.model_name
+                    )
+                self._to_embed.discard(project_id)
 
     async def reembed_step(self, embedder: Embedder, limit: int) -> int:
         """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``

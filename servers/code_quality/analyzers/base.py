@@ -191,6 +191,8 @@ class Analyzer(ABC):
     languages: ClassVar[frozenset[str] | None] = None
     whole_program: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 100
+    #: True when one process of the tool uses every core (the runner then splits files only by batch size).
+    threaded: ClassVar[bool] = False
     ok_returncodes: ClassVar[frozenset[int]] = frozenset({0})
 
     def __init__(

@@ -40,7 +40,7 @@ class Lizard(Analyzer):
     name = "lizard"
     executable_name = "lizard"
     languages = LIZARD_LANGUAGES
-    default_batch_size = 250  # each lizard process pays its start-up: fewer, larger batches
+    default_batch_size = 1_000  # each lizard process pays its start-up: fewer, larger batches
 
     def __init__(self, *, max_complexity: int = 10, findings_for_python: bool = False, **kw: Any) -> None:
         super().__init__(**kw)

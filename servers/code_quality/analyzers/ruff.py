@@ -83,7 +83,8 @@ class Ruff(Analyzer):
     name = "ruff"
     executable_name = "ruff"
     languages = frozenset({"python"})
-    default_batch_size = 500
+    default_batch_size = 2_000
+    threaded = True
 
     def __init__(
         self,

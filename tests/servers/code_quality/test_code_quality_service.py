@@ -449,6 +449,7 @@ async def test_search_finds_findings_by_meaning_with_the_real_model(
         real = dataclasses.replace(deps, embedder=embedder)
         async with CodeQualityService.open(real, settings) as svc:
             await svc.analyze(str(sample_repo))
+            await svc.embed_pending()
             hits = await svc.search(
                 "secret credentials written into the program", path=None, status=None, limit=3, cursor=None
             )
@@ -465,6 +466,28 @@ async def test_search_finds_findings_by_meaning_with_the_real_model(
             assert page.truncated
             rest = await svc.search("problem", path=None, status=None, limit=2, cursor=page.next_cursor)
             assert not {h.fingerprint for h in page.items} & {h.fingerprint for h in rest.items}
+
+
+async def test_the_findings_are_embedded_in_the_background_after_the_job(
+    svc: CodeQualityService, sample_repo: Path
+) -> None:
+    done = await svc.analyze(str(sample_repo))
+    assert done.job is not None
+    assert done.job.status == "done"
+    texts = "SELECT count(*), count(embedding) FROM code_quality.finding_texts"
+
+    async def embedded() -> bool:
+        row = await svc.deps.db.fetchrow(texts)
+        assert row is not None
+        return bool(row[0] > 0 and row[1] == row[0])
+
+    await wait_until(embedded, timeout_s=30, what="the findings' vectors", every_s=0.05)
+    # Texts a stopped process left without a vector are embedded by the next process's first pass.
+    await svc.embedder.stop()
+    await svc.deps.db.execute("UPDATE code_quality.finding_texts SET embedding = NULL, embedding_model = NULL")
+    assert not await embedded()
+    async with CodeQualityService.open(svc.deps, svc.settings):
+        await wait_until(embedded, timeout_s=30, what="the left-behind vectors", every_s=0.05)
 
 
 async def test_files_past_the_file_limit_are_listed_as_skipped(

@@ -11,8 +11,8 @@ import pytest
 
 from common.testing import wait_until
 from servers.code_quality.analyzers import base, build_analyzers
-from servers.code_quality.files import list_files
-from servers.code_quality.runner import MemoryCache, run_analysis
+from servers.code_quality.files import SourceFile, list_files
+from servers.code_quality.runner import MIN_BATCH_FILES, MemoryCache, plan_batches, run_analysis
 from tests.servers.code_quality.conftest import APP
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +271,15 @@ async def test_a_pyproject_without_a_ruff_section_leaves_the_suites_rules(tmp_pa
     assert getattr(ruff, "config", "missing") is None
     result = await run_analysis(tmp_path, list_files(tmp_path).files, [ruff])
     assert {f.rule_id for f in result.findings} == {"F401"}
+
+
+def test_batches_follow_the_bytes_left_and_end_small() -> None:
+    files = [SourceFile(f"m{i:03}.py", "python", 1_000 * (1 + i % 7), "0" * 64, 10, 10) for i in range(400)]
+    batches = plan_batches(files, 150, 2)
+    assert [f for b in batches for f in b] == files
+    assert all(MIN_BATCH_FILES <= len(b) <= 150 for b in batches)
+    weights = [sum(f.size for f in b) for b in batches]
+    assert weights[0] > 2 * weights[-1]
+    assert max(weights[1:]) <= weights[0]
+    assert [len(b) for b in plan_batches(files[:15], 150, 2)] == [15]
+    assert [len(b) for b in plan_batches(files, 150, 2, threaded=True)] == [134, 134, 132]

@@ -308,11 +308,18 @@ class _Walker:
 
 
 class SqlParser:
-    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock."""
+    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock.
 
-    def __init__(self) -> None:
+    Its answers depend on the text alone, so the latest ones are kept: a query paged or run again
+    is not parsed again (the rules of ``parse_select`` still run on every call).
+    """
+
+    def __init__(self, max_cached: int = 128, max_cached_chars: int = 200_000) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self.max_cached = max_cached
+        self.max_cached_chars = max_cached_chars
+        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         import duckdb  # heavy: the engine loads it on first use
@@ -327,19 +334,37 @@ class SqlParser:
             self._con = con
         return self._con
 
-    def statements(self, sql: str) -> list[Any]:
+    def _cached(self, kind: str, text: str, compute: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        key = (kind, text)
         with self._lock:
-            return list(self._connection().extract_statements(sql))
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            value = compute(self._connection())
+            if len(text) + len(str(value)) <= self.max_cached_chars:
+                self._cache[key] = value
+                while len(self._cache) > self.max_cached:
+                    self._cache.popitem(last=False)
+            return value
+
+    def statement_types(self, sql: str) -> tuple[duckdb.StatementType, ...]:
+        """The type of each statement in ``sql``."""
+        return tuple(self._cached("types", sql, lambda con: tuple(s.type for s in con.extract_statements(sql))))
 
     def call(self, function: str, argument: str) -> str | None:
         """``json_serialize_sql`` or ``json_deserialize_sql`` of ``argument``."""
         assert function in ("json_serialize_sql", "json_deserialize_sql")
-        with self._lock:
-            row = self._connection().execute(f"SELECT {function}($1)", [argument]).fetchone()
-        return None if not row or row[0] is None else str(row[0])
+
+        def compute(con: duckdb.DuckDBPyConnection) -> str | None:
+            row = con.execute(f"SELECT {function}($1)", [argument]).fetchone()
+            return None if not row or row[0] is None else str(row[0])
+
+        result: str | None = self._cached(function, argument, compute)
+        return result
 
     def close(self) -> None:
         with self._lock:
+            self._cache.clear()
             if self._con is not None:
                 self._con.close()
                 self._con = None
@@ -362,11 +387,11 @@ def parse_select(
         raise _refuse(f"parentheses nest deeper than {limits.max_parens} levels")
     own = parser or SqlParser()
     try:
-        statements = own.statements(sql)
-        if len(statements) != 1:
-            raise _refuse(f"it holds {len(statements)} statements")
-        if statements[0].type != duckdb.StatementType.SELECT:
-            raise _refuse(f"it is a {statements[0].type.name} statement")
+        types = own.statement_types(sql)
+        if len(types) != 1:
+            raise _refuse(f"it holds {len(types)} statements")
+        if types[0] != duckdb.StatementType.SELECT:
+            raise _refuse(f"it is a {types[0].name} statement")
         raw = own.call("json_serialize_sql", sql)
     except duckdb.Error as exc:
         raise InvalidInput(f"the query does not parse: {_duck_message(exc)}") from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInput, QueryTimeout
-from servers.analytics.engine import Engine, Limits, is_denied_function, parse_select
+from servers.analytics.engine import Engine, Limits, SqlParser, is_denied_function, parse_select
 
 REG = "{data}/diabetes.csv"
 OTHER = "{data}/secret.csv"
@@ -219,6 +219,25 @@ def test_parse_select_returns_the_single_select_ast() -> None:
     assert ast["node"]["type"] == "SELECT_NODE"
     with pytest.raises(InvalidInput, match="nest"):
         parse_select("SELECT " + "(" * 40 + "1" + ")" * 40, ["t"])
+
+
+def test_a_parse_kept_by_the_shared_parser_still_meets_every_rule() -> None:
+    parser = SqlParser()
+    try:
+        sql = "SELECT a FROM t"
+        assert parse_select(sql, ["t"], parser=parser) == parse_select(sql, ["t"], parser=parser)
+        with pytest.raises(InvalidInput, match="not a registered dataset"):
+            parse_select(sql, ["u"], parser=parser)
+        with pytest.raises(InvalidInput, match="nest"):
+            parse_select(sql, ["t"], Limits(max_depth=2), parser=parser)
+        ast = parse_select(sql, ["t"], parser=parser)
+        ast["node"]["from_table"]["table_name"] = "changed"
+        assert parse_select(sql, ["t"], parser=parser)["node"]["from_table"]["table_name"] == "t"
+        for _ in range(2):
+            with pytest.raises(InvalidInput, match="statements"):
+                parse_select("SELECT 1; SELECT 2", ["t"], parser=parser)
+    finally:
+        parser.close()
 
 
 def test_the_connection_is_locked_to_exactly_the_registered_files(engine: Engine, data_dir: Path) -> None:

@@ -199,6 +199,36 @@ def clip_value(value: JSONValue, max_chars: int, max_items: int) -> tuple[JSONVa
     return value, False
 
 
+def json_rows(rows: Sequence[Sequence[Any]], max_chars: int, max_items: int) -> tuple[list[list[JSONValue]], bool]:
+    """``clip_value(json_value(v))`` of every cell, and whether any was cut.
+
+    The common cell types are handled inline, since a page can hold a hundred thousand cells.
+    """
+    out: list[list[JSONValue]] = []
+    clipped = False
+    for r in rows:
+        cells: list[JSONValue] = []
+        for v in r:
+            kind = type(v)
+            if v is None or kind is int or kind is bool:
+                cells.append(v)
+            elif kind is float:
+                cells.append(v if math.isfinite(v) else None)
+            elif kind is str or kind is dt.datetime or kind is dt.date:
+                text = v if kind is str else v.isoformat()
+                if len(text) > max_chars:
+                    cells.append(text[:max_chars] + "…")
+                    clipped = True
+                else:
+                    cells.append(text)
+            else:
+                cell, cut = clip_value(json_value(v), max_chars, max_items)
+                cells.append(cell)
+                clipped = clipped or cut
+        out.append(cells)
+    return out, clipped
+
+
 def _refuse(why: str) -> InvalidInput:
     return InvalidInput(f"query refused: {why}. Only one read-only SELECT over the registered datasets is allowed")
 
@@ -783,12 +813,7 @@ class Engine:
             rows = rows[:page]
         end = offset + len(rows)
         truncated = end < total
-        out: list[list[JSONValue]] = []
-        clipped = False
-        for r in rows:
-            cells = [clip_value(json_value(v), self.limits.max_cell_chars, self.limits.max_cell_items) for v in r]
-            out.append([v for v, _ in cells])
-            clipped = clipped or any(c for _, c in cells)
+        out, clipped = json_rows(rows, self.limits.max_cell_chars, self.limits.max_cell_items)
         if clipped:
             notes.append(
                 f"long values cut to {self.limits.max_cell_chars} characters or {self.limits.max_cell_items} items"

@@ -460,9 +460,11 @@ class ConnectionPool:
     (fatal or internal error) is closed instead.
     """
 
-    def __init__(self, max_idle: int = 4) -> None:
+    def __init__(self, max_idle: int = 4, max_shapes: int = 256) -> None:
         self.max_idle = max_idle
+        self.max_shapes = max_shapes
         self.opened = 0
+        self._shapes: OrderedDict[tuple[Hashable, str], tuple[Column, ...]] = OrderedDict()
         self._idle: OrderedDict[Hashable, list[duckdb.DuckDBPyConnection]] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
@@ -522,12 +524,30 @@ class ConnectionPool:
         with self._lock:
             return sum(len(v) for v in self._idle.values())
 
+    def shape(self, key: Hashable, text: str) -> list[Column] | None:
+        """The result columns of ``text`` on connections of ``key``, if one of them ran it before.
+
+        A key names its files by fingerprint, so while it lives the same text has the same columns.
+        """
+        with self._lock:
+            found = self._shapes.get((key, text))
+            if found is not None:
+                self._shapes.move_to_end((key, text))
+            return None if found is None else list(found)
+
+    def remember_shape(self, key: Hashable, text: str, columns: Sequence[Column]) -> None:
+        with self._lock:
+            self._shapes[(key, text)] = tuple(columns)
+            while len(self._shapes) > self.max_shapes:
+                self._shapes.popitem(last=False)
+
     def close(self) -> None:
         """Close every idle connection; connections out on lease are closed when they come back."""
         with self._lock:
             self._closed = True
             idle = [c for v in self._idle.values() for c in v]
             self._idle.clear()
+            self._shapes.clear()
         for con in idle:
             _close_quietly(con)
 
@@ -795,14 +815,23 @@ class Engine:
         ast = self.check(sql)
         text = _statement_body(sql)
         with self._session() as con:
-            described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
-            columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+            known = self._pool.shape(self._key, text) if self._pool is not None else None
+            if known is None:
+                described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
+                columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+            else:
+                columns = known
             inner, ordered = self._stable_inner(text, ast, len(columns))
             order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
             # One row past the page says whether more follow; only then is the total counted separately.
             page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page + 1} OFFSET {offset}"
             self._check_wrapped(page_sql)
-            rows = con.execute(page_sql).fetchall()
+            cur = con.execute(page_sql)
+            rows = cur.fetchall()
+            if len(cur.description or []) != len(columns):
+                raise RuntimeError("the query's column count changed between its description and its page")
+            if self._pool is not None and known is None:
+                self._pool.remember_shape(self._key, text, columns)
             if 0 < len(rows) <= page or (offset == 0 and not rows):
                 total = offset + len(rows)
             else:

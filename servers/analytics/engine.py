@@ -38,6 +38,8 @@ import base64
 import contextlib
 import datetime as dt
 import decimal
+import heapq
+import itertools
 import json
 import math
 import threading
@@ -449,6 +451,49 @@ def parse_select(
     return ast
 
 
+class _Watchdog:
+    """One daemon thread that calls each armed function once its delay has passed, unless disarmed
+    first; a ``threading.Timer`` per query would start and stop a thread on every call."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, delay_s: float, fn: Callable[[], None]) -> int:
+        at = time.monotonic() + delay_s
+        with self._cond:
+            alarm = next(self._ids)
+            earliest = self._heap[0][0] if self._heap else math.inf
+            heapq.heappush(self._heap, (at, alarm))
+            self._armed[alarm] = fn
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="analytics-query-timeout", daemon=True)
+                self._thread.start()
+            elif at < earliest:
+                self._cond.notify()
+        return alarm
+
+    def disarm(self, alarm: int) -> None:
+        with self._cond:
+            self._armed.pop(alarm, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, alarm = heapq.heappop(self._heap)
+                fn = self._armed.pop(alarm, None)
+            if fn is not None:
+                with contextlib.suppress(Exception):
+                    fn()
+
+
+_WATCHDOG = _Watchdog()
+
 Opener = Callable[[], "duckdb.DuckDBPyConnection"]
 
 
@@ -746,19 +791,17 @@ class Engine:
         active = [True]
 
         def interrupt() -> None:
-            # Under the lock the block is either still running or over: a late timer never
+            # Under the lock the block is either still running or over: a late alarm never
             # reaches the next user of a pooled connection.
             with armed, contextlib.suppress(duckdb.Error):
                 if active[0]:
                     con.interrupt()
 
-        timer = threading.Timer(self.limits.timeout_s, interrupt)
-        timer.daemon = True
-        timer.start()
+        alarm = _WATCHDOG.arm(self.limits.timeout_s, interrupt)
         try:
             yield
         finally:
-            timer.cancel()
+            _WATCHDOG.disarm(alarm)
             with armed:
                 active[0] = False
 

@@ -3,13 +3,14 @@ disk changes; the connection-level guard holds on its own too."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from common.errors import InvalidInput, QueryTimeout
-from servers.analytics.engine import Engine, Limits, SqlParser, is_denied_function, parse_select
+from servers.analytics.engine import Engine, Limits, SqlParser, _Watchdog, is_denied_function, parse_select
 
 REG = "{data}/diabetes.csv"
 OTHER = "{data}/secret.csv"
@@ -212,6 +213,21 @@ def test_a_slow_query_is_stopped_with_a_clear_error_quickly(data_dir: Path) -> N
     with pytest.raises(QueryTimeout, match=r"longer than 0.5 s"):
         engine.query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
     assert time.monotonic() - started < 10
+
+
+def test_the_timeout_watchdog_fires_armed_alarms_in_time_order_and_never_disarmed_ones() -> None:
+    dog = _Watchdog()
+    fired: list[str] = []
+    done = threading.Event()
+    late = dog.arm(600, lambda: fired.append("late"))
+    # Armed after a later alarm, an earlier one must wake the waiting thread.
+    dog.arm(0.01, lambda: fired.append("early"))
+    dropped = dog.arm(0.02, lambda: fired.append("dropped"))
+    dog.disarm(dropped)
+    dog.arm(0.05, lambda: (fired.append("last"), done.set()))
+    assert done.wait(30)
+    assert fired == ["early", "last"]
+    dog.disarm(late)
 
 
 def test_parse_select_returns_the_single_select_ast() -> None:

@@ -38,6 +38,8 @@ import base64
 import contextlib
 import datetime as dt
 import decimal
+import heapq
+import itertools
 import json
 import math
 import threading
@@ -199,6 +201,36 @@ def clip_value(value: JSONValue, max_chars: int, max_items: int) -> tuple[JSONVa
     return value, False
 
 
+def json_rows(rows: Sequence[Sequence[Any]], max_chars: int, max_items: int) -> tuple[list[list[JSONValue]], bool]:
+    """``clip_value(json_value(v))`` of every cell, and whether any was cut.
+
+    The common cell types are handled inline, since a page can hold a hundred thousand cells.
+    """
+    out: list[list[JSONValue]] = []
+    clipped = False
+    for r in rows:
+        cells: list[JSONValue] = []
+        for v in r:
+            kind = type(v)
+            if v is None or kind is int or kind is bool:
+                cells.append(v)
+            elif kind is float:
+                cells.append(v if math.isfinite(v) else None)
+            elif kind is str or kind is dt.datetime or kind is dt.date:
+                text = v if kind is str else v.isoformat()
+                if len(text) > max_chars:
+                    cells.append(text[:max_chars] + "…")
+                    clipped = True
+                else:
+                    cells.append(text)
+            else:
+                cell, cut = clip_value(json_value(v), max_chars, max_items)
+                cells.append(cell)
+                clipped = clipped or cut
+        out.append(cells)
+    return out, clipped
+
+
 def _refuse(why: str) -> InvalidInput:
     return InvalidInput(f"query refused: {why}. Only one read-only SELECT over the registered datasets is allowed")
 
@@ -308,11 +340,18 @@ class _Walker:
 
 
 class SqlParser:
-    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock."""
+    """DuckDB's parser on a locked, file-less connection, opened once and shared under a lock.
 
-    def __init__(self) -> None:
+    Its answers depend on the text alone, so the latest ones are kept: a query paged or run again
+    is not parsed again (the rules of ``parse_select`` still run on every call).
+    """
+
+    def __init__(self, max_cached: int = 128, max_cached_chars: int = 200_000) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self.max_cached = max_cached
+        self.max_cached_chars = max_cached_chars
+        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         import duckdb  # heavy: the engine loads it on first use
@@ -327,19 +366,37 @@ class SqlParser:
             self._con = con
         return self._con
 
-    def statements(self, sql: str) -> list[Any]:
+    def _cached(self, kind: str, text: str, compute: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        key = (kind, text)
         with self._lock:
-            return list(self._connection().extract_statements(sql))
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            value = compute(self._connection())
+            if len(text) + len(str(value)) <= self.max_cached_chars:
+                self._cache[key] = value
+                while len(self._cache) > self.max_cached:
+                    self._cache.popitem(last=False)
+            return value
+
+    def statement_types(self, sql: str) -> tuple[duckdb.StatementType, ...]:
+        """The type of each statement in ``sql``."""
+        return tuple(self._cached("types", sql, lambda con: tuple(s.type for s in con.extract_statements(sql))))
 
     def call(self, function: str, argument: str) -> str | None:
         """``json_serialize_sql`` or ``json_deserialize_sql`` of ``argument``."""
         assert function in ("json_serialize_sql", "json_deserialize_sql")
-        with self._lock:
-            row = self._connection().execute(f"SELECT {function}($1)", [argument]).fetchone()
-        return None if not row or row[0] is None else str(row[0])
+
+        def compute(con: duckdb.DuckDBPyConnection) -> str | None:
+            row = con.execute(f"SELECT {function}($1)", [argument]).fetchone()
+            return None if not row or row[0] is None else str(row[0])
+
+        result: str | None = self._cached(function, argument, compute)
+        return result
 
     def close(self) -> None:
         with self._lock:
+            self._cache.clear()
             if self._con is not None:
                 self._con.close()
                 self._con = None
@@ -362,11 +419,11 @@ def parse_select(
         raise _refuse(f"parentheses nest deeper than {limits.max_parens} levels")
     own = parser or SqlParser()
     try:
-        statements = own.statements(sql)
-        if len(statements) != 1:
-            raise _refuse(f"it holds {len(statements)} statements")
-        if statements[0].type != duckdb.StatementType.SELECT:
-            raise _refuse(f"it is a {statements[0].type.name} statement")
+        types = own.statement_types(sql)
+        if len(types) != 1:
+            raise _refuse(f"it holds {len(types)} statements")
+        if types[0] != duckdb.StatementType.SELECT:
+            raise _refuse(f"it is a {types[0].name} statement")
         raw = own.call("json_serialize_sql", sql)
     except duckdb.Error as exc:
         raise InvalidInput(f"the query does not parse: {_duck_message(exc)}") from exc
@@ -394,6 +451,49 @@ def parse_select(
     return ast
 
 
+class _Watchdog:
+    """One daemon thread that calls each armed function once its delay has passed, unless disarmed
+    first; a ``threading.Timer`` per query would start and stop a thread on every call."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, delay_s: float, fn: Callable[[], None]) -> int:
+        at = time.monotonic() + delay_s
+        with self._cond:
+            alarm = next(self._ids)
+            earliest = self._heap[0][0] if self._heap else math.inf
+            heapq.heappush(self._heap, (at, alarm))
+            self._armed[alarm] = fn
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="analytics-query-timeout", daemon=True)
+                self._thread.start()
+            elif at < earliest:
+                self._cond.notify()
+        return alarm
+
+    def disarm(self, alarm: int) -> None:
+        with self._cond:
+            self._armed.pop(alarm, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, alarm = heapq.heappop(self._heap)
+                fn = self._armed.pop(alarm, None)
+            if fn is not None:
+                with contextlib.suppress(Exception):
+                    fn()
+
+
+_WATCHDOG = _Watchdog()
+
 Opener = Callable[[], "duckdb.DuckDBPyConnection"]
 
 
@@ -405,9 +505,11 @@ class ConnectionPool:
     (fatal or internal error) is closed instead.
     """
 
-    def __init__(self, max_idle: int = 4) -> None:
+    def __init__(self, max_idle: int = 4, max_shapes: int = 256) -> None:
         self.max_idle = max_idle
+        self.max_shapes = max_shapes
         self.opened = 0
+        self._shapes: OrderedDict[tuple[Hashable, str], tuple[Column, ...]] = OrderedDict()
         self._idle: OrderedDict[Hashable, list[duckdb.DuckDBPyConnection]] = OrderedDict()
         self._lock = threading.Lock()
         self._closed = False
@@ -467,12 +569,30 @@ class ConnectionPool:
         with self._lock:
             return sum(len(v) for v in self._idle.values())
 
+    def shape(self, key: Hashable, text: str) -> list[Column] | None:
+        """The result columns of ``text`` on connections of ``key``, if one of them ran it before.
+
+        A key names its files by fingerprint, so while it lives the same text has the same columns.
+        """
+        with self._lock:
+            found = self._shapes.get((key, text))
+            if found is not None:
+                self._shapes.move_to_end((key, text))
+            return None if found is None else list(found)
+
+    def remember_shape(self, key: Hashable, text: str, columns: Sequence[Column]) -> None:
+        with self._lock:
+            self._shapes[(key, text)] = tuple(columns)
+            while len(self._shapes) > self.max_shapes:
+                self._shapes.popitem(last=False)
+
     def close(self) -> None:
         """Close every idle connection; connections out on lease are closed when they come back."""
         with self._lock:
             self._closed = True
             idle = [c for v in self._idle.values() for c in v]
             self._idle.clear()
+            self._shapes.clear()
         for con in idle:
             _close_quietly(con)
 
@@ -671,19 +791,17 @@ class Engine:
         active = [True]
 
         def interrupt() -> None:
-            # Under the lock the block is either still running or over: a late timer never
+            # Under the lock the block is either still running or over: a late alarm never
             # reaches the next user of a pooled connection.
             with armed, contextlib.suppress(duckdb.Error):
                 if active[0]:
                     con.interrupt()
 
-        timer = threading.Timer(self.limits.timeout_s, interrupt)
-        timer.daemon = True
-        timer.start()
+        alarm = _WATCHDOG.arm(self.limits.timeout_s, interrupt)
         try:
             yield
         finally:
-            timer.cancel()
+            _WATCHDOG.disarm(alarm)
             with armed:
                 active[0] = False
 
@@ -740,14 +858,23 @@ class Engine:
         ast = self.check(sql)
         text = _statement_body(sql)
         with self._session() as con:
-            described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
-            columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+            known = self._pool.shape(self._key, text) if self._pool is not None else None
+            if known is None:
+                described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
+                columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+            else:
+                columns = known
             inner, ordered = self._stable_inner(text, ast, len(columns))
             order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
             # One row past the page says whether more follow; only then is the total counted separately.
             page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page + 1} OFFSET {offset}"
             self._check_wrapped(page_sql)
-            rows = con.execute(page_sql).fetchall()
+            cur = con.execute(page_sql)
+            rows = cur.fetchall()
+            if len(cur.description or []) != len(columns):
+                raise RuntimeError("the query's column count changed between its description and its page")
+            if self._pool is not None and known is None:
+                self._pool.remember_shape(self._key, text, columns)
             if 0 < len(rows) <= page or (offset == 0 and not rows):
                 total = offset + len(rows)
             else:
@@ -758,12 +885,7 @@ class Engine:
             rows = rows[:page]
         end = offset + len(rows)
         truncated = end < total
-        out: list[list[JSONValue]] = []
-        clipped = False
-        for r in rows:
-            cells = [clip_value(json_value(v), self.limits.max_cell_chars, self.limits.max_cell_items) for v in r]
-            out.append([v for v, _ in cells])
-            clipped = clipped or any(c for _, c in cells)
+        out, clipped = json_rows(rows, self.limits.max_cell_chars, self.limits.max_cell_items)
         if clipped:
             notes.append(
                 f"long values cut to {self.limits.max_cell_chars} characters or {self.limits.max_cell_items} items"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import re
 import threading
 import uuid
@@ -30,6 +31,7 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
+from common.background import BATCH_DELAY_S
 from common.errors import Conflict, InvalidInput, NotFound, SuiteError, shown
 from common.jobs import Job, JobCancelled, JobContext, Jobs, Progress, check_job_id
 from common.logging import get_logger
@@ -57,7 +59,7 @@ from servers.analytics.models import (
 )
 from servers.analytics.pgfetch import fetch_to_parquet
 from servers.analytics.settings import Settings
-from servers.analytics.sources import Dataset, Format, check_name, make_dataset, quote_ident
+from servers.analytics.sources import Dataset, Fingerprints, Format, check_name, make_dataset, quote_ident
 
 if TYPE_CHECKING:
     from common.embeddings import Embedder
@@ -75,6 +77,13 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CATALOGUE_URI = "analytics://datasets"
 # Idle DuckDB connections kept between calls: one per dataset set in use, a few for concurrent calls.
 POOL_IDLE = 4
+# History rows waiting for their write when PostgreSQL is failing; beyond this the oldest are dropped.
+_MAX_PENDING_HISTORY = 10_000
+_HISTORY_BATCH = 1_000
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def profile_uri(name: str) -> str:
@@ -122,8 +131,13 @@ class AnalyticsService:
         self.extracts_dir = self.folder / "extracts"
         self.parser = SqlParser()
         self.pool = ConnectionPool(POOL_IDLE)
+        self.fingerprints = Fingerprints()
         self.jobs = Jobs(deps.db, "analytics", heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
         self._failures: dict[str, SuiteError] = {}
+        # Query history is written after the answer, in call order, by one writer at a time.
+        self._history_rows: list[store.HistoryRow] = []
+        self._history_scheduled = False
+        self._history_lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -137,6 +151,10 @@ class AnalyticsService:
         try:
             yield svc
         finally:
+            try:
+                await svc._write_history()
+            except Exception as exc:  # closing goes on: the rest must still be released
+                log.warning("history_not_written", rows=len(svc._history_rows), error=str(exc)[:200])
             await svc.jobs.close()
             svc.pool.close()
             svc.parser.close()
@@ -149,17 +167,46 @@ class AnalyticsService:
             max_rows=max_rows or s.max_rows, timeout_s=s.query_timeout_s, threads=s.threads, memory_limit=s.memory_limit
         )
 
+    def _record(self, row: store.HistoryRow) -> None:
+        """Queue a history row; it is written after the answer, and before any read of the history."""
+        self._history_rows.append(row)
+        if len(self._history_rows) > _MAX_PENDING_HISTORY:
+            del self._history_rows[: len(self._history_rows) - _MAX_PENDING_HISTORY]
+        if not self._history_scheduled:
+            self._history_scheduled = True
+            self.deps.background.spawn(self._write_history_soon(), name="analytics-history")
+
+    async def _write_history_soon(self) -> None:
+        # Collected for a moment, a run of queries costs one write that does not land inside the next call.
+        try:
+            await asyncio.sleep(BATCH_DELAY_S)
+        finally:
+            self._history_scheduled = False
+        await self._write_history()
+
+    async def _write_history(self) -> None:
+        """Write the queued history rows, oldest first; a failed batch goes back to the front of the queue."""
+        async with self._history_lock:
+            while self._history_rows:
+                batch = self._history_rows[:_HISTORY_BATCH]
+                del self._history_rows[: len(batch)]
+                try:
+                    await store.add_history(self.deps.db, batch, self.settings.history_keep)
+                except BaseException:
+                    self._history_rows[:0] = batch
+                    raise
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn)
 
     async def _fresh(self, row: dict[str, Any]) -> dict[str, Any]:
         """The catalogue row of a dataset whose file is checked unchanged (re-inspected if it changed)."""
-        from servers.analytics.sources import fingerprint as file_fingerprint
         from servers.analytics.sources import inspect
 
         path = Path(row["path"])
         try:
-            fp = await self._in_thread(lambda: file_fingerprint(path))
+            # A known file costs one stat, no worse than make_dataset's; only hashing needs a thread.
+            fp = self.fingerprints.cached(path) or await self._in_thread(lambda: self.fingerprints.get(path))
         except OSError:
             raise InvalidInput(
                 f"the file of dataset {shown(row['name'])} is gone; register it again or remove it"
@@ -196,7 +243,7 @@ class AnalyticsService:
     async def _engine_for(self, sql: str, max_rows: int | None = None) -> Engine:
         """An engine over the registered datasets the statement names (a word equal to their name)."""
         words = {w.lower() for w in _WORD.findall(sql)}
-        rows = [r for r in await store.all_datasets(self.deps.db) if r["name"] in words]
+        rows = await store.named_datasets(self.deps.db, sorted(words))
         datasets: list[Dataset] = []
         versions: dict[str, str] = {}
         for row in rows:
@@ -564,13 +611,9 @@ class AnalyticsService:
                 engine.close()
         except SuiteError as exc:
             ms = int((anyio.current_time() - started) * 1000)
-            await store.add_history(
-                self.deps.db, sql, saved, False, str(exc)[:500], None, ms, self.settings.history_keep
-            )
+            self._record(store.HistoryRow(sql, saved, False, str(exc)[:500], None, ms, _now()))
             raise
-        await store.add_history(
-            self.deps.db, sql, saved, True, None, result.total_rows, result.elapsed_ms, self.settings.history_keep
-        )
+        self._record(store.HistoryRow(sql, saved, True, None, result.total_rows, result.elapsed_ms, _now()))
         next_cursor = encode_cursor(fp, offset=result.next_offset) if result.next_offset is not None else None
         return QueryOut(
             columns=[ColumnOut(name=c.name, type=c.type) for c in result.columns],
@@ -628,6 +671,7 @@ class AnalyticsService:
         """Past queries, newest first, with their timings and outcome."""
         fp = fingerprint("query_history")
         offset = decode_cursor(cursor, fp).offset
+        await self._write_history()
         rows, total = await store.list_history(self.deps.db, limit, offset)
         return page_of([HistoryEntry(**r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
 

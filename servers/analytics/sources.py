@@ -6,7 +6,12 @@ Paths arrive already resolved by the shared safe-files kit; this module never wi
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -125,6 +130,55 @@ def fingerprint(path: Path) -> str:
             fh.seek(max(_EDGE, st.st_size - _EDGE))
             digest.update(fh.read(_EDGE))
     return f"{st.st_size}-{st.st_mtime_ns}-{digest.hexdigest()[:32]}"
+
+
+class Fingerprints:
+    """``fingerprint`` of files seen before, reused while their status is unchanged.
+
+    Every write and every change of the modification time moves a file's ctime, which no tool can
+    set back, so an unchanged (device, inode, size, mtime, ctime) means unchanged contents. Only a
+    change within the same clock tick as the last one could hide, so, as git does with its index, a
+    fingerprint taken less than ``settle_s`` after the file's ctime is not reused.
+    """
+
+    def __init__(self, max_entries: int = 256, settle_s: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self.settle_s = settle_s
+        self.clock = clock
+        self.hashed = 0
+        self._known: OrderedDict[str, tuple[tuple[int, ...], float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _lookup(self, path: Path) -> tuple[str | None, tuple[int, ...]]:
+        st = os.stat(path)
+        status = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            known = self._known.get(str(path))
+            if known is not None and known[0] == status and known[1] - st.st_ctime_ns / 1e9 > self.settle_s:
+                self._known.move_to_end(str(path))
+                return known[2], status
+        return None, status
+
+    def cached(self, path: Path) -> str | None:
+        """The known fingerprint of ``path`` if it may be reused (one ``stat``), else None."""
+        known, _ = self._lookup(path)
+        return known
+
+    def get(self, path: Path) -> str:
+        """The fingerprint of ``path``: the known one if it may be reused, else hashed now."""
+        known, status = self._lookup(path)
+        if known is not None:
+            return known
+        key = str(path)
+        taken = self.clock()
+        fp = fingerprint(path)
+        with self._lock:
+            self.hashed += 1
+            self._known[key] = (status, taken, fp)
+            self._known.move_to_end(key)
+            while len(self._known) > self.max_entries:
+                self._known.popitem(last=False)
+        return fp
 
 
 def sql_string(text: str) -> str:

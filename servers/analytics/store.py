@@ -3,7 +3,10 @@ JSON columns travel as text (``$n::jsonb`` in, ``::text`` out)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -62,7 +65,7 @@ async def old_path(conn: asyncpg.Connection, name: str) -> tuple[str, str] | Non
 
 
 GET_DATASET = f"SELECT {_DATASET_COLS} FROM analytics.datasets WHERE name = $1"
-ALL_DATASETS = f"SELECT {_DATASET_COLS} FROM analytics.datasets ORDER BY name"
+NAMED_DATASETS = f"SELECT {_DATASET_COLS} FROM analytics.datasets WHERE name = ANY($1::text[]) ORDER BY name"
 LIST_DATASETS = (
     f"SELECT {_DATASET_COLS}, count(*) OVER () AS total FROM analytics.datasets ORDER BY name LIMIT $1 OFFSET $2"
 )
@@ -75,8 +78,9 @@ async def get_dataset(db: Database, name: str) -> dict[str, Any] | None:
     return _dataset(rec) if rec else None
 
 
-async def all_datasets(db: Database) -> list[dict[str, Any]]:
-    return [_dataset(r) for r in await db.fetch(ALL_DATASETS)]
+async def named_datasets(db: Database, names: Sequence[str]) -> list[dict[str, Any]]:
+    """The datasets among ``names`` (names not registered are left out)."""
+    return [_dataset(r) for r in await db.fetch(NAMED_DATASETS, list(names))]
 
 
 async def list_datasets(db: Database, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -162,7 +166,11 @@ async def delete_query(db: Database, name: str) -> bool:
 
 
 ADD_HISTORY = """
-INSERT INTO analytics.query_history (sql, saved_name, ok, error, total_rows, elapsed_ms) VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO analytics.query_history (sql, saved_name, ok, error, total_rows, elapsed_ms, at)
+SELECT s, n, o, e, t, m, a
+FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bigint[], $6::int[], $7::timestamptz[])
+     WITH ORDINALITY AS u(s, n, o, e, t, m, a, i)
+ORDER BY i
 RETURNING id
 """
 TRIM_HISTORY = "DELETE FROM analytics.query_history WHERE id <= $1"
@@ -173,13 +181,41 @@ FROM analytics.query_history ORDER BY id DESC LIMIT $1 OFFSET $2
 COUNT_HISTORY = "SELECT count(*) FROM analytics.query_history"
 
 
-async def add_history(
-    db: Database, sql: str, saved: str | None, ok: bool, error: str | None, total: int | None, ms: int, keep: int
-) -> None:
-    """Record a query and forget entries older than the newest ``keep``."""
-    new_id: int = await db.fetchval(ADD_HISTORY, sql, saved, ok, error, total, ms)
-    if new_id > keep:
-        await db.execute(TRIM_HISTORY, new_id - keep)
+@dataclass(frozen=True)
+class HistoryRow:
+    """One run of a query, as the history keeps it."""
+
+    sql: str
+    saved: str | None
+    ok: bool
+    error: str | None
+    total: int | None
+    ms: int
+    at: dt.datetime
+
+
+async def add_history(db: Database, rows: Sequence[HistoryRow], keep: int) -> None:
+    """Record queries in the order given and forget entries older than the newest ``keep``."""
+    if not rows:
+        return
+
+    async def write(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            ids = await conn.fetch(
+                ADD_HISTORY,
+                [r.sql for r in rows],
+                [r.saved for r in rows],
+                [r.ok for r in rows],
+                [r.error for r in rows],
+                [r.total for r in rows],
+                [r.ms for r in rows],
+                [r.at for r in rows],
+            )
+            new_id = max(int(r["id"]) for r in ids)
+            if new_id > keep:
+                await conn.execute(TRIM_HISTORY, new_id - keep)
+
+    await db.run(write)
 
 
 async def list_history(db: Database, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

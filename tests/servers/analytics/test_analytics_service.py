@@ -153,6 +153,26 @@ async def test_a_million_row_result_is_capped_and_paging_returns_every_row_once(
     assert history.items[1].error is not None
 
 
+async def test_the_history_is_written_after_the_answer_and_before_it_is_read_or_the_service_closes(
+    settings: Settings, data_dir: Path
+) -> None:
+    async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as svc:
+        await svc.register("dia", path=str(data_dir / "diabetes.parquet"))
+        await svc.query("SELECT count(*) AS n FROM dia")
+        assert [r.sql for r in svc._history_rows] == ["SELECT count(*) AS n FROM dia"]
+        assert (await svc.history(limit=10, cursor=None)).total == 1
+        assert svc._history_rows == []
+        for i in range(3):
+            await svc.query(f"SELECT {i} AS i FROM dia LIMIT 1")
+        with pytest.raises(InvalidInput):
+            await svc.query("SELECT nope FROM dia")
+    async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as svc:
+        history = await svc.history(limit=10, cursor=None)
+        assert history.total == 5
+        assert [h.ok for h in history.items] == [False, True, True, True, True]
+        assert [h.sql for h in history.items[1:4]] == [f"SELECT {i} AS i FROM dia LIMIT 1" for i in (2, 1, 0)]
+
+
 async def test_saved_queries_run_by_name(svc: AnalyticsService, data_dir: Path, diabetes: pd.DataFrame) -> None:
     await svc.register("dia", path=str(data_dir / "diabetes.parquet"))
     saved = await svc.saved_query("save", name="by group", sql='SELECT "group", count(*) AS n FROM dia GROUP BY 1')

@@ -3,13 +3,14 @@ disk changes; the connection-level guard holds on its own too."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from common.errors import InvalidInput, QueryTimeout
-from servers.analytics.engine import Engine, Limits, is_denied_function, parse_select
+from servers.analytics.engine import Engine, Limits, SqlParser, _Watchdog, is_denied_function, parse_select
 
 REG = "{data}/diabetes.csv"
 OTHER = "{data}/secret.csv"
@@ -214,11 +215,50 @@ def test_a_slow_query_is_stopped_with_a_clear_error_quickly(data_dir: Path) -> N
     assert time.monotonic() - started < 10
 
 
+def test_the_timeout_watchdog_fires_armed_alarms_in_time_order_and_never_disarmed_ones() -> None:
+    dog = _Watchdog()
+    fired: list[str] = []
+    done = threading.Event()
+    late = dog.arm(600, lambda: fired.append("late"))
+    # Armed after a later alarm, an earlier one must wake the waiting thread.
+    dog.arm(0.01, lambda: fired.append("early"))
+    dropped = dog.arm(0.02, lambda: fired.append("dropped"))
+    dog.disarm(dropped)
+
+    def last() -> None:
+        fired.append("last")
+        done.set()
+
+    dog.arm(0.05, last)
+    assert done.wait(30)
+    assert fired == ["early", "last"]
+    dog.disarm(late)
+
+
 def test_parse_select_returns_the_single_select_ast() -> None:
     ast = parse_select("SELECT a FROM t", ["t"])
     assert ast["node"]["type"] == "SELECT_NODE"
     with pytest.raises(InvalidInput, match="nest"):
         parse_select("SELECT " + "(" * 40 + "1" + ")" * 40, ["t"])
+
+
+def test_a_parse_kept_by_the_shared_parser_still_meets_every_rule() -> None:
+    parser = SqlParser()
+    try:
+        sql = "SELECT a FROM t"
+        assert parse_select(sql, ["t"], parser=parser) == parse_select(sql, ["t"], parser=parser)
+        with pytest.raises(InvalidInput, match="not a registered dataset"):
+            parse_select(sql, ["u"], parser=parser)
+        with pytest.raises(InvalidInput, match="nest"):
+            parse_select(sql, ["t"], Limits(max_depth=2), parser=parser)
+        ast = parse_select(sql, ["t"], parser=parser)
+        ast["node"]["from_table"]["table_name"] = "changed"
+        assert parse_select(sql, ["t"], parser=parser)["node"]["from_table"]["table_name"] == "t"
+        for _ in range(2):
+            with pytest.raises(InvalidInput, match="statements"):
+                parse_select("SELECT 1; SELECT 2", ["t"], parser=parser)
+    finally:
+        parser.close()
 
 
 def test_the_connection_is_locked_to_exactly_the_registered_files(engine: Engine, data_dir: Path) -> None:

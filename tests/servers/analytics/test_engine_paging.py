@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from common.errors import InvalidInput
-from servers.analytics.engine import Engine, Limits, json_value
+from servers.analytics.engine import Engine, Limits, clip_value, json_rows, json_value
 from servers.analytics.sources import make_dataset
 
 
@@ -92,6 +92,27 @@ def test_values_come_back_json_safe() -> None:
     assert json_value(dt.timedelta(minutes=1)) == 60.0
     assert json_value(b"\x00\x01") == "base64:AAE="
     assert json_value({"a": [1, float("inf")]}) == {"a": [1, None]}
+
+
+def test_rows_are_converted_as_each_cell_would_be() -> None:
+    import datetime as dt
+    import decimal
+    import uuid
+
+    cells = [
+        None, True, False, 0, -(2**70), 1.5, float("nan"), float("-inf"), "", "x" * 9, "y" * 12,
+        dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.date(2020, 1, 2),
+        dt.time(1, 2), dt.timedelta(seconds=3), decimal.Decimal("2.25"), uuid.UUID(int=7), b"\x00",
+        [1, 2, 3, 4], {"k": "z" * 20}, (1.0, float("nan")),
+    ]  # fmt: skip
+    rows = [cells, list(reversed(cells))]
+    out, clipped = json_rows(rows, 10, 3)
+    each = [[clip_value(json_value(v), 10, 3) for v in r] for r in rows]
+    assert out == [[v for v, _ in r] for r in each]
+    assert [[type(v) for v in r] for r in out] == [[type(v) for v, _ in r] for r in each]
+    assert clipped is True
+    assert json_rows([[1, "short", dt.date(2020, 1, 2)]], 10, 3) == ([[1, "short", "2020-01-02"]], False)
+    assert json_rows([["x" * 11]], 10, 3) == ([["x" * 10 + "…"]], True)
 
 
 def test_user_orderings_of_every_shape_survive_paging(tmp_path: Path) -> None:

@@ -90,6 +90,29 @@ def test_a_changed_file_gets_a_new_connection_that_sees_the_new_content(pool: Co
     assert pool.opened == 2
 
 
+def test_result_columns_are_remembered_per_file_version_and_pages_stay_ordered(
+    pool: ConnectionPool, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n2,x\n1,y\n1,x\n")
+    engine = _engine(pool, path, Limits(max_rows=2))
+    sql = "SELECT * FROM data ORDER BY a"
+    first = engine.query(sql)
+    assert [(c.name, c.type) for c in first.columns] == [("a", "BIGINT"), ("b", "VARCHAR")]
+    assert pool.shape(engine._key, sql) == first.columns
+    again = engine.query(sql)
+    assert (again.columns, again.rows, again.truncated) == (first.columns, [[1, "x"], [1, "y"]], True)
+    assert engine.query(sql, offset=2).rows == [[2, "x"]]
+    path.write_text("a,b,c\n2,x,1.5\n1,y,2.5\n1,y,0.5\n")
+    changed = _engine(pool, path, Limits(max_rows=2))
+    assert pool.shape(changed._key, sql) is None
+    page = changed.query(sql)
+    assert [c.name for c in page.columns] == ["a", "b", "c"]
+    assert page.rows == [[1, "y", 0.5], [1, "y", 2.5]]
+    pool.close()
+    assert pool.shape(changed._key, sql) is None
+
+
 def test_the_pool_keeps_at_most_its_idle_limit_and_closes_the_rest(tmp_path: Path, data_dir: Path) -> None:
     pool = ConnectionPool(max_idle=1)
     other = tmp_path / "o.csv"

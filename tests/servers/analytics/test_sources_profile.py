@@ -14,7 +14,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from servers.analytics.engine import Engine
 from servers.analytics.profile import profile, semantic_type
-from servers.analytics.sources import check_name, detect_format, fingerprint, inspect, make_dataset
+from servers.analytics.sources import Fingerprints, check_name, detect_format, fingerprint, inspect, make_dataset
 
 
 @pytest.mark.parametrize("filename", ["diabetes.csv", "diabetes.parquet"])
@@ -146,6 +146,32 @@ def test_the_fingerprint_notices_a_changed_file(tmp_path: Path) -> None:
         fh.write(b"y")
     os.utime(big, ns=(big.stat().st_atime_ns, int(before.split("-")[1])))
     assert fingerprint(big) != before
+
+
+def test_a_known_fingerprint_is_reused_only_while_the_file_is_unchanged_and_settled(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("a\n1\n")
+    settled = Fingerprints(clock=lambda: path.stat().st_ctime_ns / 1e9 + 60)
+    first = settled.get(path)
+    assert first == fingerprint(path)
+    assert settled.cached(path) == first
+    assert settled.get(path) == first
+    assert settled.hashed == 1
+    path.write_text("a\n22\n")
+    assert settled.cached(path) is None
+    assert settled.get(path) == fingerprint(path) != first
+    assert settled.hashed == 2
+    # Hashed within the same moment as the file's last change: an edit in that tick could hide, so it is hashed again.
+    racy = Fingerprints(clock=lambda: path.stat().st_ctime_ns / 1e9)
+    before = racy.get(path)
+    assert racy.cached(path) is None
+    stat = path.stat()
+    path.write_text("a\n33\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert racy.get(path) == fingerprint(path) != before
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        settled.cached(path)
 
 
 def test_a_large_csv_is_scanned_by_duckdb_not_loaded_into_python(tmp_path: Path) -> None:

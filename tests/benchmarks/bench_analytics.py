@@ -46,10 +46,13 @@ ARGS = ["-m", "servers", "serve", "analytics"]
 THREADS = 2
 PEER = "mcp-server-motherduck"
 
+# Each sample names one result column differently ({n}): the same work, but a text no cache of the
+# server has seen, as a user's new question would be (a repeated text or a next page is cheaper).
 GROUP_BY = (
-    "SELECT region, count(*) AS n, sum(amount) AS total, avg(qty) AS mean_qty FROM {t} GROUP BY region ORDER BY region"
+    "SELECT region, count(*) AS n, sum(amount) AS total_{n}, avg(qty) AS mean_qty FROM {t} "
+    "GROUP BY region ORDER BY region"
 )
-FILTERED = "SELECT id, ts, amount FROM {t} WHERE product = 'p17' AND amount > 990 ORDER BY id"
+FILTERED = "SELECT id, ts, amount AS amount_{n} FROM {t} WHERE product = 'p17' AND amount > 990 ORDER BY id"
 
 
 def cache_dir() -> Path:
@@ -169,7 +172,7 @@ async def measure(url: str, redis_url: str, tmp: Path, files: dict[str, Path], s
         "ANALYTICS_QUERY_TIMEOUT_S": "600",
     }
     sqls = {
-        f"{q} on {t}": sql.format(t=t)
+        f"{q} on {t}": sql.replace("{t}", t)
         for t in ("sales", "sales_csv")
         for q, sql in (("group-by", GROUP_BY), ("filtered scan", FILTERED))
     }
@@ -229,11 +232,11 @@ async def measure(url: str, redis_url: str, tmp: Path, files: dict[str, Path], s
                 times: dict[str, dict[str, list[float]]] = {name: {key: [] for key in sqls} for name in systems}
                 for key, sql in sqls.items():
                     for run in systems.values():
-                        await run(sql)  # warm: the first call of each is not counted
+                        await run(sql.format(n="warm"))  # warm: the first call of each is not counted
                     for n in range(samples):
                         names = list(systems)
                         for name in names[n % len(names) :] + names[: n % len(names)]:
-                            times[name][key].append(await timed(partial(systems[name], sql)))
+                            times[name][key].append(await timed(partial(systems[name], sql.format(n=n))))
                 peer_rss = children_peak_rss_mb(PEER) if "peer" in systems else 0.0
     finally:
         await drop_prefix(redis_url, prefix)

@@ -154,9 +154,7 @@ class Browser:
             log.info("ui_testing.browser_started", executable=executable, version=self._browser.version)
             return self._browser
 
-    async def _new_context(
-        self, viewport: Viewport, file_guard: FileGuard | None, init_script: str | None = None
-    ) -> BrowserContext:
+    async def _new_context(self, viewport: Viewport, file_guard: FileGuard | None) -> BrowserContext:
         browser = await self._ensure()
         ctx = await browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height},
@@ -171,8 +169,6 @@ class Browser:
         try:
             ctx.set_default_navigation_timeout(self.options.navigation_timeout_s * 1000)
             await ctx.add_init_script(_INIT_SCRIPT % json.dumps(REPRO_CSS))
-            if init_script is not None:
-                await ctx.add_init_script(init_script)
             if file_guard is not None:
                 await ctx.route(FILE_URLS, self.net.router(file_guard))
         except BaseException:
@@ -182,16 +178,14 @@ class Browser:
         return ctx
 
     @contextlib.asynccontextmanager
-    async def context(
-        self, viewport: Viewport, file_guard: FileGuard | None = None, init_script: str | None = None
-    ) -> AsyncIterator[BrowserContext]:
+    async def context(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[BrowserContext]:
         """A fresh context with the reproducibility settings; closed (with its pages) on exit.
 
         Every connection goes through ``self.net``'s proxy, which refuses blocked addresses; with
         ``file_guard`` every ``file:`` request (the page itself and what it loads) is passed to it and
-        aborted unless it returns True. ``init_script`` runs in every document before the page's own scripts.
+        aborted unless it returns True.
         """
-        ctx = await self._new_context(viewport, file_guard, init_script)
+        ctx = await self._new_context(viewport, file_guard)
         try:
             yield ctx
         finally:
@@ -202,35 +196,35 @@ class Browser:
     async def page(
         self, viewport: Viewport, file_guard: FileGuard | None = None, init_script: str | None = None
     ) -> AsyncIterator[Page]:
-        """A new page in a fresh context (``init_script`` as for :meth:`context`).
+        """A new page in a fresh context (see :meth:`context`); ``init_script`` runs in each document it loads.
 
         Pages not opened from a file come from a spare: a fresh, unused context and page of the same
-        viewport and init script, made in the background while the previous such call ran (a new
-        context costs Chromium a renderer process), so a call never sees anything an earlier one did.
-        The context is closed in the background after the call.
+        viewport and init script, made in the background after the previous such call (a new context
+        costs Chromium a renderer process), so a call never sees anything an earlier one did. The
+        context is closed in the background after the call.
         """
         if file_guard is not None:
-            async with self.context(viewport, file_guard, init_script) as ctx:
-                yield await ctx.new_page()
+            async with self.context(viewport, file_guard) as ctx:
+                yield await _new_page(ctx, init_script)
             return
         key: SpareKey = (viewport, init_script)
         spare = await self._take_spare(key)
         if spare is None:
-            ctx = await self._new_context(viewport, None, init_script)
+            ctx = await self._new_context(viewport, None)
             try:
-                page = await ctx.new_page()
+                page = await _new_page(ctx, init_script)
             except BaseException:
                 self._close_later(ctx)
                 raise
         else:
             ctx, page = spare
-        # The next call's spare opens while this call works, so a call right after this one finds it ready.
-        self._warm(key)
         try:
             yield page
         finally:
             if self.started and not self._closing:
                 self._close_later(ctx)
+                # After the call, not during it: making a context while a page loads slows that page down.
+                self._warm(key)
             else:
                 await _close_context(ctx)
 
@@ -270,8 +264,8 @@ class Browser:
     async def _make_spare(self, key: SpareKey) -> None:
         viewport, init_script = key
         try:
-            ctx = await self._new_context(viewport, None, init_script)
-            page = await ctx.new_page()
+            ctx = await self._new_context(viewport, None)
+            page = await _new_page(ctx, init_script)
         except Exception as exc:  # a spare is an optimisation: the next call makes its own context
             log.info("ui_testing.spare_failed", error=str(exc)[:200])
             return
@@ -313,6 +307,14 @@ class Browser:
         self._browser = self._playwright = None
         await close_quietly(browser, pw)
         await self.net.close()
+
+
+async def _new_page(ctx: BrowserContext, init_script: str | None) -> Page:
+    page = await ctx.new_page()
+    if init_script is not None:
+        # Registered after the page exists, so its blank first document does not run the script for nothing.
+        await ctx.add_init_script(init_script)
+    return page
 
 
 async def _close_context(ctx: BrowserContext) -> None:

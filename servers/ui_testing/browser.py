@@ -58,8 +58,8 @@ _INIT_SCRIPT = """(() => {
 # Stable colours and glyph rasterisation between runs and machines; no GPU in a headless server.
 #: Reproducible rendering on top of common.chromium's flags.
 _LAUNCH_ARGS = ("--force-color-profile=srgb", "--font-render-hinting=none")
-#: Spares kept at once, one per (viewport, init script), so captures and audits in turn each find theirs.
-MAX_SPARES = 2
+#: Spares kept at once (each an idle renderer process): one, for the viewport and init script of the last call.
+MAX_SPARES = 1
 
 
 #: A spare is made for one viewport and one init script (or none).

@@ -8,6 +8,7 @@ and structural paths otherwise, so moving an element without an id can show as f
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,8 +153,9 @@ def _count(rules: Any) -> int:
     return rules if isinstance(rules, int) else len(rules or [])
 
 
+@cache
 def axe_source() -> str:
-    """axe-core's source as axe-playwright-python ships it."""
+    """axe-core's source as axe-playwright-python ships it (one string per process: spares are keyed by it)."""
     # Heavy: axe-playwright-python (its axe-core source, read once) loads only when an audit runs.
     from axe_playwright_python.base import AXE_SCRIPT
 
@@ -189,9 +191,9 @@ async def audit(
     """Open ``url`` in a fresh context and audit it (``file_guard`` decides which ``file:`` URLs it may load)."""
     expand_tags(levels)  # fail fast, before a browser is started
     await browser.net.check(url)
-    async with browser.page(viewport, file_guard) as page:
-        # As an init script axe loads with the document, several times faster than evaluating it afterwards.
-        await page.add_init_script(axe_source())
+    # As an init script axe loads with the document, several times faster than evaluating it afterwards; the
+    # context (and a spare of it, made in the background) has it registered before this call navigates.
+    async with browser.page(viewport, file_guard, init_script=axe_source()) as page:
         await open_url(page, url, wait or WaitSpec())
         return await audit_page(page, levels, selectors_per_rule, injected=True)
 

@@ -58,6 +58,12 @@ _INIT_SCRIPT = """(() => {
 # Stable colours and glyph rasterisation between runs and machines; no GPU in a headless server.
 #: Reproducible rendering on top of common.chromium's flags.
 _LAUNCH_ARGS = ("--force-color-profile=srgb", "--font-render-hinting=none")
+#: Spares kept at once (each an idle renderer process): one, for the viewport and init script of the last call.
+MAX_SPARES = 1
+
+
+#: A spare is made for one viewport and one init script (or none).
+SpareKey = tuple[Viewport, str | None]
 
 
 class BrowserUnavailable(SuiteError):
@@ -93,8 +99,9 @@ class Browser:
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: PWBrowser | None = None
-        self._spare: tuple[Viewport, BrowserContext, Page] | None = None
-        self._warming: asyncio.Task[None] | None = None
+        self._spares: dict[SpareKey, tuple[BrowserContext, Page]] = {}
+        self._warming: dict[SpareKey, asyncio.Task[None]] = {}
+        self._closings: set[asyncio.Task[None]] = set()
         self._closing = False
         #: Every connection of every page goes through its proxy (and, via ``check``, each URL before it is opened).
         self.net = NetGuard(self.options.net_policy, setting="UI_TESTING_ALLOW_HOSTS", resolve=self.options.resolve)
@@ -186,81 +193,110 @@ class Browser:
                 await ctx.close()
 
     @contextlib.asynccontextmanager
-    async def page(self, viewport: Viewport, file_guard: FileGuard | None = None) -> AsyncIterator[Page]:
-        """A new page in a fresh context.
+    async def page(
+        self, viewport: Viewport, file_guard: FileGuard | None = None, init_script: str | None = None
+    ) -> AsyncIterator[Page]:
+        """A new page in a fresh context (see :meth:`context`); ``init_script`` runs in each document it loads.
 
-        Pages not opened from a file come from a spare: a fresh, unused context and page made in the
-        background after the previous call (a new context costs Chromium a renderer process), so a
-        call never sees anything an earlier one did.
+        Pages not opened from a file come from a spare: a fresh, unused context and page of the same
+        viewport and init script, made in the background after the previous such call (a new context
+        costs Chromium a renderer process), so a call never sees anything an earlier one did. The
+        context is closed in the background after the call.
         """
-        spare = await self._take_spare(viewport) if file_guard is None else None
-        if spare is not None:
-            ctx, page = spare
-            try:
-                yield page
-            finally:
-                with contextlib.suppress(Exception):
-                    await ctx.close()
-                self._warm(viewport)
+        if file_guard is not None:
+            async with self.context(viewport, file_guard) as ctx:
+                yield await _new_page(ctx, init_script)
             return
-        async with self.context(viewport, file_guard) as ctx:
-            yield await ctx.new_page()
-        if file_guard is None:
-            self._warm(viewport)
-
-    async def _take_spare(self, viewport: Viewport) -> tuple[BrowserContext, Page] | None:
-        await self.warmed()
-        spare, self._spare = self._spare, None
+        key: SpareKey = (viewport, init_script)
+        spare = await self._take_spare(key)
         if spare is None:
-            return None
-        made_for, ctx, page = spare
-        if made_for == viewport and self.started and not page.is_closed():
-            return ctx, page
-        with contextlib.suppress(Exception):
-            await ctx.close()
-        return None
+            ctx = await self._new_context(viewport, None)
+            try:
+                page = await _new_page(ctx, init_script)
+            except BaseException:
+                self._close_later(ctx)
+                raise
+        else:
+            ctx, page = spare
+        try:
+            yield page
+        finally:
+            if self.started and not self._closing:
+                self._close_later(ctx)
+                # After the call, not during it: making a context while a page loads slows that page down.
+                self._warm(key)
+            else:
+                await _close_context(ctx)
 
-    async def warmed(self) -> None:
-        """Wait until the spare being made (if any) is ready, so its processes can be counted."""
-        warming = self._warming
+    def _close_later(self, ctx: BrowserContext) -> None:
+        """Close ``ctx`` in the background (the caller's answer does not wait for it); ``close`` awaits it."""
+        task = asyncio.get_running_loop().create_task(_close_context(ctx), name="ui_testing-close")
+        self._closings.add(task)
+        task.add_done_callback(self._closings.discard)
+
+    async def _take_spare(self, key: SpareKey) -> tuple[BrowserContext, Page] | None:
+        warming = self._warming.get(key)
         if warming is not None and not warming.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(warming)
+        spare = self._spares.pop(key, None)
+        if spare is None:
+            return None
+        ctx, page = spare
+        if self.started and not page.is_closed():
+            return ctx, page
+        self._close_later(ctx)
+        return None
 
-    def _warm(self, viewport: Viewport) -> None:
-        """Make the next spare in the background (one at a time)."""
-        if self._closing or (self._warming is not None and not self._warming.done()):
+    async def warmed(self) -> None:
+        """Wait until the spares being made and the contexts being closed are done, so processes can be counted."""
+        pending = [t for t in (*self._warming.values(), *self._closings) if not t.done()]
+        if pending:
+            await asyncio.gather(*(asyncio.shield(t) for t in pending), return_exceptions=True)
+
+    def _warm(self, key: SpareKey) -> None:
+        """Make the next spare for ``key`` in the background (one at a time per key)."""
+        warming = self._warming.get(key)
+        if self._closing or (warming is not None and not warming.done()):
             return
-        self._warming = asyncio.get_running_loop().create_task(self._make_spare(viewport), name="ui_testing-spare")
+        self._warming[key] = asyncio.get_running_loop().create_task(self._make_spare(key), name="ui_testing-spare")
 
-    async def _make_spare(self, viewport: Viewport) -> None:
+    async def _make_spare(self, key: SpareKey) -> None:
+        viewport, init_script = key
         try:
             ctx = await self._new_context(viewport, None)
-            page = await ctx.new_page()
+            page = await _new_page(ctx, init_script)
         except Exception as exc:  # a spare is an optimisation: the next call makes its own context
             log.info("ui_testing.spare_failed", error=str(exc)[:200])
             return
-        old, self._spare = self._spare, (viewport, ctx, page)
+        old = self._spares.pop(key, None)
+        self._spares[key] = (ctx, page)
         if old is not None:
-            with contextlib.suppress(Exception):
-                await old[1].close()
+            self._close_later(old[0])
+        while len(self._spares) > MAX_SPARES:  # the least recently made goes
+            oldest = next(iter(self._spares))
+            self._close_later(self._spares.pop(oldest)[0])
 
-    async def _drop_spare(self) -> None:
-        warming, self._warming = self._warming, None
-        if warming is not None and not warming.done():
-            warming.cancel()
+    async def _drop_spares(self) -> None:
+        warming = list(self._warming.values())
+        self._warming.clear()
+        for task in warming:
+            task.cancel()
+        for task in warming:
             with contextlib.suppress(BaseException):
-                await warming
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            with contextlib.suppress(Exception):
-                await spare[1].close()
+                await task
+        spares = list(self._spares.values())
+        self._spares.clear()
+        for ctx, _ in spares:
+            self._close_later(ctx)
+        if self._closings:
+            await asyncio.gather(*list(self._closings), return_exceptions=True)
 
     async def close(self) -> None:
         """Close Chromium and the Playwright driver; safe to call twice."""
         self._closing = True
         try:
-            await self._drop_spare()
+            await self._drop_spares()
             async with self._lock:
                 await self._shutdown()
         finally:
@@ -271,6 +307,19 @@ class Browser:
         self._browser = self._playwright = None
         await close_quietly(browser, pw)
         await self.net.close()
+
+
+async def _new_page(ctx: BrowserContext, init_script: str | None) -> Page:
+    page = await ctx.new_page()
+    if init_script is not None:
+        # Registered after the page exists, so its blank first document does not run the script for nothing.
+        await ctx.add_init_script(init_script)
+    return page
+
+
+async def _close_context(ctx: BrowserContext) -> None:
+    with contextlib.suppress(Exception):  # the browser may already be gone; closing is best effort
+        await ctx.close()
 
 
 def first_line(message: str, limit: int = 200) -> str:

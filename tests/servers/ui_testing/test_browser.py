@@ -15,7 +15,7 @@ import pytest
 
 from common.chromium import launch_args
 from common.testing import wait_until
-from servers.ui_testing.browser import Browser, BrowserOptions, BrowserUnavailable, version_report
+from servers.ui_testing.browser import MAX_SPARES, Browser, BrowserOptions, BrowserUnavailable, version_report
 from servers.ui_testing.viewport import Viewport
 from tests.servers.ui_testing.conftest import LOCAL, Site, page
 
@@ -116,10 +116,10 @@ async def test_the_next_call_takes_the_spare_page_made_in_the_background_and_it_
             await first.goto(url)
             await first.evaluate("localStorage.setItem('k', 'v'); document.cookie = 'a=b'")
         await browser.warmed()
-        spare = browser._spare
+        spare = browser._spares.get((SMALL, None))
         assert spare is not None
         async with browser.page(SMALL) as second:
-            assert second is spare[2]
+            assert second is spare[1]
             assert second.url == "about:blank"
             await second.goto(url)
             assert await second.context.cookies() == []
@@ -129,9 +129,33 @@ async def test_the_next_call_takes_the_spare_page_made_in_the_background_and_it_
         async with browser.page(wide) as third:
             assert third.viewport_size == {"width": 640, "height": 300}
         await browser.warmed()
-        assert browser._spare is not None
-    assert browser._spare is None
+        assert (wide, None) in browser._spares
+        assert len(browser._spares) <= MAX_SPARES
+    assert browser._spares == {}
     assert not browser.started
+
+
+async def test_a_spare_made_with_an_init_script_runs_it_and_spares_are_capped(site: Site):
+    url = site.put("/init", page("<p>x</p>"))
+    marker = "window.__marked = 1;"
+    async with Browser(LOCAL) as browser:
+        async with browser.page(SMALL, init_script=marker) as first:
+            await first.goto(url)
+            assert await first.evaluate("window.__marked") == 1
+        await browser.warmed()
+        spare = browser._spares.get((SMALL, marker))
+        assert spare is not None
+        assert await spare[1].evaluate("window.__marked") is None  # not run in the blank first document
+        async with browser.page(SMALL, init_script=marker) as second:
+            assert second is spare[1]
+            await second.goto(url)
+            assert await second.evaluate("window.__marked") == 1
+        async with browser.page(SMALL) as plain:
+            await plain.goto(url)
+            assert await plain.evaluate("window.__marked") is None
+        await browser.warmed()
+        assert len(browser._spares) == MAX_SPARES
+        assert (SMALL, None) in browser._spares
 
 
 async def spawn_child(mode: str) -> asyncio.subprocess.Process:

@@ -152,7 +152,7 @@ def test_the_operations_page_covers_backup_restore_upgrade_redis_and_logs() -> N
 
 
 def test_internal_links_between_docs_point_at_existing_headings() -> None:
-    docs = {p.name: p.read_text() for p in (CONFIGURATION, ARCHITECTURE, OPERATIONS)}
+    docs = {p.name: p.read_text() for p in CONFIGURATION.parent.glob("*.md")}
 
     def anchors(text: str) -> set[str]:
         return {

@@ -1,8 +1,9 @@
 """Before/after benchmark: the same server from two source trees, calls interleaved one by one.
 
-Run: ``.venv/bin/python -m tests.benchmarks.bench_ab --before DIR [--samples 200] [--starts 10]
-[--servers memory_management,inference_enhancement,documentation]``, where DIR holds the older tree
-(e.g. ``git worktree add /tmp/before 5837f33``; both trees use this environment). Each tree's server
+Run: ``.venv/bin/python -m tests.benchmarks.bench_ab --before DIR [--after DIR] [--samples 200]
+[--starts 10] [--servers memory_management,inference_enhancement,documentation]``, where ``--before``
+holds the older tree (e.g. ``git worktree add /tmp/before 5837f33``) and ``--after`` the newer one
+(default: this checkout); both run in this environment. Each tree's server
 runs over stdio on its own database of one embedded cluster, with its own Redis prefix, seeded
 with the same data; then every sample calls the same tool with the same arguments on both, the order
 flipping from sample to sample, so a change in the machine's load weighs on both trees alike. Prints
@@ -173,10 +174,12 @@ async def documentation(pair: tuple[Client, Client], samples: int, tmp: Path, fi
     ]
 
 
-async def measure(server: str, cluster: Cluster, before: Path, tmp: Path, samples: int, starts: int) -> list[Row]:
+async def measure(
+    server: str, cluster: Cluster, before: Path, after: Path, tmp: Path, samples: int, starts: int
+) -> list[Row]:
     urls = [await asyncio.to_thread(create_database, cluster, f"ab_{server}_{side}") for side in ("before", "after")]
     folder = tmp / server
-    trees = (Tree("before", before, urls[0], folder, server), Tree("after", ROOT, urls[1], folder, server))
+    trees = (Tree("before", before, urls[0], folder, server), Tree("after", after, urls[1], folder, server))
     roots = json.dumps([str(folder)])
     for tree in trees:
         tree.env[f"{server.upper()}_FILE_ROOTS"] = roots
@@ -204,13 +207,15 @@ async def measure(server: str, cluster: Cluster, before: Path, tmp: Path, sample
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", required=True, help="the older source tree (a checkout or git worktree)")
+    parser.add_argument("--after", default=str(ROOT), help="the newer source tree (default: this one)")
     parser.add_argument("--samples", type=int, default=200, help="calls of each measure on each tree")
     parser.add_argument("--starts", type=int, default=10, help="server starts of each tree")
     parser.add_argument("--servers", default=",".join(SERVERS))
     args = parser.parse_args()
-    before = Path(args.before).resolve()
-    if not (before / "servers").is_dir():
-        raise SystemExit(f"{before} is not a source tree of this project")
+    before, after = Path(args.before).resolve(), Path(args.after).resolve()
+    for tree in (before, after):
+        if not (tree / "servers").is_dir():
+            raise SystemExit(f"{tree} is not a source tree of this project")
     names = [s for s in args.servers.split(",") if s]
     unknown = set(names) - set(SERVERS)
     if unknown:
@@ -220,7 +225,7 @@ def main() -> None:
     try:
         rows: list[Row] = []
         for name in names:
-            rows += asyncio.run(measure(name, cluster, before, tmp, args.samples, args.starts))
+            rows += asyncio.run(measure(name, cluster, before, after, tmp, args.samples, args.starts))
         print_table(rows, ["measure (ms unless said)", "before p50", "after p50", "after/before", "after slower", "n"])
     finally:
         server.cleanup()

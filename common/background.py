@@ -35,12 +35,20 @@ class Background:
         self.failed = 0
 
     def batcher(
-        self, name: str, flush: Callable[[list[T]], Awaitable[Any]], *, delay_s: float = BATCH_DELAY_S
+        self,
+        name: str,
+        flush: Callable[[list[T]], Awaitable[Any]],
+        *,
+        delay_s: float = BATCH_DELAY_S,
+        keep_failed: bool = False,
+        max_pending: int | None = None,
     ) -> Batcher[T]:
-        """The batcher called ``name`` (made with ``flush`` on first use)."""
+        """The batcher called ``name`` (made with these arguments on first use; see :class:`Batcher`)."""
         made = self._batchers.get(name)
         if made is None:
-            made = self._batchers[name] = Batcher(self, name, flush, delay_s=delay_s)
+            made = self._batchers[name] = Batcher(
+                self, name, flush, delay_s=delay_s, keep_failed=keep_failed, max_pending=max_pending
+            )
         return made
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
@@ -81,8 +89,12 @@ class Batcher(Generic[T]):
     """Collects items from many calls and hands them to ``flush`` together, ``delay_s`` after the first.
 
     Items added while a flush runs go to the next one; ``flush`` gets at most ``max_items`` at a
-    time. The collecting task is an ordinary background task, so draining the Background at
-    shutdown flushes what is pending.
+    time, oldest first, one flush at a time. The collecting task is an ordinary background task, so
+    draining the Background at shutdown flushes what is pending; :meth:`drain` flushes now, for a
+    reader that must see every item added before it.
+
+    A failed batch is logged and dropped, or with ``keep_failed`` put back in front of the queue for
+    the next flush; ``max_pending`` bounds the queue (the oldest items go first, with a warning).
     """
 
     def __init__(
@@ -93,19 +105,26 @@ class Batcher(Generic[T]):
         *,
         delay_s: float = BATCH_DELAY_S,
         max_items: int = 1_000,
+        keep_failed: bool = False,
+        max_pending: int | None = None,
     ) -> None:
         self.background = background
         self.name = name
         self.flush = flush
         self.delay_s = delay_s
         self.max_items = max_items
+        self.keep_failed = keep_failed
+        self.max_pending = max_pending
         self._items: list[T] = []
         self._flushing = 0
         self._scheduled = False
+        self._lock = asyncio.Lock()
         self.flushes = 0
+        self.dropped = 0
 
     def add(self, items: Iterable[T]) -> None:
         self._items.extend(items)
+        self._bound()
         if self._items and not self._scheduled:
             self._scheduled = True
             self.background.spawn(self._collect(), name=self.name)
@@ -119,18 +138,40 @@ class Batcher(Generic[T]):
         """Items not flushed yet: waiting, or in the flush that is running."""
         return len(self._items) + self._flushing
 
+    async def drain(self) -> None:
+        """Flush every item added so far, now (after a flush already running); a failed flush raises."""
+        await self._flush_pending()
+
+    def _bound(self) -> None:
+        if self.max_pending is not None and len(self._items) > self.max_pending:
+            over = len(self._items) - self.max_pending
+            del self._items[:over]
+            self.dropped += over
+            log.warning("batch_items_dropped", batcher=self.name, items=over)
+
     async def _collect(self) -> None:
         try:
             await asyncio.sleep(self.delay_s)
+        finally:
+            self._scheduled = False
+        try:
+            await self._flush_pending()
+        finally:
+            if self._items and not self._scheduled:  # a flush failed or was cancelled: the next add retries
+                log.warning("batch_not_flushed", batcher=self.name, items=len(self._items))
+
+    async def _flush_pending(self) -> None:
+        async with self._lock:
             while self._items:
                 batch, self._items = self._items[: self.max_items], self._items[self.max_items :]
                 self.flushes += 1
                 self._flushing = len(batch)
                 try:
                     await self.flush(batch)
+                except BaseException:
+                    if self.keep_failed:
+                        self._items[:0] = batch
+                        self._bound()
+                    raise
                 finally:
                     self._flushing = 0
-        finally:
-            self._scheduled = False
-            if self._items:  # a flush failed or was cancelled: the rest waits for the next add
-                log.warning("batch_not_flushed", batcher=self.name, items=len(self._items))

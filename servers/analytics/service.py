@@ -31,7 +31,6 @@ import anyio
 import anyio.to_thread
 import asyncpg
 
-from common.background import BATCH_DELAY_S
 from common.errors import Conflict, InvalidInput, NotFound, SuiteError, shown
 from common.jobs import Job, JobCancelled, JobContext, Jobs, Progress, check_job_id
 from common.logging import get_logger
@@ -79,7 +78,6 @@ CATALOGUE_URI = "analytics://datasets"
 POOL_IDLE = 4
 # History rows waiting for their write when PostgreSQL is failing; beyond this the oldest are dropped.
 _MAX_PENDING_HISTORY = 10_000
-_HISTORY_BATCH = 1_000
 
 
 def _now() -> dt.datetime:
@@ -134,10 +132,10 @@ class AnalyticsService:
         self.fingerprints = Fingerprints()
         self.jobs = Jobs(deps.db, "analytics", heartbeat_s=settings.heartbeat_s, stale_after_s=settings.job_stale_s)
         self._failures: dict[str, SuiteError] = {}
-        # Query history is written after the answer, in call order, by one writer at a time.
-        self._history_rows: list[store.HistoryRow] = []
-        self._history_scheduled = False
-        self._history_lock = asyncio.Lock()
+        # Query history is written after the answer, in call order; a failed write is retried.
+        self._history = deps.background.batcher(
+            "analytics-history", self._write_history, keep_failed=True, max_pending=_MAX_PENDING_HISTORY
+        )
 
     @classmethod
     @asynccontextmanager
@@ -152,9 +150,9 @@ class AnalyticsService:
             yield svc
         finally:
             try:
-                await svc._write_history()
+                await svc._history.drain()
             except Exception as exc:  # closing goes on: the rest must still be released
-                log.warning("history_not_written", rows=len(svc._history_rows), error=str(exc)[:200])
+                log.warning("history_not_written", rows=svc._history.pending, error=str(exc)[:200])
             await svc.jobs.close()
             svc.pool.close()
             svc.parser.close()
@@ -169,32 +167,10 @@ class AnalyticsService:
 
     def _record(self, row: store.HistoryRow) -> None:
         """Queue a history row; it is written after the answer, and before any read of the history."""
-        self._history_rows.append(row)
-        if len(self._history_rows) > _MAX_PENDING_HISTORY:
-            del self._history_rows[: len(self._history_rows) - _MAX_PENDING_HISTORY]
-        if not self._history_scheduled:
-            self._history_scheduled = True
-            self.deps.background.spawn(self._write_history_soon(), name="analytics-history")
+        self._history.add([row])
 
-    async def _write_history_soon(self) -> None:
-        # Collected for a moment, a run of queries costs one write that does not land inside the next call.
-        try:
-            await asyncio.sleep(BATCH_DELAY_S)
-        finally:
-            self._history_scheduled = False
-        await self._write_history()
-
-    async def _write_history(self) -> None:
-        """Write the queued history rows, oldest first; a failed batch goes back to the front of the queue."""
-        async with self._history_lock:
-            while self._history_rows:
-                batch = self._history_rows[:_HISTORY_BATCH]
-                del self._history_rows[: len(batch)]
-                try:
-                    await store.add_history(self.deps.db, batch, self.settings.history_keep)
-                except BaseException:
-                    self._history_rows[:0] = batch
-                    raise
+    async def _write_history(self, rows: list[store.HistoryRow]) -> None:
+        await store.add_history(self.deps.db, rows, self.settings.history_keep)
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn)
@@ -671,7 +647,7 @@ class AnalyticsService:
         """Past queries, newest first, with their timings and outcome."""
         fp = fingerprint("query_history")
         offset = decode_cursor(cursor, fp).offset
-        await self._write_history()
+        await self._history.drain()
         rows, total = await store.list_history(self.deps.db, limit, offset)
         return page_of([HistoryEntry(**r) for r in rows], total=total, offset=offset, limit=limit, fp=fp)
 

@@ -11,11 +11,10 @@ service closes. A killed process loses those of its last moment.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from common.background import BATCH_DELAY_S, Background
+from common.background import Background
 from common.db import Database
 from common.errors import Conflict
 from common.logging import get_logger
@@ -34,13 +33,10 @@ class QuotaExceeded(Conflict):
 class Ledger:
     """Records requests in ``web_access.requests`` and enforces ``quotas``."""
 
-    def __init__(self, db: Database, quotas: dict[str, Quota], background: Background | None = None) -> None:
+    def __init__(self, db: Database, quotas: dict[str, Quota], background: Background) -> None:
         self.db = db
         self.quotas = quotas
-        self.background = background
-        self._pending: list[tuple[Any, ...]] = []
-        self._scheduled = False
-        self._writing = asyncio.Lock()
+        self._later = background.batcher("web_access-ledger", self._write)
 
     async def record(
         self,
@@ -62,31 +58,18 @@ class Ledger:
             log.warning("web_access.ledger_write_failed", provider=provider, error=str(exc)[:200])
 
     def record_later(self, provider: str, host: str, outcome: str, *, status: int | None = None, size: int = 0) -> None:
-        """One ledger row written after the answer (see the module docstring); without a Background
-        it is written at the next ``flush``."""
-        self._pending.append((provider, host[:255], outcome, status, size, 0, None, datetime.now(UTC)))
-        if self.background is not None and not self._scheduled:
-            self._scheduled = True
-            self.background.spawn(self._flush_soon(), name="web_access-ledger")
-
-    async def _flush_soon(self) -> None:
-        try:
-            await asyncio.sleep(BATCH_DELAY_S)
-        finally:
-            self._scheduled = False
-        await self.flush()
+        """One ledger row written after the answer (see the module docstring)."""
+        self._later.add([(provider, host[:255], outcome, status, size, 0, None, datetime.now(UTC))])
 
     async def flush(self) -> None:
-        """Write the rows recorded for later; a failure is logged and those rows are dropped."""
-        # The lock makes a flush wait for one already writing, so a reader after it sees every row.
-        async with self._writing:
-            rows, self._pending = self._pending, []
-            if not rows:
-                return
-            try:
-                await store.insert_requests(self.db, rows)
-            except Exception as exc:  # as record(): the ledger never fails a call
-                log.warning("web_access.ledger_write_failed", rows=len(rows), error=str(exc)[:200])
+        """Write the rows recorded for later now, after any write under way, so a read after it sees them."""
+        try:
+            await self._later.drain()
+        except Exception as exc:  # as record(): the ledger never fails a call
+            log.warning("web_access.ledger_write_failed", error=str(exc)[:200])
+
+    async def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        await store.insert_requests(self.db, rows)
 
     async def check(self, provider: str, host: str = "") -> str | None:
         """A warning once ``provider`` is past its warning threshold; QuotaExceeded at the hard limit."""

@@ -116,3 +116,41 @@ async def test_analyze_runs_after_enough_writes_and_tells_listeners(database_url
     finally:
         await db.close()
         await conn.close()
+
+
+async def test_drain_flushes_now_after_a_running_flush_and_keep_failed_retries_in_order() -> None:
+    bg = Background()
+    written: list[int] = []
+    fail = [True]
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> None:
+        if items == [0]:  # the first flush is slow, so drain must wait for it
+            started.set()
+            await release.wait()
+        if fail[0] and 1 in items:
+            fail[0] = False
+            raise RuntimeError("database went away")
+        written.extend(items)
+
+    batcher = bg.batcher("history", flush, delay_s=60, keep_failed=True, max_pending=3)
+    batcher.add([0])
+    first = asyncio.create_task(batcher.drain())
+    await asyncio.wait_for(started.wait(), 5)
+    batcher.add([1, 2])
+    second = asyncio.create_task(batcher.drain())
+    await asyncio.sleep(0)
+    assert not second.done()  # waits for the flush under way
+    release.set()
+    # The first drain goes on to the items added meanwhile; their flush fails and they stay queued.
+    with pytest.raises(RuntimeError):
+        await first
+    await second  # then written by the second
+    assert written == [0, 1, 2]
+    batcher.add([3, 4, 5, 6])  # over max_pending: the oldest goes
+    assert batcher.dropped == 1
+    assert batcher.pending == 3
+    await batcher.drain()
+    assert written == [0, 1, 2, 4, 5, 6]
+    await bg.drain(timeout_s=0.1)

@@ -159,9 +159,9 @@ async def test_the_history_is_written_after_the_answer_and_before_it_is_read_or_
     async with open_deps("analytics", settings) as deps, AnalyticsService.open(deps, settings) as svc:
         await svc.register("dia", path=str(data_dir / "diabetes.parquet"))
         await svc.query("SELECT count(*) AS n FROM dia")
-        assert [r.sql for r in svc._history_rows] == ["SELECT count(*) AS n FROM dia"]
+        assert svc._history.pending == 1
         assert (await svc.history(limit=10, cursor=None)).total == 1
-        assert svc._history_rows == []
+        assert svc._history.pending == 0
         for i in range(3):
             await svc.query(f"SELECT {i} AS i FROM dia LIMIT 1")
         with pytest.raises(InvalidInput):

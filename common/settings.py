@@ -121,6 +121,14 @@ class JobServerSettings(BaseServerSettings):
     job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
     heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running job reports.")
 
+    @model_validator(mode="after")
+    def _check_jobs(self) -> JobServerSettings:
+        # A live job must get at least two heartbeats in before it can be taken for dead.
+        if self.job_stale_s <= self.heartbeat_s * 2:
+            prefix = self.model_config.get("env_prefix", "")
+            raise ValueError(f"{prefix}JOB_STALE_S must be more than twice {prefix}HEARTBEAT_S")
+        return self
+
 
 class SettingsError(SystemExit):
     """Start-up stops here: the message names the variable and says what to fix."""

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import BaseServerSettings
+from common.settings import JobServerSettings
 from servers.code_quality.analyzers import DEFAULT_SET
 
 
-class Settings(BaseServerSettings, env_prefix="CODE_QUALITY_"):
+class Settings(JobServerSettings, env_prefix="CODE_QUALITY_"):
     """Limits exist so one repository or one call cannot flood the database or the client's context."""
 
     allowed_roots: list[Path] = Field(
@@ -40,8 +40,6 @@ class Settings(BaseServerSettings, env_prefix="CODE_QUALITY_"):
     cache_max_age_days: int = Field(
         default=30, ge=1, le=3_650, description="Cached analyzer results older than this are pruned (hourly)."
     )
-    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
-    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running job reports.")
 
     def chart_folder(self) -> Path:
         return self.charts_dir or self.data_dir / "code_quality" / "charts"

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import BaseServerSettings
+from common.settings import JobServerSettings
 
 
-class Settings(BaseServerSettings, env_prefix="DOCUMENTATION_"):
+class Settings(JobServerSettings, env_prefix="DOCUMENTATION_"):
     """Limits exist so one folder or one call cannot flood the database or the client's context."""
 
     allowed_roots: list[Path] = Field(
@@ -31,6 +31,4 @@ class Settings(BaseServerSettings, env_prefix="DOCUMENTATION_"):
         description="Texts per model call while ingesting; ONNX Runtime keeps memory for the largest batch it saw.",
     )
     search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
-    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running job silent this long is dead.")
-    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)
     read_max_chars: int = Field(default=8_000, ge=500, le=200_000)

@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
-from common.settings import BaseServerSettings
+from common.settings import JobServerSettings
 
 
-class Settings(BaseServerSettings, env_prefix="UI_TESTING_"):
+class Settings(JobServerSettings, env_prefix="UI_TESTING_"):
     """Where Chromium and the images are, how long a page may take, and when a comparison fails."""
 
     allowed_roots: list[Path] = Field(
@@ -49,8 +49,6 @@ class Settings(BaseServerSettings, env_prefix="UI_TESTING_"):
         default=3600.0, ge=0, le=30 * 86_400, description="Images written or reused this recently are never pruned."
     )
     sweep_interval_s: float = Field(default=3600.0, ge=10, le=86_400, description="How often images are pruned.")
-    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running check silent this long is dead.")
-    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600, description="How often a running check reports.")
 
     @field_validator("allow_hosts")
     @classmethod
@@ -60,12 +58,6 @@ class Settings(BaseServerSettings, env_prefix="UI_TESTING_"):
         except InvalidInput as exc:
             raise ValueError(f"UI_TESTING_ALLOW_HOSTS: {exc}") from None
         return value
-
-    @model_validator(mode="after")
-    def _check_jobs(self) -> "Settings":
-        if self.job_stale_s <= self.heartbeat_s * 2:
-            raise ValueError("UI_TESTING_JOB_STALE_S must be more than twice UI_TESTING_HEARTBEAT_S")
-        return self
 
     def image_root(self) -> Path:
         """The folder images are stored in."""

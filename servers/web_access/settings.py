@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from common.settings import BaseServerSettings
+from common.settings import JobServerSettings
 from servers.web_access.fetcher import DEFAULT_USER_AGENT
 
 
@@ -18,7 +18,7 @@ class Quota(BaseModel):
     hard: int | None = Field(default=None, ge=1)
 
 
-class Settings(BaseServerSettings, env_prefix="WEB_ACCESS_"):
+class Settings(JobServerSettings, env_prefix="WEB_ACCESS_"):
     """Ceilings exist so one call cannot hang the server, flood the database or the client's context."""
 
     allow_hosts: list[str] = Field(
@@ -70,8 +70,6 @@ class Settings(BaseServerSettings, env_prefix="WEB_ACCESS_"):
     cache_days: int = Field(default=30, ge=1, le=3650, description="Pages unchecked this many days are deleted.")
     usage_days: int = Field(default=400, ge=1, le=3650, description="Ledger rows older than this are deleted.")
     sweep_interval_s: float = Field(default=3600.0, ge=10, le=86_400, description="How often the sweep runs.")
-    job_stale_s: float = Field(default=60.0, gt=0, le=86_400, description="A running crawl silent this long is dead.")
-    heartbeat_s: float = Field(default=2.0, gt=0, le=3_600)
 
     def screenshot_root(self) -> Path:
         return self.screenshots_dir or self.data_dir / "web_access" / "screenshots"

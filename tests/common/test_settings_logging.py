@@ -11,6 +11,7 @@ import pytest
 
 from common.logging import configure_logging, get_logger, redact
 from common.settings import BaseServerSettings, SettingsError, env_name, load_settings
+from servers.documentation.settings import Settings as DocumentationSettings
 from servers.notes.settings import Settings as NotesSettings
 
 
@@ -43,6 +44,17 @@ def test_inconsistent_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("VECTOR_BACKEND", "qdrant")
     with pytest.raises(SettingsError, match="QDRANT_URL or QDRANT_PATH"):
         load_settings(BaseServerSettings, _env_file=None)
+
+
+def test_a_job_that_could_be_taken_for_dead_between_two_heartbeats_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCUMENTATION_HEARTBEAT_S", "5")
+    monkeypatch.setenv("DOCUMENTATION_JOB_STALE_S", "10")
+    with pytest.raises(
+        SettingsError, match="DOCUMENTATION_JOB_STALE_S must be more than twice DOCUMENTATION_HEARTBEAT_S"
+    ):
+        load_settings(DocumentationSettings, _env_file=None)
+    monkeypatch.setenv("DOCUMENTATION_JOB_STALE_S", "11")
+    assert load_settings(DocumentationSettings, _env_file=None).job_stale_s == 11
 
 
 def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

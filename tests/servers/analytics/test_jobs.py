@@ -52,6 +52,12 @@ async def gate(database_url: str) -> AsyncIterator[Callable[[], Any]]:
     try:
         yield open_gate
     finally:
+        # A killed server's backend sleeps on behind the gate until PostgreSQL notices; end it so the
+        # table can be dropped now.
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query LIKE '%analytics_test_gate%'"
+        )
         await conn.execute("DROP TABLE analytics_test_gate")
         await conn.close()
 

@@ -174,7 +174,7 @@ async def test_sitemaps_seed_the_crawl_and_the_sites_crawl_delay_spaces_its_requ
 def overlapping(n: int, state: dict[str, int], lock: Any, arrived: Any) -> dict[str, Handler]:
     """Pages /q/0../q/{n-1} (a tree) whose handlers record how many requests are in flight at once.
 
-    Each request waits (at most 2 s) for a second one to arrive, so fetches made at the same time
+    Each request waits (at most 0.75 s) for a second one to arrive, so fetches made at the same time
     are seen overlapping; sequential fetches never are.
     """
 
@@ -188,7 +188,7 @@ def overlapping(n: int, state: dict[str, int], lock: Any, arrived: Any) -> dict[
                 state["most"] = max(state["most"], state["now"])
                 if state["now"] >= 2:
                     arrived.set()
-            arrived.wait(2)
+            arrived.wait(0.75)
             with lock:
                 state["now"] -= 1
             reply(h, 200, body, [("Content-Type", "text/html")])

@@ -26,10 +26,13 @@ SELECT (no temporary tables, ``SET``, variables, prepared statements or sequence
 functions with connection state (``setseed``); the timeout's interrupt can only reach the query it
 was armed for.
 
-Paging: every page re-runs the query, so the order must be total and the same each time. A query without a top-level ORDER BY is ordered by all its columns
-(``ORDER BY 1, 2, ..., k``); one with an ORDER BY keeps it and gets the column positions appended
-as tie-breakers (rewritten in the AST, rendered back by ``json_deserialize_sql``). Rows equal in every
-column are indistinguishable, so each page boundary is exact and every row is returned once.
+Paging: every page re-runs the query, so the order must be total and the same each time. A query
+without a top-level ORDER BY is ordered by all its columns (``ORDER BY ALL``, the same as ``ORDER BY
+1, 2, ..., k``); one with an ORDER BY keeps it and gets the column positions appended as tie-breakers
+(rewritten in the AST, rendered back by ``json_deserialize_sql``). Rows equal in every column are
+indistinguishable, so each page boundary is exact and every row is returned once. The result's
+columns come from the page itself; only a query with an ORDER BY whose width the text does not fix
+(a star, ``COLUMNS``, an unnest, a set operation) is described first, once per text and key.
 """
 
 from __future__ import annotations
@@ -451,6 +454,40 @@ def parse_select(
     return ast
 
 
+def _order_modifier(ast: dict[str, Any]) -> dict[str, Any] | None:
+    """The top-level ORDER BY of a parsed statement, if it has one."""
+    modifiers: list[dict[str, Any]] = ast["node"].get("modifiers", [])
+    return next((m for m in modifiers if m.get("type") == "ORDER_MODIFIER"), None)
+
+
+# Functions whose one select-list entry can become several result columns (a struct unnested).
+_EXPANDING_FUNCTIONS = frozenset({"unnest", "unlist"})
+
+
+def _may_expand(node: Any) -> bool:
+    """True if an expression holds a star, ``COLUMNS`` or an unnest anywhere (subqueries included)."""
+    if isinstance(node, list):
+        return any(_may_expand(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("class") == "STAR" or str(node.get("function_name", "")).lower() in _EXPANDING_FUNCTIONS:
+        return True
+    return any(_may_expand(v) for v in node.values() if isinstance(v, dict | list))
+
+
+def select_width(ast: dict[str, Any]) -> int | None:
+    """The number of result columns of a parsed SELECT when its text alone fixes it, else None.
+
+    Only a plain SELECT whose select list has no star, ``COLUMNS`` or unnest qualifies: those, and set
+    operations (``UNION BY NAME``), take their width from the data and need a description.
+    """
+    node = ast["node"]
+    select_list = node.get("select_list")
+    if node.get("type") != "SELECT_NODE" or not isinstance(select_list, list) or not select_list:
+        return None
+    return None if _may_expand(select_list) else len(select_list)
+
+
 class _Watchdog:
     """One daemon thread that calls each armed function once its delay has passed, unless disarmed
     first; a ``threading.Timer`` per query would start and stop a thread on every call."""
@@ -686,6 +723,9 @@ class Engine:
         try:
             files = [str(d.path) for d in self._datasets.values() if d.format != "excel"]
             con.execute(f"SET allowed_paths = [{', '.join(sql_string(f) for f in files)}]")
+            # A Parquet file's footer is read once per connection, not on every bind; the pool key holds
+            # the file's fingerprint, so a changed file is read by a new connection.
+            con.execute("SET parquet_metadata_cache = true")
             for d in self._datasets.values():
                 if d.format == "excel":
                     con.register(d.name, self._excel_table(d))
@@ -824,19 +864,28 @@ class Engine:
         for sql in statements:
             parse_select(sql, self.names, relaxed, self._parser)
 
-    def _stable_inner(self, sql: str, ast: dict[str, Any], ncols: int) -> tuple[str, bool]:
-        """The query with a total order (see the module docstring); True when it had its own ORDER BY."""
-        node = ast["node"]
-        orders = next((m for m in node.get("modifiers", []) if m.get("type") == "ORDER_MODIFIER"), None)
-        if orders is None:
-            return sql, False
+    def _described(self, con: duckdb.DuckDBPyConnection, text: str) -> list[Column]:
+        """The result columns of ``text`` from a planning pass (``LIMIT 0``), kept per connection key."""
+        known = self._pool.shape(self._key, text) if self._pool is not None else None
+        if known is not None:
+            return known
+        described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
+        columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
+        if self._pool is not None:
+            self._pool.remember_shape(self._key, text, columns)
+        return columns
+
+    def _stable_inner(self, sql: str, ast: dict[str, Any], ncols: int) -> str:
+        """The query, which has an ORDER BY, with the positions of all its columns appended to it."""
+        orders = _order_modifier(ast)
+        assert orders is not None
         positions = ", ".join(str(i) for i in range(1, ncols + 1))
         tie_break = parse_select(f"SELECT 1 ORDER BY {positions}", (), Limits(max_query_chars=10**7), self._parser)
         orders["orders"] = list(orders["orders"]) + tie_break["node"]["modifiers"][0]["orders"]
         rendered = self._parser.call("json_deserialize_sql", json.dumps({"error": False, "statements": [ast]}))
         if not rendered:
             raise InvalidInput("the query's ORDER BY could not be made stable for paging; simplify it")
-        return rendered, True
+        return rendered
 
     def query(self, sql: str, *, limit: int | None = None, offset: int = 0) -> QueryResult:
         """Run one checked SELECT and return rows ``offset .. offset+limit`` of its totally ordered result.
@@ -858,23 +907,22 @@ class Engine:
         ast = self.check(sql)
         text = _statement_body(sql)
         with self._session() as con:
-            known = self._pool.shape(self._key, text) if self._pool is not None else None
-            if known is None:
-                described = con.execute(f"SELECT * FROM (\n{text}\n) AS _q LIMIT 0").description or []
-                columns = [Column(name=str(d[0]), type=str(d[1])) for d in described]
-            else:
-                columns = known
-            inner, ordered = self._stable_inner(text, ast, len(columns))
-            order = "" if ordered else " ORDER BY " + ", ".join(str(i) for i in range(1, len(columns) + 1))
+            inner, width = text, None
+            if _order_modifier(ast) is not None:
+                # Tie-breaks after the query's own ORDER BY name every column by position.
+                width = select_width(ast) or len(self._described(con, text))
+                inner = self._stable_inner(text, ast, width)
+            # Without an ORDER BY of its own the result is ordered by all its columns (ORDER BY 1, ..., k).
+            order = "" if width is not None else " ORDER BY ALL"
             # One row past the page says whether more follow; only then is the total counted separately.
             page_sql = f"SELECT * FROM (\n{inner}\n) AS _q{order} LIMIT {page + 1} OFFSET {offset}"
             self._check_wrapped(page_sql)
             cur = con.execute(page_sql)
             rows = cur.fetchall()
-            if len(cur.description or []) != len(columns):
-                raise RuntimeError("the query's column count changed between its description and its page")
-            if self._pool is not None and known is None:
-                self._pool.remember_shape(self._key, text, columns)
+            # The result describes itself: no separate planning pass for the column names and types.
+            columns = [Column(name=str(d[0]), type=str(d[1])) for d in cur.description or []]
+            if width is not None and len(columns) != width:
+                raise RuntimeError("the query's column count differs from the one its ORDER BY was made stable for")
             if 0 < len(rows) <= page or (offset == 0 and not rows):
                 total = offset + len(rows)
             else:

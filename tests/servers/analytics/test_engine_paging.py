@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from common.errors import InvalidInput
-from servers.analytics.engine import Engine, Limits, clip_value, json_rows, json_value
+from servers.analytics.engine import Engine, Limits, clip_value, json_rows, json_value, parse_select, select_width
 from servers.analytics.sources import make_dataset
 
 
@@ -124,10 +124,37 @@ def test_user_orderings_of_every_shape_survive_paging(tmp_path: Path) -> None:
         "SELECT * FROM t ORDER BY a LIMIT 2": [[1, "x"], [1, "y"]],
         "SELECT a, b FROM t ORDER BY a NULLS FIRST, b DESC": [[1, "y"], [1, "x"], [2, "z"]],
         "SELECT a FROM t UNION SELECT a + 1 FROM t ORDER BY 1 DESC": [[3], [2], [1]],
+        # Widths the text does not fix: each needs all its columns as tie-breaks.
+        "SELECT unnest({'a': a, 'b': b}) FROM t ORDER BY a": [[1, "x"], [1, "y"], [2, "z"]],
+        "SELECT a FROM t UNION ALL BY NAME SELECT b FROM t ORDER BY a NULLS LAST": [
+            [1, None],
+            [1, None],
+            [2, None],
+            [None, "x"],
+            [None, "y"],
+            [None, "z"],
+        ],
+        "SELECT COLUMNS('a|b') FROM t ORDER BY a DESC": [[2, "z"], [1, "x"], [1, "y"]],
     }
     for sql, expected in cases.items():
         rows, _, total = _all_pages(engine, sql)
         assert (rows, total) == (expected, len(expected)), sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "width"),
+    [
+        ("SELECT a, b + 1 AS c, (SELECT max(a) FROM t) AS m FROM t", 3),
+        ("SELECT * FROM t", None),
+        ("SELECT a, t.* FROM t", None),
+        ("SELECT COLUMNS('a|b') + 1 FROM t", None),
+        ("SELECT a, (SELECT count(*) FROM (SELECT * FROM t)) AS n FROM t", None),
+        ("SELECT unnest({'a': a, 'b': b}) FROM t", None),
+        ("SELECT a FROM t UNION ALL BY NAME SELECT b FROM t", None),
+    ],
+)
+def test_select_width_is_known_only_when_the_text_fixes_it(sql: str, width: int | None) -> None:
+    assert select_width(parse_select(sql, ["t"])) == width
 
 
 def test_frame_returns_a_checked_query_as_pandas_with_its_total(big: Path) -> None:

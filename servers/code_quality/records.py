@@ -29,6 +29,8 @@ def _names(cls: type) -> frozenset[str]:
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = _names(cls)
+    if data.keys() <= names:  # the usual case (what to_dict wrote), checked in C: no copy needed
+        return data
     return {k: v for k, v in data.items() if k in names}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +29,10 @@ class PgResultCache:
 
     async def put_many(self, items: Mapping[CacheKey, dict[str, Any]]) -> None:
         if items:
-            await store.cache_put(self.db, items)
+            keys = list(items)
+            # Encoding thousands of entries takes a while: off the event loop, which reads the analyzers' pipes.
+            values = await asyncio.to_thread(lambda: [json.dumps(items[k]) for k in keys])
+            await store.cache_put(self.db, keys, values)
 
 
 def finding_from_row(row: Mapping[str, Any]) -> Finding:

@@ -81,9 +81,9 @@ async def cache_get(db: Database, keys: Sequence[CacheKey]) -> dict[CacheKey, di
     }
 
 
-async def cache_put(db: Database, items: Mapping[CacheKey, dict[str, Any]]) -> None:
-    keys = list(items)
-    await db.execute(CACHE_PUT, *_columns(keys), [json.dumps(items[k]) for k in keys])
+async def cache_put(db: Database, keys: Sequence[CacheKey], values: Sequence[str]) -> None:
+    """Store ``values`` (JSON texts) under ``keys``, in the same order."""
+    await db.execute(CACHE_PUT, *_columns(keys), list(values))
 
 
 async def prune_cache(db: Database, max_age_days: int) -> int:

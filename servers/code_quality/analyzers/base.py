@@ -242,8 +242,11 @@ class Analyzer(ABC):
     async def analyze(self, root: Path, paths: Sequence[str]) -> BatchOutput:
         """Run the analyzer over ``paths`` (root-relative) and parse what it printed."""
         exe = self._require_executable()
-        argv = self.command(exe, [str(root / p) for p in paths])
+        base = os.fspath(root)
+        argv = self.command(exe, [os.path.join(base, p) for p in paths])
         result = await run_process(argv, cwd=root, timeout_s=self.timeout_s)
         if result.returncode not in self.ok_returncodes:
             raise AnalyzerFailed(f"exited with code {result.returncode}: {result.stderr_tail() or 'no message'}")
-        return self.parse(result, root, paths)
+        # Parsing takes a while on a large output: in a thread, the event loop keeps reading the other
+        # analyzers' pipes meanwhile (an unread pipe stalls the tool writing to it).
+        return await asyncio.to_thread(self.parse, result, root, paths)

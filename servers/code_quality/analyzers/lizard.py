@@ -56,6 +56,8 @@ class Lizard(Analyzer):
     def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
         out = BatchOutput()
         per_file: dict[str, list[int]] = {p: [] for p in paths}
+        # lizard names the file on each of its functions' rows: resolve each name once.
+        resolved: dict[str, str | None] = {}
         try:
             rows = list(csv.reader(io.StringIO(result.stdout.decode())))
         except (UnicodeDecodeError, csv.Error) as exc:
@@ -68,7 +70,10 @@ class Lizard(Analyzer):
                 file_name, name, start, end = row[6], row[7], int(row[9]), int(row[10])
             except (IndexError, ValueError) as exc:
                 raise AnalyzerFailed(f"lizard CSV row with unexpected fields: {exc}") from exc
-            path = relative_path(root, file_name)
+            if file_name in resolved:
+                path = resolved[file_name]
+            else:
+                path = resolved[file_name] = relative_path(root, file_name)
             if path is None:
                 continue
             per_file.setdefault(path, []).append(ccn)

@@ -72,6 +72,19 @@ def chromium_pids(pids: set[int]) -> set[int]:
     return found
 
 
+def chromium_args() -> list[list[str]]:
+    """The command lines of this process's Chromium processes."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            args = proc.cmdline()
+        except psutil.Error:
+            continue
+        if args and "chrom" in Path(args[0]).name:
+            found.append(args)
+    return found
+
+
 async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close(site: Site):
     url = site.put("/plain", page("<p>hi</p>"))
     before = descendants()
@@ -86,6 +99,13 @@ async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close
             assert await tab.evaluate("matchMedia('(prefers-reduced-motion: reduce)').matches")
             font = await tab.evaluate("getComputedStyle(document.body).fontFamily")
             assert font.startswith('"Liberation Sans"')
+            procs = chromium_args()
+            # One renderer: no spare one next to the page's, no WebUI one for the window's address bar.
+            assert sum("--type=renderer" in args for args in procs) == 1
+            # Chromium reads only the last --disable-features: it must still hold every feature Playwright disabled.
+            browser_args = next(args for args in procs if "--remote-debugging-pipe" in args)
+            flags = [a.split("=", 1)[1].split(",") for a in browser_args if a.startswith("--disable-features=")]
+            assert set(flags[0]) <= set(flags[-1])
         assert browser.started
         assert browser.version
         started = descendants() - before

@@ -7,8 +7,39 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-#: Flags for headless Chromium on a server: no GPU, /tmp instead of a small /dev/shm, no scrollbars.
-BASE_ARGS = ("--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars")
+#: Features Playwright's launch disables; Chromium keeps only the last ``--disable-features`` flag, so ours
+#: repeats them (tests/servers/ui_testing/test_browser.py checks this still covers what Playwright passes).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "msForceBrowserSignIn",
+    "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+#: Chromium preloads the address bar's popups, WebUI pages, in a renderer of their own for every window, so for
+#: every browser context: a process start and more CPU than the page's own renderer, for a bar nobody sees.
+DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+#: Flags for headless Chromium on a server: no GPU, /tmp instead of a small /dev/shm, no scrollbars; the soft
+#: process limit stops Chromium starting a spare renderer next to each new context's page (contexts still
+#: never share one).
+BASE_ARGS = (
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--renderer-process-limit=1",
+    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *DISABLED_FEATURES)),
+)
 
 
 def launch_args(extra: Iterable[str] = ()) -> list[str]:

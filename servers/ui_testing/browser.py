@@ -55,38 +55,9 @@ _INIT_SCRIPT = """(() => {
   o.observe(document, {childList: true});
 })();"""
 
-#: Features Playwright's launch disables; Chromium keeps only the last ``--disable-features`` flag, so ours repeats
-#: them (test_browser checks this still covers what Playwright passes).
-PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync",
-    "DestroyProfileOnBrowserClose",
-    "HttpsUpgrades",
-    "HttpsFirstBalancedModeAutoEnable",
-    "LensOverlay",
-    "MediaRouter",
-    "PaintHolding",
-    "ThirdPartyStoragePartitioning",
-    "AvoidCorsURLLoaderRestartOnRedirect",
-    "TcpPortRandomizationWin",
-    "OptimizationHints",
-    "NetworkTimeServiceQuerying",
-    "AimEnabled",
-    "PreconnectToSearch",
-    "msForceBrowserSignIn",
-    "msEdgeUpdateLaunchServicesPreferredVersion",
-)
-#: Chromium preloads the address bar's popups, WebUI pages, in a renderer of their own for every window, so for
-#: every context: a process start and more CPU than the captured page's own renderer, for a bar nobody sees.
-DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
-# Stable colours and glyph rasterisation between runs and machines; no GPU in a headless server. The soft process
-# limit stops Chromium starting a spare renderer next to each new context's page (contexts never share one).
-#: Reproducible rendering on top of common.chromium's flags, and one renderer process per page.
-_LAUNCH_ARGS = (
-    "--force-color-profile=srgb",
-    "--font-render-hinting=none",
-    "--renderer-process-limit=1",
-    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *DISABLED_FEATURES)),
-)
+# Stable colours and glyph rasterisation between runs and machines.
+#: Reproducible rendering on top of common.chromium's flags.
+_LAUNCH_ARGS = ("--force-color-profile=srgb", "--font-render-hinting=none")
 #: Spares kept at once (each an idle renderer process): one, for the viewport and init script of the last call.
 MAX_SPARES = 1
 

@@ -62,7 +62,7 @@ JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(analyzer, versi
 """
 CACHE_PUT = """
 INSERT INTO code_quality.result_cache (analyzer, version, config_hash, content_hash, value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[])
 ON CONFLICT DO NOTHING
 """
 
@@ -102,7 +102,7 @@ NEXT_SEQ = "SELECT coalesce(max(seq), 0) + 1 FROM code_quality.runs WHERE projec
 INSERT_RUN = """
 INSERT INTO code_quality.runs (project_id, job_id, seq, partial, git_commit, branch, dirty, changed_since, analyzers,
     outcomes, skipped, gaps, metrics, functions, duplication)
-VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb)
+VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14::json, $15::json)
 RETURNING id::text
 """
 GET_RUN = f"SELECT {RUN_COLS} {RUN_FROM} WHERE r.id = $1::uuid"

@@ -119,6 +119,19 @@ def _entry(
     }
 
 
+#: A file's findings, functions and file metrics as records: what ``_merge`` decodes a cache entry into.
+Parsed = tuple[list[Finding], list[FunctionMetrics], FileMetrics | None]
+
+
+def _parsed(path: str, entry: Mapping[str, Any]) -> Parsed:
+    partial = entry.get("metrics")
+    return (
+        [Finding.from_dict({**d, "path": path}) for d in entry["findings"]],
+        [FunctionMetrics.from_dict({**d, "path": path}) for d in entry["functions"]],
+        FileMetrics.from_dict({**partial, "path": path}) if partial else None,
+    )
+
+
 def _file_hash(f: SourceFile) -> str:
     return hashlib.sha256(f"{f.path}\0{f.sha256}".encode()).hexdigest()
 
@@ -196,7 +209,8 @@ class _Run:
         self.workers = workers
         self.total = total
         self.done = 0
-        self.entries: list[tuple[str, dict[str, Any]]] = []
+        # (path, cache entry, its records when this run made them, else None: _merge decodes the entry).
+        self.entries: list[tuple[str, dict[str, Any], Parsed | None]] = []
         self.scope: Mapping[str, Collection[str]] = {}
 
     async def advance(self, count: int, message: str) -> None:
@@ -206,8 +220,12 @@ class _Run:
             if inspect.isawaitable(maybe):
                 await maybe
 
-    def split(self, analyzer: Analyzer, files: Sequence[SourceFile], out: BatchOutput) -> dict[str, dict[str, Any]]:
-        """One cache entry per file (findings annotated from the file's text), keyed by path."""
+    def split(
+        self, analyzer: Analyzer, files: Sequence[SourceFile], out: BatchOutput
+    ) -> list[tuple[str, dict[str, Any], Parsed | None]]:
+        """One cache entry per file (findings annotated from the file's text) with its records, by path;
+        the records are kept so ``_merge`` need not decode the entries again (this runs in a thread,
+        while analyzers still run; ``_merge`` runs after all of them)."""
         by_path: dict[str, list[Finding]] = defaultdict(list)
         functions: dict[str, list[FunctionMetrics]] = defaultdict(list)
         for finding in out.findings:
@@ -215,6 +233,7 @@ class _Run:
         for fn in out.functions:
             functions[fn.path].append(fn)
         entries: dict[str, dict[str, Any]] = {}
+        parsed: dict[str, Parsed] = {}
         wanted = {f.path: f for f in files}
         stray = set(by_path) - set(wanted)
         if stray:
@@ -231,10 +250,12 @@ class _Run:
                 if read and read[1] != wanted[path].sha256:
                     # Changed since it was listed: use the result but do not cache it under the old hash.
                     wanted.pop(path)
-            entries[path] = _entry(findings, out.metrics.get(path), functions.get(path, []))
-        return {p: e for p, e in entries.items() if p in wanted} | {
-            p: {**e, "uncacheable": True} for p, e in entries.items() if p not in wanted
-        }
+            metrics = out.metrics.get(path)
+            entries[path] = _entry(findings, metrics, functions.get(path, []))
+            if metrics is not None and metrics.path != path:
+                metrics = replace(metrics, path=path)
+            parsed[path] = (findings, functions.get(path, []), metrics)
+        return [(p, e if p in wanted else {**e, "uncacheable": True}, parsed[p]) for p, e in entries.items()]
 
     async def run_analyzer(self, analyzer: Analyzer, files: Sequence[SourceFile]) -> AnalyzerOutcome:
         started = time.monotonic()
@@ -271,7 +292,7 @@ class _Run:
         for f in files:
             hit = hits.get(keys[f.path])
             if hit is not None:
-                self.entries.append((f.path, hit))
+                self.entries.append((f.path, hit, None))
                 outcome.files_cached += 1
             elif scope is not None and f.path not in scope:
                 outcome.files_out_of_scope.append(f.path)
@@ -293,10 +314,8 @@ class _Run:
                     return
             done = self._unparsed(outcome, out, chunk)
             entries = await asyncio.to_thread(self.split, analyzer, done, out)
-            await write_cache(
-                self.cache, {keys[p]: e for p, e in entries.items() if p in keys and not e.get("uncacheable")}
-            )
-            self.entries.extend(entries.items())
+            await write_cache(self.cache, {keys[p]: e for p, e, _ in entries if p in keys and not e.get("uncacheable")})
+            self.entries.extend(entries)
             outcome.files_analyzed += len(done)
             await self.advance(len(chunk), f"{analyzer.name}: {outcome.files_analyzed}/{len(misses)} files analysed")
 
@@ -312,7 +331,7 @@ class _Run:
         key = CacheKey(analyzer.name, version, outcome.config_hash, _whole_hash(files))
         hit = (await read_cache(self.cache, [key])).get(key)
         if hit is not None:
-            self.entries.extend((p, e) for p, e in hit["files"].items())
+            self.entries.extend((p, e, None) for p, e in hit["files"].items())
             outcome.files_cached = len(files)
             await self.advance(len(files), f"{analyzer.name}: unchanged")
             return
@@ -326,9 +345,9 @@ class _Run:
                 return
         done = self._unparsed(outcome, out, files)
         entries = await asyncio.to_thread(self.split, analyzer, done, out)
-        if not any(e.get("uncacheable") for e in entries.values()) and len(done) == len(files):
-            await write_cache(self.cache, {key: {"files": entries}})
-        self.entries.extend(entries.items())
+        if not any(e.get("uncacheable") for _, e, _ in entries) and len(done) == len(files):
+            await write_cache(self.cache, {key: {"files": {p: e for p, e, _ in entries}}})
+        self.entries.extend(entries)
         outcome.files_analyzed = len(done)
         await self.advance(len(files), f"{analyzer.name}: analysed")
 
@@ -358,16 +377,17 @@ class _Run:
         )
 
 
-def _merge(files: Sequence[SourceFile], entries: Sequence[tuple[str, dict[str, Any]]], result: AnalysisResult) -> None:
+def _merge(
+    files: Sequence[SourceFile], entries: Sequence[tuple[str, dict[str, Any], Parsed | None]], result: AnalysisResult
+) -> None:
     metrics = {f.path: FileMetrics(path=f.path, lines=f.lines, code_lines=f.code_lines) for f in files}
     findings: list[Finding] = []
-    for path, entry in entries:
-        findings.extend(Finding.from_dict({**d, "path": path}) for d in entry["findings"])
-        result.functions.extend(FunctionMetrics.from_dict({**d, "path": path}) for d in entry["functions"])
-        partial = entry.get("metrics")
-        if partial and path in metrics:
+    for path, entry, parsed in entries:
+        found, functions, extra = parsed if parsed is not None else _parsed(path, entry)
+        findings.extend(found)
+        result.functions.extend(functions)
+        if extra is not None and path in metrics:
             base = metrics[path]
-            extra = FileMetrics.from_dict({**partial, "path": path})
             if extra.functions or extra.max_complexity:
                 base = replace(
                     base,

@@ -44,7 +44,7 @@ _WIDE_LEADS = (b"\xc2", b"\xe1", b"\xe2", b"\xe3")
 _SPACE_BYTES = bytes([9, 10, 11, 12, 13, 28, 29, 30, 31, 32])
 _SPACE_BUT_LF = _SPACE_BYTES.replace(b"\n", b"")
 #: Bytes of text joined into one batch of array operations (bounds the arrays' memory).
-_BATCH_BYTES = 1 << 21
+_BATCH_BYTES = 1 << 20
 #: The base of the per-line polynomial hash.
 _BASE = 0x100000001B3
 _BASE_INVERSE = pow(_BASE, -1, 1 << 64)
@@ -209,11 +209,25 @@ def _hashed(numbers: np.ndarray, stream: np.ndarray, starts: np.ndarray, ends: n
 
 def _range_hashes(stream: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each ``stream[start:end]``: a polynomial over its bytes and its length, then mixed."""
-    powers, inverses = _powers(len(stream) + 1)
+    powers = np.ones(len(stream), dtype=np.uint64)
+    np.cumprod(np.full(max(len(stream) - 1, 0), _BASE, dtype=np.uint64), out=powers[1:])
     sums = np.zeros(len(stream) + 1, dtype=np.uint64)
-    np.cumsum((stream + np.uint64(1)) * powers[: len(stream)], out=sums[1:])
+    np.cumsum((stream + np.uint64(1)) * powers, out=sums[1:])
     # sums[end] - sums[start] is the polynomial shifted by start places: the inverse power shifts it back.
-    return _mixed((sums[ends] - sums[starts]) * inverses[starts], ends - starts)
+    return _mixed((sums[ends] - sums[starts]) * _inverse_powers(starts), ends - starts)
+
+
+def _inverse_powers(exponents: np.ndarray) -> np.ndarray:
+    """``_BASE_INVERSE ** e`` mod 2**64 for each ``e``, by squaring."""
+    out = np.ones(len(exponents), dtype=np.uint64)
+    left = exponents.astype(np.uint64)
+    square = _BASE_INVERSE
+    while left.any():
+        odd = (left & np.uint64(1)).astype(bool)
+        out[odd] *= np.uint64(square)
+        square = square * square % (1 << 64)
+        left >>= np.uint64(1)
+    return out
 
 
 def _mixed(h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -225,23 +239,6 @@ def _mixed(h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     h *= np.uint64(0x94D049BB133111EB)
     h ^= h >> np.uint64(31)
     return h
-
-
-_power_tables = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
-
-
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_BASE**i`` and its inverse to the ``i`` mod 2**64 for ``i < n`` at least, grown by doubling and
-    shared between threads."""
-    global _power_tables
-    tables = _power_tables
-    if len(tables[0]) < n:
-        size = max(n, 2 * len(tables[0]), 1 << 16)
-        powers, inverses = np.ones(size, dtype=np.uint64), np.ones(size, dtype=np.uint64)
-        np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=powers[1:])
-        np.cumprod(np.full(size - 1, _BASE_INVERSE, dtype=np.uint64), out=inverses[1:])
-        tables = _power_tables = (powers, inverses)
-    return tables
 
 
 def _read(root: Path, rel: str) -> bytes | None:

@@ -60,7 +60,9 @@ async def test_a_job_killed_mid_ingest_is_recovered_and_completes_without_duplic
     assert job["status"] == "running", "a killed process cannot have finished its job"
     assert job["n"] < FILES, "the job finished before the kill; make the tree bigger"
 
-    settings = make_settings(Settings, embedding_model="hash-384", allowed_roots=[root], job_stale_s=0.3, heartbeat_s=0.05)
+    settings = make_settings(
+        Settings, embedding_model="hash-384", allowed_roots=[root], job_stale_s=0.3, heartbeat_s=0.05
+    )
     await wait_until(
         lambda: heartbeats_older_than(database_url, "documentation.jobs", 0.4),
         timeout_s=10,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,24 +29,7 @@ DEFAULT_MAX_BLOCKS = 200
 _NOT_CODE = frozenset({"other", "markdown", "text", "json", "yaml", "toml", "config", "html", "css", "sql"})
 _SKIP_PREFIXES = ("#", "//", "/*", "*", "--", "import ", "from ", "#include", "using ", "package ", "require ")
 #: (version, config) of cached ``FileLines``: changes whenever what counts as a line or its hash changes.
-LINES_KEY = ("lines-2", hashlib.sha256(repr((_SKIP_PREFIXES, 3, "poly-splitmix-1")).encode()).hexdigest()[:16])
-_SKIP_PREFIX_BYTES = tuple(p.encode() for p in _SKIP_PREFIXES)
-#: The prefixes with their spaces removed: a squashed line starting with none of them is never skipped.
-_SQUASHED_PREFIXES = tuple(sorted({p.replace(b" ", b"") for p in _SKIP_PREFIX_BYTES}))
-#: Line breaks of ``str.splitlines`` besides LF (and CRLF) in ASCII: files with them take the slow path.
-_ODD_BREAKS = (b"\r", b"\v", b"\f", b"\x1c", b"\x1d", b"\x1e")
-#: Line breaks and whitespace of ``str`` beyond ASCII: files with them take the slow path too.
-_WIDE_ODDITIES = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
-#: The first bytes of those characters in UTF-8.
-_WIDE_LEADS = (b"\xc2", b"\xe1", b"\xe2", b"\xe3")
-#: The ASCII bytes ``str.split()`` and ``str.strip()`` treat as whitespace.
-_SPACE_BYTES = bytes([9, 10, 11, 12, 13, 28, 29, 30, 31, 32])
-_SPACE_BUT_LF = _SPACE_BYTES.replace(b"\n", b"")
-#: Bytes of text joined into one batch of array operations (bounds the arrays' memory).
-_BATCH_BYTES = 1 << 20
-#: The base of the per-line polynomial hash.
-_BASE = 0x100000001B3
-_BASE_INVERSE = pow(_BASE, -1, 1 << 64)
+LINES_KEY = ("lines-1", hashlib.sha256(repr((_SKIP_PREFIXES, 3, "blake2b-8")).encode()).hexdigest()[:16])
 # Odd multipliers mixing a window's line hashes into one (arithmetic wraps at 64 bits).
 _MIX = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD],
@@ -109,136 +91,16 @@ def considered(f: SourceFile) -> bool:
     return f.language not in _NOT_CODE
 
 
-def lines_of(datas: Sequence[bytes]) -> list[FileLines]:
-    """``FileLines`` of each file's bytes: plain text in batches of arrays, the rest line by line."""
-    out: list[FileLines | None] = [None] * len(datas)
-    batch: list[tuple[int, bytes]] = []
-    size = 0
-    for index, data in enumerate(datas):
-        plain = _plain(data)
-        if plain is None:
-            out[index] = _hashed(*_text_lines(data))
-            continue
-        batch.append((index, plain))
-        size += len(plain)
-        if size >= _BATCH_BYTES:
-            for (i, _), lines in zip(batch, _plain_lines([d for _, d in batch]), strict=True):
-                out[i] = lines
-            batch, size = [], 0
-    for (i, _), lines in zip(batch, _plain_lines([d for _, d in batch]), strict=True):
-        out[i] = lines
-    return [lines for lines in out if lines is not None]
-
-
-def _plain(data: bytes) -> bytes | None:
-    """``data`` with CRLF as LF when it is UTF-8 whose only line breaks are LF and whose only
-    whitespace is ASCII (what ``_plain_lines`` handles); None otherwise."""
-    if b"\r" in data and data.count(b"\r") == data.count(b"\r\n"):
-        data = data.replace(b"\r\n", b"\n")  # the same lines and numbers as splitlines gives
-    if any(c in data for c in _ODD_BREAKS):
-        return None
-    if not data.isascii():
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            return None
-        if any(lead in data for lead in _WIDE_LEADS) and _WIDE_ODDITIES.search(text):
-            return None
-    return data
-
-
-def _plain_lines(datas: Sequence[bytes]) -> list[FileLines]:
-    """What ``_text_lines`` gives for each of ``datas`` (as ``_plain`` returns them), in one pass of array
-    operations over all of them joined."""
-    if not datas:
-        return []
-    joined = b"\n".join(datas)
-    # The text without whitespace but with its line breaks: line i is squashed[starts[i]:ends[i]].
-    squashed = joined.translate(None, _SPACE_BUT_LF)
-    stream = np.frombuffer(squashed, dtype=np.uint8)
-    breaks = np.flatnonzero(stream == 10)
-    starts = np.concatenate(([0], breaks + 1))
-    ends = np.concatenate((breaks, [len(stream)]))
-    chars = ends - starts
-    if not squashed.isascii():  # characters, not bytes: UTF-8 continuation bytes are never whitespace
-        tails = np.concatenate(([0], np.cumsum((stream & 0xC0) == 0x80, dtype=np.int64)))
-        chars = chars - (tails[ends] - tails[starts])
-    lines = np.flatnonzero(chars > 3)
-    maybe = np.zeros(len(lines), dtype=bool)
-    padded = np.concatenate((stream, np.zeros(max(map(len, _SQUASHED_PREFIXES)), dtype=np.uint8)))
-    heads = starts[lines]
-    for prefix in _SQUASHED_PREFIXES:
-        match = np.ones(len(lines), dtype=bool)
-        for offset, byte in enumerate(prefix):
-            match &= padded[heads + offset] == byte
-        maybe |= match
-    if maybe.any():  # the few lines whose squashed text starts like a skipped one: check the raw line
-        raw = joined.split(b"\n")
-        skip = [raw[i].strip(_SPACE_BYTES).startswith(_SKIP_PREFIX_BYTES) for i in lines[maybe].tolist()]
-        maybe[maybe] = skip
-        lines = lines[~maybe]
-    hashes = _range_hashes(stream, starts[lines], ends[lines])
-    # Each file's first line index in the joined text, then its lines.
-    line_counts = np.array([d.count(b"\n") + 1 for d in datas], dtype=np.int64)
-    file_starts = np.concatenate(([0], np.cumsum(line_counts)[:-1]))
-    cuts = np.searchsorted(lines, file_starts)[1:]
-    return [
-        FileLines(numbers - start + 1, h)
-        for numbers, h, start in zip(np.split(lines, cuts), np.split(hashes, cuts), file_starts, strict=True)
-    ]
-
-
-def _text_lines(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Meaningful lines' numbers, their squashed UTF-8 bytes end to end, and where each starts and ends in them."""
+def file_lines(data: bytes) -> FileLines:
     numbers: list[int] = []
-    parts: list[bytes] = []
+    hashes: list[bytes] = []
     for number, raw in enumerate(data.decode(errors="replace").splitlines(), start=1):
         squashed = "".join(raw.split())
         if len(squashed) <= 3 or raw.strip().startswith(_SKIP_PREFIXES):
             continue
         numbers.append(number)
-        parts.append(squashed.encode())
-    ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
-    starts = ends - np.array([len(p) for p in parts], dtype=np.int64)
-    return np.array(numbers, dtype=np.int64), np.frombuffer(b"".join(parts), dtype=np.uint8), starts, ends
-
-
-def _hashed(numbers: np.ndarray, stream: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> FileLines:
-    return FileLines(numbers, _range_hashes(stream, starts, ends))
-
-
-def _range_hashes(stream: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each ``stream[start:end]``: a polynomial over its bytes and its length, then mixed."""
-    powers = np.ones(len(stream), dtype=np.uint64)
-    np.cumprod(np.full(max(len(stream) - 1, 0), _BASE, dtype=np.uint64), out=powers[1:])
-    sums = np.zeros(len(stream) + 1, dtype=np.uint64)
-    np.cumsum((stream + np.uint64(1)) * powers, out=sums[1:])
-    # sums[end] - sums[start] is the polynomial shifted by start places: the inverse power shifts it back.
-    return _mixed((sums[ends] - sums[starts]) * _inverse_powers(starts), ends - starts)
-
-
-def _inverse_powers(exponents: np.ndarray) -> np.ndarray:
-    """``_BASE_INVERSE ** e`` mod 2**64 for each ``e``, by squaring."""
-    out = np.ones(len(exponents), dtype=np.uint64)
-    left = exponents.astype(np.uint64)
-    square = _BASE_INVERSE
-    while left.any():
-        odd = (left & np.uint64(1)).astype(bool)
-        out[odd] *= np.uint64(square)
-        square = square * square % (1 << 64)
-        left >>= np.uint64(1)
-    return out
-
-
-def _mixed(h: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    h = h ^ lengths.astype(np.uint64) * _MIX[0]
-    # The splitmix64 finaliser: every output bit depends on every input bit.
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
+        hashes.append(hashlib.blake2b(squashed.encode(), digest_size=8).digest())
+    return FileLines(np.array(numbers, dtype=np.int64), np.frombuffer(b"".join(hashes), dtype="<u8").astype(np.uint64))
 
 
 def _read(root: Path, rel: str) -> bytes | None:
@@ -248,45 +110,6 @@ def _read(root: Path, rel: str) -> bytes | None:
             return fh.read()
     except OSError:
         return None
-
-
-def _lines_in_order(
-    root: Path,
-    files: Sequence[SourceFile],
-    known: Mapping[str, FileLines],
-    learned: MutableMapping[str, FileLines] | None,
-) -> Iterator[tuple[str, FileLines]]:
-    """Each readable file's path and lines in order: known ones as they are, the others read and hashed
-    in batches; those whose content is still the listed one are added to ``learned``."""
-    queue: list[tuple[SourceFile, FileLines | bytes]] = []
-    size = 0
-    for f in files:
-        lines = known.get(f.sha256)
-        if lines is not None:
-            queue.append((f, lines))
-            continue
-        data = _read(root, f.path)
-        if data is None:
-            continue
-        queue.append((f, data))
-        size += len(data)
-        if size >= _BATCH_BYTES:
-            yield from _settled(queue, learned)
-            queue, size = [], 0
-    yield from _settled(queue, learned)
-
-
-def _settled(
-    queue: Sequence[tuple[SourceFile, FileLines | bytes]], learned: MutableMapping[str, FileLines] | None
-) -> Iterator[tuple[str, FileLines]]:
-    computed = iter(lines_of([item for _, item in queue if isinstance(item, bytes)]))
-    for f, item in queue:
-        if isinstance(item, bytes):
-            lines = next(computed)
-            if learned is not None and hashlib.sha256(item).hexdigest() == f.sha256:
-                learned[f.sha256] = lines
-            item = lines
-        yield f.path, item
 
 
 def _windows(hashes: np.ndarray, min_lines: int) -> np.ndarray:
@@ -315,14 +138,23 @@ def find_duplicates(
     report = DuplicationReport(min_lines=min_lines)
     known = known or {}
     kept: list[tuple[str, FileLines]] = []
-    ordered = sorted((f for f in files if considered(f)), key=lambda f: f.path)
-    for path, lines in _lines_in_order(root, ordered, known, learned):
+    for f in sorted(files, key=lambda f: f.path):
+        if not considered(f):
+            continue
+        lines = known.get(f.sha256)
+        if lines is None:
+            data = _read(root, f.path)
+            if data is None:
+                continue
+            lines = file_lines(data)
+            if learned is not None and hashlib.sha256(data).hexdigest() == f.sha256:
+                learned[f.sha256] = lines
         if report.total_lines + len(lines.numbers) > max_lines:
             report.truncated = True
             break
         report.total_lines += len(lines.numbers)
         report.files_considered += 1
-        kept.append((path, lines))
+        kept.append((f.path, lines))
 
     windows = _repeated_windows([lines.hashes for _, lines in kept], min_lines)
     marked: dict[int, set[int]] = defaultdict(set)

@@ -8,7 +8,7 @@ import pytest
 
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.compare import compare
-from servers.code_quality.duplication import _hashed, _text_lines, considered, find_duplicates, lines_of
+from servers.code_quality.duplication import considered, find_duplicates
 from servers.code_quality.files import SkippedFile, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
 from servers.code_quality.metrics import RunMetrics, compute_metrics, diff_metrics
@@ -55,28 +55,6 @@ def test_duplicate_blocks_are_found_with_their_other_location_and_share(copied: 
     assert 0 < report.share < 0.5
     bounded = find_duplicates(copied, listing.files, min_lines=5, max_lines=10)
     assert bounded.truncated
-
-
-def test_files_hashed_in_one_batch_have_the_lines_and_hashes_of_reading_them_line_by_line() -> None:
-    texts = [
-        b"x = compute(a, b)\n\n  import os  \nimport\t \n\x1f from  y import z\n  #  note\n/ / not a comment\n",
-        b"total = price * qty\r\n\tif total:\r\n",  # CRLF: the same lines as LF
-        "name = 'h\u00e9llo'\nab\u00e9\nabcd\u00e9 = 1\n".encode(),  # characters, not bytes, count
-        b"x = 11\ry = 22222\n",  # a lone CR breaks a line
-        "a\u00a0b = c + d\nnext = line\u2028other = 2\n".encode(),  # wider whitespace and breaks
-        b"bad = b'\xff\xfe'\nlast = thing\n",  # not UTF-8
-        b"",
-        b"x = compute(a, b)",
-    ]
-    batched = lines_of(texts)
-    for text, lines in zip(texts, batched, strict=True):
-        alone = _hashed(*_text_lines(text))
-        assert lines.numbers.tolist() == alone.numbers.tolist(), text
-        assert lines.hashes.tolist() == alone.hashes.tolist(), text
-    assert batched[0].numbers.tolist() == [1, 4, 7]
-    assert batched[0].hashes[0] == batched[-1].hashes[0]
-    assert batched[2].numbers.tolist() == [1, 3]
-    assert batched[3].numbers.tolist() == [1, 2]
 
 
 async def test_duplication_takes_each_files_lines_from_the_cache_and_reads_only_changed_files(copied: Path) -> None:

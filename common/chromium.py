@@ -29,7 +29,8 @@ PLAYWRIGHT_DISABLED_FEATURES = (
 )
 #: Chromium preloads the address bar's popups, WebUI pages, in a renderer of their own for every window, so for
 #: every browser context: a process start and more CPU than the page's own renderer, for a bar nobody sees.
-DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+#: It also sends the shape of every form a page holds to Google's autofill server, which a server must not.
+DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "AutofillServerCommunication")
 #: Flags for headless Chromium on a server: no GPU, /tmp instead of a small /dev/shm, no scrollbars; the soft
 #: process limit stops Chromium starting a spare renderer next to each new context's page (contexts still
 #: never share one).

@@ -74,6 +74,17 @@ async def test_selectors_are_capped_per_rule_but_the_count_is_kept(browser: Brow
     assert len(image_alt.selectors) == 5
 
 
+async def test_violations_inside_an_iframe_are_found(browser: Browser, site: Site):
+    site.put("/inner", page(f'<main><img id="inner-logo" src="{IMG}"></main>'))
+    outer = await audit(
+        browser, site.put("/outer", page('<main><iframe title="Inner" src="/inner"></iframe></main>')), VIEW
+    )
+    image_alt = next(v for v in outer.violations if v.rule == "image-alt")
+    assert image_alt.selectors == ["iframe >>> #inner-logo"]  # the frame, then the element inside it
+    plain = await audit(browser, site.put("/plain", page("<main><p>Nothing wrong</p></main>")), VIEW)
+    assert "image-alt" not in rules(plain)
+
+
 def test_levels_expand_cumulatively_and_unknown_levels_are_refused():
     assert expand_tags(["wcag2aa", "best-practice"]) == ["wcag2a", "wcag2aa", "best-practice"]
     assert expand_tags(None) == ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]

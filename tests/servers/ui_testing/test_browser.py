@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -113,6 +114,24 @@ async def test_the_browser_starts_on_first_use_and_leaves_no_process_after_close
     assert not browser.started
     await wait_until(lambda: all_gone(started), timeout_s=10, what="Chromium processes to exit")
     await browser.close()  # a second close is harmless
+
+
+async def test_a_page_with_a_form_sends_nothing_to_googles_autofill_server(site: Site):
+    url = site.put("/form", page('<form><label for="e">Email</label><input id="e" name="email" type="email"></form>'))
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        raise OSError("no such host")  # nothing leaves the machine
+
+    async with Browser(dataclasses.replace(LOCAL, resolve=resolve)) as browser:
+        for _ in range(2):
+            async with browser.page(SMALL) as tab:
+                await tab.goto(url)
+                await tab.fill("#e", "a@example.com")
+                await tab.press("#e", "Enter")
+        await browser.warmed()
+    assert not [host for host in asked if "autofill" in host]
 
 
 async def test_each_call_gets_a_fresh_context_and_a_page_font_wins_over_the_pinned_one(site: Site):

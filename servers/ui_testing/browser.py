@@ -310,11 +310,11 @@ class Browser:
 
 
 async def _new_page(ctx: BrowserContext, init_script: str | None) -> Page:
-    page = await ctx.new_page()
     if init_script is not None:
-        # Registered after the page exists, so its blank first document does not run the script for nothing.
+        # Registered before the page opens, so its blank first document already compiles the script (a spare
+        # does so in the background) and the navigation that follows runs it from the renderer's code cache.
         await ctx.add_init_script(init_script)
-    return page
+    return await ctx.new_page()
 
 
 async def _close_context(ctx: BrowserContext) -> None:

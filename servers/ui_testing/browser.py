@@ -255,9 +255,9 @@ class Browser:
             await asyncio.gather(*(asyncio.shield(t) for t in pending), return_exceptions=True)
 
     def _warm(self, key: SpareKey) -> None:
-        """Make the next spare for ``key`` in the background (one at a time per key)."""
+        """Make the next spare for ``key`` in the background (one at a time per key, none while one is ready)."""
         warming = self._warming.get(key)
-        if self._closing or (warming is not None and not warming.done()):
+        if self._closing or key in self._spares or (warming is not None and not warming.done()):
             return
         self._warming[key] = asyncio.get_running_loop().create_task(self._make_spare(key), name="ui_testing-spare")
 

@@ -316,7 +316,7 @@ class CodeQualityService:
                     ),
                     json.dumps(gaps),
                     json.dumps(metrics),
-                    json.dumps([fn.to_dict() for fn in result.functions]),
+                    json.dumps([fn.to_row() for fn in result.functions]),
                     json.dumps(duplication),
                 ),
             )
@@ -442,7 +442,10 @@ class CodeQualityService:
         result = AnalysisResult(
             findings=await self._findings(run),
             file_metrics={m["path"]: FileMetrics(**m) for m in metrics},
-            functions=[FunctionMetrics.from_dict(f) for f in functions],
+            # Runs recorded before functions were stored as rows hold them as dicts.
+            functions=[
+                FunctionMetrics.from_dict(f) if isinstance(f, dict) else FunctionMetrics.from_row(f) for f in functions
+            ],
             outcomes=outcomes,
         )
         blocks = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -91,6 +92,8 @@ TREND_METRICS = (
     "fixed_findings",
 )
 SETTABLE = ("open", "accepted", "false_positive")
+#: Allocations between two collections of the youngest generation while the service is open.
+GC_THRESHOLD = 50_000
 
 
 def run_uri(run_id: str) -> str:
@@ -124,6 +127,10 @@ class CodeQualityService:
         """The running service; analyses still running at exit keep their checkpoint and can be resumed."""
         svc = cls(deps, settings)
         await svc.jobs.recover()
+        # A run holds hundreds of thousands of records until it is saved: at the default threshold (700
+        # allocations) the collector walks them again and again while they are made.
+        threshold = gc.get_threshold()
+        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
         try:
             async with (
                 Periodic("code-quality-cache-prune", svc.prune_cache, interval_s=3_600, run_first=True),
@@ -131,6 +138,7 @@ class CodeQualityService:
             ):
                 yield svc
         finally:
+            gc.set_threshold(*threshold)
             await svc.jobs.close()
 
     async def prune_cache(self) -> int:

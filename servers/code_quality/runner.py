@@ -115,7 +115,7 @@ def _entry(
     return {
         "findings": [f.to_dict() for f in findings],
         "metrics": metrics.to_dict() if metrics else None,
-        "functions": [f.to_dict() for f in functions],
+        "functions": [f.to_row()[1:] for f in functions],  # the path is the entry's
     }
 
 
@@ -127,7 +127,7 @@ def _parsed(path: str, entry: Mapping[str, Any]) -> Parsed:
     partial = entry.get("metrics")
     return (
         [Finding.from_dict({**d, "path": path}) for d in entry["findings"]],
-        [FunctionMetrics.from_dict({**d, "path": path}) for d in entry["functions"]],
+        [FunctionMetrics.from_row([path, *row]) for row in entry["functions"]],
         FileMetrics.from_dict({**partial, "path": path}) if partial else None,
     )
 

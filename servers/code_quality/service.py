@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -91,6 +92,8 @@ TREND_METRICS = (
     "fixed_findings",
 )
 SETTABLE = ("open", "accepted", "false_positive")
+#: Allocations between two collections of the youngest generation while the service is open.
+GC_THRESHOLD = 50_000
 
 
 def run_uri(run_id: str) -> str:
@@ -124,6 +127,10 @@ class CodeQualityService:
         """The running service; analyses still running at exit keep their checkpoint and can be resumed."""
         svc = cls(deps, settings)
         await svc.jobs.recover()
+        # A run holds hundreds of thousands of records until it is saved: at the default threshold (700
+        # allocations) the collector walks them again and again while they are made.
+        threshold = gc.get_threshold()
+        gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
         try:
             async with (
                 Periodic("code-quality-cache-prune", svc.prune_cache, interval_s=3_600, run_first=True),
@@ -131,6 +138,7 @@ class CodeQualityService:
             ):
                 yield svc
         finally:
+            gc.set_threshold(*threshold)
             await svc.jobs.close()
 
     async def prune_cache(self) -> int:
@@ -316,7 +324,7 @@ class CodeQualityService:
                     ),
                     json.dumps(gaps),
                     json.dumps(metrics),
-                    json.dumps([fn.to_dict() for fn in result.functions]),
+                    json.dumps([fn.to_row() for fn in result.functions]),
                     json.dumps(duplication),
                 ),
             )
@@ -442,7 +450,10 @@ class CodeQualityService:
         result = AnalysisResult(
             findings=await self._findings(run),
             file_metrics={m["path"]: FileMetrics(**m) for m in metrics},
-            functions=[FunctionMetrics.from_dict(f) for f in functions],
+            # Runs recorded before functions were stored as rows hold them as dicts.
+            functions=[
+                FunctionMetrics.from_dict(f) if isinstance(f, dict) else FunctionMetrics.from_row(f) for f in functions
+            ],
             outcomes=outcomes,
         )
         blocks = [

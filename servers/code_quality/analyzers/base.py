@@ -28,6 +28,9 @@ VERSION_TIMEOUT_S = 15.0
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 REAP_TIMEOUT_S = 5.0
+#: Versions already asked, by the executable's path and stat: each run builds its analyzers anew, and
+#: ``lizard --version`` alone costs a tenth of a second of CPU; an upgraded tool is a new file (new stat).
+_VERSIONS: dict[tuple[str, int, int, int], str] = {}
 
 
 class AnalyzerMissing(Exception):
@@ -224,11 +227,19 @@ class Analyzer(ABC):
         """The tool's version (part of the cache key); raises AnalyzerMissing/Timeout/Failed."""
         if self._version is None:
             exe = self._require_executable()
-            result = await run_process([exe, "--version"], cwd=cwd, timeout_s=min(VERSION_TIMEOUT_S, self.timeout_s))
-            text = (result.stdout or result.stderr).decode(errors="replace").strip()
-            if result.returncode != 0 or not text:
-                raise AnalyzerFailed(f"'--version' exited {result.returncode}: {result.stderr_tail()}")
-            self._version = " ".join(text.splitlines()[0].split())[:80]
+            try:
+                st = os.stat(exe)
+            except OSError as exc:
+                raise AnalyzerMissing(f"cannot execute {Path(exe).name}: {exc.strerror or exc}") from exc
+            stamp = (exe, st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp not in _VERSIONS:
+                argv = [exe, "--version"]
+                result = await run_process(argv, cwd=cwd, timeout_s=min(VERSION_TIMEOUT_S, self.timeout_s))
+                text = (result.stdout or result.stderr).decode(errors="replace").strip()
+                if result.returncode != 0 or not text:
+                    raise AnalyzerFailed(f"'--version' exited {result.returncode}: {result.stderr_tail()}")
+                _VERSIONS[stamp] = " ".join(text.splitlines()[0].split())[:80]
+            self._version = _VERSIONS[stamp]
         return self._version
 
     @abstractmethod

@@ -83,7 +83,7 @@ class Ruff(Analyzer):
     name = "ruff"
     executable_name = "ruff"
     languages = frozenset({"python"})
-    default_batch_size = 2_000
+    default_batch_size = 5_000
     threaded = True
 
     def __init__(

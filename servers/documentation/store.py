@@ -264,8 +264,10 @@ WITH vec AS (
             LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
+    -- Reciprocal-rank fusion with k = 30 rather than the customary 60: the first ranks of each list weigh
+    -- more against a long page's many middling chunks (development set: page recall@1 +0.03).
     SELECT id, sum(w) AS score FROM (
-        SELECT id, $10::float8 / (60 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw) u
+        SELECT id, $10::float8 / (30 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (30 + r) FROM kw) u
     GROUP BY id
 ), grouped AS (
     -- $12: one hit per document (its best chunk, ranked by that chunk's score), else one per chunk.

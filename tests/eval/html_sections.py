@@ -1,5 +1,6 @@
-"""The sections of a DocBook-style HTML page (such as the PostgreSQL manual): every ``<div id=...>`` whose first
-heading comes before any nested section, with its heading text and all its text (subsections included).
+"""The sections of a DocBook- or Sphinx-style HTML page (the PostgreSQL manual, the Python docs): every
+``<div id=...>`` or ``<section id=...>`` whose first heading comes before any nested section, with its heading
+text and all its text (subsections included).
 
 Used by the question validator and to author questions; independent of the server's own HTML parser, so the
 evaluation does not grade the parser with itself.
@@ -13,6 +14,7 @@ from html.parser import HTMLParser
 
 HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 SKIPPED = {"script", "style"}
+CONTAINERS = {"div", "section"}
 
 
 @dataclass
@@ -30,7 +32,7 @@ class _Sections(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.sections: list[HtmlSection] = []
-        # One entry per open div: the section it opened, or None.
+        # One entry per open div or section element: the section it opened, or None.
         self._divs: list[HtmlSection | None] = []
         self._heading: list[str] | None = None
         self._heading_for: HtmlSection | None = None
@@ -42,7 +44,7 @@ class _Sections(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in SKIPPED:
             self._skip += 1
-        elif tag == "div":
+        elif tag in CONTAINERS:
             anchor = dict(attrs).get("id")
             section = HtmlSection(anchor) if anchor else None
             if section is not None:
@@ -58,7 +60,7 @@ class _Sections(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in SKIPPED:
             self._skip = max(0, self._skip - 1)
-        elif tag == "div" and self._divs:
+        elif tag in CONTAINERS and self._divs:
             self._divs.pop()
         elif tag in HEADINGS and self._heading is not None and self._heading_for is not None:
             self._heading_for.heading = " ".join("".join(self._heading).split())

@@ -24,7 +24,6 @@ CREATE TABLE documentation.chunks (
     embedding_model text NOT NULL,
     keys text DEFAULT ''::text NOT NULL,
     tsv tsvector GENERATED ALWAYS AS ((setweight(to_tsvector('english'::regconfig, ((((heading || ' '::text) || keys) || ' '::text) || translate(keys, '._:'::text, '   '::text))), 'A'::"char") || setweight(to_tsvector('english'::regconfig, content), 'B'::"char"))) STORED,
-    heading_embedding extensions.vector(384),
     CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id) REFERENCES documentation.documents(id) ON DELETE CASCADE,
     CONSTRAINT chunks_document_id_ordinal_key UNIQUE (document_id, ordinal),
     CONSTRAINT chunks_pkey PRIMARY KEY (id),

@@ -39,15 +39,12 @@ DEFAULT_INCLUDE = ("**/*.md", "**/*.markdown", "**/*.rst", "**/*.txt", "**/*.htm
 ROOTS_SETTING = "DOCUMENTATION_ALLOWED_ROOTS"
 COUNTS = ("files_total", "files_done", "added", "updated", "unchanged", "deleted", "skipped", "failed", "chunks")
 
-#: heading path, heading, anchor, start, end, text, vector, keys, heading vector
-ChunkRow = tuple[list[str], str, str, int, int, str, np.ndarray, str, np.ndarray]
-#: A chunk's vector and its section's heading vector.
-Vectors = tuple[np.ndarray, np.ndarray]
+ChunkRow = tuple[list[str], str, str, int, int, str, np.ndarray, str]
 
 #: Version of what chunks are and what the model sees of them. Stored with the model's name
 #: (``model_label``), so a change marks every version embedded before it ``needs_reembed``,
 #: exactly like a change of model, and a folder re-ingest re-chunks files whose hash is unchanged.
-EMBED_TEXT_VERSION = "text3"
+EMBED_TEXT_VERSION = "text2"
 
 
 def model_label(model_name: str) -> str:
@@ -64,7 +61,7 @@ class Prepared:
     content_hash: str
     parsed: Parsed
     existed: bool
-    vectors: list[Vectors] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
 
 
 def looks_binary(head: bytes) -> bool:
@@ -84,10 +81,10 @@ def decode(data: bytes) -> str:
 
 def embed_text(
     title: str,
-    heading_path: Sequence[str],
+    heading_path: tuple[str, ...] | list[str],
     text: str,
     limit: int = 1200,
-    keys: Sequence[str] = (),
+    keys: tuple[str, ...] | list[str] = (),
 ) -> str:
     """What the model sees: page title, heading path and API names (context the text lacks), then the
     chunk's text without markup, up to ``limit`` characters.
@@ -95,41 +92,17 @@ def embed_text(
     Headings lose their section numbers and markup (``6.4.1. Importing \\* From a Package`` reads
     ``Importing * From a Package``), since neither is a word anyone searches with.
     """
-    context = heading_text(title, heading_path)
-    names = " ".join(k for k in keys if k)
-    body = " ".join(markup.plain(text).split())
-    if len(body) > limit:
-        body = body[:limit].rsplit(" ", 1)[0]
-    return "\n".join(x for x in (context, names, body) if x)
-
-
-def heading_text(title: str, heading_path: Sequence[str]) -> str:
-    """A section's place: the page title (unless the first heading already says it) and its headings."""
     path = [markup.unnumbered(markup.heading(h)) for h in heading_path if h]
     page = markup.heading(title)
     first = path[0].lower() if path else ""
     if page and not (first and (first in page.lower() or page.lower() in first)):
         path.insert(0, page)
-    return " > ".join(path)
-
-
-#: What a chunk's two vectors are made from: page title, heading path, text, API names.
-ChunkText = tuple[str, Sequence[str], str, Sequence[str]]
-
-
-async def embed_chunks(embedder: Embedder, chunks: Sequence[ChunkText], limit: int, size: int) -> list[Vectors]:
-    """Each chunk's vector and its section's heading vector, for (title, heading path, text, keys) each.
-
-    Search ranks a page's sections by their heading vectors too: a question names what a section is about
-    more often than it repeats the section's words. Each distinct heading is embedded once (a few words,
-    so about 5% more model time than the chunks alone).
-    """
-    texts = [embed_text(title, path, text, limit, keys) for title, path, text, keys in chunks]
-    heads = [heading_text(title, path) for title, path, _, _ in chunks]
-    distinct = list(dict.fromkeys(heads))
-    vectors = await embed_batched(embedder, texts + distinct, size)
-    by_heading = dict(zip(distinct, vectors[len(texts) :], strict=True))
-    return [(v, by_heading[h]) for v, h in zip(vectors[: len(texts)], heads, strict=True)]
+    context = " > ".join(path)
+    names = " ".join(k for k in keys if k)
+    body = " ".join(markup.plain(text).split())
+    if len(body) > limit:
+        body = body[:limit].rsplit(" ", 1)[0]
+    return "\n".join(x for x in (context, names, body) if x)
 
 
 async def embed_batched(embedder: Embedder, texts: list[str], size: int) -> list[np.ndarray]:
@@ -150,7 +123,7 @@ def toc_of(parsed: Parsed) -> list[dict[str, Any]]:
     ]
 
 
-def chunk_rows(parsed: Parsed, vectors: list[Vectors]) -> list[ChunkRow]:
+def chunk_rows(parsed: Parsed, vectors: list[np.ndarray]) -> list[ChunkRow]:
     return [
         (
             list(c.heading_path),
@@ -161,9 +134,8 @@ def chunk_rows(parsed: Parsed, vectors: list[Vectors]) -> list[ChunkRow]:
             c.text,
             v,
             " ".join(c.keys),
-            hv,
         )
-        for c, (v, hv) in zip(parsed.chunks, vectors, strict=True)
+        for c, v in zip(parsed.chunks, vectors, strict=True)
     ]
 
 
@@ -333,9 +305,11 @@ class FolderIngest:
     async def _flush(self, ctx: JobContext, batch: list[Prepared]) -> None:
         if not batch:
             return
-        s = self.settings
-        chunks = [(p.parsed.title, c.heading_path, c.text, c.keys) for p in batch for c in p.parsed.chunks]
-        vectors = await embed_chunks(self.embedder, chunks, s.embed_chars, s.embed_batch)
+        limit = self.settings.embed_chars
+        texts = [
+            embed_text(p.parsed.title, c.heading_path, c.text, limit, c.keys) for p in batch for c in p.parsed.chunks
+        ]
+        vectors = await embed_batched(self.embedder, texts, self.settings.embed_batch)
         i = 0
         for item in batch:
             n = len(item.parsed.chunks)

@@ -67,10 +67,10 @@ LIST_PAGE = 50
 MAX_ERRORS_SHOWN = 50
 GenerateKind = Literal["api_reference", "api_overview", "schema_diagram"]
 ParseAs = Literal["markdown", "rst", "text", "html", "python"]
-#: Reciprocal-rank-fusion weights of the meaning, keyword and heading-vector lists, chosen on the
-#: development questions (tests/eval/questions/python_dev.jsonl, then python_hard_dev.jsonl); keyword
-#: heading matches, title matches and whole-page scores tried there lowered recall (docs/benchmarks.md).
-RANK_WEIGHTS = (1.0, 0.6, 0.3)
+#: Reciprocal-rank-fusion weights of the meaning and keyword lists, chosen on the development
+#: questions (tests/eval/questions/python_dev.jsonl); heading-, title- and whole-page signals tried
+#: there all lowered recall (docs/benchmarks.md).
+RANK_WEIGHTS = (1.0, 0.6)
 #: Other sections of the same document listed with a hit.
 OTHER_SECTIONS = 3
 
@@ -288,8 +288,8 @@ class DocumentationService:
         model = self.model
         chunks = endpoints = 0
         while rows := await store.stale_chunks(d.db, versions, model, s.embed_batch):
-            pairs = await self._chunk_vectors(d.embedder, rows)
-            await store.set_chunk_vectors(d.db, [(r["id"], *p, model) for r, p in zip(rows, pairs, strict=True)])
+            vecs = await d.embedder.embed(self._chunk_texts(rows))
+            await store.set_chunk_vectors(d.db, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)])
             chunks += len(rows)
             if progress is not None:
                 await progress(float(chunks), None, "chunks")
@@ -301,11 +301,10 @@ class DocumentationService:
         await store.mark_reembed(d.db, model)
         return Reembedded(model=model, chunks=chunks, endpoints=endpoints)
 
-    async def _chunk_vectors(self, embedder: Embedder, rows: list[Any]) -> list[ingest.Vectors]:
-        """Stored chunks' vectors, made as ingest makes them."""
-        s = self.settings
-        chunks = [(r["title"], r["heading_path"], r["content"], r["keys"].split()) for r in rows]
-        return await ingest.embed_chunks(embedder, chunks, s.embed_chars, s.embed_batch)
+    def _chunk_texts(self, rows: list[Any]) -> list[str]:
+        """What the model sees of stored chunks (as ingest builds it)."""
+        limit = self.settings.embed_chars
+        return [ingest.embed_text(r["title"], r["heading_path"], r["content"], limit, r["keys"].split()) for r in rows]
 
     async def reembed_step(self, embedder: Embedder, limit: int) -> int:
         """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``
@@ -315,8 +314,8 @@ class DocumentationService:
         model = ingest.model_label(embedder.model_name)
         if rows := await store.stale_chunks(d.db, versions, model, limit):
             check_dimension(embedder, DIM, SCHEMA)
-            pairs = await self._chunk_vectors(embedder, rows)
-            await store.set_chunk_vectors(d.db, [(r["id"], *p, model) for r, p in zip(rows, pairs, strict=True)])
+            vecs = await embedder.embed(self._chunk_texts(rows))
+            await store.set_chunk_vectors(d.db, [(r["id"], v, model) for r, v in zip(rows, vecs, strict=True)])
             return len(rows)
         if eps := await store.stale_endpoints(d.db, versions, model, limit):
             check_dimension(embedder, DIM, SCHEMA)
@@ -427,8 +426,8 @@ class DocumentationService:
         self._check_dim()
         parsed = parse(parse_as, content, path, s.chunk_chars)
         parsed.title = title or parsed.title
-        chunks = [(parsed.title, c.heading_path, c.text, c.keys) for c in parsed.chunks]
-        vectors = await ingest.embed_chunks(d.embedder, chunks, s.embed_chars, s.embed_batch)
+        texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, s.embed_chars, c.keys) for c in parsed.chunks]
+        vectors = await ingest.embed_batched(d.embedder, texts, s.embed_batch)
         digest = hashlib.sha256(content.encode()).hexdigest()
 
         async def write(conn: asyncpg.Connection) -> tuple[int, bool]:

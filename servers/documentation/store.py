@@ -154,8 +154,8 @@ DELETE_CHUNKS = "DELETE FROM documentation.chunks WHERE document_id = $1"
 INSERT_CHUNK = """
 INSERT INTO documentation.chunks
     (document_id, version_id, ordinal, heading_path, heading, anchor, start_offset, end_offset, content,
-     embedding, embedding_model, keys, heading_embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+     embedding, embedding_model, keys)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 DELETE_DOCS = """
 DELETE FROM documentation.documents WHERE version_id = $1 AND root = $2 AND source = 'folder' AND path = ANY($3::text[])
@@ -199,7 +199,7 @@ async def write_document(
     content_hash: str,
     model: str,
     toc: list[dict[str, Any]],
-    chunks: Sequence[tuple[list[str], str, str, int, int, str, np.ndarray, str, np.ndarray]],
+    chunks: Sequence[tuple[list[str], str, str, int, int, str, np.ndarray, str]],
 ) -> tuple[int, bool]:
     """Replace a document and all its chunks; call inside one transaction so nobody sees half of it."""
     row = await conn.fetchrow(
@@ -212,8 +212,8 @@ async def write_document(
         await conn.executemany(
             INSERT_CHUNK,
             [
-                (doc_id, version, i, hp, heading, anchor, s, e, text, vec, model, keys, hvec)
-                for i, (hp, heading, anchor, s, e, text, vec, keys, hvec) in enumerate(chunks)
+                (doc_id, version, i, hp, heading, anchor, s, e, text, vec, model, keys)
+                for i, (hp, heading, anchor, s, e, text, vec, keys) in enumerate(chunks)
             ],
         )
     return doc_id, bool(row["created"])
@@ -264,21 +264,15 @@ WITH vec AS (
             LIMIT $8) m
         ORDER BY rank DESC LIMIT $5) k
 ), fused AS (
-    -- Reciprocal-rank fusion with k = 30 rather than the customary 60: the first ranks of each list weigh
-    -- more against a long page's many middling chunks (development set: page recall@1 +0.03).
     SELECT id, sum(w) AS score FROM (
-        SELECT id, $10::float8 / (30 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (30 + r) FROM kw) u
+        SELECT id, $10::float8 / (60 + r) AS w FROM vec UNION ALL SELECT id, $11::float8 / (60 + r) FROM kw) u
     GROUP BY id
-), headed AS (
-    -- A third list, $13: the fused chunks again, ranked by how near their section's heading vector is to
-    -- the question (a chunk without one, embedded before heading vectors, ranks last).
-    SELECT f.id, f.score + $13::float8 / (30 + row_number() OVER (ORDER BY c.heading_embedding <=> $1, f.id)) AS score,
-           CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp
-    FROM fused f JOIN documentation.chunks c ON c.id = f.id
 ), grouped AS (
     -- $12: one hit per document (its best chunk, ranked by that chunk's score), else one per chunk.
-    SELECT h.id, h.score, h.grp, row_number() OVER (PARTITION BY h.grp ORDER BY h.score DESC, h.id) AS rn
-    FROM headed h
+    SELECT f.id, f.score, CASE WHEN $12 THEN -c.document_id ELSE c.id END AS grp,
+           row_number() OVER (PARTITION BY CASE WHEN $12 THEN -c.document_id ELSE c.id END
+                              ORDER BY f.score DESC, f.id) AS rn
+    FROM fused f JOIN documentation.chunks c ON c.id = f.id
 ), page AS (
     SELECT g.id, g.grp, g.score, count(*) OVER () AS total FROM grouped g WHERE g.rn = 1
     ORDER BY g.score DESC, g.id LIMIT $6 OFFSET $7
@@ -316,16 +310,16 @@ async def search(
     limit: int,
     offset: int,
     pool: int = 500,
-    weights: Sequence[float] = (1.0, 0.6, 0.3),
+    weights: Sequence[float] = (1.0, 0.6),
     per_document: bool = True,
 ) -> list[dict[str, Any]]:
     """Hybrid search in one statement. The pool's sessions scan HNSW iteratively (common.db), so
     filtered vector search keeps going until enough rows pass the version/model filter, with
     pgvector's default ef_search (raising it to the depth makes PostgreSQL prefer an exact scan).
 
-    ``weights``: the reciprocal-rank-fusion weights of the meaning, keyword and heading lists."""
+    ``weights``: the reciprocal-rank-fusion weights of the meaning and keyword lists."""
     match, rank = (keywords.match, keywords.rank) if keywords is not None else ("", "")
-    w_vec, w_kw, w_head = weights
+    w_vec, w_kw = weights
     rows = await db.fetch(
         SEARCH,
         vector,
@@ -340,7 +334,6 @@ async def search(
         w_vec,
         w_kw,
         per_document,
-        w_head,
     )
     return [dict(r) for r in rows]
 
@@ -553,9 +546,7 @@ SELECT c.id, c.content, c.heading_path, c.keys, d.title FROM documentation.chunk
 JOIN documentation.documents d ON d.id = c.document_id
 WHERE c.version_id = ANY($1::bigint[]) AND c.embedding_model <> $2 ORDER BY c.id LIMIT $3
 """
-UPDATE_CHUNK_VECTOR = (
-    "UPDATE documentation.chunks SET embedding = $2, heading_embedding = $3, embedding_model = $4 WHERE id = $1"
-)
+UPDATE_CHUNK_VECTOR = "UPDATE documentation.chunks SET embedding = $2, embedding_model = $3 WHERE id = $1"
 STALE_ENDPOINTS = """
 SELECT id, method, path, operation_id, summary, description, tags FROM documentation.endpoints
 WHERE version_id = ANY($1::bigint[]) AND embedding_model <> $2 ORDER BY id LIMIT $3
@@ -575,7 +566,7 @@ async def stale_endpoints(db: Database, versions: list[int], model: str, limit: 
     return [dict(r) for r in await db.fetch(STALE_ENDPOINTS, versions, model, limit)]
 
 
-async def set_chunk_vectors(db: Database, rows: list[tuple[int, np.ndarray, np.ndarray, str]]) -> None:
+async def set_chunk_vectors(db: Database, rows: list[tuple[int, np.ndarray, str]]) -> None:
     await db.executemany(UPDATE_CHUNK_VECTOR, rows)
 
 

@@ -98,7 +98,6 @@ CHUNK_COLUMNS = [
     "content",
     "embedding",
     "embedding_model",
-    "heading_embedding",
 ]
 
 
@@ -114,9 +113,7 @@ async def pad_index(admin_url: str, total: int) -> int:
 
         await conn.execute("SET search_path = documentation, extensions")
         await register_vector(conn, schema="extensions")
-        rows = await conn.fetch(
-            "SELECT content, heading_path, heading, anchor, embedding, embedding_model, heading_embedding FROM chunks"
-        )
+        rows = await conn.fetch("SELECT content, heading_path, heading, anchor, embedding, embedding_model FROM chunks")
         have = await conn.fetchval("SELECT count(*) FROM chunks")
         need = total - have
         if need <= 0 or not rows:
@@ -154,7 +151,6 @@ async def pad_index(admin_url: str, total: int) -> int:
                     src["content"],
                     vec,
                     src["embedding_model"],
-                    src["heading_embedding"],
                 )
             )
             if len(batch) >= 2000:
@@ -203,10 +199,8 @@ async def sql_search_latency(url: str, settings: Settings, n: int) -> tuple[list
             0,
             settings.keyword_scan_cap,
             first.rank if first else None,
-            RANK_WEIGHTS[0],
-            RANK_WEIGHTS[1],
+            *RANK_WEIGHTS,
             True,
-            RANK_WEIGHTS[2],
         )
         return lat, f"keyword plan: {first}\n" + "\n".join(r[0] for r in explained)
     finally:

@@ -1,1 +1,0 @@
-ALTER TABLE chunks DROP COLUMN heading_embedding;

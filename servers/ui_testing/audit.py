@@ -200,6 +200,8 @@ async def audit(
     # context (and a spare of it, made in the background) has it registered before this call navigates.
     async with browser.page(viewport, file_guard, init_script=axe_source()) as page:
         await open_url(page, url, wait or WaitSpec())
+        if file_guard is None:
+            browser.prepare_next(viewport, axe_source())
         return await audit_page(page, levels, selectors_per_rule, injected=True)
 
 

@@ -254,6 +254,12 @@ class Browser:
         if pending:
             await asyncio.gather(*(asyncio.shield(t) for t in pending), return_exceptions=True)
 
+    def prepare_next(self, viewport: Viewport, init_script: str | None = None) -> None:
+        """Start making the next call's spare now rather than after this call, for a call whose page is loaded
+        and now runs a long script: that is the page's renderer's work, so a second core makes the spare."""
+        if self.started:
+            self._warm((viewport, init_script))
+
     def _warm(self, key: SpareKey) -> None:
         """Make the next spare for ``key`` in the background (one at a time per key, none while one is ready)."""
         warming = self._warming.get(key)

@@ -197,6 +197,25 @@ async def test_a_spare_made_with_an_init_script_runs_it_and_spares_are_capped(si
         assert (SMALL, None) in browser._spares
 
 
+async def test_the_next_spare_can_be_started_during_a_call(site: Site):
+    url = site.put("/next", page("<p>x</p>"))
+    marker = "window.__next = 1;"
+    async with Browser(LOCAL) as browser:
+        browser.prepare_next(SMALL, marker)  # not started yet: nothing to do
+        assert not browser.started
+        async with browser.page(SMALL, init_script=marker) as first:
+            await first.goto(url)
+            browser.prepare_next(SMALL, marker)
+            await browser.warmed()
+            spare = browser._spares.get((SMALL, marker))
+            assert spare is not None
+            assert spare[1] is not first
+        async with browser.page(SMALL, init_script=marker) as second:
+            assert second is spare[1]  # the spare made during the first call, not a newer one
+            await second.goto(url)
+            assert await second.evaluate("window.__next") == 1
+
+
 async def spawn_child(mode: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,

@@ -102,7 +102,7 @@ class FunctionMetrics:
         return cls(**_known(cls, data))
 
     def to_row(self) -> list[Any]:
-        """The fields in their order: a run stores tens of thousands of functions, as JSON a third the size of dicts."""
+        """The fields in their order: a run stores tens of thousands of functions, and rows repeat no field names."""
         return [self.path, self.name, self.line, self.end_line, self.complexity, self.code_lines, self.parameters]
 
     @classmethod

@@ -169,7 +169,7 @@ async def audit_page(
     from playwright.async_api import Error as PWError
 
     tags = expand_tags(levels)
-    # axe's frame messaging costs a third of a run even on a page without frames, so it is on only when needed.
+    # axe's frame messaging costs much of a run even on a page without frames, so it is on only when needed.
     options = {
         "runOnly": {"type": "tag", "values": tags},
         "resultTypes": ["violations"],

@@ -28,8 +28,8 @@ VERSION_TIMEOUT_S = 15.0
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 REAP_TIMEOUT_S = 5.0
-#: Versions already asked, by the executable's path and stat: each run builds its analyzers anew, and
-#: ``lizard --version`` alone costs a tenth of a second of CPU; an upgraded tool is a new file (new stat).
+#: Versions already asked, by the executable's path and stat: each run builds its analyzers anew and asking
+#: starts a process of the tool; an upgraded tool is a new file (new stat), so it is asked again.
 _VERSIONS: dict[tuple[str, int, int, int], str] = {}
 
 

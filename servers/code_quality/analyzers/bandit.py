@@ -7,14 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers.code_quality.analyzers.base import (
-    Analyzer,
-    AnalyzerFailed,
-    BatchOutput,
-    ProcessResult,
-    load_json,
-    relative_path,
-)
+from servers.code_quality.analyzers.base import AnalyzerFailed, BatchOutput, JsonAnalyzer, relative_path
 from servers.code_quality.records import Finding, Severity, clip
 
 # The messages of the hard-coded password checks quote the password itself.
@@ -23,7 +16,7 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _SEVERITY: dict[str, Severity] = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
 
-class Bandit(Analyzer):
+class Bandit(JsonAnalyzer):
     name = "bandit"
     executable_name = "bandit"
     languages = frozenset({"python"})
@@ -37,8 +30,7 @@ class Bandit(Analyzer):
     def command(self, executable: str, paths: Sequence[str]) -> list[str]:
         return [executable, *self.options(), "--", *paths]
 
-    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
-        data = load_json(result, "bandit")
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise AnalyzerFailed("bandit printed JSON without a 'results' list")
         out = BatchOutput()

@@ -261,3 +261,14 @@ class Analyzer(ABC):
         # Parsing takes a while on a large output: in a thread, the event loop keeps reading the other
         # analyzers' pipes meanwhile (an unread pipe stalls the tool writing to it).
         return await asyncio.to_thread(self.parse, result, root, paths)
+
+
+class JsonAnalyzer(Analyzer):
+    """An analyzer that prints one JSON document; output that is not JSON fails the batch."""
+
+    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
+        return self.parse_json(load_json(result, self.name), root, paths)
+
+    @abstractmethod
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
+        """Read the decoded output; ``paths`` are the root-relative files the tool was given."""

@@ -8,19 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from servers.code_quality.analyzers.base import (
-    Analyzer,
-    AnalyzerFailed,
-    BatchOutput,
-    ProcessResult,
-    load_json,
-    relative_path,
-)
+from servers.code_quality.analyzers.base import AnalyzerFailed, BatchOutput, JsonAnalyzer, relative_path
 from servers.code_quality.files import SourceFile
 from servers.code_quality.records import FileMetrics
 
 
-class RadonMaintainability(Analyzer):
+class RadonMaintainability(JsonAnalyzer):
     name = "radon"
     executable_name = "radon"
     languages = frozenset({"python"})
@@ -39,8 +32,7 @@ class RadonMaintainability(Analyzer):
     def command(self, executable: str, paths: Sequence[str]) -> list[str]:
         return [executable, "mi", "-j", "--", *paths]
 
-    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
-        data = load_json(result, "radon")
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
         if not isinstance(data, dict):
             raise AnalyzerFailed("radon printed JSON that is not an object")
         out = BatchOutput()

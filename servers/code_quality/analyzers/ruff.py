@@ -11,14 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from servers.code_quality.analyzers.base import (
-    Analyzer,
-    AnalyzerFailed,
-    BatchOutput,
-    ProcessResult,
-    load_json,
-    relative_path,
-)
+from servers.code_quality.analyzers.base import AnalyzerFailed, BatchOutput, JsonAnalyzer, relative_path
 from servers.code_quality.records import Category, Finding, Severity, clip
 
 DEFAULT_SELECT = ("F", "E4", "E7", "E9", "B", "S", "C90")
@@ -79,7 +72,7 @@ def classify(code: str) -> tuple[Severity, Category]:
     return "low", "lint"
 
 
-class Ruff(Analyzer):
+class Ruff(JsonAnalyzer):
     name = "ruff"
     executable_name = "ruff"
     languages = frozenset({"python"})
@@ -139,8 +132,7 @@ class Ruff(Analyzer):
             *paths,
         ]
 
-    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
-        data = load_json(result, "ruff")
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
         if not isinstance(data, list):
             raise AnalyzerFailed("ruff printed JSON that is not a list of diagnostics")
         out = BatchOutput()

@@ -7,19 +7,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers.code_quality.analyzers.base import (
-    Analyzer,
-    AnalyzerFailed,
-    BatchOutput,
-    ProcessResult,
-    load_json,
-    relative_path,
-)
+from servers.code_quality.analyzers.base import AnalyzerFailed, BatchOutput, JsonAnalyzer, relative_path
 from servers.code_quality.files import SourceFile
 from servers.code_quality.records import Finding
 
 
-class DetectSecrets(Analyzer):
+class DetectSecrets(JsonAnalyzer):
     name = "detect-secrets"
     executable_name = "detect-secrets"
     default_batch_size = 50
@@ -33,8 +26,7 @@ class DetectSecrets(Analyzer):
     def command(self, executable: str, paths: Sequence[str]) -> list[str]:
         return [executable, "scan", "--all-files", *paths]
 
-    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
-        data = load_json(result, "detect-secrets")
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
             raise AnalyzerFailed("detect-secrets printed JSON without a 'results' object")
         out = BatchOutput()

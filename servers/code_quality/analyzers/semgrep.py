@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from servers.code_quality.analyzers.base import (
-    Analyzer,
     AnalyzerFailed,
     AnalyzerMissing,
     BatchOutput,
-    ProcessResult,
-    load_json,
+    JsonAnalyzer,
     relative_path,
 )
 from servers.code_quality.files import SourceFile
@@ -25,7 +23,7 @@ _SEVERITY: dict[str, Severity] = {"ERROR": "high", "WARNING": "medium", "INFO": 
 _NOT_CODE = frozenset({"other", "markdown", "text"})
 
 
-class Semgrep(Analyzer):
+class Semgrep(JsonAnalyzer):
     name = "semgrep"
     executable_name = "semgrep"
     default_batch_size = 200
@@ -63,8 +61,7 @@ class Semgrep(Analyzer):
             *paths,
         ]
 
-    def parse(self, result: ProcessResult, root: Path, paths: Sequence[str]) -> BatchOutput:
-        data = load_json(result, "semgrep")
+    def parse_json(self, data: object, root: Path, paths: Sequence[str]) -> BatchOutput:
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise AnalyzerFailed("semgrep printed JSON without a 'results' list")
         out = BatchOutput()

@@ -29,6 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from common.logging import get_logger
 from servers.code_quality.files import FileListing
+from servers.code_quality.models import VulnerabilityView
 
 log = get_logger(__name__)
 
@@ -66,27 +67,13 @@ class Unchecked:
     reason: str
 
 
-@dataclass(frozen=True)
-class Vulnerability:
-    id: str
-    package: str
-    version: str
-    ecosystem: str
-    file: str
-    line: int
-    summary: str
-    severity: str
-    aliases: list[str] = field(default_factory=list)
-    fixed_versions: list[str] = field(default_factory=list)
-
-
 @dataclass
 class AdvisoryReport:
     status: ReportStatus
     source: str
     reason: str = ""
     checked: int = 0
-    vulnerabilities: list[Vulnerability] = field(default_factory=list)
+    vulnerabilities: list[VulnerabilityView] = field(default_factory=list)
     unchecked: list[Unchecked] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,10 +317,10 @@ def _severity(record: dict[str, Any]) -> str:
     return str(value).lower() if value else "unknown"
 
 
-def _vulnerability(record: dict[str, Any], dep: Dependency, fixed: list[str]) -> Vulnerability:
+def _vulnerability(record: dict[str, Any], dep: Dependency, fixed: list[str]) -> VulnerabilityView:
     summary = str(record.get("summary") or record.get("details") or "")
     summary = " ".join(summary.split())
-    return Vulnerability(
+    return VulnerabilityView(
         id=str(record.get("id", "?")),
         package=dep.name,
         version=dep.version,

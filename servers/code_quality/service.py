@@ -699,7 +699,7 @@ class CodeQualityService:
     async def hints(self, run: Mapping[str, Any], limit: int) -> list[SuggestionView]:
         """The ``limit`` most worthwhile refactorings of ``run``, linked to its findings."""
         result, dup = await self._analysis(run)
-        return [SuggestionView(**s.to_dict()) for s in suggest_refactorings(result, dup, limit=limit)]
+        return suggest_refactorings(result, dup, limit=limit)
 
     # ------------------------------------------------------------------------------ dependencies
 

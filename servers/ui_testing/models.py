@@ -144,17 +144,10 @@ class StepInfo(BaseModel):
     ref: str | None = Field(default=None, description="capture:<id> or audit:<id>.")
 
 
-class RunInfo(BaseModel):
+class RunInfo(RunRow):
     """One run: status, summary and (for checks) the steps and what went wrong on the page."""
 
-    id: int
-    kind: str
-    status: str
-    page_key: str | None = None
-    check: str | None = None
-    summary: str
     duration_ms: int | None = None
-    created_at: datetime
     failed_step: int | None = None
     error: str | None = None
     steps: list[StepInfo] = Field(default_factory=list, description="Check steps (failed and first ones if many).")

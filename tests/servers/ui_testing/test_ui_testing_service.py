@@ -389,10 +389,11 @@ async def test_four_service_instances_capture_and_compare_at_once_without_losing
 
 
 async def test_the_report_gives_one_line_per_page_key_the_checks_and_the_browser(svc: UiTestingService):
-    for key, status in (("report-a", "passed"), ("report-b", "failed"), ("report-c", "passed")):
+    # Four page keys of its own, so that a page of three is truncated whatever other tests left.
+    for key, status in (("report-a", "passed"), ("report-b", "failed"), ("report-c", "passed"), ("report-d", "passed")):
         await store.insert_run(svc.db, kind="compare", status=status, page_key=key, details={"changed_ratio": 0.5})
     report = await svc.report(limit=3)
-    assert report.pages_total >= 3
+    assert report.pages_total >= 4
     assert len(report.pages) == 3
     assert report.truncated
     assert report.browser.startswith("Chromium ")

@@ -102,7 +102,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         "code_quality",
         "Code quality",
         "Static analysis of repositories as incremental jobs: findings with stable fingerprints and triage, run comparison, metrics and trends, quality gates, refactoring hints, vulnerable dependencies.",
-        requires=("ruff", "bandit", "lizard", "vulture", "radon", "detect_secrets", "matplotlib"),
+        requires=("ruff", "bandit", "lizard", "vulture", "radon", "detect_secrets", "matplotlib", "defusedxml"),
     ),
     ServerSpec(
         "analytics",

@@ -24,6 +24,12 @@ CREATE TABLE code_quality.file_metrics (
     max_complexity integer NOT NULL,
     mean_complexity double precision NOT NULL,
     maintainability double precision,
+    covered_lines integer,
+    coverable_lines integer,
+    covered text,
+    uncovered text,
+    CONSTRAINT file_metrics_coverable_lines_check CHECK ((coverable_lines >= 0)),
+    CONSTRAINT file_metrics_covered_lines_check CHECK ((covered_lines >= 0)),
     CONSTRAINT file_metrics_pkey PRIMARY KEY (run_id, path),
     CONSTRAINT file_metrics_run_id_fkey FOREIGN KEY (run_id) REFERENCES code_quality.runs(id) ON DELETE CASCADE
 );
@@ -113,6 +119,8 @@ CREATE TABLE code_quality.runs (
     functions json NOT NULL,
     duplication json NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    coverage jsonb,
+    CONSTRAINT runs_coverage_check CHECK (((coverage IS NULL) OR (jsonb_typeof(coverage) = 'object'::text))),
     CONSTRAINT runs_duplication_check CHECK ((json_typeof(duplication) = 'object'::text)),
     CONSTRAINT runs_functions_check CHECK ((json_typeof(functions) = 'array'::text)),
     CONSTRAINT runs_gaps_check CHECK ((jsonb_typeof(gaps) = 'array'::text)),

@@ -12,11 +12,15 @@ import json
 import os
 import posixpath
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, NotFound
+from common.safefiles import Roots, read_bytes, shown
+from servers.code_quality.files import SourceFile
 
 Format = Literal["cobertura", "lcov", "coverage.py"]
 #: Reports looked for at the analysed root when no report is named, first found wins.
@@ -259,13 +263,13 @@ def stale_files(root: str, files: Iterable[str], report_mtime: float) -> list[st
 
 
 def report_summary(
-    data: CoverageData, *, report: str, mtime: float, stale: list[str], missing: int
-) -> dict[str, object]:
+    data: CoverageData, *, report: str, modified_at: str, stale: list[str], missing: int
+) -> dict[str, Any]:
     """What a run records about its coverage report (the ``coverage`` column)."""
     return {
         "report": report,
         "format": data.format,
-        "modified_at": mtime,
+        "modified_at": modified_at,
         "files": len(data.files),
         "covered_lines": data.covered_lines,
         "coverable_lines": data.coverable_lines,
@@ -275,6 +279,12 @@ def report_summary(
         "stale_files": len(stale),
         "stale_examples": stale[:MAX_EXAMPLES],
         "files_not_in_report": missing,
+        "warning": (
+            f"{len(stale)} file(s) changed after the report was written: the report may be stale; "
+            "run the tests with coverage again"
+            if stale
+            else ""
+        ),
     }
 
 
@@ -282,3 +292,57 @@ def missing_files(data: CoverageData, languages: Mapping[str, str]) -> int:
     """Listed files in a language the report covers that the report does not mention (often never imported)."""
     covered_languages = {languages[p] for p in data.files if p in languages}
     return sum(1 for p, lang in languages.items() if lang in covered_languages and p not in data.files)
+
+
+# --- a run's report -------------------------------------------------------------------------------
+
+
+def _too_large(path: Path, size: int) -> InvalidInput:
+    return InvalidInput(
+        f"the coverage report {shown(str(path))} is {size} bytes, over the {MAX_REPORT_BYTES} byte limit; "
+        "write it for the analysed folder only (e.g. coverage xml --include) or name a smaller one."
+    )
+
+
+def check_report(roots: Roots, path: str) -> Path:
+    """The report ``path`` names, checked before an analysis is recorded: inside the allowed roots, a
+    regular file under the size cap, in a format this module reads; InvalidInput/NotFound otherwise."""
+    real = roots.resolve(path, kind="file")
+    size = real.stat().st_size
+    if size > MAX_REPORT_BYTES:
+        raise _too_large(real, size)
+    detect_format(real.name, read_bytes(real, roots, max_bytes=MAX_REPORT_BYTES)[:SNIFF_BYTES])
+    return real
+
+
+def find_report(root: Path) -> Path | None:
+    """The first of the usual report files at the analysed root, if any."""
+    return next((root / name for name in DEFAULT_REPORTS if (root / name).is_file()), None)
+
+
+def load_for_run(
+    roots: Roots, root: Path, report: Path | None, files: Sequence[SourceFile]
+) -> tuple[CoverageData | None, dict[str, Any] | None]:
+    """A run's coverage: the report named (or found at the root) parsed and mapped to ``files``, and
+    what the run records about it; a report that cannot be read is recorded with the reason, not raised."""
+    path = report or find_report(root)
+    if path is None:
+        return None, None
+    try:
+        st = path.stat()
+        mtime = st.st_mtime
+        if st.st_size > MAX_REPORT_BYTES:
+            raise _too_large(path, st.st_size)
+        data = read_bytes(path, roots, max_bytes=MAX_REPORT_BYTES)
+        parsed = parse_report(detect_format(path.name, data[:SNIFF_BYTES]), data, str(root), [f.path for f in files])
+    except (InvalidInput, NotFound, OSError) as exc:
+        return None, {"report": str(path), "error": str(exc)[:300]}
+    stale = stale_files(str(root), parsed.files, mtime)
+    summary = report_summary(
+        parsed,
+        report=str(path),
+        modified_at=datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds"),
+        stale=stale,
+        missing=missing_files(parsed, {f.path: f.language for f in files}),
+    )
+    return parsed, summary

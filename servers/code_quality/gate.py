@@ -24,6 +24,8 @@ class GateThresholds:
     allow_secrets: bool = False
     max_duplication_share: float | None = None
     require_complete: bool = True
+    #: Lowest share (0..1) of coverable lines the tests must run; a run without a report fails it.
+    min_coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,26 @@ def _check(name: str, actual: float, limit: float, what: str) -> GateCheck:
     return GateCheck(name, passed, actual, limit, f"{what}: {actual:g} ({verdict} the limit of {limit:g})")
 
 
+def _coverage_check(share: float | None, limit: float, error: str) -> GateCheck:
+    if share is None:
+        why = (
+            f"the coverage report could not be read ({error})"
+            if error
+            else "no coverage report was found for this run (coverage.xml, coverage.json, lcov.info or "
+            "coverage/lcov.info at the root, or analyze_code coverage=...)"
+        )
+        return GateCheck("coverage", False, 0, limit, f"coverage unknown: {why}")
+    passed = share >= limit
+    verdict = "at or above" if passed else "under"
+    return GateCheck(
+        "coverage",
+        passed,
+        share,
+        limit,
+        f"share of lines covered by tests: {share:g} ({verdict} the minimum of {limit:g})",
+    )
+
+
 def evaluate_gate(
     thresholds: GateThresholds,
     *,
@@ -60,8 +82,10 @@ def evaluate_gate(
     metrics: RunMetrics,
     outcomes: Sequence[AnalyzerOutcome],
     new: Sequence[Finding] | None = None,
+    coverage_error: str = "",
 ) -> GateResult:
-    """Apply ``thresholds`` to a run; ``new`` is compare()'s new findings, None when there is no base run."""
+    """Apply ``thresholds`` to a run; ``new`` is compare()'s new findings, None when there is no base run;
+    ``coverage_error`` why the run's coverage report could not be read, if it could not."""
     fresh = list(findings) if new is None else list(new)
     checks: list[GateCheck] = []
     if thresholds.max_new_high is not None:
@@ -82,6 +106,8 @@ def evaluate_gate(
                 "duplication", metrics.duplication_share, thresholds.max_duplication_share, "share of duplicated lines"
             )
         )
+    if thresholds.min_coverage is not None:
+        checks.append(_coverage_check(metrics.coverage, thresholds.min_coverage, coverage_error))
     if thresholds.require_complete:
         incomplete = [o for o in outcomes if o.status != "ok" or o.files_failed]
         names = ", ".join(f"{o.analyzer} ({o.status}{', files failed' if o.files_failed else ''})" for o in incomplete)

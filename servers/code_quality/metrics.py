@@ -30,6 +30,10 @@ class RunMetrics:
     by_analyzer: dict[str, int] = field(default_factory=dict)
     skipped_files: dict[str, int] = field(default_factory=dict)
     partial: bool = False
+    #: Share of coverable lines the tests ran, from the run's coverage report; None without one.
+    coverage: float | None = None
+    covered_lines: int | None = None
+    coverable_lines: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +81,7 @@ class MetricChange:
 
 # Metrics where a higher value is worse; the others (size) are reported without a verdict.
 _HIGHER_IS_WORSE = ("max_complexity", "mean_complexity", "duplication_share", "findings")
-_LOWER_IS_WORSE = ("mean_maintainability",)
+_LOWER_IS_WORSE = ("mean_maintainability", "coverage")
 _NEUTRAL = ("files", "lines", "code_lines", "functions")
 
 

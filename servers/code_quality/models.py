@@ -42,6 +42,9 @@ class RunSummary(BaseModel):
     metrics: dict[str, Any]
     skipped: list[SkipView]
     skipped_total: int
+    coverage: dict[str, Any] | None = Field(
+        default=None, description="The coverage report read (format, age, unmatched and stale files), if any."
+    )
 
 
 class AnalyzeResult(BaseModel):
@@ -103,6 +106,10 @@ class FileMetricView(BaseModel):
     max_complexity: int
     mean_complexity: float
     maintainability: float | None
+    covered_lines: int | None = None
+    coverable_lines: int | None = None
+    coverage: float | None = None
+    uncovered: str | None = Field(default=None, description="Uncovered line numbers, e.g. 3-5,9 (clipped).")
 
 
 class TrendPoint(BaseModel):
@@ -134,6 +141,7 @@ class SuggestionView(BaseModel):
 class MetricsResult(BaseModel):
     run_id: str
     metrics: dict[str, Any]
+    coverage: dict[str, Any] | None = None
     files: Page[FileMetricView]
     trend: Trend | None = None
     hints: list[SuggestionView] = []

@@ -11,7 +11,7 @@ from common.errors import InvalidInput
 from common.paging import Page
 from common.runtime import Deps, ServiceTools, create_server
 from common.tool_schema import P
-from common.tools import APPEND, READ, READ_EXTERNAL, WRITE
+from common.tools import APPEND, READ, READ_EXTERNAL, WRITE, args_of
 from servers.code_quality.models import (
     AnalyzeResult,
     CompareResult,
@@ -58,6 +58,9 @@ async def analyze_code(
     ] = None,
     changed_since: Annotated[str | None, P("Git ref: only files changed since.", max_length=200)] = None,
     exclude: Annotated[list[Short], P("Globs to skip.", max_length=50)] = [],  # noqa: B006
+    coverage: Annotated[
+        str | None, P("Coverage report (default: coverage.xml/.json, lcov.info).", max_length=4096)
+    ] = None,
     wait_s: Annotated[float | None, P("Seconds to wait.", ge=0, le=300)] = None,
 ) -> AnalyzeResult:
     """Analyse a folder or git repository as a job (incremental), or follow, cancel, resume or list analyses."""
@@ -69,6 +72,7 @@ async def analyze_code(
             analyzers=analyzers,
             changed_since_ref=changed_since,
             exclude=exclude,
+            coverage=coverage,
             wait_s=wait_s,
             progress=progress,
         )
@@ -154,13 +158,12 @@ async def code_metrics(
     file_prefix: Annotated[str | None, P("Relative path prefix.", max_length=1000)] = None,
     trend: Annotated[str | None, P("Metric to chart over runs, e.g. findings.", max_length=40)] = None,
     hints: Annotated[int, P("Ranked refactoring hints to add.", ge=0, le=50)] = 0,
+    sort: Annotated[Literal["complexity", "coverage"], P("Files: most complex or least covered first.")] = "complexity",
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> MetricsResult:
-    """Run totals, per-file metrics, a trend chart (PNG path) and ranked refactoring hints linked to findings."""
-    return await (await TOOLS.service(ctx)).metrics(
-        path=path, run_id=run_id, file_prefix=file_prefix, trend=trend, hints=hints, limit=limit, cursor=cursor
-    )
+    """Run totals, per-file metrics and coverage, a trend chart (PNG path) and ranked refactoring hints."""
+    return await (await TOOLS.service(ctx)).metrics(**args_of(locals()))
 
 
 @TOOLS.tool("Quality gate", WRITE)
@@ -170,7 +173,10 @@ async def quality_gate(
     ctx: Context,
     thresholds: Annotated[
         dict[str, float | bool | None] | None,
-        P("max_new_high max_new_findings max_complexity max_duplication_share allow_secrets require_complete"),
+        P(
+            "max_new_high max_new_findings max_complexity max_duplication_share allow_secrets require_complete "
+            "min_coverage (0-1)"
+        ),
     ] = None,
     run_id: RunId = None,
     base: Annotated[str | None, P("Run id, baseline or previous.", max_length=64)] = None,

@@ -28,6 +28,7 @@ from common.jobs import Job, JobContext, Jobs, Progress, check_job_id
 from common.logging import get_logger
 from common.paging import Page, decode_cursor, fingerprint, page_of, slice_page
 from common.retrieval import any_word_tsquery, rrf
+from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from common.workers import Periodic
@@ -36,6 +37,7 @@ from servers.code_quality.advisories import OsvApi, OsvExport, check_advisories,
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.analyzers.base import Analyzer
 from servers.code_quality.compare import check_fixed, compare
+from servers.code_quality.coverage import CoverageData, check_report, load_for_run
 from servers.code_quality.duplication import DuplicateBlock, DuplicationReport
 from servers.code_quality.files import changed_since, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
@@ -57,7 +59,7 @@ from servers.code_quality.models import (
     TrendPoint,
 )
 from servers.code_quality.pipeline import TreeReport, analyze_tree
-from servers.code_quality.records import AnalyzerOutcome, FileMetrics, Finding, FunctionMetrics
+from servers.code_quality.records import AnalyzerOutcome, FileMetrics, Finding, FunctionMetrics, clip
 from servers.code_quality.rows import PgResultCache, finding_from_row, finding_view, run_gaps, search_text, summary_of
 from servers.code_quality.runner import AnalysisResult
 from servers.code_quality.settings import Settings
@@ -90,8 +92,11 @@ TREND_METRICS = (
     "functions",
     "new_findings",
     "fixed_findings",
+    "coverage",
 )
 SETTABLE = ("open", "accepted", "false_positive")
+#: Characters of a file's uncovered line ranges shown by code_metrics.
+MAX_UNCOVERED_SHOWN = 200
 #: Allocations between two collections of the youngest generation while the service is open.
 GC_THRESHOLD = 50_000
 
@@ -104,6 +109,16 @@ def _check_run_id(run_id: str) -> str:
     if not _UUID.match(run_id):
         raise InvalidInput("run_id is not a run id (a UUID from analyze_code or a run summary).")
     return run_id.lower()
+
+
+def _file_view(row: Mapping[str, Any]) -> FileMetricView:
+    covered, coverable, uncovered = row["covered_lines"], row["coverable_lines"], row["uncovered"]
+    return model_of(
+        FileMetricView,
+        row,
+        coverage=round(covered / coverable, 4) if coverable else None,
+        uncovered=None if uncovered is None else clip(uncovered, MAX_UNCOVERED_SHOWN),
+    )
 
 
 class CodeQualityService:
@@ -167,16 +182,25 @@ class CodeQualityService:
         analyzers: Sequence[str] | None = None,
         changed_since_ref: str | None = None,
         exclude: Sequence[str] = (),
+        coverage: str | None = None,
         wait_s: float | None = None,
         progress: Progress | None = None,
     ) -> AnalyzeResult:
-        """Start (or join) the analysis of a folder and wait a bounded time for it."""
+        """Start (or join) the analysis of a folder and wait a bounded time for it; ``coverage`` names the
+        test coverage report to read (default: the usual report files at the folder's root)."""
         root = self.resolve_root(path)
         names = list(analyzers or self.settings.analyzers)
         self._analyzers(names)  # unknown names are refused before anything is recorded
         if changed_since_ref is not None:
             await asyncio.to_thread(changed_since, root, changed_since_ref)
-        params = {"root": str(root), "analyzers": names, "changed_since": changed_since_ref, "exclude": list(exclude)}
+        report = await asyncio.to_thread(check_report, self.roots, coverage) if coverage else None
+        params = {
+            "root": str(root),
+            "analyzers": names,
+            "changed_since": changed_since_ref,
+            "exclude": list(exclude),
+            "coverage": str(report) if report else None,
+        }
         joined = False
         try:
             job = await self.jobs.start(KIND, str(root), params)
@@ -267,12 +291,18 @@ class CodeQualityService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await analysis
         report = analysis.result()
+        named = params.get("coverage")
+        coverage = await asyncio.to_thread(
+            load_for_run, self.roots, root, Path(named) if named else None, report.listing.files
+        )
+        if coverage[1] and coverage[1].get("error"):
+            ctx.error("coverage", coverage[1]["error"])
         for skipped in report.listing.skipped:
             ctx.error(skipped.path, f"skipped: {skipped.reason}{' (' + skipped.detail + ')' if skipped.detail else ''}")
         for outcome in report.result.outcomes:
             if outcome.status != "ok":
                 ctx.error(outcome.analyzer, f"{outcome.status}: {outcome.reason}")
-        run_id, project_id = await self._save(ctx.job.id, root, params, report)
+        run_id, project_id = await self._save(ctx.job.id, root, params, report, coverage)
         ctx.state = {"run_id": run_id}
         ctx.count("findings", len(report.result.findings))
         ctx.count("files", len(report.listing.files))
@@ -283,12 +313,25 @@ class CodeQualityService:
         partial = " (partial: see the analyzers' outcomes)" if report.result.partial else ""
         return f"Run {run_id}: {len(report.result.findings)} findings in {len(report.listing.files)} files{partial}."
 
-    async def _save(self, job_id: str, root: Path, params: Mapping[str, Any], report: TreeReport) -> tuple[str, int]:
+    async def _save(
+        self,
+        job_id: str,
+        root: Path,
+        params: Mapping[str, Any],
+        report: TreeReport,
+        coverage: tuple[CoverageData | None, dict[str, Any] | None] = (None, None),
+    ) -> tuple[str, int]:
         """Record the run; (its id, its project's id)."""
         result = report.result
         findings = result.findings
         gaps = sorted(report.gaps())
         metrics = report.metrics.to_dict()
+        covered, coverage_info = coverage
+        files_covered = covered.files if covered else {}
+        if covered is not None:
+            metrics.update(
+                coverage=covered.share, covered_lines=covered.covered_lines, coverable_lines=covered.coverable_lines
+            )
         duplication = asdict(report.duplication)
 
         async def write(conn: asyncpg.Connection) -> tuple[str, int]:
@@ -326,6 +369,7 @@ class CodeQualityService:
                     json.dumps(metrics),
                     json.dumps([fn.to_row() for fn in result.functions]),
                     json.dumps(duplication),
+                    json.dumps(coverage_info) if coverage_info else None,
                 ),
             )
             await store.insert_findings(
@@ -355,7 +399,20 @@ class CodeQualityService:
                 conn,
                 run_id,
                 [
-                    (m.path, m.lines, m.code_lines, m.functions, m.max_complexity, m.mean_complexity, m.maintainability)
+                    (
+                        m.path,
+                        m.lines,
+                        m.code_lines,
+                        m.functions,
+                        m.max_complexity,
+                        m.mean_complexity,
+                        m.maintainability,
+                        *(
+                            (c.covered_lines, c.coverable_lines, c.covered, c.uncovered)
+                            if (c := files_covered.get(m.path))
+                            else (None, None, None, None)
+                        ),
+                    )
                     for m in result.file_metrics.values()
                 ],
             )
@@ -587,19 +644,22 @@ class CodeQualityService:
         limit: int,
         cursor: str | None,
         hints: int = 0,
+        sort: str = "complexity",
     ) -> MetricsResult:
         run = await self.run(path, run_id)
-        fp = fingerprint("metrics", run["id"], file_prefix)
+        if sort not in store.LIST_FILE_METRICS:
+            raise InvalidInput(f"sort must be one of {', '.join(store.LIST_FILE_METRICS)}.")
+        fp = fingerprint("metrics", run["id"], file_prefix, sort)
         offset = decode_cursor(cursor, fp).offset
-        rows, total = await store.list_file_metrics(self.deps.db, run["id"], file_prefix, limit, offset)
+        rows, total = await store.list_file_metrics(self.deps.db, run["id"], file_prefix, limit, offset, sort)
         files = page_of(
-            [FileMetricView(**{k: r[k] for k in FileMetricView.model_fields}) for r in rows],
+            [_file_view(r) for r in rows],
             total=total,
             offset=offset,
             limit=limit,
             fp=fp,
         )
-        out = MetricsResult(run_id=run["id"], metrics=run["metrics"], files=files)
+        out = MetricsResult(run_id=run["id"], metrics=run["metrics"], coverage=run.get("coverage"), files=files)
         if trend is not None:
             out.trend = await self._trend(run, trend)
         if hints:
@@ -659,6 +719,8 @@ class CodeQualityService:
                     raise InvalidInput(
                         f"threshold {key[:40]} must be {'true or false' if flag else 'a number >= 0 or null'}."
                     )
+                if key == "min_coverage" and value is not None and value > 1:
+                    raise InvalidInput("min_coverage is a share from 0 to 1 (0.8 for 80%), or null to turn it off.")
             merged = {**asdict(current), **dict(thresholds)}
             try:
                 current = GateThresholds(**merged)
@@ -683,7 +745,12 @@ class CodeQualityService:
             new = compare(await self._findings(base_run), result.findings, run_gaps(head)).new
         metric_fields = {k: v for k, v in head["metrics"].items() if k not in ("new_findings", "fixed_findings")}
         gate = evaluate_gate(
-            current, findings=result.findings, metrics=RunMetrics(**metric_fields), outcomes=result.outcomes, new=new
+            current,
+            findings=result.findings,
+            metrics=RunMetrics(**metric_fields),
+            outcomes=result.outcomes,
+            new=new,
+            coverage_error=(head.get("coverage") or {}).get("error", ""),
         )
         return GateResult(
             action="evaluate",
@@ -699,7 +766,8 @@ class CodeQualityService:
     async def hints(self, run: Mapping[str, Any], limit: int) -> list[SuggestionView]:
         """The ``limit`` most worthwhile refactorings of ``run``, linked to its findings."""
         result, dup = await self._analysis(run)
-        return suggest_refactorings(result, dup, limit=limit)
+        coverage = await store.file_coverage_of(self.deps.db, run["id"])
+        return suggest_refactorings(result, dup, limit=limit, coverage=coverage)
 
     # ------------------------------------------------------------------------------ dependencies
 

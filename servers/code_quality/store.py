@@ -95,14 +95,15 @@ async def prune_cache(db: Database, max_age_days: int) -> int:
 
 RUN_COLS = """r.id::text AS id, r.project_id, p.root, r.job_id::text AS job_id, r.seq, r.partial, r.git_commit,
 r.branch, r.dirty, r.changed_since, r.analyzers, r.outcomes::text AS outcomes, r.skipped::text AS skipped,
-r.gaps::text AS gaps, r.metrics::text AS metrics, r.created_at"""
+r.gaps::text AS gaps, r.metrics::text AS metrics, r.coverage::text AS coverage, r.created_at"""
 RUN_FROM = "FROM code_quality.runs r JOIN code_quality.projects p ON p.id = r.project_id"
 RUN_FOR_JOB = "SELECT id::text FROM code_quality.runs WHERE job_id = $1::uuid"
 NEXT_SEQ = "SELECT coalesce(max(seq), 0) + 1 FROM code_quality.runs WHERE project_id = $1"
 INSERT_RUN = """
 INSERT INTO code_quality.runs (project_id, job_id, seq, partial, git_commit, branch, dirty, changed_since, analyzers,
-    outcomes, skipped, gaps, metrics, functions, duplication)
-VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14::json, $15::json)
+    outcomes, skipped, gaps, metrics, functions, duplication, coverage)
+VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12::jsonb, $13::jsonb, $14::json, $15::json,
+    $16::jsonb)
 RETURNING id::text
 """
 GET_RUN = f"SELECT {RUN_COLS} {RUN_FROM} WHERE r.id = $1::uuid"
@@ -127,6 +128,8 @@ def _run(row: asyncpg.Record | None) -> dict[str, Any] | None:
     out = dict(row)
     for name in ("outcomes", "skipped", "gaps", "metrics"):
         out[name] = json.loads(out[name])
+    if out.get("coverage") is not None:
+        out["coverage"] = json.loads(out["coverage"])
     return out
 
 
@@ -201,6 +204,10 @@ METRIC_COLUMNS = (
     "max_complexity",
     "mean_complexity",
     "maintainability",
+    "covered_lines",
+    "coverable_lines",
+    "covered",
+    "uncovered",
 )
 RUN_FINDINGS = f"SELECT {FINDING_COLS} FROM code_quality.findings f WHERE f.run_id = $1::uuid ORDER BY f.path, f.line"
 FINDING_BY_ID = f"""
@@ -263,26 +270,43 @@ async def list_findings(
 
 # --- file metrics ---------------------------------------------------------------------------------
 
-LIST_FILE_METRICS = """
-SELECT path, lines, code_lines, functions, max_complexity, mean_complexity, maintainability, count(*) OVER () AS total
+_LIST_FILE_METRICS = """
+SELECT path, lines, code_lines, functions, max_complexity, mean_complexity, maintainability, covered_lines,
+    coverable_lines, uncovered, count(*) OVER () AS total
 FROM code_quality.file_metrics WHERE run_id = $1::uuid AND ($2::text IS NULL OR left(path, length($2)) = $2)
-ORDER BY max_complexity DESC, code_lines DESC, path LIMIT $3 OFFSET $4
 """
+LIST_FILE_METRICS = {
+    "complexity": f"{_LIST_FILE_METRICS} ORDER BY max_complexity DESC, code_lines DESC, path LIMIT $3 OFFSET $4",
+    # Least covered first (by share, then by lines left uncovered); files the report did not cover last.
+    "coverage": f"""{_LIST_FILE_METRICS}
+ORDER BY coverable_lines IS NULL OR coverable_lines = 0, covered_lines::float8 / nullif(coverable_lines, 0),
+    coverable_lines - covered_lines DESC, path LIMIT $3 OFFSET $4""",
+}
 FILE_METRICS_OF = """
 SELECT path, lines, code_lines, functions, max_complexity, mean_complexity, maintainability
 FROM code_quality.file_metrics WHERE run_id = $1::uuid
 """
 
 
+FILE_COVERAGE_OF = """
+SELECT path, covered, uncovered FROM code_quality.file_metrics WHERE run_id = $1::uuid AND coverable_lines > 0
+"""
+
+
 async def list_file_metrics(
-    db: Database, run_id: str, prefix: str | None, limit: int, offset: int
+    db: Database, run_id: str, prefix: str | None, limit: int, offset: int, order: str = "complexity"
 ) -> tuple[list[dict[str, Any]], int]:
-    rows = [dict(r) for r in await db.fetch(LIST_FILE_METRICS, run_id, prefix, limit, offset)]
+    rows = [dict(r) for r in await db.fetch(LIST_FILE_METRICS[order], run_id, prefix, limit, offset)]
     return rows, int(rows[0]["total"]) if rows else 0
 
 
 async def file_metrics_of(db: Database, run_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.fetch(FILE_METRICS_OF, run_id)]
+
+
+async def file_coverage_of(db: Database, run_id: str) -> dict[str, tuple[str, str]]:
+    """Path -> (covered, uncovered) line ranges of the files the run's coverage report covered."""
+    return {r["path"]: (r["covered"], r["uncovered"]) for r in await db.fetch(FILE_COVERAGE_OF, run_id)}
 
 
 # --- statuses -------------------------------------------------------------------------------------

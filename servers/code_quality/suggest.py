@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from servers.code_quality.coverage import count_in
 from servers.code_quality.duplication import DuplicationReport
 from servers.code_quality.models import SuggestionView
-from servers.code_quality.records import Finding
+from servers.code_quality.records import Finding, FunctionMetrics
 from servers.code_quality.runner import AnalysisResult
 
 _MAX_LINKED = 20
@@ -22,10 +23,40 @@ _MAX_LINKED = 20
 # should not outrank one complex file with a real problem.
 _WEIGHT = {"high": 3.0, "medium": 1.0, "low": 0.25, "info": 0.0}
 _MIN_HOT_WEIGHT = 2.0
+#: A complex function is "uncovered" when more than this share of its coverable lines never ran in the tests.
+_UNCOVERED_SHARE = 0.5
 
 
 def _inside(findings: Sequence[Finding], start: int, end: int) -> list[str]:
     return [f.fingerprint for f in findings if start <= f.line <= end][:_MAX_LINKED]
+
+
+def _uncovered(
+    fn: FunctionMetrics, lines: tuple[str, str], max_complexity: int, here: Sequence[Finding]
+) -> list[SuggestionView]:
+    """A complex function the tests mostly do not run: risky to change, so cover it before refactoring."""
+    covered, uncovered = (count_in(ranges, fn.line, fn.end_line) for ranges in lines)
+    coverable = covered + uncovered
+    share = uncovered / coverable if coverable else 0.0
+    if share <= _UNCOVERED_SHARE:
+        return []
+    return [
+        SuggestionView(
+            kind="complex_uncovered",
+            path=fn.path,
+            line=fn.line,
+            end_line=fn.end_line,
+            symbol=fn.name,
+            metric="uncovered_line_share",
+            value=round(share, 3),
+            threshold=_UNCOVERED_SHARE,
+            # Above the same function's complex_function hint: untested complexity is the riskier kind.
+            score=round(fn.complexity / max_complexity * (1 + share), 3),
+            reason=f"{fn.name} has {fn.complexity} independent paths and the tests run {covered} of its "
+            f"{coverable} coverable lines; add tests before refactoring it",
+            fingerprints=_inside(here, fn.line, fn.end_line),
+        )
+    ]
 
 
 def suggest_refactorings(
@@ -36,8 +67,10 @@ def suggest_refactorings(
     max_complexity: int = 10,
     max_function_lines: int = 60,
     max_file_lines: int = 500,
+    coverage: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[SuggestionView]:
-    """The ``limit`` most worthwhile refactorings of a run, best first."""
+    """The ``limit`` most worthwhile refactorings of a run, best first; ``coverage`` maps a path to its
+    (covered, uncovered) line ranges when the run read a coverage report."""
     by_file: dict[str, list[Finding]] = defaultdict(list)
     for f in result.findings:
         by_file[f.path].append(f)
@@ -60,6 +93,8 @@ def suggest_refactorings(
                     fingerprints=_inside(here, fn.line, fn.end_line),
                 )
             )
+            if coverage and fn.path in coverage:
+                out.extend(_uncovered(fn, coverage[fn.path], max_complexity, here))
         if fn.code_lines > max_function_lines:
             out.append(
                 SuggestionView(

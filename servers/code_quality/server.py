@@ -58,9 +58,7 @@ async def analyze_code(
     ] = None,
     changed_since: Annotated[str | None, P("Git ref: only files changed since.", max_length=200)] = None,
     exclude: Annotated[list[Short], P("Globs to skip.", max_length=50)] = [],  # noqa: B006
-    coverage: Annotated[
-        str | None, P("Coverage report (default: coverage.xml/.json, lcov.info).", max_length=4096)
-    ] = None,
+    coverage: Annotated[str | None, P("Coverage report (default: found at path).", max_length=4096)] = None,
     wait_s: Annotated[float | None, P("Seconds to wait.", ge=0, le=300)] = None,
 ) -> AnalyzeResult:
     """Analyse a folder or git repository as a job (incremental), or follow, cancel, resume or list analyses."""
@@ -158,7 +156,7 @@ async def code_metrics(
     file_prefix: Annotated[str | None, P("Relative path prefix.", max_length=1000)] = None,
     trend: Annotated[str | None, P("Metric to chart over runs, e.g. findings.", max_length=40)] = None,
     hints: Annotated[int, P("Ranked refactoring hints to add.", ge=0, le=50)] = 0,
-    sort: Annotated[Literal["complexity", "coverage"], P("Files: most complex or least covered first.")] = "complexity",
+    sort: Annotated[Literal["complexity", "coverage"], P("File order.")] = "complexity",
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> MetricsResult:
@@ -175,7 +173,7 @@ async def quality_gate(
         dict[str, float | bool | None] | None,
         P(
             "max_new_high max_new_findings max_complexity max_duplication_share allow_secrets require_complete "
-            "min_coverage (0-1)"
+            "min_coverage"
         ),
     ] = None,
     run_id: RunId = None,

@@ -148,3 +148,28 @@ async def test_analyze_code_reports_progress_while_it_waits(settings: Settings, 
         )
     assert not result.is_error
     assert seen
+
+
+async def test_coverage_through_the_tools_is_read_shown_least_covered_first_and_gated(
+    settings: Settings, sample_repo: Path
+) -> None:
+    root = str(sample_repo)
+    (sample_repo / "reports").mkdir()
+    lcov = sample_repo / "reports" / "lcov.info"
+    lcov.write_text("SF:pkg/app.py\nDA:1,1\nDA:5,0\nend_of_record\nSF:pkg/util.py\nDA:1,1\nend_of_record\n")
+    async with Client(build(settings)) as client:
+        await call_fails(
+            client, "analyze_code", {"action": "start", "path": root, "coverage": "/etc/hostname"}, "outside"
+        )
+        started = await call_ok(client, "analyze_code", {"action": "start", "path": root, "coverage": str(lcov)})
+        assert started["run"]["coverage"]["format"] == "lcov"
+        metrics = await call_ok(client, "code_metrics", {"path": root, "sort": "coverage", "limit": 1})
+        assert metrics["metrics"]["coverage"] == round(2 / 3, 4)
+        assert metrics["coverage"]["report"] == str(lcov)
+        assert [(f["path"], f["coverage"], f["uncovered"]) for f in metrics["files"]["items"]] == [
+            ("pkg/app.py", 0.5, "5")
+        ]
+        await call_ok(client, "quality_gate", {"action": "set", "path": root, "thresholds": {"min_coverage": 0.8}})
+        gate = await call_ok(client, "quality_gate", {"action": "evaluate", "path": root})
+        assert gate["passed"] is False
+        assert any("share of lines covered by tests: 0.6667" in r for r in gate["reasons"])

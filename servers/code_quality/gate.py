@@ -57,10 +57,8 @@ def _check(name: str, actual: float, limit: float, what: str) -> GateCheck:
 
 def _coverage_check(share: float | None, limit: float, error: str) -> GateCheck:
     if share is None:
-        why = (
-            f"the coverage report could not be read ({error})"
-            if error
-            else "no coverage report was found for this run (coverage.xml, coverage.json, lcov.info or "
+        why = error or (
+            "no coverage report was found for this run (coverage.xml, coverage.json, lcov.info or "
             "coverage/lcov.info at the root, or analyze_code coverage=...)"
         )
         return GateCheck("coverage", False, 0, limit, f"coverage unknown: {why}")

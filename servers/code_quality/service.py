@@ -326,11 +326,11 @@ class CodeQualityService:
         findings = result.findings
         gaps = sorted(report.gaps())
         metrics = report.metrics.to_dict()
-        covered, coverage_info = coverage
-        files_covered = covered.files if covered else {}
-        if covered is not None:
+        tests, coverage_info = coverage
+        files_covered = tests.files if tests else {}
+        if tests is not None:
             metrics.update(
-                coverage=covered.share, covered_lines=covered.covered_lines, coverable_lines=covered.coverable_lines
+                coverage=tests.share, covered_lines=tests.covered_lines, coverable_lines=tests.coverable_lines
             )
         duplication = asdict(report.duplication)
 

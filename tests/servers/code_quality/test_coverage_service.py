@@ -130,6 +130,14 @@ async def test_without_a_report_the_coverage_gate_fails_saying_none_was_found(
     assert "no coverage report was found" in check["message"]
     with pytest.raises(InvalidInput, match="share from 0 to 1"):
         await _gate(svc, sample_repo, 80)
+    # A report found at the root that cannot be parsed: the run says why, and so does the gate.
+    (sample_repo / "coverage.json").write_text('{"meta": {"format": 3}}')
+    broken = (await svc.analyze(str(sample_repo))).run
+    assert broken is not None
+    assert broken.coverage is not None
+    assert "KeyError" in broken.coverage["error"]
+    check = await _gate(svc, sample_repo, 0.1)
+    assert "coverage report cannot be read (KeyError" in check["message"]
 
 
 async def test_a_named_lcov_report_elsewhere_is_read_and_bad_reports_are_refused_before_anything_starts(

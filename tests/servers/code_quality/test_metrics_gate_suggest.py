@@ -13,7 +13,7 @@ from servers.code_quality.files import SkippedFile, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
 from servers.code_quality.metrics import RunMetrics, compute_metrics, diff_metrics
 from servers.code_quality.pipeline import DUPLICATION, measure_duplication
-from servers.code_quality.records import AnalyzerOutcome
+from servers.code_quality.records import AnalyzerOutcome, FunctionMetrics
 from servers.code_quality.runner import AnalysisResult, MemoryCache, run_analysis
 from servers.code_quality.suggest import suggest_refactorings
 from tests.servers.code_quality.conftest import APP, commit_all, git
@@ -171,3 +171,44 @@ def test_metric_changes_say_what_got_worse() -> None:
     assert not changes["findings"].worse
     assert not changes["findings_low"].worse
     assert not changes["lines"].worse
+
+
+def test_the_coverage_gate_compares_the_share_and_fails_without_coverage_data() -> None:
+    def check(metrics: RunMetrics, error: str = "") -> tuple[bool, str]:
+        gate = evaluate_gate(
+            GateThresholds(max_new_high=None, min_coverage=0.8),
+            findings=[],
+            metrics=metrics,
+            outcomes=[],
+            new=[],
+            coverage_error=error,
+        )
+        found = next(c for c in gate.checks if c.name == "coverage")
+        return found.passed, found.message
+
+    assert check(RunMetrics(coverage=0.8)) == (
+        True,
+        "share of lines covered by tests: 0.8 (at or above the minimum of 0.8)",
+    )
+    assert check(RunMetrics(coverage=0.79))[0] is False
+    assert "no coverage report was found" in check(RunMetrics())[1]
+    assert check(RunMetrics(), "bad XML")[1] == "coverage unknown: bad XML"
+    assert not [
+        c
+        for c in evaluate_gate(GateThresholds(), findings=[], metrics=RunMetrics(), outcomes=[]).checks
+        if c.name == "coverage"
+    ]
+
+
+def test_a_complex_function_mostly_uncovered_is_suggested_above_its_complexity_hint() -> None:
+    tangled = FunctionMetrics("pkg/app.py", "tangled", 18, 46, 17, 27)
+    result = AnalysisResult(functions=[tangled])
+
+    def kinds(covered: str, uncovered: str) -> list[str]:
+        return [s.kind for s in suggest_refactorings(result, coverage={"pkg/app.py": (covered, uncovered)})]
+
+    assert kinds("1-17,18-20", "21-46") == ["complex_uncovered", "complex_function"]
+    assert kinds("1-17,18-32", "33-46") == ["complex_function"]  # 14 of 29 lines uncovered: not "mostly"
+    assert kinds("", "") == ["complex_function"]
+    hint = suggest_refactorings(result, coverage={"pkg/app.py": ("18-20", "21-46")})[0]
+    assert (hint.metric, hint.value, hint.threshold) == ("uncovered_line_share", round(26 / 29, 3), 0.5)

@@ -436,9 +436,9 @@ class CodeQualityService:
             self._to_embed |= await store.unembedded_projects(self.deps.db)
             while self._to_embed:
                 project_id = min(self._to_embed)
-                while batch := await store.unembedded(self.deps.db, project_id, embedder.model_name, EMBED_BATCH):
+                while batch := await store.unembedded(self.deps.db, project_id, EMBED_BATCH):
                     vectors = await embedder.embed([text for _, text in batch])
-                    await store.set_embeddings(
+                    await store.fill_embeddings(
                         self.deps.db, project_id, [fp for fp, _ in batch], vectors, embedder.model_name
                     )
                 self._to_embed.discard(project_id)

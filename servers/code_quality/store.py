@@ -377,14 +377,17 @@ ADD_TEXTS = """
 INSERT INTO code_quality.finding_texts (project_id, fingerprint, text)
 SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING
 """
+# The background embedder fills only texts that have no vector: changing the model of embedded ones is
+# the store-model switch's job, which a lagging process must not undo with the model it last read.
 UNEMBEDDED = """
-SELECT fingerprint, text FROM code_quality.finding_texts
-WHERE project_id = $1 AND (embedding IS NULL OR embedding_model <> $2) LIMIT $3
+SELECT fingerprint, text FROM code_quality.finding_texts WHERE project_id = $1 AND embedding IS NULL LIMIT $2
 """
 UNEMBEDDED_PROJECTS = "SELECT DISTINCT project_id FROM code_quality.finding_texts WHERE embedding IS NULL"
 SET_EMBEDDING = """
 UPDATE code_quality.finding_texts SET embedding = $3, embedding_model = $4 WHERE project_id = $1 AND fingerprint = $2
 """
+# Only a text still without a vector: a switch may have embedded it with its new model meanwhile.
+FILL_EMBEDDING = f"{SET_EMBEDDING.strip()} AND embedding IS NULL"
 # The newest occurrence of each fingerprint, for the hits of a search.
 _LATEST = f"""
 SELECT DISTINCT ON (t.project_id, t.fingerprint) t.project_id, {FINDING_COLS}, r.seq, p.root,
@@ -413,19 +416,19 @@ async def add_texts(conn: asyncpg.Connection, project_id: int, texts: Mapping[st
     await conn.execute(ADD_TEXTS, project_id, list(texts), list(texts.values()))
 
 
-async def unembedded(db: Database, project_id: int, model: str, limit: int) -> list[tuple[str, str]]:
-    return [(r["fingerprint"], r["text"]) for r in await db.fetch(UNEMBEDDED, project_id, model, limit)]
+async def unembedded(db: Database, project_id: int, limit: int) -> list[tuple[str, str]]:
+    return [(r["fingerprint"], r["text"]) for r in await db.fetch(UNEMBEDDED, project_id, limit)]
 
 
 async def unembedded_projects(db: Database) -> set[int]:
     return {r["project_id"] for r in await db.fetch(UNEMBEDDED_PROJECTS)}
 
 
-async def set_embeddings(
+async def fill_embeddings(
     db: Database, project_id: int, fingerprints: Sequence[str], vectors: Sequence[Any], model: str
 ) -> None:
     await db.executemany(
-        SET_EMBEDDING, [(project_id, fp, v, model) for fp, v in zip(fingerprints, vectors, strict=True)]
+        FILL_EMBEDDING, [(project_id, fp, v, model) for fp, v in zip(fingerprints, vectors, strict=True)]
     )
 
 

@@ -505,3 +505,22 @@ async def test_files_past_the_file_limit_are_listed_as_skipped(
     assert out.run is not None
     assert out.run.metrics["files"] == 2
     assert [(s.path, s.reason) for s in out.run.skipped] == [("m2.py", "over_file_limit")]
+
+
+async def test_the_background_embedder_fills_only_texts_without_a_vector(svc: CodeQualityService) -> None:
+    # A text the store-model switch already embedded with its target model stays as the switch left it.
+    db = svc.deps.db
+    project = await db.fetchval("INSERT INTO code_quality.projects (root) VALUES ('/tmp/embed-fill') RETURNING id")
+    await db.execute(
+        "INSERT INTO code_quality.finding_texts (project_id, fingerprint, text, embedding, embedding_model) "
+        "VALUES ($1, 'switched', 'unused import os', array_fill(0.05, ARRAY[384])::real[]::vector, 'hash-384:b'), "
+        "($1, 'empty', 'line too long', NULL, NULL)",
+        project,
+    )
+    await svc.embed_pending()
+    rows = dict(
+        await db.fetch(
+            "SELECT fingerprint, embedding_model FROM code_quality.finding_texts WHERE project_id = $1", project
+        )
+    )
+    assert rows == {"switched": "hash-384:b", "empty": svc.deps.embedder.model_name}

@@ -24,7 +24,7 @@ from servers.code_quality.files import SourceFile
 
 Format = Literal["cobertura", "lcov", "coverage.py"]
 #: Reports looked for at the analysed root when no report is named, first found wins.
-DEFAULT_REPORTS = ("coverage.xml", "coverage.json", "lcov.info", "coverage/lcov.info")
+DEFAULT_REPORTS = ("coverage.xml", "coverage.json", "coverage.lcov", "lcov.info", "coverage/lcov.info")
 MAX_REPORT_BYTES = 50 * 1024 * 1024
 SNIFF_BYTES = 4096
 MAX_EXAMPLES = 5
@@ -113,7 +113,7 @@ def detect_format(name: str, head: bytes) -> Format:
         return "lcov"
     raise InvalidInput(
         f"{os.path.basename(name)[:80]!r} is not a coverage report this server reads: give a Cobertura XML "
-        "(coverage xml, pytest --cov-report=xml), an LCOV file (lcov.info) or coverage.py JSON (coverage json)."
+        "(coverage xml, pytest --cov-report=xml), an LCOV file (lcov.info, coverage lcov) or coverage.py JSON (coverage json)."
     )
 
 

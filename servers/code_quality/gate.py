@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from servers.code_quality.coverage import DEFAULT_REPORTS
 from servers.code_quality.metrics import RunMetrics
 from servers.code_quality.records import AnalyzerOutcome, Finding
 
@@ -58,8 +59,8 @@ def _check(name: str, actual: float, limit: float, what: str) -> GateCheck:
 def _coverage_check(share: float | None, limit: float, error: str) -> GateCheck:
     if share is None:
         why = error or (
-            "no coverage report was found for this run (coverage.xml, coverage.json, lcov.info or "
-            "coverage/lcov.info at the root, or analyze_code coverage=...)"
+            f"no coverage report was found for this run ({', '.join(DEFAULT_REPORTS)} at the root, or "
+            "analyze_code coverage=...)"
         )
         return GateCheck("coverage", False, 0, limit, f"coverage unknown: {why}")
     passed = share >= limit

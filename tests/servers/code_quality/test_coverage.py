@@ -132,3 +132,18 @@ def test_listed_files_of_a_reported_language_missing_from_the_report_are_counted
     data = parse_report("lcov", b"SF:pkg/app.py\nDA:1,1\nend_of_record\n", ROOT, LISTED)
     languages = {"pkg/app.py": "python", "pkg/util.py": "python", "src/lib/index.js": "javascript"}
     assert missing_files(data, languages) == 1
+
+
+# Written by coverage.py 7.18 (`coverage run --branch`, then `coverage xml`, `coverage json` and
+# `coverage lcov`) over a three-file project in another folder; its own summary: 9 of 14 lines run.
+COVERAGE_PY = Path(__file__).parent / "data" / "coverage_py"
+
+
+@pytest.mark.parametrize("name", ["coverage.xml", "coverage.json", "coverage.lcov"])
+def test_the_three_reports_coverage_py_writes_agree_with_its_own_summary(name: str) -> None:
+    data = (COVERAGE_PY / name).read_bytes()
+    listed = ["pkg/__init__.py", "pkg/calc.py", "test_calc.py"]
+    report = parse_report(detect_format(name, data[:4096]), data, "/checkout/elsewhere", listed)
+    assert (report.covered_lines, report.coverable_lines, report.share, report.unmatched) == (9, 14, 0.6429, 0)
+    calc = report.files["pkg/calc.py"]
+    assert (calc.covered_lines, calc.coverable_lines, calc.uncovered) == (6, 11, "8-10,14-15")

@@ -518,9 +518,8 @@ async def test_the_background_embedder_fills_only_texts_without_a_vector(svc: Co
         project,
     )
     await svc.embed_pending()
-    rows = dict(
-        await db.fetch(
-            "SELECT fingerprint, embedding_model FROM code_quality.finding_texts WHERE project_id = $1", project
-        )
+    found = await db.fetch(
+        "SELECT fingerprint, embedding_model FROM code_quality.finding_texts WHERE project_id = $1", project
     )
+    rows = {r["fingerprint"]: r["embedding_model"] for r in found}
     assert rows == {"switched": "hash-384:b", "empty": svc.deps.embedder.model_name}

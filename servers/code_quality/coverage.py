@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from common.errors import InvalidInput, NotFound
 from common.safefiles import Roots, read_bytes, shown
@@ -123,11 +127,6 @@ def _malformed(fmt: str, detail: str) -> InvalidInput:
 
 def _cobertura(data: bytes) -> tuple[list[str], dict[str, dict[int, int]]]:
     """(the ``<source>`` folders, hits per line per file name as written)."""
-    from xml.etree.ElementTree import ParseError
-
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import fromstring
-
     try:
         # DTDs are allowed (coverage.py writes one) but entities are refused and nothing external is fetched.
         tree = fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)

@@ -112,7 +112,7 @@ def _normpath(path: str) -> str:
 class Roots:
     """The folders a server may read and write, from one setting; every caller's path goes through here."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]], setting: str = "DOCUMENTATION_ALLOWED_ROOTS") -> None:
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], setting: str) -> None:
         self.setting = setting
         kept: list[Path] = []
         # one folder given alone is one root, not a list of one-character roots

@@ -25,6 +25,8 @@ from common.safefiles import (
 )
 
 CAP = 1 << 20
+#: The setting an error message names as the place to add a folder.
+SETTING = "EXAMPLE_ALLOWED_ROOTS"
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path, Roots]:
     (root / "docs" / "sub" / "b.md").write_text("beta")
     (root / "notes.txt").write_text("notes")
     (outside / "secret.txt").write_text("SECRET")
-    return root, outside, Roots([root])
+    return root, outside, Roots([root], setting=SETTING)
 
 
 def _listing(folder: Path) -> dict[str, bytes | str]:
@@ -62,7 +64,7 @@ def test_a_relative_path_is_read_relative_to_the_first_root(tree: tuple[Path, Pa
     assert read_text("docs/a.md", roots, max_bytes=CAP) == "alpha"
     assert roots.resolve("docs/sub/../a.md", kind="file") == root.resolve() / "docs" / "a.md"
     assert roots.root_of(root / "docs") == root.resolve()
-    assert Roots(str(root)).paths == (root.resolve(),)  # one folder, not one root per character
+    assert Roots(str(root), setting=SETTING).paths == (root.resolve(),)  # one folder, not one root per character
 
 
 def test_dot_dot_segments_that_leave_the_root_are_refused(tree: tuple[Path, Path, Roots]) -> None:
@@ -70,7 +72,7 @@ def test_dot_dot_segments_that_leave_the_root_are_refused(tree: tuple[Path, Path
     for path in ("../outside/secret.txt", str(root / "docs" / ".." / ".." / "outside" / "secret.txt")):
         with pytest.raises(InvalidInput, match="outside the allowed folders") as err:
             read_bytes(path, roots, max_bytes=CAP)
-        assert "DOCUMENTATION_ALLOWED_ROOTS" in str(err.value)
+        assert SETTING in str(err.value)
 
 
 def test_absolute_paths_outside_the_roots_are_refused_for_reading_and_writing(tree: tuple[Path, Path, Roots]) -> None:
@@ -98,7 +100,7 @@ def test_a_root_configured_through_a_link_accepts_paths_written_either_way(tmp_p
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "a.md").write_text("alpha")
     (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
-    roots = Roots([tmp_path / "alias"])
+    roots = Roots([tmp_path / "alias"], setting=SETTING)
     assert roots.paths == ((tmp_path / "real").resolve(),)
     assert read_text(tmp_path / "alias" / "a.md", roots, max_bytes=CAP) == "alpha"
     assert read_text(tmp_path / "real" / "a.md", roots, max_bytes=CAP) == "alpha"
@@ -136,14 +138,14 @@ def test_nul_bytes_long_paths_long_names_and_tilde_are_refused_with_short_messag
             roots.resolve(path, must_exist=False)
         message = str(err.value)
         assert len(message) < 300, message
-        assert "DOCUMENTATION_ALLOWED_ROOTS" in message or "limit" in message or "longer" in message
+        assert SETTING in message or "limit" in message or "longer" in message
         assert "\x00" not in message
     with pytest.raises(InvalidInput):
         write_atomic("\x00", roots, "x", max_bytes=CAP)
 
 
 def test_messages_show_at_most_eighty_characters_of_the_callers_path(tmp_path: Path) -> None:
-    roots = Roots([tmp_path])
+    roots = Roots([tmp_path], setting=SETTING)
     long_outside = "/elsewhere/" + "x" * 200
     with pytest.raises(InvalidInput) as err:
         roots.resolve(long_outside)
@@ -202,7 +204,7 @@ class _SwapAfterResolve(Roots):
     """Roots whose resolve lets an 'attacker' swap a folder for a link right after the check, the race to close."""
 
     def __init__(self, root: Path, swap: Path, to: Path) -> None:
-        super().__init__([root])
+        super().__init__([root], setting=SETTING)
         self.swap, self.to = swap, to
 
     def resolve(self, path: str | os.PathLike[str], **kwargs: object) -> Path:
@@ -282,7 +284,7 @@ def test_devices_are_refused_as_paths_and_through_links(tree: tuple[Path, Path, 
     root, _, roots = tree
     for dev in ("/dev/zero", "/dev/null"):
         with pytest.raises(InvalidInput, match="device"):
-            read_bytes(dev, Roots(["/dev"]), max_bytes=CAP)
+            read_bytes(dev, Roots(["/dev"], setting=SETTING), max_bytes=CAP)
         (root / Path(dev).name).symlink_to(dev)
         with pytest.raises(InvalidInput, match="outside"):
             read_bytes(root / Path(dev).name, roots, max_bytes=CAP)
@@ -338,7 +340,7 @@ def test_a_sparse_ten_gigabyte_file_is_refused_by_its_size_without_reading(tree:
 
 def test_a_file_larger_than_its_stat_says_stops_at_the_cap(tmp_path: Path) -> None:
     # /proc files report size 0 yet have content: the same as a file that grows while it is read.
-    roots = Roots(["/proc/self"])
+    roots = Roots(["/proc/self"], setting=SETTING)
     status = f"/proc/{os.getpid()}/status"
     assert os.stat(status).st_size == 0
     with pytest.raises(InvalidInput, match="grew past the limit of 16 bytes"):
@@ -449,7 +451,7 @@ def test_scan_stops_at_max_files_in_path_order_and_says_it_was_truncated(tmp_pat
     for name in ("c.md", "a/z.md", "a-b.md", "b/y.md"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("x")
-    roots = Roots([tmp_path])
+    roots = Roots([tmp_path], setting=SETTING)
     first = scan(tmp_path, roots, include=["**/*.md"], max_files=1, max_bytes=CAP)
     assert [f.path for f in first.files] == ["a-b.md"]  # '-' sorts before '/', so before the folder a/
     assert first.truncated
@@ -467,7 +469,7 @@ def test_scan_only_enters_folders_an_anchored_include_can_match(tmp_path: Path) 
     (tmp_path / "docs" / "deep" / "x.md").write_text("x")
     (tmp_path / "src" / "y.md").write_text("y")
     (tmp_path / "src" / "link").symlink_to("/etc")
-    result = scan(tmp_path, Roots([tmp_path]), include=["docs/**/*.md"], max_files=9, max_bytes=CAP)
+    result = scan(tmp_path, Roots([tmp_path], setting=SETTING), include=["docs/**/*.md"], max_files=9, max_bytes=CAP)
     assert [f.path for f in result.files] == ["docs/deep/x.md"]
     assert result.skipped == []
 
@@ -477,16 +479,16 @@ def test_scan_does_not_descend_past_the_depth_limit(tmp_path: Path) -> None:
     deep.mkdir(parents=True)
     (deep / "x.md").write_text("x")
     (deep.parent / "y.md").write_text("y")
-    result = scan(tmp_path, Roots([tmp_path]), include=["*.md"], max_files=9, max_bytes=CAP)
+    result = scan(tmp_path, Roots([tmp_path], setting=SETTING), include=["*.md"], max_files=9, max_bytes=CAP)
     assert [f.path for f in result.files] == ["d/" * safefiles.MAX_SCAN_DEPTH + "y.md"]
     assert [s.reason for s in result.skipped] == [f"too deep (more than {safefiles.MAX_SCAN_DEPTH} folders)"]
 
 
 def test_read_text_drops_a_bom_and_replaces_invalid_bytes(tmp_path: Path) -> None:
     (tmp_path / "t.txt").write_bytes(b"\xef\xbb\xbfcaf\xc3\xa9 \xff")
-    assert read_text(tmp_path / "t.txt", Roots([tmp_path]), max_bytes=CAP) == "café \ufffd"
+    assert read_text(tmp_path / "t.txt", Roots([tmp_path], setting=SETTING), max_bytes=CAP) == "café \ufffd"
     with pytest.raises(UnicodeDecodeError):
-        read_text(tmp_path / "t.txt", Roots([tmp_path]), max_bytes=CAP, errors="strict")
+        read_text(tmp_path / "t.txt", Roots([tmp_path], setting=SETTING), max_bytes=CAP, errors="strict")
 
 
 def test_scan_refuses_a_root_outside_and_a_file_as_root(tree: tuple[Path, Path, Roots]) -> None:

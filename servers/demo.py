@@ -31,11 +31,13 @@ def _short(value: Any, limit: int = 600) -> str:
 async def demo_server(name: str, errlog: TextIO) -> bool:
     """Spawn one server (its log going to ``errlog``), list its tools and make its demo calls; True when all succeeded."""
     cmd = _command()
-    params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], "serve", name])
     try:
-        calls = importlib.import_module(f"servers.{name}.demo").CALLS
+        module = importlib.import_module(f"servers.{name}.demo")
     except ModuleNotFoundError:
-        calls = []
+        module = None
+    calls = module.CALLS if module else []
+    # A server's demo may need a setting of its own (e.g. the folder it may analyse).
+    params = StdioServerParameters(command=cmd[0], args=[*cmd[1:], "serve", name], env=getattr(module, "ENV", None))
     ok = True
     started = time.perf_counter()
     async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=120) as client:

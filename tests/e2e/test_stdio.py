@@ -21,16 +21,17 @@ from servers import registry
 pytestmark = pytest.mark.anyio
 
 
-def _env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> dict[str, str]:
-    # INFO: the tests read the tool_call and model-loading log lines.
-    return server_env(database_url, redis_url, redis_prefix, data_dir, LOG_LEVEL="INFO")
+def _env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path, name: str) -> dict[str, str]:
+    # INFO: the tests read the tool_call and model-loading log lines; a server's demo may need settings.
+    extra = getattr(importlib.import_module(f"servers.{name}.demo"), "ENV", {})
+    return server_env(database_url, redis_url, redis_prefix, data_dir, LOG_LEVEL="INFO", **extra)
 
 
 @pytest.mark.parametrize("name", registry.names())
 async def test_server_over_stdio_initializes_lists_and_calls_tools(
     name: str, database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    env = _env(database_url, redis_url, redis_prefix, tmp_path)
+    env = _env(database_url, redis_url, redis_prefix, tmp_path, name)
     params = StdioServerParameters(command=sys.executable, args=["-m", "servers", "serve", name], env=env)
     calls: list[tuple[str, dict[str, Any]]] = importlib.import_module(f"servers.{name}.demo").CALLS
     async with Client(params, read_timeout_seconds=120) as client:
@@ -79,7 +80,7 @@ def test_stdout_carries_only_protocol_messages_and_logs_go_to_stderr(
             stdout=subprocess.PIPE,
             stderr=stderr_file,
             text=True,
-            env=_env(database_url, redis_url, redis_prefix, tmp_path),
+            env=_env(database_url, redis_url, redis_prefix, tmp_path, name),
         )
         assert proc.stdin is not None
         assert proc.stdout is not None

@@ -23,7 +23,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from common.errors import InvalidInput, NotFound
-from common.safefiles import Roots, read_bytes, shown
+from common.safefiles import Roots, open_regular, read_bytes, shown
 from servers.code_quality.files import SourceFile
 
 Format = Literal["cobertura", "lcov", "coverage.py"]
@@ -217,7 +217,7 @@ class _PathMap:
         # A report written in another checkout (CI): the one listed file whose path ends the report's.
         tail = posixpath.normpath(name).lstrip("/")
         ends = [p for p in self.by_name.get(posixpath.basename(tail), []) if tail == p or tail.endswith("/" + p)]
-        return max(ends, key=len) if len(ends) == 1 else None
+        return ends[0] if len(ends) == 1 else None
 
 
 def parse_report(fmt: Format, data: bytes, root: str, listed: Collection[str]) -> CoverageData:
@@ -310,7 +310,8 @@ def check_report(roots: Roots, path: str) -> Path:
     size = real.stat().st_size
     if size > MAX_REPORT_BYTES:
         raise _too_large(real, size)
-    detect_format(real.name, read_bytes(real, roots, max_bytes=MAX_REPORT_BYTES)[:SNIFF_BYTES])
+    with open_regular(real, roots, max_bytes=MAX_REPORT_BYTES) as fh:  # the format shows in its first bytes
+        detect_format(real.name, fh.read(SNIFF_BYTES))
     return real
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.compare import compare
-from servers.code_quality.duplication import considered, find_duplicates
+from servers.code_quality.duplication import considered, file_lines, find_duplicates
 from servers.code_quality.files import SkippedFile, list_files
 from servers.code_quality.gate import GateThresholds, evaluate_gate
 from servers.code_quality.metrics import RunMetrics, compute_metrics, diff_metrics
@@ -55,6 +55,23 @@ def test_duplicate_blocks_are_found_with_their_other_location_and_share(copied: 
     assert 0 < report.share < 0.5
     bounded = find_duplicates(copied, listing.files, min_lines=5, max_lines=10)
     assert bounded.truncated
+
+
+def test_meaningful_lines_are_numbered_as_python_numbers_them_and_compared_without_blanks() -> None:
+    text = (
+        b"import os\n"  # 1: an import
+        b"  # a comment\n"  # 2
+        b"value = compute(1, 2)\r\n"  # 3
+        b"}\n"  # 4: too short to mean anything
+        b"\n"  # 5: blank
+        b"page = 1\x0c  # a form feed is not a line break\r"  # 6
+        b"value=compute(1,2)\n"  # 7: line 3 again, blanks aside
+        b"   \t  "  # 8: blanks only, no final newline
+    )
+    lines = file_lines(text)
+    assert lines.numbers.tolist() == [3, 6, 7]
+    assert lines.hashes[0] == lines.hashes[2] != lines.hashes[1]
+    assert file_lines(b"").numbers.tolist() == []
 
 
 async def test_duplication_takes_each_files_lines_from_the_cache_and_reads_only_changed_files(copied: Path) -> None:

@@ -47,11 +47,44 @@ class RunSummary(BaseModel):
     )
 
 
+class CheckedFinding(BaseModel):
+    fingerprint: str
+    analyzer: str
+    rule_id: str
+    severity: str
+    category: str
+    path: str
+    line: int
+    end_line: int | None
+    column: int | None
+    message: str
+    symbol: str | None
+
+
+class FunctionView(BaseModel):
+    path: str
+    name: str
+    line: int
+    end_line: int
+    complexity: int
+    code_lines: int
+    parameters: int
+
+
+class CheckResult(BaseModel):
+    findings: list[CheckedFinding] = Field(description="Most severe first.")
+    findings_total: int
+    functions: list[FunctionView] = Field(description="The most complex functions, most complex first.")
+    analyzers: list[OutcomeView]
+    skipped: list[SkipView]
+
+
 class AnalyzeResult(BaseModel):
     job: JobView | None = None
     run: RunSummary | None = None
     joined: bool = Field(default=False, description="True when another call's running analysis was followed.")
     jobs: Page[JobView] | None = None
+    check: CheckResult | None = Field(default=None, description="What action=check found.")
 
 
 class FindingView(BaseModel):

@@ -34,6 +34,7 @@ Short = Annotated[str, StringConstraints(max_length=200)]
 Cursor = Annotated[str | None, P("From next_cursor.", max_length=512)]
 Severity = Annotated[Literal["high", "medium", "low", "info"] | None, P("Filter.")]
 Status = Annotated[Literal["open", "accepted", "false_positive", "fixed"] | None, P("Filter.")]
+Analyzers = Annotated[list[Short] | None, P("ruff lizard vulture bandit detect-secrets radon semgrep.", max_length=7)]
 
 
 INSTRUCTIONS = "Analyse repositories for lint, security, secrets, dead code and complexity; triage and compare."
@@ -49,21 +50,23 @@ def _need(value: str | None, what: str) -> str:
 
 @TOOLS.tool("Analyze code", APPEND)
 async def analyze_code(
-    action: Annotated[Literal["start", "status", "cancel", "resume", "list"], P("What to do.")],
+    action: Annotated[Literal["start", "status", "cancel", "resume", "list", "check"], P("What to do.")],
     ctx: Context,
     path: Path_ = None,
+    files: Annotated[dict[str, str] | None, P("check: file name -> code", max_length=20)] = None,
     job_id: Annotated[str | None, P("Job id.", max_length=36)] = None,
-    analyzers: Annotated[
-        list[Short] | None, P("ruff lizard vulture bandit detect-secrets radon semgrep.", max_length=7)
-    ] = None,
+    analyzers: Analyzers = None,
     changed_since: Annotated[str | None, P("Git ref: only files changed since.", max_length=200)] = None,
     exclude: Annotated[list[Short], P("Globs to skip.", max_length=50)] = [],  # noqa: B006
     coverage: Annotated[str | None, P("Coverage report (default: found at path).", max_length=4096)] = None,
     wait_s: Annotated[float | None, P("Seconds to wait.", ge=0, le=300)] = None,
 ) -> AnalyzeResult:
-    """Analyse a folder or git repository as a job (incremental), or follow, cancel, resume or list analyses."""
+    """Analyse a folder or git repo as an incremental job; follow, cancel, resume or list jobs; or check
+    code sent as text (not kept)."""
     svc = await TOOLS.service(ctx)
     progress = ctx.report_progress
+    if action == "check":
+        return AnalyzeResult(check=await svc.check_code(files or {}, analyzers))
     if action == "start":
         return await svc.analyze(
             _need(path, "path"),
@@ -99,7 +102,7 @@ async def list_findings(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[FindingView]:
-    """Findings of a run, most severe first, with their triage status; or, with query, a search of all runs."""
+    """Findings of a run, most severe first, with triage status; or, with query, a search of all runs."""
     svc = await TOOLS.service(ctx)
     if query:
         return await svc.search(query, path=path, status=status, limit=limit, cursor=cursor)
@@ -141,7 +144,7 @@ async def compare_runs(
     cursor: Cursor = None,
 ) -> CompareResult:
     """New, fixed and unchanged findings between a run and an earlier run or baseline; or whether one
-    finding is fixed in the latest run."""
+    finding is fixed now."""
     svc = await TOOLS.service(ctx)
     if fingerprint:
         return CompareResult(check=await svc.check_finding(_need(path, "path"), fingerprint, run_id))

@@ -32,7 +32,7 @@ from common.rows import model_of
 from common.runtime import Deps
 from common.safefiles import Roots
 from common.workers import Periodic
-from servers.code_quality import store
+from servers.code_quality import snippets, store
 from servers.code_quality.advisories import OsvApi, OsvExport, check_advisories, dependency_files
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.analyzers.base import Analyzer
@@ -44,24 +44,29 @@ from servers.code_quality.gate import GateThresholds, evaluate_gate
 from servers.code_quality.metrics import RunMetrics
 from servers.code_quality.models import (
     AnalyzeResult,
+    CheckedFinding,
+    CheckResult,
     CompareResult,
     DependencyReport,
     FileMetricView,
     FindingView,
     FixCheckResult,
+    FunctionView,
     GateCheckView,
     GateResult,
     MetricsResult,
+    OutcomeView,
     RunSummary,
+    SkipView,
     StatusResult,
     SuggestionView,
     Trend,
     TrendPoint,
 )
 from servers.code_quality.pipeline import TreeReport, analyze_tree
-from servers.code_quality.records import AnalyzerOutcome, FileMetrics, Finding, FunctionMetrics, clip
+from servers.code_quality.records import SEVERITIES, AnalyzerOutcome, FileMetrics, Finding, FunctionMetrics, clip
 from servers.code_quality.rows import PgResultCache, finding_from_row, finding_view, run_gaps, search_text, summary_of
-from servers.code_quality.runner import AnalysisResult
+from servers.code_quality.runner import AnalysisResult, run_analysis
 from servers.code_quality.settings import Settings
 from servers.code_quality.suggest import suggest_refactorings
 
@@ -97,6 +102,10 @@ TREND_METRICS = (
 SETTABLE = ("open", "accepted", "false_positive")
 #: Characters of a file's uncovered line ranges shown by code_metrics.
 MAX_UNCOVERED_SHOWN = 200
+#: Findings and functions a check of code given as text returns, and its limit per analyzer invocation.
+MAX_CHECK_FINDINGS = 100
+MAX_CHECK_FUNCTIONS = 20
+CHECK_TIMEOUT_S = 60.0
 #: Allocations between two collections of the youngest generation while the service is open.
 GC_THRESHOLD = 50_000
 
@@ -162,8 +171,10 @@ class CodeQualityService:
 
     # ------------------------------------------------------------------------------ analysis jobs
 
-    def _analyzers(self, names: Sequence[str], root: Path | None = None) -> list[Analyzer]:
-        timeout = {"timeout_s": self.settings.analyzer_timeout_s}
+    def _analyzers(
+        self, names: Sequence[str], root: Path | None = None, timeout_s: float | None = None
+    ) -> list[Analyzer]:
+        timeout = {"timeout_s": timeout_s or self.settings.analyzer_timeout_s}
         options: dict[str, dict[str, Any]] = {n: dict(timeout) for n in names}
         if "semgrep" in options:
             options["semgrep"]["executable"] = self.settings.semgrep_executable
@@ -768,6 +779,44 @@ class CodeQualityService:
         result, dup = await self._analysis(run)
         coverage = await store.file_coverage_of(self.deps.db, run["id"])
         return suggest_refactorings(result, dup, limit=limit, coverage=coverage)
+
+    # ------------------------------------------------------------------------------ code given as text
+
+    async def check_code(self, files: Mapping[str, str], analyzers: Sequence[str] | None = None) -> CheckResult:
+        """Analyse code handed over as text (name -> content) in a private temporary folder; nothing is
+        recorded but the per-file result cache, so checking the same code again is quick."""
+        encoded = snippets.encode_files(files)
+        names = list(analyzers or self.settings.analyzers)
+        self._analyzers(names)  # unknown names are refused before anything is written
+        root = await asyncio.to_thread(snippets.write_scratch, encoded)
+        try:
+            listing = await asyncio.to_thread(list_files, root)
+            chosen = self._analyzers(names, root, timeout_s=min(self.settings.analyzer_timeout_s, CHECK_TIMEOUT_S))
+            if not any(a.applies_to(f) for a in chosen for f in listing.files):
+                raise InvalidInput(
+                    f"none of the analyzers ({', '.join(names)}) reads these files: name each file with its "
+                    "language's extension (e.g. app.py, main.js)."
+                )
+            result = await run_analysis(
+                root, listing.files, chosen, cache=self.cache, workers=self.settings.workers or None
+            )
+        finally:
+            await asyncio.to_thread(snippets.remove_scratch, root)
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        findings = sorted(result.findings, key=lambda f: (order[f.severity], f.path, f.line))
+        functions = sorted(result.functions, key=lambda fn: (-fn.complexity, fn.path, fn.line))
+        return CheckResult(
+            findings=[model_of(CheckedFinding, f.to_dict()) for f in findings[:MAX_CHECK_FINDINGS]],
+            findings_total=len(findings),
+            functions=[model_of(FunctionView, fn.to_dict()) for fn in functions[:MAX_CHECK_FUNCTIONS]],
+            analyzers=[
+                model_of(
+                    OutcomeView, o.to_dict(), files_failed=len(o.files_failed), failed_examples=o.files_failed[:10]
+                )
+                for o in result.outcomes
+            ],
+            skipped=[SkipView(path=s.path, reason=s.reason, detail=s.detail) for s in listing.skipped],
+        )
 
     # ------------------------------------------------------------------------------ dependencies
 

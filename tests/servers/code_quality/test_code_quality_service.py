@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import os
 import stat
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -523,3 +524,54 @@ async def test_the_background_embedder_fills_only_texts_without_a_vector(svc: Co
     )
     rows = {r["fingerprint"]: r["embedding_model"] for r in found}
     assert rows == {"switched": "hash-384:b", "empty": svc.deps.embedder.model_name}
+
+
+SNIPPET = """import os
+
+
+def run(cmd, mode):
+    if mode == "a":
+        exec(cmd)
+    elif mode == "b":
+        return 1
+    return 0
+"""
+
+
+def _scratch_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("code-quality-check-*")}
+
+
+async def test_code_given_as_text_is_checked_in_a_folder_removed_afterwards_and_nothing_is_recorded(
+    svc: CodeQualityService,
+) -> None:
+    before = _scratch_folders()
+    out = await svc.check_code({"tool/run.py": SNIPPET, "README.md": "# notes\n"}, ["ruff", "lizard"])
+    assert [(f.rule_id, f.severity, f.path, f.line) for f in out.findings] == [
+        ("S102", "high", "tool/run.py", 6),
+        ("F401", "low", "tool/run.py", 1),
+    ]
+    assert out.findings_total == 2
+    assert [(fn.name, fn.line, fn.complexity, fn.parameters) for fn in out.functions] == [("run", 4, 3, 2)]
+    assert {o.analyzer: (o.status, o.files_analyzed) for o in out.analyzers} == {"ruff": ("ok", 1), "lizard": ("ok", 1)}
+    assert _scratch_folders() == before
+    jobs = (await svc.list_jobs(status=None, limit=10, cursor=None)).jobs
+    assert jobs is not None
+    assert jobs.total == 0
+    # The per-file result cache is shared with folder runs: the same code again is not analysed again.
+    again = await svc.check_code({"tool/run.py": SNIPPET}, ["ruff", "lizard"])
+    assert again.findings == out.findings
+    assert {o.analyzer: o.files_cached for o in again.analyzers} == {"ruff": 1, "lizard": 1}
+
+
+async def test_code_given_as_text_that_no_analyzer_reads_or_bad_names_are_refused_before_or_after_writing(
+    svc: CodeQualityService,
+) -> None:
+    before = _scratch_folders()
+    with pytest.raises(InvalidInput, match="extension"):
+        await svc.check_code({"notes.txt": SNIPPET}, ["ruff"])
+    with pytest.raises(InvalidInput, match="unknown analyzer"):
+        await svc.check_code({"a.py": SNIPPET}, ["pylint-ish"])
+    with pytest.raises(InvalidInput, match="relative path"):
+        await svc.check_code({"../a.py": SNIPPET})
+    assert _scratch_folders() == before

@@ -104,6 +104,10 @@ async def test_analyze_list_compare_gate_metrics_and_search_through_the_tools(
         ("set_finding_status", {"path": "x", "fingerprints": ["a"], "status": "fixed"}, "status"),
         ("quality_gate", {"action": "evaluate", "path": "/etc"}, "outside"),
         ("check_dependencies", {"path": "/etc"}, "outside"),
+        ("analyze_code", {"action": "check"}, "at least one name and its code"),
+        ("analyze_code", {"action": "check", "files": {"a.py": 1}}, "string"),
+        ("analyze_code", {"action": "check", "files": {"/etc/passwd": "x"}}, "relative path"),
+        ("analyze_code", {"action": "check", "files": {f"f{i}.py": "" for i in range(21)}}, "20"),
     ],
 )
 async def test_bad_arguments_get_clear_errors(
@@ -173,3 +177,18 @@ async def test_coverage_through_the_tools_is_read_shown_least_covered_first_and_
         gate = await call_ok(client, "quality_gate", {"action": "evaluate", "path": root})
         assert gate["passed"] is False
         assert any("share of lines covered by tests: 0.6667" in r for r in gate["reasons"])
+
+
+async def test_code_sent_as_text_is_checked_through_the_tool(settings: Settings) -> None:
+    async with Client(build(settings)) as client:
+        out = await call_ok(client, "analyze_code", {"action": "check", "files": {"app.py": "import os\nexec(x)\n"}})
+        assert out["job"] is None
+        assert out["run"] is None
+        check = out["check"]
+        # Most severe first (an undefined name and exec are both high), then by place.
+        assert [(f["rule_id"], f["severity"], f["line"]) for f in check["findings"]] == [
+            ("F821", "high", 2),
+            ("S102", "high", 2),
+            ("F401", "low", 1),
+        ]
+        assert check["analyzers"][0]["analyzer"] == "ruff"

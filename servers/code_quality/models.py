@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from common.jobs import JobView
 from common.paging import Page
+from servers.code_quality.records import FunctionMetrics
 
 
 class OutcomeView(BaseModel):
@@ -61,20 +62,10 @@ class CheckedFinding(BaseModel):
     symbol: str | None
 
 
-class FunctionView(BaseModel):
-    path: str
-    name: str
-    line: int
-    end_line: int
-    complexity: int
-    code_lines: int
-    parameters: int
-
-
 class CheckResult(BaseModel):
     findings: list[CheckedFinding] = Field(description="Most severe first.")
     findings_total: int
-    functions: list[FunctionView] = Field(description="The most complex functions, most complex first.")
+    functions: list[FunctionMetrics] = Field(description="The most complex functions, most complex first.")
     analyzers: list[OutcomeView]
     skipped: list[SkipView]
 
@@ -87,21 +78,10 @@ class AnalyzeResult(BaseModel):
     check: CheckResult | None = Field(default=None, description="What action=check found.")
 
 
-class FindingView(BaseModel):
+class FindingView(CheckedFinding):
     id: int
     run_id: str
-    fingerprint: str
-    analyzer: str
-    rule_id: str
-    severity: str
-    category: str
-    path: str
-    line: int
-    end_line: int | None
-    column: int | None
-    message: str
     context: str | None
-    symbol: str | None
     status: str = Field(description="open, accepted, false_positive or fixed.")
     status_by: str | None = None
     status_reason: str | None = None

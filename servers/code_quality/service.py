@@ -51,7 +51,6 @@ from servers.code_quality.models import (
     FileMetricView,
     FindingView,
     FixCheckResult,
-    FunctionView,
     GateCheckView,
     GateResult,
     MetricsResult,
@@ -808,7 +807,7 @@ class CodeQualityService:
         return CheckResult(
             findings=[model_of(CheckedFinding, f.to_dict()) for f in findings[:MAX_CHECK_FINDINGS]],
             findings_total=len(findings),
-            functions=[model_of(FunctionView, fn.to_dict()) for fn in functions[:MAX_CHECK_FUNCTIONS]],
+            functions=functions[:MAX_CHECK_FUNCTIONS],
             analyzers=[
                 model_of(
                     OutcomeView, o.to_dict(), files_failed=len(o.files_failed), failed_examples=o.files_failed[:10]

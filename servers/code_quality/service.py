@@ -14,6 +14,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -141,6 +142,8 @@ class CodeQualityService:
         #: Projects whose finding texts a run added and the embedder has not yet embedded.
         self._to_embed: set[int] = set()
         self._embedding = asyncio.Lock()
+        # Each check runs its own analyzer processes: more checks at once than cores would only queue on them.
+        self._checks = asyncio.Semaphore(settings.workers or os.cpu_count() or 1)
         #: Woken by each saved run; its first pass and the periodic ones also embed what a stopped process left.
         self.embedder = Periodic("code-quality-embed", self.embed_pending, interval_s=EMBED_RETRY_S, run_first=True)
 
@@ -787,6 +790,10 @@ class CodeQualityService:
         encoded = snippets.encode_files(files)
         names = list(analyzers or self.settings.analyzers)
         self._analyzers(names)  # unknown names are refused before anything is written
+        async with self._checks:
+            return await self._check(encoded, names)
+
+    async def _check(self, encoded: Mapping[str, bytes], names: Sequence[str]) -> CheckResult:
         root = await asyncio.to_thread(snippets.write_scratch, encoded)
         try:
             listing = await asyncio.to_thread(list_files, root)

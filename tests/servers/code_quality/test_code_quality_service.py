@@ -17,6 +17,7 @@ import pytest
 from common.errors import InvalidInput, NotFound
 from common.runtime import open_deps
 from common.testing import wait_until
+from servers.code_quality import service as service_module
 from servers.code_quality.files import load_stamps
 from servers.code_quality.service import CodeQualityService
 from servers.code_quality.settings import Settings
@@ -575,3 +576,28 @@ async def test_code_given_as_text_that_no_analyzer_reads_or_bad_names_are_refuse
     with pytest.raises(InvalidInput, match="relative path"):
         await svc.check_code({"../a.py": SNIPPET})
     assert _scratch_folders() == before
+
+
+async def test_checks_at_once_beyond_the_worker_count_wait_their_turn(
+    make_settings: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(
+        Settings, allowed_roots=[tmp_path], analyzers=["ruff"], embedding_model="hash-384", workers=1
+    )
+    running, most = 0, 0
+    analyse = service_module.run_analysis
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            return await analyse(*args, **kwargs)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(service_module, "run_analysis", counted)
+    async with open_deps("code_quality", settings) as deps, CodeQualityService.open(deps, settings) as svc:
+        outs = await asyncio.gather(*(svc.check_code({f"m{i}.py": f"import os{i}\n"}) for i in range(3)))
+    assert [[f.rule_id for f in out.findings] for out in outs] == [["F401"]] * 3
+    assert most == 1

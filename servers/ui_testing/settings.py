@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, job_wait
 
 
 class Settings(JobServerSettings, env_prefix="UI_TESTING_"):
@@ -36,9 +36,7 @@ class Settings(JobServerSettings, env_prefix="UI_TESTING_"):
     pixel_threshold: float = Field(
         default=0.1, ge=0, le=1, description="Colour distance (0..1) under which a pixel counts as unchanged."
     )
-    check_wait_s: float = Field(
-        default=20.0, ge=0, le=120, description="How long run_check waits for its run before answering."
-    )
+    check_wait_s: float = job_wait(20.0, 120, "How long run_check waits for its run before answering.")
     keep_captures: int = Field(
         default=20, ge=1, le=100_000, description="Newest captures kept per page key and viewport (baselines always)."
     )

@@ -130,6 +130,19 @@ class JobServerSettings(BaseServerSettings):
         return self
 
 
+def job_wait(default: float, most: float, description: str) -> Any:
+    """A job server's setting of how long a tool waits for the job it started before answering with the job.
+
+    0 answers at once; ``most`` bounds how long a call may hold the client.
+    """
+    return Field(default=default, ge=0, le=most, description=description)
+
+
+def fusion_depth(default: int) -> Any:
+    """The setting of a server that fuses ranked lists (``common.retrieval.rrf``): how deep each list goes."""
+    return Field(default=default, ge=10, le=1_000, description="Depth of each ranked list fused.")
+
+
 class SettingsError(SystemExit):
     """Start-up stops here: the message names the variable and says what to fix."""
 

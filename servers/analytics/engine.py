@@ -126,17 +126,21 @@ _DENIED_PREFIXES = ("duckdb_", "pragma_", "pg_", "has_", "__internal", "sqlite_"
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on one query. ``max_parens`` bounds parenthesis nesting in the raw text (counted before
-    parsing, string literals included, so it errs on the side of refusing); ``max_depth`` bounds the
-    parsed tree."""
+    """Caps on one query, in three groups: its text, its run in DuckDB, its result.
 
-    max_rows: int = 1000
+    ``max_parens`` bounds parenthesis nesting in the raw text (counted before parsing, string literals
+    included, so it errs on the side of refusing); ``max_depth`` bounds the parsed tree.
+    """
+
     max_query_chars: int = 20_000
     max_parens: int = 32
     max_depth: int = 400
+
     timeout_s: float = 30.0
     threads: int = 2
     memory_limit: str = "4GB"
+
+    max_rows: int = 1000
     max_cell_chars: int = 2000
     max_cell_items: int = 100
 

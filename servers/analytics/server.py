@@ -12,7 +12,7 @@ from common.errors import InvalidInput
 from common.jobs import Progress
 from common.runtime import Deps, ServiceTools, create_server, server_service
 from common.tool_schema import P
-from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Hints
+from common.tools import APPEND, DELETE, EXTERNAL, WRITE, Hints, args_of
 from servers.analytics.models import (
     ChartOut,
     DatasetsOut,
@@ -63,15 +63,7 @@ async def register_dataset(
     replace: Annotated[bool, P("Replace.")] = False,
 ) -> Registered:
     """Register a CSV, Parquet, JSON or Excel file, or a PostgreSQL query."""
-    return await (await TOOLS.service(ctx)).register(
-        name,
-        path=path,
-        connection=connection,
-        sql=sql,
-        description=description,
-        replace=replace,
-        progress=_progress(ctx),
-    )
+    return await (await TOOLS.service(ctx)).register(**args_of(locals()), progress=_progress(ctx))
 
 
 @TOOLS.tool("Datasets", DELETE)

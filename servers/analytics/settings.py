@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, job_wait
 
 
 class Settings(JobServerSettings, env_prefix="ANALYTICS_"):
@@ -36,11 +36,8 @@ class Settings(JobServerSettings, env_prefix="ANALYTICS_"):
         default=60.0, gt=0, le=3_600, description="statement_timeout of a PostgreSQL dataset query, in seconds."
     )
 
-    wait_s: float = Field(
-        default=30.0,
-        ge=0,
-        le=300,
-        description="How long register_dataset, profile_dataset and predict wait for their job before returning it.",
+    wait_s: float = job_wait(
+        30.0, 300, "How long register_dataset, profile_dataset and predict wait for their job before returning it."
     )
     history_keep: int = Field(default=10_000, ge=10, le=10_000_000, description="Query history entries kept.")
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from common.db import Database
+from common.rows import decoded
 
 _DATASET_COLS = """name, description, source_kind, source, source_query, path, format, sheet, columns::text,
 row_count, byte_size, fingerprint, profile_fingerprint, created_at, updated_at"""
@@ -150,8 +151,7 @@ async def save_query(db: Database, name: str, sql: str, description: str) -> dic
 
 
 async def get_query(db: Database, name: str) -> dict[str, Any] | None:
-    rec = await db.fetchrow(GET_QUERY, name)
-    return dict(rec) if rec else None
+    return decoded(await db.fetchrow(GET_QUERY, name))
 
 
 async def list_queries(db: Database, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -29,6 +29,7 @@ TITLE = "Code quality"
 
 Path_ = Annotated[str | None, P("Analysed folder.", max_length=4096)]
 RunId = Annotated[str | None, P("Run id (default: latest).", max_length=36)]
+Query = Annotated[str | None, P("Search all runs by meaning and keywords.", max_length=500)]
 Limit = Annotated[int, P("Page size.", ge=1, le=100)]
 Short = Annotated[str, StringConstraints(max_length=200)]
 Cursor = Annotated[str | None, P("From next_cursor.", max_length=512)]
@@ -90,7 +91,7 @@ async def analyze_code(
 @TOOLS.tool("List findings", READ)
 async def list_findings(
     ctx: Context,
-    query: Annotated[str | None, P("Search all runs by meaning and keywords.", max_length=500)] = None,
+    query: Query = None,
     path: Path_ = None,
     run_id: RunId = None,
     severity: Severity = None,

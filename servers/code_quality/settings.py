@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, job_wait
 from servers.code_quality.analyzers import DEFAULT_SET
 
 
@@ -29,9 +29,7 @@ class Settings(JobServerSettings, env_prefix="CODE_QUALITY_"):
     max_file_bytes: int = Field(default=1_000_000, ge=1_000, le=100_000_000, description="Larger files are skipped.")
     max_files: int = Field(default=50_000, ge=1, le=1_000_000, description="Files past this count are skipped.")
     workers: int = Field(default=0, ge=0, le=64, description="Analyzer processes at once; 0: the CPU count.")
-    wait_s: float = Field(
-        default=20.0, ge=0, le=300, description="How long analyze_code waits for a run before returning the job."
-    )
+    wait_s: float = job_wait(20.0, 300, "How long analyze_code waits for a run before returning the job.")
     advisory_source: str | None = Field(
         default=None,
         description="OSV export (folder or zip under an allowed root) or OSV query URL for check_dependencies.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -246,9 +246,17 @@ def schemas(spec: dict[str, Any]) -> dict[str, Any]:
     return dict((spec.get("components") or {}).get("schemas") or {})
 
 
-def diff(old: dict[str, str], new: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
-    """(added, removed, changed) endpoint keys, given key -> fingerprint maps."""
+class EndpointChanges(NamedTuple):
+    """Endpoint keys between two imports of a spec, named as the fields of the import's result."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+
+def diff(old: dict[str, str], new: dict[str, str]) -> EndpointChanges:
+    """The endpoint keys added, removed and changed, given key -> fingerprint maps."""
     added = sorted(set(new) - set(old))
     removed = sorted(set(old) - set(new))
     changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
-    return added, removed, changed
+    return EndpointChanges(added, removed, changed)

@@ -699,16 +699,15 @@ class DocumentationService:
             return spec_id, compared, old
 
         spec_id, compared, old = await d.db.run_in_transaction(write)
-        added, removed, changed = openapi.diff(old, new) if compared else (sorted(new), [], [])
+        # With nothing to compare to, ``old`` is empty, so every endpoint counts as added.
+        changes = openapi.diff(old, new)
         return SpecImport(
             spec_id=spec_id,
             title=title,
             spec_version=spec_version,
             endpoints=len(eps),
             compared_to=compared,
-            added=added,
-            removed=removed,
-            changed=changed,
+            **changes._asdict(),
         )
 
     async def get_endpoint(

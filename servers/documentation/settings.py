@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, fusion_depth
 
 
 class Settings(JobServerSettings, env_prefix="DOCUMENTATION_"):
@@ -30,5 +30,5 @@ class Settings(JobServerSettings, env_prefix="DOCUMENTATION_"):
         le=1_024,
         description="Texts per model call while ingesting; ONNX Runtime keeps memory for the largest batch it saw.",
     )
-    search_candidates: int = Field(default=60, ge=10, le=1_000, description="Depth of each ranked list fused.")
+    search_candidates: int = fusion_depth(60)
     read_max_chars: int = Field(default=8_000, ge=500, le=200_000)

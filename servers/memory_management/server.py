@@ -113,7 +113,7 @@ async def build_context(
     tags: HasTags = None,
 ) -> ContextBlock:
     """The most relevant memories as one text block within a token budget, to prime a task."""
-    return await (await TOOLS.service(ctx)).build_context(query, workspace=workspace, budget=budget, tags=tags)
+    return await (await TOOLS.service(ctx)).build_context(**args_of(locals()))
 
 
 @TOOLS.tool("Get memory", READ)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import BaseServerSettings
+from common.settings import BaseServerSettings, fusion_depth
 
 #: Exposed unless MEMORY_MANAGEMENT_TOOLS says otherwise: the everyday tools. All seventeen tools together would
 #: cost the client about twice the 8 KB budget of context on every turn; ``MEMORY_MANAGEMENT_TOOLS=all`` exposes them all.
@@ -19,7 +19,7 @@ class Settings(BaseServerSettings, env_prefix="MEMORY_MANAGEMENT_"):
     default_token_budget: int = Field(default=1_500, ge=50, le=50_000)
     max_token_budget: int = Field(default=8_000, ge=100, le=100_000)
     #: 40 = pgvector's hnsw.ef_search: a deeper vector list makes the HNSW scan go round a second time.
-    recall_candidates: int = Field(default=40, ge=10, le=1_000, description="Depth of each ranked list fused.")
+    recall_candidates: int = fusion_depth(40)
     store_batch_max: int = Field(default=100, ge=1, le=1_000)
     sweep_interval_s: float = Field(default=60.0, ge=0.05, le=86_400)
     sweep_batch: int = Field(default=500, ge=1, le=10_000)

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from common.db import Database
+from common.rows import decoded
 
 UPSERT = """
 INSERT INTO notes.notes (title, body, tags)
@@ -26,8 +27,7 @@ async def upsert(conn: asyncpg.Connection, title: str, body: str, tags: list[str
 
 
 async def get(db: Database, title: str) -> dict[str, Any] | None:
-    row = await db.fetchrow(GET, title)
-    return dict(row) if row else None
+    return decoded(await db.fetchrow(GET, title))
 
 
 async def get_many(db: Database, ids: list[str]) -> dict[str, dict[str, Any]]:

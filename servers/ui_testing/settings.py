@@ -1,12 +1,16 @@
 """Settings of the ui_testing server: the shared ones plus ``UI_TESTING_*``."""
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from common.errors import InvalidInput
 from common.netguard import NetPolicy
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, job_wait
+
+#: A fraction from 0 to 1.
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class Settings(JobServerSettings, env_prefix="UI_TESTING_"):
@@ -30,15 +34,11 @@ class Settings(JobServerSettings, env_prefix="UI_TESTING_"):
     max_full_page_height: int = Field(
         default=20_000, ge=500, le=100_000, description="Tallest full-page capture, in CSS px."
     )
-    max_diff_ratio: float = Field(
-        default=0.0, ge=0, le=1, description="Default share of changed pixels a comparison tolerates."
+    max_diff_ratio: Share = Field(default=0.0, description="Default share of changed pixels a comparison tolerates.")
+    pixel_threshold: Share = Field(
+        default=0.1, description="Colour distance (0..1) under which a pixel counts as unchanged."
     )
-    pixel_threshold: float = Field(
-        default=0.1, ge=0, le=1, description="Colour distance (0..1) under which a pixel counts as unchanged."
-    )
-    check_wait_s: float = Field(
-        default=20.0, ge=0, le=120, description="How long run_check waits for its run before answering."
-    )
+    check_wait_s: float = job_wait(20.0, 120, "How long run_check waits for its run before answering.")
     keep_captures: int = Field(
         default=20, ge=1, le=100_000, description="Newest captures kept per page key and viewport (baselines always)."
     )

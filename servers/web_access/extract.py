@@ -45,6 +45,15 @@ _BLOCK_TAGS = (
 )  # fmt: skip
 _CELL_TAGS = ("td", "th")
 _INVISIBLE_TAGS = ("script", "style", "noscript", "template", "head", "svg", "iframe", "object")
+#: What trafilatura keeps of every page: Markdown with tables and emphasis, no images or comments, recall first.
+_TRAFILATURA_OPTIONS: dict[str, Any] = {
+    "output_format": "markdown",
+    "include_tables": True,
+    "include_formatting": True,
+    "include_images": False,
+    "include_comments": False,
+    "favor_recall": True,
+}
 
 
 @dataclass
@@ -177,17 +186,7 @@ def _with_trafilatura(html: str, url: str | None, include_links: bool) -> str | 
     # trafilatura is heavy; imported on first extraction only.
     import trafilatura
 
-    out = trafilatura.extract(
-        html,
-        url=url,
-        output_format="markdown",
-        include_tables=True,
-        include_formatting=True,
-        include_links=include_links,
-        include_images=False,
-        include_comments=False,
-        favor_recall=True,
-    )
+    out = trafilatura.extract(html, url=url, include_links=include_links, **_TRAFILATURA_OPTIONS)
     return out.strip() if out and out.strip() else None
 
 

@@ -93,7 +93,8 @@ def origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
-@dataclass(frozen=True)
+# Slotted: one is made per distinct anchor of a page, and a crawl parses many pages.
+@dataclass(frozen=True, slots=True)
 class Link:
     url: str
     text: str

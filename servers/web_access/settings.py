@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from common.settings import JobServerSettings
+from common.settings import JobServerSettings, job_wait
 from servers.web_access.fetcher import DEFAULT_USER_AGENT
 
 
@@ -41,7 +41,7 @@ class Settings(JobServerSettings, env_prefix="WEB_ACCESS_"):
     crawl_concurrency: int = Field(
         default=4, ge=1, le=32, description="Pages a crawl fetches at once when no politeness delay applies."
     )
-    crawl_wait_s: float = Field(default=10.0, ge=0, le=120, description="How long crawl_site waits before returning.")
+    crawl_wait_s: float = job_wait(10.0, 120, "How long crawl_site waits before returning.")
     search_provider: Literal["searxng", "brave"] | None = Field(
         default=None, description="Web search provider; unset: the first configured one (SearXNG, then Brave)."
     )

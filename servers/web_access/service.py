@@ -517,8 +517,13 @@ class WebAccessService:
             for n, (rid, h) in enumerate(zip(ids, hits, strict=True), start=1)
         ]
         return SearchAnswer(
-            search_id=search_id, query=query, provider=provider.name, latency_ms=latency, results=results, warning=warning
-        )  # fmt: skip
+            search_id=search_id,
+            query=query,
+            provider=provider.name,
+            latency_ms=latency,
+            results=results,
+            warning=warning,
+        )
 
     async def reembed_step(self, embedder: Embedder, limit: int) -> int:
         """One step of a switch of the store's model (``mcp-suite reembed``): re-embed at most ``limit``

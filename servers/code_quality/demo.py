@@ -1,7 +1,8 @@
 """The calls ``mcp-suite demo`` and the stdio end-to-end tests make on this server, in order.
 
 The server analyses the template server's own code (``servers/notes``, shipped in the package, so it
-is there wherever the suite is installed): ``ENV`` allows that folder and nothing else.
+is there wherever the suite is installed): ``ENV`` allows that folder and nothing else. The last call
+checks a snippet sent as text.
 """
 
 import json
@@ -16,4 +17,5 @@ CALLS: list[tuple[str, dict[str, object]]] = [
     ("code_metrics", {"path": SAMPLE, "limit": 3, "hints": 3}),
     ("list_findings", {"path": SAMPLE, "limit": 5}),
     ("list_findings", {"query": "assert statements left in production code", "limit": 5}),
+    ("analyze_code", {"action": "check", "files": {"app.py": "import os\n\ndef run(cmd):\n    exec(cmd)\n"}}),
 ]

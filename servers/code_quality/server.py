@@ -67,7 +67,7 @@ async def analyze_code(
     svc = await TOOLS.service(ctx)
     progress = ctx.report_progress
     if action == "check":
-        return AnalyzeResult(check=await svc.check_code(files or {}, analyzers))
+        return AnalyzeResult(check=await svc.check_code(files or {}, analyzers, path))
     if action == "start":
         return await svc.analyze(
             _need(path, "path"),

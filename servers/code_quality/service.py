@@ -37,6 +37,7 @@ from servers.code_quality import snippets, store
 from servers.code_quality.advisories import OsvApi, OsvExport, check_advisories, dependency_files
 from servers.code_quality.analyzers import build_analyzers
 from servers.code_quality.analyzers.base import Analyzer
+from servers.code_quality.analyzers.ruff import project_config_text
 from servers.code_quality.compare import check_fixed, compare
 from servers.code_quality.coverage import CoverageData, check_report, load_for_run
 from servers.code_quality.duplication import DuplicateBlock, DuplicationReport
@@ -784,19 +785,33 @@ class CodeQualityService:
 
     # ------------------------------------------------------------------------------ code given as text
 
-    async def check_code(self, files: Mapping[str, str], analyzers: Sequence[str] | None = None) -> CheckResult:
+    async def check_code(
+        self, files: Mapping[str, str], analyzers: Sequence[str] | None = None, path: str | None = None
+    ) -> CheckResult:
         """Analyse code handed over as text (name -> content) in a private temporary folder; nothing is
-        recorded but the per-file result cache, so checking the same code again is quick."""
+        recorded but the per-file result cache, so checking the same code again is quick. With ``path``
+        (an analysed folder), ruff follows that folder's own configuration, as its runs do."""
         encoded = snippets.encode_files(files)
         names = list(analyzers or self.settings.analyzers)
         self._analyzers(names)  # unknown names are refused before anything is written
+        config = None
+        if path is not None:
+            project = self.resolve_root(path)
+            wanted = "ruff" in names and not self.settings.ruff_isolated
+            config = await asyncio.to_thread(project_config_text, project) if wanted else None
+            if config is not None and config[0] in encoded:
+                raise InvalidInput(f"{config[0]} is the folder's ruff configuration; send the code under other names.")
         async with self._checks:
-            return await self._check(encoded, names)
+            return await self._check(encoded, names, config)
 
-    async def _check(self, encoded: Mapping[str, bytes], names: Sequence[str]) -> CheckResult:
+    async def _check(
+        self, encoded: Mapping[str, bytes], names: Sequence[str], config: tuple[str, bytes] | None
+    ) -> CheckResult:
         root = await asyncio.to_thread(snippets.write_scratch, encoded)
         try:
             listing = await asyncio.to_thread(list_files, root)
+            if config is not None:  # after the listing: the configuration is read by ruff, not analysed
+                await asyncio.to_thread((root / config[0]).write_bytes, config[1])
             chosen = self._analyzers(names, root, timeout_s=min(self.settings.analyzer_timeout_s, CHECK_TIMEOUT_S))
             if not any(a.applies_to(f) for a in chosen for f in listing.files):
                 raise InvalidInput(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.code_quality.analyzers.base import AnalyzerFailed, BatchOutput, JsonAnalyzer, relative_path
-from servers.code_quality.records import Category, Finding, Severity, clip
+from servers.code_quality.records import RESULT_FORMAT, Category, Finding, Severity, clip
 
 DEFAULT_SELECT = ("F", "E4", "E7", "E9", "B", "S", "C90")
 # Asserts, fixed passwords, temp paths and subprocess calls are what tests are made of; flagging them there
@@ -36,9 +36,9 @@ def _read_config(path: Path) -> bytes | None:
         return None
 
 
-def project_config(root: Path) -> tuple[Path, str] | None:
-    """The folder's own ruff configuration (path, SHA-256 of its text), as ruff itself would pick it at
-    the top level; None when there is none (a pyproject.toml without ``[tool.ruff]`` does not count)."""
+def project_config_text(root: Path) -> tuple[str, bytes] | None:
+    """The folder's own ruff configuration (file name, text), as ruff itself would pick it at the top
+    level; None when there is none (a pyproject.toml without ``[tool.ruff]`` does not count)."""
     for name in CONFIG_FILES:
         data = _read_config(root / name)
         if data is None or len(data) > MAX_CONFIG_BYTES:
@@ -49,8 +49,14 @@ def project_config(root: Path) -> tuple[Path, str] | None:
                     continue
             except (UnicodeDecodeError, tomllib.TOMLDecodeError):
                 continue
-        return root / name, hashlib.sha256(data).hexdigest()
+        return name, data
     return None
+
+
+def project_config(root: Path) -> tuple[Path, str] | None:
+    """The folder's own ruff configuration (path, SHA-256 of its text); see ``project_config_text``."""
+    found = project_config_text(root)
+    return None if found is None else (root / found[0], hashlib.sha256(found[1]).hexdigest())
 
 
 def classify(code: str) -> tuple[Severity, Category]:
@@ -114,10 +120,12 @@ class Ruff(JsonAnalyzer):
         return options
 
     def config_hash(self) -> str:
-        base = super().config_hash()
         if self.config is None:
-            return base
-        return hashlib.sha256(f"{base}\0{self.config[1]}".encode()).hexdigest()[:16]
+            return super().config_hash()
+        # The configuration's text, not where it lies: a copy of it beside code sent as text, or another
+        # checkout of the project, gives the same results for the same relative paths.
+        key = [RESULT_FORMAT, self.name, "project-config", self.config[1]]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def command(self, executable: str, paths: Sequence[str]) -> list[str]:
         return [

@@ -601,3 +601,26 @@ async def test_checks_at_once_beyond_the_worker_count_wait_their_turn(
         outs = await asyncio.gather(*(svc.check_code({f"m{i}.py": f"import os{i}\n"}) for i in range(3)))
     assert [[f.rule_id for f in out.findings] for out in outs] == [["F401"]] * 3
     assert most == 1
+
+
+async def test_code_sent_as_text_with_a_folder_follows_that_folders_ruff_configuration(
+    svc: CodeQualityService, tmp_path: Path
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "ruff.toml").write_text(
+        '[lint]\nselect = ["F"]\nignore = ["F401"]\n\n[lint.per-file-ignores]\n"tests/*" = ["F821"]\n'
+    )
+    code = "import os\nexec(x)\n"
+    plain = await svc.check_code({"app.py": code}, ["ruff"])
+    assert [f.rule_id for f in plain.findings] == ["F821", "S102", "F401"]
+    configured = await svc.check_code({"app.py": code, "tests/test_app.py": code}, ["ruff"], str(project))
+    # The folder's selection and ignores apply, and so do its per-file ignores, by the same relative paths.
+    assert [(f.rule_id, f.path) for f in configured.findings] == [("F821", "app.py")]
+    again = await svc.check_code({"app.py": code}, ["ruff"], str(project))
+    assert again.findings == configured.findings[:1]
+    assert again.analyzers[0].files_cached == 1
+    with pytest.raises(InvalidInput, match="ruff configuration"):
+        await svc.check_code({"ruff.toml": "", "app.py": code}, ["ruff"], str(project))
+    with pytest.raises(InvalidInput, match="outside the allowed folders"):
+        await svc.check_code({"app.py": code}, ["ruff"], "/etc")

@@ -814,9 +814,10 @@ class CodeQualityService:
                 await asyncio.to_thread((root / config[0]).write_bytes, config[1])
             chosen = self._analyzers(names, root, timeout_s=min(self.settings.analyzer_timeout_s, CHECK_TIMEOUT_S))
             if not any(a.applies_to(f) for a in chosen for f in listing.files):
+                skipped = "".join(f"; {s.path} was skipped ({s.reason})" for s in listing.skipped[:3])
                 raise InvalidInput(
                     f"none of the analyzers ({', '.join(names)}) reads these files: name each file with its "
-                    "language's extension (e.g. app.py, main.js)."
+                    f"language's extension (e.g. app.py, main.js){skipped}."
                 )
             result = await run_analysis(
                 root, listing.files, chosen, cache=self.cache, workers=self.settings.workers or None

@@ -571,6 +571,8 @@ async def test_code_given_as_text_that_no_analyzer_reads_or_bad_names_are_refuse
     before = _scratch_folders()
     with pytest.raises(InvalidInput, match="extension"):
         await svc.check_code({"notes.txt": SNIPPET}, ["ruff"])
+    with pytest.raises(InvalidInput, match=r"a\.py was skipped \(binary\)"):
+        await svc.check_code({"a.py": "x = 1\0\n"}, ["ruff"])
     with pytest.raises(InvalidInput, match="unknown analyzer"):
         await svc.check_code({"a.py": SNIPPET}, ["pylint-ish"])
     with pytest.raises(InvalidInput, match="relative path"):

@@ -1,14 +1,16 @@
 """Before/after benchmark: the same server from two source trees, calls interleaved one by one.
 
 Run: ``.venv/bin/python -m tests.benchmarks.bench_ab --before DIR [--after DIR] [--samples 200]
-[--starts 10] [--servers memory_management,inference_enhancement,documentation]``, where ``--before``
+[--starts 10] [--servers memory_management,inference_enhancement,documentation] [--model hash-384]``, where ``--before``
 holds the older tree (e.g. ``git worktree add /tmp/before 5837f33``) and ``--after`` the newer one
 (default: this checkout); both run in this environment. Each tree's server
 runs over stdio on its own database of one embedded cluster, with its own Redis prefix, seeded
 with the same data; then every sample calls the same tool with the same arguments on both, the order
 flipping from sample to sample, so a change in the machine's load weighs on both trees alike. Prints
 per measure the p50 of each tree, their ratio, and the share of samples in which the newer tree was
-slower (about 50% when the two are alike). Asserts nothing.
+slower (about 50% when the two are alike). ``--model`` gives both trees another embedding model (e.g.
+``hash-384``, nearly free) to tell a call's own cost from the background embedding it sets off. Asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ async def documentation(pair: tuple[Client, Client], samples: int, tmp: Path, fi
 
 
 async def measure(
-    server: str, cluster: Cluster, before: Path, after: Path, tmp: Path, samples: int, starts: int
+    server: str, cluster: Cluster, before: Path, after: Path, tmp: Path, samples: int, starts: int, model: str | None
 ) -> list[Row]:
     urls = [await asyncio.to_thread(create_database, cluster, f"ab_{server}_{side}") for side in ("before", "after")]
     folder = tmp / server
@@ -184,6 +186,8 @@ async def measure(
     for tree in trees:
         tree.env[f"{server.upper()}_FILE_ROOTS"] = roots
         tree.env[f"{server.upper()}_ALLOWED_ROOTS"] = roots
+        if model:
+            tree.env["EMBEDDING_MODEL"] = model
     folder.mkdir(parents=True)
     try:
         rows = [await spawns(trees, starts)]
@@ -211,6 +215,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="calls of each measure on each tree")
     parser.add_argument("--starts", type=int, default=10, help="server starts of each tree")
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--model", default=None, help="EMBEDDING_MODEL for both trees (default: the default model)")
     args = parser.parse_args()
     before, after = Path(args.before).resolve(), Path(args.after).resolve()
     for tree in (before, after):
@@ -225,7 +230,7 @@ def main() -> None:
     try:
         rows: list[Row] = []
         for name in names:
-            rows += asyncio.run(measure(name, cluster, before, after, tmp, args.samples, args.starts))
+            rows += asyncio.run(measure(name, cluster, before, after, tmp, args.samples, args.starts, args.model))
         print_table(rows, ["measure (ms unless said)", "before p50", "after p50", "after/before", "after slower", "n"])
     finally:
         server.cleanup()

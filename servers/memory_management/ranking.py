@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: common.retrieval.RRF_K; not imported from there because that module loads numpy at start-up.
-RRF_K = 60
+from common.retrieval import RRF_K, rrf_rank
+
 RECENCY_HALF_LIFE_DAYS = 30.0
 BOOST_RECENCY = 0.02
 BOOST_IMPORTANCE = 0.04
@@ -44,7 +44,7 @@ def fuse(rows: Iterable[dict[str, Any]], lists: int) -> list[Scored]:
     best = lists / (RRF_K + 1)
     out = []
     for row in rows:
-        rrf = sum(1.0 / (RRF_K + r) for r in (row.get("sem_rank"), row.get("kw_rank")) if r is not None)
+        rrf = rrf_rank(row.get("sem_rank")) + rrf_rank(row.get("kw_rank"))
         rec = recency(float(row.get("age_s") or 0.0))
         score = (
             rrf / best

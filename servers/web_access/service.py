@@ -505,12 +505,17 @@ class WebAccessService:
             log.warning("web_access.search_embed_failed", error=str(exc)[:200])
         if vector is not None and len(vector) != EMBED_DIM:
             vector = None  # another model's width does not fit the column; keyword search still finds it
-        triples = [(h.title, h.url, h.snippet) for h in hits]
         model = embedder.model_name if vector is not None else None
-
-        async def write(conn: asyncpg.Connection) -> tuple[int, datetime, list[int]]:
-            return await store.insert_search(conn, query, provider.name, latency, summary, vector, model, triples)
-
+        write = functools.partial(
+            store.insert_search,
+            query=query,
+            provider=provider.name,
+            latency_ms=latency,
+            summary=summary,
+            embedding=vector,
+            model=model,
+            results=[(h.title, h.url, h.snippet) for h in hits],
+        )
         search_id, _at, ids = await self.deps.db.run_in_transaction(write)
         results = [
             SearchHit(result_id=rid, rank=n, title=h.title, url=h.url, snippet=h.snippet)

@@ -19,11 +19,11 @@ class CaptureInfo(BaseModel):
     viewport: str = Field(description="WIDTHxHEIGHT@SCALE.")
     path: str
     sha256: str
-    width: int
-    height: int
+    width: int = Field(description="Image pixels: CSS pixels times the scale.")
+    height: int = Field(description="Image pixels; a full-page capture is as tall as the page (up to a set limit).")
     bytes: int
     http_status: int | None = None
-    thumbnail_path: str | None = None
+    thumbnail_path: str | None = Field(default=None, description="A small preview PNG, when asked for.")
     compare: CompareInfo | None = None
 
 
@@ -34,8 +34,8 @@ class CompareInfo(BaseModel):
     passed: bool
     capture_id: int
     baseline_capture_id: int
-    changed_ratio: float
-    max_ratio: float
+    changed_ratio: float = Field(description="Share of the image's pixels that differ, 0..1.")
+    max_ratio: float = Field(description="The largest changed_ratio that passes.")
     size_changed: bool
     size: str = Field(description="Baseline size -> capture size, in image pixels.")
     boxes: list[Box] = Field(description="Largest changed regions (image pixels), at most 5.")

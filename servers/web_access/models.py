@@ -38,7 +38,7 @@ class FetchedPage(BaseModel):
 class LinkItem(BaseModel):
     url: str
     text: str
-    internal: bool
+    internal: bool = Field(description="Same origin (scheme, host and port) as the page.")
 
 
 class LinkList(Paged):

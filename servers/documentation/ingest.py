@@ -99,7 +99,7 @@ def embed_text(
         path.insert(0, page)
     context = " > ".join(path)
     names = " ".join(k for k in keys if k)
-    body = " ".join(markup.plain(text).split())
+    body = markup.flat(text)
     if len(body) > limit:
         body = body[:limit].rsplit(" ", 1)[0]
     return "\n".join(x for x in (context, names, body) if x)

@@ -97,7 +97,7 @@ def citation(project: str, version: str, path: str, anchor: str = "") -> str:
 
 def snippet(content: str, query: str) -> str:
     """About 240 characters of ``content`` (markup removed) around the first query word found in it."""
-    text = " ".join(markup.plain(content).split())
+    text = markup.flat(content)
     words = [w for w in re.findall(r"[^\W_]{3,}", query.lower())]
     lower = text.lower()
     hits = [i for w in words if (i := lower.find(w)) >= 0]

@@ -27,7 +27,10 @@ _FIELD_OPT = re.compile(
     r"^\s+:(?:noindex|module|platform|synopsis|deprecated|nosignatures|no-index|annotation):.*$", re.M
 )
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*$", re.M)
-_SPACES = re.compile(r"[ \t]+")
+_ADORNMENT = re.compile(r"^\s*[=\-~^\"'`#*+]{4,}\s*$", re.M)  # reST section underlines
+_ESCAPED = re.compile(r"\\([*_`|\\<>#\[\]()!-])")
+_BANG = re.compile(r"(?<![\w`])!(?=[A-Za-z_])")
+_SPACES = re.compile(r"[ \t]{2,}|\t")
 _BLANKS = re.compile(r"\n{3,}")
 _SKIPPED = {"index", "toctree", "highlight", "sectionauthor", "moduleauthor", "only", "raw", "include", "image"}
 _VERSIONED = {
@@ -88,19 +91,30 @@ def _role(m: re.Match[str]) -> str:
 
 
 def inline(text: str) -> str:
-    """Inline markup of reST and Markdown out of ``text``; line breaks are kept."""
-    text = _ROLE.sub(_role, text)
-    text = _LINK_RST.sub(r"\1", text)
-    text = _REF_RST.sub(r"\1", text)
-    text = _MD_IMAGE.sub(r"\1", text)
-    text = _MD_LINK.sub(r"\1", text)
-    text = _MD_REFLINK.sub(r"\1", text)
+    """Inline markup of reST and Markdown out of ``text``; line breaks are kept.
+
+    Each pattern runs only when the text holds a literal that every match of it contains: search
+    strips the markup of every hit's chunk for its snippet, and most chunks lack most kinds of markup.
+    """
+    if ":`" in text:
+        text = _ROLE.sub(_role, text)
+    if "`_" in text:
+        text = _LINK_RST.sub(r"\1", text)
+        text = _REF_RST.sub(r"\1", text)
+    if "](" in text:
+        text = _MD_IMAGE.sub(r"\1", text)
+        text = _MD_LINK.sub(r"\1", text)
+    if "][" in text:
+        text = _MD_REFLINK.sub(r"\1", text)
     text = text.replace("``", "").replace("\\ ", "").replace("¶", "")
-    text = re.sub(r"\\([*_`|\\<>#\[\]()!-])", r"\1", text)
-    text = re.sub(r"(?<![\w`])!(?=[A-Za-z_])", "", text)  # Sphinx's "!name": a name that is not a link
+    if "\\" in text:
+        text = _ESCAPED.sub(r"\1", text)
+    if "!" in text:
+        text = _BANG.sub("", text)  # Sphinx's "!name": a name that is not a link
     text = text.replace("`", "")
-    text = _EMPH.sub(r"\2", text)
-    return _TAG.sub("", text)
+    if "*" in text:
+        text = _EMPH.sub(r"\2", text)
+    return _TAG.sub("", text) if "<" in text else text
 
 
 def heading(title: str) -> str:
@@ -126,16 +140,26 @@ def _directive(m: re.Match[str]) -> str:
     return f"{indent}{arg}" if arg and name in {"note", "warning", "seealso", "admonition", "rubric", "topic"} else ""
 
 
+def _unmarked(text: str) -> str:
+    """``text`` without markup, its whitespace as it was (the patterns run as in :func:`inline`)."""
+    if ".." in text:
+        text = _TARGET.sub("", text)
+        text = _DIRECTIVE.sub(_directive, text)
+    if ":" in text:
+        text = _FIELD_OPT.sub("", text)
+    if "```" in text or "~~~" in text:
+        text = _FENCE.sub("", text)
+    return _ADORNMENT.sub("", inline(text))
+
+
 def plain(text: str) -> str:
     """Text for the model: markup removed, code kept (without its fences), blank runs collapsed."""
-    text = _TARGET.sub("", text)
-    text = _DIRECTIVE.sub(_directive, text)
-    text = _FIELD_OPT.sub("", text)
-    text = _FENCE.sub("", text)
-    text = inline(text)
-    text = re.sub(r"^\s*[=\-~^\"'`#*+]{4,}\s*$", "", text, flags=re.M)  # reST adornment lines
-    text = _SPACES.sub(" ", text)
-    return _BLANKS.sub("\n\n", text).strip()
+    return _BLANKS.sub("\n\n", _SPACES.sub(" ", _unmarked(text))).strip()
+
+
+def flat(text: str) -> str:
+    """:func:`plain` on one line, each run of whitespace one space (what embedded texts and snippets show)."""
+    return " ".join(_unmarked(text).split())
 
 
 def api_names(text: str) -> list[str]:

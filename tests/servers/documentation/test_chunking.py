@@ -95,6 +95,24 @@ def test_embedded_text_is_plain_words_with_its_page_headings_and_api_names() -> 
     assert ingest.embed_text("Guide", (), "Body.", 100) == "Guide\nBody."
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (".. _label:\n\nTitle\n=====\n\n.. note:: Mind this.\n   :noindex:\n", "Title Mind this."),
+        (":func:`~a.b.c` and `the guide <https://x/>`_ and `ref`_", "c and the guide and ref"),
+        ("![logo](a.png) [link](http://x/(y)) [ref][1]", "logo link ref"),
+        ("``code`` \\* !name **bold** *it* <b>tag</b>", "code * name bold it tag"),
+        ("```py\nx  =\t1\n```\n\n\n\nend", "x = 1 end"),
+        ("a * b, 3 < 4, wow! ok: yes.. no][ ]( `_", "a * b, 3 < 4, wow! ok: yes.. no][ ]( _"),
+    ],
+)
+def test_flat_is_the_plain_text_on_one_line(text: str, expected: str) -> None:
+    assert markup.flat(text) == expected
+    assert markup.flat(text) == " ".join(markup.plain(text).split())
+    assert "\t" not in markup.plain(text)
+    assert "  " not in markup.plain(text)
+
+
 def test_rst_api_directives_start_chunks_and_become_keys() -> None:
     intro = "Intro text that is long enough to stand alone as a chunk of its own here. " * 3
     text = (

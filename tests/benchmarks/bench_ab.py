@@ -1,7 +1,8 @@
 """Before/after benchmark: the same server from two source trees, calls interleaved one by one.
 
 Run: ``.venv/bin/python -m tests.benchmarks.bench_ab --before DIR [--after DIR] [--samples 200]
-[--starts 10] [--servers memory_management,inference_enhancement,documentation] [--model hash-384]``, where ``--before``
+[--starts 10] [--servers memory_management,inference_enhancement,documentation] [--model hash-384]
+[--unchecked]``, where ``--before``
 holds the older tree (e.g. ``git worktree add /tmp/before 5837f33``) and ``--after`` the newer one
 (default: this checkout); both run in this environment. Each tree's server
 runs over stdio on its own database of one embedded cluster, with its own Redis prefix, seeded
@@ -9,8 +10,10 @@ with the same data; then every sample calls the same tool with the same argument
 flipping from sample to sample, so a change in the machine's load weighs on both trees alike. Prints
 per measure the p50 of each tree, their ratio, and the share of samples in which the newer tree was
 slower (about 50% when the two are alike). ``--model`` gives both trees another embedding model (e.g.
-``hash-384``, nearly free) to tell a call's own cost from the background embedding it sets off. Asserts
-nothing.
+``hash-384``, nearly free) to tell a call's own cost from the background embedding it sets off.
+``--unchecked`` sends the timed calls with the SDK's plain ``send_request``, without the client's check
+of the answer against the tool's output schema (a Python client's cost that grows with the schema),
+to tell the servers' answer time from that check. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from mcp import Client
+from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters
 
 from common.testing import Cluster, call_ok, create_database, start_cluster
@@ -40,6 +43,8 @@ from tests.benchmarks.bench_memory import synthetic
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("memory_management", "inference_enhancement", "documentation")
 Row = list[object]
+#: Whether timed calls skip the client's output-schema check (``--unchecked``).
+UNCHECKED = False
 
 
 class Tree:
@@ -66,6 +71,17 @@ class Tree:
         )
 
 
+async def timed_call(client: Client, tool: str, args: dict[str, Any]) -> None:
+    """One timed call: as ``call_tool`` makes it, or with ``--unchecked`` without the output-schema check."""
+    if not UNCHECKED:
+        await call_ok(client, tool, args)
+        return
+    request = types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=args))
+    result = await client.session.send_request(request, types.CallToolResult)
+    assert not result.is_error, (tool, result.content)
+    assert result.structured_content is not None, tool
+
+
 async def interleaved(
     pair: tuple[Client, Client], samples: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[float], list[float]]:
@@ -74,7 +90,7 @@ async def interleaved(
     for n, (tool, args) in enumerate(samples):
         for side in (0, 1) if n % 2 == 0 else (1, 0):
             started = time.perf_counter()
-            await call_ok(pair[side], tool, args)
+            await timed_call(pair[side], tool, args)
             out[side].append((time.perf_counter() - started) * 1000)
     return out
 
@@ -216,7 +232,10 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=10, help="server starts of each tree")
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--model", default=None, help="EMBEDDING_MODEL for both trees (default: the default model)")
+    parser.add_argument("--unchecked", action="store_true", help="timed calls skip the client's output-schema check")
     args = parser.parse_args()
+    global UNCHECKED
+    UNCHECKED = args.unchecked
     before, after = Path(args.before).resolve(), Path(args.after).resolve()
     for tree in (before, after):
         if not (tree / "servers").is_dir():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import asyncpg
 import numpy as np
 
 from common import safefiles
@@ -115,6 +116,26 @@ async def embed_batched(embedder: Embedder, texts: list[str], size: int) -> list
 
 def heading_of(title: str, heading_path: tuple[str, ...] | list[str]) -> str:
     return " > ".join(heading_path) or title
+
+
+async def save(
+    conn: asyncpg.Connection, item: Prepared, *, version: int, source: str, root: str | None, model: str
+) -> tuple[int, bool]:
+    """Write a document with its vectors, replacing the one at its path (inside the caller's transaction)."""
+    return await store.write_document(
+        conn,
+        version=version,
+        path=item.path,
+        title=item.parsed.title,
+        kind=item.kind,
+        source=source,
+        root=root,
+        content=item.parsed.text,
+        content_hash=item.content_hash,
+        model=model,
+        toc=toc_of(item.parsed),
+        chunks=chunk_rows(item.parsed, item.vectors),
+    )
 
 
 def toc_of(parsed: Parsed) -> list[dict[str, Any]]:
@@ -284,20 +305,7 @@ class FolderIngest:
     async def _write(self, ctx: JobContext, batch: list[Prepared]) -> None:
         for item in batch:
             async with self.db.transaction() as conn:
-                await store.write_document(
-                    conn,
-                    version=self.version,
-                    path=item.path,
-                    title=item.parsed.title,
-                    kind=item.kind,
-                    source="folder",
-                    root=self.root,
-                    content=item.parsed.text,
-                    content_hash=item.content_hash,
-                    model=self.model,
-                    toc=toc_of(item.parsed),
-                    chunks=chunk_rows(item.parsed, item.vectors),
-                )
+                await save(conn, item, version=self.version, source="folder", root=self.root, model=self.model)
             ctx.count("updated" if item.existed else "added")
             ctx.count("chunks", len(item.vectors))
             ctx.count("files_done")

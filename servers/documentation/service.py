@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -429,23 +430,8 @@ class DocumentationService:
         texts = [ingest.embed_text(parsed.title, c.heading_path, c.text, s.embed_chars, c.keys) for c in parsed.chunks]
         vectors = await ingest.embed_batched(d.embedder, texts, s.embed_batch)
         digest = hashlib.sha256(content.encode()).hexdigest()
-
-        async def write(conn: asyncpg.Connection) -> tuple[int, bool]:
-            return await store.write_document(
-                conn,
-                version=vid,
-                path=path,
-                title=parsed.title,
-                kind=kind,
-                source=source,
-                root=None,
-                content=parsed.text,
-                content_hash=digest,
-                model=self.model,
-                toc=ingest.toc_of(parsed),
-                chunks=ingest.chunk_rows(parsed, vectors),
-            )
-
+        item = ingest.Prepared(path=path, kind=kind, content_hash=digest, parsed=parsed, existed=False, vectors=vectors)
+        write = functools.partial(ingest.save, item=item, version=vid, source=source, root=None, model=self.model)
         doc_id, created = await d.db.run_in_transaction(write)
         return doc_id, created, len(parsed.chunks)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from common.paging import Paged
 from servers.ui_testing.diff import Box
+
+#: What a run did, and how it ended (the runs table allows just these).
+RunKind = Literal["compare", "audit", "check"]
+RunStatus = Literal["running", "passed", "failed", "error", "interrupted", "cancelled"]
 
 
 class CaptureInfo(BaseModel):
@@ -125,8 +129,8 @@ class RunRow(BaseModel):
     """One run in a list."""
 
     id: int
-    kind: str
-    status: str
+    kind: RunKind
+    status: RunStatus
     page_key: str | None = None
     check: str | None = None
     summary: str

@@ -21,7 +21,9 @@ from servers.ui_testing.models import (
     CheckResult,
     Report,
     RunInfo,
+    RunKind,
     RunList,
+    RunStatus,
 )
 from servers.ui_testing.service import UiTestingService
 from servers.ui_testing.settings import Settings
@@ -176,8 +178,8 @@ async def run_check(
 async def list_runs(
     ctx: Context,
     run_id: Annotated[int | None, P("One run's summary instead.", ge=1)] = None,
-    kind: Annotated[Literal["compare", "audit", "check"] | None, P("Only this kind.")] = None,
-    status: Annotated[str | None, P("passed, failed, running...", max_length=12)] = None,
+    kind: Annotated[RunKind | None, P("Only this kind.")] = None,
+    status: Annotated[RunStatus | None, P("Only this status.")] = None,
     key: Annotated[str | None, P("Only this page key or check.", max_length=200)] = None,
     limit: Limit = 8,
     cursor: Cursor = None,

@@ -56,8 +56,10 @@ from servers.ui_testing.models import (
     FindingInfo,
     Report,
     RunInfo,
+    RunKind,
     RunList,
     RunRow,
+    RunStatus,
     StepInfo,
     ViolationInfo,
 )
@@ -652,8 +654,8 @@ class UiTestingService:
     async def list_runs(
         self,
         *,
-        kind: str | None = None,
-        status: str | None = None,
+        kind: RunKind | None = None,
+        status: RunStatus | None = None,
         key: str | None = None,
         limit: int = 8,
         cursor: str | None = None,

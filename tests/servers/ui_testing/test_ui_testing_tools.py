@@ -114,6 +114,7 @@ async def test_capture_compare_approve_through_the_tools(client: Client, site: S
         ("run_check", {"name": "missing"}, "No check named 'missing'"),
         ("list_runs", {"run_id": 987654}, "No run 987654"),
         ("list_runs", {"kind": "bogus"}, "kind"),
+        ("list_runs", {"status": "passing"}, "status"),
     ],
 )
 async def test_bad_arguments_get_errors_that_say_what_to_fix(

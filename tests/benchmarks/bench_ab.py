@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python -m tests.benchmarks.bench_ab --before DIR [--after DIR] [--samples 200]
 [--starts 10] [--servers memory_management,inference_enhancement,documentation] [--model hash-384]
-[--unchecked]``, where ``--before``
+[--unchecked] [--block 10]``, where ``--before``
 holds the older tree (e.g. ``git worktree add /tmp/before 5837f33``) and ``--after`` the newer one
 (default: this checkout); both run in this environment. Each tree's server
 runs over stdio on its own database of one embedded cluster, with its own Redis prefix, seeded
@@ -13,7 +13,10 @@ slower (about 50% when the two are alike). ``--model`` gives both trees another 
 ``hash-384``, nearly free) to tell a call's own cost from the background embedding it sets off.
 ``--unchecked`` sends the timed calls with the SDK's plain ``send_request``, without the client's check
 of the answer against the tool's output schema (a Python client's cost that grows with the schema),
-to tell the servers' answer time from that check. Asserts nothing.
+to tell the servers' answer time from that check. ``--block N`` makes N calls on one tree before the
+other takes its turn (default 1): the work a call leaves running in the background (e.g. embedding a
+new entity) then weighs mostly on its own tree's next call rather than half the time on the other
+tree's. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ SERVERS = ("memory_management", "inference_enhancement", "documentation")
 Row = list[object]
 #: Whether timed calls skip the client's output-schema check (``--unchecked``).
 UNCHECKED = False
+#: Calls made on one tree before the other takes its turn (``--block``).
+BLOCK = 1
 
 
 class Tree:
@@ -85,13 +90,15 @@ async def timed_call(client: Client, tool: str, args: dict[str, Any]) -> None:
 async def interleaved(
     pair: tuple[Client, Client], samples: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[float], list[float]]:
-    """Each (tool, arguments) on both clients, the order flipping each time; latencies (ms) per client."""
+    """The samples on both clients, ``BLOCK`` at a time on one, the order flipping each block; latencies (ms)
+    per client, in sample order."""
     out: tuple[list[float], list[float]] = ([], [])
-    for n, (tool, args) in enumerate(samples):
+    for n, start in enumerate(range(0, len(samples), BLOCK)):
         for side in (0, 1) if n % 2 == 0 else (1, 0):
-            started = time.perf_counter()
-            await timed_call(pair[side], tool, args)
-            out[side].append((time.perf_counter() - started) * 1000)
+            for tool, args in samples[start : start + BLOCK]:
+                started = time.perf_counter()
+                await timed_call(pair[side], tool, args)
+                out[side].append((time.perf_counter() - started) * 1000)
     return out
 
 
@@ -233,9 +240,10 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--model", default=None, help="EMBEDDING_MODEL for both trees (default: the default model)")
     parser.add_argument("--unchecked", action="store_true", help="timed calls skip the client's output-schema check")
+    parser.add_argument("--block", type=int, default=1, help="calls on one tree before the other's turn")
     args = parser.parse_args()
-    global UNCHECKED
-    UNCHECKED = args.unchecked
+    global UNCHECKED, BLOCK
+    UNCHECKED, BLOCK = args.unchecked, max(args.block, 1)
     before, after = Path(args.before).resolve(), Path(args.after).resolve()
     for tree in (before, after):
         if not (tree / "servers").is_dir():
